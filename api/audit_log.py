@@ -1,0 +1,77 @@
+"""The access log for administrators and auditors. Reading it is audited too."""
+import csv
+import io
+from datetime import timezone
+
+from flask import Response, stream_with_context
+from sqlalchemy import select
+
+from api import endpoint, set_audit
+from api.schemas import AuditEntryOut, AuditList, AuditQuery, AuditVerify
+from models import AuditEntry
+from renkei import audit, db
+from renkei.timefmt import iso
+
+CSV_COLUMNS = ("seq", "at", "actor_id", "actor_org_id", "action", "patient_id", "section",
+               "outcome", "client_addr", "request_id", "detail", "hash")
+
+
+def _utc(dt):
+    return dt.astimezone(timezone.utc).replace(tzinfo=None) if dt.tzinfo else dt
+
+
+def filtered(query: dict):
+    stmt = select(AuditEntry)
+    for name in ("actor_id", "patient_id", "action"):
+        if query.get(name):
+            stmt = stmt.where(getattr(AuditEntry, name) == query[name])
+    if query.get("since"):
+        stmt = stmt.where(AuditEntry.at >= _utc(query["since"]))
+    if query.get("until"):
+        stmt = stmt.where(AuditEntry.at < _utc(query["until"]))
+    return stmt
+
+
+def _describe(query):
+    set_audit(detail=";".join(f"{k}={v}" for k, v in sorted(query.items())
+                              if k in ("actor_id", "patient_id", "action"))[:200] or None)
+
+
+@endpoint("GET", "/audit", summary="Search the access log, newest first", tag="audit",
+          action="audit.read", auth="audit", query=AuditQuery, response=AuditList)
+def search(query):
+    _describe(query)
+    stmt = filtered(query)
+    if query.get("cursor"):
+        stmt = stmt.where(AuditEntry.seq < query["cursor"])
+    rows = list(db.session.execute(stmt.order_by(AuditEntry.seq.desc()).limit(query["limit"] + 1)).scalars())
+    page = rows[:query["limit"]]
+    return {"items": [AuditEntryOut().dump(e) for e in page],
+            "next_cursor": str(page[-1].seq) if len(rows) > query["limit"] else None}
+
+
+@endpoint("GET", "/audit/verify", summary="Verify the hash chain of the access log", tag="audit",
+          action="audit.verify", auth="audit", response=AuditVerify)
+def verify():
+    return audit.verify()
+
+
+@endpoint("GET", "/audit/export.csv", summary="Export the access log as CSV (same filters)",
+          tag="audit", action="audit.export", auth="audit", query=AuditQuery)
+def export(query):
+    _describe(query)
+    rows = list(db.session.execute(filtered(query).order_by(AuditEntry.seq)).scalars())
+
+    def generate():
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(CSV_COLUMNS)
+        for e in rows:
+            writer.writerow([iso(e.at) if c == "at" else getattr(e, c) for c in CSV_COLUMNS])
+            if buf.tell() > 65536:
+                yield buf.getvalue()
+                buf.seek(0)
+                buf.truncate()
+        yield buf.getvalue()
+    return Response(stream_with_context(generate()), mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="renkei-audit.csv"'})

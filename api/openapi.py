@@ -1,0 +1,74 @@
+"""OpenAPI 3 description, generated from the routes declared with `endpoint` and the
+marshmallow schemas that validate their requests."""
+import re
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import jsonify
+
+from api import ROUTES, bp
+from api.sections import SECTION_SCHEMAS
+
+PROBLEM = {"type": "object", "properties": {
+    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+    "detail": {"type": "string"},
+    "errors": {"type": "object", "additionalProperties": True}}}
+
+
+def build_spec() -> dict:
+    spec = APISpec(title="Renkei API", version="1.0.0", openapi_version="3.0.3",
+                   plugins=[MarshmallowPlugin()],
+                   info={"description": "Secure information sharing for home-care teams (連携)."})
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.schema("Problem", PROBLEM)
+    for name, schema in SECTION_SCHEMAS.items():
+        spec.components.schema(f"Section_{name}", schema=schema)
+    paths: dict[str, dict] = {}
+    for r in ROUTES:
+        path = "/api/v1" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r["rule"])
+        op = {"summary": r["summary"], "tags": [r["tag"]], "operationId": r["name"],
+              "responses": {}}
+        params = [{"name": p, "in": "path", "required": True, "schema": _param_schema(p)}
+                  for p in re.findall(r"{(\w+)}", path)]
+        if r["query"] is not None:
+            op["parameters"] = params + [{"in": "query", "schema": r["query"]}]
+        elif params:
+            op["parameters"] = params
+        if r["rule"].endswith("/record/<section>") and r["method"] == "PUT":
+            op.setdefault("parameters", []).append(
+                {"name": "If-Match", "in": "header", "required": True,
+                 "schema": {"type": "string", "pattern": r'^(W/)?"?\d+"?$'}})
+        if r["body"] is not None:
+            op["requestBody"] = {"required": True,
+                                 "content": {"application/json": {"schema": r["body"]}}}
+        ok = {"description": "OK"}
+        if r["response"] is not None:
+            ok["content"] = {"application/json": {"schema": r["response"]}}
+        if r["name"] == "export":
+            ok["content"] = {"text/csv": {"schema": {"type": "string"}}}
+        op["responses"][str(r["status"])] = ok
+        errors = set(r["errors"]) | {400, 422} if r["body"] or r["query"] else set(r["errors"])
+        if r["auth"] != "public":
+            op["security"] = [{"bearer": []}]
+            errors |= {401}
+            if r["auth"] in ("admin", "audit"):
+                errors |= {403}
+        for code in sorted(errors):
+            op["responses"][str(code)] = {"description": "Problem", "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        paths.setdefault(path, {})[r["method"].lower()] = op
+    for path, ops in paths.items():
+        spec.path(path=path, operations=ops)
+    return spec.to_dict()
+
+
+def _param_schema(name: str) -> dict:
+    if name == "section":
+        from renkei.authz import SECTIONS
+        return {"type": "string", "enum": list(SECTIONS)}
+    return {"type": "string"}
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(build_spec())

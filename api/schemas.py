@@ -1,0 +1,295 @@
+"""Request and response schemas. Requests are validated by these same classes that
+the OpenAPI description is generated from (api/openapi.py)."""
+from datetime import date
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+from models.directory import ORGANIZATION_KINDS, PROFESSIONS
+from renkei.authz import ROLES, SECTIONS
+from renkei.timefmt import iso
+
+NOTE_CATEGORIES = ("observation", "medication", "adl", "vital_signs", "incident", "contact", "other")
+SEXES = ("male", "female", "other", "unknown")
+
+
+class UTCDateTime(fields.Field):
+    """Naive-UTC datetimes out as ISO 8601 with Z."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value if isinstance(value, str) or value is None else iso(value)
+
+
+def name_field(max_len=100, **kw):
+    return fields.String(required=True, validate=validate.Length(min=1, max=max_len), **kw)
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+# --- auth -------------------------------------------------------------------
+class TokenRequest(Strict):
+    login = name_field()
+    password = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    otp = fields.String(validate=validate.Regexp(r"^\d{6}$", error="Six digits."), allow_none=True)
+
+
+class TokenResponse(Schema):
+    token = fields.String()
+    expires_at = UTCDateTime()
+
+
+class OtpRequest(Strict):
+    otp = fields.String(required=True, validate=validate.Regexp(r"^\d{6}$", error="Six digits."))
+
+
+class TotpEnrolment(Schema):
+    secret = fields.String()
+    otpauth_uri = fields.String()
+
+
+# --- directory --------------------------------------------------------------
+class OrganizationIn(Strict):
+    name = name_field(200)
+    kind = fields.String(required=True, validate=validate.OneOf(ORGANIZATION_KINDS))
+
+
+class OrganizationOut(Schema):
+    id = fields.String()
+    name = fields.String()
+    kind = fields.String()
+    created_at = UTCDateTime()
+
+
+class UserIn(Strict):
+    login = fields.String(required=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9._@-]{3,100}$", error="3–100 letters, digits or . _ @ -"))
+    password = fields.String(required=True, validate=validate.Length(min=10, max=200))
+    display_name = name_field(200)
+    organization_id = fields.String(required=True)
+    profession = fields.String(required=True, validate=validate.OneOf(PROFESSIONS))
+    is_admin = fields.Boolean(load_default=False)
+    is_auditor = fields.Boolean(load_default=False)
+
+
+class UserPatch(Strict):
+    display_name = fields.String(validate=validate.Length(min=1, max=200))
+    disabled = fields.Boolean()
+    password = fields.String(validate=validate.Length(min=10, max=200))
+
+
+class UserOut(Schema):
+    id = fields.String()
+    login = fields.String()
+    display_name = fields.String()
+    organization_id = fields.String()
+    organization_name = fields.String()
+    profession = fields.String()
+    is_admin = fields.Boolean()
+    is_auditor = fields.Boolean()
+    disabled = fields.Boolean()
+    totp_enabled = fields.Boolean()
+
+
+class ListQuery(Schema):
+    class Meta:
+        unknown = "exclude"
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=validate.Length(max=100))
+
+
+# --- patients ---------------------------------------------------------------
+class PatientIn(Strict):
+    name = name_field(metadata={"description": "氏名"})
+    name_kana = name_field(metadata={"description": "ふりがな"})
+    birth_date = fields.Date(required=True)
+    sex = fields.String(required=True, validate=validate.OneOf(SEXES))
+    address = fields.String(validate=validate.Length(max=300))
+    phone = fields.String(validate=validate.Regexp(r"^[0-9+\-() ]{0,20}$"))
+
+    @validates("birth_date")
+    def _not_future(self, value, **_):
+        if value > date.today() or value.year < 1880:
+            raise ValidationError("Not a plausible birth date.")
+
+
+class PatientQuery(Schema):
+    class Meta:
+        unknown = "exclude"
+    name = fields.String(validate=validate.Length(min=1, max=100),
+                         metadata={"description": "exact name or kana (blind index)"})
+
+
+class PatientOut(Schema):
+    id = fields.String()
+    name = fields.String(allow_none=True)
+    name_kana = fields.String(allow_none=True)
+    birth_date = fields.String(allow_none=True)
+    sex = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    my_role = fields.String(allow_none=True)
+    breakglass = fields.Boolean()
+    consent = fields.Boolean()
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime(allow_none=True)
+    changed_since_my_last_view = fields.List(fields.String())
+    urgent_unacknowledged = fields.Integer()
+
+
+class PatientList(Schema):
+    items = fields.List(fields.Nested(PatientOut))
+
+
+class ConsentIn(Strict):
+    obtained_on = fields.Date(required=True)
+    obtained_by = name_field(200)
+    scope = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+    @validates("obtained_on")
+    def _not_future(self, value, **_):
+        if value > date.today():
+            raise ValidationError("Consent cannot be dated in the future.")
+
+
+class ConsentOut(Schema):
+    id = fields.String()
+    obtained_on = fields.String()
+    obtained_by = fields.String()
+    scope = fields.String()
+    recorded_by = fields.String()
+    recorded_at = UTCDateTime()
+    withdrawn_at = UTCDateTime(allow_none=True)
+    active = fields.Boolean()
+
+
+class ConsentList(Schema):
+    items = fields.List(fields.Nested(ConsentOut))
+
+
+class TeamIn(Strict):
+    user_id = fields.String(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class TeamMemberOut(Schema):
+    user_id = fields.String()
+    role = fields.String()
+    display_name = fields.String()
+    profession = fields.String()
+    organization_id = fields.String()
+    organization_name = fields.String()
+    added_at = UTCDateTime()
+    added_by = fields.String()
+
+
+class TeamList(Schema):
+    items = fields.List(fields.Nested(TeamMemberOut))
+
+
+# --- record -----------------------------------------------------------------
+class SectionOut(Schema):
+    section = fields.String(validate=validate.OneOf(SECTIONS))
+    version = fields.Integer()
+    content = fields.Dict()
+    updated_at = UTCDateTime(allow_none=True)
+    updated_by = fields.String(allow_none=True)
+    updated_by_name = fields.String(allow_none=True)
+
+
+class RecordOut(Schema):
+    patient_id = fields.String()
+    sections = fields.Dict(keys=fields.String(), values=fields.Nested(SectionOut))
+    writable = fields.List(fields.String())
+
+
+class SectionIn(Strict):
+    content = fields.Dict(required=True, metadata={
+        "description": "the section's content; its shape is the section's schema (see components)"})
+
+
+class SectionVersions(Schema):
+    items = fields.List(fields.Nested(SectionOut))
+
+
+# --- timeline ---------------------------------------------------------------
+class NoteIn(Strict):
+    body = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    category = fields.String(required=True, validate=validate.OneOf(NOTE_CATEGORIES))
+    urgent = fields.Boolean(load_default=False)
+
+
+class AckOut(Schema):
+    user_id = fields.String()
+    display_name = fields.String()
+    at = UTCDateTime()
+
+
+class NoteOut(Schema):
+    id = fields.String()
+    patient_id = fields.String()
+    body = fields.String()
+    category = fields.String()
+    urgent = fields.Boolean()
+    created_at = UTCDateTime()
+    author_id = fields.String()
+    author_name = fields.String()
+    acks = fields.List(fields.Nested(AckOut))
+    acknowledged_by_me = fields.Boolean()
+
+
+class NoteList(Schema):
+    items = fields.List(fields.Nested(NoteOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+# --- break-glass ------------------------------------------------------------
+class BreakGlassIn(Strict):
+    reason = fields.String(required=True, validate=validate.Length(min=5, max=1000))
+    otp = fields.String(validate=validate.Regexp(r"^\d{6}$", error="Six digits."), allow_none=True)
+
+
+class BreakGlassOut(Schema):
+    id = fields.String()
+    patient_id = fields.String()
+    expires_at = UTCDateTime()
+
+
+# --- audit ------------------------------------------------------------------
+class AuditQuery(Schema):
+    class Meta:
+        unknown = "exclude"
+    actor_id = fields.String(validate=validate.Length(max=36))
+    patient_id = fields.String(validate=validate.Length(max=36))
+    action = fields.String(validate=validate.Length(max=40))
+    since = fields.DateTime()
+    until = fields.DateTime()
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    cursor = fields.Integer(validate=validate.Range(min=1))
+
+
+class AuditEntryOut(Schema):
+    seq = fields.Integer()
+    at = UTCDateTime()
+    actor_id = fields.String(allow_none=True)
+    actor_org_id = fields.String(allow_none=True)
+    action = fields.String()
+    patient_id = fields.String(allow_none=True)
+    section = fields.String(allow_none=True)
+    outcome = fields.String()
+    client_addr = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    detail = fields.String(allow_none=True)
+    hash = fields.String()
+
+
+class AuditList(Schema):
+    items = fields.List(fields.Nested(AuditEntryOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class AuditVerify(Schema):
+    ok = fields.Boolean()
+    entries = fields.Integer()
+    first_bad = fields.Integer(allow_none=True)

@@ -1,0 +1,84 @@
+"""Organisations, users and their credentials."""
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models import Base, new_id, utcnow
+
+ORGANIZATION_KINDS = ("clinic", "hospital", "visiting_nurse_station", "care_management_office",
+                      "disability_consultation_office", "pharmacy", "community_support_center",
+                      "municipality", "other")
+PROFESSIONS = ("physician", "nurse", "care_manager", "disability_support_worker",
+               "pharmacist", "therapist", "other")
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    login: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    display_name: Mapped[str] = mapped_column(String(200))
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    profession: Mapped[str] = mapped_column(String(40))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_auditor: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # TOTP secret sealed with the system key; enabled only once confirmed with a code.
+    totp_secret_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    totp_last_counter: Mapped[int] = mapped_column(Integer, default=0)  # no code replay
+    # Bumped to end every browser session of the user (logout everywhere, disable).
+    session_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # Last realtime sequence number handed to this user (SPEC §5 `seq`).
+    event_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    organization: Mapped[Organization] = relationship(lazy="joined")
+
+    # Flask-Login protocol
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return not self.disabled
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_generation}"
+
+
+class ApiToken(Base):
+    """Bearer tokens: only a SHA-256 of the token is stored."""
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins per login name, whether or not the login exists, so a locked
+    account and an unknown one answer alike."""
+    __tablename__ = "login_throttle"
+    login_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class SystemKey(Base):
+    """Service-wide keys (blind index, TOTP secrets), wrapped by the master key."""
+    __tablename__ = "system_keys"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kek_id: Mapped[str] = mapped_column(String(16))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)

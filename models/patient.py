@@ -1,0 +1,93 @@
+"""Patients, consent, teams, the versioned 表3 record, timeline notes, break-glass."""
+from datetime import date, datetime
+
+from sqlalchemy import (Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary,
+                        String, UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models import Base, new_id, utcnow
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # The patient's data key, wrapped by master key `kek_id`; NULL once shredded.
+    kek_id: Mapped[str | None] = mapped_column(String(16))
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Demographics: JSON sealed under the data key (name, kana, birth date, sex, address, contacts).
+    demographics_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    name_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    kana_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    registered_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Consent(Base):
+    __tablename__ = "consents"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    obtained_on: Mapped[date] = mapped_column(Date)
+    details_ct: Mapped[bytes] = mapped_column(LargeBinary)  # obtained_by, scope
+    recorded_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class TeamMember(Base):
+    """A membership; removal keeps the row (removed_at) for the record's history."""
+    __tablename__ = "team_members"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    role: Mapped[str] = mapped_column(String(40))
+    added_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When the member last opened the record: "what changed since my last look".
+    last_viewed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    __table_args__ = (Index("ix_team_members_patient_current", "patient_id", "removed_at"),)
+
+
+class SectionRevision(Base):
+    """An immutable revision of one 表3 section. The unique (patient, section, version)
+    is what makes concurrent writers of one version collide: exactly one wins."""
+    __tablename__ = "section_revisions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    section: Mapped[str] = mapped_column(String(40))
+    version: Mapped[int] = mapped_column(Integer)
+    content_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("patient_id", "section", "version",
+                                       name="uq_section_revisions_version"),)
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    category: Mapped[str] = mapped_column(String(20))
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    body_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (Index("ix_notes_patient_created", "patient_id", "created_at"),)
+
+
+class NoteAck(Base):
+    __tablename__ = "note_acks"
+    note_id: Mapped[str] = mapped_column(ForeignKey("notes.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class BreakGlass(Base):
+    __tablename__ = "breakglass"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    reason_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    opened_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)

@@ -1,0 +1,16 @@
+"""Open Socket.IO connections, so a logout or a disabled account can close them in
+whichever server process holds them."""
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models import Base, utcnow
+
+
+class SocketSession(Base):
+    __tablename__ = "socket_sessions"
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    token_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    connected_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,0 +1,114 @@
+"""Socket.IO (SPEC §5). Each connection joins only its own user's room; the server
+decides recipients per event from the current team (renkei/notify.py), so a client
+can never subscribe to anything by name. Events carry identifiers, never content."""
+import logging
+
+from flask import g, request
+from flask_login import current_user
+from flask_socketio import SocketIO, emit, join_room
+from sqlalchemy import delete, select
+
+from models import SocketSession
+from renkei import audit, auth, db, notify
+
+log = logging.getLogger("renkei.realtime")
+socketio = SocketIO()
+
+
+def init_app(app, settings):
+    socketio.init_app(app, async_mode="threading", message_queue=settings.redis_url,
+                      # None = same origin only; never "*".
+                      cors_allowed_origins=settings.allowed_origins or None,
+                      logger=False, engineio_logger=False)
+
+
+def _room(user_id: str) -> str:
+    return "user:" + user_id
+
+
+def push(user_id: str, name: str, payload: dict):
+    """Send a committed event to one user's connections in every process. If the
+    message queue is down the event is still stored; the client gets it on resume."""
+    try:
+        socketio.emit(name, payload, to=_room(user_id))
+    except Exception:
+        log.warning("could not push %s (seq %s); the client will get it on resume",
+                    name, payload.get("seq"))
+
+
+def _socket_user():
+    """A bearer token in the handshake's auth, else the browser's session cookie."""
+    data = getattr(request, "socket_auth", None)
+    token = data.get("token") if isinstance(data, dict) else None
+    if isinstance(token, str) and token:
+        user = auth.user_for_token(token)
+        return user, (g.api_token.id if user else None)
+    if current_user and current_user.is_authenticated and g.get("cookie_auth"):
+        return current_user._get_current_object(), None
+    return None, None
+
+
+@socketio.on("connect")
+def on_connect(auth_data=None):
+    request.socket_auth = auth_data
+    try:
+        user, token_id = _socket_user()
+        audit.record("realtime.connect", "ok" if user else "unauthenticated", actor=user)
+        if user is not None:
+            db.session.add(SocketSession(sid=request.sid, user_id=user.id, token_id=token_id))
+        db.commit()
+    finally:
+        db.session.remove()
+    if user is None:
+        raise ConnectionRefusedError("authentication required")
+    join_room(_room(user.id))
+
+
+@socketio.on("disconnect")
+def on_disconnect(reason=None):
+    try:
+        db.session.execute(delete(SocketSession).where(SocketSession.sid == request.sid))
+        db.session.commit()
+    finally:
+        db.session.remove()
+
+
+@socketio.on("resume")
+def on_resume(data=None):
+    """Replay every stored event after `since`, in seq order; the ack says where it ended."""
+    since = data.get("since", 0) if isinstance(data, dict) else 0
+    if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+        return {"error": "since must be a non-negative integer"}
+    try:
+        row = db.session.get(SocketSession, request.sid)
+        if row is None:
+            return {"error": "not connected"}
+        last, replayed = since, 0
+        while True:
+            batch = notify.events_since(row.user_id, last)
+            for name, payload in batch:
+                emit(name, payload)
+                last, replayed = payload["seq"], replayed + 1
+            if len(batch) < 1000:
+                break
+        return {"replayed": replayed, "seq": last}
+    finally:
+        db.session.remove()
+
+
+def _disconnect(where):
+    sids = list(db.session.execute(select(SocketSession.sid).where(where)).scalars())
+    for sid in sids:
+        try:
+            socketio.server.disconnect(sid)  # reaches other processes through the queue
+        except Exception:
+            log.warning("could not disconnect a socket")
+    return len(sids)
+
+
+def disconnect_token(token_id: str):
+    return _disconnect(SocketSession.token_id == token_id)
+
+
+def disconnect_user(user_id: str):
+    return _disconnect(SocketSession.user_id == user_id)

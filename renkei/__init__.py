@@ -1,0 +1,92 @@
+"""Renkei (連携): the service core — app factory, settings, crypto, authorisation, audit."""
+import logging
+
+from flask import Flask, request
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from renkei import db
+from renkei.settings import ROOT, Settings
+
+csrf = CSRFProtect()
+log = logging.getLogger("renkei")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask("renkei", template_folder=str(ROOT / "templates"),
+                static_folder=str(ROOT / "static"), instance_path=str(ROOT / "instance"))
+    app.config.update(
+        RENKEI=settings, SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=not settings.embedded,
+        PERMANENT_SESSION_LIFETIME=settings.session_idle_seconds,
+        MAX_CONTENT_LENGTH=1024 * 1024, JSON_AS_ASCII=False,
+        WTF_CSRF_TIME_LIMIT=None, WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"])
+    app.json.ensure_ascii = False
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
+
+    from renkei.crypto import Keyring
+    app.extensions["renkei.keyring"] = Keyring(settings.master_key, settings.previous_master_keys)
+    app.extensions["renkei.engine"] = engine = db.make_engine(settings.database_url)
+    db.bind(engine)
+
+    from renkei.auth import idle_check, login_manager
+    login_manager.init_app(app)
+    login_manager.login_view = "web.login"
+    csrf.init_app(app)
+
+    import api
+    csrf.exempt(api.bp)  # the API checks CSRF itself, only for cookie-authenticated calls
+    app.register_blueprint(api.bp)
+    import web
+    app.register_blueprint(web.bp)
+    web.init_app(app)
+
+    import realtime
+    realtime.init_app(app, settings)
+
+    from renkei import cli
+    cli.register(app)
+
+    @app.before_request
+    def _idle():
+        idle_check()
+
+    @app.after_request
+    def _headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                "frame-ancestors 'none'")
+        if request.path.startswith("/api/") or resp.mimetype == "text/html":
+            resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.teardown_appcontext
+    def _cleanup(_exc):
+        db.session.remove()
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        from renkei import problems
+        if request.path.startswith("/api/"):
+            return problems.response(exc.code or 500, exc.description or "")
+        return exc
+
+    @app.get("/healthz")
+    def healthz():
+        from sqlalchemy import text
+        from renkei import problems
+        try:
+            db.session.execute(text("SELECT 1"))
+        except Exception:
+            db.session.rollback()
+            return problems.response(503, "The database does not answer.")
+        return {"status": "ok"}
+
+    return app

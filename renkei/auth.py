@@ -1,0 +1,191 @@
+"""Who is calling: Argon2id passwords, TOTP, lockout, bearer tokens, sessions."""
+import hashlib
+import secrets
+from datetime import timedelta
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app, g, request, session as cookie_session
+from flask_login import LoginManager
+from sqlalchemy import select
+
+from models import ApiToken, LoginThrottle, User, utcnow
+from renkei import crypto, db, vault
+from renkei.problems import Problem
+
+login_manager = LoginManager()
+TOKEN_PREFIX = "rk_"
+
+
+def hasher() -> PasswordHasher:
+    s = current_app.config["RENKEI"]
+    return PasswordHasher(time_cost=s.argon2_time_cost, memory_cost=s.argon2_memory_cost)
+
+
+def hash_password(password: str) -> str:
+    return hasher().hash(password)
+
+
+def _dummy_hash() -> str:
+    ext = current_app.extensions
+    if "renkei.dummy_hash" not in ext:
+        ext["renkei.dummy_hash"] = hash_password(secrets.token_urlsafe(16))
+    return ext["renkei.dummy_hash"]
+
+
+def _password_ok(stored: str, password: str) -> bool:
+    try:
+        return hasher().verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- TOTP -------------------------------------------------------------------
+
+def new_totp_secret(user: User) -> str:
+    secret = pyotp.random_base32()
+    user.totp_secret_ct = crypto.seal(vault.system_key("totp"), secret.encode(), f"totp|user={user.id}")
+    return secret
+
+
+def totp_secret(user: User) -> str | None:
+    if user.totp_secret_ct is None:
+        return None
+    return crypto.unseal(vault.system_key("totp"), user.totp_secret_ct, f"totp|user={user.id}").decode()
+
+
+def check_totp(user: User, code: str | None) -> bool:
+    """Valid for ±1 step, and each code once (totp_last_counter)."""
+    secret = totp_secret(user)
+    if not secret or not code or not code.isdigit():
+        return False
+    totp, now = pyotp.TOTP(secret), utcnow()
+    for drift in (-1, 0, 1):
+        at = now + timedelta(seconds=30 * drift)
+        counter = totp.timecode(at)
+        if counter > user.totp_last_counter and secrets.compare_digest(totp.at(at), code):
+            user.totp_last_counter = counter
+            return True
+    return False
+
+
+def second_factor_required(user: User) -> bool:
+    return user.is_admin or user.totp_enabled
+
+
+# --- sign-in ----------------------------------------------------------------
+
+def authenticate(login: str, password: str, otp: str | None) -> User:
+    """Check credentials; raise 401 (same answer for unknown login and wrong
+    password) or 429 while the login name is locked out. The caller commits."""
+    s = current_app.config["RENKEI"]
+    throttle = db.session.get(LoginThrottle, _sha256(login.lower()))
+    now = utcnow()
+    if throttle and throttle.locked_until and throttle.locked_until > now:
+        raise Problem(429, "Too many failed sign-ins; try again later.",
+                      headers={"Retry-After": str(int((throttle.locked_until - now).total_seconds()) + 1)})
+    user = db.session.execute(select(User).where(User.login == login)).scalar_one_or_none()
+    g.login_candidate = user  # for the audit entry of this attempt
+    # Hash even for an unknown login so both take the same time.
+    ok = _password_ok(user.password_hash if user else _dummy_hash(), password)
+    if ok and user and user.disabled:
+        ok = False
+    if ok and second_factor_required(user) and not check_totp(user, otp):
+        if not otp:
+            _fail(throttle, login, s)
+            raise Problem(401, "A one-time code from your authenticator app is required.",
+                          type_="/problems/otp-required", otp_required=True)
+        ok = False
+    if not ok or user is None:
+        _fail(throttle, login, s)
+        raise Problem(401, "Login or password (or one-time code) is incorrect.")
+    if throttle:
+        db.session.delete(throttle)
+    return user
+
+
+def _fail(throttle, login, s):
+    if throttle is None:
+        throttle = LoginThrottle(login_hash=_sha256(login.lower()), failures=0)
+        db.session.add(throttle)
+    throttle.failures += 1
+    if throttle.failures >= s.lockout_threshold:
+        throttle.locked_until = utcnow() + timedelta(seconds=s.lockout_seconds)
+        throttle.failures = 0
+
+
+# --- bearer tokens ----------------------------------------------------------
+
+def issue_token(user: User) -> tuple[str, object]:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = utcnow() + timedelta(seconds=current_app.config["RENKEI"].token_ttl_seconds)
+    db.session.add(ApiToken(user_id=user.id, token_hash=_sha256(token), expires_at=expires))
+    return token, expires
+
+
+def find_token(token: str) -> ApiToken | None:
+    row = db.session.execute(select(ApiToken).where(ApiToken.token_hash == _sha256(token))).scalar_one_or_none()
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        return None
+    return row
+
+
+def user_for_token(token: str) -> User | None:
+    row = find_token(token)
+    if row is None:
+        return None
+    user = db.session.get(User, row.user_id)
+    if user is None or user.disabled:
+        return None
+    g.api_token = row
+    return user
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return None
+
+
+@login_manager.request_loader
+def _load_from_bearer(req):
+    token = bearer_token()
+    return user_for_token(token) if token else None
+
+
+@login_manager.user_loader
+def _load_from_session(session_id: str):
+    """Cookie sessions name user and session generation; bumping the generation
+    (logout everywhere, disable) ends every session of the user at once."""
+    user_id, _, generation = session_id.partition(":")
+    user = db.session.get(User, user_id)
+    if user is None or user.disabled or str(user.session_generation) != generation:
+        return None
+    g.cookie_auth = True
+    return user
+
+
+def revoke_all(user: User):
+    """End every token and browser session of a user (disable, password reset)."""
+    now = utcnow()
+    for row in db.session.execute(select(ApiToken).where(ApiToken.user_id == user.id,
+                                                         ApiToken.revoked_at.is_(None))).scalars():
+        row.revoked_at = now
+    user.session_generation += 1
+
+
+def idle_check():
+    """Idle timeout for cookie sessions: session['seen'] is refreshed each request."""
+    s = current_app.config["RENKEI"]
+    now = int(utcnow().timestamp())
+    seen = cookie_session.get("seen")
+    if seen and now - seen > s.session_idle_seconds:
+        cookie_session.clear()
+    elif "_user_id" in cookie_session:
+        cookie_session["seen"] = now

@@ -1,0 +1,117 @@
+"""Authorisation: the one path every access to a patient goes through.
+
+`patient_access(user, patient_id, need, section)` returns the patient or raises:
+404 when the caller may not see the patient at all (same as a patient that does
+not exist), 403 when they may see it but not do this. The tables below are the
+whole policy; SPEC §2 "Who may write which section" is WRITE_PERMISSIONS."""
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from models import BreakGlass, Consent, Patient, TeamMember, User, utcnow
+from renkei import db
+from renkei.problems import Problem, not_found
+
+SECTIONS = ("wishes", "condition", "adl", "home", "family_care", "diseases_medications",
+            "illness_explanation", "expected_changes", "home_care_cautions", "care_notes")
+
+WRITE_PERMISSIONS: dict[str, frozenset] = {
+    "primary_physician": frozenset(SECTIONS),
+    "backup_physician": frozenset(SECTIONS),
+    "nurse": frozenset(SECTIONS),
+    "care_manager": frozenset({"wishes", "condition", "adl", "home", "family_care",
+                               "home_care_cautions", "care_notes"}),
+    "disability_support_worker": frozenset({"wishes", "condition", "adl", "home",
+                                            "family_care", "care_notes"}),
+    "pharmacist": frozenset({"condition", "diseases_medications"}),
+    "therapist": frozenset({"condition", "adl", "home", "care_notes"}),
+}
+ROLES = tuple(WRITE_PERMISSIONS)
+
+# Which team roles a profession may hold; the first is what a registrant becomes.
+PROFESSION_ROLES = {
+    "physician": ("primary_physician", "backup_physician"),
+    "nurse": ("nurse",),
+    "care_manager": ("care_manager",),
+    "disability_support_worker": ("disability_support_worker",),
+    "pharmacist": ("pharmacist",),
+    "therapist": ("therapist",),
+    "other": (),
+}
+TEAM_MANAGERS = frozenset({"care_manager", "primary_physician", "backup_physician"})
+BREAKGLASS_PROFESSIONS = frozenset({"physician", "nurse"})
+
+# What a caller wants to do with a patient.
+READ = "read"            # demographics, record, revisions, timeline
+WRITE = "write"          # a section (needs `section`)
+POST = "post"            # timeline notes and acknowledgements
+TEAM_VIEW = "team.view"
+TEAM_MANAGE = "team.manage"
+CONSENT = "consent"
+DELETE = "delete"
+_READ_ONLY = {READ, TEAM_VIEW}
+_NEEDS_CONSENT = {READ, WRITE, POST}
+
+
+@dataclass
+class Access:
+    patient: Patient
+    role: str | None         # the caller's team role, None if not a member
+    breakglass: bool = False
+
+
+def current_membership(patient_id: str, user_id: str) -> TeamMember | None:
+    return db.session.execute(select(TeamMember).where(
+        TeamMember.patient_id == patient_id, TeamMember.user_id == user_id,
+        TeamMember.removed_at.is_(None))).scalar_one_or_none()
+
+
+def active_breakglass(patient_id: str, user_id: str) -> BreakGlass | None:
+    return db.session.execute(select(BreakGlass).where(
+        BreakGlass.patient_id == patient_id, BreakGlass.user_id == user_id,
+        BreakGlass.expires_at > utcnow()).order_by(BreakGlass.expires_at.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def has_consent(patient_id: str) -> bool:
+    return db.session.execute(select(Consent.id).where(
+        Consent.patient_id == patient_id, Consent.withdrawn_at.is_(None)).limit(1)).first() is not None
+
+
+def live_patient(patient_id: str) -> Patient | None:
+    patient = db.session.get(Patient, patient_id) if isinstance(patient_id, str) else None
+    return None if patient is None or patient.deleted_at is not None else patient
+
+
+def patient_access(user: User, patient_id: str, need: str, section: str | None = None) -> Access:
+    patient = live_patient(patient_id)
+    if patient is None:
+        raise not_found()
+    member = current_membership(patient.id, user.id)
+
+    # Administrators manage teams and delete records without reading clinical content.
+    if user.is_admin and (need in (TEAM_VIEW, TEAM_MANAGE, DELETE)):
+        return Access(patient, member.role if member else None)
+    if member is None:
+        if active_breakglass(patient.id, user.id) is None:
+            raise not_found()
+        if need not in _READ_ONLY:
+            raise Problem(403, "Break-glass access is read-only.", type_="/problems/breakglass-read-only")
+        return Access(patient, None, breakglass=True)
+
+    if need in _NEEDS_CONSENT and user.id != patient.registered_by and not has_consent(patient.id):
+        raise Problem(403, "The patient's consent to share information has not been recorded.",
+                      type_="/problems/consent-missing")
+    if need == WRITE and section not in WRITE_PERMISSIONS[member.role]:
+        raise Problem(403, f"The role {member.role} may not write the section {section}.",
+                      type_="/problems/section-not-writable")
+    if need in (TEAM_MANAGE, CONSENT) and member.role not in TEAM_MANAGERS \
+            and user.id != patient.registered_by:
+        raise Problem(403, "Only the care manager, the physicians or the registrant may do this.")
+    if need == DELETE:
+        raise Problem(403, "Only administrators delete a patient's record.")
+    return Access(patient, member.role)
+
+
+def writable_sections(role: str | None) -> list[str]:
+    return [s for s in SECTIONS if role and s in WRITE_PERMISSIONS.get(role, ())]

@@ -1,0 +1,81 @@
+"""Envelope encryption (SPEC §3).
+
+Each patient has a random 256-bit data key (DEK). Values are sealed with
+AES-256-GCM under that DEK, with associated data naming exactly where the value
+belongs (patient, field or section and revision), so ciphertext copied to another
+row does not decrypt. DEKs are stored only wrapped by the master key, which lives
+outside the database; the wrapping records the master key's id so the master key
+can be rotated by rewrapping DEKs alone. Destroying a DEK crypto-shreds a patient.
+"""
+import hashlib
+import hmac
+import json
+import os
+import unicodedata
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE_BYTES = 12
+
+
+class DecryptionError(Exception):
+    """Ciphertext failed authentication: wrong key, wrong place, or tampered."""
+
+
+def key_id(master_key: bytes) -> str:
+    """A public fingerprint of a master key (never the key itself)."""
+    return hashlib.sha256(b"renkei key id|" + master_key).hexdigest()[:16]
+
+
+def new_data_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def seal(key: bytes, plaintext: bytes, aad: str) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad.encode())
+
+
+def unseal(key: bytes, blob: bytes, aad: str) -> bytes:
+    try:
+        return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad.encode())
+    except (InvalidTag, ValueError) as exc:
+        raise DecryptionError(aad.split("|")[0]) from exc
+
+
+def seal_json(key: bytes, value, aad: str) -> bytes:
+    return seal(key, json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(), aad)
+
+
+def unseal_json(key: bytes, blob: bytes, aad: str):
+    return json.loads(unseal(key, blob, aad))
+
+
+class Keyring:
+    """The master key (and previous ones during a rotation) that wrap data keys."""
+
+    def __init__(self, current: bytes, previous: list[bytes] = ()):
+        self.current_id = key_id(current)
+        self._keys = {key_id(k): k for k in (current, *previous)}
+
+    def wrap(self, data_key: bytes, owner: str) -> tuple[str, bytes]:
+        return self.current_id, seal(self._keys[self.current_id], data_key, f"dek|{owner}")
+
+    def unwrap(self, kid: str, wrapped: bytes, owner: str) -> bytes:
+        if kid not in self._keys:
+            raise DecryptionError(f"master key {kid} is not configured")
+        return unseal(self._keys[kid], wrapped, f"dek|{owner}")
+
+
+def normalize_name(text: str) -> str:
+    """Spelling-insensitive form of a name for the blind index: NFKC, no spaces,
+    hiragana folded to katakana (so やまだ and ヤマダ match)."""
+    text = unicodedata.normalize("NFKC", text or "")
+    text = "".join(ch for ch in text if not ch.isspace())
+    return "".join(chr(ord(c) + 0x60) if "\u3041" <= c <= "\u3096" else c for c in text).lower()
+
+
+def blind_index(index_key: bytes, text: str) -> str:
+    """Keyed hash for exact-match search without storing the plaintext."""
+    return hmac.new(index_key, normalize_name(text).encode(), hashlib.sha256).hexdigest()

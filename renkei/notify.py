@@ -1,0 +1,58 @@
+"""Realtime events (SPEC §5): who receives what, with which seq.
+
+An event is stored per recipient, with that recipient's next seq, in the same
+transaction as the change it describes; only after commit is it pushed to the
+recipient's Socket.IO room. So a client that missed a push (network, Redis down,
+another process) gets it from `resume`, and a rolled-back change sends nothing.
+Recipients are the patient's team *at the time of the change*: a removed member
+stops receiving at once."""
+import json
+
+from flask import g
+from sqlalchemy import select, update
+
+from models import TeamMember, User, UserEvent, utcnow
+from renkei import db
+from renkei.timefmt import iso
+
+
+def team_user_ids(patient_id: str) -> list[str]:
+    return list(db.session.execute(select(TeamMember.user_id).where(
+        TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None))).scalars())
+
+
+def admin_user_ids() -> list[str]:
+    return list(db.session.execute(select(User.id).where(User.is_admin.is_(True),
+                                                         User.disabled.is_(False))).scalars())
+
+
+def queue(name: str, patient_id: str, payload: dict, also_to=()):
+    """Store `name` for every current team member (and `also_to`), for sending after commit."""
+    at = iso(utcnow())
+    recipients = sorted(set(team_user_ids(patient_id)) | set(also_to))  # fixed lock order
+    for user_id in recipients:
+        seq = db.session.execute(update(User).where(User.id == user_id)
+                                 .values(event_seq=User.event_seq + 1)
+                                 .returning(User.event_seq)).scalar_one()
+        body = {"patient_id": patient_id, **payload, "at": at, "seq": seq}
+        db.session.add(UserEvent(user_id=user_id, seq=seq, name=name,
+                                 payload=json.dumps(body, ensure_ascii=False)))
+        g.setdefault("events_pending", []).append((user_id, name, body))
+
+
+def publish_pending():
+    pending = g.pop("events_pending", [])
+    if pending:
+        from realtime import push
+        for user_id, name, body in pending:
+            push(user_id, name, body)
+
+
+def discard_pending():
+    g.pop("events_pending", None)
+
+
+def events_since(user_id: str, since: int, limit: int = 1000) -> list[tuple[str, dict]]:
+    rows = db.session.execute(select(UserEvent.name, UserEvent.payload).where(
+        UserEvent.user_id == user_id, UserEvent.seq > since).order_by(UserEvent.seq).limit(limit))
+    return [(name, json.loads(payload)) for name, payload in rows]

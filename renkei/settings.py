@@ -1,0 +1,101 @@
+"""Settings from the environment (SPEC §6). The embedded default keeps everything
+under instance/ so `python wsgi.py` works on a fresh clone."""
+import base64
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = Path(os.environ.get("RENKEI_INSTANCE_DIR", ROOT / "instance"))
+
+
+def _generated_secret(name: str, warn: str | None) -> bytes:
+    """Read a key generated on first start, or make one (0600) under instance/."""
+    INSTANCE.mkdir(parents=True, exist_ok=True)
+    path = INSTANCE / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    if warn:
+        print(warn.format(path=path), file=sys.stderr)
+    return base64.b64decode(path.read_text().strip())
+
+
+def _decode_key(text: str, source: str) -> bytes:
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except ValueError:
+        raise SystemExit(f"{source}: not base64")
+    if len(key) != 32:
+        raise SystemExit(f"{source}: the master key must be 32 bytes, got {len(key)}")
+    return key
+
+
+def _master_keys() -> tuple[bytes, list[bytes]]:
+    """The current master key and any previous ones still accepted while a
+    rotation is under way (RENKEI_MASTER_KEY_PREVIOUS, comma-separated base64)."""
+    if os.environ.get("RENKEI_MASTER_KEY"):
+        current = _decode_key(os.environ["RENKEI_MASTER_KEY"], "RENKEI_MASTER_KEY")
+    elif os.environ.get("RENKEI_MASTER_KEY_FILE"):
+        path = os.environ["RENKEI_MASTER_KEY_FILE"]
+        current = _decode_key(Path(path).read_text(), path)
+    else:
+        current = _generated_secret(
+            "master.key",
+            "\n*** WARNING: using a DEVELOPMENT master key generated at {path}.\n"
+            "*** Patient data encrypted with it is only as safe as that file.\n"
+            "*** Set RENKEI_MASTER_KEY or RENKEI_MASTER_KEY_FILE in production.\n")
+    previous = [_decode_key(k, "RENKEI_MASTER_KEY_PREVIOUS")
+                for k in os.environ.get("RENKEI_MASTER_KEY_PREVIOUS", "").split(",") if k.strip()]
+    return current, previous
+
+
+@dataclass
+class Settings:
+    database_url: str
+    master_key: bytes
+    previous_master_keys: list[bytes]
+    secret_key: bytes
+    redis_url: str | None
+    host: str = "127.0.0.1"
+    port: int = 5000
+    token_ttl_seconds: int = 12 * 3600
+    session_idle_seconds: int = 30 * 60
+    breakglass_seconds: int = 4 * 3600
+    lockout_threshold: int = 5
+    lockout_seconds: int = 15 * 60
+    # Argon2id cost; tests lower it, production keeps the library's defaults.
+    argon2_time_cost: int = 3
+    argon2_memory_cost: int = 65536
+    allowed_origins: list[str] = field(default_factory=list)
+    embedded: bool = False
+    trusted_proxies: int = 0  # how many reverse proxies set X-Forwarded-For
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        db_url = env.get("RENKEI_DATABASE_URL")
+        embedded = not db_url
+        if embedded:
+            INSTANCE.mkdir(parents=True, exist_ok=True)
+            db_url = f"sqlite:///{INSTANCE / 'renkei.db'}"
+        master, previous = _master_keys()
+        if env.get("RENKEI_SECRET_KEY"):
+            secret = env["RENKEI_SECRET_KEY"].encode()
+        else:
+            secret = _generated_secret("secret.key", None)
+        host = env.get("RENKEI_HOST", "127.0.0.1")
+        port = int(env.get("RENKEI_PORT", "5000"))
+        origins = [o for o in env.get("RENKEI_ALLOWED_ORIGINS", "").split(",") if o]
+        values = dict(
+            database_url=db_url, master_key=master, previous_master_keys=previous,
+            secret_key=secret, redis_url=env.get("RENKEI_REDIS_URL") or None,
+            host=host, port=port, embedded=embedded, allowed_origins=origins,
+            token_ttl_seconds=int(env.get("RENKEI_TOKEN_TTL", 12 * 3600)),
+            trusted_proxies=int(env.get("RENKEI_TRUSTED_PROXIES", "0")),
+        )
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,71 @@
+"""Where data keys are created, unwrapped, rotated and destroyed. Every sealed
+value's associated data is built here, so what binds a value to its place is in
+one spot: patient id, then field / section+revision / note / consent."""
+from flask import current_app
+from sqlalchemy import select
+
+from models import Patient, SystemKey
+from renkei import crypto, db
+
+
+def keyring() -> crypto.Keyring:
+    return current_app.extensions["renkei.keyring"]
+
+
+def aad(patient_id: str, *where) -> str:
+    return "|".join(("patient=" + patient_id, *map(str, where)))
+
+
+def new_patient_key(patient: Patient) -> bytes:
+    data_key = crypto.new_data_key()
+    patient.kek_id, patient.wrapped_key = keyring().wrap(data_key, "patient=" + patient.id)
+    return data_key
+
+
+def patient_key(patient: Patient) -> bytes:
+    if patient.wrapped_key is None:
+        raise crypto.DecryptionError("patient data key destroyed")
+    return keyring().unwrap(patient.kek_id, patient.wrapped_key, "patient=" + patient.id)
+
+
+def shred(patient: Patient):
+    """Crypto-shredding: without the data key every ciphertext of the patient is noise."""
+    patient.wrapped_key = None
+    patient.kek_id = None
+    patient.demographics_ct = None
+    patient.name_index = patient.kana_index = None
+
+
+def system_key(name: str) -> bytes:
+    """A service-wide key (blind index, TOTP secrets), created on first use."""
+    row = db.session.get(SystemKey, name)
+    if row is None:
+        key = crypto.new_data_key()
+        kek_id, wrapped = keyring().wrap(key, "system=" + name)
+        db.session.add(SystemKey(name=name, kek_id=kek_id, wrapped_key=wrapped))
+        db.session.flush()
+        return key
+    return keyring().unwrap(row.kek_id, row.wrapped_key, "system=" + name)
+
+
+def name_index(text: str) -> str:
+    return crypto.blind_index(system_key("blind_index"), text)
+
+
+def rotate_master_key() -> int:
+    """Rewrap every data key under the current master key. Data is not re-encrypted;
+    the service keeps running with the old key listed in RENKEI_MASTER_KEY_PREVIOUS."""
+    ring, count = keyring(), 0
+    for row in db.session.execute(select(SystemKey)).scalars():
+        if row.kek_id != ring.current_id:
+            key = ring.unwrap(row.kek_id, row.wrapped_key, "system=" + row.name)
+            row.kek_id, row.wrapped_key = ring.wrap(key, "system=" + row.name)
+            count += 1
+    stale = select(Patient).where(Patient.wrapped_key.is_not(None),
+                                  Patient.kek_id != ring.current_id)
+    for patient in db.session.execute(stale).scalars():
+        key = patient_key(patient)
+        patient.kek_id, patient.wrapped_key = ring.wrap(key, "patient=" + patient.id)
+        count += 1
+    db.session.commit()
+    return count
