@@ -64,7 +64,7 @@ class OrganizationOut(Schema):
 
 class UserIn(Strict):
     login = fields.String(required=True, validate=validate.Regexp(
-        r"^[A-Za-z0-9._@-]{3,100}$", error="3–100 letters, digits or . _ @ -"))
+        r"^[A-Za-z0-9._@-]{1,100}$", error="Up to 100 letters, digits or . _ @ -"))
     password = fields.String(required=True, validate=validate.Length(min=10, max=200))
     display_name = name_field(200)
     organization_id = fields.String(required=True)
