@@ -1,0 +1,51 @@
+"""The commands of SPEC §6, run as an operator would."""
+import json
+import os
+import subprocess
+import sys
+
+import pyotp
+import requests
+
+from tests.conftest import ROOT, random_master_key
+from tests.servers import free_port, start_server
+
+
+def run(args, env):
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_init_db_create_admin_and_serve(tmp_path):
+    env = os.environ | {"RENKEI_DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
+                        "RENKEI_MASTER_KEY": random_master_key(), "RENKEI_SECRET_KEY": "s" * 32,
+                        "RENKEI_INSTANCE_DIR": str(tmp_path)}
+    assert run(["init-db"], env).returncode == 0
+    assert run(["init-db"], env).returncode == 0  # no-op on a current schema
+    out = run(["create-admin", "--login", "root", "--password", "a long password"], env)
+    assert out.returncode == 0, out.stderr
+    line = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(line) == {"id", "totp_secret"}
+    assert run(["create-admin", "--login", "root", "--password", "a long password"], env).returncode != 0
+    port = free_port()
+    with start_server(env | {"RENKEI_PORT": str(port)}) as base:
+        assert requests.get(base + "/healthz").status_code == 200
+        r = requests.post(base + "/api/v1/auth/tokens", json={
+            "login": "root", "password": "a long password", "otp": pyotp.TOTP(line["totp_secret"]).now()})
+        assert r.status_code == 201
+        me = requests.get(base + "/api/v1/users/me", headers={"Authorization": "Bearer " + r.json()["token"]})
+        assert me.json()["id"] == line["id"] and me.json()["is_admin"] is True
+
+
+def test_rotate_master_key_command(tmp_path):
+    old, new = random_master_key(), random_master_key()
+    env = os.environ | {"RENKEI_DATABASE_URL": f"sqlite:///{tmp_path}/r.db", "RENKEI_MASTER_KEY": old,
+                        "RENKEI_INSTANCE_DIR": str(tmp_path)}
+    run(["init-db"], env)
+    assert run(["create-admin", "--login", "root", "--password", "a long password"], env).returncode == 0
+    out = run(["rotate-master-key"], env | {"RENKEI_MASTER_KEY": new, "RENKEI_MASTER_KEY_PREVIOUS": old})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["rewrapped"] >= 1
+    # afterwards the old key is no longer needed
+    assert run(["create-admin", "--login", "root2", "--password", "a long password"],
+               env | {"RENKEI_MASTER_KEY": new}).returncode == 0
