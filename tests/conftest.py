@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 
 
-def _settings(url, tmp):
+def _settings(url, master_key=None):
     from renkei.settings import Settings
-    return Settings(database_url=url, master_key=secrets.token_bytes(32), previous_master_keys=[],
+    return Settings(database_url=url, master_key=master_key or secrets.token_bytes(32), previous_master_keys=[],
                     secret_key=secrets.token_bytes(32), redis_url=None, embedded=False,
                     argon2_time_cost=1, argon2_memory_cost=1024)
 
@@ -96,23 +96,23 @@ def sqlite_url(tmp_path, sqlite_template):
     return f"sqlite:///{path}"
 
 
-def build_app(url, tmp_path):
+def build_app(url, master_key: bytes | None = None):
     from renkei import create_app
-    app = create_app(_settings(url, tmp_path))
+    app = create_app(_settings(url, master_key))
     app.config["TESTING"] = True
     return app
 
 
 @pytest.fixture
 def app(database_url, tmp_path):
-    app = build_app(database_url, tmp_path)
+    app = build_app(database_url)
     yield app
     app.extensions["renkei.engine"].dispose()
 
 
 @pytest.fixture
 def sqlite_app(sqlite_url, tmp_path):
-    app = build_app(sqlite_url, tmp_path)
+    app = build_app(sqlite_url)
     yield app
     app.extensions["renkei.engine"].dispose()
 

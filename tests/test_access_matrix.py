@@ -92,7 +92,7 @@ def world(tmp_path_factory, sqlite_template):
     import shutil
     path = tmp_path_factory.mktemp("matrix") / "renkei.db"
     shutil.copy(sqlite_template, path)
-    app = build_app(f"sqlite:///{path}", None)
+    app = build_app(f"sqlite:///{path}")
     api = Api(app)
     for name, profession in [("cm", "care_manager"), ("doc", "physician"), ("ns", "nurse"),
                              ("ph", "pharmacist"), ("th", "therapist"), ("sw", "disability_support_worker"),
