@@ -96,11 +96,13 @@ def _run(view, meta, kwargs):
     except Exception:
         log.exception("unhandled error in %s (request %s)", meta["name"], audit.request_id())
         resp = problems.response(500, "Internal error; nothing was changed.")
-    return _finish(resp, meta, user)
+    return finish(resp, meta["action"], user, meta["name"])
 
 
-def _finish(resp: Response, meta, user):
-    action, fields = meta["action"], g.audit_fields
+def finish(resp: Response, action: str | None, user, name: str) -> Response:
+    """Commit the request's work with its audit entry, or roll back and audit the
+    failure. Pages (web/) end their requests here too."""
+    fields = g.setdefault("audit_fields", {})
     if fields.get("patient_id"):
         fields["patient_id"] = str(fields["patient_id"])[:36]
     actor = user or g.get("login_candidate")
@@ -111,7 +113,7 @@ def _finish(resp: Response, meta, user):
             db.commit()
             return resp
         except Exception:
-            log.exception("commit failed in %s (request %s)", meta["name"], audit.request_id())
+            log.exception("commit failed in %s (request %s)", name, audit.request_id())
             resp = problems.response(500, "Internal error; nothing was changed.")
     db.rollback()
     g.pop("audit_pending", None)

@@ -1,0 +1,245 @@
+/* Renkei pages: progressive enhancement over the server-rendered pages.
+   Writes go to the JSON API with the session cookie and the CSRF header. Nothing
+   about patients is put in browser storage. */
+(function () {
+  "use strict";
+  const T = JSON.parse(document.getElementById("i18n").textContent);
+  const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+
+  async function api(method, url, body, headers) {
+    const opts = { method, credentials: "same-origin",
+      headers: Object.assign({ "X-CSRFToken": CSRF, "Accept": "application/json" }, headers || {}) };
+    if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
+    const r = await fetch(url, opts);  // throws only when the network is down
+    let data = null;
+    if (r.status !== 204) { try { data = await r.json(); } catch (e) { data = null; } }
+    return { status: r.status, data };
+  }
+  async function fragment(url) {
+    const r = await fetch(url, { credentials: "same-origin" });
+    if (!r.ok) throw new Error(String(r.status));
+    const box = document.createElement("div");
+    box.innerHTML = await r.text();
+    return box.firstElementChild;
+  }
+  function flash(el) { el.classList.remove("flash"); void el.offsetWidth; el.classList.add("flash"); }
+  function problemText(res) {
+    const d = res.data || {};
+    let text = d.detail || T.error;
+    if (d.errors) text += " " + JSON.stringify(d.errors);
+    return text;
+  }
+
+  $$("[data-print]").forEach(b => b.addEventListener("click", () => window.print()));
+
+  /* ---- idle timeout with a warning ---- */
+  const idle = Number(document.body.dataset.idle || 0) * 1000;
+  if (idle && $("#idle-warning")) {
+    let last = Date.now();
+    ["click", "keydown", "touchstart"].forEach(e => document.addEventListener(e, () => { last = Date.now(); }, { passive: true }));
+    setInterval(() => {
+      const left = idle - (Date.now() - last);
+      $("#idle-warning").hidden = left > 120000;
+      if (left <= 0) location.href = "/login";
+    }, 5000);
+    $("#idle-continue").addEventListener("click", () => { last = Date.now(); api("GET", "/api/v1/users/me"); $("#idle-warning").hidden = true; });
+  }
+
+  /* ---- care list filter ---- */
+  const filter = $("#patient-filter");
+  if (filter) {
+    const apply = () => {
+      const q = filter.value.trim().toLowerCase().replace(/\s+/g, "");
+      $$(".patient-list li[data-search]").forEach(li => { li.hidden = q && !li.dataset.search.replace(/\s+/g, "").includes(q); });
+    };
+    filter.addEventListener("input", apply); apply();
+  }
+
+  /* ---- section forms: content JSON from the widgets ---- */
+  function owner(el) { return el.parentElement.closest("[data-key],[data-row],form"); }
+  function collect(container) {
+    const out = {};
+    $$("[data-key]", container).filter(el => owner(el) === container).forEach(el => {
+      const kind = el.dataset.kind, key = el.dataset.key;
+      let v;
+      if (kind === "choice") { const c = $("input:checked", el); v = c && c.value ? c.value : undefined; }
+      else if (kind === "adl") {
+        const b = $('button[aria-pressed="true"]', el), note = $("[data-note]", el).value.trim();
+        v = b ? Object.assign({ level: b.dataset.level }, note ? { note } : {}) : undefined;
+      } else if (kind === "group") { v = collect(el); if (!Object.keys(v).length) v = undefined; }
+      else if (kind === "rows") {
+        v = $$("[data-row]", el).filter(r => owner(r) === el).map(collect).filter(r => Object.keys(r).length);
+        if (!v.length) v = undefined;
+      } else { v = el.value.trim() || undefined; }
+      if (v !== undefined) out[key] = v;
+    });
+    return out;
+  }
+
+  function sectionEl(key) { return document.getElementById("section-" + key); }
+  const pending = new Map();  // section -> retry timer, for edits waiting for the network
+
+  async function saveSection(form) {
+    const key = form.dataset.sectionForm, section = sectionEl(key), status = $(".status", form);
+    const version = form.dataset.baseVersion || section.dataset.version;
+    status.textContent = T.saving;
+    let res;
+    try {
+      res = await api("PUT", `/api/v1/patients/${document.body.dataset.patient}/record/${key}`,
+                      { content: collect(form) }, { "If-Match": `"${version}"` });
+    } catch (e) {  // offline: keep the edit on the page and try again
+      status.textContent = T.retrying; $("#offline").hidden = false;
+      clearTimeout(pending.get(key));
+      pending.set(key, setTimeout(() => saveSection(form), 5000));
+      return;
+    }
+    $("#offline").hidden = true; pending.delete(key);
+    if (res.status === 200) {
+      const fresh = await fragment(`/patients/${document.body.dataset.patient}/sections/${key}`);
+      section.replaceWith(fresh); wire(fresh); flash(fresh);
+    } else if (res.status === 412) {
+      showConflict(form, res.data);
+    } else {
+      status.textContent = problemText(res);
+    }
+  }
+
+  function showConflict(form, current) {
+    // The other person's version beside yours: yours stays in the form; saving again
+    // applies it on top of theirs (If-Match moves to their version).
+    const box = $(".conflict", form);
+    const theirs = current.current || current;
+    form.dataset.baseVersion = theirs.version;
+    box.hidden = false;
+    box.innerHTML = "";
+    const p = document.createElement("p"); p.className = "error"; p.textContent = T.conflict; box.appendChild(p);
+    fragment(`/patients/${document.body.dataset.patient}/sections/${form.dataset.sectionForm}`).then(el => {
+      const dl = $("dl.values", el); dl.classList.add("theirs"); box.appendChild(dl);
+    });
+    $(".status", form).textContent = "";
+  }
+
+  function wire(root) {
+    $$("[data-edit]", root).forEach(b => b.addEventListener("click", () => {
+      const form = $(`form[data-section-form="${b.dataset.edit}"]`); form.hidden = !form.hidden;
+      if (!form.hidden) { delete form.dataset.baseVersion; const first = $("input,textarea,button.level", form); if (first) first.focus(); }
+    }));
+    $$("[data-history]", root).forEach(b => b.addEventListener("click", async () => {
+      const box = $(".history", sectionEl(b.dataset.history));
+      if (!box.hidden) { box.hidden = true; return; }
+      const el = await fragment(`/patients/${document.body.dataset.patient}/sections/${b.dataset.history}/history`);
+      box.innerHTML = ""; box.appendChild(el); box.hidden = false;
+    }));
+    $$("form[data-section-form]", root).forEach(form => {
+      form.addEventListener("submit", e => { e.preventDefault(); saveSection(form); });
+      form.addEventListener("click", e => {
+        const t = e.target;
+        if (t.matches("button.level")) {
+          const pressed = t.getAttribute("aria-pressed") === "true";
+          $$("button.level", t.parentElement).forEach(b => b.setAttribute("aria-pressed", "false"));
+          t.setAttribute("aria-pressed", pressed ? "false" : "true");
+        } else if (t.matches("[data-add-row]")) {
+          const fs = t.closest("fieldset");
+          fs.insertBefore($("template", fs).content.firstElementChild.cloneNode(true), t);
+        } else if (t.matches("[data-remove-row]")) {
+          t.closest("[data-row]").remove();
+        } else if (t.matches("[data-cancel]")) {
+          form.hidden = true;
+        }
+      });
+    });
+    $$("[data-ack]", root).forEach(b => b.addEventListener("click", async () => {
+      const res = await api("POST", `/api/v1/patients/${document.body.dataset.patient}/notes/${b.dataset.ack}/ack`);
+      if (res.status === 204) refreshTimeline();
+    }));
+  }
+
+  async function refreshTimeline(highlight) {
+    const pid = document.body.dataset.patient;
+    const el = await fragment(`/patients/${pid}/timeline`);
+    const box = $("#timeline"); box.innerHTML = ""; box.appendChild(el); wire(box);
+    if (highlight) { const li = $(`[data-note="${highlight}"]`, box); if (li) flash(li); }
+  }
+
+  const noteForm = $("#note-form");
+  if (noteForm) noteForm.addEventListener("submit", async e => {
+    e.preventDefault();
+    const f = new FormData(noteForm), status = $(".status", noteForm);
+    const body = { body: f.get("body"), category: f.get("category"), urgent: f.get("urgent") === "on" };
+    try {
+      const res = await api("POST", `/api/v1/patients/${document.body.dataset.patient}/notes`, body);
+      if (res.status === 201) { noteForm.reset(); status.textContent = T.saved; refreshTimeline(res.data.id); }
+      else status.textContent = problemText(res);
+    } catch (err) { status.textContent = T.retrying; $("#offline").hidden = false; }
+  });
+  if (document.body.dataset.live === "patient") wire(document);
+
+  /* ---- team, consent, administration forms ---- */
+  function jsonForm(id, url, method, after) {
+    const form = document.getElementById(id);
+    if (!form) return;
+    form.addEventListener("submit", async e => {
+      e.preventDefault();
+      const body = Object.fromEntries(new FormData(form).entries());
+      const res = await api(method || "POST", typeof url === "function" ? url(body) : url, body);
+      if (res.status < 300) { (after || (() => location.reload()))(res); }
+      else $(".status", form).textContent = problemText(res);
+    });
+  }
+  const pid = document.body.dataset.patient;
+  jsonForm("member-form", `/api/v1/patients/${pid}/team`);
+  jsonForm("consent-form", `/api/v1/patients/${pid}/consents`);
+  jsonForm("org-form", "/api/v1/organizations");
+  jsonForm("user-form", "/api/v1/users");
+  jsonForm("totp-confirm", "/api/v1/auth/totp/confirm");
+  const memberUser = $('#member-form select[name="user_id"]');
+  if (memberUser) {
+    const sync = () => {
+      const roles = memberUser.selectedOptions[0] ? memberUser.selectedOptions[0].dataset.roles.split(",") : [];
+      $$('#member-form select[name="role"] option').forEach(o => { o.disabled = !roles.includes(o.value); });
+      const role = $('#member-form select[name="role"]'); if (!roles.includes(role.value)) role.value = roles[0];
+    };
+    memberUser.addEventListener("change", sync); sync();
+  }
+  $$("[data-remove-member]").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm(T.confirm_remove)) return;
+    const res = await api("DELETE", `/api/v1/patients/${pid}/team/${b.dataset.removeMember}`);
+    if (res.status === 204) location.reload();
+  }));
+  $$("[data-disable-user],[data-enable-user]").forEach(b => b.addEventListener("click", async () => {
+    const id = b.dataset.disableUser || b.dataset.enableUser;
+    const res = await api("PATCH", `/api/v1/users/${id}`, { disabled: Boolean(b.dataset.disableUser) });
+    if (res.status === 200) location.reload();
+  }));
+
+  /* ---- live updates ---- */
+  if (window.io && document.body.dataset.live) {
+    let lastSeq = null;
+    const seen = new Set();
+    const socket = window.io({ transports: ["websocket"] });
+    socket.on("connect", () => { if (lastSeq !== null) socket.emit("resume", { since: lastSeq }); });
+    const handle = (name, ev) => {
+      if (seen.has(ev.seq)) return;  // resume may repeat what already arrived
+      seen.add(ev.seq); lastSeq = Math.max(lastSeq || 0, ev.seq);
+      if (document.body.dataset.live === "list") {
+        const li = $(`li[data-patient="${ev.patient_id}"]`);
+        if (li) { li.classList.add("updated"); flash(li); }
+        return;
+      }
+      if (ev.patient_id !== document.body.dataset.patient) return;
+      if (name === "record.updated") {
+        const section = sectionEl(ev.section), form = section && $("form[data-section-form]", section);
+        if (form && !form.hidden) {  // editing: do not touch the form; the save will meet a 412
+          section.classList.add("stale"); $(".status", form).textContent = T.updated_by_other; return;
+        }
+        fragment(`/patients/${ev.patient_id}/sections/${ev.section}`).then(el => { section.replaceWith(el); wire(el); flash(el); });
+      } else if (name === "note.created") {
+        refreshTimeline(ev.note_id);
+      }
+    };
+    ["record.updated", "note.created", "team.updated", "breakglass.opened"].forEach(n => socket.on(n, ev => handle(n, ev)));
+    window.addEventListener("online", () => { $("#offline").hidden = true; pending.forEach((_, key) => saveSection($(`form[data-section-form="${key}"]`))); });
+  }
+})();

@@ -1,0 +1,189 @@
+"""The pages in real Chromium (Debian's, driven by Playwright), against a real server
+with the demo data: tablet editing, live updates, conflicts, urgent notes, printing,
+the auditor's log. Screenshots go to test-artifacts/screenshots/."""
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, random_master_key
+from tests.servers import free_port, start_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+TABLET = {"viewport": {"width": 1280, "height": 800}, "has_touch": True, "is_mobile": False,
+          "device_scale_factor": 1}
+PASSWORD = "renkei-demo-2026"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed")
+        pytest.skip("chromium is not installed")
+    folder = tmp_path_factory.mktemp("browser")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
+    env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_PORT": str(free_port()),
+            "RENKEI_MASTER_KEY": random_master_key()}
+    with start_server(env, timeout=60) as base:  # embedded default: SQLite + demo data
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def signed_in(browser, server, login, **ctx):
+    context = browser.new_context(base_url=server, locale="ja-JP", **(ctx or TABLET))
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/$"))
+    return page
+
+
+def open_patient(page, name="山田 太郎"):
+    page.click(f"text={name}")
+    page.wait_for_selector("#section-adl")
+
+
+def test_sign_in_and_edit_adl_on_a_tablet(browser, server):
+    page = signed_in(browser, server, "cm.tanaka")
+    assert page.locator(".patient-list li").count() >= 2
+    page.fill("#patient-filter", "たかはし")  # kana search narrows the list
+    assert page.locator(".patient-list li:visible").count() == 1
+    page.fill("#patient-filter", "")
+    open_patient(page)
+    section = page.locator("#section-adl")
+    section.locator("[data-edit]").tap()
+    form = section.locator("form")
+    form.locator('fieldset[data-key="eating"] button[data-level="full_assist"]').tap()
+    form.locator('fieldset[data-key="eating"] [data-note]').fill("ゼリー食に変更")
+    page.screenshot(path=str(SHOTS / "tablet-adl-edit.png"), full_page=False)
+    form.locator("button[type=submit]").tap()
+    page.wait_for_selector("#section-adl[data-version='2']")
+    text = page.locator("#section-adl dl").inner_text()
+    assert "全介助（ゼリー食に変更）" in text
+    assert "見守り" not in text.split("食事")[1].split("\n")[1]  # the old level is gone
+    page.screenshot(path=str(SHOTS / "tablet-patient-page.png"), full_page=False)
+    page.context.close()
+
+
+def test_teammate_change_arrives_live_and_a_conflict_is_merged(browser, server):
+    cm = signed_in(browser, server, "cm.tanaka")
+    ns = signed_in(browser, server, "ns.suzuki")
+    for page in (cm, ns):
+        open_patient(page)
+    cm.wait_for_timeout(500)  # both sockets connected
+    # live: the nurse's change appears on the care manager's open page, no reload
+    ns.locator("#section-home [data-edit]").click()
+    ns.locator('#section-home textarea[data-key="bed"]').fill("電動ベッド（3モーター）")
+    ns.locator("#section-home button[type=submit]").click()
+    cm.wait_for_selector("#section-home:has-text('電動ベッド（3モーター）')", timeout=10000)
+    assert "flash" in cm.locator("#section-home").get_attribute("class")
+    # conflict: both edit the same section; the second saver sees both versions
+    version = int(cm.locator("#section-condition").get_attribute("data-version"))
+    for page in (cm, ns):
+        page.locator("#section-condition [data-edit]").click()
+    cm.locator('#section-condition textarea[data-key="summary"]').fill("ケアマネの記録")
+    ns.locator('#section-condition textarea[data-key="summary"]').fill("看護師の記録")
+    ns.locator("#section-condition button[type=submit]").click()
+    ns.wait_for_selector(f"#section-condition[data-version='{version + 1}']")
+    cm.locator("#section-condition button[type=submit]").click()
+    conflict = cm.locator("#section-condition .conflict")
+    conflict.wait_for(state="visible")
+    cm.wait_for_selector("#section-condition .conflict dl.theirs:has-text('看護師の記録')")
+    assert cm.locator('#section-condition textarea[data-key="summary"]').input_value() == "ケアマネの記録"
+    cm.screenshot(path=str(SHOTS / "conflict.png"))
+    cm.locator('#section-condition textarea[data-key="summary"]').fill("看護師の記録＋ケアマネの追記")
+    cm.locator("#section-condition button[type=submit]").click()
+    cm.wait_for_selector(f"#section-condition[data-version='{version + 2}']")
+    assert "ケアマネの追記" in ns.locator("#section-condition").inner_text(timeout=10000) or \
+        ns.wait_for_selector("#section-condition:has-text('ケアマネの追記')", timeout=10000)
+    cm.context.close()
+    ns.context.close()
+
+
+def test_urgent_note_is_posted_seen_live_and_acknowledged(browser, server):
+    cm = signed_in(browser, server, "cm.tanaka")
+    ns = signed_in(browser, server, "ns.suzuki")
+    for page in (cm, ns):
+        open_patient(page)
+    cm.wait_for_timeout(500)
+    cm.fill("#note-form textarea", "夕方から38.2℃の発熱。水分摂取少なめ。")
+    cm.locator("#note-form label.pill:has-text('バイタル')").click()
+    cm.locator("#note-form .urgent-toggle").click()
+    cm.locator("#note-form button[type=submit]").click()
+    note = ns.locator(".note.urgent:has-text('38.2℃')")
+    note.wait_for(timeout=10000)
+    note.locator("[data-ack]").click()
+    ns.wait_for_selector(".note.urgent:has-text('38.2℃') .acks:has-text('鈴木 花子')")
+    cm.reload()
+    assert "鈴木 花子" in cm.locator(".note.urgent:has-text('38.2℃') .acks").inner_text()
+    cm.context.close()
+    ns.context.close()
+
+
+def test_emergency_sheet_prints_without_navigation(browser, server):
+    page = signed_in(browser, server, "dr.sato")
+    open_patient(page)
+    page.click("text=急変時情報シート")
+    page.wait_for_selector(".sheet")
+    page.emulate_media(media="print")
+    assert not page.locator("header.top").is_visible()
+    body = page.locator(".sheet").inner_text()
+    for expected in ("山田 太郎", "昭和13年", "フロセミド", "ペニシリン", "心不全の増悪", "佐藤 一郎"):
+        assert expected in body
+    page.screenshot(path=str(SHOTS / "emergency-sheet-print.png"), full_page=True)
+    pdf = page.pdf(format="A4")
+    assert pdf[:4] == b"%PDF" and len(pdf) > 10000
+    page.context.close()
+
+
+def test_physician_summary(browser, server):
+    page = signed_in(browser, server, "dr.sato", viewport={"width": 1366, "height": 900})
+    page.goto("/summary")
+    text = page.locator("main").inner_text()
+    assert "山田 太郎" in text and "フロセミド" in text and "できる限り自宅で過ごしたい" in text
+    page.screenshot(path=str(SHOTS / "physician-summary.png"), full_page=True)
+    page.context.close()
+
+
+def test_auditor_filters_the_access_log(browser, server):
+    page = signed_in(browser, server, "auditor", viewport={"width": 1366, "height": 900})
+    page.goto("/admin/audit")
+    assert "改ざんは検出されていません" in page.locator("#chain-status").inner_text()
+    page.select_option("select[name=actor_id]", label="佐藤 一郎")
+    page.click("#audit-filter button[type=submit]")
+    page.wait_for_url(re.compile(r"actor_id="))
+    actors = page.locator("table.audit tr td:nth-child(3)").all_inner_texts()
+    assert actors and set(actors) == {"佐藤 一郎"}
+    page.screenshot(path=str(SHOTS / "audit-log.png"), full_page=False)
+    # the English interface is one click away
+    page.click("text=English")
+    assert "Access log" in page.locator("h1").inner_text()
+    page.context.close()
+
+
+def test_pages_need_sign_in_and_carry_no_store(browser, server):
+    import requests
+    r = requests.get(server + "/summary", allow_redirects=False)
+    assert r.status_code == 302 and "/login" in r.headers["Location"]
+    page = signed_in(browser, server, "cm.tanaka")
+    response = page.goto("/summary")
+    assert response.headers["cache-control"] == "no-store"
+    page.context.close()
