@@ -9,6 +9,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from marshmallow import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from renkei import audit, db, problems
 from renkei.crypto import DecryptionError
@@ -90,6 +91,8 @@ def _run(view, meta, kwargs):
         resp = problems.from_problem(p)
     except CSRFError as e:
         resp = problems.response(400, f"CSRF check failed: {e.description}")
+    except DBAPIError as exc:
+        resp = _database_problem(exc, meta["name"])
     except DecryptionError:
         log.error("decryption failed in %s (request %s)", meta["name"], audit.request_id())
         resp = problems.response(500, "A stored value could not be decrypted.")
@@ -97,6 +100,20 @@ def _run(view, meta, kwargs):
         log.exception("unhandled error in %s (request %s)", meta["name"], audit.request_id())
         resp = problems.response(500, "Internal error; nothing was changed.")
     return finish(resp, meta["action"], user, meta["name"])
+
+
+def database_down(exc: DBAPIError) -> bool:
+    """Connection lost or refused (not a constraint or a bad statement)."""
+    return bool(getattr(exc, "connection_invalidated", False)) or exc.__class__.__name__ == "OperationalError"
+
+
+def _database_problem(exc: DBAPIError, name: str) -> Response:
+    if database_down(exc):
+        log.warning("database unavailable in %s (request %s)", name, audit.request_id())
+        return problems.response(503, "The database is not reachable; nothing was read or changed.",
+                                 headers={"Retry-After": "5"})
+    log.exception("database error in %s (request %s)", name, audit.request_id())
+    return problems.response(500, "Internal error; nothing was changed.")
 
 
 def finish(resp: Response, action: str | None, user, name: str) -> Response:
@@ -112,12 +129,17 @@ def finish(resp: Response, action: str | None, user, name: str) -> Response:
                 audit.record(action, "ok", actor=actor, **fields)
             db.commit()
             return resp
+        except DBAPIError as exc:
+            resp = _database_problem(exc, name)
         except Exception:
             log.exception("commit failed in %s (request %s)", name, audit.request_id())
             resp = problems.response(500, "Internal error; nothing was changed.")
-    db.rollback()
+    try:
+        db.rollback()
+    except DBAPIError:
+        pass  # the connection is gone; the pool replaces it
     g.pop("audit_pending", None)
-    if action:
+    if action and resp.status_code != 503:
         audit.record(action, audit.outcome_for(resp.status_code), actor=actor,
                      **{**fields, "detail": fields.get("detail") or f"status={resp.status_code}"})
         try:

@@ -78,6 +78,21 @@ def create_app(settings: Settings | None = None) -> Flask:
             return problems.response(exc.code or 500, exc.description or "")
         return exc
 
+    from sqlalchemy.exc import DBAPIError
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(exc):
+        # Raised outside the API pipeline (e.g. loading the signed-in user for a page):
+        # never fall back to anonymous, never show stale data.
+        import api
+        from renkei import problems
+        db.session.remove()
+        resp = api._database_problem(exc, request.endpoint or "?")
+        if request.path.startswith("/api/"):
+            return resp
+        return ("The database is not reachable. / データベースに接続できません。", resp.status_code,
+                {"Retry-After": "5", "Content-Type": "text/plain; charset=utf-8"})
+
     @app.get("/healthz")
     def healthz():
         from sqlalchemy import text

@@ -1,6 +1,6 @@
 """The pages: care list, patient record, timeline, summaries, sheets, team, account,
 administration. Every patient read goes through renkei.authz.patient_access."""
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pyotp
 import segno
@@ -178,8 +178,14 @@ def admin():
 
 @page("/admin/audit", action="audit.read", who="audit")
 def audit_page():
+    args = {k: v for k, v in request.args.items() if v}
+    for name in ("since", "until"):  # the page's date pickers give whole days (JST)
+        if len(args.get(name, "")) == 10:
+            day = args[name] + "T00:00:00+09:00"
+            args[name] = day if name == "since" else (
+                date.fromisoformat(args[name]) + timedelta(days=1)).isoformat() + "T00:00:00+09:00"
     try:
-        query = AuditQuery().load({k: v for k, v in request.args.items() if v})
+        query = AuditQuery().load(args)
     except ValidationError as err:
         query, errors = {"limit": 100}, err.messages_dict
     else:

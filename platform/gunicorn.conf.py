@@ -1,0 +1,29 @@
+"""gunicorn for Renkei: `gunicorn -c platform/gunicorn.conf.py wsgi:app`.
+
+Flask-SocketIO runs in threading mode: each worker is a process with many threads
+(one per open websocket plus request threads). Clients use the websocket transport
+only, so a connection lives in one worker and no sticky sessions are needed; the
+workers (and other machines) share events through Redis (RENKEI_REDIS_URL), which
+is required whenever workers > 1."""
+import multiprocessing
+import os
+
+bind = f"{os.environ.get('RENKEI_HOST', '127.0.0.1')}:{os.environ.get('RENKEI_PORT', '8000')}"
+workers = int(os.environ.get("RENKEI_WORKERS", min(4, multiprocessing.cpu_count())))
+worker_class = "gthread"
+threads = int(os.environ.get("RENKEI_THREADS", "200"))  # bounds open websockets per worker
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+max_requests = 0  # a restart would drop every websocket of the worker
+accesslog = "-" if os.environ.get("RENKEI_ACCESS_LOG") else None
+errorlog = "-"
+# Access log lines hold method, path and status only: identifiers, never content.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+forwarded_allow_ips = os.environ.get("RENKEI_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def on_starting(server):
+    if workers > 1 and not os.environ.get("RENKEI_REDIS_URL"):
+        raise SystemExit("RENKEI_REDIS_URL is required with more than one worker: "
+                         "without it a worker's events would not reach the others' sockets")

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The production-like stack on this machine: PostgreSQL, Redis, migrations, demo data
+# and gunicorn with several worker processes sharing Socket.IO through Redis.
+#   bash platform/stack.sh            # serves http://127.0.0.1:8000 until Ctrl-C
+# Data lives in instance/stack/. Set RENKEI_MASTER_KEY (or RENKEI_MASTER_KEY_FILE) for
+# anything beyond a trial; otherwise a development key is generated with a warning.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${RENKEI_STACK_DIR:-$PWD/instance/stack}
+mkdir -p "$dir"; chmod 777 "$dir"
+pg_url=$(bash platform/postgres.sh start "$dir/pg" "${RENKEI_PG_PORT:-54329}")
+redis_url=$(bash platform/redis.sh start "$dir/redis" "${RENKEI_REDIS_PORT:-63799}")
+trap 'bash platform/redis.sh stop "$dir/redis"; bash platform/postgres.sh stop "$dir/pg"' EXIT
+base=${pg_url%/*}
+psql "${base/+psycopg/}/postgres" -qtAc "SELECT 1 FROM pg_database WHERE datname='renkei'" | grep -q 1 \
+  || psql "${base/+psycopg/}/postgres" -qc "CREATE DATABASE renkei"
+export RENKEI_DATABASE_URL="$base/renkei" RENKEI_REDIS_URL="$redis_url"
+export RENKEI_WORKERS=${RENKEI_WORKERS:-2} RENKEI_PORT=${RENKEI_PORT:-8000}
+python3 -m flask --app wsgi init-db
+python3 -m flask --app wsgi seed-demo
+echo "Renkei: http://127.0.0.1:$RENKEI_PORT  ($RENKEI_WORKERS workers, PostgreSQL, Redis)"
+python3 -m gunicorn -c platform/gunicorn.conf.py wsgi:app
