@@ -1,0 +1,131 @@
+"""Production topology and faults: several gunicorn workers sharing Socket.IO through
+Redis; the database going away (503, never stale, never anonymous) and coming back;
+a server killed in the middle of writes losing nothing it acknowledged."""
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from tests.conftest import ROOT
+from tests.servers import free_port, start_server
+from tests.test_realtime import Listener, World, pg_world, redis_url  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+def test_two_gunicorn_workers_deliver_to_every_listener(pg_world, redis_url):
+    w = pg_world
+    env = w.env | {"RENKEI_REDIS_URL": redis_url, "RENKEI_WORKERS": "2", "RENKEI_THREADS": "50",
+                   "RENKEI_PORT": str(free_port())}
+    with start_server(env, gunicorn=True) as base:
+        listeners = [Listener(base, w.tokens["doc"]) for _ in range(8)]  # spread over both workers
+        try:
+            for version in range(3):
+                w.put(base, "cm", "adl", {"eating": {"level": "independent"}}, version)
+            for listener in listeners:
+                assert [p["version"] for _, p in listener.wait_for(3)] == [1, 2, 3]
+        finally:
+            for listener in listeners:
+                listener.close()
+        log = open(os.path.join(env["RENKEI_INSTANCE_DIR"], f"server-{env['RENKEI_PORT']}.log")).read()
+        assert log.count("Booting worker") == 2
+
+
+@pytest.fixture
+def own_postgres(tmp_path):
+    """A PostgreSQL server of this test's own, so the test may stop and start it."""
+    folder = Path(tempfile.mkdtemp(prefix="renkei-pgf-"))
+    os.chmod(folder, 0o777)
+    script = str(ROOT / "platform/postgres.sh")
+    port = str(free_port())
+    url = subprocess.run(["bash", script, "start", str(folder), port], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    from sqlalchemy import create_engine
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text("CREATE DATABASE renkei"))
+    admin.dispose()
+    db_url = url.rsplit("/", 1)[0] + "/renkei"
+    from renkei.cli import upgrade_schema
+    from renkei.db import make_engine
+    engine = make_engine(db_url)
+    upgrade_schema(engine)
+    engine.dispose()
+    control = {"start": lambda: subprocess.run(["bash", script, "start", str(folder), port], check=True,
+                                               capture_output=True),
+               "stop": lambda: subprocess.run(["bash", script, "stop", str(folder)], check=True)}
+    yield db_url, control
+    control["stop"]()
+
+
+def test_database_down_is_503_then_recovers_by_itself(own_postgres, tmp_path):
+    url, control = own_postgres
+    w = World(url, tmp_path)
+    with w.server() as base:
+        auth = {"Authorization": "Bearer " + w.tokens["doc"]}
+        record = f"{base}/api/v1/patients/{w.pid}/record"
+        assert requests.get(record, headers=auth).status_code == 200
+        control["stop"]()
+        for target, headers in ((record, auth), (base + "/api/v1/users/me", auth),
+                                (base + "/api/v1/patients", {"Authorization": "Bearer rk_not_a_token"})):
+            r = requests.get(target, headers=headers)
+            assert r.status_code == 503, r.text  # not stale data, not 401 as if anonymous
+            assert r.headers["Content-Type"].startswith("application/problem+json")
+        assert requests.get(base + "/healthz").status_code == 503
+        page = requests.get(base + "/login")
+        assert page.status_code in (200, 503)
+        control["start"]()
+        deadline = time.monotonic() + 20
+        while requests.get(record, headers=auth).status_code != 200:
+            assert time.monotonic() < deadline, "did not recover"
+            time.sleep(0.5)
+        assert requests.get(base + "/healthz").status_code == 200
+
+
+def test_server_killed_mid_writes_loses_no_acknowledged_write(pg_world):
+    w = pg_world
+    proc_holder = []
+    acknowledged, stop = [], threading.Event()
+    with w.server() as base:
+        pass  # warm-up: the first start migrates nothing more and proves the env works
+    env = w.env | {"RENKEI_PORT": str(free_port())}
+    with start_server(env, handle=proc_holder) as base:
+        def writer(who, section):
+            version = 0
+            session = requests.Session()
+            while not stop.is_set():
+                try:
+                    r = session.put(f"{base}/api/v1/patients/{w.pid}/record/{section}",
+                                    json={"content": {"notes" if section == "care_notes" else "cautions": f"v{version + 1}"}},
+                                    headers={"Authorization": "Bearer " + w.tokens[who], "If-Match": f'"{version}"'},
+                                    timeout=5)
+                except requests.RequestException:
+                    return
+                if r.status_code == 200:
+                    version = r.json()["version"]
+                    acknowledged.append((section, version))
+        threads = [threading.Thread(target=writer, args=a) for a in (("cm", "care_notes"), ("doc", "home_care_cautions"))]
+        [t.start() for t in threads]
+        while len(acknowledged) < 20:
+            time.sleep(0.05)
+        proc_holder[0].send_signal(signal.SIGKILL)  # no shutdown, no flush: killed mid-request
+        stop.set()
+        [t.join(10) for t in threads]
+    assert len(acknowledged) >= 20
+    with w.server() as base:  # a new process on the same database
+        for section in ("care_notes", "home_care_cautions"):
+            versions = requests.get(f"{base}/api/v1/patients/{w.pid}/record/{section}/versions",
+                                    headers={"Authorization": "Bearer " + w.tokens["cm"]}).json()["items"]
+            stored = {v["version"] for v in versions}
+            acked = {v for s, v in acknowledged if s == section}
+            assert acked <= stored
+            assert sorted(stored) == list(range(1, len(stored) + 1))  # no gap, no half-write
+        verify = requests.get(base + "/api/v1/audit/verify", headers={"Authorization": "Bearer " + w.tokens["admin"]})
+        assert verify.json()["ok"] is True
