@@ -4,6 +4,7 @@ import io
 from datetime import timezone
 
 from flask import Response, stream_with_context
+from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from api import endpoint, set_audit
@@ -54,6 +55,35 @@ def search(query):
           action="audit.verify", auth="audit", response=AuditVerify)
 def verify():
     return audit.verify()
+
+
+class Checkpoint(Schema):
+    seq = fields.Integer(required=True)
+    hash = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+    at = fields.String(required=True)
+    public_key = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+    signature = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{128}$"))
+
+
+class CheckpointResult(Schema):
+    ok = fields.Boolean()
+    reason = fields.String()
+    entries = fields.Integer()
+    first_bad = fields.Integer(allow_none=True)
+
+
+@endpoint("GET", "/audit/checkpoint", summary="A signed checkpoint of the log's head, to keep outside the system",
+          tag="audit", action="audit.checkpoint", auth="audit", response=Checkpoint)
+def get_checkpoint():
+    from renkei import backup
+    return backup.checkpoint()
+
+
+@endpoint("POST", "/audit/checkpoint/verify", summary="Check the log against a saved checkpoint (detects truncation)",
+          tag="audit", action="audit.verify", auth="audit", body=Checkpoint, response=CheckpointResult)
+def verify_checkpoint(body):
+    from renkei import backup
+    return backup.verify_checkpoint(body)
 
 
 @endpoint("GET", "/audit/export.csv", summary="Export the access log as CSV (same filters)",

@@ -72,6 +72,46 @@ def register(app):
         click.echo(json.dumps({"rewrapped": vault.rotate_master_key(),
                                "master_key_id": vault.keyring().current_id}))
 
+    @app.cli.command("backup")
+    @click.option("--out", required=True, type=click.Path(dir_okay=False))
+    def backup_cmd(out):
+        """Write an encrypted backup of the database (pg_dump or SQLite copy)."""
+        from pathlib import Path
+        from renkei import backup
+        s = current_app.config["RENKEI"]
+        click.echo(json.dumps({"file": out, "bytes": backup.backup(s.database_url, s.master_key, Path(out))}))
+
+    @app.cli.command("restore")
+    @click.option("--src", required=True, type=click.Path(exists=True, dir_okay=False))
+    @click.option("--yes", is_flag=True, help="replace the contents of RENKEI_DATABASE_URL")
+    def restore_cmd(src, yes):
+        """Restore an encrypted backup into RENKEI_DATABASE_URL (replacing its contents)."""
+        from pathlib import Path
+        from renkei import backup
+        if not yes:
+            raise click.UsageError("restoring replaces the database's contents; add --yes")
+        s = current_app.config["RENKEI"]
+        current_app.extensions["renkei.engine"].dispose()
+        backup.restore(s.database_url, s.master_key, Path(src))
+        click.echo(json.dumps({"restored": src}))
+
+    @app.cli.command("audit-checkpoint")
+    def audit_checkpoint():
+        """Print a signed checkpoint of the audit chain's head (keep it outside the system)."""
+        from renkei import backup
+        cp = backup.checkpoint()
+        db.session.commit()
+        click.echo(json.dumps(cp))
+
+    @app.cli.command("audit-verify")
+    @click.option("--checkpoint", "checkpoint_file", type=click.Path(exists=True, dir_okay=False))
+    def audit_verify(checkpoint_file):
+        """Verify the chain, and that it still holds a saved checkpoint (detects truncation)."""
+        from renkei import audit, backup
+        result = backup.verify_checkpoint(json.load(open(checkpoint_file))) if checkpoint_file else audit.verify()
+        click.echo(json.dumps(result))
+        raise SystemExit(0 if result["ok"] else 1)
+
     @app.cli.command("seed-demo")
     def seed_demo():
         """Load the demo organisations, users and patients into an empty database."""
