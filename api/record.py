@@ -36,14 +36,16 @@ def _names(user_ids) -> dict:
     return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
 
 
-def latest_revisions(patient_id: str) -> dict[str, SectionRevision]:
+def latest_revisions(patient_id: str) -> tuple[dict[str, SectionRevision], dict[str, str]]:
+    """The newest revision of each written section, and its authors' names (one query)."""
     newest = (select(SectionRevision.section, func.max(SectionRevision.version).label("v"))
               .where(SectionRevision.patient_id == patient_id)
               .group_by(SectionRevision.section).subquery())
-    rows = db.session.execute(select(SectionRevision).join(
+    rows = db.session.execute(select(SectionRevision, User.display_name).join(
         newest, (SectionRevision.section == newest.c.section) & (SectionRevision.version == newest.c.v))
-        .where(SectionRevision.patient_id == patient_id)).scalars()
-    return {r.section: r for r in rows}
+        .join(User, User.id == SectionRevision.created_by)
+        .where(SectionRevision.patient_id == patient_id)).all()
+    return {r.section: r for r, _ in rows}, {r.created_by: name for r, name in rows}
 
 
 def current_section(patient: Patient, section: str) -> dict:
@@ -59,10 +61,6 @@ def _known(section: str):
         raise not_found()
 
 
-def _mark_viewed(patient_id: str):
-    member = authz.current_membership(patient_id, current_user.id)
-    if member is not None:
-        member.last_viewed_at = utcnow()
 
 
 @endpoint("GET", "/patients/<patient_id>/record", summary="All ten sections of the record",
@@ -70,9 +68,9 @@ def _mark_viewed(patient_id: str):
 def get_record(patient_id):
     access = patient_access(current_user, patient_id, authz.READ)
     patient, key = access.patient, vault.patient_key(access.patient)
-    revs = latest_revisions(patient.id)
-    names = _names(r.created_by for r in revs.values())
-    _mark_viewed(patient.id)
+    revs, names = latest_revisions(patient.id)
+    if access.member is not None:  # "what changed since my last look" starts again now
+        access.member.last_viewed_at = utcnow()
     return {"patient_id": patient.id,
             "sections": {s: section_out(patient, key, s, revs.get(s), names) for s in SECTIONS},
             "writable": [] if access.breakglass else authz.writable_sections(access.role)}

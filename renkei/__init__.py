@@ -1,5 +1,6 @@
 """Renkei (連携): the service core — app factory, settings, crypto, authorisation, audit."""
 import logging
+import os
 
 from flask import Flask, request
 from flask_wtf.csrf import CSRFProtect
@@ -92,6 +93,13 @@ def create_app(settings: Settings | None = None) -> Flask:
             return resp
         return ("The database is not reachable. / データベースに接続できません。", resp.status_code,
                 {"Retry-After": "5", "Content-Type": "text/plain; charset=utf-8"})
+
+    if os.environ.get("RENKEI_BENCH_ROUTES") == "1":
+        @app.get("/_bench/bare")
+        def bench_bare():
+            """Benchmark baseline: a bare Flask route, one query, same server and database."""
+            from sqlalchemy import text
+            return {"one": db.session.execute(text("SELECT 1")).scalar()}
 
     @app.get("/healthz")
     def healthz():

@@ -136,14 +136,14 @@ def find_token(token: str) -> ApiToken | None:
 
 
 def user_for_token(token: str) -> User | None:
-    row = find_token(token)
-    if row is None:
+    # One query for token and user: this runs on every API request.
+    found = db.session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(
+        ApiToken.token_hash == _sha256(token), ApiToken.revoked_at.is_(None),
+        ApiToken.expires_at > utcnow(), User.disabled.is_(False))).first()
+    if found is None:
         return None
-    user = db.session.get(User, row.user_id)
-    if user is None or user.disabled:
-        return None
-    g.api_token = row
-    return user
+    g.api_token = found.ApiToken
+    return found.User
 
 
 def bearer_token() -> str | None:

@@ -56,8 +56,12 @@ _NEEDS_CONSENT = {READ, WRITE, POST}
 @dataclass
 class Access:
     patient: Patient
-    role: str | None         # the caller's team role, None if not a member
+    member: TeamMember | None  # the caller's current membership, None if not a member
     breakglass: bool = False
+
+    @property
+    def role(self) -> str | None:
+        return self.member.role if self.member else None
 
 
 def current_membership(patient_id: str, user_id: str) -> TeamMember | None:
@@ -84,14 +88,21 @@ def live_patient(patient_id: str) -> Patient | None:
 
 
 def patient_access(user: User, patient_id: str, need: str, section: str | None = None) -> Access:
-    patient = live_patient(patient_id)
-    if patient is None:
+    # Patient, membership and consent in one query: this runs on every patient request.
+    consented = select(Consent.id).where(Consent.patient_id == Patient.id,
+                                         Consent.withdrawn_at.is_(None)).exists()
+    found = db.session.execute(
+        select(Patient, TeamMember, consented).outerjoin(TeamMember, (TeamMember.patient_id == Patient.id)
+                                                         & (TeamMember.user_id == user.id)
+                                                         & TeamMember.removed_at.is_(None))
+        .where(Patient.id == str(patient_id), Patient.deleted_at.is_(None))).first()
+    if found is None:
         raise not_found()
-    member = current_membership(patient.id, user.id)
+    patient, member, consent = found
 
     # Administrators manage teams and delete records without reading clinical content.
     if user.is_admin and (need in (TEAM_VIEW, TEAM_MANAGE, DELETE)):
-        return Access(patient, member.role if member else None)
+        return Access(patient, member)
     if member is None:
         if active_breakglass(patient.id, user.id) is None:
             raise not_found()
@@ -99,7 +110,7 @@ def patient_access(user: User, patient_id: str, need: str, section: str | None =
             raise Problem(403, "Break-glass access is read-only.", type_="/problems/breakglass-read-only")
         return Access(patient, None, breakglass=True)
 
-    if need in _NEEDS_CONSENT and user.id != patient.registered_by and not has_consent(patient.id):
+    if need in _NEEDS_CONSENT and user.id != patient.registered_by and not consent:
         raise Problem(403, "The patient's consent to share information has not been recorded.",
                       type_="/problems/consent-missing")
     if need == WRITE and section not in WRITE_PERMISSIONS[member.role]:
@@ -110,7 +121,7 @@ def patient_access(user: User, patient_id: str, need: str, section: str | None =
         raise Problem(403, "Only the care manager, the physicians or the registrant may do this.")
     if need == DELETE:
         raise Problem(403, "Only administrators delete a patient's record.")
-    return Access(patient, member.role)
+    return Access(patient, member)
 
 
 def writable_sections(role: str | None) -> list[str]:

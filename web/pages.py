@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from api.audit_log import filtered
 from api.notes import notes_out
-from api.patients import activity_since, consent_out, demographics, team_rows
+from api.patients import activity_since, care_list, consent_out, demographics, team_rows
 from api.record import current_section, latest_revisions, section_out, _names
 from api.schemas import AuditQuery
 from marshmallow import ValidationError
@@ -26,8 +26,7 @@ from web.forms import LAYOUT, diff
 
 def _record(access):
     patient, key = access.patient, vault.patient_key(access.patient)
-    revs = latest_revisions(patient.id)
-    names = _names(r.created_by for r in revs.values())
+    revs, names = latest_revisions(patient.id)
     return {s: section_out(patient, key, s, revs.get(s), names) for s in SECTIONS}
 
 
@@ -39,25 +38,13 @@ def _timeline(patient, limit=30):
 
 @page("/", action="patient.list")
 def patients():
-    rows = db.session.execute(
-        select(TeamMember).where(TeamMember.user_id == current_user.id, TeamMember.removed_at.is_(None))
-        .order_by(TeamMember.added_at)).scalars().all()
-    items = []
-    for member in rows:
-        patient = authz.live_patient(member.patient_id)
-        if patient is None:
-            continue
-        consent = authz.has_consent(patient.id)
-        shown = consent or patient.registered_by == current_user.id
-        items.append({"id": patient.id, "role": member.role, "consent": consent,
-                      **(demographics(patient) if shown else {}), **activity_since(patient.id, member)})
-    return render_template("patients.html", items=items, q=request.args.get("q", ""))
+    return render_template("patients.html", items=care_list(current_user), q=request.args.get("q", ""))
 
 
 @page("/patients/<patient_id>", action="record.read")
 def patient(patient_id):
     access = patient_access(current_user, patient_id, authz.READ)
-    member = authz.current_membership(patient_id, current_user.id)
+    member = access.member
     changed = activity_since(patient_id, member)["changed_since_my_last_view"] if member else []
     if member:
         member.last_viewed_at = utcnow()
