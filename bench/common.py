@@ -73,7 +73,11 @@ def server(env: dict, workers=1, threads=32):
         yield port
     finally:
         proc.terminate()
-        proc.wait(20)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:  # open websockets keep threads busy
+            proc.kill()
+            proc.wait()
         log.close()
 
 

@@ -36,6 +36,10 @@ def push(user_id: str, name: str, payload: dict):
                     name, payload.get("seq"))
 
 
+def push_all(pending: list[tuple[str, str, dict]]):
+    socketio.start_background_task(lambda: [push(*event) for event in pending])
+
+
 def _socket_user():
     """A bearer token in the handshake's auth, else the browser's session cookie."""
     data = getattr(request, "socket_auth", None)

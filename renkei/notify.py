@@ -9,7 +9,7 @@ stops receiving at once."""
 import json
 
 from flask import g
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from models import TeamMember, User, UserEvent, utcnow
 from renkei import db
@@ -29,23 +29,29 @@ def admin_user_ids() -> list[str]:
 def queue(name: str, patient_id: str, payload: dict, also_to=()):
     """Store `name` for every current team member (and `also_to`), for sending after commit."""
     at = iso(utcnow())
-    recipients = sorted(set(team_user_ids(patient_id)) | set(also_to))  # fixed lock order
-    for user_id in recipients:
-        seq = db.session.execute(update(User).where(User.id == user_id)
-                                 .values(event_seq=User.event_seq + 1)
-                                 .returning(User.event_seq)).scalar_one()
+    recipients = sorted(set(team_user_ids(patient_id)) | set(also_to))
+    if not recipients:
+        return
+    # One statement hands every recipient its next seq (row locks serialise concurrent events).
+    seqs = db.session.execute(update(User).where(User.id.in_(recipients))
+                              .values(event_seq=User.event_seq + 1)
+                              .returning(User.id, User.event_seq)).all()
+    rows = []
+    for user_id, seq in sorted(seqs):
         body = {"patient_id": patient_id, **payload, "at": at, "seq": seq}
-        db.session.add(UserEvent(user_id=user_id, seq=seq, name=name,
-                                 payload=json.dumps(body, ensure_ascii=False)))
+        rows.append({"user_id": user_id, "seq": seq, "name": name, "created_at": utcnow(),
+                     "payload": json.dumps(body, ensure_ascii=False)})
         g.setdefault("events_pending", []).append((user_id, name, body))
+    db.session.execute(insert(UserEvent), rows)
 
 
 def publish_pending():
+    """Push after commit, off the request thread: the writer's response does not wait
+    for fan-out to every connection (the events are stored; resume covers a lost push)."""
     pending = g.pop("events_pending", [])
     if pending:
-        from realtime import push
-        for user_id, name, body in pending:
-            push(user_id, name, body)
+        from realtime import push_all
+        push_all(pending)
 
 
 def discard_pending():
