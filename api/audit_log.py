@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from api import endpoint, set_audit
-from api.schemas import AuditEntryOut, AuditList, AuditQuery, AuditVerify
+from api.schemas import AuditList, AuditQuery, AuditVerify
 from models import AuditEntry
 from renkei import audit, db
 from renkei.timefmt import iso
@@ -47,7 +47,7 @@ def search(query):
         stmt = stmt.where(AuditEntry.seq < query["cursor"])
     rows = list(db.session.execute(stmt.order_by(AuditEntry.seq.desc()).limit(query["limit"] + 1)).scalars())
     page = rows[:query["limit"]]
-    return {"items": [AuditEntryOut().dump(e) for e in page],
+    return {"items": page,  # dumped once, by the response schema
             "next_cursor": str(page[-1].seq) if len(rows) > query["limit"] else None}
 
 

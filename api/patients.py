@@ -54,6 +54,15 @@ def activity_since(patient_id: str, member: TeamMember) -> dict:
             "urgent_unacknowledged": urgent}
 
 
+def mark_viewed(member: TeamMember | None):
+    """Restart "what changed since my last look". Written at most once a minute per
+    member (a read should not always be a write); a stale mark only shows more as new."""
+    now = utcnow()
+    if member is not None and (member.last_viewed_at is None
+                               or (now - member.last_viewed_at).total_seconds() > 60):
+        member.last_viewed_at = now
+
+
 @endpoint("POST", "/patients", summary="Register a patient; the caller joins the team",
           tag="patients", action="patient.create", body=PatientIn, response=PatientOut,
           status=201, errors=(403,))

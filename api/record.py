@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api import endpoint
 from api.schemas import RecordOut, SectionIn, SectionOut, SectionVersions
+from api.patients import mark_viewed
 from api.sections import clean_content
 from models import Patient, SectionRevision, User, utcnow
 from renkei import authz, crypto, db, notify, vault
@@ -69,8 +70,7 @@ def get_record(patient_id):
     access = patient_access(current_user, patient_id, authz.READ)
     patient, key = access.patient, vault.patient_key(access.patient)
     revs, names = latest_revisions(patient.id)
-    if access.member is not None:  # "what changed since my last look" starts again now
-        access.member.last_viewed_at = utcnow()
+    mark_viewed(access.member)
     return {"patient_id": patient.id,
             "sections": {s: section_out(patient, key, s, revs.get(s), names) for s in SECTIONS},
             "writable": [] if access.breakglass else authz.writable_sections(access.role)}

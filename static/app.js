@@ -183,7 +183,9 @@
     form.addEventListener("submit", async e => {
       e.preventDefault();
       const body = Object.fromEntries(new FormData(form).entries());
-      const res = await api(method || "POST", typeof url === "function" ? url(body) : url, body);
+      const target = typeof url === "function" ? url(body) : url;
+      if (form.id === "breakglass-form") delete body.patient_id;  // it is in the URL
+      const res = await api(method || "POST", target, body);
       if (res.status < 300) { (after || (() => location.reload()))(res); }
       else $(".status", form).textContent = problemText(res);
     });
@@ -194,6 +196,8 @@
   jsonForm("org-form", "/api/v1/organizations");
   jsonForm("user-form", "/api/v1/users");
   jsonForm("totp-confirm", "/api/v1/auth/totp/confirm");
+  jsonForm("breakglass-form", b => `/api/v1/patients/${encodeURIComponent(b.patient_id)}/breakglass`, "POST",
+           () => { location.href = `/patients/${encodeURIComponent($('#breakglass-form [name="patient_id"]').value)}`; });
   const memberUser = $('#member-form select[name="user_id"]');
   if (memberUser) {
     const sync = () => {

@@ -89,6 +89,17 @@ def database_url(request, tmp_path):
         c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
+@pytest.fixture(scope="module")
+def module_api(tmp_path_factory, sqlite_template):
+    """An Api on a SQLite database shared by the tests of one module (for tests that
+    build one world and run many requests against it)."""
+    path = tmp_path_factory.mktemp("module") / "renkei.db"
+    shutil.copy(sqlite_template, path)
+    app = build_app(f"sqlite:///{path}")
+    yield Api(app)
+    app.extensions["renkei.engine"].dispose()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path, sqlite_template):
     path = tmp_path / "renkei.db"

@@ -4,7 +4,6 @@ import itertools
 
 import pytest
 
-from tests.conftest import Api, build_app
 
 ROLES = ["cm", "doc", "ns", "ph", "th", "sw", "out", "admin", "aud", "removed", "bg", "anon"]
 #             cm   doc  ns   ph   th   sw   out  admin aud rem  bg   anon
@@ -88,20 +87,15 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, sqlite_template):
-    import shutil
-    path = tmp_path_factory.mktemp("matrix") / "renkei.db"
-    shutil.copy(sqlite_template, path)
-    app = build_app(f"sqlite:///{path}")
-    api = Api(app)
+def world(module_api):
+    api = module_api
     for name, profession in [("cm", "care_manager"), ("doc", "physician"), ("ns", "nurse"),
                              ("ph", "pharmacist"), ("th", "therapist"), ("sw", "disability_support_worker"),
                              ("out", "physician"), ("removed", "nurse"), ("bg", "physician")]:
         api.user(name, profession)
     api.user("aud", "other", is_auditor=True)
     api.counter = itertools.count()
-    yield api
-    app.extensions["renkei.engine"].dispose()
+    return api
 
 
 def fresh_patient(api) -> dict:

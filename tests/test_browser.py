@@ -187,3 +187,40 @@ def test_pages_need_sign_in_and_carry_no_store(browser, server):
     response = page.goto("/summary")
     assert response.headers["cache-control"] == "no-store"
     page.context.close()
+
+
+def test_an_edit_made_offline_stays_and_is_sent_when_back_online(browser, server):
+    page = signed_in(browser, server, "cm.tanaka")
+    open_patient(page, "高橋 ハル")
+    version = int(page.locator("#section-care_notes").get_attribute("data-version"))
+    page.locator("#section-care_notes [data-edit]").click()
+    page.locator('#section-care_notes textarea[data-key="notes"]').fill("電波が切れても失われない記録")
+    page.context.set_offline(True)
+    page.locator("#section-care_notes button[type=submit]").click()
+    page.wait_for_selector("#section-care_notes .status:has-text('未送信')")
+    assert page.locator("#offline").is_visible()
+    assert page.locator('#section-care_notes textarea[data-key="notes"]').input_value() == "電波が切れても失われない記録"
+    page.context.set_offline(False)
+    page.wait_for_selector(f"#section-care_notes[data-version='{version + 1}']", timeout=15000)
+    assert "電波が切れても失われない記録" in page.locator("#section-care_notes dl").inner_text()
+    page.context.close()
+
+
+def test_breakglass_from_the_page_is_read_only_and_marked(browser, server):
+    cm = signed_in(browser, server, "cm.tanaka")
+    open_patient(cm)
+    cm.click("text=急変時情報シート")
+    patient_id = cm.locator(".sheet code").inner_text().strip()
+    cm.context.close()
+    er = signed_in(browser, server, "dr.kobayashi")  # a physician not on this team
+    er.goto(f"/patients/{patient_id}")
+    assert "見つかりません" in er.locator("h1").inner_text()
+    er.goto(f"/breakglass?patient_id={patient_id}")
+    er.fill("#breakglass-form textarea[name=reason]", "救急搬送先で既往歴と服薬を確認")
+    er.click("#breakglass-form button[type=submit]")
+    er.wait_for_selector(".banner.breakglass")
+    assert "閲覧のみ" in er.locator(".banner.breakglass").inner_text()
+    assert er.locator("[data-edit]").count() == 0 and er.locator("#note-form").count() == 0
+    assert "フロセミド" in er.locator("#section-diseases_medications").inner_text()
+    er.screenshot(path=str(SHOTS / "breakglass.png"))
+    er.context.close()

@@ -1,7 +1,5 @@
 """Fuzz every operation from the service's own OpenAPI description: whatever the
 input, never a 500, and every answer matches what the description promises."""
-import shutil
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -9,23 +7,19 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                status_code_conformance)
 from schemathesis.checks import not_a_server_error
 
-from tests.conftest import PASSWORD, Api, build_app
+from tests.conftest import PASSWORD
 
 
 @pytest.fixture(scope="module")
-def fuzz_world(tmp_path_factory, sqlite_template):
-    path = tmp_path_factory.mktemp("fuzz") / "renkei.db"
-    shutil.copy(sqlite_template, path)
-    app = build_app(f"sqlite:///{path}")
-    api = Api(app)
+def fuzz_world(module_api):
+    api = module_api
     api.user("cm", "care_manager")
     api.user("doc", "physician")
     api.pid = api.patient("cm")
     api.join(api.pid, "doc", "primary_physician", by="cm")
     api.note = api.call("cm", "POST", f"/api/v1/patients/{api.pid}/notes",
                         {"body": "x", "category": "other"}).json["id"]
-    yield api
-    app.extensions["renkei.engine"].dispose()
+    return api
 
 
 @pytest.fixture(scope="module")

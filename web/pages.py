@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from api.audit_log import filtered
 from api.notes import notes_out
-from api.patients import activity_since, care_list, consent_out, demographics, team_rows
+from api.patients import activity_since, care_list, consent_out, demographics, mark_viewed, team_rows
 from api.record import current_section, latest_revisions, section_out, _names
 from api.schemas import AuditQuery
 from marshmallow import ValidationError
@@ -46,8 +46,7 @@ def patient(patient_id):
     access = patient_access(current_user, patient_id, authz.READ)
     member = access.member
     changed = activity_since(patient_id, member)["changed_since_my_last_view"] if member else []
-    if member:
-        member.last_viewed_at = utcnow()
+    mark_viewed(member)
     writable = [] if access.breakglass else authz.writable_sections(access.role)
     grant = authz.active_breakglass(patient_id, current_user.id) if access.breakglass else None
     return render_template("patient.html", p=access.patient, demo=demographics(access.patient),
@@ -212,3 +211,9 @@ def usage():
               "orgs_active": orgs_active, "people_active": sum(n for _, n in by_profession)}
     return render_template("usage.html", totals=totals, by_profession=by_profession, weeks=weeks,
                            peak=max([1] + [max(w["updates"], w["notes"]) for w in weeks]))
+
+
+@page("/breakglass")
+def breakglass_page():
+    """緊急時アクセス: physicians and nurses open a record they are not on the team of."""
+    return render_template("breakglass.html", patient_id=request.args.get("patient_id", ""))
