@@ -92,7 +92,7 @@ def _run(view, meta, kwargs):
     except CSRFError as e:
         resp = problems.response(400, f"CSRF check failed: {e.description}")
     except DBAPIError as exc:
-        resp = _database_problem(exc, meta["name"])
+        resp = database_problem(exc, meta["name"])
     except DecryptionError:
         log.error("decryption failed in %s (request %s)", meta["name"], audit.request_id())
         resp = problems.response(500, "A stored value could not be decrypted.")
@@ -107,7 +107,7 @@ def database_down(exc: DBAPIError) -> bool:
     return bool(getattr(exc, "connection_invalidated", False)) or exc.__class__.__name__ == "OperationalError"
 
 
-def _database_problem(exc: DBAPIError, name: str) -> Response:
+def database_problem(exc: DBAPIError, name: str) -> Response:
     if database_down(exc):
         log.warning("database unavailable in %s (request %s)", name, audit.request_id())
         return problems.response(503, "The database is not reachable; nothing was read or changed.",
@@ -130,7 +130,7 @@ def finish(resp: Response, action: str | None, user, name: str) -> Response:
             db.commit()
             return resp
         except DBAPIError as exc:
-            resp = _database_problem(exc, name)
+            resp = database_problem(exc, name)
         except Exception:
             log.exception("commit failed in %s (request %s)", name, audit.request_id())
             resp = problems.response(500, "Internal error; nothing was changed.")
@@ -168,4 +168,5 @@ def _to_response(rv, meta) -> Response:
 
 
 # Route modules register themselves on import.
-from api import auth, directory, patients, record, notes, breakglass, audit_log, openapi  # noqa: E402,F401
+import api.auth, api.directory, api.patients, api.record, api.notes, api.breakglass  # noqa: E402,F401
+import api.audit_log, api.openapi  # noqa: E402,F401

@@ -86,9 +86,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Raised outside the API pipeline (e.g. loading the signed-in user for a page):
         # never fall back to anonymous, never show stale data.
         import api
-        from renkei import problems
         db.session.remove()
-        resp = api._database_problem(exc, request.endpoint or "?")
+        resp = api.database_problem(exc, request.endpoint or "?")
         if request.path.startswith("/api/"):
             return resp
         return ("The database is not reachable. / データベースに接続できません。", resp.status_code,

@@ -6,7 +6,6 @@ A backup file is AES-256-GCM ciphertext under a key derived from the master key
 that also guards the data keys. Restore needs the same master key."""
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import tempfile

@@ -198,5 +198,35 @@ def sqlite_api(sqlite_app):
     return Api(sqlite_app)
 
 
+@pytest.fixture(scope="module")
+def redis_url():
+    from tests.servers import free_port
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    folder, port = tempfile.mkdtemp(prefix="renkei-redis-"), str(free_port())
+    url = subprocess.run(["bash", str(ROOT / "platform/redis.sh"), "start", folder, port],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    yield url
+    subprocess.run(["bash", str(ROOT / "platform/redis.sh"), "stop", folder])
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_world(request, tmp_path):
+    """A PostgreSQL database shared by several server processes."""
+    from tests.servers import World
+    admin = request.getfixturevalue("pg_template")
+    name = "rt_" + uuid.uuid4().hex[:10]
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name} TEMPLATE renkei_template"))
+    yield World(admin.url.set(database=name).render_as_string(hide_password=False), tmp_path)
+    from renkei import db
+    db.session.remove()
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
 def random_master_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()

@@ -4,11 +4,16 @@ import os
 import socket
 import subprocess
 import sys
+import base64
+import secrets
+import threading
 import time
+from pathlib import Path
 
 import requests
+import socketio
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Api, build_app
 
 
 def free_port() -> int:
@@ -48,3 +53,61 @@ def start_server(env: dict, timeout: float = 30, gunicorn: bool = False, handle:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+class Listener:
+    """A Socket.IO client that records every event it gets."""
+
+    def __init__(self, base, token):
+        self.events, self.lock = [], threading.Lock()
+        self.sio = socketio.Client(reconnection=False)
+        self.sio.on("*", self._got)
+        self.sio.connect(base, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+
+    def _got(self, name, data):
+        with self.lock:
+            self.events.append((name, data))
+
+    def wait_for(self, count, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.events) >= count:
+                    return list(self.events)
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} events, got {self.events}")
+
+    def close(self):
+        if self.sio.connected:
+            self.sio.disconnect()
+
+
+class World:
+    """A team (cm, doc, ns), an outsider and the data a test needs, in a database
+    the server processes share; tokens are real bearer tokens."""
+
+    def __init__(self, url, tmp: Path):
+        self.key = secrets.token_bytes(32)
+        self.env = os.environ | {"RENKEI_DATABASE_URL": url, "RENKEI_INSTANCE_DIR": str(tmp),
+                                 "RENKEI_MASTER_KEY": base64.b64encode(self.key).decode(),
+                                 "RENKEI_SECRET_KEY": "t" * 32}
+        app = build_app(url, self.key)
+        self.api = Api(app)
+        for name, prof in [("cm", "care_manager"), ("doc", "physician"), ("ns", "nurse"), ("out", "nurse"),
+                           ("er", "physician")]:
+            self.api.user(name, prof)
+        self.pid = self.api.patient("cm")
+        self.api.join(self.pid, "doc", "primary_physician", by="cm")
+        self.api.join(self.pid, "ns", "nurse", by="cm")
+        self.tokens = self.api.tokens
+        self.ids = {k: v["id"] for k, v in self.api.users.items()}
+        app.extensions["renkei.engine"].dispose()
+
+    def server(self, **env):
+        return start_server(self.env | {"RENKEI_PORT": str(free_port())} | env)
+
+    def put(self, base, who, section, content, version):
+        r = requests.put(f"{base}/api/v1/patients/{self.pid}/record/{section}", json={"content": content},
+                         headers={"Authorization": "Bearer " + self.tokens[who], "If-Match": f'"{version}"'})
+        assert r.status_code == 200, r.text
+        return r.json()

@@ -4,7 +4,6 @@ the auditor's log. Screenshots go to test-artifacts/screenshots/."""
 import os
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 

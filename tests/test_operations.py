@@ -6,7 +6,6 @@ import subprocess
 import sys
 import uuid
 
-import pytest
 from sqlalchemy import text
 
 from tests.conftest import ROOT, Api, build_app

@@ -14,8 +14,7 @@ import requests
 from sqlalchemy import text
 
 from tests.conftest import ROOT
-from tests.servers import free_port, start_server
-from tests.test_realtime import Listener, World, pg_world, redis_url  # noqa: F401 (fixtures)
+from tests.servers import Listener, World, free_port, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

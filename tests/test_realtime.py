@@ -1,23 +1,12 @@
 """Socket.IO (SPEC §5) against real server processes with a real Socket.IO client,
 and across two processes through a real Redis."""
-import base64
-import os
-import secrets
-import shutil
-import subprocess
-import tempfile
-import threading
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 import requests
 import socketio
-from sqlalchemy import text
 
-from tests.conftest import ROOT, Api, build_app
-from tests.servers import free_port, start_server
+from tests.servers import Listener, World, free_port
 
 pytestmark = pytest.mark.slow
 SPEC_KEYS = {
@@ -26,78 +15,6 @@ SPEC_KEYS = {
     "team.updated": {"patient_id", "user_id", "change", "at", "seq"},
     "breakglass.opened": {"patient_id", "actor_id", "reason_given", "at", "seq"},
 }
-
-
-class Listener:
-    """A Socket.IO client that records every event it gets."""
-
-    def __init__(self, base, token):
-        self.events, self.lock = [], threading.Lock()
-        self.sio = socketio.Client(reconnection=False)
-        self.sio.on("*", self._got)
-        self.sio.connect(base, auth={"token": token}, transports=["websocket"], wait_timeout=10)
-
-    def _got(self, name, data):
-        with self.lock:
-            self.events.append((name, data))
-
-    def wait_for(self, count, timeout=10):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.events) >= count:
-                    return list(self.events)
-            time.sleep(0.02)
-        raise AssertionError(f"expected {count} events, got {self.events}")
-
-    def close(self):
-        if self.sio.connected:
-            self.sio.disconnect()
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
-    folder, port = tempfile.mkdtemp(prefix="renkei-redis-"), str(free_port())
-    url = subprocess.run(["bash", str(ROOT / "platform/redis.sh"), "start", folder, port],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    yield url
-    subprocess.run(["bash", str(ROOT / "platform/redis.sh"), "stop", folder])
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-class World:
-    """A team (cm, doc, ns), an outsider and the data a test needs, in a database
-    the server processes share; tokens are real bearer tokens."""
-
-    def __init__(self, url, tmp: Path):
-        self.key = secrets.token_bytes(32)
-        self.env = os.environ | {"RENKEI_DATABASE_URL": url, "RENKEI_INSTANCE_DIR": str(tmp),
-                                 "RENKEI_MASTER_KEY": base64.b64encode(self.key).decode(),
-                                 "RENKEI_SECRET_KEY": "t" * 32}
-        app = build_app(url, self.key)
-        self.api = Api(app)
-        for name, prof in [("cm", "care_manager"), ("doc", "physician"), ("ns", "nurse"), ("out", "nurse"),
-                           ("er", "physician")]:
-            self.api.user(name, prof)
-        self.pid = self.api.patient("cm")
-        self.api.join(self.pid, "doc", "primary_physician", by="cm")
-        self.api.join(self.pid, "ns", "nurse", by="cm")
-        self.tokens = self.api.tokens
-        self.ids = {k: v["id"] for k, v in self.api.users.items()}
-        app.extensions["renkei.engine"].dispose()
-
-    def server(self, **env):
-        return start_server(self.env | {"RENKEI_PORT": str(free_port())} | env)
-
-    def put(self, base, who, section, content, version):
-        r = requests.put(f"{base}/api/v1/patients/{self.pid}/record/{section}", json={"content": content},
-                         headers={"Authorization": "Bearer " + self.tokens[who], "If-Match": f'"{version}"'})
-        assert r.status_code == 200, r.text
-        return r.json()
 
 
 @pytest.fixture
@@ -203,20 +120,6 @@ def test_resume_returns_exactly_the_missed_events_in_order(world):
             assert back.sio.call("resume", {"since": "x"}, timeout=5)["error"]
         finally:
             back.close()
-
-
-@pytest.fixture
-def pg_world(request, tmp_path):
-    """A PostgreSQL database shared by several server processes."""
-    admin = request.getfixturevalue("pg_template")
-    name = "rt_" + uuid.uuid4().hex[:10]
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {name} TEMPLATE renkei_template"))
-    yield World(admin.url.set(database=name).render_as_string(hide_password=False), tmp_path)
-    from renkei import db
-    db.session.remove()
-    with admin.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.mark.postgres
