@@ -11,10 +11,6 @@ from renkei.problems import Problem, not_found
 from renkei.timefmt import iso, parse_iso
 
 
-def _aad(patient_id, note_id):
-    return vault.aad(patient_id, "note=" + note_id)
-
-
 def notes_out(patient: Patient, notes: list[Note]) -> list[dict]:
     key = vault.patient_key(patient)
     ids = [n.id for n in notes]
@@ -28,7 +24,7 @@ def notes_out(patient: Patient, notes: list[Note]) -> list[dict]:
         out.append({"id": n.id, "patient_id": patient.id, "category": n.category,
                     "urgent": n.urgent, "created_at": n.created_at, "author_id": n.created_by,
                     "author_name": authors.get(n.created_by),
-                    "body": crypto.unseal(key, n.body_ct, _aad(patient.id, n.id)).decode(),
+                    "body": crypto.unseal(key, n.body_ct, vault.note_aad(patient.id, n.id)).decode(),
                     "acks": mine,
                     "acknowledged_by_me": any(a["user_id"] == current_user.id for a in mine)})
     return out
@@ -41,7 +37,7 @@ def create_note(patient_id, body):
     patient = patient_access(current_user, patient_id, authz.POST).patient
     note = Note(id=new_id(), patient_id=patient.id, category=body["category"],
                 urgent=body["urgent"], created_by=current_user.id, created_at=utcnow())
-    note.body_ct = crypto.seal(vault.patient_key(patient), body["body"].encode(), _aad(patient.id, note.id))
+    note.body_ct = crypto.seal(vault.patient_key(patient), body["body"].encode(), vault.note_aad(patient.id, note.id))
     db.session.add(note)
     db.session.flush()
     set_audit(detail="note=" + note.id)

@@ -37,21 +37,32 @@ def patient_out(patient: Patient, role: str | None, *, breakglass=False, member=
     return out
 
 
+def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
+    """For each patient: sections others changed since the member's last look, when the
+    record last changed, and urgent notes the member has not acknowledged. Four
+    queries however many patients (the care list and the patient page share this)."""
+    mine = (TeamMember.user_id == user_id) & TeamMember.removed_at.is_(None)
+    changed: dict[str, set] = {}
+    for pid, section in db.session.execute(
+            select(SectionRevision.patient_id, SectionRevision.section)
+            .join(TeamMember, (TeamMember.patient_id == SectionRevision.patient_id) & mine)
+            .where(SectionRevision.patient_id.in_(ids), SectionRevision.created_by != user_id,
+                   SectionRevision.created_at > func.coalesce(TeamMember.last_viewed_at, TeamMember.added_at))
+            .distinct()):
+        changed.setdefault(pid, set()).add(section)
+    updated = dict(db.session.execute(select(SectionRevision.patient_id, func.max(SectionRevision.created_at))
+                                      .where(SectionRevision.patient_id.in_(ids))
+                                      .group_by(SectionRevision.patient_id)).all())
+    acked = select(NoteAck.note_id).where(NoteAck.user_id == user_id)
+    urgent = dict(db.session.execute(select(Note.patient_id, func.count(Note.id)).where(
+        Note.patient_id.in_(ids), Note.urgent.is_(True), Note.created_by != user_id,
+        Note.id.not_in(acked)).group_by(Note.patient_id)).all())
+    return {pid: {"changed_since_my_last_view": sorted(changed.get(pid, ())), "updated_at": updated.get(pid),
+                  "urgent_unacknowledged": urgent.get(pid, 0)} for pid in ids}
+
+
 def activity_since(patient_id: str, member: TeamMember) -> dict:
-    """What changed since the member last opened the record, and urgent notes they
-    have not acknowledged: the two things a care list has to show."""
-    since = member.last_viewed_at or member.added_at
-    changed = db.session.execute(select(SectionRevision.section).where(
-        SectionRevision.patient_id == patient_id, SectionRevision.created_at > since,
-        SectionRevision.created_by != member.user_id).distinct()).scalars()
-    updated_at = db.session.execute(select(func.max(SectionRevision.created_at)).where(
-        SectionRevision.patient_id == patient_id)).scalar()
-    acked = select(NoteAck.note_id).where(NoteAck.user_id == member.user_id)
-    urgent = db.session.execute(select(func.count(Note.id)).where(
-        Note.patient_id == patient_id, Note.urgent.is_(True),
-        Note.created_by != member.user_id, Note.id.not_in(acked))).scalar()
-    return {"changed_since_my_last_view": sorted(changed), "updated_at": updated_at,
-            "urgent_unacknowledged": urgent}
+    return activity(member.user_id, [patient_id])[patient_id]
 
 
 def mark_viewed(member: TeamMember | None):
@@ -95,31 +106,15 @@ def care_list(user, name: str | None = None) -> list[dict]:
     ids = [p.id for p, _ in rows]
     if not ids:
         return []
-    mine = (TeamMember.user_id == user.id) & TeamMember.removed_at.is_(None)
     consented = set(db.session.execute(select(Consent.patient_id).where(
         Consent.patient_id.in_(ids), Consent.withdrawn_at.is_(None))).scalars())
-    changed: dict[str, set] = {}
-    for pid, section in db.session.execute(
-            select(SectionRevision.patient_id, SectionRevision.section)
-            .join(TeamMember, (TeamMember.patient_id == SectionRevision.patient_id) & mine)
-            .where(SectionRevision.patient_id.in_(ids), SectionRevision.created_by != user.id,
-                   SectionRevision.created_at > func.coalesce(TeamMember.last_viewed_at, TeamMember.added_at))
-            .distinct()):
-        changed.setdefault(pid, set()).add(section)
-    updated = dict(db.session.execute(select(SectionRevision.patient_id, func.max(SectionRevision.created_at))
-                                      .where(SectionRevision.patient_id.in_(ids))
-                                      .group_by(SectionRevision.patient_id)).all())
-    acked = select(NoteAck.note_id).where(NoteAck.user_id == user.id)
-    urgent = dict(db.session.execute(select(Note.patient_id, func.count(Note.id)).where(
-        Note.patient_id.in_(ids), Note.urgent.is_(True), Note.created_by != user.id,
-        Note.id.not_in(acked)).group_by(Note.patient_id)).all())
+    recent = activity(user.id, ids)
     items = []
     for patient, member in rows:
         consent = patient.id in consented
         out = patient_out(patient, member.role, consent=consent,
                           show_demographics=consent or patient.registered_by == user.id)
-        out.update(changed_since_my_last_view=sorted(changed.get(patient.id, ())),
-                   updated_at=updated.get(patient.id), urgent_unacknowledged=urgent.get(patient.id, 0))
+        out.update(recent[patient.id])
         items.append(out)
     return items
 

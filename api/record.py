@@ -15,17 +15,13 @@ from renkei.authz import SECTIONS, patient_access
 from renkei.problems import Problem, invalid, not_found
 
 
-def _aad(patient_id, section, version):
-    return vault.aad(patient_id, "section=" + section, f"version={version}")
-
-
 def section_out(patient: Patient, key: bytes, section: str, rev: SectionRevision | None,
                 names: dict) -> dict:
     if rev is None:  # never written: version 0, empty content (SPEC §2)
         return {"section": section, "version": 0, "content": {}, "updated_at": None,
                 "updated_by": None, "updated_by_name": None}
     return {"section": section, "version": rev.version,
-            "content": crypto.unseal_json(key, rev.content_ct, _aad(patient.id, section, rev.version)),
+            "content": crypto.unseal_json(key, rev.content_ct, vault.section_aad(patient.id, section, rev.version)),
             "updated_at": rev.created_at, "updated_by": rev.created_by,
             "updated_by_name": names.get(rev.created_by)}
 
@@ -117,7 +113,7 @@ def put_section(patient_id, section, body):
     rev = SectionRevision(patient_id=patient.id, section=section, version=version,
                           created_by=current_user.id, created_at=utcnow(),
                           content_ct=crypto.seal_json(vault.patient_key(patient), content,
-                                                      _aad(patient.id, section, version)))
+                                                      vault.section_aad(patient.id, section, version)))
     try:
         with db.session.begin_nested():
             db.session.add(rev)

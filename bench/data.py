@@ -64,7 +64,7 @@ def patients(app, who, count, mine=0):
                                              ("wishes", {"patient_wishes": "自宅で過ごしたい" * 10})):
                         revisions.append({"id": new_id(), "patient_id": pid, "section": section, "version": 1,
                                           "created_by": owner, "created_at": utcnow(),
-                                          "content_ct": crypto.seal_json(key, content, vault.aad(pid, "section=" + section, "version=1"))})
+                                          "content_ct": crypto.seal_json(key, content, vault.section_aad(pid, section, 1))})
                 ids.append(pid)
             db.session.execute(insert(Patient), rows)
             db.session.execute(insert(TeamMember), members)

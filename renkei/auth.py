@@ -128,13 +128,6 @@ def issue_token(user: User) -> tuple[str, object]:
     return token, expires
 
 
-def find_token(token: str) -> ApiToken | None:
-    row = db.session.execute(select(ApiToken).where(ApiToken.token_hash == _sha256(token))).scalar_one_or_none()
-    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
-        return None
-    return row
-
-
 def user_for_token(token: str) -> User | None:
     # One query for token and user: this runs on every API request.
     found = db.session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(

@@ -106,11 +106,11 @@ def _demo_patient(registrant, demographics, sections, members):
         content = clean_content(section, content)
         db.session.add(SectionRevision(
             patient_id=patient.id, section=section, version=1, created_by=registrant.id,
-            content_ct=crypto.seal_json(key, content, vault.aad(patient.id, "section=" + section, "version=1"))))
+            content_ct=crypto.seal_json(key, content, vault.section_aad(patient.id, section, 1))))
     note = Note(id=new_id(), patient_id=patient.id, category="observation", urgent=False,
                 created_by=registrant.id, created_at=utcnow())
     note.body_ct = crypto.seal(key, "初回訪問。ご本人・ご家族と面談しました。".encode(),
-                               vault.aad(patient.id, "note=" + note.id))
+                               vault.note_aad(patient.id, note.id))
     db.session.add(note)
 
 

@@ -16,6 +16,14 @@ def aad(patient_id: str, *where) -> str:
     return "|".join(("patient=" + patient_id, *map(str, where)))
 
 
+def section_aad(patient_id: str, section: str, version: int) -> str:
+    return aad(patient_id, "section=" + section, f"version={version}")
+
+
+def note_aad(patient_id: str, note_id: str) -> str:
+    return aad(patient_id, "note=" + note_id)
+
+
 def new_patient_key(patient: Patient) -> bytes:
     data_key = crypto.new_data_key()
     patient.kek_id, patient.wrapped_key = keyring().wrap(data_key, "patient=" + patient.id)
