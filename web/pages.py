@@ -4,10 +4,11 @@ from datetime import date, timedelta
 
 import pyotp
 import segno
-from flask import abort, render_template, request
+from flask import render_template, request
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from api import set_audit
 from api.audit_log import filtered
 from api.notes import notes_out
 from api.patients import activity_since, care_list, consent_out, demographics, mark_viewed, team_rows
@@ -19,7 +20,7 @@ from models import (AuditEntry, Consent, Note, Organization, SectionRevision, Te
 from renkei import audit, auth, authz, vault
 from renkei import db
 from renkei.authz import SECTIONS, patient_access
-from renkei.problems import Problem
+from renkei.problems import Problem, not_found
 from web import page
 from web.forms import LAYOUT, diff
 
@@ -59,7 +60,7 @@ def patient(patient_id):
 def section_fragment(patient_id, section):
     access = patient_access(current_user, patient_id, authz.READ)
     if section not in SECTIONS:
-        abort(404)
+        raise not_found()
     writable = [] if access.breakglass else authz.writable_sections(access.role)
     return render_template("_section.html", p=access.patient, key=section,
                            s=current_section(access.patient, section), writable=writable)
@@ -69,7 +70,7 @@ def section_fragment(patient_id, section):
 def section_history(patient_id, section):
     access = patient_access(current_user, patient_id, authz.READ)
     if section not in SECTIONS:
-        abort(404)
+        raise not_found()
     revs = list(db.session.execute(select(SectionRevision).where(
         SectionRevision.patient_id == patient_id, SectionRevision.section == section)
         .order_by(SectionRevision.version.desc())).scalars())
@@ -90,14 +91,9 @@ def timeline_fragment(patient_id):
 @page("/patients/<patient_id>/sheet", action="record.read")
 def emergency_sheet(patient_id):
     access = patient_access(current_user, patient_id, authz.READ)
-    audit_detail("emergency_sheet")
+    set_audit(detail="emergency_sheet")
     return render_template("sheet.html", p=access.patient, demo=demographics(access.patient),
                            sections=_record(access), team=team_rows(patient_id), now=utcnow())
-
-
-def audit_detail(text):
-    from flask import g
-    g.audit_fields["detail"] = text
 
 
 @page("/summary")
