@@ -56,6 +56,10 @@ def test_unauthenticated_and_revoked_connections_are_refused(world):
             client = socketio.Client(reconnection=False)
             with pytest.raises(socketio.exceptions.ConnectionError):
                 client.connect(base, auth=auth, transports=["websocket"], wait_timeout=5)
+        foreign = socketio.Client(reconnection=False)  # a valid token from another site's page
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            foreign.connect(base, auth={"token": world.tokens["doc"]}, transports=["websocket"],
+                            headers={"Origin": "https://evil.example"}, wait_timeout=5)
         listener = Listener(base, world.tokens["doc"])
         assert requests.delete(base + "/api/v1/auth/tokens/current",
                                headers={"Authorization": "Bearer " + world.tokens["doc"]}).status_code == 204
