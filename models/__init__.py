@@ -28,10 +28,10 @@ def utcnow() -> datetime:
 from models.directory import ApiToken, LoginThrottle, Organization, SystemKey, User  # noqa: E402
 from models.patient import (BreakGlass, Consent, Note, NoteAck, Patient,  # noqa: E402
                             SectionRevision, TeamMember)
-from models.audit import AuditEntry  # noqa: E402
+from models.audit import AuditAnchor, AuditEntry  # noqa: E402
 from models.events import UserEvent  # noqa: E402
 from models.sockets import SocketSession  # noqa: E402
 
 __all__ = ["Base", "new_id", "utcnow", "ApiToken", "LoginThrottle", "Organization",
            "SystemKey", "User", "BreakGlass", "Consent", "Note", "NoteAck", "Patient",
-           "SectionRevision", "TeamMember", "AuditEntry", "UserEvent", "SocketSession"]
+           "SectionRevision", "TeamMember", "AuditAnchor", "AuditEntry", "UserEvent", "SocketSession"]

@@ -27,3 +27,16 @@ class AuditEntry(Base):
                       Index("ix_audit_patient_seq", "patient_id", "seq"),
                       Index("ix_audit_action_seq", "action", "seq"),
                       Index("ix_audit_at", "at"))
+
+
+class AuditAnchor(Base):
+    """Where the live log begins once older entries were archived (renkei/audit_archive.py):
+    the last archived entry's seq and hash, signed, so the remaining chain still verifies
+    and nobody can cut the log's beginning off without the signing key."""
+    __tablename__ = "audit_anchors"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[str] = mapped_column(String(40))  # signed as text, exactly as in the archive
+    entries: Mapped[int] = mapped_column(Integer)  # how many this archival removed
+    archived_at: Mapped[datetime] = mapped_column(DateTime)
+    signature: Mapped[str] = mapped_column(String(128))

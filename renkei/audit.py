@@ -4,18 +4,24 @@ credentials, teams, consent, exports or the log itself, allowed or not.
 Entries form a hash chain: each entry's hash covers its fields and the previous
 entry's hash, and seq has no gaps, so editing, deleting or reordering an entry is
 found by `verify`. No clinical content is ever written here."""
+import csv
 import hashlib
+import io
 import json
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from flask import g, has_request_context, request
 from sqlalchemy import select
 
 from models import AuditEntry, utcnow
 from renkei import db
+from renkei.timefmt import iso
 
 GENESIS = "0" * 64
+CSV_COLUMNS = ("seq", "at", "actor_id", "actor_org_id", "action", "patient_id", "section",
+               "outcome", "client_addr", "request_id", "detail", "hash")
 
 
 @dataclass
@@ -80,9 +86,14 @@ def write_pending():
 
 
 def verify(batch: int = 5000) -> dict:
-    """Walk the chain in seq order; report the first entry that does not fit."""
-    expected_seq, prev, count = 1, GENESIS, 0
-    rows = db.session.execute(select(AuditEntry).order_by(AuditEntry.seq)
+    """Walk the chain in seq order; report the first entry that does not fit.
+    After an archival the chain begins at the signed anchor (renkei/audit_archive.py)."""
+    from renkei.audit_archive import live_start
+    start_seq, prev, genuine = live_start()
+    if not genuine:
+        return {"ok": False, "entries": 0, "first_bad": start_seq + 1}
+    expected_seq, count = start_seq + 1, 0
+    rows = db.session.execute(select(AuditEntry).where(AuditEntry.seq > start_seq).order_by(AuditEntry.seq)
                               .execution_options(yield_per=batch)).scalars()
     for e in rows:
         if e.seq != expected_seq or e.prev_hash != prev or entry_hash(prev, e.seq, e) != e.hash:
@@ -97,3 +108,19 @@ def outcome_for(status: int) -> str:
     return {401: "unauthenticated", 403: "denied", 404: "not_found", 409: "conflict",
             412: "conflict", 428: "invalid", 400: "invalid", 422: "invalid",
             429: "throttled"}.get(status, "failed")
+
+
+def csv_lines(entries, chunk: int = 65536):
+    """The CSV export of entries (AuditEntry rows or archived dicts), in chunks of text."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(CSV_COLUMNS)
+    for e in entries:
+        row = e if isinstance(e, dict) else {c: getattr(e, c) for c in CSV_COLUMNS}
+        at = datetime.fromisoformat(row["at"]) if isinstance(row["at"], str) else row["at"]
+        writer.writerow([iso(at) if c == "at" else row[c] for c in CSV_COLUMNS])
+        if buf.tell() > chunk:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()

@@ -43,6 +43,15 @@ def create_admin(login: str, password: str, display_name: str | None = None) -> 
     return {"id": user.id, "totp_secret": secret}
 
 
+# 5 years: how long 診療録 must be kept (医師法第24条). The access log is the evidence
+# of who read a record, so it is not dropped sooner than the record itself.
+RETENTION_DAYS = 5 * 365
+
+
+def _master_key() -> bytes:
+    return current_app.config["RENKEI"].master_key
+
+
 def register(app):
     @app.cli.command("init-db")
     def init_db():
@@ -98,19 +107,66 @@ def register(app):
     @app.cli.command("audit-checkpoint")
     def audit_checkpoint():
         """Print a signed checkpoint of the audit chain's head (keep it outside the system)."""
-        from renkei import backup
-        cp = backup.checkpoint()
+        from renkei import audit_archive
+        cp = audit_archive.checkpoint()
         db.session.commit()
         click.echo(json.dumps(cp))
 
     @app.cli.command("audit-verify")
     @click.option("--checkpoint", "checkpoint_file", type=click.Path(exists=True, dir_okay=False))
-    def audit_verify(checkpoint_file):
+    @click.option("--archive", "archive_file", type=click.Path(exists=True, dir_okay=False),
+                  help="verify an archive file instead of the live log")
+    def audit_verify(checkpoint_file, archive_file):
         """Verify the chain, and that it still holds a saved checkpoint (detects truncation)."""
-        from renkei import audit, backup
-        result = backup.verify_checkpoint(json.load(open(checkpoint_file))) if checkpoint_file else audit.verify()
-        click.echo(json.dumps(result))
+        from pathlib import Path
+        from renkei import audit, audit_archive
+        cp = json.load(open(checkpoint_file)) if checkpoint_file else None
+        if archive_file:
+            try:
+                result = audit_archive.check_archive(*audit_archive.read_archive(Path(archive_file), _master_key()), cp)
+            except audit_archive.ArchiveError as exc:
+                result = {"ok": False, "reason": str(exc)}
+        else:
+            result = audit_archive.verify_checkpoint(cp) if cp else audit.verify()
+        click.echo(json.dumps(result, ensure_ascii=False))
         raise SystemExit(0 if result["ok"] else 1)
+
+    @app.cli.command("audit-archive")
+    @click.option("--out", required=True, type=click.Path(dir_okay=False))
+    @click.option("--older-than-days", default=RETENTION_DAYS, show_default=True, type=click.IntRange(min=1))
+    @click.option("--before", default=None, help="ISO 8601 instead (without an offset: UTC), e.g. 2021-04-01T00:00+09:00")
+    def audit_archive_cmd(out, older_than_days, before):
+        """Move access-log entries older than the retention period into a sealed archive file."""
+        from datetime import timedelta
+        from pathlib import Path
+        from models import utcnow
+        from renkei import audit_archive
+        from renkei.timefmt import parse_iso
+        try:
+            cutoff = parse_iso(before) if before else utcnow() - timedelta(days=older_than_days)
+        except ValueError:
+            raise click.BadParameter("not an ISO 8601 time", param_hint="--before")
+        try:
+            result = audit_archive.archive(cutoff, Path(out), _master_key())
+        except audit_archive.ArchiveError as exc:
+            raise click.ClickException(str(exc))
+        click.echo(json.dumps(result))
+
+    @app.cli.command("audit-export")
+    @click.option("--archive", "archive_file", required=True, type=click.Path(exists=True, dir_okay=False))
+    def audit_export(archive_file):
+        """Print a verified archive file as CSV (the live log: GET /api/v1/audit/export.csv)."""
+        from pathlib import Path
+        from renkei import audit, audit_archive
+        try:
+            entries, end = audit_archive.read_archive(Path(archive_file), _master_key())
+            check = audit_archive.check_archive(entries, end)
+            if not check["ok"]:
+                raise audit_archive.ArchiveError(check["reason"])
+        except audit_archive.ArchiveError as exc:
+            raise click.ClickException(str(exc))
+        for line in audit.csv_lines(entries):
+            click.echo(line, nl=False)
 
     @app.cli.command("seed-demo")
     def seed_demo():

@@ -49,3 +49,17 @@ def test_rotate_master_key_command(tmp_path):
     # afterwards the old key is no longer needed
     assert run(["create-admin", "--login", "root2", "--password", "a long password"],
                env | {"RENKEI_MASTER_KEY": new}).returncode == 0
+
+
+def test_migrations_build_the_schema_the_models_describe(database_url):
+    """A model changed without a migration would work in tests that create tables from
+    models and fail on a real upgrade; here the migrated database must match the models."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from models import Base
+    from renkei.db import make_engine
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []

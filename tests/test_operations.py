@@ -1,5 +1,7 @@
 """Operations: encrypted backup and a restore drill, signed audit checkpoints."""
 import base64
+import csv
+import io
 import json
 import os
 import subprocess
@@ -98,3 +100,77 @@ def test_checkpoint_commands(sqlite_app, tmp_path):
     path.write_text(json.dumps(cp))
     assert json.loads(flask(["audit-verify", "--checkpoint", str(path)], settings.database_url,
                             settings.master_key, tmp_path))["ok"] is True
+
+
+def run_flask(args, settings, tmp_path):
+    env = os.environ | {"RENKEI_DATABASE_URL": settings.database_url, "RENKEI_INSTANCE_DIR": str(tmp_path),
+                        "RENKEI_MASTER_KEY": base64.b64encode(settings.master_key).decode(),
+                        "RENKEI_SECRET_KEY": "x" * 32}
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_retention_archives_old_entries_and_the_rest_still_verifies(api, tmp_path):
+    from renkei import db
+    from renkei.timefmt import iso
+    from models import utcnow
+    pid = team(api)
+    api.call("doc", "GET", f"{R}/{pid}/record")  # evidence that will be archived
+    old_cp = api.call("admin", "GET", "/api/v1/audit/checkpoint").json
+    cutoff = iso(utcnow())
+    api.call("cm", "GET", f"{R}/{pid}/record")  # stays in the live log
+    settings = api.app.config["RENKEI"]
+    db.session.remove()
+    file = tmp_path / "audit-2026.archive"
+
+    assert json.loads(run_flask(["audit-archive", "--out", str(file)], settings, tmp_path).stdout)["archived"] == 0
+    out = run_flask(["audit-archive", "--out", str(file), "--before", cutoff], settings, tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["through_seq"] > old_cp["seq"] and result["archived"] == result["through_seq"]
+
+    live = api.call("admin", "GET", "/api/v1/audit/verify").json
+    assert live["ok"] is True and live["first_bad"] is None
+    reads = api.call("admin", "GET", f"/api/v1/audit?patient_id={pid}&action=record.read").json["items"]
+    assert [r["actor_id"] for r in reads] == [api.users["cm"]["id"]]  # the physician's read is archived
+    assert api.call("admin", "GET", "/api/v1/audit?action=audit.archive").json["items"][0]["detail"] == \
+        f"through={result['through_seq']};entries={result['archived']}"
+    moved = api.call("admin", "POST", "/api/v1/audit/checkpoint/verify", old_cp).json
+    assert moved["ok"] is False and moved["reason"].startswith("archived")
+
+    raw = file.read_bytes()
+    assert pid.encode() not in raw and b"record.read" not in raw
+    cp_file = tmp_path / "cp.json"
+    cp_file.write_text(json.dumps(old_cp))
+    checked = run_flask(["audit-verify", "--archive", str(file), "--checkpoint", str(cp_file)], settings, tmp_path)
+    assert checked.returncode == 0 and json.loads(checked.stdout) | {"entries": 0} == {
+        "ok": True, "entries": 0, "from_seq": 1, "through_seq": result["through_seq"]}
+    rows = list(csv.DictReader(io.StringIO(run_flask(["audit-export", "--archive", str(file)], settings, tmp_path).stdout)))
+    assert len(rows) == result["archived"]
+    assert {"actor_id": api.users["doc"]["id"], "action": "record.read"}.items() <= \
+        next(r for r in rows if r["patient_id"] == pid and r["action"] == "record.read").items()
+
+    (tmp_path / "cut.archive").write_bytes(raw[:-20])
+    cut = run_flask(["audit-verify", "--archive", str(tmp_path / "cut.archive")], settings, tmp_path)
+    assert cut.returncode == 1 and "cut short" in cut.stdout
+
+    def verify_after(sql, **params):
+        with api.app.app_context():
+            db.session.execute(text(sql), params)
+            db.session.commit()
+        return api.call("admin", "GET", "/api/v1/audit/verify").json["ok"]
+    # someone cuts more off the beginning and moves the anchor along: its signature no longer fits
+    anchor_seq = result["through_seq"]
+    with api.app.app_context():
+        nxt = db.session.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq LIMIT 1")).one()
+    assert verify_after("DELETE FROM audit_log WHERE seq = :s", s=nxt.seq) is False
+    assert verify_after("UPDATE audit_anchors SET seq = :s, hash = :h WHERE seq = :a",
+                        s=nxt.seq, h=nxt.hash, a=anchor_seq) is False
+    # ... or plants an auditor's checkpoint as the anchor: signed for another purpose
+    cp = api.call("admin", "GET", "/api/v1/audit/checkpoint").json
+    assert verify_after("UPDATE audit_anchors SET seq = :s, hash = :h, at = :at, signature = :sig",
+                        s=cp["seq"], h=cp["hash"], at=cp["at"], sig=cp["signature"]) is False
+    refused = run_flask(["audit-archive", "--out", str(tmp_path / "again.archive"), "--before", iso(utcnow())],
+                        settings, tmp_path)
+    assert refused.returncode != 0 and "does not verify" in refused.stderr
+    assert not (tmp_path / "again.archive").exists()
