@@ -5,8 +5,9 @@ baseline measured in the same run on the same machine:
     query) on the same server and database;
   * patient list / record read / audit search with 1k vs 100k patients and
     10k vs 10M audit entries;
-  * 1 vs 2 gunicorn worker processes;
-  * audit-chain verification rate.
+  * 1 vs 2 gunicorn worker processes.
+
+The access log's verification and retention rates: bench/audit_log.py.
 
 Usage:  python bench/throughput.py [--patients-large 100000] [--audit-large 10000000] [--seconds 6]
 Needs PostgreSQL 15 server binaries and redis-server (as the tests do)."""
@@ -77,7 +78,6 @@ def main():
     ap.add_argument("--patients-large", type=int, default=100_000)
     ap.add_argument("--audit-small", type=int, default=10_000)
     ap.add_argument("--audit-large", type=int, default=10_000_000)
-    ap.add_argument("--verify-entries", type=int, default=200_000)
     ap.add_argument("--seconds", type=float, default=6.0)
     args = ap.parse_args()
     results, ratios = {}, {}
@@ -107,25 +107,6 @@ def main():
         with server(env, workers=1) as port:
             measure(port, who, mine[:10], args.seconds, "large.w1", results)
 
-        # verification rate on a correctly chained log of its own
-        from sqlalchemy import create_engine, text
-        admin = create_engine(db_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text("CREATE DATABASE verify"))
-        venv = environment(db_url.rsplit("/", 1)[0] + "/verify", folder)
-        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=ROOT, env=venv, check=True)
-        vapp = app_context(venv)
-        data.valid_chain(vapp, args.verify_entries)
-        from renkei import audit, db
-        with vapp.app_context():
-            t0 = time.perf_counter()
-            result = audit.verify()
-            elapsed = time.perf_counter() - t0
-        assert result["ok"] and result["entries"] == args.verify_entries
-        results["verify"] = {"entries": args.verify_entries, "seconds": elapsed,
-                             "entries_per_second": args.verify_entries / elapsed}
-        print(f"verify: {args.verify_entries / elapsed:.0f} entries/s", flush=True)
-        db.session.remove()
 
     r = {k: v["rps"] for k, v in results.items() if "rps" in v}
     ratios = {

@@ -123,6 +123,8 @@ def archive(before: datetime, out: Path, master: bytes) -> dict:
     """Move the entries written before `before` (naive UTC) into a sealed archive file,
     then remove them from the log, in one transaction, leaving a signed anchor.
     The newest entry always stays, so the chain's head is never lost."""
+    if out.exists():  # an earlier archive's entries are gone from the database: never overwrite it
+        raise ArchiveError(f"{out} exists; archive into a new file")
     chain = audit.verify()
     if not chain["ok"]:
         raise ArchiveError(f"the access log does not verify (first bad entry {chain['first_bad']}); "

@@ -127,6 +127,8 @@ def test_retention_archives_old_entries_and_the_rest_still_verifies(api, tmp_pat
     out = run_flask(["audit-archive", "--out", str(file), "--before", cutoff], settings, tmp_path)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
+    again = run_flask(["audit-archive", "--out", str(file), "--before", iso(utcnow())], settings, tmp_path)
+    assert again.returncode != 0 and "exists" in again.stderr  # an archive is never overwritten
     assert result["through_seq"] > old_cp["seq"] and result["archived"] == result["through_seq"]
 
     live = api.call("admin", "GET", "/api/v1/audit/verify").json
