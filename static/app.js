@@ -218,6 +218,18 @@
     if (res.status === 200) location.reload();
   }));
 
+  /* ---- access log: verify the chain after the page has loaded ---- */
+  const chain = $("#chain-status[data-verify]");
+  if (chain) {
+    chain.textContent = "…";
+    api("GET", chain.dataset.verify).catch(() => ({ status: 0 })).then(res => {
+      const r = res.status === 200 ? res.data : null;
+      chain.classList.add(r && r.ok ? "ok" : "bad");
+      chain.textContent = !r ? chain.dataset.failed
+        : r.ok ? chain.dataset.ok.replace("{n}", r.entries) : chain.dataset.bad.replace("{seq}", r.first_bad);
+    });
+  }
+
   /* ---- live updates ---- */
   if (window.io && document.body.dataset.live) {
     let lastSeq = null;

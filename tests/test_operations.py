@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -139,6 +140,14 @@ def test_retention_archives_old_entries_and_the_rest_still_verifies(api, tmp_pat
         f"through={result['through_seq']};entries={result['archived']}"
     moved = api.call("admin", "POST", "/api/v1/audit/checkpoint/verify", old_cp).json
     assert moved["ok"] is False and moved["reason"].startswith("archived")
+    # the auditor's page says where the live log begins, and verifies on request without JavaScript
+    api.user("aud", "other", is_auditor=True)
+    web = api.app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', web.get("/login").get_data(as_text=True)).group(1)
+    web.post("/login", data={"login": "aud", "password": "correct horse battery", "csrf_token": token})
+    page = web.get("/admin/audit").get_data(as_text=True)
+    assert f"#{result['through_seq']} までの記録はアーカイブ済み" in page and 'class="chain ok"' not in page
+    assert '<p class="chain ok" id="chain-status">' in web.get("/admin/audit?verify=1").get_data(as_text=True)
 
     raw = file.read_bytes()
     assert pid.encode() not in raw and b"record.read" not in raw
