@@ -99,11 +99,12 @@ def verify_checkpoint(cp: dict) -> dict:
     if not chain["ok"]:
         return {"ok": False, "reason": "chain", "first_bad": chain["first_bad"]}
     start_seq, start_hash, _ = live_start()
-    if cp["seq"] and cp["seq"] <= start_seq and (cp["seq"], cp["hash"]) != (start_seq, start_hash):
+    if 0 < cp["seq"] <= start_seq and (cp["seq"], cp["hash"]) != (start_seq, start_hash):
         return {"ok": False, "reason": "archived: verify it against the archive file", "entries": chain["entries"]}
-    entry = db.session.get(AuditEntry, cp["seq"]) if cp["seq"] > start_seq else None
-    if cp["seq"] > start_seq and (entry is None or entry.hash != cp["hash"]):
-        return {"ok": False, "reason": "truncated or rewritten", "entries": chain["entries"]}
+    if cp["seq"] > start_seq:
+        entry = db.session.get(AuditEntry, cp["seq"])
+        if entry is None or entry.hash != cp["hash"]:
+            return {"ok": False, "reason": "truncated or rewritten", "entries": chain["entries"]}
     return {"ok": True, "entries": chain["entries"]}
 
 
@@ -212,7 +213,7 @@ def check_archive(entries: list, end: dict, cp: dict | None = None) -> dict:
     if live is None or live.hash != anchor["hash"]:
         result |= {"ok": False, "reason": "the live log does not continue from this archive"}
     if cp is not None:
-        held = next((r for r in entries if r["seq"] == cp["seq"]), None)
-        if not signature_ok(cp, "checkpoint") or held is None or held["hash"] != cp["hash"]:
+        held = signature_ok(cp, "checkpoint") and next((r for r in entries if r["seq"] == cp["seq"]), None)
+        if not held or held["hash"] != cp["hash"]:
             result |= {"ok": False, "reason": "checkpoint not in this archive"}
     return result

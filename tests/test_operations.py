@@ -156,6 +156,10 @@ def test_retention_archives_old_entries_and_the_rest_still_verifies(api, tmp_pat
     checked = run_flask(["audit-verify", "--archive", str(file), "--checkpoint", str(cp_file)], settings, tmp_path)
     assert checked.returncode == 0 and json.loads(checked.stdout) | {"entries": 0} == {
         "ok": True, "entries": 0, "from_seq": 1, "through_seq": result["through_seq"]}
+    (tmp_path / "now.json").write_text(json.dumps(api.call("admin", "GET", "/api/v1/audit/checkpoint").json))
+    elsewhere = run_flask(["audit-verify", "--archive", str(file), "--checkpoint", str(tmp_path / "now.json")],
+                          settings, tmp_path)
+    assert elsewhere.returncode == 1 and "checkpoint not in this archive" in elsewhere.stdout
     rows = list(csv.DictReader(io.StringIO(run_flask(["audit-export", "--archive", str(file)], settings, tmp_path).stdout)))
     assert len(rows) == result["archived"]
     assert {"actor_id": api.users["doc"]["id"], "action": "record.read"}.items() <= \
