@@ -108,6 +108,11 @@ def database_down(exc: DBAPIError) -> bool:
 
 
 def database_problem(exc: DBAPIError, name: str) -> Response:
+    if str(getattr(exc.orig, "sqlstate", "") or "").startswith("40"):  # deadlock / serialisation failure
+        log.warning("transaction rolled back by the database in %s (request %s): %s", name,
+                    audit.request_id(), type(exc.orig).__name__)
+        return problems.response(503, "A concurrent change got in the way; nothing was changed. Try again.",
+                                 headers={"Retry-After": "1"})
     if database_down(exc):
         log.warning("database unavailable in %s (request %s)", name, audit.request_id())
         return problems.response(503, "The database is not reachable; nothing was read or changed.",

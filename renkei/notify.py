@@ -32,7 +32,12 @@ def queue(name: str, patient_id: str, payload: dict, also_to=()):
     recipients = sorted(set(team_user_ids(patient_id)) | set(also_to))
     if not recipients:
         return
-    # One statement hands every recipient its next seq (row locks serialise concurrent events).
+    # Lock the recipients in id order first, so two writes with overlapping teams cannot
+    # deadlock on PostgreSQL (an UPDATE alone locks in whatever order its plan visits rows);
+    # then one statement hands every recipient its next seq. FOR NO KEY UPDATE (key_share):
+    # the write's own foreign keys (note author, event owner) hold KEY SHARE on user rows,
+    # which a plain FOR UPDATE would wait on, deadlocking (tests/test_integrity.py).
+    db.session.execute(select(User.id).where(User.id.in_(recipients)).order_by(User.id).with_for_update(key_share=True))
     seqs = db.session.execute(update(User).where(User.id.in_(recipients))
                               .values(event_seq=User.event_seq + 1)
                               .returning(User.id, User.event_seq)).all()

@@ -45,6 +45,46 @@ def test_concurrent_writers_exactly_one_wins_and_nothing_is_lost(api):
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
 
 
+def test_concurrent_notes_to_overlapping_teams_all_commit_with_gapless_event_seqs(api):
+    """Two patients share a team; everybody posts at once. No write fails (a lock-order
+    deadlock would surface here as a 500) and every member's events are numbered 1..N."""
+    first = team(api)
+    second = api.patient("cm")
+    api.join(second, "doc", "primary_physician", by="cm")
+    api.join(second, "pharm", "pharmacist", by="doc")
+    posts = [(pid, who) for pid in (first, second) for who in ("cm", "doc", "pharm")] * 3
+    codes, barrier = [], threading.Barrier(len(posts))
+
+    def post(pid, who):
+        client = api.app.test_client()
+        barrier.wait()
+        r = client.post(f"{R}/{pid}/notes", json={"body": "同時投稿", "category": "other"},
+                        headers={"Authorization": "Bearer " + api.tokens[who]})
+        codes.append(r.status_code)
+
+    threads = [threading.Thread(target=post, args=p) for p in posts]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert codes == [201] * len(posts)
+    from renkei import db
+    with api.app.app_context():
+        for who in ("cm", "doc", "pharm"):
+            seqs = db.session.execute(text("SELECT seq FROM user_events WHERE user_id = :u ORDER BY seq"),
+                                      {"u": api.users[who]["id"]}).scalars().all()
+            assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= len(posts)
+
+
+def test_a_deadlock_victim_is_told_to_retry_not_that_the_database_is_down(sqlite_app):
+    import psycopg.errors
+    from sqlalchemy.exc import OperationalError
+    from api import database_problem
+    with sqlite_app.test_request_context():
+        victim = database_problem(OperationalError("UPDATE users ...", {}, psycopg.errors.DeadlockDetected()), "t")
+        down = database_problem(OperationalError("SELECT 1", {}, psycopg.errors.ConnectionTimeout()), "t")
+    assert victim.status_code == down.status_code == 503
+    assert "concurrent change" in victim.json["detail"] and "not reachable" in down.json["detail"]
+
+
 def _all_stored_bytes(api) -> bytes:
     """Every value of every table, as the database hands it out."""
     from renkei import db
