@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, func, select
 
 from models import AuditAnchor, AuditEntry, utcnow
@@ -28,8 +28,7 @@ from renkei.timefmt import iso
 
 ARCHIVE_MAGIC = b"RENKEI-AUDIT-ARCHIVE-1\n"
 FRAME_ENTRIES = 5000
-ENTRY_FIELDS = ("seq", "at", "actor_id", "actor_org_id", "action", "patient_id", "section",
-                "outcome", "client_addr", "request_id", "detail", "prev_hash", "hash")
+ENTRY_FIELDS = audit.CSV_COLUMNS + ("prev_hash",)  # everything the chain's hash needs
 
 
 class ArchiveError(Exception):
@@ -61,8 +60,7 @@ def sign(body: dict, purpose: str) -> dict:
 def signature_ok(signed: dict, purpose: str) -> bool:
     """Signed by this service's key, for this purpose, and unaltered."""
     try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex())).verify(
-            bytes.fromhex(signed["signature"]), _message(signed, purpose))
+        _signing_key().public_key().verify(bytes.fromhex(signed["signature"]), _message(signed, purpose))
         return True
     except Exception:
         return False
