@@ -1,17 +1,17 @@
 """Entry point: `python wsgi.py` serves HTTP and Socket.IO; `flask --app wsgi ...`
 runs the commands; gunicorn serves `wsgi:app` (see platform/gunicorn.conf.py)."""
-from renkei import create_app
+from realtime import socketio
+from renkei import demo
+from renkei.app import create_app
 from renkei.settings import Settings
 
 settings = Settings.from_env()
 app = create_app(settings)
 
 if __name__ == "__main__":
-    from realtime import socketio
-    from renkei import demo
     if settings.embedded:
         with app.app_context():
-            demo.prepare_embedded(app)
+            demo.prepare_embedded(app.extensions["renkei.engine"])
     print(f" * Renkei on http://{settings.host}:{settings.port}", flush=True)
     socketio.run(app, host=settings.host, port=settings.port, allow_unsafe_werkzeug=True,
                  use_reloader=False, log_output=False)

@@ -6,8 +6,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import jsonify
 
-from api import ROUTES, bp
-from api.sections import SECTION_SCHEMAS
+from api.pipeline import ROUTES, bp
+from renkei.sections import SECTION_KEYS, SECTIONS
 
 PROBLEM = {"type": "object", "properties": {
     "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
@@ -21,8 +21,8 @@ def build_spec() -> dict:
                    info={"description": "Secure information sharing for home-care teams (連携)."})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Problem", PROBLEM)
-    for name, schema in SECTION_SCHEMAS.items():
-        spec.components.schema(f"Section_{name}", schema=schema)
+    for key, section in SECTIONS.items():
+        spec.components.schema(f"Section_{key}", schema=section.schema)
     paths: dict[str, dict] = {}
     for r in ROUTES:
         path = "/api/v1" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r["rule"])
@@ -64,8 +64,7 @@ def build_spec() -> dict:
 
 def _param_schema(name: str) -> dict:
     if name == "section":
-        from renkei.authz import SECTIONS
-        return {"type": "string", "enum": list(SECTIONS)}
+        return {"type": "string", "enum": list(SECTION_KEYS)}
     return {"type": "string"}
 
 

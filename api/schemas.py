@@ -1,11 +1,14 @@
 """Request and response schemas. Requests are validated by these same classes that
-the OpenAPI description is generated from (api/openapi.py)."""
+the OpenAPI description is generated from (api/openapi.py). What a section may hold is
+the core's (renkei/sections.py); so are the access log's filters (renkei/access_log.py)."""
 from datetime import date
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from models.directory import ORGANIZATION_KINDS, PROFESSIONS
-from renkei.authz import ROLES, SECTIONS
+from renkei.access_log import Query as AuditQuery  # noqa: F401  (the API validates with the core's filters)
+from renkei.authz import ROLES
+from renkei.sections import SECTION_KEYS
 from renkei.timefmt import iso
 
 NOTE_CATEGORIES = ("observation", "medication", "adl", "vital_signs", "incident", "contact", "other")
@@ -62,6 +65,10 @@ class OrganizationOut(Schema):
     created_at = UTCDateTime()
 
 
+class OrganizationList(Schema):
+    items = fields.List(fields.Nested(OrganizationOut))
+
+
 class UserIn(Strict):
     login = fields.String(required=True, validate=validate.Regexp(
         r"^[A-Za-z0-9._@-]{1,100}$", error="Up to 100 letters, digits or . _ @ -"))
@@ -90,6 +97,10 @@ class UserOut(Schema):
     is_auditor = fields.Boolean()
     disabled = fields.Boolean()
     totp_enabled = fields.Boolean()
+
+
+class UserList(Schema):
+    items = fields.List(fields.Nested(UserOut))
 
 
 class ListQuery(Schema):
@@ -190,7 +201,7 @@ class TeamList(Schema):
 
 # --- record -----------------------------------------------------------------
 class SectionOut(Schema):
-    section = fields.String(validate=validate.OneOf(SECTIONS))
+    section = fields.String(validate=validate.OneOf(SECTION_KEYS))
     version = fields.Integer()
     content = fields.Dict()
     updated_at = UTCDateTime(allow_none=True)
@@ -257,18 +268,6 @@ class BreakGlassOut(Schema):
 
 
 # --- audit ------------------------------------------------------------------
-class AuditQuery(Schema):
-    class Meta:
-        unknown = "exclude"
-    actor_id = fields.String(validate=validate.Length(max=36))
-    patient_id = fields.String(validate=validate.Length(max=36))
-    action = fields.String(validate=validate.Length(max=40))
-    since = fields.DateTime()
-    until = fields.DateTime()
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    cursor = fields.Integer(validate=validate.Range(min=1))
-
-
 class AuditEntryOut(Schema):
     seq = fields.Integer()
     at = UTCDateTime()
@@ -291,5 +290,20 @@ class AuditList(Schema):
 
 class AuditVerify(Schema):
     ok = fields.Boolean()
+    entries = fields.Integer()
+    first_bad = fields.Integer(allow_none=True)
+
+
+class Checkpoint(Schema):
+    seq = fields.Integer(required=True)
+    hash = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+    at = fields.String(required=True)
+    public_key = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+    signature = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{128}$"))
+
+
+class CheckpointResult(Schema):
+    ok = fields.Boolean()
+    reason = fields.String()
     entries = fields.Integer()
     first_bad = fields.Integer(allow_none=True)

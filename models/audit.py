@@ -1,10 +1,10 @@
-"""The append-only, hash-chained access log (SPEC §3 Audit)."""
+"""The append-only, hash-chained access log (docs/ARCHITECTURE.md, "The access log")."""
 from datetime import datetime
 
 from sqlalchemy import DateTime, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models import Base
+from models.base import Base
 
 
 class AuditEntry(Base):

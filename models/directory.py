@@ -4,7 +4,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models import Base, new_id, utcnow
+from models.base import Base, new_id, utcnow
 
 ORGANIZATION_KINDS = ("clinic", "hospital", "visiting_nurse_station", "care_management_office",
                       "disability_consultation_office", "pharmacy", "community_support_center",
@@ -38,7 +38,7 @@ class User(Base):
     totp_last_counter: Mapped[int] = mapped_column(Integer, default=0)  # no code replay
     # Bumped to end every browser session of the user (logout everywhere, disable).
     session_generation: Mapped[int] = mapped_column(Integer, default=0)
-    # Last realtime sequence number handed to this user (SPEC §5 `seq`).
+    # Last realtime sequence number handed to this user (docs/API.md, `seq`).
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -1,10 +1,10 @@
-"""Per-recipient realtime events (SPEC §5), kept so a reconnecting client can resume."""
+"""Per-recipient realtime events (docs/API.md, "Realtime events"), kept so a reconnecting client can resume."""
 from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models import Base, utcnow
+from models.base import Base, utcnow
 
 
 class UserEvent(Base):

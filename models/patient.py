@@ -5,7 +5,7 @@ from sqlalchemy import (Boolean, Date, DateTime, ForeignKey, Index, Integer, Lar
                         String, UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models import Base, new_id, utcnow
+from models.base import Base, new_id, utcnow
 
 
 class Patient(Base):

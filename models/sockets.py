@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models import Base, utcnow
+from models.base import Base, utcnow
 
 
 class SocketSession(Base):

@@ -1,15 +1,17 @@
-"""Socket.IO (SPEC §5). Each connection joins only its own user's room; the server
-decides recipients per event from the current team (renkei/notify.py), so a client
-can never subscribe to anything by name. Events carry identifiers, never content."""
+"""Socket.IO (docs/API.md, "Realtime events"): a door onto the core. Each connection
+joins only its own user's room; the core decides recipients per event from the current
+team (renkei/notify.py), so a client can never subscribe to anything by name. Events
+carry identifiers, never content. This package hears of committed events through the
+unit of work's after-commit listeners (renkei/work.py); the core never calls it."""
 import logging
 
-from flask import g, request
+from flask import request
 from flask_login import current_user
 from flask_socketio import SocketIO, emit, join_room
 from sqlalchemy import delete, select
 
 from models import SocketSession
-from renkei import audit, auth, db, notify
+from renkei import auth, db, notify, work
 
 log = logging.getLogger("renkei.realtime")
 socketio = SocketIO()
@@ -20,6 +22,7 @@ def init_app(app, settings):
                       # None = same origin only; never "*".
                       cors_allowed_origins=settings.allowed_origins or None,
                       logger=False, engineio_logger=False)
+    work.subscribe(app, after_commit)
 
 
 def _room(user_id: str) -> str:
@@ -36,8 +39,17 @@ def push(user_id: str, name: str, payload: dict):
                     name, payload.get("seq"))
 
 
-def push_all(pending: list[tuple[str, str, dict]]):
-    socketio.start_background_task(lambda: [push(*event) for event in pending])
+def after_commit(events: list[tuple[str, str, dict]], ended: list[tuple[str, str]]):
+    """Push committed events off the request thread: the writer's response does not wait
+    for fan-out to every connection (the events are stored; resume covers a lost push).
+    Then close the sockets of sessions that ended (sign-out, revoked token, disabled)."""
+    if events:
+        socketio.start_background_task(lambda: [push(*event) for event in events])
+    for kind, ident in ended:
+        if kind == "user":
+            disconnect_user(ident)
+        else:
+            disconnect_token(ident)
 
 
 def _socket_user():
@@ -46,8 +58,8 @@ def _socket_user():
     token = data.get("token") if isinstance(data, dict) else None
     if isinstance(token, str) and token:
         user = auth.user_for_token(token)
-        return user, (g.api_token.id if user else None)
-    if current_user and current_user.is_authenticated and g.get("cookie_auth"):
+        return user, (work.current().token.id if user else None)
+    if current_user and current_user.is_authenticated and work.current().cookie_auth:
         return current_user._get_current_object(), None
     return None, None
 
@@ -57,10 +69,11 @@ def on_connect(auth_data=None):
     request.socket_auth = auth_data
     try:
         user, token_id = _socket_user()
-        audit.record("realtime.connect", "ok" if user else "unauthenticated", actor=user)
+        unit = work.current()
+        unit.record("realtime.connect", "ok" if user else "unauthenticated", actor=user)
         if user is not None:
             db.session.add(SocketSession(sid=request.sid, user_id=user.id, token_id=token_id))
-        db.commit()
+        unit.commit()
     finally:
         db.session.remove()
     if user is None:

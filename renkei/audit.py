@@ -1,22 +1,26 @@
-"""The access log (SPEC §3 Audit): one entry per request that touches patient data,
-credentials, teams, consent, exports or the log itself, allowed or not.
+"""The access log (docs/ARCHITECTURE.md, "The access log"): one entry per request that
+touches patient data, credentials, teams, consent, exports or the log itself,
+allowed or not. Entries are queued on the request's unit of work (renkei/work.py)
+and written here, in the same transaction as the change they describe.
 
 Entries form a hash chain: each entry's hash covers its fields and the previous
 entry's hash, and seq has no gaps, so editing, deleting or reordering an entry is
-found by `verify`. No clinical content is ever written here."""
+found by `verify`. The chain's head can be signed (a checkpoint an auditor keeps
+outside the system); after an archival (renkei/audit_archive.py) the live chain
+begins at a signed anchor. No clinical content is ever written here."""
 import csv
 import hashlib
 import io
 import json
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from flask import g, has_request_context, request
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
-from models import AuditEntry, utcnow
-from renkei import db
+from models import AuditAnchor, AuditEntry, utcnow
+from renkei import db, vault
 from renkei.timefmt import iso
 
 GENESIS = "0" * 64
@@ -38,26 +42,6 @@ class Pending:
     at: object = field(default_factory=utcnow)
 
 
-def request_id() -> str:
-    if "request_id" not in g:
-        supplied = request.headers.get("X-Request-Id", "") if has_request_context() else ""
-        g.request_id = supplied[:64] if supplied.isprintable() and supplied else uuid.uuid4().hex
-    return g.request_id
-
-
-def record(action: str, outcome: str, *, actor=None, patient_id=None, section=None,
-           detail=None):
-    """Queue an entry; it is written by db.commit() in the request's transaction."""
-    entry = Pending(action=action, outcome=outcome, patient_id=patient_id, section=section,
-                    detail=(detail or None) and str(detail)[:200])
-    if actor is not None:
-        entry.actor_id, entry.actor_org_id = actor.id, actor.organization_id
-    if has_request_context():
-        entry.client_addr = request.remote_addr
-        entry.request_id = request_id()
-    g.setdefault("audit_pending", []).append(entry)
-
-
 def entry_hash(prev_hash: str, seq: int, e) -> str:
     fields = [seq, e.at.isoformat(timespec="microseconds"), e.actor_id, e.actor_org_id,
               e.action, e.patient_id, e.section, e.outcome, e.client_addr, e.request_id,
@@ -65,8 +49,8 @@ def entry_hash(prev_hash: str, seq: int, e) -> str:
     return hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode()).hexdigest()
 
 
-def write_pending():
-    pending = g.pop("audit_pending", [])
+def write(pending: list[Pending]):
+    """Append entries to the chain (the caller commits)."""
     if not pending:
         return
     db.lock_audit_head()
@@ -88,7 +72,6 @@ def write_pending():
 def verify(batch: int = 5000) -> dict:
     """Walk the chain in seq order; report the first entry that does not fit.
     After an archival the chain begins at the signed anchor (renkei/audit_archive.py)."""
-    from renkei.audit_archive import live_start
     start_seq, prev, genuine = live_start()
     if not genuine:
         return {"ok": False, "entries": 0, "first_bad": start_seq + 1}
@@ -124,3 +107,72 @@ def csv_lines(entries, chunk: int = 65536):
             buf.seek(0)
             buf.truncate()
     yield buf.getvalue()
+
+
+# --- signatures: checkpoints and archive anchors ------------------------------------
+# Signatures carry their purpose ("checkpoint" or "anchor"), so a checkpoint handed to
+# an auditor can never be planted as an anchor.
+
+def _signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(vault.system_key("audit_checkpoint"))
+
+
+def public_key_hex() -> str:
+    return _signing_key().public_key().public_bytes(serialization.Encoding.Raw,
+                                                    serialization.PublicFormat.Raw).hex()
+
+
+def _message(body: dict, purpose: str) -> bytes:
+    fields = {k: body[k] for k in ("seq", "hash", "at")}
+    return purpose.encode() + b"|" + json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
+
+
+def sign(body: dict, purpose: str) -> dict:
+    signature = _signing_key().sign(_message(body, purpose)).hex()
+    return {"seq": body["seq"], "hash": body["hash"], "at": body["at"],
+            "public_key": public_key_hex(), "signature": signature}
+
+
+def signature_ok(signed: dict, purpose: str) -> bool:
+    """Signed by this service's key, for this purpose, and unaltered."""
+    try:
+        _signing_key().public_key().verify(bytes.fromhex(signed["signature"]), _message(signed, purpose))
+        return True
+    except Exception:
+        return False
+
+
+def live_start() -> tuple[int, str, bool]:
+    """(seq, hash) the first live entry must follow, and whether the anchor is genuine."""
+    anchor = db.session.execute(select(AuditAnchor).order_by(AuditAnchor.seq.desc()).limit(1)).scalar()
+    if anchor is None:
+        return 0, GENESIS, True
+    signed = {"seq": anchor.seq, "hash": anchor.hash, "at": anchor.at, "signature": anchor.signature}
+    return anchor.seq, anchor.hash, signature_ok(signed, "anchor")
+
+
+def checkpoint() -> dict:
+    """The chain's head, signed: keep it outside the system (paper, another office)."""
+    head = db.session.execute(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).scalar_one_or_none()
+    return sign({"seq": head.seq if head else 0, "hash": head.hash if head else GENESIS,
+                 "at": iso(utcnow())}, "checkpoint")
+
+
+def verify_checkpoint(cp: dict) -> dict:
+    """Is the signature ours, and does the log still hold that entry with that hash
+    (and everything before it, unaltered)? A truncated log fails here."""
+    if cp.get("public_key") != public_key_hex():
+        return {"ok": False, "reason": "signed by another key"}
+    if not signature_ok(cp, "checkpoint"):
+        return {"ok": False, "reason": "signature"}
+    chain = verify()
+    if not chain["ok"]:
+        return {"ok": False, "reason": "chain", "first_bad": chain["first_bad"]}
+    start_seq, start_hash, _ = live_start()
+    if 0 < cp["seq"] <= start_seq and (cp["seq"], cp["hash"]) != (start_seq, start_hash):
+        return {"ok": False, "reason": "archived: verify it against the archive file", "entries": chain["entries"]}
+    if cp["seq"] > start_seq:
+        entry = db.session.get(AuditEntry, cp["seq"])
+        if entry is None or entry.hash != cp["hash"]:
+            return {"ok": False, "reason": "truncated or rewritten", "entries": chain["entries"]}
+    return {"ok": True, "entries": chain["entries"]}

@@ -1,28 +1,21 @@
-"""Keeping the access log trustworthy over years (issue 5, SPEC §3 Audit).
+"""Keeping the access log over years (docs/ARCHITECTURE.md, "The access log").
 
-- Checkpoints: the chain's head, signed with the service's Ed25519 key. An auditor
-  keeps one outside the system; `verify_checkpoint` then detects a log cut short.
-- Retention: `archive` moves entries older than the retention period into a sealed
-  file and removes them from the database. The last archived entry becomes a signed
-  anchor (table audit_anchors) where the live chain now begins, so `audit.verify`
-  still proves the rest unaltered, and nobody without the signing key can cut the
-  beginning off. The archive file verifies on its own and links to that anchor.
-
-Signatures carry their purpose ("checkpoint" or "anchor"), so a checkpoint handed to
-an auditor can never be planted as an anchor."""
-import json
+`archive` moves entries older than the retention period into a sealed file and
+removes them from the database. The last archived entry becomes a signed anchor
+(table audit_anchors) where the live chain now begins, so `audit.verify` still
+proves the rest unaltered, and nobody without the signing key can cut the beginning
+off. The archive file verifies on its own and links to that anchor. Checkpoints and
+signatures live in renkei/audit.py."""
 import os
 import struct
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, func, select
 
 from models import AuditAnchor, AuditEntry, utcnow
-from renkei import audit, crypto, db, vault
+from renkei import audit, crypto, db, vault, work
 from renkei.backup import file_key
 from renkei.timefmt import iso
 
@@ -35,77 +28,6 @@ class ArchiveError(Exception):
     pass
 
 
-# --- signatures -----------------------------------------------------------------
-
-def _signing_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.from_private_bytes(vault.system_key("audit_checkpoint"))
-
-
-def public_key_hex() -> str:
-    return _signing_key().public_key().public_bytes(serialization.Encoding.Raw,
-                                                    serialization.PublicFormat.Raw).hex()
-
-
-def _message(body: dict, purpose: str) -> bytes:
-    fields = {k: body[k] for k in ("seq", "hash", "at")}
-    return purpose.encode() + b"|" + json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
-
-
-def sign(body: dict, purpose: str) -> dict:
-    signature = _signing_key().sign(_message(body, purpose)).hex()
-    return {"seq": body["seq"], "hash": body["hash"], "at": body["at"],
-            "public_key": public_key_hex(), "signature": signature}
-
-
-def signature_ok(signed: dict, purpose: str) -> bool:
-    """Signed by this service's key, for this purpose, and unaltered."""
-    try:
-        _signing_key().public_key().verify(bytes.fromhex(signed["signature"]), _message(signed, purpose))
-        return True
-    except Exception:
-        return False
-
-
-# --- where the live chain begins ---------------------------------------------------
-
-def live_start() -> tuple[int, str, bool]:
-    """(seq, hash) the first live entry must follow, and whether the anchor is genuine."""
-    anchor = db.session.execute(select(AuditAnchor).order_by(AuditAnchor.seq.desc()).limit(1)).scalar()
-    if anchor is None:
-        return 0, audit.GENESIS, True
-    signed = {"seq": anchor.seq, "hash": anchor.hash, "at": anchor.at, "signature": anchor.signature}
-    return anchor.seq, anchor.hash, signature_ok(signed, "anchor")
-
-
-# --- checkpoints ---------------------------------------------------------------
-
-def checkpoint() -> dict:
-    """The chain's head, signed: keep it outside the system (paper, another office)."""
-    head = db.session.execute(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).scalar_one_or_none()
-    return sign({"seq": head.seq if head else 0, "hash": head.hash if head else audit.GENESIS,
-                 "at": iso(utcnow())}, "checkpoint")
-
-
-def verify_checkpoint(cp: dict) -> dict:
-    """Is the signature ours, and does the log still hold that entry with that hash
-    (and everything before it, unaltered)? A truncated log fails here."""
-    if cp.get("public_key") != public_key_hex():
-        return {"ok": False, "reason": "signed by another key"}
-    if not signature_ok(cp, "checkpoint"):
-        return {"ok": False, "reason": "signature"}
-    chain = audit.verify()
-    if not chain["ok"]:
-        return {"ok": False, "reason": "chain", "first_bad": chain["first_bad"]}
-    start_seq, start_hash, _ = live_start()
-    if 0 < cp["seq"] <= start_seq and (cp["seq"], cp["hash"]) != (start_seq, start_hash):
-        return {"ok": False, "reason": "archived: verify it against the archive file", "entries": chain["entries"]}
-    if cp["seq"] > start_seq:
-        entry = db.session.get(AuditEntry, cp["seq"])
-        if entry is None or entry.hash != cp["hash"]:
-            return {"ok": False, "reason": "truncated or rewritten", "entries": chain["entries"]}
-    return {"ok": True, "entries": chain["entries"]}
-
-
 # --- retention -----------------------------------------------------------------
 
 def _entry_dict(e: AuditEntry) -> dict:
@@ -114,7 +36,7 @@ def _entry_dict(e: AuditEntry) -> dict:
 
 
 def _write_frame(out, key: bytes, index: int, value: dict):
-    sealed = crypto.seal_json(key, value, f"audit-archive|{index}")
+    sealed = crypto.seal_json(key, value, vault.archive_frame_aad(index))
     out.write(struct.pack(">I", len(sealed)) + sealed)
 
 
@@ -129,14 +51,14 @@ def archive(before: datetime, out: Path, master: bytes) -> dict:
         raise ArchiveError(f"the access log does not verify (first bad entry {chain['first_bad']}); "
                            "nothing was archived")
     db.lock_audit_head()
-    start_seq, start_hash, _ = live_start()
+    start_seq, start_hash, _ = audit.live_start()
     head = db.session.execute(select(func.max(AuditEntry.seq))).scalar() or 0
     first_kept = db.session.execute(select(func.min(AuditEntry.seq)).where(AuditEntry.at >= before)).scalar()
     through = min(head - 1, (first_kept or head + 1) - 1)  # a prefix: nothing newer goes
     if through <= start_seq:
         return {"archived": 0, "through_seq": start_seq}
     last = db.session.get(AuditEntry, through)
-    anchor = sign({"seq": through, "hash": last.hash, "at": iso(last.at)}, "anchor")
+    anchor = audit.sign({"seq": through, "hash": last.hash, "at": iso(last.at)}, "anchor")
 
     key, count, index, frame = file_key(master, "audit archive"), 0, 0, []
     rows = db.session.execute(select(AuditEntry).where(AuditEntry.seq > start_seq, AuditEntry.seq <= through)
@@ -162,8 +84,9 @@ def archive(before: datetime, out: Path, master: bytes) -> dict:
     db.session.execute(delete(AuditEntry).where(AuditEntry.seq <= through))
     db.session.add(AuditAnchor(seq=through, hash=anchor["hash"], at=anchor["at"], entries=count,
                                archived_at=utcnow(), signature=anchor["signature"]))
-    audit.record("audit.archive", "ok", detail=f"through={through};entries={count}")
-    db.commit()
+    unit = work.current()
+    unit.record("audit.archive", "ok", detail=f"through={through};entries={count}")
+    unit.commit()
     return {"archived": count, "through_seq": through, "file": str(out)}
 
 
@@ -183,7 +106,7 @@ def read_archive(src: Path, master: bytes):
         if pos + 4 + size > len(data):
             raise ArchiveError("the archive was cut short (a partial frame)")
         try:
-            frame = crypto.unseal_json(key, data[pos + 4:pos + 4 + size], f"audit-archive|{index}")
+            frame = crypto.unseal_json(key, data[pos + 4:pos + 4 + size], vault.archive_frame_aad(index))
         except crypto.DecryptionError:
             raise ArchiveError(f"frame {index} does not decrypt: another key, altered or reordered") from None
         entries.extend(frame.get("entries", []))
@@ -204,14 +127,14 @@ def check_archive(entries: list, end: dict, cp: dict | None = None) -> dict:
             return {"ok": False, "reason": "chain", "first_bad": min(e.seq, expected)}
         prev, expected = e.hash, e.seq + 1
     anchor = end["anchor"]
-    if not signature_ok(anchor, "anchor") or (anchor["seq"], anchor["hash"]) != (expected - 1, prev):
+    if not audit.signature_ok(anchor, "anchor") or (anchor["seq"], anchor["hash"]) != (expected - 1, prev):
         return {"ok": False, "reason": "anchor"}
     result = {"ok": True, "entries": len(entries), "from_seq": end["from_seq"], "through_seq": anchor["seq"]}
     live = db.session.get(AuditAnchor, anchor["seq"])
     if live is None or live.hash != anchor["hash"]:
         result |= {"ok": False, "reason": "the live log does not continue from this archive"}
     if cp is not None:
-        held = signature_ok(cp, "checkpoint") and next((r for r in entries if r["seq"] == cp["seq"]), None)
+        held = audit.signature_ok(cp, "checkpoint") and next((r for r in entries if r["seq"] == cp["seq"]), None)
         if not held or held["hash"] != cp["hash"]:
             result |= {"ok": False, "reason": "checkpoint not in this archive"}
     return result

@@ -1,4 +1,5 @@
-"""Who is calling: Argon2id passwords, TOTP, lockout, bearer tokens, sessions."""
+"""Who is calling: Argon2id passwords, TOTP, lockout, bearer tokens, cookie sessions
+and their CSRF protection (docs/ARCHITECTURE.md, "Authentication")."""
 import hashlib
 import secrets
 from datetime import timedelta
@@ -6,15 +7,17 @@ from datetime import timedelta
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, g, request, session as cookie_session
+from flask import current_app, request, session as cookie_session
 from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import select
 
 from models import ApiToken, LoginThrottle, User, utcnow
-from renkei import crypto, db, vault
+from renkei import crypto, db, vault, work
 from renkei.problems import Problem
 
 login_manager = LoginManager()
+csrf = CSRFProtect()
 TOKEN_PREFIX = "rk_"
 
 
@@ -49,14 +52,14 @@ def _sha256(text: str) -> str:
 
 def new_totp_secret(user: User) -> str:
     secret = pyotp.random_base32()
-    user.totp_secret_ct = crypto.seal(vault.system_key("totp"), secret.encode(), f"totp|user={user.id}")
+    user.totp_secret_ct = crypto.seal(vault.system_key("totp"), secret.encode(), vault.totp_aad(user.id))
     return secret
 
 
 def totp_secret(user: User) -> str | None:
     if user.totp_secret_ct is None:
         return None
-    return crypto.unseal(vault.system_key("totp"), user.totp_secret_ct, f"totp|user={user.id}").decode()
+    return crypto.unseal(vault.system_key("totp"), user.totp_secret_ct, vault.totp_aad(user.id)).decode()
 
 
 def check_totp(user: User, code: str | None) -> bool:
@@ -78,11 +81,37 @@ def second_factor_required(user: User) -> bool:
     return user.is_admin or user.totp_enabled
 
 
+def start_totp(user: User) -> dict:
+    """Begin enrolling a second factor: a new secret, shown once."""
+    if user.totp_enabled:
+        raise Problem(409, "A second factor is already enrolled.")
+    secret = new_totp_secret(user)
+    return {"secret": secret,
+            "otpauth_uri": pyotp.TOTP(secret).provisioning_uri(name=user.login, issuer_name="Renkei")}
+
+
+def confirm_totp(user: User, code: str):
+    if user.totp_secret_ct is None or user.totp_enabled:
+        raise Problem(409, "Start enrolment first.")
+    if not check_totp(user, code):
+        raise Problem(422, "The code does not match.", errors={"otp": ["The code does not match."]})
+    user.totp_enabled = True
+
+
 # --- sign-in ----------------------------------------------------------------
 
 def authenticate(login: str, password: str, otp: str | None) -> User:
     """Check credentials; raise 401 (same answer for unknown login and wrong
-    password) or 429 while the login name is locked out. The caller commits."""
+    password) or 429 while the login name is locked out. A failure is counted
+    (committed) even though the request fails; on success the caller commits."""
+    try:
+        return _authenticate(login, password, otp)
+    except Problem:
+        db.session.commit()  # keep the failure count
+        raise
+
+
+def _authenticate(login: str, password: str, otp: str | None) -> User:
     s = current_app.config["RENKEI"]
     throttle = db.session.get(LoginThrottle, _sha256(login.lower()))
     now = utcnow()
@@ -90,7 +119,7 @@ def authenticate(login: str, password: str, otp: str | None) -> User:
         raise Problem(429, "Too many failed sign-ins; try again later.",
                       headers={"Retry-After": str(int((throttle.locked_until - now).total_seconds()) + 1)})
     user = db.session.execute(select(User).where(User.login == login)).scalar_one_or_none()
-    g.login_candidate = user  # for the audit entry of this attempt
+    work.current().actor = user  # for the audit entry of this attempt
     # Hash even for an unknown login so both take the same time.
     ok = _password_ok(user.password_hash if user else _dummy_hash(), password)
     if ok and user and user.disabled:
@@ -135,7 +164,7 @@ def user_for_token(token: str) -> User | None:
         ApiToken.expires_at > utcnow(), User.disabled.is_(False))).first()
     if found is None:
         return None
-    g.api_token = found.ApiToken
+    work.current().token = found.ApiToken
     return found.User
 
 
@@ -160,17 +189,32 @@ def _load_from_session(session_id: str):
     user = db.session.get(User, user_id)
     if user is None or user.disabled or str(user.session_generation) != generation:
         return None
-    g.cookie_auth = True
+    work.current().cookie_auth = True
     return user
 
 
+def revoke_token(token: ApiToken | None):
+    """Sign out the bearer token used for this request."""
+    if token is None:
+        raise Problem(400, "This request was not made with a bearer token.")
+    token.revoked_at = utcnow()
+    work.current().end_sessions(token_id=token.id)
+
+
+def sign_out(user: User):
+    """End the browser session (and a copied cookie with it) and its sockets."""
+    user.session_generation += 1
+    work.current().end_sessions(user_id=user.id)
+
+
 def revoke_all(user: User):
-    """End every token and browser session of a user (disable, password reset)."""
+    """End every token, browser session and socket of a user (disable, password reset)."""
     now = utcnow()
     for row in db.session.execute(select(ApiToken).where(ApiToken.user_id == user.id,
                                                          ApiToken.revoked_at.is_(None))).scalars():
         row.revoked_at = now
     user.session_generation += 1
+    work.current().end_sessions(user_id=user.id)
 
 
 def idle_check():

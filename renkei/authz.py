@@ -1,9 +1,12 @@
-"""Authorisation: the one path every access to a patient goes through.
+"""Authorisation: the one path every access to a patient goes through
+(docs/ARCHITECTURE.md, "Authorisation").
 
 `patient_access(user, patient_id, need, section)` returns the patient or raises:
 404 when the caller may not see the patient at all (same as a patient that does
-not exist), 403 when they may see it but not do this. The tables below are the
-whole policy; SPEC §2 "Who may write which section" is WRITE_PERMISSIONS."""
+not exist), 403 when they may see it but not do this. `require_staff` is the check
+for administrator and auditor pages and routes. This module and the `writers` of
+each section in renkei/sections.py are the whole policy: who may write a section is
+decided in `may_write`, from that declaration."""
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -11,22 +14,10 @@ from sqlalchemy import select
 from models import BreakGlass, Consent, Patient, TeamMember, User, utcnow
 from renkei import db
 from renkei.problems import Problem, not_found
+from renkei.sections import SECTIONS
 
-SECTIONS = ("wishes", "condition", "adl", "home", "family_care", "diseases_medications",
-            "illness_explanation", "expected_changes", "home_care_cautions", "care_notes")
-
-WRITE_PERMISSIONS: dict[str, frozenset] = {
-    "primary_physician": frozenset(SECTIONS),
-    "backup_physician": frozenset(SECTIONS),
-    "nurse": frozenset(SECTIONS),
-    "care_manager": frozenset({"wishes", "condition", "adl", "home", "family_care",
-                               "home_care_cautions", "care_notes"}),
-    "disability_support_worker": frozenset({"wishes", "condition", "adl", "home",
-                                            "family_care", "care_notes"}),
-    "pharmacist": frozenset({"condition", "diseases_medications"}),
-    "therapist": frozenset({"condition", "adl", "home", "care_notes"}),
-}
-ROLES = tuple(WRITE_PERMISSIONS)
+ROLES = ("primary_physician", "backup_physician", "nurse", "care_manager",
+         "disability_support_worker", "pharmacist", "therapist")
 
 # Which team roles a profession may hold; the first is what a registrant becomes.
 PROFESSION_ROLES = {
@@ -113,16 +104,33 @@ def patient_access(user: User, patient_id: str, need: str, section: str | None =
     if need in _NEEDS_CONSENT and user.id != patient.registered_by and not consent:
         raise Problem(403, "The patient's consent to share information has not been recorded.",
                       type_="/problems/consent-missing")
-    if need == WRITE and section not in WRITE_PERMISSIONS[member.role]:
+    if need == WRITE and not may_write(member.role, section):
         raise Problem(403, f"The role {member.role} may not write the section {section}.",
                       type_="/problems/section-not-writable")
-    if need in (TEAM_MANAGE, CONSENT) and member.role not in TEAM_MANAGERS \
-            and user.id != patient.registered_by:
+    if need in (TEAM_MANAGE, CONSENT) and not manages_team(user, patient, member):
         raise Problem(403, "Only the care manager, the physicians or the registrant may do this.")
     if need == DELETE:
         raise Problem(403, "Only administrators delete a patient's record.")
     return Access(patient, member)
 
 
+def may_write(role: str | None, section: str) -> bool:
+    """Whether a team role may write a section: the section's declared writers."""
+    return section in SECTIONS and role in SECTIONS[section].writers
+
+
 def writable_sections(role: str | None) -> list[str]:
-    return [s for s in SECTIONS if role and s in WRITE_PERMISSIONS.get(role, ())]
+    return [key for key in SECTIONS if may_write(role, key)]
+
+
+def manages_team(user: User, patient: Patient, member: TeamMember | None) -> bool:
+    """The care manager, the physicians and the registrant manage a team and its consent."""
+    return (member is not None and member.role in TEAM_MANAGERS) or user.id == patient.registered_by
+
+
+def require_staff(user: User, who: str):
+    """who: "admin" (administrators) or "audit" (administrators and auditors)."""
+    if who == "admin" and not user.is_admin:
+        raise Problem(403, "Administrators only.")
+    if who == "audit" and not (user.is_admin or user.is_auditor):
+        raise Problem(403, "Administrators and auditors only.")

@@ -1,5 +1,5 @@
-"""Engine and session. A request's data writes, its audit entry and its realtime
-events commit together in one transaction (renkei.db.commit), or not at all."""
+"""Engine and session. Who commits, and what else a commit carries (the audit entry,
+the realtime events), is renkei/work.py's business."""
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import scoped_session, sessionmaker
 
@@ -49,21 +49,11 @@ def lock_audit_head():
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_ID})
 
 
-def commit():
-    """Append the request's audit entries, commit, then publish its realtime events:
-    events describe only what has committed."""
-    from renkei import audit, notify
-    audit.write_pending()
-    session.commit()
-    notify.publish_pending()
-    from flask import g
-    for callback in g.pop("after_commit", []):
-        callback()
+def database_down(exc) -> bool:
+    """Connection lost or refused (not a constraint or a bad statement)."""
+    return bool(getattr(exc, "connection_invalidated", False)) or exc.__class__.__name__ == "OperationalError"
 
 
-def rollback():
-    from renkei import notify
-    session.rollback()
-    notify.discard_pending()
-    from flask import g
-    g.pop("after_commit", None)
+def conflict(exc) -> bool:
+    """The database rolled the transaction back: deadlock or serialisation failure."""
+    return str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "").startswith("40")

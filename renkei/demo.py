@@ -1,14 +1,14 @@
-"""Demo organisations, people and patients for the embedded default. Everything
-goes through the same code paths as real data (sealed, audited)."""
+"""Demo organisations, people and patients for the embedded default. Everything goes
+through the same services as real data (renkei/patients.py, teams.py, record.py,
+notes.py, directory.py): sealed, announced and audited alike."""
 import sys
 from datetime import date
 
-from flask import current_app, g
 from sqlalchemy import select
 
-from models import (Consent, Note, Organization, Patient, SectionRevision, TeamMember, User,
-                    new_id, utcnow)
-from renkei import audit, auth, crypto, db, vault
+from models import User
+from renkei import authz, db, directory, notes, patients, record, teams, work
+from renkei.schema import upgrade_schema
 from renkei.settings import INSTANCE
 
 DEMO_PASSWORD = "renkei-demo-2026"
@@ -52,31 +52,21 @@ def seed() -> str:
     """Create the demo data; returns the credentials text (also written to instance/)."""
     if db.session.execute(select(User.id).limit(1)).first():
         return "the database already has users; demo data not loaded"
-    orgs = []
-    for name, kind in ORGS:
-        orgs.append(Organization(id=new_id(), name=name, kind=kind))
-        db.session.add(orgs[-1])
-    hashed = auth.hash_password(DEMO_PASSWORD)
+    orgs = [directory.create_organization(name, kind)["id"] for name, kind in ORGS]
     users = {}
     for login, name, org, profession in PEOPLE:
-        users[login] = User(id=new_id(), login=login, password_hash=hashed, display_name=name,
-                            organization_id=orgs[org].id, profession=profession)
-        db.session.add(users[login])
-    users["auditor"] = User(id=new_id(), login="auditor", password_hash=hashed,
-                            display_name="監査 担当", organization_id=orgs[5].id,
-                            profession="other", is_auditor=True)
-    db.session.add(users["auditor"])
-    db.session.flush()
-    from renkei.cli import create_admin
-    admin = create_admin("admin", DEMO_PASSWORD, "システム 管理者")
-    cm = users["cm.tanaka"]
+        users[login] = directory.create_user(login, DEMO_PASSWORD, name, orgs[org], profession)
+    directory.create_user("auditor", DEMO_PASSWORD, "監査 担当", orgs[5], "other", is_auditor=True)
+    admin = directory.create_admin("admin", DEMO_PASSWORD, "システム 管理者")
+    people = {u.login: u for u in db.session.execute(select(User)).scalars()}
     for demographics, sections, members in PATIENTS:
-        registrant = cm if "sw.kato" not in members else users["sw.kato"]
+        registrant = people["sw.kato" if "sw.kato" in members else "cm.tanaka"]
         _demo_patient(registrant, demographics, sections,
-                      [users[m] for m in members if users[m] is not registrant])
-    g.setdefault("audit_pending", [])
-    audit.record("demo.seed", "ok")
-    db.commit()
+                      [people[m] for m in members if m != registrant.login])
+    unit = work.current()
+    unit.audit_fields.clear()
+    unit.record("demo.seed", "ok")
+    unit.commit()
     text = (f"Demo users (password {DEMO_PASSWORD}): "
             + ", ".join(login for login, *_ in PEOPLE) + ", auditor\n"
             f"Demo administrator: admin / {DEMO_PASSWORD}, TOTP secret {admin['totp_secret']}\n")
@@ -85,38 +75,21 @@ def seed() -> str:
 
 
 def _demo_patient(registrant, demographics, sections, members):
-    from api.patients import seal_demographics
-    from api.sections import clean_content
-    from renkei.authz import PROFESSION_ROLES
-    patient = Patient(id=new_id(), registered_by=registrant.id)
-    key = vault.new_patient_key(patient)
-    seal_demographics(patient, key, demographics)
-    db.session.add(patient)
-    db.session.flush()
-    for user in [registrant, *members]:
-        db.session.add(TeamMember(patient_id=patient.id, user_id=user.id,
-                                  role=PROFESSION_ROLES[user.profession][0], added_by=registrant.id))
-    consent = Consent(id=new_id(), patient_id=patient.id, obtained_on=date(2026, 10, 1),
-                      recorded_by=registrant.id)
-    consent.details_ct = crypto.seal_json(key, {"obtained_by": registrant.display_name,
-                                                "scope": "在宅療養に関わる医療・介護関係者間での情報共有"},
-                                          vault.aad(patient.id, "consent=" + consent.id))
-    db.session.add(consent)
+    patient_id = patients.register(registrant, demographics)["id"]
+    patients.record_consent(registrant, patient_id, date(2026, 10, 1), registrant.display_name,
+                            "在宅療養に関わる医療・介護関係者間での情報共有")
+    team = [(registrant, authz.PROFESSION_ROLES[registrant.profession][0])]
+    for member in members:
+        team.append((member, authz.PROFESSION_ROLES[member.profession][0]))
+        teams.add_member(registrant, patient_id, member.id, team[-1][1])
     for section, content in sections.items():
-        content = clean_content(section, content)
-        db.session.add(SectionRevision(
-            patient_id=patient.id, section=section, version=1, created_by=registrant.id,
-            content_ct=crypto.seal_json(key, content, vault.section_aad(patient.id, section, 1))))
-    note = Note(id=new_id(), patient_id=patient.id, category="observation", urgent=False,
-                created_by=registrant.id, created_at=utcnow())
-    note.body_ct = crypto.seal(key, "初回訪問。ご本人・ご家族と面談しました。".encode(),
-                               vault.note_aad(patient.id, note.id))
-    db.session.add(note)
+        writer = next(user for user, role in team if authz.may_write(role, section))
+        record.write_section(writer, patient_id, section, content, based_on=0)
+    notes.post(registrant, patient_id, "初回訪問。ご本人・ご家族と面談しました。", "observation")
 
 
-def prepare_embedded(app):
+def prepare_embedded(engine):
     """Embedded default: migrate the SQLite file and load demo data on first start."""
-    from renkei.cli import upgrade_schema
-    upgrade_schema(current_app.extensions["renkei.engine"])
+    upgrade_schema(engine)
     text = seed()
     print(text if "Demo" in text else f" * {text}", file=sys.stderr)

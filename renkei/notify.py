@@ -1,18 +1,18 @@
-"""Realtime events (SPEC §5): who receives what, with which seq.
+"""Realtime events (docs/API.md, "Realtime events"): who receives what, with which seq.
 
 An event is stored per recipient, with that recipient's next seq, in the same
-transaction as the change it describes; only after commit is it pushed to the
-recipient's Socket.IO room. So a client that missed a push (network, Redis down,
+transaction as the change it describes; only after commit does the unit of work
+(renkei/work.py) hand it to its listeners — realtime/ pushes it to the recipient's
+Socket.IO room. So a client that missed a push (network, Redis down,
 another process) gets it from `resume`, and a rolled-back change sends nothing.
 Recipients are the patient's team *at the time of the change*: a removed member
 stops receiving at once."""
 import json
 
-from flask import g
 from sqlalchemy import insert, select, update
 
 from models import TeamMember, User, UserEvent, utcnow
-from renkei import db
+from renkei import db, work
 from renkei.timefmt import iso
 
 
@@ -41,26 +41,13 @@ def queue(name: str, patient_id: str, payload: dict, also_to=()):
     seqs = db.session.execute(update(User).where(User.id.in_(recipients))
                               .values(event_seq=User.event_seq + 1)
                               .returning(User.id, User.event_seq)).all()
-    rows = []
+    rows, unit = [], work.current()
     for user_id, seq in sorted(seqs):
         body = {"patient_id": patient_id, **payload, "at": at, "seq": seq}
         rows.append({"user_id": user_id, "seq": seq, "name": name, "created_at": utcnow(),
                      "payload": json.dumps(body, ensure_ascii=False)})
-        g.setdefault("events_pending", []).append((user_id, name, body))
+        unit.events.append((user_id, name, body))
     db.session.execute(insert(UserEvent), rows)
-
-
-def publish_pending():
-    """Push after commit, off the request thread: the writer's response does not wait
-    for fan-out to every connection (the events are stored; resume covers a lost push)."""
-    pending = g.pop("events_pending", [])
-    if pending:
-        from realtime import push_all
-        push_all(pending)
-
-
-def discard_pending():
-    g.pop("events_pending", None)
 
 
 def events_since(user_id: str, since: int, limit: int = 1000) -> list[tuple[str, dict]]:

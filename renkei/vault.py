@@ -1,6 +1,7 @@
-"""Where data keys are created, unwrapped, rotated and destroyed. Every sealed
-value's associated data is built here, so what binds a value to its place is in
-one spot: patient id, then field / section+revision / note / consent."""
+"""Where data keys are created, unwrapped, rotated and destroyed. Every encryption
+label (the associated data that binds a sealed value to its place) is built here, so
+what ties a value to its row is in one spot: patient id, then field / section+revision /
+note / consent / break-glass grant; and the labels of the service-wide keys' values."""
 from flask import current_app
 from sqlalchemy import select
 
@@ -13,7 +14,11 @@ def keyring() -> crypto.Keyring:
 
 
 def aad(patient_id: str, *where) -> str:
-    return "|".join(("patient=" + patient_id, *map(str, where)))
+    return "|".join((_patient_owner(patient_id), *map(str, where)))
+
+
+def demographics_aad(patient_id: str) -> str:
+    return aad(patient_id, "demographics")
 
 
 def section_aad(patient_id: str, section: str, version: int) -> str:
@@ -24,16 +29,41 @@ def note_aad(patient_id: str, note_id: str) -> str:
     return aad(patient_id, "note=" + note_id)
 
 
+def consent_aad(patient_id: str, consent_id: str) -> str:
+    return aad(patient_id, "consent=" + consent_id)
+
+
+def breakglass_aad(patient_id: str, grant_id: str) -> str:
+    return aad(patient_id, "breakglass=" + grant_id)
+
+
+def totp_aad(user_id: str) -> str:
+    return f"totp|user={user_id}"
+
+
+def archive_frame_aad(index: int) -> str:
+    """A frame of an access-log archive file, bound to its position in the file."""
+    return f"audit-archive|{index}"
+
+
+def _patient_owner(patient_id: str) -> str:
+    return "patient=" + patient_id
+
+
+def _system_owner(name: str) -> str:
+    return "system=" + name
+
+
 def new_patient_key(patient: Patient) -> bytes:
     data_key = crypto.new_data_key()
-    patient.kek_id, patient.wrapped_key = keyring().wrap(data_key, "patient=" + patient.id)
+    patient.kek_id, patient.wrapped_key = keyring().wrap(data_key, _patient_owner(patient.id))
     return data_key
 
 
 def patient_key(patient: Patient) -> bytes:
     if patient.wrapped_key is None:
         raise crypto.DecryptionError("patient data key destroyed")
-    return keyring().unwrap(patient.kek_id, patient.wrapped_key, "patient=" + patient.id)
+    return keyring().unwrap(patient.kek_id, patient.wrapped_key, _patient_owner(patient.id))
 
 
 def shred(patient: Patient):
@@ -49,11 +79,11 @@ def system_key(name: str) -> bytes:
     row = db.session.get(SystemKey, name)
     if row is None:
         key = crypto.new_data_key()
-        kek_id, wrapped = keyring().wrap(key, "system=" + name)
+        kek_id, wrapped = keyring().wrap(key, _system_owner(name))
         db.session.add(SystemKey(name=name, kek_id=kek_id, wrapped_key=wrapped))
         db.session.flush()
         return key
-    return keyring().unwrap(row.kek_id, row.wrapped_key, "system=" + name)
+    return keyring().unwrap(row.kek_id, row.wrapped_key, _system_owner(name))
 
 
 def name_index(text: str) -> str:
@@ -66,14 +96,14 @@ def rotate_master_key() -> int:
     ring, count = keyring(), 0
     for row in db.session.execute(select(SystemKey)).scalars():
         if row.kek_id != ring.current_id:
-            key = ring.unwrap(row.kek_id, row.wrapped_key, "system=" + row.name)
-            row.kek_id, row.wrapped_key = ring.wrap(key, "system=" + row.name)
+            key = ring.unwrap(row.kek_id, row.wrapped_key, _system_owner(row.name))
+            row.kek_id, row.wrapped_key = ring.wrap(key, _system_owner(row.name))
             count += 1
     stale = select(Patient).where(Patient.wrapped_key.is_not(None),
                                   Patient.kek_id != ring.current_id)
     for patient in db.session.execute(stale).scalars():
         key = patient_key(patient)
-        patient.kek_id, patient.wrapped_key = ring.wrap(key, "patient=" + patient.id)
+        patient.kek_id, patient.wrapped_key = ring.wrap(key, _patient_owner(patient.id))
         count += 1
     db.session.commit()
     return count

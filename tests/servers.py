@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 import socketio
 
-from tests.conftest import ROOT, Api, build_app
+from tests.helpers import ROOT, Api, build_app
 
 
 def free_port() -> int:

@@ -1,20 +1,7 @@
-"""The API contract of SPEC §4, on SQLite and on PostgreSQL."""
+"""The API contract of docs/API.md, on SQLite and on PostgreSQL."""
 import pyotp
 
-from tests.conftest import PASSWORD
-
-R = "/api/v1/patients"
-
-
-def team(api):
-    """A care manager's patient with consent, a physician and a pharmacist on the team."""
-    api.user("cm", "care_manager")
-    api.user("doc", "physician")
-    api.user("pharm", "pharmacist")
-    pid = api.patient("cm")
-    api.join(pid, "doc", "primary_physician", by="cm")
-    api.join(pid, "pharm", "pharmacist", by="doc")
-    return pid
+from tests.helpers import PASSWORD, R, team
 
 
 # --- authentication --------------------------------------------------------
@@ -346,8 +333,8 @@ def test_audit_is_for_administrators_and_auditors(api):
 
 
 def test_audit_export_streams_the_whole_log_in_pages(api, monkeypatch):
-    from api import audit_log
-    monkeypatch.setattr(audit_log, "EXPORT_BATCH", 4)
+    from renkei import access_log
+    monkeypatch.setattr(access_log, "EXPORT_BATCH", 4)
     for name in ("e1", "e2", "e3", "e4", "e5"):
         api.user(name, "nurse")
     total = api.call("admin", "GET", "/api/v1/audit/verify").json["entries"]

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import ROOT, random_master_key
+from tests.helpers import ROOT, random_master_key
 from tests.servers import free_port, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

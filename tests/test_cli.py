@@ -7,7 +7,7 @@ import sys
 import pyotp
 import requests
 
-from tests.conftest import ROOT, random_master_key
+from tests.helpers import ROOT, random_master_key
 from tests.servers import free_port, start_server
 
 

@@ -5,7 +5,7 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from tests.test_api import R, team
+from tests.helpers import R, team
 
 CANARY_NAME = "カナリア試験太郎"
 CANARY_TEXT = "canary-7f3a9-心不全の増悪に注意"
@@ -77,8 +77,9 @@ def test_concurrent_notes_to_overlapping_teams_all_commit_with_gapless_event_seq
 def test_a_deadlock_victim_is_told_to_retry_not_that_the_database_is_down(sqlite_app):
     import psycopg.errors
     from sqlalchemy.exc import OperationalError
-    from api import database_problem
+    from renkei import work
     with sqlite_app.test_request_context():
+        database_problem = work.begin().database_problem
         victim = database_problem(OperationalError("UPDATE users ...", {}, psycopg.errors.DeadlockDetected()), "t")
         down = database_problem(OperationalError("SELECT 1", {}, psycopg.errors.ConnectionTimeout()), "t")
     assert victim.status_code == down.status_code == 503

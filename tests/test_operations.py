@@ -11,8 +11,8 @@ import uuid
 
 from sqlalchemy import text
 
-from tests.conftest import ROOT, Api, build_app
-from tests.test_api import R, team
+from tests.helpers import ROOT, Api, build_app
+from tests.helpers import R, team
 
 
 def flask(args, url, master: bytes, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.servers import Listener, World, free_port, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -52,7 +52,7 @@ def own_postgres(tmp_path):
         c.execute(text("CREATE DATABASE renkei"))
     admin.dispose()
     db_url = url.rsplit("/", 1)[0] + "/renkei"
-    from renkei.cli import upgrade_schema
+    from renkei.schema import upgrade_schema
     from renkei.db import make_engine
     engine = make_engine(db_url)
     upgrade_schema(engine)

@@ -1,0 +1,113 @@
+"""The API's request pipeline. Every route is declared with `endpoint`: authenticate,
+check CSRF for cookie sessions, check the caller's standing (renkei.authz), validate
+the body with its marshmallow schema, call the view — which translates HTTP into one
+core service call and back — then end the request through the unit of work
+(renkei/work.py): commit with exactly one audit entry, or roll back and audit the failure."""
+import logging
+from functools import wraps
+
+from flask import Blueprint, Response, jsonify, request
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from marshmallow import ValidationError
+from sqlalchemy.exc import DBAPIError
+
+from renkei import authz, problems, work
+from renkei.auth import csrf
+from renkei.crypto import DecryptionError
+from renkei.problems import Problem
+
+log = logging.getLogger("renkei.api")
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+ROUTES: list[dict] = []  # what api/openapi.py describes
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def endpoint(method: str, rule: str, *, summary: str, tag: str, action: str | None,
+             auth: str = "user", body=None, query=None, response=None, status: int = 200,
+             errors: tuple = ()):
+    """auth: "public", "user", "admin" or "audit" (administrators and auditors)."""
+    def decorate(view):
+        meta = dict(method=method, rule=rule, summary=summary, tag=tag, action=action,
+                    auth=auth, body=body, query=query, response=response, status=status,
+                    errors=errors, name=view.__name__)
+        ROUTES.append(meta)
+
+        @wraps(view)
+        def handle(**kwargs):
+            return _run(view, meta, kwargs)
+        bp.add_url_rule(rule, endpoint=view.__name__, view_func=handle, methods=[method])
+        return view
+    return decorate
+
+
+def _caller():
+    return current_user if current_user and current_user.is_authenticated else None
+
+
+def _load(schema, data):
+    try:
+        return schema().load(data)
+    except ValidationError as err:
+        raise problems.invalid(err.messages_dict)
+
+
+def _json_body():
+    if not request.get_data():
+        return {}
+    data = request.get_json(silent=True, force=True)
+    if data is None:
+        raise Problem(400, "The body is not valid JSON.")
+    if not isinstance(data, dict):
+        raise problems.invalid({"_schema": ["The body must be a JSON object."]})
+    return data
+
+
+def _run(view, meta, kwargs):
+    user, unit = None, work.current()
+    unit.describe(patient_id=kwargs.get("patient_id"), section=kwargs.get("section"))
+    try:
+        user = _caller()
+        if meta["auth"] != "public":
+            if user is None:
+                raise Problem(401, "Sign in or send a valid bearer token.",
+                              headers={"WWW-Authenticate": "Bearer"})
+            if unit.cookie_auth and request.method not in SAFE_METHODS:
+                csrf.protect()
+            if meta["auth"] in ("admin", "audit"):
+                authz.require_staff(user, meta["auth"])
+        if meta["body"] is not None:
+            kwargs["body"] = _load(meta["body"], _json_body())
+        if meta["query"] is not None:
+            kwargs["query"] = _load(meta["query"], request.args.to_dict())
+        resp = _to_response(view(**kwargs), meta)
+    except Problem as p:
+        resp = problems.from_problem(p)
+    except CSRFError as e:
+        resp = problems.response(400, f"CSRF check failed: {e.description}")
+    except DBAPIError as exc:
+        resp = unit.database_problem(exc, meta["name"])
+    except DecryptionError:
+        log.error("decryption failed in %s (request %s)", meta["name"], unit.request_id)
+        resp = problems.response(500, "A stored value could not be decrypted.")
+    except Exception:
+        log.exception("unhandled error in %s (request %s)", meta["name"], unit.request_id)
+        resp = problems.response(500, "Internal error; nothing was changed.")
+    return unit.finish(resp, meta["action"], user, meta["name"])
+
+
+def _to_response(rv, meta) -> Response:
+    if isinstance(rv, Response):
+        return rv
+    headers = {}
+    status = meta["status"]
+    if isinstance(rv, tuple):
+        rv, status, headers = (rv + ({},))[:3] if len(rv) == 2 else rv
+    if rv is None:
+        return Response(status=status, headers=headers)
+    if meta["response"] is not None:
+        rv = meta["response"]().dump(rv)
+    resp = jsonify(rv)
+    resp.status_code = status
+    resp.headers.update(headers)
+    return resp

@@ -1,0 +1,111 @@
+"""The access log as administrators and auditors read it: search, export, and the
+usage figures a municipality asks for (活用状況). Reading the log is itself audited by
+the door that calls these (docs/ARCHITECTURE.md, "The access log")."""
+from datetime import timedelta, timezone
+
+from marshmallow import Schema, fields, validate
+from sqlalchemy import func, select
+
+from models import AuditAnchor, AuditEntry, Note, Organization, SectionRevision, User, utcnow
+from renkei import audit, db, work
+
+EXPORT_BATCH = 5000
+
+
+class Query(Schema):
+    """The filters of a search or export; the API validates its query string with it."""
+    class Meta:
+        unknown = "exclude"
+    actor_id = fields.String(validate=validate.Length(max=36))
+    patient_id = fields.String(validate=validate.Length(max=36))
+    action = fields.String(validate=validate.Length(max=40))
+    since = fields.DateTime()
+    until = fields.DateTime()
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    cursor = fields.Integer(validate=validate.Range(min=1))
+
+
+def _utc(dt):
+    return dt.astimezone(timezone.utc).replace(tzinfo=None) if dt.tzinfo else dt
+
+
+def filtered(query: dict):
+    stmt = select(AuditEntry)
+    for name in ("actor_id", "patient_id", "action"):
+        if query.get(name):
+            stmt = stmt.where(getattr(AuditEntry, name) == query[name])
+    if query.get("since"):
+        stmt = stmt.where(AuditEntry.at >= _utc(query["since"]))
+    if query.get("until"):
+        stmt = stmt.where(AuditEntry.at < _utc(query["until"]))
+    return stmt
+
+
+def _describe(query: dict):
+    work.describe(detail=";".join(f"{k}={v}" for k, v in sorted(query.items())
+                                  if k in ("actor_id", "patient_id", "action"))[:200] or None)
+
+
+def search(query: dict) -> dict:
+    """Entries matching the filters, newest first, keyset-paged by seq."""
+    _describe(query)
+    stmt = filtered(query)
+    if query.get("cursor"):
+        stmt = stmt.where(AuditEntry.seq < query["cursor"])
+    rows = list(db.session.execute(stmt.order_by(AuditEntry.seq.desc()).limit(query["limit"] + 1)).scalars())
+    page = rows[:query["limit"]]
+    return {"items": page, "next_cursor": str(page[-1].seq) if len(rows) > query["limit"] else None}
+
+
+def export_csv(query: dict):
+    """The matching entries as CSV text chunks, oldest first. Keyset pages up to the
+    head at the start: memory stays flat on a log of millions."""
+    _describe(query)
+    head = db.session.execute(select(func.max(AuditEntry.seq))).scalar() or 0
+
+    def entries():
+        after = 0
+        while True:
+            page = list(db.session.execute(filtered(query).where(AuditEntry.seq > after, AuditEntry.seq <= head)
+                                           .order_by(AuditEntry.seq).limit(EXPORT_BATCH)).scalars())
+            yield from page
+            if len(page) < EXPORT_BATCH:
+                return
+            after = page[-1].seq
+            db.session.expunge_all()
+    return audit.csv_lines(entries())
+
+
+def archived_through() -> AuditAnchor | None:
+    """The newest archive anchor: entries up to its seq live in archive files."""
+    return db.session.execute(select(AuditAnchor).order_by(AuditAnchor.seq.desc()).limit(1)).scalar()
+
+
+def everyone() -> list[User]:
+    """Every person ever in the directory, for naming actors in the log."""
+    return db.session.execute(select(User).order_by(User.display_name)).scalars().all()
+
+
+def usage(days: int = 30, weeks: int = 8) -> dict:
+    """活用状況: organisations and people active, by profession; updates and notes per week."""
+    now = utcnow()
+    active = select(AuditEntry.actor_id).where(AuditEntry.at >= now - timedelta(days=days),
+                                               AuditEntry.outcome == "ok",
+                                               AuditEntry.patient_id.is_not(None)).distinct()
+    by_profession = db.session.execute(select(User.profession, func.count(User.id))
+                                       .where(User.id.in_(active)).group_by(User.profession)).all()
+    orgs_active = db.session.execute(select(func.count(func.distinct(User.organization_id)))
+                                     .where(User.id.in_(active))).scalar()
+    per_week = []
+    for i in range(weeks - 1, -1, -1):
+        start = (now - timedelta(days=now.weekday() + 7 * i)).replace(hour=0, minute=0, second=0, microsecond=0)
+        end = start + timedelta(days=7)
+        updates = db.session.execute(select(func.count(SectionRevision.id)).where(
+            SectionRevision.created_at >= start, SectionRevision.created_at < end)).scalar()
+        notes = db.session.execute(select(func.count(Note.id)).where(
+            Note.created_at >= start, Note.created_at < end)).scalar()
+        per_week.append({"start": start.date(), "updates": updates, "notes": notes})
+    totals = {"organizations": db.session.execute(select(func.count(Organization.id))).scalar(),
+              "users": db.session.execute(select(func.count(User.id)).where(User.disabled.is_(False))).scalar(),
+              "orgs_active": orgs_active, "people_active": sum(n for _, n in by_profession)}
+    return {"totals": totals, "by_profession": by_profession, "weeks": per_week}

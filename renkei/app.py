@@ -1,0 +1,106 @@
+"""The app factory: the one core module that wires the doors (api/, web/, realtime/)
+to the core (docs/ARCHITECTURE.md, "Layers")."""
+import os
+
+from flask import Flask, request
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+import api
+import realtime
+import web
+from renkei import cli, db, problems, work
+from renkei.auth import csrf, idle_check, login_manager
+from renkei.crypto import Keyring
+from renkei.settings import ROOT, Settings
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                               "frame-ancestors 'none'",
+}
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask("renkei", template_folder=str(ROOT / "templates"),
+                static_folder=str(ROOT / "static"), instance_path=str(ROOT / "instance"))
+    app.config.update(
+        RENKEI=settings, SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=not settings.embedded,
+        PERMANENT_SESSION_LIFETIME=settings.session_idle_seconds,
+        MAX_CONTENT_LENGTH=1024 * 1024, JSON_AS_ASCII=False,
+        WTF_CSRF_TIME_LIMIT=None, WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"])
+    app.json.ensure_ascii = False
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
+
+    app.extensions["renkei.keyring"] = Keyring(settings.master_key, settings.previous_master_keys)
+    app.extensions["renkei.engine"] = engine = db.make_engine(settings.database_url)
+    db.bind(engine)
+
+    login_manager.init_app(app)
+    login_manager.login_view = "web.login"
+    csrf.init_app(app)
+    csrf.exempt(api.bp)  # the API checks CSRF itself, only for cookie-authenticated calls
+    app.register_blueprint(api.bp)
+    app.register_blueprint(web.bp)
+    web.init_app(app)
+    realtime.init_app(app, settings)
+    cli.init_app(app)
+
+    @app.before_request
+    def _begin():
+        work.begin()
+        idle_check()
+
+    @app.after_request
+    def _headers(resp):
+        for name, value in SECURITY_HEADERS.items():
+            resp.headers.setdefault(name, value)
+        if request.path.startswith("/api/") or resp.mimetype == "text/html":
+            resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.teardown_appcontext
+    def _cleanup(_exc):
+        db.session.remove()
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if request.path.startswith("/api/"):
+            return problems.response(exc.code or 500, exc.description or "")
+        return exc
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(exc):
+        # Raised outside a door's pipeline (e.g. loading the signed-in user for a page):
+        # never fall back to anonymous, never show stale data.
+        db.session.remove()
+        resp = work.current().database_problem(exc, request.endpoint or "?")
+        if request.path.startswith("/api/"):
+            return resp
+        return ("The database is not reachable. / データベースに接続できません。", resp.status_code,
+                {"Retry-After": "5", "Content-Type": "text/plain; charset=utf-8"})
+
+    if os.environ.get("RENKEI_BENCH_ROUTES") == "1":
+        @app.get("/_bench/bare")
+        def bench_bare():
+            """Benchmark baseline: a bare Flask route, one query, same server and database."""
+            return {"one": db.session.execute(text("SELECT 1")).scalar()}
+
+    @app.get("/healthz")
+    def healthz():
+        try:
+            db.session.execute(text("SELECT 1"))
+        except Exception:
+            db.session.rollback()
+            return problems.response(503, "The database does not answer.")
+        return {"status": "ok"}
+
+    return app

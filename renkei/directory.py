@@ -1,0 +1,102 @@
+"""Organisations and people: administrators create and change them; everyone may look
+people up to build a team. `create_admin` is how the first administrator comes to be."""
+from sqlalchemy import select
+
+from models import Organization, User
+from renkei import auth, db, work
+from renkei.problems import Problem, invalid, not_found
+
+ADMIN_ORGANIZATION = "Renkei 管理"
+
+
+def org_out(org: Organization) -> dict:
+    return {"id": org.id, "name": org.name, "kind": org.kind, "created_at": org.created_at}
+
+
+def user_out(user: User) -> dict:
+    return {"id": user.id, "login": user.login, "display_name": user.display_name,
+            "organization_id": user.organization_id,
+            "organization_name": user.organization.name if user.organization else None,
+            "profession": user.profession, "is_admin": user.is_admin,
+            "is_auditor": user.is_auditor, "disabled": user.disabled,
+            "totp_enabled": user.totp_enabled}
+
+
+def create_organization(name: str, kind: str) -> dict:
+    org = Organization(name=name, kind=kind)
+    db.session.add(org)
+    db.session.flush()
+    work.describe(detail="organization=" + org.id)
+    return org_out(org)
+
+
+def organizations() -> list[dict]:
+    return [org_out(o) for o in db.session.execute(select(Organization).order_by(Organization.name)).scalars()]
+
+
+def create_user(login: str, password: str, display_name: str, organization_id: str, profession: str,
+                is_admin: bool = False, is_auditor: bool = False) -> dict:
+    if db.session.get(Organization, organization_id) is None:
+        raise invalid({"organization_id": ["No such organisation."]})
+    if db.session.execute(select(User.id).where(User.login == login)).first():
+        raise Problem(409, "That login is taken.", errors={"login": ["That login is taken."]})
+    user = User(login=login, password_hash=auth.hash_password(password), display_name=display_name,
+                organization_id=organization_id, profession=profession, is_admin=is_admin,
+                is_auditor=is_auditor)
+    db.session.add(user)
+    db.session.flush()
+    work.describe(detail="user=" + user.id)
+    return user_out(user)
+
+
+def create_admin(login: str, password: str, display_name: str | None = None) -> dict:
+    """An administrator, who always signs in with a second factor: {"id", "totp_secret"}."""
+    org = db.session.execute(select(Organization).where(Organization.kind == "other",
+                                                        Organization.name == ADMIN_ORGANIZATION)).scalar()
+    if org is None:
+        org = Organization(name=ADMIN_ORGANIZATION, kind="other")
+        db.session.add(org)
+        db.session.flush()
+    user = User(login=login, password_hash=auth.hash_password(password),
+                display_name=display_name or login, organization_id=org.id,
+                profession="other", is_admin=True)
+    db.session.add(user)
+    db.session.flush()
+    secret = auth.new_totp_secret(user)
+    user.totp_enabled = True
+    return {"id": user.id, "totp_secret": secret}
+
+
+def login_taken(login: str) -> bool:
+    return db.session.execute(select(User.id).where(User.login == login)).first() is not None
+
+
+def people(viewer: User, include_disabled: bool = False) -> list[dict]:
+    """The directory. Only administrators see logins and second-factor status, and
+    (include_disabled) people who were disabled."""
+    stmt = select(User).order_by(User.display_name)
+    if not (include_disabled and viewer.is_admin):
+        stmt = stmt.where(User.disabled.is_(False))
+    hidden = () if viewer.is_admin else ("login", "totp_enabled")
+    return [{k: v for k, v in user_out(u).items() if k not in hidden}
+            for u in db.session.execute(stmt).scalars()]
+
+
+def update_user(user_id: str, changes: dict) -> dict:
+    """Change a display name, reset a password, disable or re-enable a user.
+    Disabling or a new password ends every session the user has."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise not_found()
+    work.describe(detail="user=" + user.id)
+    if "display_name" in changes:
+        user.display_name = changes["display_name"]
+    if "password" in changes:
+        user.password_hash = auth.hash_password(changes["password"])
+        auth.revoke_all(user)
+    if changes.get("disabled") is True and not user.disabled:
+        user.disabled = True
+        auth.revoke_all(user)
+    elif changes.get("disabled") is False:
+        user.disabled = False
+    return user_out(user)

@@ -1,0 +1,174 @@
+"""Patients and their consent: register, list, read, delete (crypto-shred), and the
+consent to share that every team member but the registrant needs."""
+from datetime import date
+
+from sqlalchemy import func, select
+
+from models import Consent, Note, NoteAck, Patient, SectionRevision, TeamMember, User, new_id, utcnow
+from renkei import authz, crypto, db, vault, work
+from renkei.authz import PROFESSION_ROLES, patient_access
+from renkei.problems import Problem, not_found
+
+
+# --- demographics -------------------------------------------------------------------
+
+def seal_demographics(patient: Patient, key: bytes, data: dict):
+    patient.demographics_ct = crypto.seal_json(key, data, vault.demographics_aad(patient.id))
+    patient.name_index = vault.name_index(data["name"])
+    patient.kana_index = vault.name_index(data["name_kana"])
+
+
+def demographics(patient: Patient) -> dict:
+    key = vault.patient_key(patient)
+    return crypto.unseal_json(key, patient.demographics_ct, vault.demographics_aad(patient.id))
+
+
+def patient_out(patient: Patient, role: str | None, *, breakglass=False, member=None,
+                consent: bool | None = None, show_demographics=True) -> dict:
+    out = {"id": patient.id, "my_role": role, "breakglass": breakglass,
+           "consent": authz.has_consent(patient.id) if consent is None else consent,
+           "created_at": patient.created_at}
+    if show_demographics:
+        out.update(demographics(patient))
+    if member is not None:
+        out.update(activity(member.user_id, [patient.id])[patient.id])
+    return out
+
+
+# --- what changed since my last look --------------------------------------------------
+
+def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
+    """For each patient: sections others changed since the member's last look, when the
+    record last changed, and urgent notes the member has not acknowledged. Four
+    queries however many patients (the care list and the patient page share this)."""
+    mine = (TeamMember.user_id == user_id) & TeamMember.removed_at.is_(None)
+    changed: dict[str, set] = {}
+    for pid, section in db.session.execute(
+            select(SectionRevision.patient_id, SectionRevision.section)
+            .join(TeamMember, (TeamMember.patient_id == SectionRevision.patient_id) & mine)
+            .where(SectionRevision.patient_id.in_(ids), SectionRevision.created_by != user_id,
+                   SectionRevision.created_at > func.coalesce(TeamMember.last_viewed_at, TeamMember.added_at))
+            .distinct()):
+        changed.setdefault(pid, set()).add(section)
+    updated = dict(db.session.execute(select(SectionRevision.patient_id, func.max(SectionRevision.created_at))
+                                      .where(SectionRevision.patient_id.in_(ids))
+                                      .group_by(SectionRevision.patient_id)).all())
+    acked = select(NoteAck.note_id).where(NoteAck.user_id == user_id)
+    urgent = dict(db.session.execute(select(Note.patient_id, func.count(Note.id)).where(
+        Note.patient_id.in_(ids), Note.urgent.is_(True), Note.created_by != user_id,
+        Note.id.not_in(acked)).group_by(Note.patient_id)).all())
+    return {pid: {"changed_since_my_last_view": sorted(changed.get(pid, ())), "updated_at": updated.get(pid),
+                  "urgent_unacknowledged": urgent.get(pid, 0)} for pid in ids}
+
+
+def mark_viewed(member: TeamMember | None):
+    """Restart "what changed since my last look". Written at most once a minute per
+    member (a read should not always be a write); a stale mark only shows more as new."""
+    now = utcnow()
+    if member is not None and (member.last_viewed_at is None
+                               or (now - member.last_viewed_at).total_seconds() > 60):
+        member.last_viewed_at = now
+
+
+# --- operations ---------------------------------------------------------------------
+
+def register(actor: User, data: dict) -> dict:
+    """Register a patient; the registrant joins the team in the role of their profession."""
+    roles = PROFESSION_ROLES[actor.profession]
+    if not roles:
+        raise Problem(403, "Only care professionals register patients.")
+    patient = Patient(id=new_id(), registered_by=actor.id)
+    key = vault.new_patient_key(patient)
+    birth = data["birth_date"]
+    seal_demographics(patient, key, {**data, "birth_date": birth.isoformat() if isinstance(birth, date) else birth})
+    db.session.add(patient)
+    db.session.flush()
+    db.session.add(TeamMember(patient_id=patient.id, user_id=actor.id, role=roles[0],
+                              added_by=actor.id, last_viewed_at=utcnow()))
+    work.describe(patient_id=patient.id)
+    return patient_out(patient, roles[0], consent=False)
+
+
+def care_list(actor: User, name: str | None = None) -> list[dict]:
+    """The caller's patients with what changed since their last look and their urgent
+    unacknowledged notes: a fixed number of queries however many patients there are."""
+    rows = db.session.execute(
+        select(Patient, TeamMember).join(TeamMember, TeamMember.patient_id == Patient.id)
+        .where(TeamMember.user_id == actor.id, TeamMember.removed_at.is_(None),
+               Patient.deleted_at.is_(None)).order_by(Patient.created_at)).all()
+    if name:
+        wanted = vault.name_index(name)
+        rows = [(p, m) for p, m in rows if wanted in (p.name_index, p.kana_index)]
+    ids = [p.id for p, _ in rows]
+    if not ids:
+        return []
+    consented = set(db.session.execute(select(Consent.patient_id).where(
+        Consent.patient_id.in_(ids), Consent.withdrawn_at.is_(None))).scalars())
+    recent = activity(actor.id, ids)
+    items = []
+    for patient, member in rows:
+        consent = patient.id in consented
+        out = patient_out(patient, member.role, consent=consent,
+                          show_demographics=consent or patient.registered_by == actor.id)
+        out.update(recent[patient.id])
+        items.append(out)
+    return items
+
+
+def ids_of(actor: User) -> list[str]:
+    """The patients whose team the caller is on, in the order they joined."""
+    return list(db.session.execute(select(TeamMember.patient_id).where(
+        TeamMember.user_id == actor.id, TeamMember.removed_at.is_(None)).order_by(TeamMember.added_at)).scalars())
+
+
+def read(actor: User, patient_id: str) -> dict:
+    """Demographics, my role, consent and what changed since my last look (before this
+    look is marked). Under break-glass, also when the grant ends."""
+    access = patient_access(actor, patient_id, authz.READ)
+    out = patient_out(access.patient, access.role, breakglass=access.breakglass, member=access.member)
+    if access.breakglass:
+        out["breakglass_until"] = authz.active_breakglass(access.patient.id, actor.id).expires_at
+    return out
+
+
+def delete(actor: User, patient_id: str):
+    """Delete a patient by destroying its data key (crypto-shredding)."""
+    access = patient_access(actor, patient_id, authz.DELETE)
+    vault.shred(access.patient)
+    access.patient.deleted_at = utcnow()
+
+
+# --- consent ------------------------------------------------------------------------
+
+def consent_out(patient: Patient, c: Consent) -> dict:
+    details = crypto.unseal_json(vault.patient_key(patient), c.details_ct, vault.consent_aad(patient.id, c.id))
+    return {"id": c.id, "obtained_on": c.obtained_on.isoformat(), **details,
+            "recorded_by": c.recorded_by, "recorded_at": c.recorded_at,
+            "withdrawn_at": c.withdrawn_at, "active": c.withdrawn_at is None}
+
+
+def record_consent(actor: User, patient_id: str, obtained_on: date, obtained_by: str, scope: str) -> dict:
+    patient = patient_access(actor, patient_id, authz.CONSENT).patient
+    consent = Consent(id=new_id(), patient_id=patient.id, obtained_on=obtained_on, recorded_by=actor.id)
+    consent.details_ct = crypto.seal_json(vault.patient_key(patient),
+                                          {"obtained_by": obtained_by, "scope": scope},
+                                          vault.consent_aad(patient.id, consent.id))
+    db.session.add(consent)
+    db.session.flush()
+    return consent_out(patient, consent)
+
+
+def consents(actor: User, patient_id: str) -> list[dict]:
+    patient = patient_access(actor, patient_id, authz.TEAM_VIEW).patient
+    rows = db.session.execute(select(Consent).where(Consent.patient_id == patient.id)
+                              .order_by(Consent.recorded_at.desc())).scalars()
+    return [consent_out(patient, c) for c in rows]
+
+
+def withdraw_consent(actor: User, patient_id: str, consent_id: str):
+    patient = patient_access(actor, patient_id, authz.CONSENT).patient
+    consent = db.session.get(Consent, consent_id)
+    if consent is None or consent.patient_id != patient.id or consent.withdrawn_at:
+        raise not_found()
+    consent.withdrawn_at = utcnow()
+    work.describe(detail="consent=" + consent.id)

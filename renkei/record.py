@@ -1,0 +1,143 @@
+"""The shared record: ten versioned sections (renkei/sections.py). A write creates a
+new immutable revision, sealed under the patient's key and bound to its section and
+version; a write based on an old version is refused (412) so nobody's edit is lost."""
+from marshmallow import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from models import Patient, SectionRevision, User, utcnow
+from renkei import authz, crypto, db, notify, vault
+from renkei.authz import patient_access
+from renkei.patients import mark_viewed
+from renkei.problems import Problem, invalid, not_found
+from renkei.sections import SECTIONS, clean_content
+
+
+def section_out(patient: Patient, key: bytes, section: str, rev: SectionRevision | None,
+                names: dict) -> dict:
+    if rev is None:  # never written: version 0, empty content (docs/API.md, "The record")
+        return {"section": section, "version": 0, "content": {}, "updated_at": None,
+                "updated_by": None, "updated_by_name": None}
+    return {"section": section, "version": rev.version,
+            "content": crypto.unseal_json(key, rev.content_ct, vault.section_aad(patient.id, section, rev.version)),
+            "updated_at": rev.created_at, "updated_by": rev.created_by,
+            "updated_by_name": names.get(rev.created_by)}
+
+
+def display_names(user_ids) -> dict:
+    ids = {u for u in user_ids if u}
+    if not ids:
+        return {}
+    return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
+
+
+def latest_revisions(patient_id: str) -> tuple[dict[str, SectionRevision], dict[str, str]]:
+    """The newest revision of each written section, and its authors' names (one query)."""
+    newest = (select(SectionRevision.section, func.max(SectionRevision.version).label("v"))
+              .where(SectionRevision.patient_id == patient_id)
+              .group_by(SectionRevision.section).subquery())
+    rows = db.session.execute(select(SectionRevision, User.display_name).join(
+        newest, (SectionRevision.section == newest.c.section) & (SectionRevision.version == newest.c.v))
+        .join(User, User.id == SectionRevision.created_by)
+        .where(SectionRevision.patient_id == patient_id)).all()
+    return {r.section: r for r, _ in rows}, {r.created_by: name for r, name in rows}
+
+
+def current_section(patient: Patient, section: str) -> dict:
+    rev = db.session.execute(select(SectionRevision).where(
+        SectionRevision.patient_id == patient.id, SectionRevision.section == section)
+        .order_by(SectionRevision.version.desc()).limit(1)).scalar_one_or_none()
+    return section_out(patient, vault.patient_key(patient), section, rev,
+                       display_names([rev.created_by] if rev else []))
+
+
+def _known(section: str):
+    if section not in SECTIONS:
+        raise not_found()
+
+
+def read(actor: User, patient_id: str, look: bool = True) -> dict:
+    """All ten sections and which of them the caller may write. A look restarts "what
+    changed since my last look"; a glance (look=False: summary, sheet) does not."""
+    access = patient_access(actor, patient_id, authz.READ)
+    patient, key = access.patient, vault.patient_key(access.patient)
+    revs, names = latest_revisions(patient.id)
+    if look:
+        mark_viewed(access.member)
+    return {"patient_id": patient.id,
+            "sections": {s: section_out(patient, key, s, revs.get(s), names) for s in SECTIONS},
+            "writable": [] if access.breakglass else authz.writable_sections(access.role)}
+
+
+def read_section(actor: User, patient_id: str, section: str) -> dict:
+    """One section; `writable` says whether the caller may write it."""
+    access = patient_access(actor, patient_id, authz.READ)
+    _known(section)
+    out = current_section(access.patient, section)
+    out["writable"] = not access.breakglass and authz.may_write(access.role, section)
+    return out
+
+
+def versions(actor: User, patient_id: str, section: str) -> list[dict]:
+    """Every revision of a section, newest first."""
+    patient = patient_access(actor, patient_id, authz.READ).patient
+    _known(section)
+    revs = list(db.session.execute(select(SectionRevision).where(
+        SectionRevision.patient_id == patient.id, SectionRevision.section == section)
+        .order_by(SectionRevision.version.desc())).scalars())
+    key, names = vault.patient_key(patient), display_names(r.created_by for r in revs)
+    return [section_out(patient, key, section, r, names) for r in revs]
+
+
+def parse_version(if_match: int | str | None) -> int:
+    """The version an edit is based on: an int, or an If-Match value like "3" / W/"3"."""
+    if isinstance(if_match, int):
+        return if_match
+    if if_match is None:
+        raise Problem(428, "Send If-Match with the version you edited (\"0\" for a new section).")
+    value = if_match.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    if not value.isdigit():
+        raise Problem(400, 'If-Match must be a quoted version number, like "3".')
+    return int(value)
+
+
+def write_section(actor: User, patient_id: str, section: str, content: dict,
+                  based_on: int | str | None) -> dict:
+    """Write a new revision of a section, based on version `based_on` (412 if the
+    section has moved on since; the problem carries the current section to merge with)."""
+    if section not in SECTIONS:
+        patient_access(actor, patient_id, authz.READ)  # 404 for an invisible patient first
+        raise not_found()
+    patient = patient_access(actor, patient_id, authz.WRITE, section=section).patient
+    expected = parse_version(based_on)
+    try:
+        content = clean_content(section, content)
+    except ValidationError as err:
+        raise invalid({"content": err.messages_dict})
+    current = current_section(patient, section)
+    if current["version"] != expected:
+        raise Stale(current)
+    version = expected + 1
+    rev = SectionRevision(patient_id=patient.id, section=section, version=version,
+                          created_by=actor.id, created_at=utcnow(),
+                          content_ct=crypto.seal_json(vault.patient_key(patient), content,
+                                                      vault.section_aad(patient.id, section, version)))
+    try:
+        with db.session.begin_nested():
+            db.session.add(rev)
+    except IntegrityError:  # another writer took this version first
+        raise Stale(current_section(patient, section))
+    notify.queue("record.updated", patient.id, {"section": section, "version": version, "actor_id": actor.id})
+    return section_out(patient, vault.patient_key(patient), section, rev, {actor.id: actor.display_name})
+
+
+class Stale(Problem):
+    """412: the section changed since the editor read it. `current` is the section now."""
+
+    def __init__(self, current: dict):
+        super().__init__(412, "The section changed since you read it; merge with the current version and retry.",
+                         type_="/problems/stale-version", headers={"ETag": f'"{current["version"]}"'})
+        self.current = current

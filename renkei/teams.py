@@ -1,0 +1,61 @@
+"""A patient's team: who is on it, in which role; adding and removing members."""
+from sqlalchemy import select
+
+from models import TeamMember, User, utcnow
+from renkei import authz, db, notify, work
+from renkei.authz import PROFESSION_ROLES, patient_access
+from renkei.problems import Problem, invalid, not_found
+
+
+def member_out(m: TeamMember, u: User) -> dict:
+    return {"user_id": u.id, "role": m.role, "display_name": u.display_name,
+            "profession": u.profession, "organization_id": u.organization_id,
+            "organization_name": u.organization.name, "added_at": m.added_at,
+            "added_by": m.added_by}
+
+
+def _rows(patient_id: str):
+    return db.session.execute(select(TeamMember, User).join(User, User.id == TeamMember.user_id)
+                              .where(TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None))
+                              .order_by(TeamMember.added_at)).all()
+
+
+def team(actor: User, patient_id: str) -> dict:
+    """The current team, and whether the caller may change it."""
+    access = patient_access(actor, patient_id, authz.TEAM_VIEW)
+    return {"items": [member_out(m, u) for m, u in _rows(access.patient.id)],
+            "can_manage": actor.is_admin or authz.manages_team(actor, access.patient, access.member)}
+
+
+def add_member(actor: User, patient_id: str, user_id: str, role: str) -> dict:
+    """Add a member with a role that fits their profession; the team hears of it."""
+    patient = patient_access(actor, patient_id, authz.TEAM_MANAGE).patient
+    user = db.session.get(User, user_id)
+    work.describe(detail="user=" + user_id[:36])
+    if user is None or user.disabled:
+        raise invalid({"user_id": ["No such active user."]})
+    if role not in PROFESSION_ROLES[user.profession]:
+        raise invalid({"role": [f"A {user.profession} cannot hold the role {role}."]})
+    current = _rows(patient.id)
+    if any(m.user_id == user.id for m, _ in current):
+        raise Problem(409, "Already on the team.")
+    if role == "primary_physician" and any(m.role == "primary_physician" for m, _ in current):
+        raise Problem(409, "The team already has a primary physician.",
+                      errors={"role": ["The team already has a primary physician."]})
+    member = TeamMember(patient_id=patient.id, user_id=user.id, role=role, added_by=actor.id)
+    db.session.add(member)
+    db.session.flush()
+    notify.queue("team.updated", patient.id, {"user_id": user.id, "change": "added"})
+    return member_out(member, user)
+
+
+def remove_member(actor: User, patient_id: str, user_id: str):
+    patient = patient_access(actor, patient_id, authz.TEAM_MANAGE).patient
+    work.describe(detail="user=" + user_id[:36])
+    member = authz.current_membership(patient.id, user_id)
+    if member is None:
+        raise not_found()
+    member.removed_at = utcnow()
+    db.session.flush()
+    # Recipients are the team after the removal: the removed member gets no more events.
+    notify.queue("team.updated", patient.id, {"user_id": user_id, "change": "removed"})

@@ -1,0 +1,135 @@
+"""The unit of work (docs/ARCHITECTURE.md, "One unit of work"): the one object that owns
+a request's transaction. It holds what the request will add to the access log, the
+realtime events it stored and the sessions it ended, and it ends the request: commit
+the change together with its audit entry, then tell the after-commit listeners
+(realtime) — or roll everything back and log the failure instead.
+
+Every door ends its requests through `finish`: API routes (api/pipeline.py), pages
+(web/pipeline.py), Socket.IO handlers, the CLI and the demo loader (`commit`)."""
+import logging
+import uuid
+from typing import Callable
+
+from flask import Response, current_app, g, has_request_context, request
+from sqlalchemy.exc import DBAPIError
+
+from renkei import audit, db, problems
+
+log = logging.getLogger("renkei")
+LISTENERS = "renkei.after_commit"  # app.extensions key: who hears of committed work
+
+
+class Work:
+    def __init__(self):
+        supplied = request.headers.get("X-Request-Id", "") if has_request_context() else ""
+        self.request_id = supplied[:64] if supplied and supplied.isprintable() else uuid.uuid4().hex
+        self.client_addr = request.remote_addr if has_request_context() else None
+        self.audit_fields: dict = {}   # patient / section / detail of this request's entry
+        self.entries: list[audit.Pending] = []
+        self.events: list[tuple[str, str, dict]] = []  # (user id, event name, payload), stored
+        self.ended: list[tuple[str, str]] = []  # ("user" | "token", id) whose sockets must close
+        self.actor = None        # who is signing in, for the audit entry of a failed attempt
+        self.token = None        # the ApiToken row the caller authenticated with, if any
+        self.cookie_auth = False  # the caller came with the browser's session cookie
+
+    def describe(self, **fields):
+        """Name the patient, section or a detail in this request's audit entry."""
+        self.audit_fields.update(fields)
+
+    def record(self, action: str, outcome: str, *, actor=None, patient_id=None, section=None,
+               detail=None):
+        """Queue an access-log entry; it is written in this transaction by `commit`."""
+        entry = audit.Pending(action=action, outcome=outcome, patient_id=patient_id, section=section,
+                              detail=(detail or None) and str(detail)[:200],
+                              client_addr=self.client_addr, request_id=self.request_id)
+        if actor is not None:
+            entry.actor_id, entry.actor_org_id = actor.id, actor.organization_id
+        self.entries.append(entry)
+
+    def end_sessions(self, *, user_id: str | None = None, token_id: str | None = None):
+        """After commit, close the open sockets of a user or of one token."""
+        self.ended.append(("user", user_id) if user_id else ("token", token_id))
+
+    def commit(self):
+        """Append the audit entries, commit, then tell the listeners: events describe
+        only what has committed."""
+        audit.write(self.entries)
+        self.entries = []
+        db.session.commit()
+        if self.events or self.ended:
+            for listener in current_app.extensions.get(LISTENERS, ()):
+                listener(self.events, self.ended)
+        self.events, self.ended = [], []
+
+    def rollback(self):
+        db.session.rollback()
+        self.entries, self.events, self.ended = [], [], []
+
+    def finish(self, resp: Response, action: str | None, user, where: str) -> Response:
+        """End a request: commit its work with its audit entry, or roll back and audit the
+        failure (a failed request changes nothing but the log)."""
+        fields = self.audit_fields
+        if fields.get("patient_id"):
+            fields["patient_id"] = str(fields["patient_id"])[:36]
+        actor = user or self.actor
+        if resp.status_code < 400:
+            try:
+                if action:
+                    self.record(action, "ok", actor=actor, **fields)
+                self.commit()
+                return resp
+            except DBAPIError as exc:
+                resp = self.database_problem(exc, where)
+            except Exception:
+                log.exception("commit failed in %s (request %s)", where, self.request_id)
+                resp = problems.response(500, "Internal error; nothing was changed.")
+        try:
+            self.rollback()
+        except DBAPIError:
+            pass  # the connection is gone; the pool replaces it
+        self.entries = []
+        if action and resp.status_code != 503:
+            self.record(action, audit.outcome_for(resp.status_code), actor=actor,
+                        **{**fields, "detail": fields.get("detail") or f"status={resp.status_code}"})
+            try:
+                self.commit()
+            except Exception:
+                log.exception("could not write the audit entry of a failed request")
+                self.rollback()
+        return resp
+
+    def database_problem(self, exc: DBAPIError, where: str) -> Response:
+        """A database error as the client should see it: 503 to retry, never details."""
+        if db.conflict(exc):
+            log.warning("transaction rolled back by the database in %s (request %s): %s", where,
+                        self.request_id, type(exc.orig).__name__)
+            return problems.response(503, "A concurrent change got in the way; nothing was changed. Try again.",
+                                     headers={"Retry-After": "1"})
+        if db.database_down(exc):
+            log.warning("database unavailable in %s (request %s)", where, self.request_id)
+            return problems.response(503, "The database is not reachable; nothing was read or changed.",
+                                     headers={"Retry-After": "5"})
+        log.exception("database error in %s (request %s)", where, self.request_id)
+        return problems.response(500, "Internal error; nothing was changed.")
+
+
+def begin() -> Work:
+    """A fresh unit of work for a request (doors call this first)."""
+    g.work = Work()
+    return g.work
+
+
+def current() -> Work:
+    """This request's (or command's) unit of work, begun on first use."""
+    if "work" not in g:
+        return begin()
+    return g.work
+
+
+def describe(**fields):
+    current().describe(**fields)
+
+
+def subscribe(app, listener: Callable[[list, list], None]):
+    """Call listener(events, ended_sessions) after every commit that carries any."""
+    app.extensions.setdefault(LISTENERS, []).append(listener)

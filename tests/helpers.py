@@ -1,0 +1,101 @@
+"""What the tests share: the app builder, `Api` (a client that calls the API as a person
+would, with bearer tokens) and a small care team to start from."""
+import base64
+import secrets
+from pathlib import Path
+
+import pyotp
+
+from renkei import db, directory
+from renkei.app import create_app
+from renkei.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+R = "/api/v1/patients"
+
+
+def _settings(url, master_key=None):
+    return Settings(database_url=url, master_key=master_key or secrets.token_bytes(32), previous_master_keys=[],
+                    secret_key=secrets.token_bytes(32), redis_url=None, embedded=False,
+                    argon2_time_cost=1, argon2_memory_cost=1024)
+
+
+def build_app(url, master_key: bytes | None = None):
+    app = create_app(_settings(url, master_key))
+    app.config["TESTING"] = True
+    return app
+
+
+class Api:
+    """Calls the API as a person would: with a bearer token from /auth/tokens."""
+
+    def __init__(self, app):
+        self.app = app
+        self.client = app.test_client()
+        self.tokens: dict[str, str] = {}
+        self.users: dict[str, dict] = {}
+        self.admin_id, self.admin_totp = self._bootstrap_admin()
+        self.tokens["admin"] = self.sign_in("admin", PASSWORD, pyotp.TOTP(self.admin_totp).now())
+        self.org = self.call("admin", "POST", "/api/v1/organizations",
+                             {"name": "テスト診療所", "kind": "clinic"}).json["id"]
+
+    def _bootstrap_admin(self):
+        with self.app.app_context():
+            out = directory.create_admin("admin", PASSWORD)
+            db.session.commit()
+        return out["id"], out["totp_secret"]
+
+    def sign_in(self, login, password, otp=None):
+        body = {"login": login, "password": password} | ({"otp": otp} if otp else {})
+        r = self.client.post("/api/v1/auth/tokens", json=body)
+        assert r.status_code == 201, r.json
+        return r.json["token"]
+
+    def user(self, name, profession, **extra) -> str:
+        """Create a user through the API, sign them in, remember them as `name`."""
+        r = self.call("admin", "POST", "/api/v1/users", {
+            "login": name, "password": PASSWORD, "display_name": name.upper(),
+            "organization_id": self.org, "profession": profession, **extra})
+        assert r.status_code == 201, r.json
+        self.users[name] = r.json
+        self.tokens[name] = self.sign_in(name, PASSWORD)
+        return r.json["id"]
+
+    def call(self, who, method, path, json=None, headers=None):
+        h = dict(headers or {})
+        if who is not None:
+            h["Authorization"] = "Bearer " + self.tokens[who]
+        return self.client.open(path, method=method, json=json, headers=h)
+
+    def patient(self, who, consent=True, **demographics) -> str:
+        body = {"name": "連携 花子", "name_kana": "れんけい はなこ", "birth_date": "1940-02-03",
+                "sex": "female"} | demographics
+        r = self.call(who, "POST", "/api/v1/patients", body)
+        assert r.status_code == 201, r.json
+        pid = r.json["id"]
+        if consent:
+            r = self.call(who, "POST", f"/api/v1/patients/{pid}/consents",
+                          {"obtained_on": "2026-10-01", "obtained_by": who, "scope": "情報共有"})
+            assert r.status_code == 201, r.json
+        return pid
+
+    def join(self, pid, name, role, by="admin"):
+        r = self.call(by, "POST", f"/api/v1/patients/{pid}/team",
+                      {"user_id": self.users[name]["id"], "role": role})
+        assert r.status_code == 201, r.json
+
+
+def team(api):
+    """A care manager's patient with consent, a physician and a pharmacist on the team."""
+    api.user("cm", "care_manager")
+    api.user("doc", "physician")
+    api.user("pharm", "pharmacist")
+    pid = api.patient("cm")
+    api.join(pid, "doc", "primary_physician", by="cm")
+    api.join(pid, "pharm", "pharmacist", by="doc")
+    return pid
+
+
+def random_master_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()

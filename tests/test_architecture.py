@@ -1,0 +1,130 @@
+"""The layering rules of docs/ARCHITECTURE.md, checked on the source with `ast`:
+no import cycles (imports inside functions count), the core does not reach up into
+its doors (only the app factory wires them), and the pages do not import the API."""
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("renkei", "models", "api", "web", "realtime")
+DOORS = ("api", "web", "realtime")
+APP_FACTORY = "renkei.app"
+
+
+def project_modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    found["wsgi"] = ROOT / "wsgi.py"
+    return found
+
+
+def imports_of(path: Path, name: str, modules) -> list[tuple[str, int, bool]]:
+    """(imported project module, line, inside a function) for every import in a file.
+    `from a import b` counts as importing a.b when a.b is a module, else a."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+
+    def visit(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, ast.Import):
+                targets = [a.name for a in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    base = ".".join(package.split(".")[:len(package.split(".")) - child.level + 1]
+                                    + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                           for a in child.names]
+            else:
+                visit(child, nested)
+                continue
+            for target in targets:
+                while target and target not in modules:  # `import a.b.c` of a name inside a.b
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    out.append((target, child.lineno, in_function))
+    visit(tree, False)
+    return out
+
+
+def import_graph():
+    modules = project_modules()
+    return {name: imports_of(path, name, modules) for name, path in modules.items()}
+
+
+def cycles(graph) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def strong(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in {t for t, _, _ in graph[v]}:
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+    for v in graph:
+        if v not in index:
+            strong(v)
+    return found
+
+
+def test_no_import_cycles():
+    assert cycles(import_graph()) == []
+
+
+def test_the_core_does_not_import_its_doors():
+    graph = import_graph()
+    wrong = [(m, t, line) for m, edges in graph.items() if m.split(".")[0] == "renkei" and m != APP_FACTORY
+             for t, line, _ in edges if t.split(".")[0] in DOORS]
+    assert wrong == []
+
+
+def test_models_import_nothing_above_them():
+    graph = import_graph()
+    wrong = [(m, t) for m, edges in graph.items() if m.split(".")[0] == "models"
+             for t, _, _ in edges if t.split(".")[0] != "models"]
+    assert wrong == []
+
+
+def test_pages_do_not_import_the_api():
+    graph = import_graph()
+    wrong = [(m, t, line) for m, edges in graph.items() if m.split(".")[0] == "web"
+             for t, line, _ in edges if t.split(".")[0] == "api"]
+    assert wrong == []
+
+
+def test_few_function_level_imports_each_with_a_reason():
+    """Imports belong at the top; the few that cannot be (a heavy library needed by one
+    command, a door wired by the app factory) say why on the line above."""
+    late = set()
+    for name, path in project_modules().items():
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for inner in ast.walk(node):
+                    if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                        late.add((name, inner.lineno, lines[inner.lineno - 2].strip()))
+    late = sorted(late)
+    outside_factory = [entry for entry in late if entry[0] != APP_FACTORY]
+    assert len(outside_factory) < 10, outside_factory
+    assert [e for e in late if not e[2].startswith("#")] == []

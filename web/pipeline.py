@@ -1,0 +1,105 @@
+"""The pages' request pipeline: `page` signs people in (else to the sign-in page),
+checks their standing (renkei.authz), renders, and ends the request through the unit
+of work (renkei/work.py) with one audit entry, exactly as an API call does. Also the
+Jinja filters (和暦, Japan time) and Flask-Babel's locale choice (Japanese by default)."""
+import logging
+from datetime import date, datetime, timezone
+from functools import wraps
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, make_response, redirect, render_template, request, session, url_for
+from flask_babel import Babel, format_date, lazy_gettext as _l
+from flask_login import current_user
+
+from renkei import authz, work
+from renkei.crypto import DecryptionError
+from renkei.problems import Problem
+from renkei.sections import ADL_LEVEL_LABELS, ADL_LEVELS, SECTIONS
+from renkei.settings import ROOT
+from web.forms import PROFESSION_LABELS, ROLE_LABELS, flatten
+
+log = logging.getLogger("renkei.web")
+bp = Blueprint("web", __name__)
+babel = Babel()
+LANGUAGES = ("ja", "en")
+STAFF_ONLY = {"admin": _l("管理者のみが利用できます。"), "audit": _l("管理者・監査担当者のみが利用できます。")}
+ERAS = [(date(2019, 5, 1), "令和"), (date(1989, 1, 8), "平成"), (date(1926, 12, 25), "昭和"),
+        (date(1912, 7, 30), "大正"), (date(1868, 1, 25), "明治")]
+
+
+def select_locale():
+    lang = request.args.get("lang")
+    if lang in LANGUAGES:
+        session["lang"] = lang
+    return session.get("lang", "ja")
+
+
+def wareki(value) -> str:
+    """1938-04-12 → 1938年4月12日（昭和13年）: birth dates as Japanese staff expect."""
+    if not value:
+        return ""
+    d = date.fromisoformat(str(value)[:10])
+    for start, era in ERAS:
+        if d >= start:
+            year = d.year - start.year + 1
+            label = f"{era}{'元' if year == 1 else year}年"
+            if session.get("lang") == "en":
+                return f"{format_date(d, 'medium')} ({label})"
+            return f"{d.year}年{d.month}月{d.day}日（{label}）"
+    return d.isoformat()
+
+
+def jst(value) -> str:
+    """UTC timestamps (datetime or ISO string) shown in Japan time."""
+    if not value:
+        return ""
+    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", ""))
+    return dt.replace(tzinfo=timezone.utc).astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M")
+
+
+def age(value) -> int | None:
+    if not value:
+        return None
+    d, today = date.fromisoformat(str(value)[:10]), date.today()
+    return today.year - d.year - ((today.month, today.day) < (d.month, d.day))
+
+
+def init_app(app):
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "translations"))
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "ja")
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Tokyo")
+    babel.init_app(app, locale_selector=select_locale)
+    app.jinja_env.filters.update(wareki=wareki, age=age, jst=jst)
+    app.jinja_env.globals.update(SECTIONS=SECTIONS, ADL_LEVELS=ADL_LEVELS,
+                                 ADL_LEVEL_LABELS=ADL_LEVEL_LABELS, flatten=flatten,
+                                 ROLE_LABELS=ROLE_LABELS, PROFESSION_LABELS=PROFESSION_LABELS,
+                                 idle_seconds=app.config["RENKEI"].session_idle_seconds)
+
+
+def page(rule, action=None, methods=("GET",), who="user", name=None):
+    """A page: signed-in users only (else to the sign-in page); one audit entry per
+    request, like an API call. who: "user", "admin" or "audit" (renkei.authz.require_staff)."""
+    def decorate(view):
+        @wraps(view)
+        def handle(**kwargs):
+            if not current_user.is_authenticated:
+                return redirect(url_for("web.login", next=request.full_path))
+            unit = work.current()
+            unit.describe(patient_id=kwargs.get("patient_id"), section=kwargs.get("section"))
+            user = current_user._get_current_object()
+            try:
+                if who != "user":
+                    try:
+                        authz.require_staff(user, who)
+                    except Problem:
+                        raise Problem(403, str(STAFF_ONLY[who]))
+                resp = make_response(view(**kwargs))
+            except Problem as p:
+                resp = make_response(render_template("error.html", status=p.status, problem=p), p.status)
+            except DecryptionError:
+                log.error("decryption failed on a page (request %s)", unit.request_id)
+                resp = make_response(render_template("error.html", status=500, problem=None), 500)
+            return unit.finish(resp, action, user, view.__name__)
+        bp.add_url_rule(rule, endpoint=name or view.__name__, view_func=handle, methods=list(methods))
+        return view
+    return decorate
