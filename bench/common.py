@@ -86,7 +86,7 @@ def app_context(env: dict):
     for k, v in env.items():
         if k.startswith("RENKEI_"):
             os.environ[k] = v
-    from renkei import create_app
+    from renkei.app import create_app
     from renkei.settings import Settings
     app = create_app(Settings.from_env(argon2_time_cost=1, argon2_memory_cost=1024))
     return app

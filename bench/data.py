@@ -46,7 +46,7 @@ def patients(app, who, count, mine=0):
                 name, kana = f"患者{i:06d} 太郎", f"かんじゃ{i:06d} たろう"
                 demo = {"name": name, "name_kana": kana, "birth_date": "1940-01-01", "sex": "male"}
                 rows.append({"id": pid, "kek_id": kid, "wrapped_key": wrapped, "registered_by": who["reader"],
-                             "demographics_ct": crypto.seal_json(key, demo, vault.aad(pid, "demographics")),
+                             "demographics_ct": crypto.seal_json(key, demo, vault.demographics_aad(pid)),
                              "name_index": crypto.blind_index(index_key, name),
                              "kana_index": crypto.blind_index(index_key, kana), "created_at": utcnow()})
                 owner = who["reader"] if i < mine else who["fillers"][i % len(who["fillers"])]
@@ -57,7 +57,7 @@ def patients(app, who, count, mine=0):
                 consents.append({"id": cid, "patient_id": pid, "obtained_on": date(2026, 1, 1),
                                  "recorded_by": owner, "recorded_at": utcnow(),
                                  "details_ct": crypto.seal_json(key, {"obtained_by": "x", "scope": "共有"},
-                                                                vault.aad(pid, "consent=" + cid))})
+                                                                vault.consent_aad(pid, cid))})
                 if i < mine:
                     for section, content in (("adl", {"eating": {"level": "supervision", "note": "とろみ"}}),
                                              ("diseases_medications", {"medications": [{"name": "薬A", "dose": "1錠"}] * 5}),

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed over by renkei.cli, or on
+"""Alembic environment: runs on the connection handed over by renkei/schema.py, or on
 RENKEI_DATABASE_URL when called as plain `alembic` for autogenerate."""
 from alembic import context
 

@@ -1,4 +1,4 @@
-"""Envelope encryption (SPEC §3).
+"""Envelope encryption (docs/ARCHITECTURE.md, "Encryption at rest").
 
 Each patient has a random 256-bit data key (DEK). Values are sealed with
 AES-256-GCM under that DEK, with associated data naming exactly where the value

@@ -21,7 +21,7 @@ class Problem(Exception):
 
 
 def not_found() -> Problem:
-    # One wording for "does not exist" and "not yours to see" (SPEC §3 need to know).
+    # One wording for "does not exist" and "not yours to see" (docs/API.md, "Need to know").
     return Problem(404, "No such resource.")
 
 

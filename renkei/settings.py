@@ -1,4 +1,4 @@
-"""Settings from the environment (SPEC §6). The embedded default keeps everything
+"""Settings from the environment (docs/API.md, "Configuration"). The embedded default keeps everything
 under instance/ so `python wsgi.py` works on a fresh clone."""
 import base64
 import os

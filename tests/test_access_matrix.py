@@ -1,5 +1,5 @@
 """Every route × every kind of caller, with the status each must get. The table is
-written out by hand from SPEC §2–§4, not computed from the code it checks."""
+written out by hand from docs/API.md, not computed from the code it checks."""
 import itertools
 
 import pytest

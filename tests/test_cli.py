@@ -1,4 +1,4 @@
-"""The commands of SPEC §6, run as an operator would."""
+"""The commands of docs/API.md, run as an operator would."""
 import json
 import os
 import subprocess

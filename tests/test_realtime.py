@@ -1,4 +1,4 @@
-"""Socket.IO (SPEC §5) against real server processes with a real Socket.IO client,
+"""Socket.IO (docs/API.md, "Realtime events") against real server processes with a real Socket.IO client,
 and across two processes through a real Redis."""
 import time
 
@@ -9,7 +9,7 @@ import socketio
 from tests.servers import Listener, World, free_port
 
 pytestmark = pytest.mark.slow
-SPEC_KEYS = {
+EVENT_KEYS = {
     "record.updated": {"patient_id", "section", "version", "actor_id", "at", "seq"},
     "note.created": {"patient_id", "note_id", "category", "urgent", "actor_id", "at", "seq"},
     "team.updated": {"patient_id", "user_id", "change", "at", "seq"},
@@ -36,7 +36,7 @@ def test_team_receives_outsider_does_not_and_payloads_hold_no_content(world):
                 events = listener.wait_for(2)
                 assert [n for n, _ in events] == ["record.updated", "note.created"]
                 for name, payload in events:
-                    assert set(payload) == SPEC_KEYS[name]
+                    assert set(payload) == EVENT_KEYS[name]
                     assert "秘密" not in str(payload) and "発熱" not in str(payload)
                 rec, note = events[0][1], events[1][1]
                 assert (rec["patient_id"], rec["section"], rec["version"], rec["actor_id"]) == (
@@ -98,7 +98,7 @@ def test_breakglass_is_announced_to_the_team_and_administrators(world):
             assert r.status_code == 201
             for listener in (cm, admin):
                 name, payload = listener.wait_for(1)[0]
-                assert name == "breakglass.opened" and set(payload) == SPEC_KEYS[name]
+                assert name == "breakglass.opened" and set(payload) == EVENT_KEYS[name]
                 assert payload["actor_id"] == world.ids["er"] and payload["reason_given"] is True
         finally:
             cm.close()
