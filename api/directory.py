@@ -11,7 +11,7 @@ from renkei import directory
           action="directory.org_create", auth="admin", body=OrganizationIn,
           response=OrganizationOut, status=201)
 def create_organization(body):
-    return directory.create_organization(body["name"], body["kind"])
+    return directory.create_organization(current_user, body["name"], body["kind"])
 
 
 @endpoint("GET", "/organizations", summary="List organisations", tag="directory",
@@ -24,7 +24,7 @@ def list_organizations():
           action="directory.user_create", auth="admin", body=UserIn, response=UserOut,
           status=201, errors=(409,))
 def create_user(body):
-    return directory.create_user(**body)
+    return directory.create_user(current_user, **body)
 
 
 @endpoint("GET", "/users", summary="The directory of people (for building teams)",
@@ -37,4 +37,4 @@ def list_users():
           tag="directory", action="directory.user_update", auth="admin", body=UserPatch,
           response=UserOut, errors=(404,))
 def update_user(user_id, body):
-    return directory.update_user(user_id, body)
+    return directory.update_user(current_user, user_id, body)

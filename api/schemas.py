@@ -295,7 +295,7 @@ class AuditVerify(Schema):
 
 
 class Checkpoint(Schema):
-    seq = fields.Integer(required=True)
+    seq = fields.Integer(required=True, validate=validate.Range(min=0, max=2**63 - 1))
     hash = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
     at = fields.String(required=True)
     public_key = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))

@@ -1,13 +1,14 @@
-"""The access log as administrators and auditors read it: search, export, and the
-usage figures a municipality asks for (活用状況). Reading the log is itself audited by
-the door that calls these (docs/ARCHITECTURE.md, "The access log")."""
+"""The access log as administrators and auditors read it: search, export, verify,
+checkpoints, and the usage figures a municipality asks for (活用状況). Each operation
+checks its reader (renkei.authz.require_staff); reading the log is itself audited by the
+door that calls these (docs/ARCHITECTURE.md, "The access log")."""
 from datetime import timedelta, timezone
 
 from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 
 from models import AuditAnchor, AuditEntry, Note, Organization, SectionRevision, User, utcnow
-from renkei import audit, db, work
+from renkei import audit, authz, db, work
 
 EXPORT_BATCH = 5000
 
@@ -22,7 +23,7 @@ class Query(Schema):
     since = fields.DateTime()
     until = fields.DateTime()
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    cursor = fields.Integer(validate=validate.Range(min=1))
+    cursor = fields.Integer(validate=validate.Range(min=1, max=2**63 - 1))  # a database integer
 
 
 def _utc(dt):
@@ -46,8 +47,9 @@ def _describe(query: dict):
                                   if k in ("actor_id", "patient_id", "action"))[:200] or None)
 
 
-def search(query: dict) -> dict:
+def search(reader: User, query: dict) -> dict:
     """Entries matching the filters, newest first, keyset-paged by seq."""
+    authz.require_staff(reader, "audit")
     _describe(query)
     stmt = filtered(query)
     if query.get("cursor"):
@@ -57,9 +59,10 @@ def search(query: dict) -> dict:
     return {"items": page, "next_cursor": str(page[-1].seq) if len(rows) > query["limit"] else None}
 
 
-def export_csv(query: dict):
+def export_csv(reader: User, query: dict):
     """The matching entries as CSV text chunks, oldest first. Keyset pages up to the
     head at the start: memory stays flat on a log of millions."""
+    authz.require_staff(reader, "audit")
     _describe(query)
     head = db.session.execute(select(func.max(AuditEntry.seq))).scalar() or 0
 
@@ -76,18 +79,35 @@ def export_csv(query: dict):
     return audit.csv_lines(entries())
 
 
+def verify(reader: User) -> dict:
+    authz.require_staff(reader, "audit")
+    return audit.verify()
+
+
+def checkpoint(reader: User) -> dict:
+    authz.require_staff(reader, "audit")
+    return audit.checkpoint()
+
+
+def verify_checkpoint(reader: User, cp: dict) -> dict:
+    authz.require_staff(reader, "audit")
+    return audit.verify_checkpoint(cp)
+
+
 def archived_through() -> AuditAnchor | None:
     """The newest archive anchor: entries up to its seq live in archive files."""
     return db.session.execute(select(AuditAnchor).order_by(AuditAnchor.seq.desc()).limit(1)).scalar()
 
 
-def everyone() -> list[User]:
+def everyone(reader: User) -> list[User]:
     """Every person ever in the directory, for naming actors in the log."""
+    authz.require_staff(reader, "audit")
     return db.session.execute(select(User).order_by(User.display_name)).scalars().all()
 
 
-def usage(days: int = 30, weeks: int = 8) -> dict:
+def usage(reader: User, days: int = 30, weeks: int = 8) -> dict:
     """活用状況: organisations and people active, by profession; updates and notes per week."""
+    authz.require_staff(reader, "audit")
     now = utcnow()
     active = select(AuditEntry.actor_id).where(AuditEntry.at >= now - timedelta(days=days),
                                                AuditEntry.outcome == "ok",

@@ -15,7 +15,7 @@ DEMO_PASSWORD = "renkei-demo-2026"
 
 ORGS = [("あおぞら在宅クリニック", "clinic"), ("さくら訪問看護ステーション", "visiting_nurse_station"),
         ("みどり居宅介護支援事業所", "care_management_office"), ("ひかり薬局", "pharmacy"),
-        ("はばたき相談支援センター", "disability_consultation_office"), ("Renkei 管理", "other")]
+        ("はばたき相談支援センター", "disability_consultation_office")]
 # login, name, org index, profession
 PEOPLE = [("dr.sato", "佐藤 一郎", 0, "physician"), ("ns.suzuki", "鈴木 花子", 1, "nurse"),
           ("cm.tanaka", "田中 美咲", 2, "care_manager"), ("ph.ito", "伊藤 健", 3, "pharmacist"),
@@ -52,12 +52,13 @@ def seed() -> str:
     """Create the demo data; returns the credentials text (also written to instance/)."""
     if db.session.execute(select(User.id).limit(1)).first():
         return "the database already has users; demo data not loaded"
-    orgs = [directory.create_organization(name, kind)["id"] for name, kind in ORGS]
-    users = {}
-    for login, name, org, profession in PEOPLE:
-        users[login] = directory.create_user(login, DEMO_PASSWORD, name, orgs[org], profession)
-    directory.create_user("auditor", DEMO_PASSWORD, "監査 担当", orgs[5], "other", is_auditor=True)
     admin = directory.create_admin("admin", DEMO_PASSWORD, "システム 管理者")
+    administrator = db.session.get(User, admin["id"])
+    orgs = [directory.create_organization(administrator, name, kind)["id"] for name, kind in ORGS]
+    for login, name, org, profession in PEOPLE:
+        directory.create_user(administrator, login, DEMO_PASSWORD, name, orgs[org], profession)
+    directory.create_user(administrator, "auditor", DEMO_PASSWORD, "監査 担当",
+                          administrator.organization_id, "other", is_auditor=True)
     people = {u.login: u for u in db.session.execute(select(User)).scalars()}
     for demographics, sections, members in PATIENTS:
         registrant = people["sw.kato" if "sw.kato" in members else "cm.tanaka"]

@@ -1,9 +1,10 @@
-"""Organisations and people: administrators create and change them; everyone may look
-people up to build a team. `create_admin` is how the first administrator comes to be."""
+"""Organisations and people: administrators create and change them (each operation
+checks its actor, renkei.authz.require_staff); everyone may look people up to build a
+team. `create_admin` is how the first administrator comes to be (a command, no actor)."""
 from sqlalchemy import select
 
 from models import Organization, User
-from renkei import auth, db, work
+from renkei import auth, authz, db, work
 from renkei.problems import Problem, invalid, not_found
 
 ADMIN_ORGANIZATION = "Renkei 管理"
@@ -22,7 +23,8 @@ def user_out(user: User) -> dict:
             "totp_enabled": user.totp_enabled}
 
 
-def create_organization(name: str, kind: str) -> dict:
+def create_organization(actor: User, name: str, kind: str) -> dict:
+    authz.require_staff(actor, "admin")
     org = Organization(name=name, kind=kind)
     db.session.add(org)
     db.session.flush()
@@ -34,8 +36,9 @@ def organizations() -> list[dict]:
     return [org_out(o) for o in db.session.execute(select(Organization).order_by(Organization.name)).scalars()]
 
 
-def create_user(login: str, password: str, display_name: str, organization_id: str, profession: str,
-                is_admin: bool = False, is_auditor: bool = False) -> dict:
+def create_user(actor: User, login: str, password: str, display_name: str, organization_id: str,
+                profession: str, is_admin: bool = False, is_auditor: bool = False) -> dict:
+    authz.require_staff(actor, "admin")
     if db.session.get(Organization, organization_id) is None:
         raise invalid({"organization_id": ["No such organisation."]})
     if db.session.execute(select(User.id).where(User.login == login)).first():
@@ -82,9 +85,10 @@ def people(viewer: User, include_disabled: bool = False) -> list[dict]:
             for u in db.session.execute(stmt).scalars()]
 
 
-def update_user(user_id: str, changes: dict) -> dict:
+def update_user(actor: User, user_id: str, changes: dict) -> dict:
     """Change a display name, reset a password, disable or re-enable a user.
-    Disabling or a new password ends every session the user has."""
+    Disabling or a new password ends every token, session and socket the user has."""
+    authz.require_staff(actor, "admin")
     user = db.session.get(User, user_id)
     if user is None:
         raise not_found()

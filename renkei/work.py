@@ -22,7 +22,10 @@ LISTENERS = "renkei.after_commit"  # app.extensions key: who hears of committed 
 class Work:
     def __init__(self):
         supplied = request.headers.get("X-Request-Id", "") if has_request_context() else ""
-        self.request_id = supplied[:64] if supplied and supplied.isprintable() else uuid.uuid4().hex
+        if supplied and supplied.isprintable():
+            self.request_id = supplied[:64]
+        else:  # a command (CLI, demo loader) has no request to name
+            self.request_id = uuid.uuid4().hex if has_request_context() else None
         self.client_addr = request.remote_addr if has_request_context() else None
         self.audit_fields: dict = {}   # patient / section / detail of this request's entry
         self.entries: list[audit.Pending] = []

@@ -373,3 +373,9 @@ def test_healthz_and_problem_for_unknown_api_path(api):
     assert api.client.get("/healthz").json == {"status": "ok"}
     r = api.client.get("/api/v1/nothing-here")
     assert r.status_code == 404 and r.mimetype == "application/problem+json"
+
+
+def test_an_audit_cursor_beyond_any_database_integer_is_a_422_not_a_500(api):
+    """Found by the OpenAPI fuzzer: a cursor of 2**63 overflowed SQLite's INTEGER."""
+    r = api.call("admin", "GET", f"/api/v1/audit?cursor={2**63}")
+    assert r.status_code == 422 and "cursor" in r.json["errors"]

@@ -11,7 +11,7 @@ from marshmallow import ValidationError
 
 from models import utcnow
 
-from renkei import access_log, audit, auth, db, directory, notes, patients, record, teams, work
+from renkei import access_log, auth, db, directory, notes, patients, record, teams, work
 from renkei.authz import PROFESSION_ROLES
 from renkei.problems import Problem
 from renkei.sections import SECTIONS
@@ -100,8 +100,8 @@ def timeline_fragment(patient_id):
 
 @page("/patients/<patient_id>/sheet", action="record.read")
 def emergency_sheet(patient_id):
-    work.describe(detail="emergency_sheet")
     p = patients.read(current_user, patient_id)
+    work.describe(detail="emergency_sheet")
     return render_template("sheet.html", p=p, demo=p,
                            sections=record.read(current_user, patient_id, look=False)["sections"],
                            team=teams.team(current_user, patient_id)["items"], now=utcnow())
@@ -120,8 +120,10 @@ def summary():
         chart = record.read(current_user, patient_id, look=False)["sections"]
         urgent = [n for n in notes.timeline(current_user, p["id"], 10)["items"]
                   if n["urgent"] and not n["acknowledged_by_me"]]
-        items.append({"p": p, "demo": p, "record": chart, "changed": p["changed_since_my_last_view"],
-                      "urgent": urgent})
+        # Sections whose newest revision is someone else's, made since my last look.
+        others = set(p["changed_since_my_last_view"])
+        changed = [s for s in SECTIONS if s in others and chart[s]["updated_by"] != current_user.id]
+        items.append({"p": p, "demo": p, "record": chart, "changed": changed, "urgent": urgent})
         unit.record("record.read", "ok", actor=current_user, patient_id=p["id"], detail="visit_summary")
     return render_template("summary.html", items=items, now=utcnow())
 
@@ -172,11 +174,11 @@ def audit_page():
         query, errors = access_log.Query().load(args), {}
     except ValidationError as err:
         query, errors = {"limit": 100}, err.messages_dict
-    people = access_log.everyone()
+    people = access_log.everyone(current_user)
     # Verifying re-hashes the whole log (minutes at millions of entries): the page asks the
     # API for it after loading; without JavaScript, ?verify=1 does it here.
-    chain = audit.verify() if request.args.get("verify") else None
-    return render_template("audit.html", entries=access_log.search(query)["items"],
+    chain = access_log.verify(current_user) if request.args.get("verify") else None
+    return render_template("audit.html", entries=access_log.search(current_user, query)["items"],
                            names={u.id: u.display_name for u in people}, args=request.args,
                            filters={k: v for k, v in request.args.items() if k != "verify"},
                            errors=errors, chain=chain, anchor=access_log.archived_through(), users=people)
@@ -185,7 +187,7 @@ def audit_page():
 @page("/admin/usage", action="usage.read", who="audit")
 def usage():
     """活用状況: organisations and people active, by profession, updates and notes per week."""
-    figures = access_log.usage()
+    figures = access_log.usage(current_user)
     return render_template("usage.html", **figures,
                            peak=max([1] + [max(w["updates"], w["notes"]) for w in figures["weeks"]]))
 
