@@ -10,7 +10,6 @@ from renkei import auth, directory, work
           tag="auth", action="auth.login", auth="public", body=TokenRequest,
           response=TokenResponse, status=201, errors=(401, 429))
 def create_token(body):
-    work.describe(detail="login=" + body["login"][:60])
     user = auth.authenticate(body["login"], body["password"], body.get("otp"))
     token, expires = auth.issue_token(user)
     return {"token": token, "expires_at": expires}

@@ -3,7 +3,7 @@ from flask_login import current_user
 
 from api.pipeline import endpoint
 from api.schemas import (ConsentIn, ConsentList, ConsentOut, PatientIn, PatientList, PatientOut,
-                         PatientQuery, TeamIn, TeamList, TeamMemberOut)
+                         PatientQuery, PatientSearch, TeamIn, TeamList, TeamMemberOut)
 from renkei import patients, teams
 
 
@@ -18,7 +18,14 @@ def create_patient(body):
 @endpoint("GET", "/patients", summary="The caller's patients (team member or break-glass)",
           tag="patients", action="patient.list", query=PatientQuery, response=PatientList)
 def list_patients(query):
-    return {"items": patients.care_list(current_user, query.get("name"))}
+    return {"items": patients.care_list(current_user)}
+
+
+@endpoint("POST", "/patients/search", summary="The caller's patients with this exact name or kana",
+          tag="patients", action="patient.search", body=PatientSearch, response=PatientList)
+def search_patients(body):
+    # POST: the name travels in the body, never in a URL that logs would keep.
+    return {"items": patients.care_list(current_user, body["name"])}
 
 
 @endpoint("GET", "/patients/<patient_id>", summary="A patient's demographics (decrypted)",

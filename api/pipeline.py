@@ -11,6 +11,7 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException
 
 from renkei import authz, problems, work
 from renkei.auth import csrf
@@ -53,9 +54,12 @@ def _load(schema, data):
 
 
 def _json_body():
-    if not request.get_data():
+    if not request.get_data():  # over MAX_CONTENT_LENGTH: 413, caught in _run
         return {}
-    data = request.get_json(silent=True, force=True)
+    try:
+        data = request.get_json(silent=True, force=True)
+    except RecursionError:  # nested deeper than the parser goes
+        data = None
     if data is None:
         raise Problem(400, "The body is not valid JSON.")
     if not isinstance(data, dict):
@@ -85,6 +89,8 @@ def _run(view, meta, kwargs):
         resp = problems.from_problem(p)
     except CSRFError as e:
         resp = problems.response(400, f"CSRF check failed: {e.description}")
+    except HTTPException as e:  # e.g. 413 for a body over the size limit
+        resp = problems.response(e.code or 400, e.description or "")
     except DBAPIError as exc:
         resp = unit.database_problem(exc, meta["name"])
     except DecryptionError:

@@ -125,11 +125,13 @@ class PatientIn(Strict):
             raise ValidationError("Not a plausible birth date.")
 
 
-class PatientQuery(Schema):
-    class Meta:
-        unknown = "exclude"
-    name = fields.String(validate=validate.Length(min=1, max=100),
-                         metadata={"description": "exact name or kana (blind index)"})
+class PatientQuery(Strict):
+    """No filters in the URL: a name in a URL ends up in server and proxy logs."""
+
+
+class PatientSearch(Strict):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                         metadata={"description": "exact full name or kana (blind index)"})
 
 
 class PatientOut(Schema):

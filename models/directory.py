@@ -68,12 +68,14 @@ class ApiToken(Base):
 
 
 class LoginThrottle(Base):
-    """Failed sign-ins per login name, whether or not the login exists, so a locked
-    account and an unknown one answer alike."""
+    """Sign-in attempts counted per key — a login name from one address, a login name
+    from anywhere, an address for any login (renkei/auth.py) — whether or not the login
+    exists, so a locked account and an unknown one answer alike. Keys are hashes."""
     __tablename__ = "login_throttle"
     login_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    window_start: Mapped[datetime | None] = mapped_column(DateTime)  # counting restarts after a window
 
 
 class SystemKey(Base):

@@ -2,6 +2,7 @@
 checkpoints, and the usage figures a municipality asks for (活用状況). Each operation
 checks its reader (renkei.authz.require_staff); reading the log is itself audited by the
 door that calls these (docs/ARCHITECTURE.md, "The access log")."""
+import re
 from datetime import timedelta, timezone
 
 from marshmallow import Schema, fields, validate
@@ -11,6 +12,7 @@ from models import AuditAnchor, AuditEntry, Note, Organization, SectionRevision,
 from renkei import audit, authz, db, work
 
 EXPORT_BATCH = 5000
+ACTION = re.compile(r"^[a-z_]{1,20}\.[a-z_]{1,19}$")
 
 
 class Query(Schema):
@@ -43,8 +45,14 @@ def filtered(query: dict):
 
 
 def _describe(query: dict):
-    work.describe(detail=";".join(f"{k}={v}" for k, v in sorted(query.items())
-                                  if k in ("actor_id", "patient_id", "action"))[:200] or None)
+    """Which filters the reader used: ids as they are when well-formed, else digests."""
+    parts = []
+    for name in ("action", "actor_id", "patient_id"):
+        value = query.get(name)
+        if value:
+            wellformed = ACTION.match(value) if name == "action" else audit.UUID.match(value)
+            parts.append(audit.ref(name, value, bool(wellformed)))
+    work.describe(detail=";".join(parts) or None)
 
 
 def search(reader: User, query: dict) -> dict:

@@ -21,8 +21,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
-                               "frame-ancestors 'none'",
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 }
+HSTS = "max-age=31536000; includeSubDomains"  # only on responses served over HTTPS
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _headers(resp):
         for name, value in SECURITY_HEADERS.items():
             resp.headers.setdefault(name, value)
+        if request.is_secure:
+            resp.headers.setdefault("Strict-Transport-Security", HSTS)
         if request.path.startswith("/api/") or resp.mimetype == "text/html":
             resp.headers["Cache-Control"] = "no-store"
         return resp

@@ -11,7 +11,9 @@ begins at a signed anchor. No clinical content is ever written here."""
 import csv
 import hashlib
 import io
+import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -19,11 +21,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
-from models import AuditAnchor, AuditEntry, utcnow
+from models import AuditAnchor, AuditEntry, Patient, utcnow
 from renkei import db, vault
+from renkei.sections import SECTIONS
 from renkei.timefmt import iso
 
 GENESIS = "0" * 64
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP: cells a spreadsheet would evaluate
 CSV_COLUMNS = ("seq", "at", "actor_id", "actor_org_id", "action", "patient_id", "section",
                "outcome", "client_addr", "request_id", "detail", "hash")
 
@@ -40,6 +46,45 @@ class Pending:
     client_addr: str | None = None
     request_id: str | None = None
     at: object = field(default_factory=utcnow)
+
+
+# --- only validated values enter the log -------------------------------------------
+# A column holds what it says (a real patient id, a known section, an address) or
+# nothing. Anything a caller typed — a malformed id, a name in an id's place — enters
+# only as a keyed digest in `detail`, so repeated probes can be matched but the text
+# itself is never stored.
+
+def typed(kind: str, value) -> str:
+    return f"{kind}~{vault.keyed_digest('audit_typed', str(value))}"
+
+
+def ref(kind: str, value, known: bool) -> str:
+    """`kind=value` for an id that exists, else the digest of what was typed."""
+    return f"{kind}={value}" if known else typed(kind, value)
+
+
+def place(patient_id, section) -> tuple[str | None, str | None, list[str]]:
+    """(patient id, section, notes for detail): the columns only where they are real."""
+    notes = []
+    if patient_id is not None and not (isinstance(patient_id, str) and UUID.match(patient_id)
+                                       and db.session.get(Patient, patient_id) is not None):
+        notes.append(typed("patient", patient_id))
+        patient_id = None
+    if section is not None and section not in SECTIONS:
+        notes.append(typed("section", section))
+        section = None
+    return patient_id, section, notes
+
+
+def address(value) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:
+        return None
+
+
+def safe_cell(value):
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
 def entry_hash(prev_hash: str, seq: int, e) -> str:
@@ -101,7 +146,7 @@ def csv_lines(entries, chunk: int = 65536):
     for e in entries:
         row = e if isinstance(e, dict) else {c: getattr(e, c) for c in CSV_COLUMNS}
         at = datetime.fromisoformat(row["at"]) if isinstance(row["at"], str) else row["at"]
-        writer.writerow([iso(at) if c == "at" else row[c] for c in CSV_COLUMNS])
+        writer.writerow([iso(at) if c == "at" else safe_cell(row[c]) for c in CSV_COLUMNS])
         if buf.tell() > chunk:
             yield buf.getvalue()
             buf.seek(0)

@@ -2,7 +2,7 @@
 and their CSRF protection (docs/ARCHITECTURE.md, "Authentication")."""
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pyotp
 from argon2 import PasswordHasher
@@ -10,7 +10,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, request, session as cookie_session
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import select
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import ApiToken, LoginThrottle, User, utcnow
 from renkei import crypto, db, vault, work
@@ -72,8 +74,14 @@ def check_totp(user: User, code: str | None) -> bool:
         at = now + timedelta(seconds=30 * drift)
         counter = totp.timecode(at)
         if counter > user.totp_last_counter and secrets.compare_digest(totp.at(at), code):
-            user.totp_last_counter = counter
-            return True
+            # Compare-and-set: of parallel requests with one code, exactly one moves the
+            # counter (the others wait on the row, then match nothing).
+            moved = db.session.execute(update(User).where(User.id == user.id, User.totp_last_counter < counter)
+                                       .values(totp_last_counter=counter)
+                                       .execution_options(synchronize_session=False)).rowcount
+            if moved:
+                set_committed_value(user, "totp_last_counter", counter)
+            return bool(moved)
     return False
 
 
@@ -99,53 +107,81 @@ def confirm_totp(user: User, code: str):
 
 
 # --- sign-in ----------------------------------------------------------------
+# Three counters guard sign-in (docs/ARCHITECTURE.md, "Authentication"):
+# - this login from this address: every attempt is counted *before* the password is
+#   checked and the count is committed at once, so parallel attempts see each other;
+#   past `lockout_threshold` every attempt, right or wrong, is 429 until the lock ends;
+# - this login from any address (`login_lockout_threshold` failures) and this address
+#   on any login (`address_lockout_threshold` failures) lock more widely.
+# So one address hammering a physician's login locks it for that address only; the
+# physician's own device keeps working. Counting restarts after `lockout_seconds`.
+
+def _throttle_keys(login: str, address: str) -> dict[str, str]:
+    name = login.lower()
+    return {"account": _sha256(f"login|{name}|addr|{address}"), "login": _sha256(f"login|{name}"),
+            "address": _sha256(f"addr|{address}")}
+
+
+def _locked_until(keys, now) -> datetime | None:
+    return db.session.execute(select(func.max(LoginThrottle.locked_until)).where(
+        LoginThrottle.login_hash.in_(list(keys)), LoginThrottle.locked_until > now)).scalar()
+
+
+def _count(key: str, lock_at: int, now: datetime) -> datetime | None:
+    """One more on this counter, atomically (INSERT … ON CONFLICT DO UPDATE); lock it
+    once the count reaches `lock_at`. Returns the lock's end, if locked."""
+    t = LoginThrottle.__table__
+    window = timedelta(seconds=current_app.config["RENKEI"].lockout_seconds)
+    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stale = t.c.window_start.is_(None) | (t.c.window_start < now - window) | (t.c.locked_until <= now)
+    upsert = insert(t).values(login_hash=key, failures=1, window_start=now).on_conflict_do_update(
+        index_elements=[t.c.login_hash],
+        set_={"failures": case((stale, 1), else_=t.c.failures + 1),
+              "window_start": case((stale, now), else_=t.c.window_start),
+              "locked_until": case((stale, None), else_=t.c.locked_until)})
+    failures = db.session.execute(upsert.returning(t.c.failures)).scalar_one()
+    if failures >= lock_at:
+        db.session.execute(update(t).where(t.c.login_hash == key, t.c.locked_until.is_(None) | (t.c.locked_until <= now))
+                           .values(locked_until=now + window))
+    return _locked_until([key], now)
+
+
+def _too_many(until: datetime, now: datetime) -> Problem:
+    return Problem(429, "Too many failed sign-ins; try again later.",
+                   headers={"Retry-After": str(int((until - now).total_seconds()) + 1)})
+
 
 def authenticate(login: str, password: str, otp: str | None) -> User:
-    """Check credentials; raise 401 (same answer for unknown login and wrong
-    password) or 429 while the login name is locked out. A failure is counted
-    (committed) even though the request fails; on success the caller commits."""
-    try:
-        return _authenticate(login, password, otp)
-    except Problem:
-        db.session.commit()  # keep the failure count
-        raise
-
-
-def _authenticate(login: str, password: str, otp: str | None) -> User:
-    s = current_app.config["RENKEI"]
-    throttle = db.session.get(LoginThrottle, _sha256(login.lower()))
-    now = utcnow()
-    if throttle and throttle.locked_until and throttle.locked_until > now:
-        raise Problem(429, "Too many failed sign-ins; try again later.",
-                      headers={"Retry-After": str(int((throttle.locked_until - now).total_seconds()) + 1)})
+    """Check credentials: 401 with one answer for an unknown login, a wrong password or
+    a wrong or missing one-time code (so a right password is not revealed), or 429
+    while locked. Failures are counted (committed) even though the request fails;
+    on success the caller commits. The typed login enters the audit entry only as a
+    keyed digest (a password typed into the login field must not land in the log)."""
+    s, unit, now = current_app.config["RENKEI"], work.current(), utcnow()
+    unit.describe(detail="login=" + vault.keyed_digest("audit_login", login.lower()))
+    keys = _throttle_keys(login, unit.client_addr or "-")
+    locked = _locked_until(keys.values(), now)
+    if locked:
+        raise _too_many(locked, now)
+    locked = _count(keys["account"], s.lockout_threshold + 1, now)
+    db.session.commit()  # the attempt is counted before the password is checked
+    if locked:
+        raise _too_many(locked, now)
     user = db.session.execute(select(User).where(User.login == login)).scalar_one_or_none()
-    work.current().actor = user  # for the audit entry of this attempt
+    unit.actor = user  # for the audit entry of this attempt
     # Hash even for an unknown login so both take the same time.
     ok = _password_ok(user.password_hash if user else _dummy_hash(), password)
-    if ok and user and user.disabled:
-        ok = False
-    if ok and second_factor_required(user) and not check_totp(user, otp):
-        if not otp:
-            _fail(throttle, login, s)
-            raise Problem(401, "A one-time code from your authenticator app is required.",
-                          type_="/problems/otp-required", otp_required=True)
+    if ok and (user.disabled or (second_factor_required(user) and not check_totp(user, otp))):
         ok = False
     if not ok or user is None:
-        _fail(throttle, login, s)
+        _count(keys["login"], s.login_lockout_threshold, now)
+        _count(keys["address"], s.address_lockout_threshold, now)
+        db.session.commit()
         raise Problem(401, "Login or password (or one-time code) is incorrect.")
-    if throttle:
-        db.session.delete(throttle)
+    # A success clears this login's counts, unless a parallel attempt already locked it.
+    db.session.execute(delete(LoginThrottle).where(LoginThrottle.login_hash.in_([keys["account"], keys["login"]]),
+                                                   LoginThrottle.locked_until.is_(None)))
     return user
-
-
-def _fail(throttle, login, s):
-    if throttle is None:
-        throttle = LoginThrottle(login_hash=_sha256(login.lower()), failures=0)
-        db.session.add(throttle)
-    throttle.failures += 1
-    if throttle.failures >= s.lockout_threshold:
-        throttle.locked_until = utcnow() + timedelta(seconds=s.lockout_seconds)
-        throttle.failures = 0
 
 
 # --- bearer tokens ----------------------------------------------------------

@@ -31,6 +31,14 @@ CHOICES = {
 
 # --- content schemas -------------------------------------------------------------
 
+class Content(Schema):
+    """Section content is a plain dict: a missing key is missing, never a dict method
+    of the same name (a field called `items` read dict.items — a 500)."""
+
+    def get_attribute(self, obj, attr, default):
+        return obj.get(attr, default) if isinstance(obj, dict) else super().get_attribute(obj, attr, default)
+
+
 def short(**kw):
     return fields.String(validate=validate.Length(max=200), **kw)
 
@@ -43,7 +51,7 @@ def rows(schema, max_rows=100):
     return fields.List(fields.Nested(schema), validate=validate.Length(max=max_rows))
 
 
-class WishesContent(Schema):
+class WishesContent(Content):
     patient_wishes = text(metadata={"description": "本人の希望"})
     family_wishes = text(metadata={"description": "家族の希望"})
     preferred_place_of_care = short(metadata={"description": "療養したい場所"})
@@ -54,7 +62,7 @@ class WishesContent(Schema):
     discussed_on = fields.Date(metadata={"description": "話し合った日"})
 
 
-class ConditionContent(Schema):
+class ConditionContent(Content):
     summary = text(metadata={"description": "現在の状態"})
     recent_changes = text(metadata={"description": "最近の変化"})
     medication_adherence = fields.String(validate=validate.OneOf(tuple(CHOICES["medication_adherence"])),
@@ -62,16 +70,16 @@ class ConditionContent(Schema):
     medication_note = text()
 
 
-class AdlItem(Schema):
+class AdlItem(Content):
     level = fields.String(required=True, validate=validate.OneOf(ADL_LEVELS))
     note = text()
 
 
-AdlContent = Schema.from_dict({item: fields.Nested(AdlItem) for item in ADL_ITEMS}
+AdlContent = Content.from_dict({item: fields.Nested(AdlItem) for item in ADL_ITEMS}
                               | {"note": text()}, name="AdlContent")
 
 
-class HomeContent(Schema):
+class HomeContent(Content):
     housing = text(metadata={"description": "住まい"})
     steps_stairs = text(metadata={"description": "段差・階段"})
     bed = text(metadata={"description": "ベッド"})
@@ -80,34 +88,34 @@ class HomeContent(Schema):
     access_notes = text(metadata={"description": "訪問時の出入り"})
 
 
-class Availability(Schema):
+class Availability(Content):
     morning = short()
     daytime = short()
     evening = short()
     night = short()
 
 
-class KeyContact(Schema):
+class KeyContact(Content):
     name = short(required=True)
     relationship = short()
     phone = fields.String(validate=validate.Regexp(r"^[0-9+\-() ]{0,20}$"))
     note = short()
 
 
-class FamilyCareContent(Schema):
+class FamilyCareContent(Content):
     main_carer = short(metadata={"description": "主介護者"})
     availability = fields.Nested(Availability, metadata={"description": "時間帯別の対応可否"})
     limits = text(metadata={"description": "介護の限界・負担"})
     key_contacts = rows(KeyContact, 20)
 
 
-class Condition(Schema):
+class Condition(Content):
     name = short(required=True)
     since = short()
     note = text()
 
 
-class Medication(Schema):
+class Medication(Content):
     name = short(required=True)
     dose = short()
     route = short()
@@ -116,18 +124,18 @@ class Medication(Schema):
     note = text()
 
 
-class Allergy(Schema):
+class Allergy(Content):
     substance = short(required=True)
     reaction = short()
 
 
-class DiseasesMedicationsContent(Schema):
+class DiseasesMedicationsContent(Content):
     conditions = rows(Condition)
     medications = rows(Medication)
     allergies = rows(Allergy)
 
 
-class Explanation(Schema):
+class Explanation(Content):
     explained_on = fields.Date()
     explained_by = short()
     explained_to = short()
@@ -135,26 +143,26 @@ class Explanation(Schema):
     reception = text(metadata={"description": "受け止め方"})
 
 
-class IllnessExplanationContent(Schema):
+class IllnessExplanationContent(Content):
     entries = rows(Explanation)
 
 
-class ExpectedChange(Schema):
+class ExpectedChange(Content):
     change = text(required=True)
     warning_signs = text()
     response = text()
     whom_to_call = short()
 
 
-class ExpectedChangesContent(Schema):
+class ExpectedChangesContent(Content):
     items = rows(ExpectedChange)
 
 
-class HomeCareCautionsContent(Schema):
+class HomeCareCautionsContent(Content):
     cautions = text()
 
 
-class CareNotesContent(Schema):
+class CareNotesContent(Content):
     notes = text()
 
 

@@ -65,8 +65,13 @@ class Settings:
     token_ttl_seconds: int = 12 * 3600
     session_idle_seconds: int = 30 * 60
     breakglass_seconds: int = 4 * 3600
+    # Sign-in throttling (docs/ARCHITECTURE.md, "Authentication"): failures of one login
+    # from one address lock it there; failures of one login from anywhere, or from one
+    # address on any login, lock more widely at higher counts.
     lockout_threshold: int = 5
     lockout_seconds: int = 15 * 60
+    login_lockout_threshold: int = 50
+    address_lockout_threshold: int = 20
     # Argon2id cost; tests lower it, production keeps the library's defaults.
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536

@@ -2,7 +2,7 @@
 from sqlalchemy import select
 
 from models import TeamMember, User, utcnow
-from renkei import authz, db, notify, work
+from renkei import audit, authz, db, notify, work
 from renkei.authz import PROFESSION_ROLES, patient_access
 from renkei.problems import Problem, invalid, not_found
 
@@ -31,7 +31,7 @@ def add_member(actor: User, patient_id: str, user_id: str, role: str) -> dict:
     """Add a member with a role that fits their profession; the team hears of it."""
     patient = patient_access(actor, patient_id, authz.TEAM_MANAGE).patient
     user = db.session.get(User, user_id)
-    work.describe(detail="user=" + user_id[:36])
+    work.describe(detail=audit.ref("user", user_id, user is not None))
     if user is None or user.disabled:
         raise invalid({"user_id": ["No such active user."]})
     if role not in PROFESSION_ROLES[user.profession]:
@@ -51,8 +51,8 @@ def add_member(actor: User, patient_id: str, user_id: str, role: str) -> dict:
 
 def remove_member(actor: User, patient_id: str, user_id: str):
     patient = patient_access(actor, patient_id, authz.TEAM_MANAGE).patient
-    work.describe(detail="user=" + user_id[:36])
     member = authz.current_membership(patient.id, user_id)
+    work.describe(detail=audit.ref("user", user_id, member is not None))
     if member is None:
         raise not_found()
     member.removed_at = utcnow()

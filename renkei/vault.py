@@ -2,6 +2,9 @@
 label (the associated data that binds a sealed value to its place) is built here, so
 what ties a value to its row is in one spot: patient id, then field / section+revision /
 note / consent / break-glass grant; and the labels of the service-wide keys' values."""
+import hashlib
+import hmac
+
 from flask import current_app
 from sqlalchemy import select
 
@@ -88,6 +91,12 @@ def system_key(name: str) -> bytes:
 
 def name_index(text: str) -> str:
     return crypto.blind_index(system_key("blind_index"), text)
+
+
+def keyed_digest(purpose: str, text: str) -> str:
+    """A keyed hash of something a person typed, for the access log: equal inputs can
+    be matched, the text itself cannot be read back (no plaintext in the log)."""
+    return hmac.new(system_key(purpose), text.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def rotate_master_key() -> int:

@@ -22,11 +22,11 @@ LISTENERS = "renkei.after_commit"  # app.extensions key: who hears of committed 
 class Work:
     def __init__(self):
         supplied = request.headers.get("X-Request-Id", "") if has_request_context() else ""
-        if supplied and supplied.isprintable():
-            self.request_id = supplied[:64]
+        if audit.REQUEST_ID.match(supplied):
+            self.request_id = supplied
         else:  # a command (CLI, demo loader) has no request to name
             self.request_id = uuid.uuid4().hex if has_request_context() else None
-        self.client_addr = request.remote_addr if has_request_context() else None
+        self.client_addr = audit.address(request.remote_addr) if has_request_context() else None
         self.audit_fields: dict = {}   # patient / section / detail of this request's entry
         self.entries: list[audit.Pending] = []
         self.events: list[tuple[str, str, dict]] = []  # (user id, event name, payload), stored
@@ -41,9 +41,12 @@ class Work:
 
     def record(self, action: str, outcome: str, *, actor=None, patient_id=None, section=None,
                detail=None):
-        """Queue an access-log entry; it is written in this transaction by `commit`."""
+        """Queue an access-log entry; it is written in this transaction by `commit`.
+        Only validated values enter its columns (renkei/audit.py `place`)."""
+        patient_id, section, notes = audit.place(patient_id, section)
+        detail = ";".join([str(detail)] * bool(detail) + notes) or None
         entry = audit.Pending(action=action, outcome=outcome, patient_id=patient_id, section=section,
-                              detail=(detail or None) and str(detail)[:200],
+                              detail=detail and detail[:200],
                               client_addr=self.client_addr, request_id=self.request_id)
         if actor is not None:
             entry.actor_id, entry.actor_org_id = actor.id, actor.organization_id
@@ -72,8 +75,6 @@ class Work:
         """End a request: commit its work with its audit entry, or roll back and audit the
         failure (a failed request changes nothing but the log)."""
         fields = self.audit_fields
-        if fields.get("patient_id"):
-            fields["patient_id"] = str(fields["patient_id"])[:36]
         actor = user or self.actor
         if resp.status_code < 400:
             try:

@@ -3,6 +3,7 @@ account, administration, access log. Each page calls the core's services (which 
 authorisation, renkei.authz) and renders what they return; writes go from the page to
 the JSON API with the session cookie and a CSRF header."""
 from datetime import date, timedelta
+from urllib.parse import urlsplit
 
 import segno
 from flask import make_response, redirect, render_template, request, session, url_for
@@ -28,7 +29,6 @@ def login():
     if request.method == "GET":
         return render_template("login.html", error=None, otp_required=False)
     unit = work.current()
-    unit.describe(detail="login=" + request.form.get("login", "")[:60] + ";web")
     try:
         user = auth.authenticate(request.form.get("login", ""), request.form.get("password", ""),
                                  request.form.get("otp") or None)
@@ -38,10 +38,19 @@ def login():
     session.clear()
     session.permanent = True
     login_user(user)
-    target = request.args.get("next") or ""
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("web.patients")
-    return unit.finish(redirect(target), "auth.login", user, "login")
+    return unit.finish(redirect(local_path(request.args.get("next")) or url_for("web.patients")),
+                       "auth.login", user, "login")
+
+
+def local_path(target: str | None) -> str | None:
+    """`target` if it is a path on this site, else None: no scheme, no host, no
+    backslash, no control character (a browser drops a tab: "/<TAB>/x" becomes "//x")."""
+    if not target or any(ord(c) < 32 or ord(c) == 127 or c == "\\" for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
 
 
 @bp.post("/logout")
@@ -63,7 +72,7 @@ def logout():
 
 @page("/", action="patient.list", name="patients")
 def care_list():
-    return render_template("patients.html", items=patients.care_list(current_user), q=request.args.get("q", ""))
+    return render_template("patients.html", items=patients.care_list(current_user))
 
 
 @page("/patients/<patient_id>", action="record.read")

@@ -1,0 +1,23 @@
+"""login throttle: counting windows (per login and address, per login, per address)
+
+Revision ID: 0003
+Revises: 0002
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0003'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('login_throttle') as batch:
+        batch.add_column(sa.Column('window_start', sa.DateTime(), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table('login_throttle') as batch:
+        batch.drop_column('window_start')
