@@ -2,8 +2,8 @@
 # The production-like stack on this machine: PostgreSQL, Redis, migrations, demo data
 # and gunicorn with several worker processes sharing Socket.IO through Redis.
 #   bash platform/stack.sh            # serves http://127.0.0.1:8000 until Ctrl-C
-# Data lives in instance/stack/. Set RENKEI_MASTER_KEY (or RENKEI_MASTER_KEY_FILE) for
-# anything beyond a trial; otherwise a development key is generated with a warning.
+# Data and keys live in instance/stack/: the master and session keys are made there once
+# (0600) unless RENKEI_MASTER_KEY(_FILE) / RENKEI_SECRET_KEY are given (platform/KEYS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${RENKEI_STACK_DIR:-$PWD/instance/stack}
@@ -14,6 +14,11 @@ trap 'bash platform/redis.sh stop "$dir/redis"; bash platform/postgres.sh stop "
 base=${pg_url%/*}
 psql "${base/+psycopg/}/postgres" -qtAc "SELECT 1 FROM pg_database WHERE datname='renkei'" | grep -q 1 \
   || psql "${base/+psycopg/}/postgres" -qc "CREATE DATABASE renkei"
+for key in master.key secret.key; do
+  [ -s "$dir/$key" ] || (umask 077; openssl rand -base64 32 > "$dir/$key")
+done
+[ -n "${RENKEI_MASTER_KEY:-}" ] || export RENKEI_MASTER_KEY_FILE=${RENKEI_MASTER_KEY_FILE:-$dir/master.key}
+export RENKEI_SECRET_KEY=${RENKEI_SECRET_KEY:-$(cat "$dir/secret.key")}
 export RENKEI_DATABASE_URL="$base/renkei" RENKEI_REDIS_URL="$redis_url"
 export RENKEI_WORKERS=${RENKEI_WORKERS:-2} RENKEI_PORT=${RENKEI_PORT:-8000}
 python3 -m flask --app wsgi init-db

@@ -4,17 +4,23 @@ team (renkei/notify.py), so a client can never subscribe to anything by name. Ev
 carry identifiers, never content. This package hears of committed events through the
 unit of work's after-commit listeners (renkei/work.py); the core never calls it."""
 import logging
+import threading
 
-from flask import request
+from flask import current_app, request
 from flask_login import current_user
 from flask_socketio import SocketIO, emit, join_room
 from sqlalchemy import delete, select
 
-from models import SocketSession
-from renkei import auth, db, notify, work
+from models import SocketSession, User, utcnow
+from renkei import auth, authz, db, notify, work
 
 log = logging.getLogger("renkei.realtime")
 socketio = SocketIO()
+# This process's sockets: sid → the credential it was opened with (renkei.auth
+# socket_credential). A sweeper closes those whose credential lapses by time (token
+# expiry, idle session); sign-out, revocation and disabling close them at once.
+_open: dict[str, dict] = {}
+_sweeper = {"started": False, "lock": threading.Lock()}
 
 
 def init_app(app, settings):
@@ -58,7 +64,7 @@ def _socket_user():
     token = data.get("token") if isinstance(data, dict) else None
     if isinstance(token, str) and token:
         user = auth.user_for_token(token)
-        return user, (work.current().token.id if user else None)
+        return user, (work.current().token if user else None)
     if current_user and current_user.is_authenticated and work.current().cookie_auth:
         return current_user._get_current_object(), None
     return None, None
@@ -68,21 +74,54 @@ def _socket_user():
 def on_connect(auth_data=None):
     request.socket_auth = auth_data
     try:
-        user, token_id = _socket_user()
+        user, token = _socket_user()
+        credential = auth.socket_credential(user, token) if user else None
+        if credential and credential["until"] <= utcnow():
+            user = None  # a cookie session idle past its timeout
         unit = work.current()
         unit.record("realtime.connect", "ok" if user else "unauthenticated", actor=user)
         if user is not None:
-            db.session.add(SocketSession(sid=request.sid, user_id=user.id, token_id=token_id))
+            db.session.add(SocketSession(sid=request.sid, user_id=user.id, token_id=token.id if token else None))
         unit.commit()
     finally:
         db.session.remove()
     if user is None:
         raise ConnectionRefusedError("authentication required")
+    _open[request.sid] = credential
+    _start_sweeper(current_app.config["RENKEI"].socket_sweep_seconds)
     join_room(_room(user.id))
+
+
+def _close_after_ack(sid: str):
+    socketio.sleep(1)  # let the acknowledgement ("signed out") reach the client first
+    socketio.server.disconnect(sid)
+
+
+def _start_sweeper(interval: float):
+    with _sweeper["lock"]:
+        if _sweeper["started"]:
+            return
+        _sweeper["started"] = True
+    socketio.start_background_task(_sweep, interval)
+
+
+def _sweep(interval: float):
+    """Close this process's sockets whose token expired or whose session went idle."""
+    while True:
+        socketio.sleep(interval)
+        now = utcnow()
+        for sid, credential in list(_open.items()):
+            if credential["until"] <= now:
+                _open.pop(sid, None)
+                try:
+                    socketio.server.disconnect(sid)
+                except Exception:
+                    log.warning("could not close a socket whose credential lapsed")
 
 
 @socketio.on("disconnect")
 def on_disconnect(reason=None):
+    _open.pop(request.sid, None)
     try:
         db.session.execute(delete(SocketSession).where(SocketSession.sid == request.sid))
         db.session.commit()
@@ -92,20 +131,33 @@ def on_disconnect(reason=None):
 
 @socketio.on("resume")
 def on_resume(data=None):
-    """Replay every stored event after `since`, in seq order; the ack says where it ended."""
+    """Replay every stored event after `since`, in seq order, of patients the person
+    may still see; the ack's seq says where the replay ended (it is authoritative: a
+    dropped event leaves no gap for the client to chase). First re-check the socket's
+    credential: a lapsed or revoked one closes the socket instead."""
     since = data.get("since", 0) if isinstance(data, dict) else 0
     if not isinstance(since, int) or isinstance(since, bool) or since < 0:
         return {"error": "since must be a non-negative integer"}
+    sid = request.sid
     try:
-        row = db.session.get(SocketSession, request.sid)
-        if row is None:
+        row = db.session.get(SocketSession, sid)
+        credential = _open.get(sid)
+        if row is None or credential is None:
             return {"error": "not connected"}
+        if not auth.credential_holds(credential):
+            _open.pop(sid, None)
+            socketio.start_background_task(_close_after_ack, sid)
+            return {"error": "signed out"}
+        user = db.session.get(User, row.user_id)
         last, replayed = since, 0
         while True:
             batch = notify.events_since(row.user_id, last)
+            visible = authz.visible_patients(user, {p["patient_id"] for _, p in batch})
             for name, payload in batch:
-                emit(name, payload)
-                last, replayed = payload["seq"], replayed + 1
+                last = payload["seq"]
+                if payload["patient_id"] in visible or (user.is_admin and name == "breakglass.opened"):
+                    emit(name, payload)
+                    replayed += 1
             if len(batch) < 1000:
                 break
         return {"replayed": replayed, "seq": last}

@@ -253,6 +253,34 @@ def revoke_all(user: User):
     work.current().end_sessions(user_id=user.id)
 
 
+def socket_credential(user: User, token: ApiToken | None) -> dict:
+    """What a socket's right to stay open rests on, and when it lapses by itself: the
+    token's expiry, or the cookie session's idle timeout (counted from its last request)."""
+    s, now = current_app.config["RENKEI"], utcnow()
+    if token is not None:
+        until = token.expires_at
+    else:  # session["seen"] is written by idle_check on every request
+        idle_for = int(now.timestamp()) - cookie_session.get("seen", int(now.timestamp()))
+        until = now + timedelta(seconds=s.session_idle_seconds - idle_for)
+    return {"user_id": user.id, "token_id": token.id if token else None,
+            "generation": user.session_generation, "until": until}
+
+
+def credential_holds(credential: dict) -> bool:
+    """Is a socket's credential still good: not lapsed, token not revoked, person not
+    disabled, sessions not ended since (sign-out, reset)?"""
+    now = utcnow()
+    if credential["until"] <= now:
+        return False
+    user = db.session.get(User, credential["user_id"])
+    if user is None or user.disabled or user.session_generation != credential["generation"]:
+        return False
+    if credential["token_id"] is None:
+        return True
+    token = db.session.get(ApiToken, credential["token_id"])
+    return token is not None and token.revoked_at is None and token.expires_at > now
+
+
 def idle_check():
     """Idle timeout for cookie sessions: session['seen'] is refreshed each request."""
     s = current_app.config["RENKEI"]

@@ -114,6 +114,17 @@ def patient_access(user: User, patient_id: str, need: str, section: str | None =
     return Access(patient, member)
 
 
+def visible_patients(user: User, patient_ids: set[str]) -> set[str]:
+    """Of these patients, the ones the user may see now: on the team or under break-glass."""
+    if not patient_ids:
+        return set()
+    members = select(TeamMember.patient_id).where(TeamMember.user_id == user.id, TeamMember.removed_at.is_(None),
+                                                  TeamMember.patient_id.in_(patient_ids))
+    grants = select(BreakGlass.patient_id).where(BreakGlass.user_id == user.id, BreakGlass.expires_at > utcnow(),
+                                                 BreakGlass.patient_id.in_(patient_ids))
+    return set(db.session.execute(members.union(grants)).scalars())
+
+
 def may_write(role: str | None, section: str) -> bool:
     """Whether a team role may write a section: the section's declared writers."""
     return section in SECTIONS and role in SECTIONS[section].writers

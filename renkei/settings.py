@@ -34,14 +34,24 @@ def _decode_key(text: str, source: str) -> bytes:
     return key
 
 
-def _master_keys() -> tuple[bytes, list[bytes]]:
+MISSING_KEY = ("{name} is not set. Outside the embedded default (no RENKEI_DATABASE_URL) every "
+               "process must be given the same keys (platform/KEYS.md); RENKEI_ENV=development "
+               "generates throwaway ones under instance/.")
+
+
+def _master_keys(may_generate: bool) -> tuple[bytes, list[bytes]]:
     """The current master key and any previous ones still accepted while a
     rotation is under way (RENKEI_MASTER_KEY_PREVIOUS, comma-separated base64)."""
     if os.environ.get("RENKEI_MASTER_KEY"):
         current = _decode_key(os.environ["RENKEI_MASTER_KEY"], "RENKEI_MASTER_KEY")
     elif os.environ.get("RENKEI_MASTER_KEY_FILE"):
         path = os.environ["RENKEI_MASTER_KEY_FILE"]
-        current = _decode_key(Path(path).read_text(), path)
+        try:
+            current = _decode_key(Path(path).read_text(), path)
+        except OSError as exc:
+            raise SystemExit(f"RENKEI_MASTER_KEY_FILE: cannot read {path}: {exc.strerror}")
+    elif not may_generate:
+        raise SystemExit(MISSING_KEY.format(name="RENKEI_MASTER_KEY (or RENKEI_MASTER_KEY_FILE)"))
     else:
         current = _generated_secret(
             "master.key",
@@ -64,6 +74,7 @@ class Settings:
     port: int = 5000
     token_ttl_seconds: int = 12 * 3600
     session_idle_seconds: int = 30 * 60
+    socket_sweep_seconds: float = 15  # how often a process closes sockets whose credential lapsed
     breakglass_seconds: int = 4 * 3600
     # Sign-in throttling (docs/ARCHITECTURE.md, "Authentication"): failures of one login
     # from one address lock it there; failures of one login from anywhere, or from one
@@ -87,11 +98,18 @@ class Settings:
         if embedded:
             INSTANCE.mkdir(parents=True, exist_ok=True)
             db_url = f"sqlite:///{INSTANCE / 'renkei.db'}"
-        master, previous = _master_keys()
+        # Generated keys only where one process owns the data: the embedded default,
+        # or a developer who says so. Several machines must never each make their own.
+        may_generate = embedded or env.get("RENKEI_ENV") == "development"
+        master, previous = _master_keys(may_generate)
         if env.get("RENKEI_SECRET_KEY"):
             secret = env["RENKEI_SECRET_KEY"].encode()
-        else:
+            if len(secret) < 32:
+                raise SystemExit("RENKEI_SECRET_KEY: at least 32 characters (e.g. openssl rand -base64 32)")
+        elif may_generate:
             secret = _generated_secret("secret.key", None)
+        else:
+            raise SystemExit(MISSING_KEY.format(name="RENKEI_SECRET_KEY"))
         host = env.get("RENKEI_HOST", "127.0.0.1")
         port = int(env.get("RENKEI_PORT", "5000"))
         origins = [o for o in env.get("RENKEI_ALLOWED_ORIGINS", "").split(",") if o]
@@ -100,6 +118,8 @@ class Settings:
             secret_key=secret, redis_url=env.get("RENKEI_REDIS_URL") or None,
             host=host, port=port, embedded=embedded, allowed_origins=origins,
             token_ttl_seconds=int(env.get("RENKEI_TOKEN_TTL", 12 * 3600)),
+            session_idle_seconds=int(env.get("RENKEI_SESSION_IDLE", 30 * 60)),
+            socket_sweep_seconds=float(env.get("RENKEI_SOCKET_SWEEP_SECONDS", 15)),
             trusted_proxies=int(env.get("RENKEI_TRUSTED_PROXIES", "0")),
         )
         values.update(overrides)

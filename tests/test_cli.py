@@ -40,7 +40,7 @@ def test_init_db_create_admin_and_serve(tmp_path):
 def test_rotate_master_key_command(tmp_path):
     old, new = random_master_key(), random_master_key()
     env = os.environ | {"RENKEI_DATABASE_URL": f"sqlite:///{tmp_path}/r.db", "RENKEI_MASTER_KEY": old,
-                        "RENKEI_INSTANCE_DIR": str(tmp_path)}
+                        "RENKEI_SECRET_KEY": "s" * 32, "RENKEI_INSTANCE_DIR": str(tmp_path)}
     run(["init-db"], env)
     assert run(["create-admin", "--login", "root", "--password", "a long password"], env).returncode == 0
     out = run(["rotate-master-key"], env | {"RENKEI_MASTER_KEY": new, "RENKEI_MASTER_KEY_PREVIOUS": old})

@@ -69,7 +69,7 @@ def test_backup_is_encrypted_and_a_restore_drill_reads_everything(api, request, 
     # a backup is useless without the master key
     env_key = os.urandom(32)
     env = os.environ | {"RENKEI_DATABASE_URL": target, "RENKEI_MASTER_KEY": base64.b64encode(env_key).decode(),
-                        "RENKEI_INSTANCE_DIR": str(tmp_path)}
+                        "RENKEI_SECRET_KEY": "x" * 32, "RENKEI_INSTANCE_DIR": str(tmp_path)}
     wrong = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "restore", "--src", str(file), "--yes"],
                            cwd=ROOT, env=env, capture_output=True, text=True)
     assert wrong.returncode != 0
