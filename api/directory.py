@@ -38,3 +38,15 @@ def list_users():
           response=UserOut, errors=(404,))
 def update_user(user_id, body):
     return directory.update_user(current_user, user_id, body)
+
+
+@endpoint("POST", "/users/<user_id>/unlock", summary="Lift a sign-in lock on a person's login",
+          tag="directory", action="directory.user_unlock", auth="admin", status=204, errors=(404,))
+def unlock_user(user_id):
+    directory.unlock(current_user, user_id)
+
+
+@endpoint("DELETE", "/users/<user_id>/totp", summary="Remove a person's lost second factor (they enrol a new one)",
+          tag="directory", action="directory.totp_reset", auth="admin", status=204, errors=(404, 409))
+def reset_totp(user_id):
+    directory.reset_totp(current_user, user_id)

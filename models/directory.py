@@ -76,6 +76,7 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime)
     window_start: Mapped[datetime | None] = mapped_column(DateTime)  # counting restarts after a window
+    login_digest: Mapped[str | None] = mapped_column(String(64), index=True)  # whose login, for unlocking
 
 
 class SystemKey(Base):

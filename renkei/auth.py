@@ -85,6 +85,10 @@ def check_totp(user: User, code: str | None) -> bool:
     return False
 
 
+def remove_totp(user: User):
+    user.totp_secret_ct, user.totp_enabled = None, False
+
+
 def second_factor_required(user: User) -> bool:
     return user.is_admin or user.totp_enabled
 
@@ -119,7 +123,7 @@ def confirm_totp(user: User, code: str):
 def _throttle_keys(login: str, address: str) -> dict[str, str]:
     name = login.lower()
     return {"account": _sha256(f"login|{name}|addr|{address}"), "login": _sha256(f"login|{name}"),
-            "address": _sha256(f"addr|{address}")}
+            "address": _sha256(f"addr|{address}")}  # the login's own digest is keys["login"]
 
 
 def _locked_until(keys, now) -> datetime | None:
@@ -127,14 +131,15 @@ def _locked_until(keys, now) -> datetime | None:
         LoginThrottle.login_hash.in_(list(keys)), LoginThrottle.locked_until > now)).scalar()
 
 
-def _count(key: str, lock_at: int, now: datetime) -> datetime | None:
+def _count(key: str, lock_at: int, now: datetime, login_digest: str | None = None) -> datetime | None:
     """One more on this counter, atomically (INSERT … ON CONFLICT DO UPDATE); lock it
-    once the count reaches `lock_at`. Returns the lock's end, if locked."""
+    once the count reaches `lock_at`. Returns the lock's end, if locked. Counters of a
+    login carry its digest, so an administrator can unlock it from every address."""
     t = LoginThrottle.__table__
     window = timedelta(seconds=current_app.config["RENKEI"].lockout_seconds)
     insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stale = t.c.window_start.is_(None) | (t.c.window_start < now - window) | (t.c.locked_until <= now)
-    upsert = insert(t).values(login_hash=key, failures=1, window_start=now).on_conflict_do_update(
+    upsert = insert(t).values(login_hash=key, failures=1, window_start=now, login_digest=login_digest).on_conflict_do_update(
         index_elements=[t.c.login_hash],
         set_={"failures": case((stale, 1), else_=t.c.failures + 1),
               "window_start": case((stale, now), else_=t.c.window_start),
@@ -144,6 +149,11 @@ def _count(key: str, lock_at: int, now: datetime) -> datetime | None:
         db.session.execute(update(t).where(t.c.login_hash == key, t.c.locked_until.is_(None) | (t.c.locked_until <= now))
                            .values(locked_until=now + window))
     return _locked_until([key], now)
+
+
+def unlock(login: str):
+    """Lift every lock on this login: from each address and from anywhere."""
+    db.session.execute(delete(LoginThrottle).where(LoginThrottle.login_digest == _sha256(f"login|{login.lower()}")))
 
 
 def _too_many(until: datetime, now: datetime) -> Problem:
@@ -163,7 +173,7 @@ def authenticate(login: str, password: str, otp: str | None) -> User:
     locked = _locked_until(keys.values(), now)
     if locked:
         raise _too_many(locked, now)
-    locked = _count(keys["account"], s.lockout_threshold + 1, now)
+    locked = _count(keys["account"], s.lockout_threshold + 1, now, keys["login"])
     db.session.commit()  # the attempt is counted before the password is checked
     if locked:
         raise _too_many(locked, now)
@@ -174,7 +184,7 @@ def authenticate(login: str, password: str, otp: str | None) -> User:
     if ok and (user.disabled or (second_factor_required(user) and not check_totp(user, otp))):
         ok = False
     if not ok or user is None:
-        _count(keys["login"], s.login_lockout_threshold, now)
+        _count(keys["login"], s.login_lockout_threshold, now, keys["login"])
         _count(keys["address"], s.address_lockout_threshold, now)
         db.session.commit()
         raise Problem(401, "Login or password (or one-time code) is incorrect.")

@@ -9,7 +9,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from models import utcnow
-from renkei import audit, audit_archive, backup, db, demo, directory, vault
+from renkei import audit, audit_archive, backup, db, demo, directory, vault, work
+from renkei.problems import Problem
 from renkei.schema import upgrade_schema
 from renkei.timefmt import parse_iso
 
@@ -37,12 +38,27 @@ def init_db():
 @with_appcontext
 def create_admin(login, password, display_name):
     """Create an administrator; prints {"id", "totp_secret"} as one JSON line."""
-    if len(password) < 10:
-        raise click.UsageError("the password needs at least 10 characters")
     if directory.login_taken(login):
         raise click.UsageError(f"the login {login} exists")
-    result = directory.create_admin(login, password, display_name)
+    try:
+        result = directory.create_admin(login, password, display_name)
+    except Problem as refused:
+        raise click.UsageError("; ".join(refused.errors["password"]))
     db.session.commit()
+    click.echo(json.dumps(result))
+
+
+@click.command("reset-admin-totp")
+@click.option("--login", required=True)
+@with_appcontext
+def reset_admin_totp(login):
+    """Give an administrator a new second factor; prints {"id", "totp_secret"}."""
+    result = directory.new_admin_totp(login)
+    if result is None:
+        raise click.UsageError(f"no administrator {login}")
+    unit = work.current()
+    unit.record("directory.totp_reset", "ok", detail="user=" + result["id"])
+    unit.commit()
     click.echo(json.dumps(result))
 
 
@@ -147,7 +163,7 @@ def seed_demo():
     click.echo(demo.seed())
 
 
-COMMANDS = (init_db, create_admin, rotate_master_key, backup_cmd, restore_cmd, audit_checkpoint,
+COMMANDS = (init_db, create_admin, reset_admin_totp, rotate_master_key, backup_cmd, restore_cmd, audit_checkpoint,
             audit_verify, audit_archive_cmd, audit_export, seed_demo)
 
 

@@ -49,7 +49,8 @@ PATIENTS = [
 
 
 def seed() -> str:
-    """Create the demo data; returns the credentials text (also written to instance/)."""
+    """Create the demo data; returns what to print (the administrator's TOTP secret is
+    only in instance/demo-credentials.txt, readable by its owner alone)."""
     if db.session.execute(select(User.id).limit(1)).first():
         return "the database already has users; demo data not loaded"
     admin = directory.create_admin("admin", DEMO_PASSWORD, "システム 管理者")
@@ -71,8 +72,11 @@ def seed() -> str:
     text = (f"Demo users (password {DEMO_PASSWORD}): "
             + ", ".join(login for login, *_ in PEOPLE) + ", auditor\n"
             f"Demo administrator: admin / {DEMO_PASSWORD}, TOTP secret {admin['totp_secret']}\n")
-    (INSTANCE / "demo-credentials.txt").write_text(text)
-    return text
+    credentials = INSTANCE / "demo-credentials.txt"
+    credentials.touch(mode=0o600)
+    credentials.write_text(text)
+    # The administrator's second factor goes to that file only, never to the server's log.
+    return text.split("Demo administrator")[0] + f"Demo administrator: admin (TOTP secret in {credentials})\n"
 
 
 def _demo_patient(registrant, demographics, sections, members):

@@ -1,10 +1,10 @@
 """Organisations and people: administrators create and change them (each operation
 checks its actor, renkei.authz.require_staff); everyone may look people up to build a
 team. `create_admin` is how the first administrator comes to be (a command, no actor)."""
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models import Organization, User
-from renkei import auth, authz, db, work
+from renkei import audit, auth, authz, db, passwords, work
 from renkei.problems import Problem, invalid, not_found
 
 ADMIN_ORGANIZATION = "Renkei 管理"
@@ -39,6 +39,7 @@ def organizations() -> list[dict]:
 def create_user(actor: User, login: str, password: str, display_name: str, organization_id: str,
                 profession: str, is_admin: bool = False, is_auditor: bool = False) -> dict:
     authz.require_staff(actor, "admin")
+    passwords.check(password, login=login, display_name=display_name)
     if db.session.get(Organization, organization_id) is None:
         raise invalid({"organization_id": ["No such organisation."]})
     if db.session.execute(select(User.id).where(User.login == login)).first():
@@ -54,6 +55,7 @@ def create_user(actor: User, login: str, password: str, display_name: str, organ
 
 def create_admin(login: str, password: str, display_name: str | None = None) -> dict:
     """An administrator, who always signs in with a second factor: {"id", "totp_secret"}."""
+    passwords.check(password, login=login, display_name=display_name or "")
     org = db.session.execute(select(Organization).where(Organization.kind == "other",
                                                         Organization.name == ADMIN_ORGANIZATION)).scalar()
     if org is None:
@@ -67,6 +69,17 @@ def create_admin(login: str, password: str, display_name: str | None = None) -> 
     db.session.flush()
     secret = auth.new_totp_secret(user)
     user.totp_enabled = True
+    return {"id": user.id, "totp_secret": secret}
+
+
+def new_admin_totp(login: str) -> dict | None:
+    """A command's way back in for an administrator who lost their authenticator."""
+    user = db.session.execute(select(User).where(User.login == login, User.is_admin.is_(True))).scalar()
+    if user is None:
+        return None
+    secret = auth.new_totp_secret(user)
+    user.totp_enabled, user.totp_last_counter = True, 0
+    auth.revoke_all(user)
     return {"id": user.id, "totp_secret": secret}
 
 
@@ -85,22 +98,45 @@ def people(viewer: User, include_disabled: bool = False) -> list[dict]:
             for u in db.session.execute(stmt).scalars()]
 
 
-def update_user(actor: User, user_id: str, changes: dict) -> dict:
-    """Change a display name, reset a password, disable or re-enable a user.
-    Disabling or a new password ends every token, session and socket the user has."""
+def _user(actor: User, user_id: str) -> User:
     authz.require_staff(actor, "admin")
     user = db.session.get(User, user_id)
+    work.describe(detail=audit.ref("user", user_id, user is not None))
     if user is None:
         raise not_found()
-    work.describe(detail="user=" + user.id)
+    return user
+
+
+def update_user(actor: User, user_id: str, changes: dict) -> dict:
+    """Change a display name, disable or re-enable a user. Disabling ends every token,
+    session and socket the user has. The last active administrator stays."""
+    user = _user(actor, user_id)
     if "display_name" in changes:
         user.display_name = changes["display_name"]
-    if "password" in changes:
-        user.password_hash = auth.hash_password(changes["password"])
-        auth.revoke_all(user)
     if changes.get("disabled") is True and not user.disabled:
+        if user.is_admin and _active_admins() == 1:
+            raise Problem(409, "The last active administrator cannot be disabled.")
         user.disabled = True
         auth.revoke_all(user)
     elif changes.get("disabled") is False:
         user.disabled = False
     return user_out(user)
+
+
+def _active_admins() -> int:
+    return db.session.execute(select(func.count(User.id)).where(User.is_admin.is_(True),
+                                                                User.disabled.is_(False))).scalar()
+
+
+def unlock(actor: User, user_id: str):
+    """Lift a sign-in lock on this person's login (from every address)."""
+    auth.unlock(_user(actor, user_id).login)
+
+
+def reset_totp(actor: User, user_id: str):
+    """Remove a lost second factor; the person enrols a new one. An administrator's own
+    factor is reset from the command line (an administrator always needs one)."""
+    user = _user(actor, user_id)
+    if user.is_admin:
+        raise Problem(409, "An administrator's second factor is reset with `flask --app wsgi reset-admin-totp`.")
+    auth.remove_totp(user)
