@@ -2,8 +2,8 @@
 from flask_login import current_user
 
 from api.pipeline import endpoint
-from api.schemas import OtpRequest, TokenRequest, TokenResponse, TotpEnrolment, UserOut
-from renkei import auth, directory, work
+from api.schemas import OtpRequest, RecoverIn, TokenRequest, TokenResponse, TotpEnrolment, UserOut
+from renkei import auth, directory, resets, work
 
 
 @endpoint("POST", "/auth/tokens", summary="Exchange login, password (and one-time code) for a bearer token",
@@ -12,7 +12,13 @@ from renkei import auth, directory, work
 def create_token(body):
     user = auth.authenticate(body["login"], body["password"], body.get("otp"))
     token, expires = auth.issue_token(user)
-    return {"token": token, "expires_at": expires}
+    return {"token": token, "expires_at": expires, "notice": resets.notice(user)}
+
+
+@endpoint("POST", "/auth/recover", summary="Choose a new password with the recovery code from an access reset",
+          tag="auth", action="auth.recover", auth="public", body=RecoverIn, status=204, errors=(401, 429))
+def recover(body):
+    resets.recover(body["login"], body["code"], body["new_password"])
 
 
 @endpoint("DELETE", "/auth/tokens/current", summary="Revoke the token used for this request",

@@ -2,7 +2,7 @@
 from flask_login import current_user
 
 from api.pipeline import endpoint
-from api.schemas import BreakGlassIn, BreakGlassOut
+from api.schemas import BreakGlassIn, BreakGlassList, BreakGlassOut
 from renkei import breakglass
 
 
@@ -12,3 +12,15 @@ from renkei import breakglass
           status=201, errors=(401, 403, 404, 409))
 def open_breakglass(patient_id, body):
     return breakglass.open_grant(current_user, patient_id, body["reason"], body.get("otp"))
+
+
+@endpoint("GET", "/patients/<patient_id>/breakglass", summary="Emergency accesses to this patient, with their reasons",
+          tag="breakglass", action="breakglass.list", response=BreakGlassList, errors=(403, 404))
+def list_breakglass(patient_id):
+    return {"items": breakglass.grants(current_user, patient_id)}
+
+
+@endpoint("GET", "/audit/breakglass", summary="Every emergency access with its reason (auditors)",
+          tag="audit", action="audit.breakglass", auth="audit", response=BreakGlassList)
+def audit_breakglass():
+    return {"items": breakglass.all_grants(current_user)}

@@ -3,8 +3,9 @@ build a team)."""
 from flask_login import current_user
 
 from api.pipeline import endpoint
-from api.schemas import OrganizationIn, OrganizationList, OrganizationOut, UserIn, UserList, UserOut, UserPatch
-from renkei import directory
+from api.schemas import (OrganizationIn, OrganizationList, OrganizationOut, ResetOut, UserIn, UserList, UserOut,
+                         UserPatch)
+from renkei import directory, resets
 
 
 @endpoint("POST", "/organizations", summary="Create an organisation", tag="directory",
@@ -50,3 +51,18 @@ def unlock_user(user_id):
           tag="directory", action="directory.totp_reset", auth="admin", status=204, errors=(404, 409))
 def reset_totp(user_id):
     directory.reset_totp(current_user, user_id)
+
+
+@endpoint("POST", "/users/<user_id>/reset", summary="Reset a person's access (a second administrator approves)",
+          tag="directory", action="directory.reset_request", auth="admin", response=ResetOut, status=201,
+          errors=(404, 409))
+def request_reset(user_id):
+    return resets.request(current_user, user_id)  # status: "awaiting_approval" or "approved" (with the code)
+
+
+@endpoint("POST", "/users/<user_id>/reset/<reset_id>/approve",
+          summary="Approve another administrator's reset; answers the one-time recovery code",
+          tag="directory", action="directory.reset_approve", auth="admin", response=ResetOut, status=201,
+          errors=(403, 404))
+def approve_reset(user_id, reset_id):
+    return resets.approve(current_user, user_id, reset_id)

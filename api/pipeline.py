@@ -13,7 +13,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from renkei import authz, problems, work
+from renkei import auth, authz, problems, work
 from renkei.auth import csrf
 from renkei.crypto import DecryptionError
 from renkei.problems import Problem
@@ -22,6 +22,7 @@ log = logging.getLogger("renkei.api")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 ROUTES: list[dict] = []  # what api/openapi.py describes
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+ENROLMENT = {"start_totp", "confirm_totp", "me", "revoke_token"}  # open while a second factor is due
 
 
 def endpoint(method: str, rule: str, *, summary: str, tag: str, action: str | None,
@@ -80,6 +81,9 @@ def _run(view, meta, kwargs):
                 csrf.protect()
             if meta["auth"] in ("admin", "audit"):
                 authz.require_staff(user, meta["auth"])
+            if auth.must_enrol_totp(user) and meta["name"] not in ENROLMENT:
+                raise Problem(403, "Enrol your second factor again first (POST /api/v1/auth/totp).",
+                              type_="/problems/second-factor-required")
         if meta["body"] is not None:
             kwargs["body"] = _load(meta["body"], _json_body())
         if meta["query"] is not None:

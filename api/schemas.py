@@ -38,8 +38,30 @@ class TokenRequest(Strict):
     otp = fields.String(validate=validate.Regexp(r"^\d{6}$", error="Six digits."), allow_none=True)
 
 
+class Notice(Schema):
+    kind = fields.String()
+    by = fields.String(allow_none=True)
+    at = UTCDateTime()
+
+
 class TokenResponse(Schema):
     token = fields.String()
+    expires_at = UTCDateTime()
+    notice = fields.Nested(Notice, allow_none=True,
+                           metadata={"description": "once after an access reset: who reset it, when"})
+
+
+class RecoverIn(Strict):
+    login = name_field()
+    code = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    new_password = fields.String(required=True, validate=validate.Length(max=200))
+
+
+class ResetOut(Schema):
+    id = fields.String()
+    user_id = fields.String()
+    status = fields.String()
+    recovery_code = fields.String()
     expires_at = UTCDateTime()
 
 
@@ -268,6 +290,21 @@ class BreakGlassOut(Schema):
     id = fields.String()
     patient_id = fields.String()
     expires_at = UTCDateTime()
+
+
+class BreakGlassGrant(Schema):
+    id = fields.String()
+    patient_id = fields.String()
+    user_id = fields.String()
+    display_name = fields.String()
+    opened_at = UTCDateTime()
+    expires_at = UTCDateTime()
+    reason = fields.String()
+    open = fields.Boolean()
+
+
+class BreakGlassList(Schema):
+    items = fields.List(fields.Nested(BreakGlassGrant))
 
 
 # --- audit ------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """SQLAlchemy models. Every identifying or clinical value is a *_ct column holding
 AES-GCM ciphertext (see renkei/crypto.py); nothing here stores patient plaintext."""
 from models.base import Base, new_id, utcnow
-from models.directory import ApiToken, LoginThrottle, Organization, SystemKey, User
+from models.directory import AccessReset, ApiToken, LoginThrottle, Organization, SystemKey, User
 from models.patient import BreakGlass, Consent, Note, NoteAck, Patient, SectionRevision, TeamMember
 from models.audit import AuditAnchor, AuditEntry
 from models.events import UserEvent
 from models.sockets import SocketSession
 
-__all__ = ["Base", "new_id", "utcnow", "ApiToken", "LoginThrottle", "Organization",
+__all__ = ["Base", "new_id", "utcnow", "AccessReset", "ApiToken", "LoginThrottle", "Organization",
            "SystemKey", "User", "BreakGlass", "Consent", "Note", "NoteAck", "Patient",
            "SectionRevision", "TeamMember", "AuditAnchor", "AuditEntry", "UserEvent", "SocketSession"]

@@ -41,6 +41,12 @@ class User(Base):
     # Last realtime sequence number handed to this user (docs/API.md, `seq`).
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The last reset of this person's access by administrators (renkei/resets.py): shown
+    # to them once at their next sign-in; their clinical reads for a day are marked.
+    reset_at: Mapped[datetime | None] = mapped_column(DateTime)
+    reset_by: Mapped[str | None] = mapped_column(String(36))
+    reset_notice: Mapped[bool] = mapped_column(Boolean, default=False)
+    totp_reenrol: Mapped[bool] = mapped_column(Boolean, default=False)  # had a second factor: enrol again
 
     organization: Mapped[Organization] = relationship(lazy="joined")
 
@@ -65,6 +71,22 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class AccessReset(Base):
+    """An administrator's reset of a person's access, approved by a second administrator
+    where there is one. Approval ends every credential and issues a one-time recovery
+    code, stored hashed, with which the person chooses a new password themselves."""
+    __tablename__ = "access_resets"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    requested_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    approved_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    code_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class LoginThrottle(Base):

@@ -55,6 +55,7 @@ def _sha256(text: str) -> str:
 def new_totp_secret(user: User) -> str:
     secret = pyotp.random_base32()
     user.totp_secret_ct = crypto.seal(vault.system_key("totp"), secret.encode(), vault.totp_aad(user.id))
+    user.totp_last_counter = 0  # a new secret: the old one's used steps mean nothing
     return secret
 
 
@@ -93,6 +94,11 @@ def second_factor_required(user: User) -> bool:
     return user.is_admin or user.totp_enabled
 
 
+def must_enrol_totp(user: User) -> bool:
+    """Had a second factor before their access was reset: nothing else until it is back."""
+    return bool(user.totp_reenrol) and not user.totp_enabled
+
+
 def start_totp(user: User) -> dict:
     """Begin enrolling a second factor: a new secret, shown once."""
     if user.totp_enabled:
@@ -107,7 +113,7 @@ def confirm_totp(user: User, code: str):
         raise Problem(409, "Start enrolment first.")
     if not check_totp(user, code):
         raise Problem(422, "The code does not match.", errors={"otp": ["The code does not match."]})
-    user.totp_enabled = True
+    user.totp_enabled, user.totp_reenrol = True, False
 
 
 # --- sign-in ----------------------------------------------------------------
@@ -161,12 +167,10 @@ def _too_many(until: datetime, now: datetime) -> Problem:
                    headers={"Retry-After": str(int((until - now).total_seconds()) + 1)})
 
 
-def authenticate(login: str, password: str, otp: str | None) -> User:
-    """Check credentials: 401 with one answer for an unknown login, a wrong password or
-    a wrong or missing one-time code (so a right password is not revealed), or 429
-    while locked. Failures are counted (committed) even though the request fails;
-    on success the caller commits. The typed login enters the audit entry only as a
-    keyed digest (a password typed into the login field must not land in the log)."""
+def begin_attempt(login: str) -> User | None:
+    """Start a sign-in (or recovery) attempt: 429 while any counter of it is locked;
+    else count it before anything is checked — committed at once, so parallel attempts
+    see each other — and return the person the login names, if any."""
     s, unit, now = current_app.config["RENKEI"], work.current(), utcnow()
     unit.describe(detail="login=" + vault.keyed_digest("audit_login", login.lower()))
     keys = _throttle_keys(login, unit.client_addr or "-")
@@ -174,23 +178,44 @@ def authenticate(login: str, password: str, otp: str | None) -> User:
     if locked:
         raise _too_many(locked, now)
     locked = _count(keys["account"], s.lockout_threshold + 1, now, keys["login"])
-    db.session.commit()  # the attempt is counted before the password is checked
+    db.session.commit()
     if locked:
         raise _too_many(locked, now)
     user = db.session.execute(select(User).where(User.login == login)).scalar_one_or_none()
     unit.actor = user  # for the audit entry of this attempt
+    return user
+
+
+def failed_attempt(login: str):
+    s, now = current_app.config["RENKEI"], utcnow()
+    keys = _throttle_keys(login, work.current().client_addr or "-")
+    _count(keys["login"], s.login_lockout_threshold, now, keys["login"])
+    _count(keys["address"], s.address_lockout_threshold, now)
+    db.session.commit()
+
+
+def succeeded_attempt(login: str):
+    """Clear this login's counts, unless a parallel attempt already locked it."""
+    keys = _throttle_keys(login, work.current().client_addr or "-")
+    db.session.execute(delete(LoginThrottle).where(LoginThrottle.login_hash.in_([keys["account"], keys["login"]]),
+                                                   LoginThrottle.locked_until.is_(None)))
+
+
+def authenticate(login: str, password: str, otp: str | None) -> User:
+    """Check credentials: 401 with one answer for an unknown login, a wrong password or
+    a wrong or missing one-time code (so a right password is not revealed), or 429
+    while locked. Failures are counted (committed) even though the request fails;
+    on success the caller commits. The typed login enters the audit entry only as a
+    keyed digest (a password typed into the login field must not land in the log)."""
+    user = begin_attempt(login)
     # Hash even for an unknown login so both take the same time.
     ok = _password_ok(user.password_hash if user else _dummy_hash(), password)
     if ok and (user.disabled or (second_factor_required(user) and not check_totp(user, otp))):
         ok = False
     if not ok or user is None:
-        _count(keys["login"], s.login_lockout_threshold, now, keys["login"])
-        _count(keys["address"], s.address_lockout_threshold, now)
-        db.session.commit()
+        failed_attempt(login)
         raise Problem(401, "Login or password (or one-time code) is incorrect.")
-    # A success clears this login's counts, unless a parallel attempt already locked it.
-    db.session.execute(delete(LoginThrottle).where(LoginThrottle.login_hash.in_([keys["account"], keys["login"]]),
-                                                   LoginThrottle.locked_until.is_(None)))
+    succeeded_attempt(login)
     return user
 
 

@@ -8,11 +8,12 @@ for administrator and auditor pages and routes. This module and the `writers` of
 each section in renkei/sections.py are the whole policy: who may write a section is
 decided in `may_write`, from that declaration."""
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 
-from models import BreakGlass, Consent, Patient, TeamMember, User, utcnow
-from renkei import db
+from models import AuditEntry, BreakGlass, Consent, Patient, TeamMember, User, utcnow
+from renkei import db, notify, work
 from renkei.problems import Problem, not_found
 from renkei.sections import SECTIONS
 
@@ -30,6 +31,7 @@ PROFESSION_ROLES = {
     "other": (),
 }
 TEAM_MANAGERS = frozenset({"care_manager", "primary_physician", "backup_physician"})
+RESET_WATCH = timedelta(hours=24)  # after an access reset, clinical reads are marked and announced
 BREAKGLASS_PROFESSIONS = frozenset({"physician", "nurse"})
 
 # What a caller wants to do with a patient.
@@ -82,26 +84,37 @@ def patient_access(user: User, patient_id: str, need: str, section: str | None =
     # Patient, membership and consent in one query: this runs on every patient request.
     consented = select(Consent.id).where(Consent.patient_id == Patient.id,
                                          Consent.withdrawn_at.is_(None)).exists()
+    ever = select(Consent.id).where(Consent.patient_id == Patient.id).exists()
     found = db.session.execute(
-        select(Patient, TeamMember, consented).outerjoin(TeamMember, (TeamMember.patient_id == Patient.id)
+        select(Patient, TeamMember, consented, ever).outerjoin(TeamMember, (TeamMember.patient_id == Patient.id)
                                                          & (TeamMember.user_id == user.id)
                                                          & TeamMember.removed_at.is_(None))
         .where(Patient.id == str(patient_id), Patient.deleted_at.is_(None))).first()
     if found is None:
         raise not_found()
-    patient, member, consent = found
+    patient, member, consent, ever_consented = found
 
-    # Administrators manage teams and delete records without reading clinical content.
-    if user.is_admin and (need in (TEAM_VIEW, TEAM_MANAGE, DELETE)):
+    # Administrators see teams and delete records without reading clinical content; the
+    # team manages itself — an administrator only appoints a manager to a team left with none.
+    if user.is_admin and need in (TEAM_VIEW, DELETE):
+        return Access(patient, member)
+    if user.is_admin and need == TEAM_MANAGE:
+        if team_has_manager(patient.id):
+            raise Problem(403, "The team manages itself; administrators only appoint a manager to a team without one.")
         return Access(patient, member)
     if member is None:
-        if active_breakglass(patient.id, user.id) is None:
+        grant = active_breakglass(patient.id, user.id)
+        if grant is None:
             raise not_found()
+        work.current().mark("breakglass=" + grant.id)  # emergency reads stand out in the log
         if need not in _READ_ONLY:
             raise Problem(403, "Break-glass access is read-only.", type_="/problems/breakglass-read-only")
         return Access(patient, None, breakglass=True)
 
-    if need in _NEEDS_CONSENT and user.id != patient.registered_by and not consent:
+    # Consent: the registrant sets the record up before the first consent; once consent
+    # has been withdrawn, nobody reads or writes clinical content until a new one.
+    setting_up = user.id == patient.registered_by and not ever_consented
+    if need in _NEEDS_CONSENT and not consent and not setting_up:
         raise Problem(403, "The patient's consent to share information has not been recorded.",
                       type_="/problems/consent-missing")
     if need == WRITE and not may_write(member.role, section):
@@ -111,7 +124,27 @@ def patient_access(user: User, patient_id: str, need: str, section: str | None =
         raise Problem(403, "Only the care manager, the physicians or the registrant may do this.")
     if need == DELETE:
         raise Problem(403, "Only administrators delete a patient's record.")
+    if need in _NEEDS_CONSENT and user.reset_at is not None and utcnow() - user.reset_at < RESET_WATCH:
+        _watched_read(user, patient.id)
     return Access(patient, member)
+
+
+def team_has_manager(patient_id: str) -> bool:
+    return db.session.execute(select(TeamMember.user_id).where(
+        TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None),
+        TeamMember.role.in_(TEAM_MANAGERS)).limit(1)).first() is not None
+
+
+def _watched_read(user: User, patient_id: str):
+    """Within a day of an access reset every clinical access is marked in the log, and
+    the patient's team hears of the first one (whoever holds the new password may not
+    be the person)."""
+    work.current().mark("after_reset")
+    earlier = db.session.execute(select(AuditEntry.seq).where(
+        AuditEntry.actor_id == user.id, AuditEntry.patient_id == patient_id, AuditEntry.at >= user.reset_at,
+        AuditEntry.detail.like("%after_reset%")).limit(1)).first()
+    if earlier is None and not work.current().announced_reset(patient_id):
+        notify.queue("access.after_reset", patient_id, {"user_id": user.id})
 
 
 def visible_patients(user: User, patient_ids: set[str]) -> set[str]:
@@ -140,8 +173,11 @@ def manages_team(user: User, patient: Patient, member: TeamMember | None) -> boo
 
 
 def require_staff(user: User, who: str):
-    """who: "admin" (administrators) or "audit" (administrators and auditors)."""
+    """who: "admin" (administrators), "audit" (administrators and auditors) or
+    "auditor" (auditors only: what they read holds clinical text)."""
     if who == "admin" and not user.is_admin:
         raise Problem(403, "Administrators only.")
+    if who == "auditor" and not user.is_auditor:
+        raise Problem(403, "Auditors only.")
     if who == "audit" and not (user.is_admin or user.is_auditor):
         raise Problem(403, "Administrators and auditors only.")

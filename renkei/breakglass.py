@@ -5,20 +5,28 @@ from datetime import timedelta
 
 from flask import current_app
 
-from models import BreakGlass, User, new_id, utcnow
+from sqlalchemy import select
+
+from models import BreakGlass, Patient, User, new_id, utcnow
 from renkei import auth, authz, crypto, db, notify, vault
+from renkei.authz import patient_access
 from renkei.problems import Problem, not_found
+from renkei.timefmt import iso
 
 
 def open_grant(actor: User, patient_id: str, reason: str, otp: str | None) -> dict:
     # Checked before the patient is looked up, so the answer says nothing about it.
-    if actor.profession not in authz.BREAKGLASS_PROFESSIONS:
+    if actor.profession not in authz.BREAKGLASS_PROFESSIONS or actor.is_admin or actor.is_auditor:
         raise Problem(403, "Only physicians and nurses may use break-glass access.")
     patient = authz.live_patient(patient_id)
     if patient is None:
         raise not_found()
     if authz.current_membership(patient.id, actor.id) is not None:
         raise Problem(409, "You are on this patient's team already.")
+    open_now = authz.active_breakglass(patient.id, actor.id)
+    if open_now is not None:  # one open grant per person and patient; it is not extended
+        raise Problem(409, "Your emergency access to this patient is already open.",
+                      expires_at=iso(open_now.expires_at))
     if auth.second_factor_required(actor) and not auth.check_totp(actor, otp):
         raise Problem(401, "Confirm with a one-time code from your authenticator app.",
                       type_="/problems/otp-required", otp_required=True)
@@ -32,3 +40,31 @@ def open_grant(actor: User, patient_id: str, reason: str, otp: str | None) -> di
     notify.queue("breakglass.opened", patient.id, {"actor_id": actor.id, "reason_given": True},
                  also_to=notify.admin_user_ids())
     return {"id": grant.id, "patient_id": patient.id, "expires_at": grant.expires_at}
+
+
+def _grant_out(grant: BreakGlass, patient: Patient, name: str) -> dict:
+    reason = crypto.unseal(vault.patient_key(patient), grant.reason_ct,
+                           vault.breakglass_aad(patient.id, grant.id)).decode()
+    return {"id": grant.id, "patient_id": patient.id, "user_id": grant.user_id, "display_name": name,
+            "opened_at": grant.opened_at, "expires_at": grant.expires_at, "reason": reason,
+            "open": grant.expires_at > utcnow()}
+
+
+def grants(actor: User, patient_id: str) -> list[dict]:
+    """Who opened this patient's record in an emergency, when and why (the team sees it)."""
+    patient = patient_access(actor, patient_id, authz.READ).patient
+    rows = db.session.execute(select(BreakGlass, User.display_name).join(User, User.id == BreakGlass.user_id)
+                              .where(BreakGlass.patient_id == patient.id)
+                              .order_by(BreakGlass.opened_at.desc())).all()
+    return [_grant_out(g, patient, name) for g, name in rows]
+
+
+def all_grants(reader: User, limit: int = 500) -> list[dict]:
+    """Every emergency access with its reason, newest first, for the auditors."""
+    authz.require_staff(reader, "auditor")
+    rows = db.session.execute(select(BreakGlass, Patient, User.display_name)
+                              .join(Patient, Patient.id == BreakGlass.patient_id)
+                              .join(User, User.id == BreakGlass.user_id)
+                              .where(Patient.wrapped_key.is_not(None))  # a shredded patient's reasons are gone
+                              .order_by(BreakGlass.opened_at.desc()).limit(limit)).all()
+    return [_grant_out(g, p, name) for g, p, name in rows]

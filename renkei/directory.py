@@ -40,6 +40,8 @@ def create_user(actor: User, login: str, password: str, display_name: str, organ
                 profession: str, is_admin: bool = False, is_auditor: bool = False) -> dict:
     authz.require_staff(actor, "admin")
     passwords.check(password, login=login, display_name=display_name)
+    if (is_admin or is_auditor) and profession != "other":
+        raise invalid({"profession": ["Administrators and auditors hold no clinical profession (use \"other\")."]})
     if db.session.get(Organization, organization_id) is None:
         raise invalid({"organization_id": ["No such organisation."]})
     if db.session.execute(select(User.id).where(User.login == login)).first():
@@ -78,7 +80,7 @@ def new_admin_totp(login: str) -> dict | None:
     if user is None:
         return None
     secret = auth.new_totp_secret(user)
-    user.totp_enabled, user.totp_last_counter = True, 0
+    user.totp_enabled = True
     auth.revoke_all(user)
     return {"id": user.id, "totp_secret": secret}
 

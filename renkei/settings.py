@@ -76,6 +76,7 @@ class Settings:
     session_idle_seconds: int = 30 * 60
     socket_sweep_seconds: float = 15  # how often a process closes sockets whose credential lapsed
     breakglass_seconds: int = 4 * 3600
+    recovery_code_seconds: int = 3600  # a reset's one-time code: handed over by phone, used soon
     # Sign-in throttling (docs/ARCHITECTURE.md, "Authentication"): failures of one login
     # from one address lock it there; failures of one login from anywhere, or from one
     # address on any login, lock more widely at higher counts.

@@ -34,6 +34,10 @@ def add_member(actor: User, patient_id: str, user_id: str, role: str) -> dict:
     work.describe(detail=audit.ref("user", user_id, user is not None))
     if user is None or user.disabled:
         raise invalid({"user_id": ["No such active user."]})
+    if user.is_admin or user.is_auditor:  # separation of duties: they read no clinical content
+        raise invalid({"user_id": ["Administrators and auditors do not join care teams."]})
+    if actor.is_admin and role not in authz.TEAM_MANAGERS:
+        raise Problem(403, "An administrator only appoints a care manager or a physician to a team without one.")
     if role not in PROFESSION_ROLES[user.profession]:
         raise invalid({"role": [f"A {user.profession} cannot hold the role {role}."]})
     current = _rows(patient.id)
@@ -51,6 +55,8 @@ def add_member(actor: User, patient_id: str, user_id: str, role: str) -> dict:
 
 def remove_member(actor: User, patient_id: str, user_id: str):
     patient = patient_access(actor, patient_id, authz.TEAM_MANAGE).patient
+    if actor.is_admin:
+        raise Problem(403, "The team manages itself; administrators only appoint a manager to a team without one.")
     member = authz.current_membership(patient.id, user_id)
     work.describe(detail=audit.ref("user", user_id, member is not None))
     if member is None:

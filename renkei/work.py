@@ -28,6 +28,8 @@ class Work:
             self.request_id = uuid.uuid4().hex if has_request_context() else None
         self.client_addr = audit.address(request.remote_addr) if has_request_context() else None
         self.audit_fields: dict = {}   # patient / section / detail of this request's entry
+        self.marks: list[str] = []     # added to the entry's detail, e.g. break-glass
+        self.reset_announced: set[str] = set()  # patients told of a reset person's read
         self.entries: list[audit.Pending] = []
         self.events: list[tuple[str, str, dict]] = []  # (user id, event name, payload), stored
         self.ended: list[tuple[str, str]] = []  # ("user" | "token", id) whose sockets must close
@@ -39,12 +41,24 @@ class Work:
         """Name the patient, section or a detail in this request's audit entry."""
         self.audit_fields.update(fields)
 
+    def announced_reset(self, patient_id: str) -> bool:
+        """True if this request already announced a reset person's read of the patient."""
+        if patient_id in self.reset_announced:
+            return True
+        self.reset_announced.add(patient_id)
+        return False
+
+    def mark(self, note: str):
+        """Something the request's audit entry must show whatever else its detail says."""
+        if note not in self.marks:
+            self.marks.append(note)
+
     def record(self, action: str, outcome: str, *, actor=None, patient_id=None, section=None,
                detail=None):
         """Queue an access-log entry; it is written in this transaction by `commit`.
         Only validated values enter its columns (renkei/audit.py `place`)."""
         patient_id, section, notes = audit.place(patient_id, section)
-        detail = ";".join([str(detail)] * bool(detail) + notes) or None
+        detail = ";".join(([str(detail)] if detail else []) + notes) or None
         entry = audit.Pending(action=action, outcome=outcome, patient_id=patient_id, section=section,
                               detail=detail and detail[:200],
                               client_addr=self.client_addr, request_id=self.request_id)
@@ -69,7 +83,7 @@ class Work:
 
     def rollback(self):
         db.session.rollback()
-        self.entries, self.events, self.ended = [], [], []
+        self.entries, self.events, self.ended = [], [], []  # marks stay: they describe the attempt
 
     def finish(self, resp: Response, action: str | None, user, where: str) -> Response:
         """End a request: commit its work with its audit entry, or roll back and audit the
@@ -79,7 +93,7 @@ class Work:
         if resp.status_code < 400:
             try:
                 if action:
-                    self.record(action, "ok", actor=actor, **fields)
+                    self.record(action, "ok", actor=actor, **self._with_marks(fields))
                 self.commit()
                 return resp
             except DBAPIError as exc:
@@ -93,14 +107,18 @@ class Work:
             pass  # the connection is gone; the pool replaces it
         self.entries = []
         if action and resp.status_code != 503:
-            self.record(action, audit.outcome_for(resp.status_code), actor=actor,
-                        **{**fields, "detail": fields.get("detail") or f"status={resp.status_code}"})
+            failed = {**fields, "detail": fields.get("detail") or f"status={resp.status_code}"}
+            self.record(action, audit.outcome_for(resp.status_code), actor=actor, **self._with_marks(failed))
             try:
                 self.commit()
             except Exception:
                 log.exception("could not write the audit entry of a failed request")
                 self.rollback()
         return resp
+
+    def _with_marks(self, fields: dict) -> dict:
+        detail = ";".join(([fields["detail"]] if fields.get("detail") else []) + self.marks)
+        return {**fields, "detail": detail or None}
 
     def database_problem(self, exc: DBAPIError, where: str) -> Response:
         """A database error as the client should see it: 503 to retry, never details."""

@@ -12,10 +12,11 @@ from marshmallow import ValidationError
 
 from models import utcnow
 
-from renkei import access_log, auth, db, directory, notes, patients, record, teams, work
+from renkei import access_log, auth, db, directory, notes, patients, record, resets, teams, work
 from renkei.authz import PROFESSION_ROLES
 from renkei.problems import Problem
 from renkei.sections import SECTIONS
+from renkei.timefmt import iso
 from web.forms import diff
 from web.pipeline import bp, page
 
@@ -38,6 +39,9 @@ def login():
     session.clear()
     session.permanent = True
     login_user(user)
+    notice = resets.notice(user)
+    if notice:
+        session["notice"] = {"by": notice["by"], "at": iso(notice["at"])}
     return unit.finish(redirect(local_path(request.args.get("next")) or url_for("web.patients")),
                        "auth.login", user, "login")
 
@@ -51,6 +55,21 @@ def local_path(target: str | None) -> str | None:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
     return target
+
+
+@bp.route("/recover", methods=["GET", "POST"])
+def recover():
+    """After an access reset: the person chooses a new password with the one-time code."""
+    if request.method == "GET":
+        return render_template("recover.html", error=None)
+    unit = work.current()
+    try:
+        resets.recover(request.form.get("login", ""), request.form.get("code", ""),
+                       request.form.get("new_password", ""))
+    except Problem as p:
+        resp = make_response(render_template("recover.html", error=p), p.status)
+        return unit.finish(resp, "auth.recover", None, "recover")
+    return unit.finish(redirect(url_for("web.login", recovered=1)), "auth.recover", None, "recover")
 
 
 @bp.post("/logout")

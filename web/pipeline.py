@@ -11,7 +11,7 @@ from flask import Blueprint, make_response, redirect, render_template, request, 
 from flask_babel import Babel, format_date, lazy_gettext as _l
 from flask_login import current_user
 
-from renkei import authz, work
+from renkei import auth, authz, work
 from renkei.crypto import DecryptionError
 from renkei.problems import Problem
 from renkei.sections import ADL_LEVEL_LABELS, ADL_LEVELS, SECTIONS
@@ -88,6 +88,8 @@ def page(rule, action=None, methods=("GET",), who="user", name=None):
             unit.describe(patient_id=kwargs.get("patient_id"), section=kwargs.get("section"))
             user = current_user._get_current_object()
             try:
+                if auth.must_enrol_totp(user) and view.__name__ not in ("account", "account_totp"):
+                    return unit.finish(redirect(url_for("web.account")), None, user, view.__name__)
                 if who != "user":
                     try:
                         authz.require_staff(user, who)

@@ -5,7 +5,7 @@ import stat
 
 import pyotp
 
-from tests.helpers import PASSWORD, random_master_key
+from tests.helpers import PASSWORD, R, random_master_key, team
 from tests.servers import free_port, start_server
 
 TOKENS = "/api/v1/auth/tokens"
@@ -70,3 +70,107 @@ def test_the_demo_administrators_totp_secret_stays_out_of_the_server_log(tmp_pat
     log = next(tmp_path.glob("server-*.log")).read_text()
     assert secret not in log and "demo-credentials.txt" in log
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+
+
+def _second_admin(api, login="admin2"):
+    from renkei import db, directory
+    with api.app.app_context():
+        out = directory.create_admin(login, PASSWORD)
+        db.session.commit()
+    api.tokens[login] = api.sign_in(login, PASSWORD, pyotp.TOTP(out["totp_secret"]).now())
+    return out["id"]
+
+
+def test_a_reset_takes_two_administrators_and_the_person_chooses_the_password(api):
+    """Finding 4a: an administrator resets; a second one approves; the old password,
+    tokens and second factor die; the person sets a new password with a one-time code,
+    hears who reset them, enrols their second factor again, and their clinical reads
+    for a day are marked and announced to the team."""
+    from sqlalchemy import text
+    from renkei import db
+    _second_admin(api)
+    pid = team(api)
+    doc = api.users["doc"]["id"]
+    secret = api.call("doc", "POST", "/api/v1/auth/totp").json["secret"]
+    api.call("doc", "POST", "/api/v1/auth/totp/confirm", {"otp": pyotp.TOTP(secret).now()})
+
+    asked = api.call("admin", "POST", f"/api/v1/users/{doc}/reset")
+    assert asked.status_code == 201 and asked.json["status"] == "awaiting_approval"
+    assert "recovery_code" not in asked.json
+    assert api.call("doc", "GET", "/api/v1/users/me").status_code == 200  # nothing happened yet
+    path = f"/api/v1/users/{doc}/reset/{asked.json['id']}/approve"
+    assert api.call("admin", "POST", path).status_code == 403  # not by the one who asked
+    approved = api.call("admin2", "POST", path)
+    assert approved.status_code == 201 and approved.json["recovery_code"]
+    code = approved.json["recovery_code"]
+    assert api.call("doc", "GET", "/api/v1/users/me").status_code == 401
+    assert api.client.post(TOKENS, json={"login": "doc", "password": PASSWORD,
+                                         "otp": pyotp.TOTP(secret).now()}).status_code == 401
+
+    recover = "/api/v1/auth/recover"
+    assert api.client.post(recover, json={"login": "doc", "code": "AAAAA-BBBBB-CCCCC-DDDDD",
+                                          "new_password": "my own new phrase"}).status_code == 401
+    weak = api.client.post(recover, json={"login": "doc", "code": code, "new_password": "password1234"})
+    assert weak.status_code == 422 and "new_password" in weak.json["errors"]
+    assert api.client.post(recover, json={"login": "doc", "code": code,
+                                          "new_password": "my own new phrase"}).status_code == 204
+    assert api.client.post(recover, json={"login": "doc", "code": code,
+                                          "new_password": "another new phrase"}).status_code == 401
+
+    first = api.client.post(TOKENS, json={"login": "doc", "password": "my own new phrase"})
+    assert first.status_code == 201 and first.json["notice"]["kind"] == "access_reset"
+    assert first.json["notice"]["by"] == "admin"  # the display name of who asked
+    second = api.client.post(TOKENS, json={"login": "doc", "password": "my own new phrase"})
+    assert second.json.get("notice") is None
+    api.tokens["doc"] = second.json["token"]
+    r = api.call("doc", "GET", f"{R}/{pid}/record")
+    assert r.status_code == 403 and r.json["type"] == "/problems/second-factor-required"
+    secret = api.call("doc", "POST", "/api/v1/auth/totp").json["secret"]
+    assert api.call("doc", "POST", "/api/v1/auth/totp/confirm", {"otp": pyotp.TOTP(secret).now()}).status_code == 204
+    assert api.call("doc", "GET", f"{R}/{pid}/record").status_code == 200
+    assert api.call("doc", "GET", f"{R}/{pid}/record").status_code == 200
+    reads = [e for e in api.call("admin", "GET", f"/api/v1/audit?actor_id={doc}&action=record.read").json["items"]
+             if e["outcome"] == "ok"]
+    assert len(reads) == 2 and all("after_reset" in e["detail"] for e in reads)
+    with api.app.app_context():
+        told = db.session.execute(text("SELECT count(*) FROM user_events WHERE user_id = :u AND name = :n"),
+                                  {"u": api.users["cm"]["id"], "n": "access.after_reset"}).scalar()
+    assert told == 1  # once per patient, not per read
+
+
+def test_with_one_administrator_a_reset_is_immediate(api):
+    doc = api.user("doc", "physician")
+    r = api.call("admin", "POST", f"/api/v1/users/{doc}/reset")
+    assert r.status_code == 201 and r.json["status"] == "approved" and r.json["recovery_code"]
+
+
+def test_auditors_and_administrators_hold_no_clinical_profession_nor_team_place(api):
+    """Finding 4b."""
+    r = api.call("admin", "POST", "/api/v1/users", {"login": "aud", "password": PASSWORD, "display_name": "監査",
+                                                     "organization_id": api.org, "profession": "physician",
+                                                     "is_auditor": True})
+    assert r.status_code == 422 and "profession" in r.json["errors"]
+    aud = api.user("aud", "other", is_auditor=True)
+    pid = team(api)
+    r = api.call("cm", "POST", f"{R}/{pid}/team", {"user_id": aud, "role": "nurse"})
+    assert r.status_code == 422
+    assert api.call("aud", "POST", f"{R}/{pid}/breakglass", {"reason": "確認のため閲覧"}).status_code == 403
+
+
+def test_administrators_only_appoint_a_manager_to_a_team_without_one(api):
+    """Finding 4c."""
+    pid = team(api)
+    api.user("ns", "nurse")
+    r = api.call("admin", "POST", f"{R}/{pid}/team", {"user_id": api.users["ns"]["id"], "role": "nurse"})
+    assert r.status_code == 403
+    assert api.call("admin", "DELETE", f"{R}/{pid}/team/{api.users['pharm']['id']}").status_code == 403
+    api.user("ph2", "pharmacist")
+    orphan = api.patient("ph2")  # a pharmacist's patient: nobody manages its team
+    api.user("dr2", "physician")
+    r = api.call("admin", "POST", f"{R}/{orphan}/team", {"user_id": api.users["dr2"]["id"], "role": "nurse"})
+    assert r.status_code in (403, 422)
+    r = api.call("admin", "POST", f"{R}/{orphan}/team", {"user_id": api.users["dr2"]["id"],
+                                                        "role": "primary_physician"})
+    assert r.status_code == 201
+    r = api.call("admin", "POST", f"{R}/{orphan}/team", {"user_id": api.users["ns"]["id"], "role": "nurse"})
+    assert r.status_code == 403  # it has a manager now
