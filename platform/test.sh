@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v chromium >/dev/null || need+=(chromium)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)  # the TLS front (platform/tls.sh)
+command -v openssl >/dev/null || need+=(openssl)
 [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)  # Japanese glyphs for screenshots
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 id postgres >/dev/null 2>&1 || need+=(postgresql-15)

@@ -18,7 +18,9 @@ from renkei.settings import ROOT, Settings
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin: Flask-WTF checks that a cookie-session POST over HTTPS comes from this
+    # site by its Referer; no other site ever learns a URL (they hold patient ids).
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
                                "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",

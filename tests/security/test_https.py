@@ -1,0 +1,90 @@
+"""Finding 3: behind a TLS-terminating proxy (nginx from Debian, platform/tls.sh) the
+pages work in production mode: sign-in with its CSRF check, a section edit, a live
+update — in real Chromium through https://."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from tests.helpers import ROOT, random_master_key
+from tests.servers import free_port, start_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DEMO_PASSWORD = "renkei-demo-2026"
+
+
+@pytest.fixture(scope="module")
+def https_base(tmp_path_factory):
+    if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
+        if os.environ.get("CI"):
+            pytest.fail("nginx is not installed")
+        pytest.skip("nginx is not installed")
+    folder = tmp_path_factory.mktemp("https")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
+    env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_DATABASE_URL": f"sqlite:///{folder}/prod.db",
+            "RENKEI_MASTER_KEY": random_master_key(), "RENKEI_SECRET_KEY": "p" * 40,
+            "RENKEI_TRUSTED_PROXIES": "1", "RENKEI_PORT": str(free_port()), "RENKEI_WORKERS": "1"}
+    for command in (["init-db"], ["seed-demo"]):  # production mode: not the embedded default
+        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *command], cwd=ROOT, env=env,
+                       check=True, capture_output=True)
+    front = folder / "tls"
+    with start_server(env, gunicorn=True):
+        base = subprocess.run(["bash", str(ROOT / "platform/tls.sh"), "start", str(front), str(free_port()),
+                               env["RENKEI_PORT"]], capture_output=True, text=True, check=True).stdout.strip()
+        try:
+            os.environ["RENKEI_TEST_CA"] = str(front / "cert.pem")  # to verify the front's certificate
+            yield base
+        finally:
+            subprocess.run(["bash", str(ROOT / "platform/tls.sh"), "stop", str(front)])
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def _signed_in(browser, base, login):
+    context = browser.new_context(base_url=base, locale="ja-JP", ignore_https_errors=True,
+                                  viewport={"width": 1280, "height": 800}, has_touch=True)
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/$"))
+    return page
+
+
+def test_sign_in_edit_and_live_update_through_https(browser, https_base):
+    cm = _signed_in(browser, https_base, "cm.tanaka")
+    ns = _signed_in(browser, https_base, "ns.suzuki")
+    cookies = cm.context.cookies()
+    assert any(c["name"] == "session" and c["secure"] for c in cookies)
+    for page in (cm, ns):
+        page.click("text=山田 太郎")
+        page.wait_for_selector("#section-home")
+    cm.wait_for_timeout(500)
+    cm.locator("#section-home [data-edit]").click()
+    cm.locator('#section-home textarea[data-key="bed"]').fill("電動ベッド（HTTPS経由）")
+    cm.locator("#section-home button[type=submit]").click()
+    cm.wait_for_selector("#section-home[data-version='1']")
+    ns.wait_for_selector("#section-home:has-text('電動ベッド（HTTPS経由）')", timeout=10000)
+    cm.context.close()
+    ns.context.close()
+
+
+def test_https_answers_carry_hsts_and_the_proxy_is_trusted_one_hop_only(https_base):
+    r = requests.get(https_base + "/login", verify=os.environ["RENKEI_TEST_CA"])
+    assert r.status_code == 200 and r.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert r.headers["Referrer-Policy"] == "same-origin"
