@@ -1,7 +1,11 @@
 """Engine and session. Who commits, and what else a commit carries (the audit entry,
 the realtime events), is renkei/work.py's business."""
+import logging
+
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import scoped_session, sessionmaker
+
+log = logging.getLogger("renkei")
 
 session = scoped_session(sessionmaker(expire_on_commit=False))
 AUDIT_LOCK_ID = 73110001  # PostgreSQL advisory lock serialising the audit chain's head
@@ -27,6 +31,7 @@ def make_engine(url: str):
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA secure_delete=ON")  # freed space is zeroed: a shredded key leaves no copy
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -57,3 +62,27 @@ def database_down(exc) -> bool:
 def conflict(exc) -> bool:
     """The database rolled the transaction back: deadlock or serialisation failure."""
     return str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "").startswith("40")
+
+
+def purge_freed_space():
+    """Make a crypto-shred stick on disk, outside any request's transaction: PostgreSQL
+    rewrites the patients table (VACUUM FULL: the old row versions holding the wrapped
+    key and blind-index values go with the old file); SQLite, which zeroes freed space
+    (secure_delete), checkpoints and empties its write-ahead log. What remains in WAL
+    segments, archives and backups is described in platform/KEYS.md."""
+    engine = session.get_bind()
+    try:
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("SET lock_timeout = '10s'"))  # not behind a long transaction forever
+                conn.execute(text("VACUUM FULL patients"))
+        else:  # outside SQLAlchemy's transaction (BEGIN IMMEDIATE above): a checkpoint needs none
+            raw = engine.raw_connection()
+            try:
+                busy = raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            finally:
+                raw.close()
+            if busy:
+                raise RuntimeError("checkpoint busy")
+    except Exception as exc:  # the shred itself has committed; only the purge waits
+        log.warning("freed space not purged after a shred (%s); run VACUUM FULL patients", type(exc).__name__)

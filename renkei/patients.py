@@ -136,6 +136,7 @@ def delete(actor: User, patient_id: str):
     access = patient_access(actor, patient_id, authz.DELETE)
     vault.shred(access.patient)
     access.patient.deleted_at = utcnow()
+    work.current().later(db.purge_freed_space)
 
 
 # --- consent ------------------------------------------------------------------------

@@ -33,6 +33,7 @@ class Work:
         self.entries: list[audit.Pending] = []
         self.events: list[tuple[str, str, dict]] = []  # (user id, event name, payload), stored
         self.ended: list[tuple[str, str]] = []  # ("user" | "token", id) whose sockets must close
+        self.afterwards: list[Callable[[], None]] = []  # core work that must follow the commit
         self.actor = None        # who is signing in, for the audit entry of a failed attempt
         self.token = None        # the ApiToken row the caller authenticated with, if any
         self.cookie_auth = False  # the caller came with the browser's session cookie
@@ -66,6 +67,10 @@ class Work:
             entry.actor_id, entry.actor_org_id = actor.id, actor.organization_id
         self.entries.append(entry)
 
+    def later(self, step: Callable[[], None]):
+        """Run `step` after this transaction commits (never if it rolls back)."""
+        self.afterwards.append(step)
+
     def end_sessions(self, *, user_id: str | None = None, token_id: str | None = None):
         """After commit, close the open sockets of a user or of one token."""
         self.ended.append(("user", user_id) if user_id else ("token", token_id))
@@ -76,6 +81,9 @@ class Work:
         audit.write(self.entries)
         self.entries = []
         db.session.commit()
+        steps, self.afterwards = self.afterwards, []
+        for step in steps:
+            step()
         if self.events or self.ended:
             for listener in current_app.extensions.get(LISTENERS, ()):
                 listener(self.events, self.ended)
@@ -83,7 +91,7 @@ class Work:
 
     def rollback(self):
         db.session.rollback()
-        self.entries, self.events, self.ended = [], [], []  # marks stay: they describe the attempt
+        self.entries, self.events, self.ended, self.afterwards = [], [], [], []  # marks stay: they describe the attempt
 
     def finish(self, resp: Response, action: str | None, user, where: str) -> Response:
         """End a request: commit its work with its audit entry, or roll back and audit the
