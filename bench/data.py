@@ -2,6 +2,7 @@
 record sections, tokens, and bulk audit entries — generated through the same
 crypto as real data, inserted in bulk."""
 from datetime import date, timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import func, insert, select, text
 
@@ -62,9 +63,10 @@ def patients(app, who, count, mine=0):
                     for section, content in (("adl", {"eating": {"level": "supervision", "note": "とろみ"}}),
                                              ("diseases_medications", {"medications": [{"name": "薬A", "dose": "1錠"}] * 5}),
                                              ("wishes", {"patient_wishes": "自宅で過ごしたい" * 10})):
-                        revisions.append({"id": new_id(), "patient_id": pid, "section": section, "version": 1,
-                                          "created_by": owner, "created_at": utcnow(),
-                                          "content_ct": crypto.seal_json(key, content, vault.section_aad(pid, section, 1))})
+                        rev = {"id": new_id(), "patient_id": pid, "section": section, "version": 1,
+                               "created_by": owner, "created_at": utcnow()}
+                        rev["content_ct"] = crypto.seal_json(key, content, vault.revision_aad(SimpleNamespace(**rev)))
+                        revisions.append(rev)
                 ids.append(pid)
             db.session.execute(insert(Patient), rows)
             db.session.execute(insert(TeamMember), members)

@@ -21,7 +21,7 @@ def notes_out(patient: Patient, notes: list[Note], viewer: User) -> list[dict]:
         out.append({"id": n.id, "patient_id": patient.id, "category": n.category,
                     "urgent": n.urgent, "created_at": n.created_at, "author_id": n.created_by,
                     "author_name": authors.get(n.created_by),
-                    "body": crypto.unseal(key, n.body_ct, vault.note_aad(patient.id, n.id)).decode(),
+                    "body": crypto.unseal(key, n.body_ct, vault.note_aad(n)).decode(),
                     "acks": mine,
                     "acknowledged_by_me": any(a["user_id"] == viewer.id for a in mine)})
     return out
@@ -32,7 +32,7 @@ def post(actor: User, patient_id: str, body: str, category: str, urgent: bool = 
     patient = patient_access(actor, patient_id, authz.POST).patient
     note = Note(id=new_id(), patient_id=patient.id, category=category, urgent=urgent,
                 created_by=actor.id, created_at=utcnow())
-    note.body_ct = crypto.seal(vault.patient_key(patient), body.encode(), vault.note_aad(patient.id, note.id))
+    note.body_ct = crypto.seal(vault.patient_key(patient), body.encode(), vault.note_aad(note))
     db.session.add(note)
     db.session.flush()
     work.describe(detail="note=" + note.id)

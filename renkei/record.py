@@ -19,7 +19,7 @@ def section_out(patient: Patient, key: bytes, section: str, rev: SectionRevision
         return {"section": section, "version": 0, "content": {}, "updated_at": None,
                 "updated_by": None, "updated_by_name": None}
     return {"section": section, "version": rev.version,
-            "content": crypto.unseal_json(key, rev.content_ct, vault.section_aad(patient.id, section, rev.version)),
+            "content": crypto.unseal_json(key, rev.content_ct, vault.revision_aad(rev)),
             "updated_at": rev.created_at, "updated_by": rev.created_by,
             "updated_by_name": names.get(rev.created_by)}
 
@@ -122,9 +122,8 @@ def write_section(actor: User, patient_id: str, section: str, content: dict,
         raise Stale(current)
     version = expected + 1
     rev = SectionRevision(patient_id=patient.id, section=section, version=version,
-                          created_by=actor.id, created_at=utcnow(),
-                          content_ct=crypto.seal_json(vault.patient_key(patient), content,
-                                                      vault.section_aad(patient.id, section, version)))
+                          created_by=actor.id, created_at=utcnow())
+    rev.content_ct = crypto.seal_json(vault.patient_key(patient), content, vault.revision_aad(rev))
     try:
         with db.session.begin_nested():
             db.session.add(rev)

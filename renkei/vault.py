@@ -24,12 +24,21 @@ def demographics_aad(patient_id: str) -> str:
     return aad(patient_id, "demographics")
 
 
-def section_aad(patient_id: str, section: str, version: int) -> str:
-    return aad(patient_id, "section=" + section, f"version={version}")
+def _moment(at) -> str:
+    return at.isoformat(timespec="microseconds")
 
 
-def note_aad(patient_id: str, note_id: str) -> str:
-    return aad(patient_id, "note=" + note_id)
+def revision_aad(rev) -> str:
+    """A section revision's content is bound to its place and to who wrote it when: a
+    database writer cannot re-attribute or re-date it without breaking decryption."""
+    return aad(rev.patient_id, "section=" + rev.section, f"version={rev.version}",
+               "by=" + rev.created_by, "at=" + _moment(rev.created_at))
+
+
+def note_aad(note) -> str:
+    """A note's body is bound to its author, time, category and urgency likewise."""
+    return aad(note.patient_id, "note=" + note.id, "by=" + note.created_by, "at=" + _moment(note.created_at),
+               "category=" + note.category, f"urgent={int(bool(note.urgent))}")
 
 
 def consent_aad(patient_id: str, consent_id: str) -> str:
