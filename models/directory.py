@@ -41,9 +41,11 @@ class User(Base):
     # Last realtime sequence number handed to this user (docs/API.md, `seq`).
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    # The last reset of this person's access by administrators (renkei/resets.py): shown
-    # to them once at their next sign-in; their clinical reads for a day are marked.
+    # The last reset of this person's access (renkei/resets.py): shown to them once at
+    # their next sign-in; until watch_until (a day after the new password) their
+    # clinical reads are marked and announced.
     reset_at: Mapped[datetime | None] = mapped_column(DateTime)
+    watch_until: Mapped[datetime | None] = mapped_column(DateTime)
     reset_by: Mapped[str | None] = mapped_column(String(36))
     reset_notice: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_reenrol: Mapped[bool] = mapped_column(Boolean, default=False)  # had a second factor: enrol again
@@ -80,7 +82,7 @@ class AccessReset(Base):
     __tablename__ = "access_resets"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
-    requested_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    requested_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))  # None: on the server (CLI)
     requested_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     approved_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     approved_at: Mapped[datetime | None] = mapped_column(DateTime)

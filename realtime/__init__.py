@@ -76,8 +76,8 @@ def on_connect(auth_data=None):
     try:
         user, token = _socket_user()
         credential = auth.socket_credential(user, token) if user else None
-        if credential and credential["until"] <= utcnow():
-            user = None  # a cookie session idle past its timeout
+        if credential and (credential["until"] <= utcnow() or auth.must_enrol_totp(user)):
+            user = None  # an idle cookie session, or a second factor still to enrol
         unit = work.current()
         unit.record("realtime.connect", "ok" if user else "unauthenticated", actor=user)
         if user is not None:
@@ -88,7 +88,7 @@ def on_connect(auth_data=None):
     if user is None:
         raise ConnectionRefusedError("authentication required")
     _open[request.sid] = credential
-    _start_sweeper(current_app.config["RENKEI"].socket_sweep_seconds)
+    _start_sweeper(current_app._get_current_object())
     join_room(_room(user.id))
 
 
@@ -97,26 +97,34 @@ def _close_after_ack(sid: str):
     socketio.server.disconnect(sid)
 
 
-def _start_sweeper(interval: float):
+def _start_sweeper(app):
     with _sweeper["lock"]:
         if _sweeper["started"]:
             return
         _sweeper["started"] = True
-    socketio.start_background_task(_sweep, interval)
+    socketio.start_background_task(_sweep, app)
 
 
-def _sweep(interval: float):
-    """Close this process's sockets whose token expired or whose session went idle."""
+def _sweep(app):
+    """Close this process's sockets whose credential no longer holds: expired or idle by
+    time, and — in case a sign-out's disconnect never arrived (message queue down) —
+    revoked, disabled or signed out, checked against the database."""
     while True:
-        socketio.sleep(interval)
-        now = utcnow()
-        for sid, credential in list(_open.items()):
-            if credential["until"] <= now:
-                _open.pop(sid, None)
-                try:
-                    socketio.server.disconnect(sid)
-                except Exception:
-                    log.warning("could not close a socket whose credential lapsed")
+        socketio.sleep(app.config["RENKEI"].socket_sweep_seconds)
+        try:
+            with app.app_context():
+                lapsed = [sid for sid, credential in list(_open.items()) if not auth.credential_holds(credential)]
+                db.session.remove()
+        except Exception:  # database unreachable: at least what lapsed by time
+            log.warning("could not check open sockets' credentials against the database")
+            now = utcnow()
+            lapsed = [sid for sid, credential in list(_open.items()) if credential["until"] <= now]
+        for sid in lapsed:
+            _open.pop(sid, None)
+            try:
+                socketio.server.disconnect(sid)
+            except Exception:
+                log.warning("could not close a socket whose credential lapsed")
 
 
 @socketio.on("disconnect")

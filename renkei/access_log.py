@@ -50,8 +50,12 @@ def _describe(query: dict):
     for name in ("action", "actor_id", "patient_id"):
         value = query.get(name)
         if value:
-            wellformed = ACTION.match(value) if name == "action" else audit.UUID.match(value)
-            parts.append(audit.ref(name, value, bool(wellformed)))
+            if name == "action":  # an action is named as typed only if the log holds it
+                known = bool(ACTION.match(value)) and db.session.execute(
+                    select(AuditEntry.seq).where(AuditEntry.action == value).limit(1)).first() is not None
+            else:
+                known = bool(audit.UUID.match(value))
+            parts.append(audit.ref(name, value, known))
     work.describe(detail=";".join(parts) or None)
 
 

@@ -28,7 +28,7 @@ from renkei.timefmt import iso
 
 GENESIS = "0" * 64
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REQUEST_ID = re.compile(r"^[0-9A-Fa-f-]{8,64}$")  # a UUID or hex: no room for words
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP: cells a spreadsheet would evaluate
 CSV_COLUMNS = ("seq", "at", "actor_id", "actor_org_id", "action", "patient_id", "section",
                "outcome", "client_addr", "request_id", "detail", "hash")

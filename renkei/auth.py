@@ -1,6 +1,7 @@
 """Who is calling: Argon2id passwords, TOTP, lockout, bearer tokens, cookie sessions
 and their CSRF protection (docs/ARCHITECTURE.md, "Authentication")."""
 import hashlib
+import ipaddress
 import secrets
 from datetime import datetime, timedelta
 
@@ -30,6 +31,12 @@ def hasher() -> PasswordHasher:
 
 def hash_password(password: str) -> str:
     return hasher().hash(password)
+
+
+def unusable_password() -> str:
+    """A real Argon2 hash of a secret nobody knows: checking it takes as long as any
+    other, so a reset account is not told apart by timing."""
+    return hash_password(secrets.token_urlsafe(32))
 
 
 def _dummy_hash() -> str:
@@ -87,6 +94,9 @@ def check_totp(user: User, code: str | None) -> bool:
 
 
 def remove_totp(user: User):
+    """The second factor is gone; the person enrols a new one before anything else."""
+    if user.totp_enabled or user.totp_secret_ct is not None:
+        user.totp_reenrol = True
     user.totp_secret_ct, user.totp_enabled = None, False
 
 
@@ -121,13 +131,17 @@ def confirm_totp(user: User, code: str):
 # - this login from this address: every attempt is counted *before* the password is
 #   checked and the count is committed at once, so parallel attempts see each other;
 #   past `lockout_threshold` every attempt, right or wrong, is 429 until the lock ends;
-# - this login from any address (`login_lockout_threshold` failures) and this address
-#   on any login (`address_lockout_threshold` failures) lock more widely.
+# - this login from any address (`login_lockout_threshold` attempts, counted like the
+#   first) and this address on any login (`address_lockout_threshold` failures — failures
+#   only, so an office of colleagues behind one address signing in is never counted)
+#   lock more widely. An IPv6 address counts as its /64.
 # So one address hammering a physician's login locks it for that address only; the
 # physician's own device keeps working. Counting restarts after `lockout_seconds`.
 
 def _throttle_keys(login: str, address: str) -> dict[str, str]:
     name = login.lower()
+    if ":" in address:  # IPv6: one subscriber holds a whole /64
+        address = str(ipaddress.ip_network(address + "/64", strict=False))
     return {"account": _sha256(f"login|{name}|addr|{address}"), "login": _sha256(f"login|{name}"),
             "address": _sha256(f"addr|{address}")}  # the login's own digest is keys["login"]
 
@@ -177,7 +191,8 @@ def begin_attempt(login: str) -> User | None:
     locked = _locked_until(keys.values(), now)
     if locked:
         raise _too_many(locked, now)
-    locked = _count(keys["account"], s.lockout_threshold + 1, now, keys["login"])
+    locked = (_count(keys["account"], s.lockout_threshold + 1, now, keys["login"])
+              or _count(keys["login"], s.login_lockout_threshold + 1, now, keys["login"]))
     db.session.commit()
     if locked:
         raise _too_many(locked, now)
@@ -189,7 +204,6 @@ def begin_attempt(login: str) -> User | None:
 def failed_attempt(login: str):
     s, now = current_app.config["RENKEI"], utcnow()
     keys = _throttle_keys(login, work.current().client_addr or "-")
-    _count(keys["login"], s.login_lockout_threshold, now, keys["login"])
     _count(keys["address"], s.address_lockout_threshold, now)
     db.session.commit()
 

@@ -8,7 +8,6 @@ for administrator and auditor pages and routes. This module and the `writers` of
 each section in renkei/sections.py are the whole policy: who may write a section is
 decided in `may_write`, from that declaration."""
 from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -31,7 +30,6 @@ PROFESSION_ROLES = {
     "other": (),
 }
 TEAM_MANAGERS = frozenset({"care_manager", "primary_physician", "backup_physician"})
-RESET_WATCH = timedelta(hours=24)  # after an access reset, clinical reads are marked and announced
 BREAKGLASS_PROFESSIONS = frozenset({"physician", "nurse"})
 
 # What a caller wants to do with a patient.
@@ -124,14 +122,15 @@ def patient_access(user: User, patient_id: str, need: str, section: str | None =
         raise Problem(403, "Only the care manager, the physicians or the registrant may do this.")
     if need == DELETE:
         raise Problem(403, "Only administrators delete a patient's record.")
-    if need in _NEEDS_CONSENT and user.reset_at is not None and utcnow() - user.reset_at < RESET_WATCH:
+    if need in _NEEDS_CONSENT and user.watch_until is not None and utcnow() < user.watch_until:
         _watched_read(user, patient.id)
     return Access(patient, member)
 
 
 def team_has_manager(patient_id: str) -> bool:
-    return db.session.execute(select(TeamMember.user_id).where(
-        TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None),
+    """An active care manager or physician on the team (a disabled one manages nothing)."""
+    return db.session.execute(select(TeamMember.user_id).join(User, User.id == TeamMember.user_id).where(
+        TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None), User.disabled.is_(False),
         TeamMember.role.in_(TEAM_MANAGERS)).limit(1)).first() is not None
 
 

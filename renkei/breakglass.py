@@ -21,6 +21,8 @@ def open_grant(actor: User, patient_id: str, reason: str, otp: str | None) -> di
     patient = authz.live_patient(patient_id)
     if patient is None:
         raise not_found()
+    # One open grant per person and patient, also under parallel requests: they queue here.
+    db.session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
     if authz.current_membership(patient.id, actor.id) is not None:
         raise Problem(409, "You are on this patient's team already.")
     open_now = authz.active_breakglass(patient.id, actor.id)

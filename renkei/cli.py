@@ -9,10 +9,10 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from models import utcnow
-from renkei import audit, audit_archive, backup, db, demo, directory, vault, work
+from renkei import audit, audit_archive, backup, db, demo, directory, resets, vault, work
 from renkei.problems import Problem
 from renkei.schema import upgrade_schema
-from renkei.timefmt import parse_iso
+from renkei.timefmt import iso, parse_iso
 
 # 5 years: how long 診療録 must be kept (医師法第24条). The access log is the evidence
 # of who read a record, so it is not dropped sooner than the record itself.
@@ -60,6 +60,21 @@ def reset_admin_totp(login):
     unit.record("directory.totp_reset", "ok", detail="user=" + result["id"])
     unit.commit()
     click.echo(json.dumps(result))
+
+
+@click.command("reset-access")
+@click.option("--login", required=True)
+@with_appcontext
+def reset_access(login):
+    """Reset a person's access on the server (one administrator, or an administrator's
+    own access): prints {"recovery_code", "expires_at"} (+ "totp_secret" for an administrator)."""
+    result = resets.on_the_server(login)
+    if result is None:
+        raise click.UsageError(f"no user {login}")
+    unit = work.current()
+    unit.record("directory.reset_server", "ok", detail=f"user={result['user_id']};reset={result['id']}")
+    unit.commit()
+    click.echo(json.dumps({k: iso(v) if k == "expires_at" else v for k, v in result.items()}))
 
 
 @click.command("rotate-master-key")
@@ -163,7 +178,7 @@ def seed_demo():
     click.echo(demo.seed())
 
 
-COMMANDS = (init_db, create_admin, reset_admin_totp, rotate_master_key, backup_cmd, restore_cmd, audit_checkpoint,
+COMMANDS = (init_db, create_admin, reset_admin_totp, reset_access, rotate_master_key, backup_cmd, restore_cmd, audit_checkpoint,
             audit_verify, audit_archive_cmd, audit_export, seed_demo)
 
 

@@ -74,6 +74,7 @@ def seed() -> str:
             f"Demo administrator: admin / {DEMO_PASSWORD}, TOTP secret {admin['totp_secret']}\n")
     credentials = INSTANCE / "demo-credentials.txt"
     credentials.touch(mode=0o600)
+    credentials.chmod(0o600)  # also when an older copy was readable by others
     credentials.write_text(text)
     # The administrator's second factor goes to that file only, never to the server's log.
     return text.split("Demo administrator")[0] + f"Demo administrator: admin (TOTP secret in {credentials})\n"

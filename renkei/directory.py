@@ -141,4 +141,5 @@ def reset_totp(actor: User, user_id: str):
     user = _user(actor, user_id)
     if user.is_admin:
         raise Problem(409, "An administrator's second factor is reset with `flask --app wsgi reset-admin-totp`.")
-    auth.remove_totp(user)
+    auth.remove_totp(user)  # they enrol a new one at their next sign-in, before anything else
+    auth.revoke_all(user)

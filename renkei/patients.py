@@ -102,14 +102,18 @@ def care_list(actor: User, name: str | None = None) -> list[dict]:
     ids = [p.id for p, _ in rows]
     if not ids:
         return []
-    consented = set(db.session.execute(select(Consent.patient_id).where(
-        Consent.patient_id.in_(ids), Consent.withdrawn_at.is_(None))).scalars())
+    consents = db.session.execute(select(Consent.patient_id, Consent.withdrawn_at).where(
+        Consent.patient_id.in_(ids))).all()
+    consented = {pid for pid, withdrawn in consents if withdrawn is None}
+    ever = {pid for pid, _ in consents}
     recent = activity(actor.id, ids)
     items = []
     for patient, member in rows:
         consent = patient.id in consented
-        out = patient_out(patient, member.role, consent=consent,
-                          show_demographics=consent or patient.registered_by == actor.id)
+        # The same rule as renkei/authz.py: the registrant sees the name while setting the
+        # record up; after a withdrawal nobody does until a new consent.
+        setting_up = patient.registered_by == actor.id and patient.id not in ever
+        out = patient_out(patient, member.role, consent=consent, show_demographics=consent or setting_up)
         out.update(recent[patient.id])
         items.append(out)
     return items

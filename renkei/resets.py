@@ -1,23 +1,26 @@
 """Resetting a person's access (docs/ARCHITECTURE.md, "Authentication"). Nobody sets
 another person's password. An administrator asks for a reset; a second administrator
-approves it where there is one (whoever sees the recovery code could otherwise become
-the person). Approval ends the old password, every token, session and socket, and a
-second factor (to be enrolled again); it issues a short-lived one-time recovery code,
-stored hashed, with which the person chooses a new password themselves. They are told
-who reset their access and when at their next sign-in, and for a day each patient
-whose record they read hears of it (renkei/authz.py)."""
+always approves it (whoever sees the recovery code could otherwise become the person).
+Where there is no second administrator — and for an administrator's own access — the
+reset is made on the server with `flask --app wsgi reset-access`, by whoever runs the
+service. Approval ends the old password, every token, session and socket, and a second
+factor (to be enrolled again); it issues a short-lived one-time recovery code, stored
+hashed, cancelling any other, with which the person chooses a new password themselves.
+They are told who reset their access and when at their next sign-in, and for a day
+after they set the new password each patient whose record they read hears of it."""
 import hashlib
 import secrets
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select, update
 
 from models import AccessReset, User, utcnow
 from renkei import audit, auth, authz, db, passwords, work
 from renkei.problems import Problem, not_found
 
-UNUSABLE = "!reset"  # a password hash no password matches
+REQUEST_LIFETIME = timedelta(hours=24)  # an approval must follow the request within this
+WATCH = timedelta(hours=24)  # after the new password, clinical reads are marked and announced
 
 
 def _digest(code: str) -> str:
@@ -30,42 +33,64 @@ def _new_code() -> str:
 
 
 def request(actor: User, user_id: str) -> dict:
-    """Ask for a reset; approved at once only when no other administrator is active."""
+    """Ask for a reset of a clinician's or auditor's access; another administrator approves."""
     authz.require_staff(actor, "admin")
     user = db.session.get(User, user_id)
     work.describe(detail=audit.ref("user", user_id, user is not None))
     if user is None:
         raise not_found()
-    if user.id == actor.id:
-        raise Problem(409, "Another administrator resets an administrator's access.")
+    if user.is_admin:
+        raise Problem(409, "An administrator's access is reset on the server: flask --app wsgi reset-access.")
     reset = AccessReset(user_id=user.id, requested_by=actor.id, requested_at=utcnow())
     db.session.add(reset)
     db.session.flush()
-    others = db.session.execute(select(func.count(User.id)).where(
-        User.is_admin.is_(True), User.disabled.is_(False), User.id.not_in([actor.id, user.id]))).scalar()
-    if others:
-        return {"id": reset.id, "user_id": user.id, "status": "awaiting_approval"}
-    return _carry_out(reset, user, actor)
+    work.describe(detail=f"user={user.id};reset={reset.id}")
+    return {"id": reset.id, "user_id": user.id, "status": "awaiting_approval"}
 
 
 def approve(actor: User, user_id: str, reset_id: str) -> dict:
     """A second administrator approves: the reset happens and the code is handed over."""
     authz.require_staff(actor, "admin")
-    reset = db.session.get(AccessReset, reset_id)
+    reset = db.session.execute(select(AccessReset).where(AccessReset.id == reset_id)
+                               .with_for_update()).scalar()  # one approval, however many clicks
     work.describe(detail=audit.ref("reset", reset_id, reset is not None))
-    if reset is None or reset.user_id != user_id or reset.approved_at is not None:
+    if reset is None or reset.user_id != user_id or reset.approved_at is not None or reset.used_at is not None:
         raise not_found()
     if actor.id in (reset.requested_by, reset.user_id):
         raise Problem(403, "A second administrator approves a reset.")
-    return _carry_out(reset, db.session.get(User, reset.user_id), actor)
+    requester = db.session.get(User, reset.requested_by)
+    if utcnow() - reset.requested_at > REQUEST_LIFETIME or requester is None or requester.disabled \
+            or not requester.is_admin:
+        raise Problem(409, "This request has lapsed (a day old, or its administrator is no longer active).")
+    return carry_out(reset, db.session.get(User, reset.user_id), actor)
 
 
-def _carry_out(reset: AccessReset, user: User, approver: User) -> dict:
+def on_the_server(login: str) -> dict | None:
+    """`flask --app wsgi reset-access`: a reset by whoever runs the service, for a
+    deployment with one administrator or for an administrator's own access."""
+    user = db.session.execute(select(User).where(User.login == login)).scalar()
+    if user is None:
+        return None
+    reset = AccessReset(user_id=user.id, requested_by=None, requested_at=utcnow())
+    db.session.add(reset)
+    db.session.flush()
+    out = carry_out(reset, user, None)
+    if user.is_admin:  # an administrator cannot sign in without a second factor
+        out["totp_secret"] = auth.new_totp_secret(user)
+        user.totp_enabled, user.totp_reenrol = True, False
+    return out
+
+
+def carry_out(reset: AccessReset, user: User, approver: User | None) -> dict:
     code, now = _new_code(), utcnow()
     ttl = current_app.config["RENKEI"].recovery_code_seconds
-    reset.approved_by, reset.approved_at = approver.id, now
+    # Only the newest code works: every other request or code for this person is cancelled.
+    db.session.execute(update(AccessReset).where(AccessReset.user_id == user.id, AccessReset.id != reset.id,
+                                                 AccessReset.used_at.is_(None))
+                       .values(used_at=now, code_hash=None).execution_options(synchronize_session=False))
+    reset.approved_by, reset.approved_at = approver.id if approver else None, now
     reset.code_hash, reset.code_expires_at = _digest(code), now + timedelta(seconds=ttl)
-    user.password_hash = UNUSABLE
+    user.password_hash = auth.unusable_password()
     auth.revoke_all(user)
     if user.totp_enabled:
         auth.remove_totp(user)
@@ -79,18 +104,24 @@ def _carry_out(reset: AccessReset, user: User, approver: User) -> dict:
 def recover(login: str, code: str, new_password: str):
     """The person sets their new password with the recovery code. Every failure answers
     alike and counts as a failed sign-in (renkei/auth.py throttling)."""
-    def refuse():
-        return Problem(401, "The login or recovery code is not valid (codes work once, for a short time).")
     user = auth.begin_attempt(login)
     reset = db.session.execute(select(AccessReset).where(
         AccessReset.code_hash == _digest(code), AccessReset.used_at.is_(None),
         AccessReset.code_expires_at > utcnow())).scalar() if user else None
     if reset is None or reset.user_id != user.id or user.disabled:
         auth.failed_attempt(login)
-        raise refuse()
+        raise Problem(401, "The login or recovery code is not valid (codes work once, for a short time).")
     passwords.check(new_password, login=user.login, display_name=user.display_name, field="new_password")
+    now = utcnow()
+    # Used once, even by parallel requests: only one of them moves used_at.
+    claimed = db.session.execute(update(AccessReset).where(AccessReset.id == reset.id, AccessReset.used_at.is_(None))
+                                 .values(used_at=now).execution_options(synchronize_session=False)).rowcount
+    if not claimed:
+        auth.failed_attempt(login)
+        raise Problem(401, "The login or recovery code is not valid (codes work once, for a short time).")
     user.password_hash = auth.hash_password(new_password)
-    reset.used_at = utcnow()
+    auth.revoke_all(user)  # whatever was signed in before the new password ends
+    user.watch_until = now + WATCH
     auth.succeeded_attempt(login)
     work.describe(detail=f"reset={reset.id}")
     return user
@@ -101,5 +132,5 @@ def notice(user: User) -> dict | None:
     if not user.reset_notice:
         return None
     user.reset_notice = False
-    by = db.session.get(User, user.reset_by)
-    return {"kind": "access_reset", "by": by.display_name if by else None, "at": user.reset_at}
+    by = db.session.get(User, user.reset_by) if user.reset_by else None
+    return {"kind": "access_reset", "by": by.display_name if by else "server", "at": user.reset_at}

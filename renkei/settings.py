@@ -83,7 +83,7 @@ class Settings:
     lockout_threshold: int = 5
     lockout_seconds: int = 15 * 60
     login_lockout_threshold: int = 50
-    address_lockout_threshold: int = 20
+    address_lockout_threshold: int = 30
     # Argon2id cost; tests lower it, production keeps the library's defaults.
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536

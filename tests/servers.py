@@ -91,7 +91,7 @@ class World:
         self.env = os.environ | {"RENKEI_DATABASE_URL": url, "RENKEI_INSTANCE_DIR": str(tmp),
                                  "RENKEI_MASTER_KEY": base64.b64encode(self.key).decode(),
                                  "RENKEI_SECRET_KEY": "t" * 32}
-        app = build_app(url, self.key)
+        self.app = app = build_app(url, self.key)
         self.api = Api(app)
         for name, prof in [("cm", "care_manager"), ("doc", "physician"), ("ns", "nurse"), ("out", "nurse"),
                            ("er", "physician")]:

@@ -17,7 +17,7 @@ def upgrade():
     op.create_table('access_resets',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('user_id', sa.String(length=36), nullable=False),
-    sa.Column('requested_by', sa.String(length=36), nullable=False),
+    sa.Column('requested_by', sa.String(length=36), nullable=True),
     sa.Column('requested_at', sa.DateTime(), nullable=False),
     sa.Column('approved_by', sa.String(length=36), nullable=True),
     sa.Column('approved_at', sa.DateTime(), nullable=True),
@@ -34,6 +34,7 @@ def upgrade():
         batch.create_index(batch.f('ix_access_resets_user_id'), ['user_id'], unique=False)
     with op.batch_alter_table('users') as batch:
         batch.add_column(sa.Column('reset_at', sa.DateTime(), nullable=True))
+        batch.add_column(sa.Column('watch_until', sa.DateTime(), nullable=True))
         batch.add_column(sa.Column('reset_by', sa.String(length=36), nullable=True))
         batch.add_column(sa.Column('reset_notice', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column('totp_reenrol', sa.Boolean(), nullable=False, server_default=sa.false()))
@@ -41,6 +42,6 @@ def upgrade():
 
 def downgrade():
     with op.batch_alter_table('users') as batch:
-        for column in ('totp_reenrol', 'reset_notice', 'reset_by', 'reset_at'):
+        for column in ('totp_reenrol', 'reset_notice', 'reset_by', 'watch_until', 'reset_at'):
             batch.drop_column(column)
     op.drop_table('access_resets')

@@ -49,6 +49,7 @@ def test_administrators_unlock_and_reset_a_second_factor_audited(api):
     assert api.call("admin", "POST", f"/api/v1/users/{doc}/unlock").status_code == 204
     assert api.client.post(TOKENS, json={"login": "doc", "password": PASSWORD}).status_code == 201
 
+    api.tokens["doc"] = api.sign_in("doc", PASSWORD)
     secret = api.call("doc", "POST", "/api/v1/auth/totp").json["secret"]
     assert api.call("doc", "POST", "/api/v1/auth/totp/confirm", {"otp": pyotp.TOTP(secret).now()}).status_code == 204
     assert api.client.post(TOKENS, json={"login": "doc", "password": PASSWORD}).status_code == 401
@@ -138,10 +139,49 @@ def test_a_reset_takes_two_administrators_and_the_person_chooses_the_password(ap
     assert told == 1  # once per patient, not per read
 
 
-def test_with_one_administrator_a_reset_is_immediate(api):
+def test_one_administrator_alone_never_sees_a_recovery_code(api):
+    """Review of the fix: with the other administrators disabled (or none), a reset
+    still waits for a second administrator; the server's operator can reset instead."""
+    admin2 = _second_admin(api)
     doc = api.user("doc", "physician")
+    assert api.call("admin", "PATCH", f"/api/v1/users/{admin2}", {"disabled": True}).status_code == 200
     r = api.call("admin", "POST", f"/api/v1/users/{doc}/reset")
-    assert r.status_code == 201 and r.json["status"] == "approved" and r.json["recovery_code"]
+    assert r.status_code == 201 and r.json["status"] == "awaiting_approval" and "recovery_code" not in r.json
+    assert api.call("admin", "PATCH", f"/api/v1/users/{admin2}", {"disabled": False}).status_code == 200
+    # the request lapses with its requester: a disabled requester's request cannot be approved
+    assert api.call("admin", "POST", f"/api/v1/users/{api.admin_id}/reset").status_code == 409  # admins: on the server
+
+
+def test_only_the_newest_code_works_once_and_ends_earlier_sessions(api):
+    """Review of the fix: two approved resets left two live codes; a code could be used twice."""
+    _second_admin(api)
+    doc = api.user("doc", "physician")
+    codes = []
+    for _ in range(2):
+        rid = api.call("admin", "POST", f"/api/v1/users/{doc}/reset").json["id"]
+        codes.append(api.call("admin2", "POST", f"/api/v1/users/{doc}/reset/{rid}/approve").json["recovery_code"])
+    recover = "/api/v1/auth/recover"
+    assert api.client.post(recover, json={"login": "doc", "code": codes[0],
+                                          "new_password": "first new phrase"}).status_code == 401
+    assert api.client.post(recover, json={"login": "doc", "code": codes[1],
+                                          "new_password": "second new phrase"}).status_code == 204
+    token = api.sign_in("doc", "second new phrase")
+    assert api.client.post(recover, json={"login": "doc", "code": codes[1],
+                                          "new_password": "third new phrase"}).status_code == 401
+    assert api.client.get("/api/v1/users/me", headers={"Authorization": "Bearer " + token}).status_code == 200
+
+
+def test_removing_a_second_factor_forces_enrolment_and_ends_sessions(api):
+    """Review of the fix: an administrator could silently turn two-factor sign-in off."""
+    doc = api.user("doc", "physician")
+    secret = api.call("doc", "POST", "/api/v1/auth/totp").json["secret"]
+    api.call("doc", "POST", "/api/v1/auth/totp/confirm", {"otp": pyotp.TOTP(secret).now()})
+    old = api.tokens["doc"]
+    assert api.call("admin", "DELETE", f"/api/v1/users/{doc}/totp").status_code == 204
+    assert api.client.get("/api/v1/users/me", headers={"Authorization": "Bearer " + old}).status_code == 401
+    api.tokens["doc"] = api.sign_in("doc", PASSWORD)
+    r = api.call("doc", "GET", R)
+    assert r.status_code == 403 and r.json["type"] == "/problems/second-factor-required"
 
 
 def test_auditors_and_administrators_hold_no_clinical_profession_nor_team_place(api):

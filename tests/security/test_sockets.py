@@ -2,11 +2,13 @@
 re-authorises. Real server processes, real Socket.IO clients, PostgreSQL."""
 import time
 
+import pyotp
 import pytest
 import requests
 import socketio
 from sqlalchemy import create_engine, text
 
+from renkei import db, directory
 from tests.helpers import PASSWORD
 from tests.servers import Listener
 
@@ -31,17 +33,21 @@ def test_a_token_that_expires_closes_its_socket(pg_world):
         assert _closed(listener.sio, within=8)
 
 
-def test_a_password_reset_closes_the_persons_sockets(pg_world):
+def test_an_access_reset_closes_the_persons_sockets(pg_world):
     w = pg_world
+    with w.app.app_context():
+        second = directory.create_admin("admin2", PASSWORD)
+        db.session.commit()
     with w.server(**FAST) as base:
+        admin2 = requests.post(f"{base}/api/v1/auth/tokens", json={
+            "login": "admin2", "password": PASSWORD, "otp": pyotp.TOTP(second["totp_secret"]).now()}).json()["token"]
         listener = Listener(base, w.tokens["ns"])
-        r = requests.patch(f"{base}/api/v1/users/{w.ids['ns']}", json={"password": "a brand new password"},
-                           headers={"Authorization": "Bearer " + w.tokens["admin"]})
-        assert r.status_code in (200, 422)  # 422 once administrators may only reset (finding 4)
-        if r.status_code == 422:
-            r = requests.post(f"{base}/api/v1/users/{w.ids['ns']}/reset",
-                              headers={"Authorization": "Bearer " + w.tokens["admin"]})
-            assert r.status_code in (200, 201, 202), r.text
+        r = requests.post(f"{base}/api/v1/users/{w.ids['ns']}/reset",
+                          headers={"Authorization": "Bearer " + w.tokens["admin"]})
+        assert r.status_code == 201 and r.json()["status"] == "awaiting_approval"
+        r = requests.post(f"{base}/api/v1/users/{w.ids['ns']}/reset/{r.json()['id']}/approve",
+                          headers={"Authorization": "Bearer " + admin2})
+        assert r.status_code == 201
         assert _closed(listener.sio, within=5)
 
 
