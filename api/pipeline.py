@@ -10,10 +10,10 @@ from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from marshmallow import ValidationError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from renkei import auth, authz, problems, work
+from renkei import auth, authz, db, problems, work
 from renkei.auth import csrf
 from renkei.crypto import DecryptionError
 from renkei.problems import Problem
@@ -84,6 +84,9 @@ def _run(view, meta, kwargs):
             if auth.must_enrol_totp(user) and meta["name"] not in ENROLMENT:
                 raise Problem(403, "Enrol your second factor again first (POST /api/v1/auth/totp).",
                               type_="/problems/second-factor-required")
+        # The caller is known: end that short transaction so no database connection is
+        # held while a (slow) client sends its body.
+        db.session.commit()
         if meta["body"] is not None:
             kwargs["body"] = _load(meta["body"], _json_body())
         if meta["query"] is not None:
@@ -95,7 +98,7 @@ def _run(view, meta, kwargs):
         resp = problems.response(400, f"CSRF check failed: {e.description}")
     except HTTPException as e:  # e.g. 413 for a body over the size limit
         resp = problems.response(e.code or 400, e.description or "")
-    except DBAPIError as exc:
+    except (DBAPIError, PoolTimeout) as exc:
         resp = unit.database_problem(exc, meta["name"])
     except DecryptionError:
         log.error("decryption failed in %s (request %s)", meta["name"], unit.request_id)

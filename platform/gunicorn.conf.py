@@ -14,7 +14,13 @@ worker_class = "gthread"
 threads = int(os.environ.get("RENKEI_THREADS", "200"))  # bounds open websockets per worker
 timeout = 60
 graceful_timeout = 30
-keepalive = 5
+keepalive = 5  # Retry-After (renkei/work.py) is longer, so an obedient client never races it
+# Database connections: each worker has a pool of RENKEI_DB_POOL_SIZE (default 10). Most
+# of a worker's threads hold idle websockets and need none; a connection is held only
+# while a request runs its queries (never while a body is uploaded). Size it so that
+#   machines × workers × RENKEI_DB_POOL_SIZE ≤ PostgreSQL max_connections − 10 (admin, backups);
+# with the default max_connections 100: e.g. 2 machines × 4 workers × 10 = 80. A request
+# that finds the pool busy for RENKEI_DB_POOL_TIMEOUT seconds gets 503 with Retry-After.
 max_requests = 0  # a restart would drop every websocket of the worker
 accesslog = "-" if os.environ.get("RENKEI_ACCESS_LOG") else None
 errorlog = "-"

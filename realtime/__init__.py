@@ -6,16 +6,21 @@ unit of work's after-commit listeners (renkei/work.py); the core never calls it.
 import logging
 import threading
 
+import redis
 from flask import current_app, request
 from flask_login import current_user
-from flask_socketio import SocketIO, emit, join_room
+from flask_socketio import ConnectionRefusedError, SocketIO, join_room  # not the builtin of that name
 from sqlalchemy import delete, select
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 
 from models import SocketSession, User, utcnow
 from renkei import auth, authz, db, notify, work
 
 log = logging.getLogger("renkei.realtime")
 socketio = SocketIO()
+# What a client hears when the database cannot be reached (connect error data, or the
+# resume acknowledgement): the page shows a banner and tries again after retry_after.
+UNAVAILABLE = {"error": "unavailable", "retry_after": 7}
 # This process's sockets: sid → the credential it was opened with (renkei.auth
 # socket_credential). A sweeper closes those whose credential lapses by time (token
 # expiry, idle session); sign-out, revocation and disabling close them at once.
@@ -29,6 +34,32 @@ def init_app(app, settings):
                       cors_allowed_origins=settings.allowed_origins or None,
                       logger=False, engineio_logger=False)
     work.subscribe(app, after_commit)
+
+
+def _watch_queue(url: str):
+    """Pushes published while the message queue is down are lost without an error
+    (python-socketio gives up quietly), and this process's subscriber may take a while to
+    reconnect. So watch the queue; when it comes back, tell this process's own sockets
+    directly (not through the queue) to resume: they fetch what they missed from the
+    database."""
+    client, up = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1), True
+    while True:
+        socketio.sleep(1)
+        try:
+            client.ping()
+            now_up = True
+        except redis.RedisError:
+            now_up = False
+        if now_up and not up:
+            log.warning("message queue is back; %d sockets here are told to resume", len(_open))
+            for sid in list(_open):
+                try:
+                    socketio.server.emit("resync", {}, to=sid, ignore_queue=True)
+                except Exception:
+                    log.warning("could not prompt a socket to resume")
+        elif up and not now_up:
+            log.warning("message queue unreachable: pushes are lost until it returns; clients will resume")
+        up = now_up
 
 
 def _room(user_id: str) -> str:
@@ -74,7 +105,10 @@ def _socket_user():
 def on_connect(auth_data=None):
     request.socket_auth = auth_data
     try:
-        user, token = _socket_user()
+        try:
+            user, token = _socket_user()
+        except (DBAPIError, PoolTimeout):  # tell the client, do not leave it waiting
+            raise ConnectionRefusedError("unavailable", UNAVAILABLE)
         credential = auth.socket_credential(user, token) if user else None
         if credential and (credential["until"] <= utcnow() or auth.must_enrol_totp(user)):
             user = None  # an idle cookie session, or a second factor still to enrol
@@ -82,7 +116,10 @@ def on_connect(auth_data=None):
         unit.record("realtime.connect", "ok" if user else "unauthenticated", actor=user)
         if user is not None:
             db.session.add(SocketSession(sid=request.sid, user_id=user.id, token_id=token.id if token else None))
-        unit.commit()
+        try:
+            unit.commit()
+        except (DBAPIError, PoolTimeout):
+            raise ConnectionRefusedError("unavailable", UNAVAILABLE)
     finally:
         db.session.remove()
     if user is None:
@@ -98,11 +135,14 @@ def _close_after_ack(sid: str):
 
 
 def _start_sweeper(app):
+    """This process's background watchers, started with its first socket."""
     with _sweeper["lock"]:
         if _sweeper["started"]:
             return
         _sweeper["started"] = True
     socketio.start_background_task(_sweep, app)
+    if app.config["RENKEI"].redis_url:
+        socketio.start_background_task(_watch_queue, app.config["RENKEI"].redis_url)
 
 
 def _sweep(app):
@@ -148,29 +188,37 @@ def on_resume(data=None):
         return {"error": "since must be a non-negative integer"}
     sid = request.sid
     try:
-        row = db.session.get(SocketSession, sid)
-        credential = _open.get(sid)
-        if row is None or credential is None:
-            return {"error": "not connected"}
-        if not auth.credential_holds(credential):
-            _open.pop(sid, None)
-            socketio.start_background_task(_close_after_ack, sid)
-            return {"error": "signed out"}
-        user = db.session.get(User, row.user_id)
-        last, replayed = since, 0
-        while True:
-            batch = notify.events_since(row.user_id, last)
-            visible = authz.visible_patients(user, {p["patient_id"] for _, p in batch})
-            for name, payload in batch:
-                last = payload["seq"]
-                if payload["patient_id"] in visible or (user.is_admin and name == "breakglass.opened"):
-                    emit(name, payload)
-                    replayed += 1
-            if len(batch) < 1000:
-                break
-        return {"replayed": replayed, "seq": last}
+        return _replay(sid, since)
+    except (DBAPIError, PoolTimeout):  # the database is away: say so; the client retries
+        return UNAVAILABLE
     finally:
         db.session.remove()
+
+
+def _replay(sid: str, since: int) -> dict:
+    row = db.session.get(SocketSession, sid)
+    credential = _open.get(sid)
+    if row is None or credential is None:
+        return {"error": "not connected"}
+    if not auth.credential_holds(credential):
+        _open.pop(sid, None)
+        socketio.start_background_task(_close_after_ack, sid)
+        return {"error": "signed out"}
+    user = db.session.get(User, row.user_id)
+    last, replayed = since, 0
+    while True:
+        batch = notify.events_since(row.user_id, last)
+        visible = authz.visible_patients(user, {p["patient_id"] for _, p in batch})
+        for name, payload in batch:
+            last = payload["seq"]
+            if payload["patient_id"] in visible or (user.is_admin and name == "breakglass.opened"):
+                # Straight to the local socket: the replay must not depend on the message
+                # queue it may be making up for.
+                socketio.server.emit(name, payload, to=sid, ignore_queue=True)
+                replayed += 1
+        if len(batch) < 1000:
+            break
+    return {"replayed": replayed, "seq": last}
 
 
 def _disconnect(where):

@@ -4,7 +4,7 @@ import os
 
 from flask import Flask, request
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -44,7 +44,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
 
     app.extensions["renkei.keyring"] = Keyring(settings.master_key, settings.previous_master_keys)
-    app.extensions["renkei.engine"] = engine = db.make_engine(settings.database_url)
+    app.extensions["renkei.engine"] = engine = db.make_engine(settings.database_url, settings.db_pool_size,
+                                                              settings.db_pool_timeout)
     db.bind(engine)
 
     login_manager.init_app(app)
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         return exc
 
     @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeout)
     def _database_error(exc):
         # Raised outside a door's pipeline (e.g. loading the signed-in user for a page):
         # never fall back to anonymous, never show stale data.
@@ -91,7 +93,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         if request.path.startswith("/api/"):
             return resp
         return ("The database is not reachable. / データベースに接続できません。", resp.status_code,
-                {"Retry-After": "5", "Content-Type": "text/plain; charset=utf-8"})
+                {"Retry-After": work.RETRY_AFTER, "Content-Type": "text/plain; charset=utf-8"})
 
     if os.environ.get("RENKEI_BENCH_ROUTES") == "1":
         @app.get("/_bench/bare")

@@ -3,6 +3,7 @@ the realtime events), is renkei/work.py's business."""
 import logging
 
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.exc import TimeoutError
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 log = logging.getLogger("renkei")
@@ -19,7 +20,9 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str):
+def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10):
+    """pool_size: connections a worker may hold at once (platform/gunicorn.conf.py says how
+    to size it); a request that waits pool_timeout seconds for one gets 503, never 500."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -40,7 +43,7 @@ def make_engine(url: str):
             # head) and then writes cannot interleave with another one.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
 
 
 def bind(engine):
@@ -52,6 +55,11 @@ def lock_audit_head():
     """Serialise appends to the hash chain (SQLite already holds its write lock)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_ID})
+
+
+def pool_exhausted(exc) -> bool:
+    """Every connection of this worker's pool is in use (sqlalchemy.exc.TimeoutError)."""
+    return isinstance(exc, TimeoutError)
 
 
 def database_down(exc) -> bool:

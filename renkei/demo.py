@@ -65,17 +65,19 @@ def seed() -> str:
         registrant = people["sw.kato" if "sw.kato" in members else "cm.tanaka"]
         _demo_patient(registrant, demographics, sections,
                       [people[m] for m in members if m != registrant.login])
-    unit = work.current()
-    unit.audit_fields.clear()
-    unit.record("demo.seed", "ok")
-    unit.commit()
     text = (f"Demo users (password {DEMO_PASSWORD}): "
             + ", ".join(login for login, *_ in PEOPLE) + ", auditor\n"
             f"Demo administrator: admin / {DEMO_PASSWORD}, TOTP secret {admin['totp_secret']}\n")
+    # The credentials are on disk before the data commits: never users nobody can sign in as.
+    INSTANCE.mkdir(parents=True, exist_ok=True)
     credentials = INSTANCE / "demo-credentials.txt"
     credentials.touch(mode=0o600)
     credentials.chmod(0o600)  # also when an older copy was readable by others
     credentials.write_text(text)
+    unit = work.current()
+    unit.audit_fields.clear()
+    unit.record("demo.seed", "ok")
+    unit.commit()
     # The administrator's second factor goes to that file only, never to the server's log.
     return text.split("Demo administrator")[0] + f"Demo administrator: admin (TOTP secret in {credentials})\n"
 

@@ -75,6 +75,8 @@ class Settings:
     token_ttl_seconds: int = 12 * 3600
     session_idle_seconds: int = 30 * 60
     socket_sweep_seconds: float = 15  # how often a process closes sockets whose credential lapsed
+    db_pool_size: int = 10  # per worker process: see platform/gunicorn.conf.py
+    db_pool_timeout: float = 10  # seconds a request waits for a connection before 503
     breakglass_seconds: int = 4 * 3600
     recovery_code_seconds: int = 3600  # a reset's one-time code: handed over by phone, used soon
     # Sign-in throttling (docs/ARCHITECTURE.md, "Authentication"): failures of one login
@@ -121,6 +123,8 @@ class Settings:
             token_ttl_seconds=int(env.get("RENKEI_TOKEN_TTL", 12 * 3600)),
             session_idle_seconds=int(env.get("RENKEI_SESSION_IDLE", 30 * 60)),
             socket_sweep_seconds=float(env.get("RENKEI_SOCKET_SWEEP_SECONDS", 15)),
+            db_pool_size=int(env.get("RENKEI_DB_POOL_SIZE", 10)),
+            db_pool_timeout=float(env.get("RENKEI_DB_POOL_TIMEOUT", 10)),
             trusted_proxies=int(env.get("RENKEI_TRUSTED_PROXIES", "0")),
         )
         values.update(overrides)

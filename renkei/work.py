@@ -11,12 +11,15 @@ import uuid
 from typing import Callable
 
 from flask import Response, current_app, g, has_request_context, request
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 
 from renkei import audit, db, problems
 
 log = logging.getLogger("renkei")
 LISTENERS = "renkei.after_commit"  # app.extensions key: who hears of committed work
+# Longer than gunicorn's keep-alive (platform/gunicorn.conf.py, 5 s) and nginx's, so a
+# client that waits as told opens a fresh connection instead of racing a closing one.
+RETRY_AFTER = "7"
 
 
 class Work:
@@ -104,7 +107,7 @@ class Work:
                     self.record(action, "ok", actor=actor, **self._with_marks(fields))
                 self.commit()
                 return resp
-            except DBAPIError as exc:
+            except (DBAPIError, PoolTimeout) as exc:
                 resp = self.database_problem(exc, where)
             except Exception:
                 log.exception("commit failed in %s (request %s)", where, self.request_id)
@@ -128,8 +131,12 @@ class Work:
         detail = ";".join(([fields["detail"]] if fields.get("detail") else []) + self.marks)
         return {**fields, "detail": detail or None}
 
-    def database_problem(self, exc: DBAPIError, where: str) -> Response:
+    def database_problem(self, exc, where: str) -> Response:
         """A database error as the client should see it: 503 to retry, never details."""
+        if db.pool_exhausted(exc):
+            log.warning("no database connection free in %s (request %s)", where, self.request_id)
+            return problems.response(503, "The service is busy; nothing was changed. Try again.",
+                                     headers={"Retry-After": RETRY_AFTER})
         if db.conflict(exc):
             log.warning("transaction rolled back by the database in %s (request %s): %s", where,
                         self.request_id, type(exc.orig).__name__)
@@ -138,7 +145,7 @@ class Work:
         if db.database_down(exc):
             log.warning("database unavailable in %s (request %s)", where, self.request_id)
             return problems.response(503, "The database is not reachable; nothing was read or changed.",
-                                     headers={"Retry-After": "5"})
+                                     headers={"Retry-After": RETRY_AFTER})
         log.exception("database error in %s (request %s)", where, self.request_id)
         return problems.response(500, "Internal error; nothing was changed.")
 

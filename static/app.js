@@ -230,15 +230,51 @@
     });
   }
 
-  /* ---- live updates ---- */
+  /* ---- live updates ----
+     Every event carries the person's next seq, gapless. lastSeq is the last one applied
+     in order; an event past a gap waits in `ahead` while we resume from lastSeq (the
+     server replays what we missed from its store). We also resume on (re)connect, on
+     focus, when the server says its message queue is back ("resync"), and every 30 s
+     while idle. The seq in resume's acknowledgement is authoritative: what the server
+     no longer shows us (e.g. after leaving a team) leaves no gap to chase. */
   if (window.io && document.body.dataset.live) {
-    let lastSeq = null;
-    const seen = new Set();
+    let lastSeq = document.body.dataset.seq ? Number(document.body.dataset.seq) : null;
+    const ahead = new Map();
+    let resuming = false, lastActivity = Date.now();
     const socket = window.io({ transports: ["websocket"] });
-    socket.on("connect", () => { if (lastSeq !== null) socket.emit("resume", { since: lastSeq }); });
+    const unavailable = on => { const b = $("#server-unavailable"); if (b) b.hidden = !on; };
+    const resume = () => {
+      if (lastSeq === null || resuming || !socket.connected) return;
+      resuming = true;
+      socket.timeout(10000).emit("resume", { since: lastSeq }, (err, ack) => {
+        resuming = false; lastActivity = Date.now();
+        if (err || !ack) { setTimeout(resume, 3000); return; }
+        if (ack.error === "unavailable") { unavailable(true); setTimeout(resume, (ack.retry_after || 7) * 1000); return; }
+        if (ack.error) return;
+        unavailable(false);
+        if (ack.seq > lastSeq) lastSeq = ack.seq;  // authoritative
+        ahead.forEach((_, seq) => { if (seq <= lastSeq) ahead.delete(seq); });
+        drain();
+        if (ahead.size) resume();  // something beyond the replay is still missing
+      });
+    };
+    const drain = () => {
+      while (ahead.has(lastSeq + 1)) { const [n, ev] = ahead.get(lastSeq + 1); ahead.delete(lastSeq + 1); lastSeq = ev.seq; apply(n, ev); }
+    };
+    socket.on("connect", () => { unavailable(false); resume(); });
+    socket.on("connect_error", err => { if (err && err.data && err.data.error === "unavailable") unavailable(true); });
+    socket.on("resync", resume);
+    window.addEventListener("focus", resume);
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) resume(); });
+    setInterval(() => { if (Date.now() - lastActivity > 30000) { lastActivity = Date.now(); resume(); } }, 5000);
     const handle = (name, ev) => {
-      if (seen.has(ev.seq)) return;  // resume may repeat what already arrived
-      seen.add(ev.seq); lastSeq = Math.max(lastSeq || 0, ev.seq);
+      lastActivity = Date.now();
+      if (lastSeq === null) lastSeq = ev.seq - 1;
+      if (ev.seq <= lastSeq) return;  // already applied (a resume may repeat what arrived)
+      if (ev.seq > lastSeq + 1) { ahead.set(ev.seq, [name, ev]); resume(); return; }
+      lastSeq = ev.seq; apply(name, ev); drain();
+    };
+    const apply = (name, ev) => {
       if (document.body.dataset.live === "list") {
         const li = $(`li[data-patient="${ev.patient_id}"]`);
         if (li) { li.classList.add("updated"); flash(li); }
@@ -255,7 +291,8 @@
         refreshTimeline(ev.note_id);
       }
     };
-    ["record.updated", "note.created", "team.updated", "breakglass.opened"].forEach(n => socket.on(n, ev => handle(n, ev)));
+    ["record.updated", "note.created", "team.updated", "breakglass.opened", "access.after_reset"]
+      .forEach(n => socket.on(n, ev => handle(n, ev)));
     window.addEventListener("online", () => { $("#offline").hidden = true; pending.forEach((_, key) => saveSection($(`form[data-section-form="${key}"]`))); });
   }
 })();

@@ -144,3 +144,27 @@ def pg_world(request, tmp_path):
     db.session.remove()
     with admin.connect() as c:
         c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def own_postgres(tmp_path):
+    """A PostgreSQL server of this test's own, so the test may stop and start it."""
+    folder = Path(tempfile.mkdtemp(prefix="renkei-pgf-"))
+    os.chmod(folder, 0o777)
+    script = str(ROOT / "platform/postgres.sh")
+    port = str(free_port())
+    url = subprocess.run(["bash", script, "start", str(folder), port], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text("CREATE DATABASE renkei"))
+    admin.dispose()
+    db_url = url.rsplit("/", 1)[0] + "/renkei"
+    engine = make_engine(db_url)
+    upgrade_schema(engine)
+    engine.dispose()
+    control = {"start": lambda: subprocess.run(["bash", script, "start", str(folder), port], check=True,
+                                               capture_output=True),
+               "stop": lambda: subprocess.run(["bash", script, "stop", str(folder)], check=True)}
+    yield db_url, control
+    control["stop"]()

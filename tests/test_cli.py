@@ -63,3 +63,14 @@ def test_migrations_build_the_schema_the_models_describe(database_url):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_seed_demo_into_an_instance_folder_that_does_not_exist_yet(tmp_path):
+    """Issue 11 (7): seed-demo committed, then failed writing the credentials file."""
+    folder = tmp_path / "not" / "yet"
+    env = os.environ | {"RENKEI_DATABASE_URL": f"sqlite:///{tmp_path}/r.db", "RENKEI_MASTER_KEY": random_master_key(),
+                        "RENKEI_SECRET_KEY": "s" * 32, "RENKEI_INSTANCE_DIR": str(folder)}
+    assert run(["init-db"], env).returncode == 0
+    out = run(["seed-demo"], env)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert "TOTP secret" in (folder / "demo-credentials.txt").read_text()

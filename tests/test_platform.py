@@ -3,17 +3,12 @@ Redis; the database going away (503, never stale, never anonymous) and coming ba
 a server killed in the middle of writes losing nothing it acknowledged."""
 import os
 import signal
-import subprocess
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import text
 
-from tests.helpers import ROOT
 from tests.servers import Listener, World, free_port, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -35,33 +30,6 @@ def test_two_gunicorn_workers_deliver_to_every_listener(pg_world, redis_url):
                 listener.close()
         log = open(os.path.join(env["RENKEI_INSTANCE_DIR"], f"server-{env['RENKEI_PORT']}.log")).read()
         assert log.count("Booting worker") == 2
-
-
-@pytest.fixture
-def own_postgres(tmp_path):
-    """A PostgreSQL server of this test's own, so the test may stop and start it."""
-    folder = Path(tempfile.mkdtemp(prefix="renkei-pgf-"))
-    os.chmod(folder, 0o777)
-    script = str(ROOT / "platform/postgres.sh")
-    port = str(free_port())
-    url = subprocess.run(["bash", script, "start", str(folder), port], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    from sqlalchemy import create_engine
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text("CREATE DATABASE renkei"))
-    admin.dispose()
-    db_url = url.rsplit("/", 1)[0] + "/renkei"
-    from renkei.schema import upgrade_schema
-    from renkei.db import make_engine
-    engine = make_engine(db_url)
-    upgrade_schema(engine)
-    engine.dispose()
-    control = {"start": lambda: subprocess.run(["bash", script, "start", str(folder), port], check=True,
-                                               capture_output=True),
-               "stop": lambda: subprocess.run(["bash", script, "stop", str(folder)], check=True)}
-    yield db_url, control
-    control["stop"]()
 
 
 def test_database_down_is_503_then_recovers_by_itself(own_postgres, tmp_path):

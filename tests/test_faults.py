@@ -1,0 +1,131 @@
+"""Faults lose nothing and stall nothing (issue 11): slow clients, a busy pool, the
+database away while sockets connect and resume, the message queue down."""
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+import socketio
+from sqlalchemy import text
+
+from renkei import db
+from renkei.db import make_engine
+from tests.helpers import PASSWORD, R, ROOT, Api, build_app
+from tests.servers import Listener, World, free_port
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def test_a_busy_pool_answers_503_with_retry_after_not_500(database_url):
+    app = build_app(database_url)
+    app.extensions["renkei.engine"].dispose()
+    app.extensions["renkei.engine"] = engine = make_engine(database_url, pool_size=1, pool_timeout=0.5)
+    db.bind(engine)
+    api = Api(app)
+    api.user("cm", "care_manager")
+    held = engine.connect()  # someone else holds the only connection
+    held.execute(text("SELECT 1"))
+    try:
+        r = api.call("cm", "GET", R)
+    finally:
+        held.close()
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) > 5  # longer than the keep-alive
+    assert r.mimetype == "application/problem+json"
+    assert api.call("cm", "GET", R).status_code == 200
+    engine.dispose()
+
+
+def test_slow_uploaders_do_not_hold_database_connections(pg_world):
+    """Slow bodies hold no connection: 35 half-sent uploads (more than any pool here)
+    leave a pool of 2 free for everyone else, who is served at once."""
+    w = pg_world
+    with w.server(RENKEI_DB_POOL_SIZE="2", RENKEI_DB_POOL_TIMEOUT="2") as base:
+        port = int(base.rsplit(":", 1)[1])
+        slow = []
+        for _ in range(35):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall((f"POST /api/v1/patients/{w.pid}/notes HTTP/1.1\r\nHost: x\r\n"
+                       f"Authorization: Bearer {w.tokens['cm']}\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 1000\r\n\r\n{").encode())
+            slow.append(s)
+        time.sleep(1)
+        try:
+            started = time.monotonic()
+            r = requests.get(f"{base}{R}", headers={"Authorization": "Bearer " + w.tokens["doc"]}, timeout=10)
+            took = time.monotonic() - started
+        finally:
+            for s in slow:
+                s.close()
+        assert r.status_code == 200 and took < 1.5, (r.status_code, took)
+
+
+def test_sockets_are_told_when_the_database_is_away(own_postgres, tmp_path):
+    """Issue 11 (6): connect and resume got no answer while the database was down; now
+    they say "unavailable" at once (the page shows a banner and retries)."""
+    url, control = own_postgres
+    w = World(url, tmp_path)
+    with w.server() as base:
+        listener = Listener(base, w.tokens["ns"])
+        control["stop"]()
+        started = time.monotonic()
+        ack = listener.sio.call("resume", {"since": 0}, timeout=8)
+        assert ack["error"] == "unavailable" and ack["retry_after"] > 5
+        assert time.monotonic() - started < 8
+        client, refusals = socketio.Client(reconnection=False), []
+        client.on("connect_error", refusals.append)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            client.connect(base, auth={"token": w.tokens["cm"]}, transports=["websocket"], wait_timeout=8)
+        assert refusals, "the refusal carries its reason"
+        assert "unavailable" in str(refusals[0]), refusals
+        control["start"]()
+        deadline = time.monotonic() + 20
+        while True:
+            ack = listener.sio.call("resume", {"since": 0}, timeout=8)
+            if "replayed" in ack or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert "replayed" in ack
+
+
+@pytest.mark.browser
+def test_after_a_redis_outage_the_open_page_shows_every_change_without_a_reload(pg_world, tmp_path):
+    """Issue 11 (1): pushes published while Redis was down were lost for good. Now the
+    server prompts its sockets to resume when the queue returns, and the page resumes
+    on gaps, on focus and while idle; it catches up within 10 s, no reload."""
+    from playwright.sync_api import sync_playwright
+    w = pg_world
+    script, folder, port = str(ROOT / "platform/redis.sh"), str(tmp_path / "redis"), str(free_port())
+    redis_url = subprocess.run(["bash", script, "start", folder, port], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    try:
+        with w.server(RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b, \
+                sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_context(base_url=a, locale="ja-JP").new_page()
+            page.goto("/login")
+            page.fill("input[name=login]", "cm")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(re.compile(r".*/$"))
+            page.goto(f"/patients/{w.pid}")
+            page.wait_for_selector("#section-condition")
+            page.wait_for_timeout(1000)  # the socket is connected
+            subprocess.run(["bash", script, "stop", folder], check=True)
+            time.sleep(0.5)
+            w.put(b, "doc", "condition", {"summary": "Redis停止中の更新"}, 0)
+            w.put(b, "doc", "home", {"bed": "停止中に変えたベッド"}, 0)
+            time.sleep(2)
+            assert "Redis停止中の更新" not in page.locator("#section-condition").inner_text()
+            subprocess.run(["bash", script, "start", folder, port], check=True, capture_output=True)
+            back = time.monotonic()
+            page.wait_for_selector("#section-condition:has-text('Redis停止中の更新')", timeout=10000)
+            page.wait_for_selector("#section-home:has-text('停止中に変えたベッド')", timeout=10000)
+            assert time.monotonic() - back < 10
+            browser.close()
+    finally:
+        subprocess.run(["bash", script, "stop", folder])
