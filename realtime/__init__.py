@@ -4,16 +4,20 @@ team (renkei/notify.py), so a client can never subscribe to anything by name. Ev
 carry identifiers, never content. This package hears of committed events through the
 unit of work's after-commit listeners (renkei/work.py); the core never calls it."""
 import logging
+import os
+import socket
 import threading
+import uuid
+from datetime import timedelta
 
 import redis
 from flask import current_app, request
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room  # not the builtin of that name
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 
-from models import SocketSession, User, utcnow
+from models import SocketOwner, SocketSession, User, utcnow
 from renkei import auth, authz, db, notify, work
 
 log = logging.getLogger("renkei.realtime")
@@ -25,6 +29,7 @@ UNAVAILABLE = {"error": "unavailable", "retry_after": 7}
 # socket_credential). A sweeper closes those whose credential lapses by time (token
 # expiry, idle session); sign-out, revocation and disabling close them at once.
 _open: dict[str, dict] = {}
+OWNER = f"{socket.gethostname()[:50]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this process
 _sweeper = {"started": False, "lock": threading.Lock()}
 
 
@@ -115,7 +120,8 @@ def on_connect(auth_data=None):
         unit = work.current()
         unit.record("realtime.connect", "ok" if user else "unauthenticated", actor=user)
         if user is not None:
-            db.session.add(SocketSession(sid=request.sid, user_id=user.id, token_id=token.id if token else None))
+            db.session.add(SocketSession(sid=request.sid, user_id=user.id, token_id=token.id if token else None,
+                                         owner=OWNER))
         try:
             unit.commit()
         except (DBAPIError, PoolTimeout):
@@ -127,6 +133,18 @@ def on_connect(auth_data=None):
     _open[request.sid] = credential
     _start_sweeper(current_app._get_current_object())
     join_room(_room(user.id))
+
+
+def _heartbeat(interval: float):
+    """Say this process is alive; remove the socket rows of processes that stopped
+    saying so (killed with -9: their sockets died with them)."""
+    now = utcnow()
+    if db.session.execute(update(SocketOwner).where(SocketOwner.owner == OWNER).values(seen_at=now)).rowcount == 0:
+        db.session.add(SocketOwner(owner=OWNER, seen_at=now))
+    gone = select(SocketOwner.owner).where(SocketOwner.seen_at < now - timedelta(seconds=max(2, 4 * interval)))
+    db.session.execute(delete(SocketSession).where(SocketSession.owner.in_(gone)))
+    db.session.execute(delete(SocketOwner).where(SocketOwner.owner.in_(gone)))
+    db.session.commit()
 
 
 def _close_after_ack(sid: str):
@@ -150,10 +168,12 @@ def _sweep(app):
     time, and — in case a sign-out's disconnect never arrived (message queue down) —
     revoked, disabled or signed out, checked against the database."""
     while True:
-        socketio.sleep(app.config["RENKEI"].socket_sweep_seconds)
+        interval = app.config["RENKEI"].socket_sweep_seconds
+        socketio.sleep(interval)
         try:
             with app.app_context():
                 lapsed = [sid for sid, credential in list(_open.items()) if not auth.credential_holds(credential)]
+                _heartbeat(interval)
                 db.session.remove()
         except Exception:  # database unreachable: at least what lapsed by time
             log.warning("could not check open sockets' credentials against the database")

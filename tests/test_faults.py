@@ -14,7 +14,7 @@ from sqlalchemy import text
 from renkei import db
 from renkei.db import make_engine
 from tests.helpers import PASSWORD, R, ROOT, Api, build_app
-from tests.servers import Listener, World, free_port
+from tests.servers import Listener, World, free_port, start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -129,3 +129,31 @@ def test_after_a_redis_outage_the_open_page_shows_every_change_without_a_reload(
             browser.close()
     finally:
         subprocess.run(["bash", script, "stop", folder])
+
+
+def test_a_killed_servers_socket_rows_are_removed_by_the_others(pg_world):
+    """Issue 11 (5): kill -9 left its socket_sessions rows forever."""
+    w = pg_world
+    fast = {"RENKEI_SOCKET_SWEEP_SECONDS": "0.5"}
+    engine = make_engine(w.env["RENKEI_DATABASE_URL"])
+
+    def rows():
+        with engine.connect() as c:
+            return c.execute(text("SELECT count(*) FROM socket_sessions")).scalar()
+    try:
+        handle = []
+        with start_server(w.env | {"RENKEI_PORT": str(free_port())} | fast, handle=handle) as a:
+            Listener(a, w.tokens["ns"])
+            assert rows() == 1
+            time.sleep(1)  # a heartbeat has been written
+            handle[0].kill()  # kill -9: no disconnect handler runs
+            handle[0].wait()
+            assert rows() == 1
+            with w.server(**fast) as b:
+                Listener(b, w.tokens["cm"])
+                deadline = time.monotonic() + 10
+                while rows() != 1 and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert rows() == 1  # only b's own socket is left
+    finally:
+        engine.dispose()
