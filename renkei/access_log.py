@@ -83,6 +83,7 @@ def export_csv(reader: User, query: dict):
         while True:
             page = list(db.session.execute(filtered(query).where(AuditEntry.seq > after, AuditEntry.seq <= head)
                                            .order_by(AuditEntry.seq).limit(EXPORT_BATCH)).scalars())
+            db.session.commit()  # no transaction left open while a slow client downloads
             yield from page
             if len(page) < EXPORT_BATCH:
                 return

@@ -44,8 +44,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
 
     app.extensions["renkei.keyring"] = Keyring(settings.master_key, settings.previous_master_keys)
-    app.extensions["renkei.engine"] = engine = db.make_engine(settings.database_url, settings.db_pool_size,
-                                                              settings.db_pool_timeout)
+    app.extensions["renkei.engine"] = engine = db.make_engine(
+        settings.database_url, settings.db_pool_size, settings.db_pool_timeout,
+        settings.db_lock_timeout_ms, settings.db_idle_transaction_timeout_ms)
     db.bind(engine)
 
     login_manager.init_app(app)

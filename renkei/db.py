@@ -20,9 +20,14 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10):
+def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10, lock_timeout_ms: int = 2000,
+                idle_transaction_timeout_ms: int = 15000):
     """pool_size: connections a worker may hold at once (platform/gunicorn.conf.py says how
-    to size it); a request that waits pool_timeout seconds for one gets 503, never 500."""
+    to size it); a request that waits pool_timeout seconds for one gets 503, never 500.
+    On PostgreSQL a request waits at most lock_timeout_ms for a lock (then 503), and the
+    server ends a transaction left idle for idle_transaction_timeout_ms — a frozen or
+    stuck worker cannot hold a row or the audit lock against everyone else for long.
+    (No statement timeout: verifying the access log is one long scan.)"""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -43,7 +48,9 @@ def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10):
             # head) and then writes cannot interleave with another one.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
+    options = f"-c lock_timeout={lock_timeout_ms} -c idle_in_transaction_session_timeout={idle_transaction_timeout_ms}"
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout,
+                         connect_args={"options": options})
 
 
 def bind(engine):
@@ -68,8 +75,10 @@ def database_down(exc) -> bool:
 
 
 def conflict(exc) -> bool:
-    """The database rolled the transaction back: deadlock or serialisation failure."""
-    return str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "").startswith("40")
+    """The database rolled the transaction back (deadlock, serialisation failure) or a
+    lock was not free within lock_timeout (55P03): another request was in the way."""
+    state = str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "")
+    return state.startswith("40") or state == "55P03"
 
 
 def purge_freed_space():

@@ -10,6 +10,7 @@ import pytest
 import requests
 import socketio
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from renkei import db
 from renkei.db import make_engine
@@ -156,4 +157,25 @@ def test_a_killed_servers_socket_rows_are_removed_by_the_others(pg_world):
                     time.sleep(0.2)
                 assert rows() == 1  # only b's own socket is left
     finally:
+        engine.dispose()
+
+
+def test_a_stuck_transaction_does_not_stall_everyone_else(pg_world):
+    """Issue 11 (2): a frozen worker's transaction held the audit lock and a user's row;
+    every write elsewhere waited for it. Now a write that cannot get a lock within 2 s is
+    a 503 with Retry-After, and the database ends the abandoned transaction."""
+    w = pg_world
+    with w.server(RENKEI_DB_IDLE_TRANSACTION_TIMEOUT_MS="3000") as base:
+        engine = make_engine(w.env["RENKEI_DATABASE_URL"], idle_transaction_timeout_ms=3000)
+        frozen = engine.connect()
+        frozen.execute(text("SELECT pg_advisory_xact_lock(73110001)"))  # the audit lock, then silence
+        started = time.monotonic()
+        r = requests.put(f"{base}{R}/{w.pid}/record/condition", json={"content": {"summary": "x"}}, timeout=20,
+                         headers={"Authorization": "Bearer " + w.tokens["doc"], "If-Match": '"0"'})
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1 and time.monotonic() - started < 5
+        time.sleep(3.5)
+        w.put(base, "doc", "condition", {"summary": "書けた"}, 0)
+        with pytest.raises(DBAPIError):  # the database ended the abandoned transaction
+            frozen.execute(text("SELECT 1"))
+        frozen.invalidate()
         engine.dispose()
