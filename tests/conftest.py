@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from renkei import db
 from renkei.db import make_engine
 from renkei.schema import upgrade_schema
-from tests.helpers import ROOT, Api, build_app
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, Api, build_app
 from tests.servers import World, free_port
 
 
@@ -168,3 +168,17 @@ def own_postgres(tmp_path):
                "stop": lambda: subprocess.run(["bash", script, "stop", str(folder)], check=True)}
     yield db_url, control
     control["stop"]()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, for a module's browser tests."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed")
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright  # heavy; only modules that drive a browser
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -1,7 +1,9 @@
 """What the tests share: the app builder, `Api` (a client that calls the API as a person
 would, with bearer tokens) and a small care team to start from."""
 import base64
+import re
 import secrets
+import shutil
 from pathlib import Path
 
 import pyotp
@@ -13,6 +15,22 @@ from renkei.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 R = "/api/v1/patients"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; Playwright never downloads one
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TABLET = {"viewport": {"width": 1280, "height": 800}, "has_touch": True, "is_mobile": False,
+          "device_scale_factor": 1}
+
+
+def signed_in_page(browser, base, login, password, **context):
+    """A new browser context signed in through the sign-in page (tablet-sized by default)."""
+    page = browser.new_context(base_url=base, locale="ja-JP", **(context or TABLET)).new_page()
+    page.goto("/login")
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/$"))
+    return page
 
 
 def _settings(url, master_key=None):

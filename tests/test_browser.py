@@ -3,19 +3,15 @@ with the demo data: tablet editing, live updates, conflicts, urgent notes, print
 the auditor's log. Screenshots go to test-artifacts/screenshots/."""
 import os
 import re
-import shutil
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers import ROOT, random_master_key
+from tests.helpers import CHROMIUM, ROOT, random_master_key, signed_in_page
 from tests.servers import free_port, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "test-artifacts" / "screenshots"
-TABLET = {"viewport": {"width": 1280, "height": 800}, "has_touch": True, "is_mobile": False,
-          "device_scale_factor": 1}
 PASSWORD = "renkei-demo-2026"
 
 
@@ -33,27 +29,9 @@ def server(tmp_path_factory):
         yield base
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
-
 def signed_in(browser, server, login, **ctx):
-    context = browser.new_context(base_url=server, locale="ja-JP", **(ctx or TABLET))
-    page = context.new_page()
-    page.goto("/login")
-    page.fill("input[name=login]", login)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
-    return page
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return signed_in_page(browser, server, login, PASSWORD, **ctx)
 
 
 def open_patient(page, name="山田 太郎"):

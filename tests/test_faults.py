@@ -1,7 +1,5 @@
 """Faults lose nothing and stall nothing (issue 11): slow clients, a busy pool, the
 database away while sockets connect and resume, the message queue down."""
-import re
-import shutil
 import socket
 import subprocess
 import time
@@ -14,12 +12,8 @@ from sqlalchemy.exc import DBAPIError
 
 from renkei import db
 from renkei.db import make_engine
-from tests.helpers import PASSWORD, R, ROOT, Api, build_app
+from tests.helpers import PASSWORD, R, ROOT, Api, build_app, signed_in_page
 from tests.servers import Listener, World, free_port, start_server
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def test_a_busy_pool_answers_503_with_retry_after_not_500(database_url):
@@ -94,25 +88,17 @@ def test_sockets_are_told_when_the_database_is_away(own_postgres, tmp_path):
 
 
 @pytest.mark.browser
-def test_after_a_redis_outage_the_open_page_shows_every_change_without_a_reload(pg_world, tmp_path):
+def test_after_a_redis_outage_the_open_page_shows_every_change_without_a_reload(pg_world, tmp_path, browser):
     """Issue 11 (1): pushes published while Redis was down were lost for good. Now the
     server prompts its sockets to resume when the queue returns, and the page resumes
     on gaps, on focus and while idle; it catches up within 10 s, no reload."""
-    from playwright.sync_api import sync_playwright
     w = pg_world
     script, folder, port = str(ROOT / "platform/redis.sh"), str(tmp_path / "redis"), str(free_port())
     redis_url = subprocess.run(["bash", script, "start", folder, port], capture_output=True, text=True,
                                check=True).stdout.strip()
     try:
-        with w.server(RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b, \
-                sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_context(base_url=a, locale="ja-JP").new_page()
-            page.goto("/login")
-            page.fill("input[name=login]", "cm")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(re.compile(r".*/$"))
+        with w.server(RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b:
+            page = signed_in_page(browser, a, "cm", PASSWORD)
             page.goto(f"/patients/{w.pid}")
             page.wait_for_selector("#section-condition")
             page.wait_for_timeout(1000)  # the socket is connected
@@ -127,7 +113,7 @@ def test_after_a_redis_outage_the_open_page_shows_every_change_without_a_reload(
             page.wait_for_selector("#section-condition:has-text('Redis停止中の更新')", timeout=10000)
             page.wait_for_selector("#section-home:has-text('停止中に変えたベッド')", timeout=10000)
             assert time.monotonic() - back < 10
-            browser.close()
+            page.context.close()
     finally:
         subprocess.run(["bash", script, "stop", folder])
 

@@ -2,7 +2,6 @@
 pages work in production mode: sign-in with its CSRF check, a section edit, a live
 update — in real Chromium through https://."""
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -10,11 +9,10 @@ import sys
 import pytest
 import requests
 
-from tests.helpers import ROOT, random_master_key
+from tests.helpers import ROOT, random_master_key, signed_in_page
 from tests.servers import free_port, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DEMO_PASSWORD = "renkei-demo-2026"
 
 
@@ -43,27 +41,9 @@ def https_base(tmp_path_factory):
             subprocess.run(["bash", str(ROOT / "platform/tls.sh"), "stop", str(front)])
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
-
 def _signed_in(browser, base, login):
-    context = browser.new_context(base_url=base, locale="ja-JP", ignore_https_errors=True,
-                                  viewport={"width": 1280, "height": 800}, has_touch=True)
-    page = context.new_page()
-    page.goto("/login")
-    page.fill("input[name=login]", login)
-    page.fill("input[name=password]", DEMO_PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
-    return page
+    return signed_in_page(browser, base, login, DEMO_PASSWORD, ignore_https_errors=True,
+                          viewport={"width": 1280, "height": 800}, has_touch=True)
 
 
 def test_sign_in_edit_and_live_update_through_https(browser, https_base):
