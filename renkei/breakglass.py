@@ -44,9 +44,8 @@ def open_grant(actor: User, patient_id: str, reason: str, otp: str | None) -> di
     return {"id": grant.id, "patient_id": patient.id, "expires_at": grant.expires_at}
 
 
-def _grant_out(grant: BreakGlass, patient: Patient, name: str) -> dict:
-    reason = crypto.unseal(vault.patient_key(patient), grant.reason_ct,
-                           vault.breakglass_aad(patient.id, grant.id)).decode()
+def _grant_out(grant: BreakGlass, patient: Patient, key: bytes, name: str) -> dict:
+    reason = crypto.unseal(key, grant.reason_ct, vault.breakglass_aad(patient.id, grant.id)).decode()
     return {"id": grant.id, "patient_id": patient.id, "user_id": grant.user_id, "display_name": name,
             "opened_at": grant.opened_at, "expires_at": grant.expires_at, "reason": reason,
             "open": grant.expires_at > utcnow()}
@@ -58,7 +57,8 @@ def grants(actor: User, patient_id: str) -> list[dict]:
     rows = db.session.execute(select(BreakGlass, User.display_name).join(User, User.id == BreakGlass.user_id)
                               .where(BreakGlass.patient_id == patient.id)
                               .order_by(BreakGlass.opened_at.desc())).all()
-    return [_grant_out(g, patient, name) for g, name in rows]
+    key = vault.patient_key(patient)  # unwrapped once, not per grant
+    return [_grant_out(g, patient, key, name) for g, name in rows]
 
 
 def all_grants(reader: User, limit: int = 500) -> list[dict]:
@@ -69,4 +69,10 @@ def all_grants(reader: User, limit: int = 500) -> list[dict]:
                               .join(User, User.id == BreakGlass.user_id)
                               .where(Patient.wrapped_key.is_not(None))  # a shredded patient's reasons are gone
                               .order_by(BreakGlass.opened_at.desc()).limit(limit)).all()
-    return [_grant_out(g, p, name) for g, p, name in rows]
+    keys: dict[str, bytes] = {}  # one unwrap per patient, however many grants it has
+    out = []
+    for grant, patient, name in rows:
+        if patient.id not in keys:
+            keys[patient.id] = vault.patient_key(patient)
+        out.append(_grant_out(grant, patient, keys[patient.id], name))
+    return out

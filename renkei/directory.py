@@ -100,7 +100,8 @@ def people(viewer: User, include_disabled: bool = False) -> list[dict]:
             for u in db.session.execute(stmt).scalars()]
 
 
-def _user(actor: User, user_id: str) -> User:
+def managed_user(actor: User, user_id: str) -> User:
+    """The person an administrator acts on (404 if none), named in the audit entry."""
     authz.require_staff(actor, "admin")
     user = db.session.get(User, user_id)
     work.describe(detail=audit.ref("user", user_id, user is not None))
@@ -112,7 +113,7 @@ def _user(actor: User, user_id: str) -> User:
 def update_user(actor: User, user_id: str, changes: dict) -> dict:
     """Change a display name, disable or re-enable a user. Disabling ends every token,
     session and socket the user has. The last active administrator stays."""
-    user = _user(actor, user_id)
+    user = managed_user(actor, user_id)
     if "display_name" in changes:
         user.display_name = changes["display_name"]
     if changes.get("disabled") is True and not user.disabled:
@@ -132,13 +133,13 @@ def _active_admins() -> int:
 
 def unlock(actor: User, user_id: str):
     """Lift a sign-in lock on this person's login (from every address)."""
-    auth.unlock(_user(actor, user_id).login)
+    auth.unlock(managed_user(actor, user_id).login)
 
 
 def reset_totp(actor: User, user_id: str):
     """Remove a lost second factor; the person enrols a new one. An administrator's own
     factor is reset from the command line (an administrator always needs one)."""
-    user = _user(actor, user_id)
+    user = managed_user(actor, user_id)
     if user.is_admin:
         raise Problem(409, "An administrator's second factor is reset with `flask --app wsgi reset-admin-totp`.")
     auth.remove_totp(user)  # they enrol a new one at their next sign-in, before anything else

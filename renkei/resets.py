@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from models import AccessReset, User, utcnow
-from renkei import audit, auth, authz, db, passwords, work
+from renkei import audit, auth, authz, db, directory, passwords, work
 from renkei.problems import Problem, not_found
 
 REQUEST_LIFETIME = timedelta(hours=24)  # an approval must follow the request within this
@@ -34,11 +34,7 @@ def _new_code() -> str:
 
 def request(actor: User, user_id: str) -> dict:
     """Ask for a reset of a clinician's or auditor's access; another administrator approves."""
-    authz.require_staff(actor, "admin")
-    user = db.session.get(User, user_id)
-    work.describe(detail=audit.ref("user", user_id, user is not None))
-    if user is None:
-        raise not_found()
+    user = directory.managed_user(actor, user_id)
     if user.is_admin:
         raise Problem(409, "An administrator's access is reset on the server: flask --app wsgi reset-access.")
     reset = AccessReset(user_id=user.id, requested_by=actor.id, requested_at=utcnow())
