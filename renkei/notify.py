@@ -9,7 +9,7 @@ Recipients are the patient's team *at the time of the change*: a removed member
 stops receiving at once."""
 import json
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, insert, select, update
 
 from models import TeamMember, User, UserEvent, utcnow
 from renkei import db, work
@@ -27,27 +27,53 @@ def admin_user_ids() -> list[str]:
 
 
 def queue(name: str, patient_id: str, payload: dict, also_to=()):
-    """Store `name` for every current team member (and `also_to`), for sending after commit."""
-    at = iso(utcnow())
+    """Name `name` for every current team member (and `also_to`); it is stored with each
+    recipient's next seq when the unit of work commits, and sent after the commit."""
     recipients = sorted(set(team_user_ids(patient_id)) | set(also_to))
     if not recipients:
         return
+    unit = work.current()
+    if not unit.outbox:
+        unit.last_before_commit(lambda: unit.events.extend(store(unit.outbox)))
+    unit.outbox.append((name, patient_id, payload, recipients, utcnow()))
+
+
+def store(outbox: list) -> list[tuple[str, str, dict]]:
+    """Store the queued events with each recipient's next seq; the unit of work calls
+    this last before COMMIT, so the recipients' rows stay locked for milliseconds, not
+    for the rest of the request (docs/ARCHITECTURE.md, "One unit of work")."""
+    recipients = sorted({user_id for *_, users, _ in outbox for user_id in users})
     # Lock the recipients in id order first, so two writes with overlapping teams cannot
-    # deadlock on PostgreSQL (an UPDATE alone locks in whatever order its plan visits rows);
-    # then one statement hands every recipient its next seq. FOR NO KEY UPDATE (key_share):
-    # the write's own foreign keys (note author, event owner) hold KEY SHARE on user rows,
-    # which a plain FOR UPDATE would wait on, deadlocking (tests/test_integrity.py).
-    db.session.execute(select(User.id).where(User.id.in_(recipients)).order_by(User.id).with_for_update(key_share=True))
-    seqs = db.session.execute(update(User).where(User.id.in_(recipients))
-                              .values(event_seq=User.event_seq + 1)
-                              .returning(User.id, User.event_seq)).all()
-    rows, unit = [], work.current()
-    for user_id, seq in sorted(seqs):
-        body = {"patient_id": patient_id, **payload, "at": at, "seq": seq}
-        rows.append({"user_id": user_id, "seq": seq, "name": name, "created_at": utcnow(),
-                     "payload": json.dumps(body, ensure_ascii=False)})
-        unit.events.append((user_id, name, body))
+    # deadlock on PostgreSQL (an UPDATE alone locks in whatever order its plan visits rows).
+    # FOR NO KEY UPDATE (key_share): the write's own foreign keys (note author, event owner)
+    # hold KEY SHARE on user rows, which a plain FOR UPDATE would wait on (tests/test_integrity.py).
+    db.session.execute(select(User.id).where(User.id.in_(recipients)).order_by(User.id)
+                       .with_for_update(key_share=True))
+    counts = {user_id: 0 for user_id in recipients}
+    for *_, users, _ in outbox:
+        for user_id in users:
+            counts[user_id] += 1
+    last = dict(db.session.execute(
+        update(User).where(User.id.in_(recipients)).values(event_seq=User.event_seq + _case(counts))
+        .returning(User.id, User.event_seq)).all())
+    seq = {user_id: last[user_id] - counts[user_id] for user_id in recipients}
+    rows, sent = [], []
+    for name, patient_id, payload, users, at in outbox:
+        for user_id in users:
+            seq[user_id] += 1
+            body = {"patient_id": patient_id, **payload, "at": iso(at), "seq": seq[user_id]}
+            rows.append({"user_id": user_id, "seq": seq[user_id], "name": name, "created_at": at,
+                         "payload": json.dumps(body, ensure_ascii=False)})
+            sent.append((user_id, name, body))
     db.session.execute(insert(UserEvent), rows)
+    return sent
+
+
+def _case(counts: dict):
+    """How many events each recipient gets in this commit, as one SQL expression."""
+    if len(set(counts.values())) == 1:
+        return next(iter(counts.values()))
+    return case(counts, value=User.id)
 
 
 def events_since(user_id: str, since: int, limit: int = 1000) -> list[tuple[str, dict]]:

@@ -34,7 +34,9 @@ class Work:
         self.marks: list[str] = []     # added to the entry's detail, e.g. break-glass
         self.reset_announced: set[str] = set()  # patients told of a reset person's read
         self.entries: list[audit.Pending] = []
+        self.outbox: list[tuple] = []  # realtime events named by services (renkei/notify.py)
         self.events: list[tuple[str, str, dict]] = []  # (user id, event name, payload), stored
+        self.closing: list[Callable[[], None]] = []  # the last writes before COMMIT
         self.ended: list[tuple[str, str]] = []  # ("user" | "token", id) whose sockets must close
         self.afterwards: list[Callable[[], None]] = []  # core work that must follow the commit
         self.actor = None        # who is signing in, for the audit entry of a failed attempt
@@ -74,6 +76,11 @@ class Work:
         """Run `step` after this transaction commits (never if it rolls back)."""
         self.afterwards.append(step)
 
+    def last_before_commit(self, step: Callable[[], None]):
+        """Run `step` inside the transaction just before COMMIT: writes that lock shared
+        rows (event seqs) wait until the request's own work is done."""
+        self.closing.append(step)
+
     def end_sessions(self, *, user_id: str | None = None, token_id: str | None = None):
         """After commit, close the open sockets of a user or of one token."""
         self.ended.append(("user", user_id) if user_id else ("token", token_id))
@@ -81,8 +88,10 @@ class Work:
     def commit(self):
         """Append the audit entries, commit, then tell the listeners: events describe
         only what has committed."""
-        audit.write(self.entries)
-        self.entries = []
+        for step in self.closing:
+            step()
+        audit.write(self.entries)  # the access log's lock is taken last of all
+        self.entries, self.closing, self.outbox = [], [], []
         db.session.commit()
         steps, self.afterwards = self.afterwards, []
         for step in steps:
@@ -94,6 +103,7 @@ class Work:
 
     def rollback(self):
         db.session.rollback()
+        self.closing, self.outbox = [], []
         self.entries, self.events, self.ended, self.afterwards = [], [], [], []  # marks stay: they describe the attempt
 
     def finish(self, resp: Response, action: str | None, user, where: str) -> Response:

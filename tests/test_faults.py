@@ -10,7 +10,8 @@ import socketio
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from renkei import db
+from models import User
+from renkei import db, notes, work
 from renkei.db import make_engine
 from tests.helpers import PASSWORD, R, ROOT, Api, build_app, signed_in_page
 from tests.servers import Listener, World, free_port, start_server
@@ -165,3 +166,21 @@ def test_a_stuck_transaction_does_not_stall_everyone_else(pg_world):
             frozen.execute(text("SELECT 1"))
         frozen.invalidate()
         engine.dispose()
+
+
+def test_a_request_frozen_mid_write_does_not_hold_its_teams_event_rows(pg_world):
+    """Issue 11 (2): a worker stopped in the middle of a note (after it had named the
+    team's event, before COMMIT) held every team member's event row, so a colleague's
+    note on the same patient waited for the lock and failed. Events now take their rows
+    only in the last moment before COMMIT, so the colleague's note goes through."""
+    w = pg_world
+    with w.server() as base, w.app.test_request_context():
+        work.begin()
+        notes.post(db.session.get(User, w.ids["cm"]), w.pid, "書きかけ", "other")  # ...and the worker freezes here
+        started = time.monotonic()
+        r = requests.post(f"{base}{R}/{w.pid}/notes", json={"body": "届く", "category": "other"}, timeout=20,
+                          headers={"Authorization": "Bearer " + w.tokens["doc"]})
+        assert r.status_code == 201, r.text
+        assert time.monotonic() - started < 1.5
+        db.session.rollback()
+        db.session.remove()
