@@ -8,7 +8,7 @@ from renkei import breakglass
 
 @endpoint("POST", "/patients/<patient_id>/breakglass",
           summary="Open a patient's record in an emergency (physicians and nurses off the team)",
-          tag="breakglass", action="breakglass.open", body=BreakGlassIn, response=BreakGlassOut,
+          tag="breakglass", action="breakglass.open", body=BreakGlassIn, response=BreakGlassOut, idempotent=True,
           status=201, errors=(401, 403, 404, 409))
 def open_breakglass(patient_id, body):
     return breakglass.open_grant(current_user, patient_id, body["reason"], body.get("otp"))

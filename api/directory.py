@@ -9,7 +9,7 @@ from renkei import directory, resets
 
 
 @endpoint("POST", "/organizations", summary="Create an organisation", tag="directory",
-          action="directory.org_create", auth="admin", body=OrganizationIn,
+          action="directory.org_create", auth="admin", body=OrganizationIn, idempotent=True,
           response=OrganizationOut, status=201)
 def create_organization(body):
     return directory.create_organization(current_user, body["name"], body["kind"])

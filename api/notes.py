@@ -7,7 +7,7 @@ from renkei import notes
 
 
 @endpoint("POST", "/patients/<patient_id>/notes", summary="Post to the timeline",
-          tag="timeline", action="note.create", body=NoteIn, response=NoteOut, status=201,
+          tag="timeline", action="note.create", body=NoteIn, response=NoteOut, status=201, idempotent=True,
           errors=(403, 404))
 def create_note(patient_id, body):
     return notes.post(current_user, patient_id, body["body"], body["category"], body["urgent"])
@@ -21,7 +21,7 @@ def list_notes(patient_id, query):
 
 
 @endpoint("POST", "/patients/<patient_id>/notes/<note_id>/ack",
-          summary="Acknowledge (既読) a note", tag="timeline", action="note.ack", status=204,
+          summary="Acknowledge (既読) a note", tag="timeline", action="note.ack", status=204, idempotent=True,
           errors=(403, 404))
 def ack_note(patient_id, note_id):
     notes.acknowledge(current_user, patient_id, note_id)

@@ -38,6 +38,11 @@ def build_spec() -> dict:
             op.setdefault("parameters", []).append(
                 {"name": "If-Match", "in": "header", "required": True,
                  "schema": {"type": "string", "pattern": r'^(W/)?"?\d+"?$'}})
+        if r["idempotent"]:
+            op.setdefault("parameters", []).append(
+                {"name": "Idempotency-Key", "in": "header", "required": False,
+                 "description": "Send the same key again to retry safely (docs/API.md).",
+                 "schema": {"type": "string", "pattern": r'^"?[\x21\x23-\x7e]{1,255}"?$'}})
         if r["body"] is not None:
             op["requestBody"] = {"required": True,
                                  "content": {"application/json": {"schema": r["body"]}}}
@@ -48,6 +53,8 @@ def build_spec() -> dict:
             ok["content"] = {"text/csv": {"schema": {"type": "string"}}}
         op["responses"][str(r["status"])] = ok
         errors = set(r["errors"]) | {400, 422} if r["body"] or r["query"] else set(r["errors"])
+        if r["idempotent"]:
+            errors |= {400, 409, 422}
         if r["auth"] != "public":
             op["security"] = [{"bearer": []}]
             errors |= {401}

@@ -8,7 +8,7 @@ from renkei import patients, teams
 
 
 @endpoint("POST", "/patients", summary="Register a patient; the caller joins the team",
-          tag="patients", action="patient.create", body=PatientIn, response=PatientOut,
+          tag="patients", action="patient.create", body=PatientIn, response=PatientOut, idempotent=True,
           status=201, errors=(403,))
 def create_patient(body):
     out = patients.register(current_user, body)
@@ -43,7 +43,7 @@ def delete_patient(patient_id):
 # --- consent ----------------------------------------------------------------------
 
 @endpoint("POST", "/patients/<patient_id>/consents", summary="Record the patient's consent to share",
-          tag="consent", action="consent.create", body=ConsentIn, response=ConsentOut,
+          tag="consent", action="consent.create", body=ConsentIn, response=ConsentOut, idempotent=True,
           status=201, errors=(403, 404))
 def create_consent(patient_id, body):
     return patients.record_consent(current_user, patient_id, body["obtained_on"], body["obtained_by"],
@@ -72,7 +72,7 @@ def get_team(patient_id):
 
 
 @endpoint("POST", "/patients/<patient_id>/team", summary="Add a member with a role that fits their profession",
-          tag="team", action="team.add", body=TeamIn, response=TeamMemberOut,
+          tag="team", action="team.add", body=TeamIn, response=TeamMemberOut, idempotent=True,
           status=201, errors=(403, 404, 409))
 def add_member(patient_id, body):
     return teams.add_member(current_user, patient_id, body["user_id"], body["role"]), 201

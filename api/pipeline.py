@@ -13,7 +13,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from renkei import auth, authz, db, problems, work
+from renkei import auth, authz, db, idempotency, problems, work
 from renkei.auth import csrf
 from renkei.crypto import DecryptionError
 from renkei.problems import Problem
@@ -27,12 +27,13 @@ ENROLMENT = {"start_totp", "confirm_totp", "me", "revoke_token"}  # open while a
 
 def endpoint(method: str, rule: str, *, summary: str, tag: str, action: str | None,
              auth: str = "user", body=None, query=None, response=None, status: int = 200,
-             errors: tuple = ()):
-    """auth: "public", "user", "admin" or "audit" (administrators and auditors)."""
+             errors: tuple = (), idempotent: bool = False):
+    """auth: "public", "user", "admin" or "audit" (administrators and auditors).
+    idempotent: a creating POST that honours Idempotency-Key (renkei/idempotency.py)."""
     def decorate(view):
         meta = dict(method=method, rule=rule, summary=summary, tag=tag, action=action,
                     auth=auth, body=body, query=query, response=response, status=status,
-                    errors=errors, name=view.__name__)
+                    errors=errors, idempotent=idempotent, name=view.__name__)
         ROUTES.append(meta)
 
         @wraps(view)
@@ -69,7 +70,7 @@ def _json_body():
 
 
 def _run(view, meta, kwargs):
-    user, unit = None, work.current()
+    user, unit, held = None, work.current(), None
     unit.describe(patient_id=kwargs.get("patient_id"), section=kwargs.get("section"))
     try:
         user = _caller()
@@ -87,11 +88,19 @@ def _run(view, meta, kwargs):
         # The caller is known: end that short transaction so no database connection is
         # held while a (slow) client sends its body.
         db.session.commit()
+        raw = _json_body() if meta["body"] is not None else {}
         if meta["body"] is not None:
-            kwargs["body"] = _load(meta["body"], _json_body())
+            kwargs["body"] = _load(meta["body"], raw)
         if meta["query"] is not None:
             kwargs["query"] = _load(meta["query"], request.args.to_dict())
-        resp = _to_response(view(**kwargs), meta)
+        key = idempotency.key_from(request.headers) if meta["idempotent"] else None
+        held = key and idempotency.claim(user, key, request.method, request.path, raw)
+        if isinstance(held, Response):  # a repeat: the first request's answer
+            resp, held = held, None
+        else:
+            resp = _to_response(view(**kwargs), meta)
+            if held and resp.status_code < 400:
+                idempotency.keep(held, resp, unit.audit_fields.get("patient_id"))
     except Problem as p:
         resp = problems.from_problem(p)
     except CSRFError as e:
@@ -106,7 +115,10 @@ def _run(view, meta, kwargs):
     except Exception:
         log.exception("unhandled error in %s (request %s)", meta["name"], unit.request_id)
         resp = problems.response(500, "Internal error; nothing was changed.")
-    return unit.finish(resp, meta["action"], user, meta["name"])
+    resp = unit.finish(resp, meta["action"], user, meta["name"])
+    if held and resp.status_code >= 400:
+        idempotency.release(held)
+    return resp
 
 
 def _to_response(rv, meta) -> Response:

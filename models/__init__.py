@@ -5,8 +5,9 @@ from models.directory import AccessReset, ApiToken, LoginThrottle, Organization,
 from models.patient import BreakGlass, Consent, Note, NoteAck, Patient, SectionRevision, TeamMember
 from models.audit import AuditAnchor, AuditEntry
 from models.events import UserEvent
+from models.idempotency import IdempotentRequest
 from models.sockets import SocketOwner, SocketSession
 
 __all__ = ["Base", "new_id", "utcnow", "AccessReset", "ApiToken", "LoginThrottle", "Organization",
            "SystemKey", "User", "BreakGlass", "Consent", "Note", "NoteAck", "Patient",
-           "SectionRevision", "TeamMember", "AuditAnchor", "AuditEntry", "UserEvent", "SocketOwner", "SocketSession"]
+           "SectionRevision", "TeamMember", "AuditAnchor", "AuditEntry", "UserEvent", "IdempotentRequest", "SocketOwner", "SocketSession"]

@@ -12,6 +12,11 @@ as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# Tests trade durability for speed; RENKEI_PG_DURABLE=1 keeps PostgreSQL's defaults
+# (fsync, synchronous commit), as the fault drill (bench/drill.py) and production need.
+durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+[ "${RENKEI_PG_DURABLE:-0}" = 1 ] && durability=""
+
 case "$cmd" in
 start)
   [ -x "$PGBIN/initdb" ] || { echo "PostgreSQL 15 server binaries not found in $PGBIN" >&2; exit 3; }
@@ -21,7 +26,7 @@ start)
     as_owner "$PGBIN/initdb" -D "$dir/data" -U renkei --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log"
   fi
   as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" >/dev/null
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 $durability -c max_connections=300" >/dev/null
   echo "postgresql+psycopg://renkei@127.0.0.1:$port/postgres"
   ;;
 stop)

@@ -7,6 +7,7 @@ import hmac
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from models import Patient, SystemKey
 from renkei import crypto, db
@@ -47,6 +48,12 @@ def consent_aad(patient_id: str, consent_id: str) -> str:
 
 def breakglass_aad(patient_id: str, grant_id: str) -> str:
     return aad(patient_id, "breakglass=" + grant_id)
+
+
+def answer_aad(patient_id: str | None, user_id: str, key_digest: str) -> str:
+    """An answer kept for an Idempotency-Key retry, bound to the person and the key."""
+    where = ("answer", "user=" + user_id, "key=" + key_digest)
+    return aad(patient_id, *where) if patient_id else "|".join((_system_owner("idempotent_answers"), *where))
 
 
 def totp_aad(user_id: str) -> str:
@@ -92,9 +99,12 @@ def system_key(name: str) -> bytes:
     if row is None:
         key = crypto.new_data_key()
         kek_id, wrapped = keyring().wrap(key, _system_owner(name))
-        db.session.add(SystemKey(name=name, kek_id=kek_id, wrapped_key=wrapped))
-        db.session.flush()
-        return key
+        try:
+            with db.session.begin_nested():
+                db.session.add(SystemKey(name=name, kek_id=kek_id, wrapped_key=wrapped))
+            return key
+        except IntegrityError:  # a concurrent request created it first: use theirs
+            row = db.session.execute(select(SystemKey).where(SystemKey.name == name)).scalar_one()
     return keyring().unwrap(row.kek_id, row.wrapped_key, _system_owner(name))
 
 

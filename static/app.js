@@ -15,7 +15,35 @@
     const r = await fetch(url, opts);  // throws only when the network is down
     let data = null;
     if (r.status !== 204) { try { data = await r.json(); } catch (e) { data = null; } }
-    return { status: r.status, data };
+    return { status: r.status, data, retryAfter: Number(r.headers.get("Retry-After")) || 0 };
+  }
+
+  /* A creating POST carries an Idempotency-Key and is sent again with the same key
+     until the server answers it: a lost answer, a 503 or "still running" (409 with
+     Retry-After) never makes a second note (docs/API.md, "Retrying safely"). The key
+     lives on the form only as long as what it sends is unchanged. */
+  function newKey() {
+    const bytes = new Uint8Array(16); crypto.getRandomValues(bytes);
+    return Array.from(bytes, b => b.toString(16).padStart(2, "0")).join("");
+  }
+  async function create(holder, url, body, onWait) {
+    const sent = JSON.stringify([url, body === undefined ? null : body]);
+    if (!holder.idem || holder.idem.sent !== sent) holder.idem = { key: newKey(), sent };
+    const key = holder.idem.key;
+    for (let attempt = 0; ; attempt++) {
+      let res = null;
+      try { res = await api("POST", url, body, { "Idempotency-Key": key }); } catch (e) { res = null; }
+      const again = res === null || res.status === 503 || (res.status === 409 && res.retryAfter);
+      if (!again) {
+        if (res.status < 500) delete holder.idem;
+        $("#offline").hidden = true;
+        return res;
+      }
+      if (res === null) $("#offline").hidden = false;
+      if (onWait) onWait();
+      const wait = res && res.retryAfter ? res.retryAfter * 1000 : Math.min(30000, 1000 * 2 ** attempt);
+      await new Promise(done => setTimeout(done, wait));
+    }
   }
   async function fragment(url) {
     const r = await fetch(url, { credentials: "same-origin" });
@@ -151,7 +179,10 @@
       });
     });
     $$("[data-ack]", root).forEach(b => b.addEventListener("click", async () => {
-      const res = await api("POST", `/api/v1/patients/${document.body.dataset.patient}/notes/${b.dataset.ack}/ack`);
+      if (b.disabled) return;
+      b.disabled = true;
+      const res = await create(b, `/api/v1/patients/${document.body.dataset.patient}/notes/${b.dataset.ack}/ack`);
+      b.disabled = false;
       if (res.status === 204) refreshTimeline();
     }));
   }
@@ -166,13 +197,15 @@
   const noteForm = $("#note-form");
   if (noteForm) noteForm.addEventListener("submit", async e => {
     e.preventDefault();
+    if (noteForm.dataset.sending) return;  // one note per press, however slow the network
     const f = new FormData(noteForm), status = $(".status", noteForm);
     const body = { body: f.get("body"), category: f.get("category"), urgent: f.get("urgent") === "on" };
-    try {
-      const res = await api("POST", `/api/v1/patients/${document.body.dataset.patient}/notes`, body);
-      if (res.status === 201) { noteForm.reset(); status.textContent = T.saved; refreshTimeline(res.data.id); }
-      else status.textContent = problemText(res);
-    } catch (err) { status.textContent = T.retrying; $("#offline").hidden = false; }
+    noteForm.dataset.sending = "1"; status.textContent = T.saving;
+    const res = await create(noteForm, `/api/v1/patients/${document.body.dataset.patient}/notes`, body,
+                             () => { status.textContent = T.retrying; });
+    delete noteForm.dataset.sending;
+    if (res.status === 201) { noteForm.reset(); status.textContent = T.saved; refreshTimeline(res.data.id); }
+    else status.textContent = problemText(res);
   });
   if (document.body.dataset.live === "patient") wire(document);
 
@@ -185,7 +218,16 @@
       const body = Object.fromEntries(new FormData(form).entries());
       const target = typeof url === "function" ? url(body) : url;
       if (form.id === "breakglass-form") delete body.patient_id;  // it is in the URL
-      const res = await api(method || "POST", target, body);
+      if (form.dataset.sending) return;
+      form.dataset.sending = "1";
+      let res = null;
+      try {
+        res = form.hasAttribute("data-creates")
+          ? await create(form, target, body, () => { $(".status", form).textContent = T.retrying; })
+          : await api(method || "POST", target, body);
+      } catch (err) { $("#offline").hidden = false; }
+      delete form.dataset.sending;
+      if (res === null) { $(".status", form).textContent = T.error; return; }
       if (res.status < 300) { (after || (() => location.reload()))(res); }
       else $(".status", form).textContent = problemText(res);
     });

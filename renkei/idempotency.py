@@ -1,0 +1,123 @@
+"""Retrying a creating request safely (docs/API.md, "Retrying safely: Idempotency-Key").
+
+A client that did not hear the answer to a POST sends it again with the same
+`Idempotency-Key`. The first request *claims* the key in a short transaction of its own
+before it runs; its answer is *kept* in the same transaction as the change it made, so
+either both commit or neither does. A repeat from the same person within 24 hours then
+gets the kept answer and creates nothing; a repeat with a different body is 422; a
+repeat while the first still runs is 409. Answers that are not kept: 4xx (the failed
+request changed nothing, so running it again is safe) and 5xx. Kept answers can hold
+clinical text, so they are sealed under the patient's key and re-checked against the
+person's access when replayed."""
+import json
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import Response
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from models import IdempotentRequest, Patient, utcnow
+from renkei import authz, crypto, db, vault, work
+from renkei.problems import Problem
+
+HEADER = "Idempotency-Key"
+LIFETIME = timedelta(hours=24)
+# A claim whose request never finished (its process was killed) is free again after
+# this; longer than any request may run (gunicorn's timeout, platform/gunicorn.conf.py).
+ABANDONED = timedelta(seconds=120)
+_KEY = re.compile(r'^"?([\x21\x23-\x7e]{1,255})"?$')  # an RFC 8941 string, quoted or not
+KEPT_HEADERS = ("Content-Type", "ETag", "Location")
+
+
+@dataclass
+class Claim:
+    user_id: str
+    key_digest: str
+    claimed_at: object
+
+
+def key_from(headers) -> str | None:
+    value = headers.get(HEADER)
+    if value is None:
+        return None
+    found = _KEY.match(value.strip())
+    if not found:
+        raise Problem(400, f"{HEADER} must be 1 to 255 visible ASCII characters.",
+                      errors={HEADER: ["1 to 255 visible ASCII characters, without quotes inside."]})
+    return found.group(1)
+
+
+def claim(user, key: str, method: str, path: str, body: dict) -> Claim | Response:
+    """Claim `key` for this request (committed at once), or answer a repeat: the kept
+    answer, 409 while the first still runs, 422 for a different request."""
+    digest = vault.keyed_digest("idempotency", key)
+    fingerprint = vault.keyed_digest("idempotency", json.dumps(
+        [method, path, body], sort_keys=True, ensure_ascii=False, default=str))
+    now = utcnow()
+    db.session.execute(delete(IdempotentRequest).where(IdempotentRequest.claimed_at < now - LIFETIME))
+    db.session.add(IdempotentRequest(user_id=user.id, key_digest=digest, fingerprint=fingerprint, claimed_at=now))
+    try:
+        db.session.commit()
+        return Claim(user.id, digest, now)
+    except IntegrityError:
+        db.session.rollback()
+    row = db.session.execute(select(IdempotentRequest).where(
+        IdempotentRequest.user_id == user.id, IdempotentRequest.key_digest == digest)).scalar_one_or_none()
+    if row is None:  # it expired between our insert and this read
+        raise Problem(409, "This request is being handled; try again.", headers={"Retry-After": "1"})
+    if row.fingerprint != fingerprint:
+        raise Problem(422, f"This {HEADER} was used for a different request.",
+                      errors={HEADER: ["Already used for a different request; send a new key."]})
+    if row.status is not None:
+        return _replay(user, row)
+    if row.claimed_at > now - ABANDONED:
+        raise Problem(409, "The first request with this key is still running; try again.",
+                      headers={"Retry-After": "1"})
+    taken = db.session.execute(update(IdempotentRequest).where(
+        IdempotentRequest.user_id == user.id, IdempotentRequest.key_digest == digest,
+        IdempotentRequest.claimed_at == row.claimed_at, IdempotentRequest.status.is_(None))
+        .values(claimed_at=now)).rowcount
+    db.session.commit()
+    if not taken:
+        raise Problem(409, "The first request with this key is still running; try again.",
+                      headers={"Retry-After": "1"})
+    return Claim(user.id, digest, now)
+
+
+def keep(held: Claim, resp: Response, patient_id: str | None):
+    """Keep a successful answer, in the transaction of the change it reports."""
+    answer = {"headers": {h: resp.headers[h] for h in KEPT_HEADERS if h in resp.headers},
+              "body": resp.get_data(as_text=True)}
+    sealed = crypto.seal_json(_key(patient_id), answer, vault.answer_aad(patient_id, held.user_id, held.key_digest))
+    db.session.execute(update(IdempotentRequest).where(
+        IdempotentRequest.user_id == held.user_id, IdempotentRequest.key_digest == held.key_digest)
+        .values(status=resp.status_code, patient_id=patient_id, answer_ct=sealed))
+
+
+def release(held: Claim):
+    """Free the key of a request whose answer is not kept, so a retry runs again."""
+    try:
+        db.session.execute(delete(IdempotentRequest).where(
+            IdempotentRequest.user_id == held.user_id, IdempotentRequest.key_digest == held.key_digest,
+            IdempotentRequest.status.is_(None)))
+        db.session.commit()
+    except Exception:  # the database is away: the claim is free again after ABANDONED
+        db.session.rollback()
+
+
+def _replay(user, row: IdempotentRequest) -> Response:
+    if row.patient_id is not None:  # may this person still see the patient? (else 404)
+        authz.patient_access(user, row.patient_id, authz.READ)
+    work.describe(patient_id=row.patient_id)
+    work.current().mark("replayed")
+    answer = crypto.unseal_json(_key(row.patient_id), row.answer_ct,
+                                vault.answer_aad(row.patient_id, row.user_id, row.key_digest))
+    return Response(answer["body"], status=row.status, headers={**answer["headers"], "Idempotent-Replayed": "true"})
+
+
+def _key(patient_id: str | None) -> bytes:
+    if patient_id is None:
+        return vault.system_key("idempotent_answers")
+    return vault.patient_key(db.session.get(Patient, patient_id))
