@@ -7,10 +7,12 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import timedelta
 
 import redis
+from socketio import RedisManager
 from flask import current_app, request
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room  # not the builtin of that name
@@ -30,11 +32,23 @@ UNAVAILABLE = {"error": "unavailable", "retry_after": 7}
 # expiry, idle session); sign-out, revocation and disabling close them at once.
 _open: dict[str, dict] = {}
 OWNER = f"{socket.gethostname()[:50]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this process
+# The name this process's Redis connections carry (CLIENT LIST), so it can tell whether
+# its own subscriber is listening again after an outage.
+QUEUE_CLIENT = "renkei-" + OWNER.replace(" ", "_")
+RESYNC_EVERY = 3  # seconds between resume prompts while this process may be missing pushes
 _sweeper = {"started": False, "lock": threading.Lock()}
 
 
 def init_app(app, settings):
-    socketio.init_app(app, async_mode="threading", message_queue=settings.redis_url,
+    queue = {}
+    if settings.redis_url:
+        # python-socketio logs two errors per push while Redis is down; _watch_queue logs
+        # the outage once instead.
+        quiet = logging.getLogger("renkei.realtime.queue")
+        quiet.setLevel(logging.CRITICAL)
+        queue["client_manager"] = RedisManager(settings.redis_url, channel="flask-socketio", logger=quiet,
+                                               redis_options={"client_name": QUEUE_CLIENT})
+    socketio.init_app(app, async_mode="threading", **queue,
                       # None = same origin only; never "*".
                       cors_allowed_origins=settings.allowed_origins or None,
                       logger=False, engineio_logger=False)
@@ -42,29 +56,43 @@ def init_app(app, settings):
 
 
 def _watch_queue(url: str):
-    """Pushes published while the message queue is down are lost without an error
-    (python-socketio gives up quietly), and this process's subscriber may take a while to
-    reconnect. So watch the queue; when it comes back, tell this process's own sockets
-    directly (not through the queue) to resume: they fetch what they missed from the
-    database."""
-    client, up = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1), True
+    """Pushes published while this process is not subscribed to the message queue never
+    reach its sockets: Redis down (python-socketio gives up publishing quietly) and, after
+    Redis returns, until python-socketio's subscriber reconnects (its back-off grows to
+    60 s). All that while, tell this process's own sockets directly (not through the
+    queue) to resume every few seconds — they fetch what they missed from the database —
+    and once more when the subscriber listens again."""
+    client, whole, prompted = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1), None, 0.0
     while True:
         socketio.sleep(1)
+        now_whole = _subscribed(client)
+        if whole is None:  # the first look: the subscriber may still be starting
+            whole = now_whole
+        if whole and not now_whole:
+            log.warning("not subscribed to the message queue: sockets here are told to resume every %d s",
+                        RESYNC_EVERY)
+        if now_whole and not whole:
+            log.warning("subscribed to the message queue again; %d sockets here are told to resume", len(_open))
+        if (now_whole and not whole) or (not now_whole and time.monotonic() - prompted >= RESYNC_EVERY):
+            _prompt_resume()
+            prompted = time.monotonic()
+        whole = now_whole
+
+
+def _subscribed(client) -> bool:
+    """Is this process's own subscriber connected to the message queue?"""
+    try:
+        return any(c.get("name") == QUEUE_CLIENT and int(c.get("sub", 0)) > 0 for c in client.client_list(_type="pubsub"))
+    except (redis.RedisError, ValueError):
+        return False
+
+
+def _prompt_resume():
+    for sid in list(_open):
         try:
-            client.ping()
-            now_up = True
-        except redis.RedisError:
-            now_up = False
-        if now_up and not up:
-            log.warning("message queue is back; %d sockets here are told to resume", len(_open))
-            for sid in list(_open):
-                try:
-                    socketio.server.emit("resync", {}, to=sid, ignore_queue=True)
-                except Exception:
-                    log.warning("could not prompt a socket to resume")
-        elif up and not now_up:
-            log.warning("message queue unreachable: pushes are lost until it returns; clients will resume")
-        up = now_up
+            socketio.server.emit("resync", {}, to=sid, ignore_queue=True)
+        except Exception:
+            log.warning("could not prompt a socket to resume")
 
 
 def _room(user_id: str) -> str:

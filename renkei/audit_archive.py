@@ -50,6 +50,7 @@ def archive(before: datetime, out: Path, master: bytes) -> dict:
     if not chain["ok"]:
         raise ArchiveError(f"the access log does not verify (first bad entry {chain['first_bad']}); "
                            "nothing was archived")
+    db.no_idle_timeout()
     db.lock_audit_head()
     start_seq, start_hash, _ = audit.live_start()
     head = db.session.execute(select(func.max(AuditEntry.seq))).scalar() or 0

@@ -78,7 +78,7 @@ class Settings:
     db_pool_size: int = 10  # per worker process: see platform/gunicorn.conf.py
     db_pool_timeout: float = 10  # seconds a request waits for a connection before 503
     db_lock_timeout_ms: int = 2000  # PostgreSQL: a lock not free by then is a 503
-    db_idle_transaction_timeout_ms: int = 15000  # PostgreSQL ends transactions idle this long
+    db_idle_transaction_timeout_ms: int = 5000  # PostgreSQL ends transactions idle this long
     breakglass_seconds: int = 4 * 3600
     recovery_code_seconds: int = 3600  # a reset's one-time code: handed over by phone, used soon
     # Sign-in throttling (docs/ARCHITECTURE.md, "Authentication"): failures of one login
@@ -128,7 +128,7 @@ class Settings:
             db_pool_size=int(env.get("RENKEI_DB_POOL_SIZE", 10)),
             db_pool_timeout=float(env.get("RENKEI_DB_POOL_TIMEOUT", 10)),
             db_lock_timeout_ms=int(env.get("RENKEI_DB_LOCK_TIMEOUT_MS", 2000)),
-            db_idle_transaction_timeout_ms=int(env.get("RENKEI_DB_IDLE_TRANSACTION_TIMEOUT_MS", 15000)),
+            db_idle_transaction_timeout_ms=int(env.get("RENKEI_DB_IDLE_TRANSACTION_TIMEOUT_MS", 5000)),
             trusted_proxies=int(env.get("RENKEI_TRUSTED_PROXIES", "0")),
         )
         values.update(overrides)
