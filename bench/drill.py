@@ -196,6 +196,14 @@ class Listener:
             self.resume()
 
 
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie not yet reaped (pg_ctl would take it for a running server)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
 class Stack:
     def __init__(self, folder: Path, code: Path, tmpfs: bool):
         self.folder, self.code = folder, code
@@ -216,6 +224,13 @@ class Stack:
         self.gunicorn = None
 
     def start_pg(self):
+        pidfile = self.pg_dir / "data/postmaster.pid"
+        if pidfile.exists() and _dead(int(pidfile.read_text().split()[0])):
+            # Left by the killed server, whose process this machine's init has not reaped
+            # yet (pg_ctl would take it for a running server); a service manager reaps it.
+            pidfile.unlink()
+            for lock in self.pg_dir.glob(".s.PGSQL.*.lock"):
+                lock.unlink()
         subprocess.run(["bash", PG, "start", str(self.pg_dir), str(self.pg_port)], check=True, capture_output=True,
                        env=os.environ | {"RENKEI_PG_DURABLE": "1"})
 
@@ -226,11 +241,16 @@ class Stack:
         """kill -9 of every PostgreSQL process of the cluster: a crash, then recovery on start."""
         postmaster = int((self.pg_dir / "data/postmaster.pid").read_text().split()[0])
         children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
-        for pid in [postmaster, *map(int, children)]:
+        pids = [postmaster, *map(int, children)]
+        for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(map(_dead, pids)):
+            time.sleep(0.1)
+
 
     def start_redis(self):
         return subprocess.run(["bash", REDIS, "start", str(self.redis_dir), str(self.redis_port)], check=True,

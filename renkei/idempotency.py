@@ -24,9 +24,12 @@ from renkei.problems import Problem
 
 HEADER = "Idempotency-Key"
 LIFETIME = timedelta(hours=24)
-# A claim whose request never finished (its process was killed) is free again after
-# this; longer than any request may run (gunicorn's timeout, platform/gunicorn.conf.py).
-ABANDONED = timedelta(seconds=120)
+# A claim whose request never finished (its process was killed, or the database went
+# away before the claim could be freed) may be taken over after this. A request still
+# running when that happens is fenced off: its answer is not kept and its change rolls
+# back (`keep`), so two requests never both create. Requests wait at most 10 s for a
+# connection and 2 s for a lock (renkei/db.py), so 15 s is far beyond a live one.
+ABANDONED = timedelta(seconds=15)
 _KEY = re.compile(r'^"?([\x21\x23-\x7e]{1,255})"?$')  # an RFC 8941 string, quoted or not
 KEPT_HEADERS = ("Content-Type", "ETag", "Location")
 
@@ -87,24 +90,31 @@ def claim(user, key: str, method: str, path: str, body: dict) -> Claim | Respons
 
 
 def keep(held: Claim, resp: Response, patient_id: str | None):
-    """Keep a successful answer, in the transaction of the change it reports."""
+    """Keep a successful answer, in the transaction of the change it reports — unless a
+    retry took the claim over meanwhile: then nothing of this request may commit."""
     answer = {"headers": {h: resp.headers[h] for h in KEPT_HEADERS if h in resp.headers},
               "body": resp.get_data(as_text=True)}
     sealed = crypto.seal_json(_key(patient_id), answer, vault.answer_aad(patient_id, held.user_id, held.key_digest))
-    db.session.execute(update(IdempotentRequest).where(
-        IdempotentRequest.user_id == held.user_id, IdempotentRequest.key_digest == held.key_digest)
-        .values(status=resp.status_code, patient_id=patient_id, answer_ct=sealed))
+    kept = db.session.execute(update(IdempotentRequest).where(*_mine(held))
+                              .values(status=resp.status_code, patient_id=patient_id, answer_ct=sealed)).rowcount
+    if not kept:
+        raise Problem(409, "This request took too long and a retry took its place; nothing was changed.",
+                      headers={"Retry-After": "1"})
 
 
 def release(held: Claim):
     """Free the key of a request whose answer is not kept, so a retry runs again."""
     try:
-        db.session.execute(delete(IdempotentRequest).where(
-            IdempotentRequest.user_id == held.user_id, IdempotentRequest.key_digest == held.key_digest,
-            IdempotentRequest.status.is_(None)))
+        db.session.execute(delete(IdempotentRequest).where(*_mine(held)))
         db.session.commit()
     except Exception:  # the database is away: the claim is free again after ABANDONED
         db.session.rollback()
+
+
+def _mine(held: Claim) -> tuple:
+    """The claim row as this request made it (not one a retry has taken over since)."""
+    return (IdempotentRequest.user_id == held.user_id, IdempotentRequest.key_digest == held.key_digest,
+            IdempotentRequest.claimed_at == held.claimed_at, IdempotentRequest.status.is_(None))
 
 
 def _replay(user, row: IdempotentRequest) -> Response:

@@ -5,10 +5,12 @@ from datetime import timedelta
 
 import pytest
 import requests
+from flask import Response
 from sqlalchemy import select, update
 
 from models import IdempotentRequest, Note, User
-from renkei import db, idempotency, notes
+from renkei import db, idempotency, notes, work
+from renkei.problems import Problem
 from tests.helpers import PASSWORD, R, signed_in_page, team
 
 NOTE = {"body": "夜間に発熱 38.2℃", "category": "vital_signs", "urgent": True}
@@ -97,11 +99,31 @@ def test_while_the_first_runs_a_repeat_is_409_and_an_abandoned_claim_is_taken_ov
         idempotency.claim(db.session.get(User, api.users["cm"]["id"]), "k", "POST", f"{R}/{pid}/notes", NOTE)
     r = api.call("cm", "POST", f"{R}/{pid}/notes", NOTE, headers={"Idempotency-Key": "k"})
     assert r.status_code == 409 and int(r.headers["Retry-After"]) >= 1
-    with api.app.app_context():  # ...its process was killed two minutes ago
+    with api.app.app_context():  # ...and was stuck for 20 s (its process died, say)
         db.session.execute(update(IdempotentRequest).values(
-            claimed_at=IdempotentRequest.claimed_at - timedelta(minutes=3)))
+            claimed_at=IdempotentRequest.claimed_at - timedelta(seconds=20)))
         db.session.commit()
     assert api.call("cm", "POST", f"{R}/{pid}/notes", NOTE, headers={"Idempotency-Key": "k"}).status_code == 201
+    assert timeline(api, "cm", pid) == [NOTE["body"]]
+
+
+def test_a_first_request_that_lost_its_claim_to_a_retry_commits_nothing(api):
+    """Were the stuck first request still alive, it must not create a second note."""
+    pid = team(api)
+    with api.app.test_request_context():
+        cm = db.session.get(User, api.users["cm"]["id"])
+        first = idempotency.claim(cm, "k", "POST", f"{R}/{pid}/notes", NOTE)
+        db.session.execute(update(IdempotentRequest).values(claimed_at=first.claimed_at - timedelta(seconds=20)))
+        db.session.commit()
+        first.claimed_at -= timedelta(seconds=20)
+    assert api.call("cm", "POST", f"{R}/{pid}/notes", NOTE, headers={"Idempotency-Key": "k"}).status_code == 201
+    with api.app.test_request_context():
+        work.begin()
+        notes.post(db.session.get(User, api.users["cm"]["id"]), pid, NOTE["body"], "other")
+        with pytest.raises(Problem) as stopped:
+            idempotency.keep(first, Response("{}", status=201), pid)
+        assert stopped.value.status == 409
+        db.session.rollback()
     assert timeline(api, "cm", pid) == [NOTE["body"]]
 
 
