@@ -37,7 +37,6 @@ import requests
 import socketio
 
 from common import ROOT, app_context, environment, free_port, save
-import data
 
 PG, REDIS = str(ROOT / "platform/postgres.sh"), str(ROOT / "platform/redis.sh")
 WRITERS, LISTENERS, PATIENTS_PER_WRITER = 8, 20, 3
@@ -222,6 +221,7 @@ class Stack:
         subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=code, env=self.env,
                        check=True, capture_output=True)
         self.gunicorn = None
+        self.notes: list[str] = []  # what a fault did beyond the figures
 
     def start_pg(self):
         pidfile = self.pg_dir / "data/postmaster.pid"
@@ -292,6 +292,8 @@ class Stack:
             self.gunicorn.wait()
         subprocess.run(["bash", REDIS, "stop", str(self.redis_dir)])
         self.stop_pg()
+        if (self.pg_dir / "server.log").exists():  # keep PostgreSQL's log off the tmpfs
+            subprocess.run(["cp", str(self.pg_dir / "server.log"), str(self.folder / "postgresql.log")])
         if self.tmpfs:
             subprocess.run(["umount", "-l", str(self.pg_dir)])
 
@@ -366,8 +368,11 @@ def inject(name, stack, base, who, pid):
 
         def free():
             filler.unlink()
-            if subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", str(stack.pg_port)]).returncode:
-                stack.start_pg()  # PostgreSQL stopped itself (a full WAL volume is a PANIC)
+            if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(stack.pg_port)]).returncode:
+                stack.notes.append("PostgreSQL stopped itself (PANIC) and was started again")
+                stack.start_pg()
+            else:
+                stack.notes.append("PostgreSQL stayed up")
         return free
     raise ValueError(name)
 
@@ -426,6 +431,7 @@ def audit_ok(base, who) -> str:
 
 def run_fault(name, stack, base, who, pids, acked, versions):
     what, lasts = FAULTS[name]
+    stack.notes = []
     start_seq = reader_seq(stack, who)
     listeners = [Listener(base, who["tokens"]["reader"], start_seq) for _ in range(LISTENERS)]
     since = len(acked)
@@ -473,7 +479,7 @@ def run_fault(name, stack, base, who, pids, acked, versions):
             "acked_writes": checked, "lost": lost, "duplicated_notes": dupes,
             "events": len(expected) * LISTENERS, "events_missed": missed,
             "caught_up_s": round(caught_up, 1) if caught_up is not None else None,
-            "audit": audit_ok(base, who)}
+            "audit": audit_ok(base, who), "notes": "; ".join(stack.notes)}
 
 
 def table(rows) -> str:
@@ -481,7 +487,8 @@ def table(rows) -> str:
            "duplicated | events missed (of) | caught up s after the last write | audit |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         answers = ", ".join(f"{k}: {v}" for k, v in r["answers"].items())
-        out.append(f"| {r['what']} ({r['seconds']} s) | {answers} | {r['p99_ms']} / {r['max_ms']} | "
+        what = f"{r['what']} ({r['seconds']} s)" + (f": {r['notes']}" if r.get("notes") else "")
+        out.append(f"| {what} | {answers} | {r['p99_ms']} / {r['max_ms']} | "
                    f"{r['first_write_after_s']} | {r['acked_writes']} | {r['lost']} | {r['duplicated_notes']} | "
                    f"{r['events_missed']} ({r['events']}) | {r['caught_up_s']} | {r['audit']} |")
     return "\n".join(out)
@@ -494,6 +501,8 @@ def main():
     ap.add_argument("--name", default="drill")
     args = ap.parse_args()
     chosen = args.only.split(",")
+    sys.path.insert(0, args.code)  # the data is made by the code that will serve it
+    import data  # noqa: E402 (after the path is set)
     folder = Path(tempfile.mkdtemp(prefix="renkei-drill-"))
     os.chmod(folder, 0o777)
     stack = Stack(folder, Path(args.code), tmpfs="disk-full" in chosen)

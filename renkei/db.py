@@ -84,6 +84,12 @@ def database_down(exc) -> bool:
     return bool(getattr(exc, "connection_invalidated", False)) or exc.__class__.__name__ == "OperationalError"
 
 
+def out_of_resources(exc) -> bool:
+    """The database is up but cannot take the change: disk full, out of memory, too
+    many connections (SQLSTATE class 53)."""
+    return str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "").startswith("53")
+
+
 def conflict(exc) -> bool:
     """The database rolled the transaction back (deadlock, serialisation failure) or a
     lock was not free within lock_timeout (55P03): another request was in the way."""

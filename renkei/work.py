@@ -152,6 +152,11 @@ class Work:
                         self.request_id, type(exc.orig).__name__)
             return problems.response(503, "A concurrent change got in the way; nothing was changed. Try again.",
                                      headers={"Retry-After": "1"})
+        if db.out_of_resources(exc):
+            log.error("the database is out of space or resources in %s (request %s): %s", where,
+                      self.request_id, type(exc.orig).__name__)
+            return problems.response(503, "The database cannot take this now; nothing was changed. Try again later.",
+                                     headers={"Retry-After": RETRY_AFTER})
         if db.database_down(exc):
             log.warning("database unavailable in %s (request %s)", where, self.request_id)
             return problems.response(503, "The database is not reachable; nothing was read or changed.",
