@@ -68,3 +68,21 @@ def test_https_answers_carry_hsts_and_the_proxy_is_trusted_one_hop_only(https_ba
     r = requests.get(https_base + "/login", verify=os.environ["RENKEI_TEST_CA"])
     assert r.status_code == 200 and r.headers["Strict-Transport-Security"].startswith("max-age=")
     assert r.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_clinical_text_through_the_front_never_lands_in_its_temp_files(https_base):
+    """A note's body (over nginx's default 16 KB buffer) and a timeline answer (over its
+    proxy buffers) went through nginx's temporary files on disk: plaintext at rest."""
+    ca = os.environ["RENKEI_TEST_CA"]
+    token = requests.post(https_base + "/api/v1/auth/tokens", verify=ca,
+                          json={"login": "cm.tanaka", "password": DEMO_PASSWORD}).json()["token"]
+    auth = {"Authorization": "Bearer " + token}
+    pid = requests.get(https_base + "/api/v1/patients", headers=auth, verify=ca).json()["items"][0]["id"]
+    for i in range(8):
+        r = requests.post(f"{https_base}/api/v1/patients/{pid}/notes", headers=auth, verify=ca,
+                          json={"body": f"長い申し送り{i}：" + "褥瘡の処置と体位変換について。" * 250, "category": "other"})
+        assert r.status_code == 201, r.text
+    r = requests.get(f"{https_base}/api/v1/patients/{pid}/notes?limit=200", headers=auth, verify=ca)
+    assert r.status_code == 200 and len(r.content) > 64 * 1024
+    log = (os.path.dirname(ca) + "/error.log")
+    assert "temporary file" not in open(log).read()
