@@ -255,6 +255,11 @@ class NoteIn(Strict):
     category = fields.String(required=True, validate=validate.OneOf(NOTE_CATEGORIES))
     urgent = fields.Boolean(load_default=False)
 
+    @validates("body")
+    def _not_blank(self, value, **_):
+        if not value.strip():  # spaces, full-width spaces and line breaks say nothing
+            raise ValidationError("Write something: the note is empty.")
+
 
 class AckOut(Schema):
     user_id = fields.String()

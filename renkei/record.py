@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from models import Patient, SectionRevision, User, utcnow
-from renkei import authz, crypto, db, notify, vault
+from renkei import authz, crypto, db, notify, vault, work
 from renkei.authz import patient_access
 from renkei.patients import mark_viewed
 from renkei.problems import Problem, invalid, not_found
@@ -107,7 +107,10 @@ def parse_version(if_match: int | str | None) -> int:
 def write_section(actor: User, patient_id: str, section: str, content: dict,
                   based_on: int | str | None) -> dict:
     """Write a new revision of a section, based on version `based_on` (412 if the
-    section has moved on since; the problem carries the current section to merge with)."""
+    section has moved on since; the problem carries the current section to merge with).
+    Content equal to the current content writes nothing and answers the current version,
+    whatever `based_on` says: the same edit sent twice, or a save that changed nothing,
+    must not show the team an 「更新」 (docs/API.md, "The record")."""
     if section not in SECTIONS:
         patient_access(actor, patient_id, authz.READ)  # 404 for an invisible patient first
         raise not_found()
@@ -118,6 +121,9 @@ def write_section(actor: User, patient_id: str, section: str, content: dict,
     except ValidationError as err:
         raise invalid({"content": err.messages_dict})
     current = current_section(patient, section)
+    if content == current["content"]:
+        work.describe(detail="unchanged")
+        return current
     if current["version"] != expected:
         raise Stale(current)
     version = expected + 1

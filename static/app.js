@@ -22,6 +22,15 @@
      until the server answers it: a lost answer, a 503 or "still running" (409 with
      Retry-After) never makes a second note (docs/API.md, "Retrying safely"). The key
      lives on the form only as long as what it sends is unchanged. */
+  // Waits between retries end early when the browser says the network is back.
+  const waiting = new Set();
+  window.addEventListener("online", () => [...waiting].forEach(wake => wake()));
+  function pause(ms) {
+    return new Promise(done => {
+      const wake = () => { clearTimeout(timer); waiting.delete(wake); done(); };
+      const timer = setTimeout(wake, ms); waiting.add(wake);
+    });
+  }
   function newKey() {
     const bytes = new Uint8Array(16); crypto.getRandomValues(bytes);
     return Array.from(bytes, b => b.toString(16).padStart(2, "0")).join("");
@@ -42,7 +51,7 @@
       if (res === null) $("#offline").hidden = false;
       if (onWait) onWait();
       const wait = res && res.retryAfter ? res.retryAfter * 1000 : Math.min(30000, 1000 * 2 ** attempt);
-      await new Promise(done => setTimeout(done, wait));
+      await pause(wait);
     }
   }
   async function fragment(url) {
@@ -107,44 +116,133 @@
   }
 
   function sectionEl(key) { return document.getElementById("section-" + key); }
-  const pending = new Map();  // section -> retry timer, for edits waiting for the network
+  const pending = new Map();  // section -> true while its edit waits for the network
 
-  async function saveSection(form) {
-    const key = form.dataset.sectionForm, section = sectionEl(key), status = $(".status", form);
-    const version = form.dataset.baseVersion || section.dataset.version;
-    status.textContent = T.saving;
+  /* ---- saving a section: never a silent overwrite, never an empty version ----
+     The form remembers the version it was opened on and that version's content (its
+     base). A save that changes nothing is not sent. On 412 the page merges three ways,
+     field by field: a field only one side changed takes that side; a field both changed
+     differently is shown mine / theirs (with who and when) for the person to choose. */
+  function canonical(v) {
+    if (Array.isArray(v)) return "[" + v.map(canonical).join(",") + "]";
+    if (v && typeof v === "object") return "{" + Object.keys(v).sort().filter(k => v[k] !== undefined)
+      .map(k => JSON.stringify(k) + ":" + canonical(v[k])).join(",") + "}";
+    return JSON.stringify(v === undefined ? null : v);
+  }
+  const same = (a, b) => canonical(a) === canonical(b);
+  function baseOf(form) {
+    return { version: Number(sectionEl(form.dataset.sectionForm).dataset.version),
+             content: JSON.parse($("script[data-base]", form).textContent) };
+  }
+  function merge(base, mine, theirs) {
+    const merged = {}, conflicts = [], taken = [];
+    new Set([...Object.keys(base), ...Object.keys(mine), ...Object.keys(theirs)]).forEach(k => {
+      const b = base[k], m = mine[k], t = theirs[k];
+      let v;
+      if (same(m, b)) { v = t; if (!same(t, b)) taken.push(k); }
+      else if (same(t, b) || same(m, t)) v = m;
+      else { conflicts.push(k); v = m; }
+      if (v !== undefined) merged[k] = v;
+    });
+    return { merged, conflicts, taken };
+  }
+  function fieldLabel(form, key) {
+    const el = $$("[data-key]", form).find(e => e.dataset.key === key && owner(e) === form);
+    if (!el) return key;
+    const legend = $("legend", el);
+    return legend ? legend.textContent : (el.closest("label") ? el.closest("label").firstChild.textContent.trim() : key);
+  }
+  function describe(form, v) {
+    if (v === undefined || v === null || v === "") return T.empty_value;
+    if (Array.isArray(v)) return v.map(x => describe(form, x)).join(" / ");
+    if (typeof v === "object") {
+      return Object.keys(v).map(k => {
+        const level = k === "level" && $(`button.level[data-level="${v[k]}"]`, form);
+        return level ? level.textContent : describe(form, v[k]);
+      }).join("・");
+    }
+    return String(v);
+  }
+  function when(iso) { return iso ? new Date(iso).toLocaleString(document.documentElement.lang || "ja") : ""; }
+
+  async function showSection(key) {
+    const fresh = await fragment(`/patients/${document.body.dataset.patient}/sections/${key}`);
+    sectionEl(key).replaceWith(fresh); wire(fresh); flash(fresh);
+    return fresh;
+  }
+
+  async function saveSection(form, content) {
+    const key = form.dataset.sectionForm, status = $(".status", form);
+    if (!form._base) form._base = baseOf(form);
+    const mine = content || collect(form), base = form._base;
+    if (same(mine, base.content)) {  // nothing to send
+      if (Number(sectionEl(key).dataset.version) !== base.version) return showSection(key);  // theirs, as chosen
+      status.textContent = T.unchanged; return;
+    }
+    if (form._saving) return;  // one save of a section at a time
+    form._saving = true; status.textContent = T.saving;
     let res;
     try {
       res = await api("PUT", `/api/v1/patients/${document.body.dataset.patient}/record/${key}`,
-                      { content: collect(form) }, { "If-Match": `"${version}"` });
-    } catch (e) {  // offline: keep the edit on the page and try again
+                      { content: mine }, { "If-Match": `"${base.version}"` });
+    } catch (e) {  // offline: the edit stays on the page and is sent once the network is back
+      form._saving = false;
       status.textContent = T.retrying; $("#offline").hidden = false;
-      clearTimeout(pending.get(key));
-      pending.set(key, setTimeout(() => saveSection(form), 5000));
+      pending.set(key, true);
+      pause(3000).then(() => { if (pending.get(key)) saveSection(form, content); });
       return;
     }
+    form._saving = false;
     $("#offline").hidden = true; pending.delete(key);
     if (res.status === 200) {
-      const fresh = await fragment(`/patients/${document.body.dataset.patient}/sections/${key}`);
-      section.replaceWith(fresh); wire(fresh); flash(fresh);
+      const fresh = await showSection(key);
+      if (form._merged) {  // say whose fields were taken into the save
+        const note = document.createElement("p"); note.className = "notice merged"; note.textContent = form._merged;
+        fresh.insertBefore(note, $("dl.values", fresh));
+      }
     } else if (res.status === 412) {
-      showConflict(form, res.data);
+      const theirs = res.data.current || res.data;
+      const { merged, conflicts, taken } = merge(base.content, mine, theirs.content || {});
+      form._base = { version: theirs.version, content: theirs.content || {} };
+      const names = taken.map(k => fieldLabel(form, k)).join("、");
+      form._merged = names ? T.merged.replace("{who}", theirs.updated_by_name || "").replace("{fields}", names) : "";
+      if (!conflicts.length) return saveSection(form, merged);
+      showChoices(form, conflicts, merged, mine, theirs);
     } else {
       status.textContent = problemText(res);
     }
   }
 
-  function showConflict(form, current) {
-    // The other person's version beside yours: yours stays in the form; saving again
-    // applies it on top of theirs (If-Match moves to their version).
+  function showChoices(form, conflicts, merged, mine, theirs) {
     const box = $(".conflict", form);
-    const theirs = current.current || current;
-    form.dataset.baseVersion = theirs.version;
-    box.hidden = false;
-    box.innerHTML = "";
-    const p = document.createElement("p"); p.className = "error"; p.textContent = T.conflict; box.appendChild(p);
-    fragment(`/patients/${document.body.dataset.patient}/sections/${form.dataset.sectionForm}`).then(el => {
-      const dl = $("dl.values", el); dl.classList.add("theirs"); box.appendChild(dl);
+    box.innerHTML = ""; box.hidden = false;
+    const p = document.createElement("p"); p.className = "error";
+    p.textContent = T.conflict.replace("{who}", theirs.updated_by_name || "").replace("{when}", when(theirs.updated_at));
+    box.appendChild(p);
+    conflicts.forEach(k => {
+      const fs = document.createElement("fieldset"); fs.className = "merge-choice"; fs.dataset.mergeKey = k;
+      const lg = document.createElement("legend"); lg.textContent = fieldLabel(form, k); fs.appendChild(lg);
+      [["mine", T.mine, mine[k]], ["theirs", `${theirs.updated_by_name || ""}（${when(theirs.updated_at)}）`, theirs.content[k]]]
+        .forEach(([value, who, v], i) => {
+          const label = document.createElement("label"); label.className = "pill choice-" + value;
+          const input = document.createElement("input"); input.type = "radio"; input.name = "merge-" + k;
+          input.value = value; input.checked = i === 0;
+          const span = document.createElement("span"); span.textContent = `${who}：${describe(form, v)}`;
+          label.append(input, span); fs.appendChild(label);
+        });
+      box.appendChild(fs);
+    });
+    const save = document.createElement("button"); save.type = "button"; save.className = "primary big";
+    save.textContent = T.save_merged; box.appendChild(save);
+    save.addEventListener("click", () => {
+      const chosen = Object.assign({}, merged);
+      conflicts.forEach(k => {
+        const pick = $(`input[name="merge-${CSS.escape(k)}"]:checked`, box).value;
+        const v = pick === "mine" ? mine[k] : theirs.content[k];
+        if (v === undefined) delete chosen[k]; else chosen[k] = v;
+      });
+      box.hidden = true;
+      saveSection(form, chosen);
     });
     $(".status", form).textContent = "";
   }
@@ -152,7 +250,7 @@
   function wire(root) {
     $$("[data-edit]", root).forEach(b => b.addEventListener("click", () => {
       const form = $(`form[data-section-form="${b.dataset.edit}"]`); form.hidden = !form.hidden;
-      if (!form.hidden) { delete form.dataset.baseVersion; const first = $("input,textarea,button.level", form); if (first) first.focus(); }
+      if (!form.hidden) { form._base = baseOf(form); const first = $("input,textarea,button.level", form); if (first) first.focus(); }
     }));
     $$("[data-history]", root).forEach(b => b.addEventListener("click", async () => {
       const box = $(".history", sectionEl(b.dataset.history));
@@ -164,10 +262,8 @@
       form.addEventListener("submit", e => { e.preventDefault(); saveSection(form); });
       form.addEventListener("click", e => {
         const t = e.target;
-        if (t.matches("button.level")) {
-          const pressed = t.getAttribute("aria-pressed") === "true";
-          $$("button.level", t.parentElement).forEach(b => b.setAttribute("aria-pressed", "false"));
-          t.setAttribute("aria-pressed", pressed ? "false" : "true");
+        if (t.matches("button.level")) {  // a second tap keeps the level: it never erases
+          $$("button.level", t.parentElement).forEach(b => b.setAttribute("aria-pressed", String(b === t)));
         } else if (t.matches("[data-add-row]")) {
           const fs = t.closest("fieldset");
           fs.insertBefore($("template", fs).content.firstElementChild.cloneNode(true), t);
@@ -195,17 +291,40 @@
   }
 
   const noteForm = $("#note-form");
-  if (noteForm) noteForm.addEventListener("submit", async e => {
+  /* Notes go through an outbox in page memory (never browser storage: a shared tablet):
+     the form empties at once, the note shows as 未送信 until the server has it, and each
+     is sent in order with its own Idempotency-Key until answered — exactly once. */
+  const outbox = [], outboxEl = $("#note-outbox");
+  function showOutbox() {
+    outboxEl.innerHTML = "";
+    outbox.forEach(n => {
+      const li = document.createElement("li"); li.className = "pending";
+      const tag = document.createElement("strong"); tag.textContent = T.unsent;
+      const text = document.createElement("span"); text.textContent = n.body.body;
+      li.append(tag, text); outboxEl.appendChild(li);
+    });
+    outboxEl.hidden = !outbox.length;
+  }
+  let sendingNotes = false;
+  async function sendNotes() {
+    if (sendingNotes) return;
+    sendingNotes = true;
+    const status = $(".status", noteForm);
+    while (outbox.length) {
+      const note = outbox[0];
+      const res = await create(note, `/api/v1/patients/${document.body.dataset.patient}/notes`, note.body,
+                               () => { status.textContent = T.retrying; });
+      outbox.shift(); showOutbox();
+      if (res.status === 201) { status.textContent = T.saved; refreshTimeline(res.data.id); }
+      else { status.textContent = problemText(res); noteForm.elements.body.value ||= note.body.body; }
+    }
+    sendingNotes = false;
+  }
+  if (noteForm) noteForm.addEventListener("submit", e => {
     e.preventDefault();
-    if (noteForm.dataset.sending) return;  // one note per press, however slow the network
-    const f = new FormData(noteForm), status = $(".status", noteForm);
-    const body = { body: f.get("body"), category: f.get("category"), urgent: f.get("urgent") === "on" };
-    noteForm.dataset.sending = "1"; status.textContent = T.saving;
-    const res = await create(noteForm, `/api/v1/patients/${document.body.dataset.patient}/notes`, body,
-                             () => { status.textContent = T.retrying; });
-    delete noteForm.dataset.sending;
-    if (res.status === 201) { noteForm.reset(); status.textContent = T.saved; refreshTimeline(res.data.id); }
-    else status.textContent = problemText(res);
+    const f = new FormData(noteForm);
+    outbox.push({ body: { body: f.get("body"), category: f.get("category"), urgent: f.get("urgent") === "on" } });
+    noteForm.reset(); showOutbox(); sendNotes();
   });
   if (document.body.dataset.live === "patient") wire(document);
 
@@ -335,6 +454,6 @@
     };
     ["record.updated", "note.created", "team.updated", "breakglass.opened", "access.after_reset"]
       .forEach(n => socket.on(n, ev => handle(n, ev)));
-    window.addEventListener("online", () => { $("#offline").hidden = true; pending.forEach((_, key) => saveSection($(`form[data-section-form="${key}"]`))); });
+    window.addEventListener("online", () => { $("#offline").hidden = true; });  // waiting saves wake up (pause)
   }
 })();

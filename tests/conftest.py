@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, text
 from renkei import db
 from renkei.db import make_engine
 from renkei.schema import upgrade_schema
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, Api, build_app
-from tests.servers import World, free_port
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, Api, build_app, random_master_key
+from tests.servers import World, free_port, start_server
 
 
 @pytest.fixture(scope="session")
@@ -182,3 +182,19 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    """The service as `python wsgi.py` starts it (embedded SQLite, demo data), for a
+    module's browser tests."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed")
+        pytest.skip("chromium is not installed")
+    folder = tmp_path_factory.mktemp("demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
+    env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_PORT": str(free_port()),
+            "RENKEI_MASTER_KEY": random_master_key()}
+    with start_server(env, timeout=60) as base:
+        yield base

@@ -1,14 +1,12 @@
 """The pages in real Chromium (Debian's, driven by Playwright), against a real server
 with the demo data: tablet editing, live updates, conflicts, urgent notes, printing,
 the auditor's log. Screenshots go to test-artifacts/screenshots/."""
-import os
 import re
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers import CHROMIUM, ROOT, random_master_key, signed_in_page
-from tests.servers import free_port, start_server
+from tests.helpers import ROOT, signed_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -16,17 +14,8 @@ PASSWORD = "renkei-demo-2026"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed")
-        pytest.skip("chromium is not installed")
-    folder = tmp_path_factory.mktemp("browser")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
-    env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_PORT": str(free_port()),
-            "RENKEI_MASTER_KEY": random_master_key()}
-    with start_server(env, timeout=60) as base:  # embedded default: SQLite + demo data
-        yield base
+def server(demo_server):
+    return demo_server
 
 
 def signed_in(browser, server, login, **ctx):
@@ -88,15 +77,18 @@ def test_teammate_change_arrives_live_and_a_conflict_is_merged(browser, server):
     ns.locator("#section-condition button[type=submit]").click()
     ns.wait_for_selector(f"#section-condition[data-version='{version + 1}']")
     cm.locator("#section-condition button[type=submit]").click()
-    conflict = cm.locator("#section-condition .conflict")
-    conflict.wait_for(state="visible")
-    cm.wait_for_selector("#section-condition .conflict dl.theirs:has-text('看護師の記録')")
-    assert cm.locator('#section-condition textarea[data-key="summary"]').input_value() == "ケアマネの記録"
+    # both changed the same field: mine and theirs side by side, with who, to choose
+    choice = cm.locator('#section-condition .conflict fieldset[data-merge-key="summary"]')
+    choice.wait_for(state="visible")
+    assert "ケアマネの記録" in choice.locator(".choice-mine").inner_text()
+    theirs = choice.locator(".choice-theirs").inner_text()
+    assert "看護師の記録" in theirs and "鈴木" in theirs
     cm.screenshot(path=str(SHOTS / "conflict.png"))
-    cm.locator('#section-condition textarea[data-key="summary"]').fill("看護師の記録＋ケアマネの追記")
-    cm.locator("#section-condition button[type=submit]").click()
-    cm.wait_for_selector(f"#section-condition[data-version='{version + 2}']")
-    ns.wait_for_selector("#section-condition:has-text('ケアマネの追記')", timeout=10000)  # live on the other page
+    choice.locator(".choice-theirs").click()
+    cm.locator("#section-condition .conflict button.primary").click()
+    cm.wait_for_selector("#section-condition:has-text('看護師の記録')")
+    assert int(cm.locator("#section-condition").get_attribute("data-version")) == version + 1  # theirs kept: nothing to write
+    ns.wait_for_timeout(500)
     cm.context.close()
     ns.context.close()
 

@@ -1,0 +1,128 @@
+"""Issue 12: nothing a person types is lost, and nothing that changes nothing is saved —
+through the API and in the care manager's tablet (Debian Chromium)."""
+import pytest
+
+from tests.helpers import signed_in_page, team
+
+DEMO_PASSWORD = "renkei-demo-2026"
+
+
+def open_patient(browser, base, login, name="山田 太郎", **ctx):
+    page = signed_in_page(browser, base, login, DEMO_PASSWORD, **ctx)
+    page.click(f"text={name}")
+    page.wait_for_selector("#section-adl")
+    page.wait_for_timeout(300)  # the socket is connected
+    return page
+
+
+def versions(page, section):
+    return int(page.locator(f"#section-{section}").get_attribute("data-version"))
+
+
+def writes(page, section):
+    """Count the PUTs the page sends for a section."""
+    sent = []
+    page.on("request", lambda r: sent.append(r) if r.method == "PUT" and r.url.endswith("/record/" + section) else None)
+    return sent
+
+
+def test_a_put_that_changes_nothing_writes_nothing_even_with_a_stale_if_match(api):
+    """Issue 12: Enter in a メモ field, an empty form or the same edit sent twice made
+    versions that showed the whole team 「更新」."""
+    pid = team(api)
+    path = f"/api/v1/patients/{pid}/record/home"
+    empty = api.call("cm", "PUT", path, {"content": {}}, headers={"If-Match": '"0"'})
+    assert empty.status_code == 200 and empty.json["version"] == 0
+    first = api.call("cm", "PUT", path, {"content": {"bed": "電動ベッド"}}, headers={"If-Match": '"0"'})
+    assert first.json["version"] == 1
+    for if_match in ('"1"', '"0"'):  # the same edit again, as sent the first time
+        again = api.call("cm", "PUT", path, {"content": {"bed": "電動ベッド"}}, headers={"If-Match": if_match})
+        assert again.status_code == 200 and again.json["version"] == 1 and again.headers["ETag"] == '"1"'
+    assert [v["version"] for v in api.call("doc", "GET", path + "/versions").json["items"]] == [1]
+    stale = api.call("cm", "PUT", path, {"content": {"bed": "別のベッド"}}, headers={"If-Match": '"0"'})
+    assert stale.status_code == 412  # a real change on a stale version is still caught
+
+
+def test_a_note_of_only_spaces_is_refused_on_its_field(api):
+    pid = team(api)
+    for blank in [" ", "\u3000\u3000", "\n\t "]:
+        r = api.call("cm", "POST", f"/api/v1/patients/{pid}/notes", {"body": blank, "category": "other"})
+        assert r.status_code == 422 and "body" in r.json["errors"], repr(blank)
+    assert api.call("cm", "GET", f"/api/v1/patients/{pid}/notes").json["items"] == []
+
+
+@pytest.mark.browser
+def test_two_people_editing_different_fields_both_keep_their_change(browser, demo_server):
+    """A three-way merge against the version the editor opened: the nurse's field and
+    the care manager's field both survive, and the care manager is told."""
+    cm = open_patient(browser, demo_server, "cm.tanaka")
+    ns = open_patient(browser, demo_server, "ns.suzuki")
+    v = versions(cm, "condition")
+    for page in (cm, ns):
+        page.locator("#section-condition [data-edit]").click()
+    ns.locator('#section-condition textarea[data-key="recent_changes"]').fill("昨夜から微熱")
+    ns.locator("#section-condition button[type=submit]").click()
+    ns.wait_for_selector(f"#section-condition[data-version='{v + 1}']")
+    cm.locator('#section-condition textarea[data-key="medication_note"]').fill("朝の薬を一包化")
+    cm.locator("#section-condition button[type=submit]").click()
+    cm.wait_for_selector(f"#section-condition[data-version='{v + 2}']")
+    text = cm.locator("#section-condition").inner_text()
+    assert "昨夜から微熱" in text and "朝の薬を一包化" in text
+    assert "鈴木 花子" in cm.locator("#section-condition .merged").inner_text()
+    ns.wait_for_selector("#section-condition:has-text('朝の薬を一包化')", timeout=10000)
+    cm.context.close()
+    ns.context.close()
+
+
+@pytest.mark.browser
+def test_a_save_that_changes_nothing_is_not_sent(browser, demo_server):
+    page = open_patient(browser, demo_server, "cm.tanaka")
+    sent, v = writes(page, "home"), versions(page, "home")
+    page.locator("#section-home [data-edit]").click()
+    page.locator('#section-home textarea[data-key="bed"]').press("End")
+    page.locator("#section-home button[type=submit]").click()
+    page.wait_for_selector("#section-home .status:has-text('変更はありません')")
+    assert sent == [] and versions(page, "home") == v
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_a_second_tap_on_the_chosen_adl_level_keeps_it(browser, demo_server):
+    page = open_patient(browser, demo_server, "cm.tanaka", has_touch=True)
+    form, v = page.locator("#section-adl form"), versions(page, "adl")
+    page.locator("#section-adl [data-edit]").tap()
+    level = form.locator('fieldset[data-key="bathing"] button[data-level="partial_assist"]')
+    level.tap()
+    level.tap()
+    assert level.get_attribute("aria-pressed") == "true"
+    form.locator("button[type=submit]").tap()
+    page.wait_for_selector(f"#section-adl[data-version='{v + 1}']")
+    bathing = page.locator("#section-adl dl").inner_text().split("入浴")[1].split("\n")[1]
+    assert bathing.startswith("一部介助")  # the demo's 全介助, changed by the first tap, kept by the second
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_a_note_and_an_edit_made_offline_arrive_exactly_once(browser, demo_server):
+    page = open_patient(browser, demo_server, "cm.tanaka", name="高橋 ハル")
+    sent, v = writes(page, "care_notes"), versions(page, "care_notes")
+    page.context.set_offline(True)
+    page.fill("#note-form textarea[name=body]", "圏外で書いた申し送り")
+    page.click("#note-form button[type=submit]")
+    page.wait_for_selector("#note-outbox li:has-text('圏外で書いた申し送り')")  # shown as 未送信
+    assert page.locator("#note-form textarea[name=body]").input_value() == ""
+    page.locator("#section-care_notes [data-edit]").click()
+    page.locator('#section-care_notes textarea[data-key="notes"]').fill("圏外で直した記録")
+    page.locator("#section-care_notes button[type=submit]").click()
+    page.wait_for_selector("#section-care_notes .status:has-text('未送信')")
+    page.wait_for_timeout(4000)  # retries happen while offline
+    page.context.set_offline(False)
+    page.wait_for_selector("#timeline li:has-text('圏外で書いた申し送り')", timeout=15000)
+    page.wait_for_selector(f"#section-care_notes[data-version='{v + 1}']", timeout=15000)
+    page.wait_for_timeout(3000)  # anything sent twice would have arrived by now
+    page.reload()
+    page.wait_for_selector("#timeline")
+    assert page.locator("#timeline li", has_text="圏外で書いた申し送り").count() == 1
+    assert versions(page, "care_notes") == v + 1
+    assert page.locator("#note-outbox li").count() == 0
+    page.context.close()
