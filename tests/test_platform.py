@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import redis
 import requests
 
 from tests.servers import Listener, World, free_port, start_server
@@ -20,9 +21,15 @@ def test_two_gunicorn_workers_deliver_to_every_listener(pg_world, redis_url):
                    "RENKEI_PORT": str(free_port())}
     with start_server(env, gunicorn=True) as base:
         listeners = [Listener(base, w.tokens["doc"]) for _ in range(8)]  # spread over both workers
+        queue, deadline = redis.Redis.from_url(redis_url), time.monotonic() + 10
+        # Each worker subscribes to the queue when its first socket connects; a push made
+        # before that reaches its sockets only through resume, which these listeners don't do.
+        while queue.pubsub_numsub("flask-socketio")[0][1] < 2:
+            assert time.monotonic() < deadline, "a worker never subscribed to the queue"
+            time.sleep(0.1)
         try:
             for version in range(3):
-                w.put(base, "cm", "adl", {"eating": {"level": "independent"}}, version)
+                w.put(base, "cm", "adl", {"eating": {"level": "independent", "note": f"{version + 1}回目"}}, version)
             for listener in listeners:
                 assert [p["version"] for _, p in listener.wait_for(3)] == [1, 2, 3]
         finally:

@@ -20,10 +20,12 @@ def versions(page, section):
 
 
 def writes(page, section):
-    """Count the PUTs the page sends for a section."""
-    sent = []
-    page.on("request", lambda r: sent.append(r) if r.method == "PUT" and r.url.endswith("/record/" + section) else None)
-    return sent
+    """The PUTs the page sends for a section, and the answers that came back."""
+    sent, answered = [], []
+    is_put = lambda r: r.method == "PUT" and r.url.endswith("/record/" + section)  # noqa: E731
+    page.on("request", lambda r: sent.append(r) if is_put(r) else None)
+    page.on("response", lambda r: answered.append(r.status) if is_put(r.request) else None)
+    return sent, answered
 
 
 def test_a_put_that_changes_nothing_writes_nothing_even_with_a_stale_if_match(api):
@@ -77,7 +79,7 @@ def test_two_people_editing_different_fields_both_keep_their_change(browser, dem
 @pytest.mark.browser
 def test_a_save_that_changes_nothing_is_not_sent(browser, demo_server):
     page = open_patient(browser, demo_server, "cm.tanaka")
-    sent, v = writes(page, "home"), versions(page, "home")
+    (sent, _), v = writes(page, "home"), versions(page, "home")
     page.locator("#section-home [data-edit]").click()
     page.locator('#section-home textarea[data-key="bed"]').press("End")
     page.locator("#section-home button[type=submit]").click()
@@ -105,7 +107,7 @@ def test_a_second_tap_on_the_chosen_adl_level_keeps_it(browser, demo_server):
 @pytest.mark.browser
 def test_a_note_and_an_edit_made_offline_arrive_exactly_once(browser, demo_server):
     page = open_patient(browser, demo_server, "cm.tanaka", name="高橋 ハル")
-    sent, v = writes(page, "care_notes"), versions(page, "care_notes")
+    (_, answered), v = writes(page, "care_notes"), versions(page, "care_notes")
     page.context.set_offline(True)
     page.fill("#note-form textarea[name=body]", "圏外で書いた申し送り")
     page.click("#note-form button[type=submit]")
@@ -123,6 +125,6 @@ def test_a_note_and_an_edit_made_offline_arrive_exactly_once(browser, demo_serve
     page.reload()
     page.wait_for_selector("#timeline")
     assert page.locator("#timeline li", has_text="圏外で書いた申し送り").count() == 1
-    assert versions(page, "care_notes") == v + 1
+    assert versions(page, "care_notes") == v + 1 and answered == [200]  # sent once it could be
     assert page.locator("#note-outbox li").count() == 0
     page.context.close()
