@@ -8,7 +8,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from models.directory import ORGANIZATION_KINDS, PROFESSIONS
 from renkei.access_log import Query as AuditQuery  # noqa: F401  (the API validates with the core's filters)
 from renkei.authz import ROLES
-from renkei.sections import SECTION_KEYS
+from renkei.sections import SECTION_KEYS, Phone
 from renkei.timefmt import iso
 
 NOTE_CATEGORIES = ("observation", "medication", "adl", "vital_signs", "incident", "contact", "other")
@@ -140,7 +140,7 @@ class PatientIn(Strict):
     birth_date = fields.Date(required=True)
     sex = fields.String(required=True, validate=validate.OneOf(SEXES))
     address = fields.String(validate=validate.Length(max=300))
-    phone = fields.String(validate=validate.Regexp(r"^[0-9+\-() ]{0,20}$"))
+    phone = Phone()
 
     @validates("birth_date")
     def _not_future(self, value, **_):

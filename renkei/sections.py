@@ -6,10 +6,12 @@ and OpenAPI description, the pages' forms) is derived from SECTIONS below.
 Every content field is optional so a team can fill a section bit by bit; free text is
 Japanese-friendly plain text. Layout labels are Japanese source strings translated by
 Flask-Babel (translations/en.txt)."""
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from flask_babel import get_locale, lazy_gettext as _l
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 PHYSICIANS = ("primary_physician", "backup_physician")
 ADL_LEVELS = ("independent", "supervision", "partial_assist", "full_assist")
@@ -88,6 +90,23 @@ class HomeContent(Content):
     access_notes = text(metadata={"description": "訪問時の出入り"})
 
 
+_DASHES = str.maketrans({c: "-" for c in "‐‑‒–—―−ーｰ"})  # what people type for a hyphen
+_PHONE = re.compile(r"^\+?[0-9][0-9\-() ]{0,19}(?: ?\(内線 ?[0-9]{1,6}\))?$")
+
+
+class Phone(fields.String):
+    """A phone number as people type it in Japan: full-width digits, brackets and dashes
+    (０９０－１２３４－５６７８) are normalised (NFKC), and an extension may follow:
+    03-1234-5678（内線12）."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = unicodedata.normalize("NFKC", super()._deserialize(value, attr, data, **kwargs)).translate(_DASHES)
+        text = " ".join(text.split())
+        if text and not _PHONE.match(text):
+            raise ValidationError("Not a phone number: digits and hyphens, optionally followed by (内線123).")
+        return text
+
+
 class Availability(Content):
     morning = short()
     daytime = short()
@@ -98,7 +117,7 @@ class Availability(Content):
 class KeyContact(Content):
     name = short(required=True)
     relationship = short()
-    phone = fields.String(validate=validate.Regexp(r"^[0-9+\-() ]{0,20}$"))
+    phone = Phone()
     note = short()
 
 

@@ -128,3 +128,20 @@ def test_a_note_and_an_edit_made_offline_arrive_exactly_once(browser, demo_serve
     assert versions(page, "care_notes") == v + 1 and answered == [200]  # sent once it could be
     assert page.locator("#note-outbox li").count() == 0
     page.context.close()
+
+
+def test_full_width_phone_numbers_and_extensions_are_accepted_as_typed(api):
+    """Japanese input: ０９０－１２３４－５６７８ and （内線12） were refused."""
+    pid = team(api)
+    r = api.call("cm", "POST", "/api/v1/patients", {"name": "電話 太郎", "name_kana": "でんわ たろう",
+                                                    "birth_date": "1940-01-01", "sex": "male",
+                                                    "phone": "０９０－１２３４－５６７８"})
+    assert r.status_code == 201, r.json
+    assert r.json["phone"] == "090-1234-5678"
+    contacts = {"key_contacts": [{"name": "長男", "phone": "０３－１２３４－５６７８（内線１２）"}]}
+    r = api.call("cm", "PUT", f"/api/v1/patients/{pid}/record/family_care", {"content": contacts},
+                 headers={"If-Match": '"0"'})
+    assert r.status_code == 200 and r.json["content"]["key_contacts"][0]["phone"] == "03-1234-5678(内線12)"
+    bad = api.call("cm", "PUT", f"/api/v1/patients/{pid}/record/family_care",
+                   {"content": {"key_contacts": [{"name": "長男", "phone": "いつでも"}]}}, headers={"If-Match": '"0"'})
+    assert bad.status_code == 422 and "いつでも" not in bad.get_data(as_text=True)
