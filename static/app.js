@@ -64,9 +64,32 @@
   function flash(el) { el.classList.remove("flash"); void el.offsetWidth; el.classList.add("flash"); }
   function problemText(res) {
     const d = res.data || {};
-    let text = d.detail || T.error;
-    if (d.errors) text += " " + JSON.stringify(d.errors);
-    return text;
+    if (d.errors) return T.check_fields;  // each field's own message is shown next to it
+    return d.detail || T.error;
+  }
+
+  /* 422 errors shown on their fields, in the page's language; what was typed stays. */
+  function fieldMessage(messages) {
+    const first = [].concat(messages).find(m => typeof m === "string") || "";
+    const known = Object.keys(T.field_messages).find(k => first.startsWith(k));
+    return known ? T.field_messages[known] : T.check_field;
+  }
+  function clearErrors(root) {
+    $$(".field-error", root).forEach(e => e.remove());
+    $$("[aria-invalid]", root).forEach(e => e.removeAttribute("aria-invalid"));
+  }
+  function showErrors(container, errors) {
+    Object.entries(errors || {}).forEach(([k, v]) => {
+      const target = container.dataset && container.dataset.kind === "rows"
+        ? $$("[data-row]", container).filter(r => owner(r) === container)[Number(k)]
+        : $$("[data-key]", container).find(e => e.dataset.key === k && owner(e) === container)
+          || $(`[name="${CSS.escape(k)}"]`, container);
+      if (!target) return;
+      if (!Array.isArray(v)) return showErrors(target, v);
+      const note = document.createElement("small"); note.className = "field-error"; note.setAttribute("role", "alert");
+      note.textContent = fieldMessage(v);
+      target.setAttribute("aria-invalid", "true"); target.after(note);
+    });
   }
 
   $$("[data-print]").forEach(b => b.addEventListener("click", () => window.print()));
@@ -180,7 +203,7 @@
       status.textContent = T.unchanged; return;
     }
     if (form._saving) return;  // one save of a section at a time
-    form._saving = true; status.textContent = T.saving;
+    form._saving = true; status.textContent = T.saving; clearErrors(form);
     let res;
     try {
       res = await api("PUT", `/api/v1/patients/${document.body.dataset.patient}/record/${key}`,
@@ -209,6 +232,8 @@
       if (!conflicts.length) return saveSection(form, merged);
       showChoices(form, conflicts, merged, mine, theirs);
     } else {
+      clearErrors(form);
+      if (res.data && res.data.errors) showErrors(form, res.data.errors.content || res.data.errors);
       status.textContent = problemText(res);
     }
   }
@@ -258,8 +283,21 @@
       const el = await fragment(`/patients/${document.body.dataset.patient}/sections/${b.dataset.history}/history`);
       box.innerHTML = ""; box.appendChild(el); box.hidden = false;
     }));
+    $$(".note .body", root).forEach(body => {  // a long note folds, 続きを読む opens it
+      body.classList.add("clamped");
+      if (body.scrollHeight <= body.clientHeight + 2) { body.classList.remove("clamped"); return; }
+      const more = document.createElement("button"); more.type = "button"; more.className = "ghost more";
+      more.textContent = T.read_more;
+      more.addEventListener("click", () => {
+        more.textContent = body.classList.toggle("clamped") ? T.read_more : T.read_less;
+      });
+      body.after(more);
+    });
     $$("form[data-section-form]", root).forEach(form => {
       form.addEventListener("submit", e => { e.preventDefault(); saveSection(form); });
+      form.addEventListener("keydown", e => {  // Escape closes the form; what was typed stays in it
+        if (e.key === "Escape") { form.hidden = true; const edit = $(`[data-edit="${form.dataset.sectionForm}"]`); if (edit) edit.focus(); }
+      });
       form.addEventListener("click", e => {
         const t = e.target;
         if (t.matches("button.level")) {  // a second tap keeps the level: it never erases
@@ -316,7 +354,11 @@
                                () => { status.textContent = T.retrying; });
       outbox.shift(); showOutbox();
       if (res.status === 201) { status.textContent = T.saved; refreshTimeline(res.data.id); }
-      else { status.textContent = problemText(res); noteForm.elements.body.value ||= note.body.body; }
+      else {  // refused: the text goes back into the box, the reason next to it
+        noteForm.elements.body.value ||= note.body.body;
+        clearErrors(noteForm); showErrors(noteForm, (res.data || {}).errors);
+        status.textContent = problemText(res);
+      }
     }
     sendingNotes = false;
   }
@@ -347,8 +389,9 @@
       } catch (err) { $("#offline").hidden = false; }
       delete form.dataset.sending;
       if (res === null) { $(".status", form).textContent = T.error; return; }
+      clearErrors(form);
       if (res.status < 300) { (after || (() => location.reload()))(res); }
-      else $(".status", form).textContent = problemText(res);
+      else { showErrors(form, (res.data || {}).errors); $(".status", form).textContent = problemText(res); }
     });
   }
   const pid = document.body.dataset.patient;

@@ -145,3 +145,52 @@ def test_full_width_phone_numbers_and_extensions_are_accepted_as_typed(api):
     bad = api.call("cm", "PUT", f"/api/v1/patients/{pid}/record/family_care",
                    {"content": {"key_contacts": [{"name": "長男", "phone": "いつでも"}]}}, headers={"If-Match": '"0"'})
     assert bad.status_code == 422 and "いつでも" not in bad.get_data(as_text=True)
+
+
+@pytest.mark.browser
+def test_the_tablet_page_wraps_long_text_folds_long_notes_and_says_who_may_edit(browser, demo_server):
+    page = open_patient(browser, demo_server, "cm.tanaka", viewport={"width": 800, "height": 1280}, has_touch=True)
+    page.fill("#note-form textarea[name=body]", "あ" * 600 + "x" * 300)  # one unbroken string
+    page.click("#note-form button[type=submit]")
+    note = page.locator("#timeline li", has_text="xxxx").first
+    note.wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800
+    more = note.locator("button.more")
+    assert more.inner_text() == "続きを読む"
+    folded = note.locator(".body").bounding_box()["height"]
+    more.tap()
+    assert note.locator(".body").bounding_box()["height"] > folded
+    # 疾病・使用薬剤 is not the care manager's to write: the page says whose it is
+    why = page.locator("#section-diseases_medications .readonly-why").inner_text()
+    assert "主治医" in why and "薬剤師" in why and page.locator("#section-diseases_medications [data-edit]").count() == 0
+    # Escape closes a form and keeps what was typed
+    page.locator("#section-home [data-edit]").tap()
+    page.locator('#section-home textarea[data-key="bed"]').fill("途中まで書いた")
+    page.keyboard.press("Escape")
+    assert page.locator("#section-home form").is_hidden()
+    page.locator("#section-home [data-edit]").tap()
+    assert page.locator('#section-home textarea[data-key="bed"]').input_value() == "途中まで書いた"
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_a_refused_save_says_why_in_japanese_on_the_field_and_keeps_the_text(browser, demo_server):
+    page = open_patient(browser, demo_server, "cm.tanaka")
+    page.fill("#note-form textarea[name=body]", "　　")  # full-width spaces only
+    page.click("#note-form button[type=submit]")
+    page.wait_for_selector("#note-form .field-error:has-text('本文を入力してください')")
+    assert page.locator("#note-form textarea[name=body]").input_value() == "　　"
+    assert "{" not in page.locator("#note-form .status").inner_text()  # no raw JSON
+    section = page.locator("#section-family_care")
+    section.locator("[data-edit]").click()
+    rows = section.locator('fieldset[data-key="key_contacts"]')
+    rows.locator("[data-add-row]").click()
+    row = rows.locator("[data-row]").last
+    row.locator('input[data-key="name"]').fill("長女")
+    row.locator('input[data-key="phone"]').fill("夜はつながりにくい")
+    section.locator("button[type=submit]").click()
+    error = row.locator(".field-error")
+    error.wait_for()
+    assert "電話番号の形式" in error.inner_text()
+    assert row.locator('input[data-key="phone"]').input_value() == "夜はつながりにくい"
+    page.context.close()
