@@ -204,15 +204,16 @@
     }
     if (form._saving) return;  // one save of a section at a time
     form._saving = true; status.textContent = T.saving; clearErrors(form);
-    let res;
+    let res = null;
     try {
       res = await api("PUT", `/api/v1/patients/${document.body.dataset.patient}/record/${key}`,
                       { content: mine }, { "If-Match": `"${base.version}"` });
-    } catch (e) {  // offline: the edit stays on the page and is sent once the network is back
+    } catch (e) { res = null; }
+    if (res === null || res.status === 503) {  // offline or busy: the edit stays and is sent again
       form._saving = false;
-      status.textContent = T.retrying; $("#offline").hidden = false;
+      status.textContent = T.retrying; if (res === null) $("#offline").hidden = false;
       pending.set(key, true);
-      pause(3000).then(() => { if (pending.get(key)) saveSection(form, content); });
+      pause(res ? res.retryAfter * 1000 || 3000 : 3000).then(() => { if (pending.get(key)) saveSection(form, content); });
       return;
     }
     form._saving = false;
