@@ -277,6 +277,7 @@ class NoteOut(Schema):
     author_id = fields.String()
     author_name = fields.String()
     acks = fields.List(fields.Nested(AckOut))
+    readers = fields.Integer(metadata={"description": "current team members other than the author (既読 acks/readers)"})
     acknowledged_by_me = fields.Boolean()
 
 

@@ -15,6 +15,7 @@ def notes_out(patient: Patient, notes: list[Note], viewer: User) -> list[dict]:
                               .where(NoteAck.note_id.in_(ids)).order_by(NoteAck.at)).all() if ids else []
     authors = dict(db.session.execute(select(User.id, User.display_name).where(
         User.id.in_({n.created_by for n in notes}))).all()) if notes else {}
+    team = set(notify.team_user_ids(patient.id)) if notes else set()
     out = []
     for n in notes:
         mine = [{"user_id": a.user_id, "display_name": name, "at": a.at} for a, name in acks if a.note_id == n.id]
@@ -22,7 +23,7 @@ def notes_out(patient: Patient, notes: list[Note], viewer: User) -> list[dict]:
                     "urgent": n.urgent, "created_at": n.created_at, "author_id": n.created_by,
                     "author_name": authors.get(n.created_by),
                     "body": crypto.unseal(key, n.body_ct, vault.note_aad(n)).decode(),
-                    "acks": mine,
+                    "acks": mine, "readers": len(team - {n.created_by}),  # 既読 len(acks)/readers
                     "acknowledged_by_me": any(a["user_id"] == viewer.id for a in mine)})
     return out
 
@@ -75,3 +76,4 @@ def acknowledge(actor: User, patient_id: str, note_id: str):
     work.describe(detail="note=" + note.id)
     if db.session.get(NoteAck, (note.id, actor.id)) is None:
         db.session.add(NoteAck(note_id=note.id, user_id=actor.id, at=utcnow()))
+        notify.queue("note.acked", patient.id, {"note_id": note.id, "user_id": actor.id})

@@ -1,5 +1,5 @@
 """A patient's team: who is on it, in which role; adding and removing members."""
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models import TeamMember, User, utcnow
 from renkei import audit, authz, db, notify, work
@@ -61,7 +61,15 @@ def remove_member(actor: User, patient_id: str, user_id: str):
     work.describe(detail=audit.ref("user", user_id, member is not None))
     if member is None:
         raise not_found()
+    if user_id == actor.id and member.role == "care_manager" and _care_managers(patient.id) == 1:
+        raise Problem(409, "You are the team's only care manager; add another before you leave the team.")
     member.removed_at = utcnow()
     db.session.flush()
     # Recipients are the team after the removal: the removed member gets no more events.
     notify.queue("team.updated", patient.id, {"user_id": user_id, "change": "removed"})
+
+
+def _care_managers(patient_id: str) -> int:
+    return db.session.execute(select(func.count()).select_from(TeamMember).where(
+        TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None),
+        TeamMember.role == "care_manager")).scalar_one()

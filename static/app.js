@@ -494,9 +494,11 @@
         fragment(`/patients/${ev.patient_id}/sections/${ev.section}`).then(el => { section.replaceWith(el); wire(el); flash(el); });
       } else if (name === "note.created") {
         refreshTimeline(ev.note_id);
+      } else if (name === "note.acked") {  // 既読 n/m moves on the author's page too
+        refreshTimeline();
       }
     };
-    ["record.updated", "note.created", "team.updated", "breakglass.opened", "access.after_reset"]
+    ["record.updated", "note.created", "note.acked", "team.updated", "breakglass.opened", "access.after_reset"]
       .forEach(n => socket.on(n, ev => handle(n, ev)));
     window.addEventListener("online", () => { $("#offline").hidden = true; });  // waiting saves wake up (pause)
   }

@@ -1,7 +1,12 @@
 """Issue 12: nothing a person types is lost, and nothing that changes nothing is saved —
 through the API and in the care manager's tablet (Debian Chromium)."""
-import pytest
+import json
 
+import pytest
+from sqlalchemy import select
+
+from models import UserEvent
+from renkei import db
 from tests.helpers import signed_in_page, team
 
 DEMO_PASSWORD = "renkei-demo-2026"
@@ -194,3 +199,49 @@ def test_a_refused_save_says_why_in_japanese_on_the_field_and_keeps_the_text(bro
     assert "電話番号の形式" in error.inner_text()
     assert row.locator('input[data-key="phone"]').input_value() == "夜はつながりにくい"
     page.context.close()
+
+
+def test_the_author_sees_who_read_the_note_out_of_how_many_and_hears_it_live(api):
+    """The author's own note showed 「未読」; now 既読 n/m, and a `note.acked` event."""
+    pid = team(api)  # cm, doc, pharm
+    note = api.call("cm", "POST", f"/api/v1/patients/{pid}/notes", {"body": "夕方に訪問", "category": "contact"}).json
+    assert note["readers"] == 2 and note["acks"] == []
+    assert api.call("doc", "POST", f"/api/v1/patients/{pid}/notes/{note['id']}/ack").status_code == 204
+    api.call("doc", "POST", f"/api/v1/patients/{pid}/notes/{note['id']}/ack")  # again: one ack, one event
+    mine = api.call("cm", "GET", f"/api/v1/patients/{pid}/notes").json["items"][0]
+    assert [a["display_name"] for a in mine["acks"]] == ["DOC"] and mine["readers"] == 2
+    with api.app.app_context():
+        acked = db.session.execute(select(UserEvent.payload).where(UserEvent.name == "note.acked")).scalars().all()
+    assert len(acked) == 3  # to cm, doc and pharm, once
+    assert all(json.loads(p) | {"at": None, "seq": None} == {"patient_id": pid, "note_id": note["id"],
+               "user_id": api.users["doc"]["id"], "at": None, "seq": None} for p in acked)
+
+
+def test_the_only_care_manager_cannot_leave_the_team(api):
+    pid = team(api)
+    me = api.users["cm"]["id"]
+    r = api.call("cm", "DELETE", f"/api/v1/patients/{pid}/team/{me}")
+    assert r.status_code == 409
+    api.user("cm2", "care_manager")
+    api.join(pid, "cm2", "care_manager", by="cm")
+    assert api.call("cm", "DELETE", f"/api/v1/patients/{pid}/team/{me}").status_code == 204
+
+
+@pytest.mark.browser
+def test_the_authors_page_counts_readers_live(browser, demo_server):
+    cm = open_patient(browser, demo_server, "cm.tanaka")
+    sw = open_patient(browser, demo_server, "ns.suzuki")
+    cm.fill("#note-form textarea[name=body]", "明日の訪問時間を変更します")
+    cm.click("#note-form button[type=submit]")
+    mine = cm.locator("#timeline li", has_text="明日の訪問時間を変更します")
+    mine.wait_for()
+    count = mine.locator(".read-count").inner_text()
+    assert count.startswith("既読 0/")
+    theirs = sw.locator("#timeline li", has_text="明日の訪問時間を変更します")
+    theirs.wait_for(timeout=10000)
+    theirs.locator("[data-ack]").click()
+    cm.wait_for_selector("#timeline li:has-text('明日の訪問時間を変更します') .read-count:has-text('既読 1/')",
+                         timeout=10000)
+    assert "鈴木 花子" in cm.locator("#timeline li", has_text="明日の訪問時間を変更します").inner_text()
+    cm.context.close()
+    sw.context.close()
