@@ -298,6 +298,13 @@
       form.addEventListener("submit", e => { e.preventDefault(); saveSection(form); });
       form.addEventListener("keydown", e => {  // Escape closes the form; what was typed stays in it
         if (e.key === "Escape") { form.hidden = true; const edit = $(`[data-edit="${form.dataset.sectionForm}"]`); if (edit) edit.focus(); }
+        const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[e.key];
+        if (step && e.target.matches("button.level")) {  // the ADL levels are a radio group: arrows move and choose
+          const levels = $$("button.level", e.target.parentElement);
+          const next = levels[(levels.indexOf(e.target) + step + levels.length) % levels.length];
+          levels.forEach(b => b.setAttribute("aria-pressed", String(b === next)));
+          next.focus(); e.preventDefault();
+        }
       });
       form.addEventListener("click", e => {
         const t = e.target;

@@ -245,3 +245,41 @@ def test_the_authors_page_counts_readers_live(browser, demo_server):
     assert "鈴木 花子" in cm.locator("#timeline li", has_text="明日の訪問時間を変更します").inner_text()
     cm.context.close()
     sw.context.close()
+
+
+@pytest.mark.browser
+def test_on_a_portrait_tablet_the_notes_and_urgent_ones_are_one_tap_away(browser, demo_server):
+    writer = open_patient(browser, demo_server, "ns.suzuki")
+    writer.fill("#note-form textarea[name=body]", "夜間に転倒あり、至急確認を")
+    writer.check("#note-form input[name=urgent]")
+    writer.click("#note-form button[type=submit]")
+    writer.wait_for_selector("#timeline li:has-text('夜間に転倒あり')")
+    writer.context.close()
+    page = open_patient(browser, demo_server, "cm.tanaka", viewport={"width": 800, "height": 1280}, has_touch=True)
+    urgent = page.locator(".patient-head a.badge.urgent")
+    assert "至急の連絡" in urgent.inner_text()  # seen on arrival, at the top
+    jump = page.locator("a.jump-notes")
+    assert jump.is_visible() and jump.bounding_box()["y"] < 1280  # fixed on screen
+    jump.tap()
+    page.wait_for_function("() => location.hash === '#notes-box'")
+    page.wait_for_timeout(300)
+    box = page.locator("#note-form textarea").bounding_box()  # in view: write at once
+    assert 0 <= box["y"] and box["y"] + box["height"] <= 1280
+    # the ADL levels answer arrow keys; the save bar stays on screen in a long form
+    page.locator("#section-adl [data-edit]").tap()
+    first = page.locator('#section-adl fieldset[data-key="eating"] button.level').first
+    first.focus()
+    page.keyboard.press("ArrowRight")
+    assert page.locator('#section-adl fieldset[data-key="eating"] button[data-level="supervision"]').get_attribute(
+        "aria-pressed") == "true"
+    assert page.locator("#section-adl .form-actions button[type=submit]").is_visible()
+    box = page.locator("#section-adl .form-actions").bounding_box()
+    assert box["y"] + box["height"] <= 1280 + 1
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_on_a_phone_the_header_is_compact(browser, demo_server):
+    page = open_patient(browser, demo_server, "cm.tanaka", viewport={"width": 390, "height": 844}, has_touch=True)
+    assert page.locator("header.top").bounding_box()["height"] < 844 * 0.15
+    page.context.close()
