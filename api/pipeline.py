@@ -3,6 +3,7 @@ check CSRF for cookie sessions, check the caller's standing (renkei.authz), vali
 the body with its marshmallow schema, call the view — which translates HTTP into one
 core service call and back — then end the request through the unit of work
 (renkei/work.py): commit with exactly one audit entry, or roll back and audit the failure."""
+import json
 import logging
 from functools import wraps
 
@@ -64,6 +65,10 @@ def _json_body():
         data = None
     if data is None:
         raise Problem(400, "The body is not valid JSON.")
+    try:  # "\ud800" parses, but is no character: it could be neither sealed nor logged
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise Problem(400, "The body contains an escaped lone surrogate (\\ud800-\\udfff), which is not a character.")
     if not isinstance(data, dict):
         raise problems.invalid({"_schema": ["The body must be a JSON object."]})
     return data

@@ -80,11 +80,22 @@ def _watch_queue(url: str):
 
 
 def _subscribed(client) -> bool:
-    """Is this process's own subscriber connected to the message queue?"""
+    """Is this process's own subscriber connected to the message queue? Where Redis does
+    not allow CLIENT LIST (an ACL, a managed service), fall back to "Redis answers"."""
     try:
+        if not _can_list["yes"]:
+            return bool(client.ping())
         return any(c.get("name") == QUEUE_CLIENT and int(c.get("sub", 0)) > 0 for c in client.client_list(_type="pubsub"))
+    except redis.exceptions.NoPermissionError:
+        _can_list["yes"] = False
+        log.warning("Redis refuses CLIENT LIST: this process can only tell whether Redis answers, "
+                    "not whether its subscriber is listening again after an outage")
+        return _subscribed(client)
     except (redis.RedisError, ValueError):
         return False
+
+
+_can_list = {"yes": True}
 
 
 def _prompt_resume():

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Response
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from models import IdempotentRequest, Patient, utcnow
@@ -57,9 +57,9 @@ def claim(user, key: str, method: str, path: str, body: dict) -> Claim | Respons
     answer, 409 while the first still runs, 422 for a different request."""
     digest = vault.keyed_digest("idempotency", key)
     fingerprint = vault.keyed_digest("idempotency", json.dumps(
-        [method, path, body], sort_keys=True, ensure_ascii=False, default=str))
+        [method, path, body], sort_keys=True, default=str))
     now = utcnow()
-    db.session.execute(delete(IdempotentRequest).where(IdempotentRequest.claimed_at < now - LIFETIME))
+    _expire(now)
     db.session.add(IdempotentRequest(user_id=user.id, key_digest=digest, fingerprint=fingerprint, claimed_at=now))
     try:
         db.session.commit()
@@ -111,6 +111,20 @@ def release(held: Claim):
         db.session.rollback()
 
 
+def forget(patient_id: str):
+    """A deleted (crypto-shredded) patient's kept answers and request fingerprints."""
+    db.session.execute(delete(IdempotentRequest).where(IdempotentRequest.patient_id == patient_id))
+
+
+def _expire(now):
+    """Delete a small batch of rows older than 24 h: each claim does a little, so no claim
+    ever sweeps a long backlog (and other claims skip rows one is already deleting)."""
+    old = select(IdempotentRequest.user_id, IdempotentRequest.key_digest).where(
+        IdempotentRequest.claimed_at < now - LIFETIME).limit(20).with_for_update(skip_locked=True)
+    db.session.execute(delete(IdempotentRequest).where(
+        tuple_(IdempotentRequest.user_id, IdempotentRequest.key_digest).in_(old)))
+
+
 def _mine(held: Claim) -> tuple:
     """The claim row as this request made it (not one a retry has taken over since)."""
     return (IdempotentRequest.user_id == held.user_id, IdempotentRequest.key_digest == held.key_digest,
@@ -119,7 +133,8 @@ def _mine(held: Claim) -> tuple:
 
 def _replay(user, row: IdempotentRequest) -> Response:
     if row.patient_id is not None:  # may this person still see the patient? (else 404)
-        authz.patient_access(user, row.patient_id, authz.READ)
+        # An administrator never reads a record; appointing a team's manager needs TEAM_VIEW.
+        authz.patient_access(user, row.patient_id, authz.TEAM_VIEW if user.is_admin else authz.READ)
     work.describe(patient_id=row.patient_id)
     work.current().mark("replayed")
     answer = crypto.unseal_json(_key(row.patient_id), row.answer_ct,

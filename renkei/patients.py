@@ -5,7 +5,7 @@ from datetime import date
 from sqlalchemy import func, select
 
 from models import Consent, Note, NoteAck, Patient, SectionRevision, TeamMember, User, new_id, utcnow
-from renkei import authz, crypto, db, vault, work
+from renkei import authz, crypto, db, idempotency, vault, work
 from renkei.authz import PROFESSION_ROLES, patient_access
 from renkei.problems import Problem, not_found
 
@@ -139,6 +139,7 @@ def delete(actor: User, patient_id: str):
     """Delete a patient by destroying its data key (crypto-shredding)."""
     access = patient_access(actor, patient_id, authz.DELETE)
     vault.shred(access.patient)
+    idempotency.forget(access.patient.id)  # kept answers and request fingerprints go too
     access.patient.deleted_at = utcnow()
     work.current().later(db.purge_freed_space)
 

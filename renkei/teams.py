@@ -1,7 +1,7 @@
 """A patient's team: who is on it, in which role; adding and removing members."""
 from sqlalchemy import func, select
 
-from models import TeamMember, User, utcnow
+from models import Patient, TeamMember, User, utcnow
 from renkei import audit, authz, db, notify, work
 from renkei.authz import PROFESSION_ROLES, patient_access
 from renkei.problems import Problem, invalid, not_found
@@ -70,6 +70,9 @@ def remove_member(actor: User, patient_id: str, user_id: str):
 
 
 def _care_managers(patient_id: str) -> int:
-    return db.session.execute(select(func.count()).select_from(TeamMember).where(
-        TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None),
-        TeamMember.role == "care_manager")).scalar_one()
+    """Active care managers on the team; the patient row is locked first, so two care
+    managers leaving at once cannot both see the other still there."""
+    db.session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update())
+    return db.session.execute(select(func.count()).select_from(TeamMember).join(User, User.id == TeamMember.user_id)
+                              .where(TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None),
+                                     TeamMember.role == "care_manager", User.disabled.is_(False))).scalar_one()

@@ -501,8 +501,8 @@
         fragment(`/patients/${ev.patient_id}/sections/${ev.section}`).then(el => { section.replaceWith(el); wire(el); flash(el); });
       } else if (name === "note.created") {
         refreshTimeline(ev.note_id);
-      } else if (name === "note.acked") {  // 既読 n/m moves on the author's page too
-        refreshTimeline();
+      } else if (name === "note.acked") {  // 既読 n/m moves on the author's page (only there: each refresh is an audited read)
+        if ($(`#timeline li[data-note="${CSS.escape(ev.note_id)}"][data-mine]`)) refreshTimeline();
       }
     };
     ["record.updated", "note.created", "note.acked", "team.updated", "breakglass.opened", "access.after_reset"]

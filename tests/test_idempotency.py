@@ -199,3 +199,31 @@ def test_the_page_resends_a_note_whose_answer_was_lost_and_it_appears_once(pg_wo
         assert page.locator("#timeline li", has_text="電波の悪い訪問先から").count() == 1
         page.context.close()
     assert timeline(w.api, "cm", w.pid) == ["電波の悪い訪問先から"]
+
+
+def test_an_administrators_repeated_appointment_is_replayed_not_refused(api):
+    """Administrators never read a record, so the replay's access check must not ask them to."""
+    api.user("ns", "nurse")
+    api.user("cm", "care_manager")
+    pid = api.patient("ns")  # a team without a care manager or physician
+    body = {"user_id": api.users["cm"]["id"], "role": "care_manager"}
+    first = api.call("admin", "POST", f"{R}/{pid}/team", body, headers={"Idempotency-Key": "appoint"})
+    again = api.call("admin", "POST", f"{R}/{pid}/team", body, headers={"Idempotency-Key": "appoint"})
+    assert first.status_code == 201, first.json
+    assert again.status_code == 201 and again.json == first.json
+
+
+def test_deleting_a_patient_forgets_its_kept_answers_and_fingerprints(api):
+    pid = team(api)
+    api.call("cm", "POST", f"{R}/{pid}/notes", NOTE, headers={"Idempotency-Key": "k"})
+    assert api.call("admin", "DELETE", f"{R}/{pid}").status_code == 204
+    with api.app.app_context():
+        assert db.session.execute(select(IdempotentRequest).where(IdempotentRequest.patient_id == pid)).all() == []
+
+
+def test_a_lone_surrogate_in_a_body_is_400_not_500(api):
+    pid = team(api)
+    r = api.client.post(f"{R}/{pid}/notes", data='{"body": "\\ud800", "category": "other"}',
+                        headers={"Authorization": "Bearer " + api.tokens["cm"], "Content-Type": "application/json",
+                                 "Idempotency-Key": "s"})
+    assert r.status_code == 400 and r.json["status"] == 400
