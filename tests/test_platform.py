@@ -9,7 +9,10 @@ import time
 import pytest
 import redis
 import requests
+from sqlalchemy import select
 
+from models import SocketSession
+from renkei import db
 from tests.servers import Listener, World, free_port, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -23,8 +26,12 @@ def test_two_gunicorn_workers_deliver_to_every_listener(pg_world, redis_url):
         listeners = [Listener(base, w.tokens["doc"]) for _ in range(8)]  # spread over both workers
         queue, deadline = redis.Redis.from_url(redis_url), time.monotonic() + 10
         # Each worker subscribes to the queue when its first socket connects; a push made
-        # before that reaches its sockets only through resume, which these listeners don't do.
-        while queue.pubsub_numsub("flask-socketio")[0][1] < 2:
+        # before that reaches its sockets only through resume, which these listeners don't
+        # do. So wait until every worker holding a listener is subscribed.
+        with w.app.app_context():
+            holders = len(set(db.session.execute(select(SocketSession.owner)).scalars()))
+            db.session.remove()
+        while queue.pubsub_numsub("flask-socketio")[0][1] < holders:
             assert time.monotonic() < deadline, "a worker never subscribed to the queue"
             time.sleep(0.1)
         try:
