@@ -13,8 +13,8 @@ if __name__ == "__main__":
         with app.app_context():
             demo.prepare_embedded(app.extensions["renkei.engine"])
     print(f" * Renkei on http://{settings.host}:{settings.port}\n"
-          " * This is the built-in single-process server for trying Renkei on this machine (the\n"
-          "   'development server' warning below is Werkzeug's about that); production runs under\n"
-          "   gunicorn: platform/DEPLOY.md.", flush=True)
+          " * This is the built-in single-process server for trying Renkei on this machine; the\n"
+          "   Werkzeug warning below is about that. Production runs under gunicorn: platform/DEPLOY.md.",
+          flush=True)
     socketio.run(app, host=settings.host, port=settings.port, allow_unsafe_werkzeug=True,
                  use_reloader=False, log_output=False)
