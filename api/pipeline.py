@@ -93,8 +93,9 @@ def _run(view, meta, kwargs):
         # The caller is known: end that short transaction so no database connection is
         # held while a (slow) client sends its body.
         db.session.commit()
-        raw = _json_body() if meta["body"] is not None else {}
+        raw = {}  # the body as sent: what an Idempotency-Key's fingerprint covers
         if meta["body"] is not None:
+            raw = _json_body()
             kwargs["body"] = _load(meta["body"], raw)
         if meta["query"] is not None:
             kwargs["query"] = _load(meta["query"], request.args.to_dict())

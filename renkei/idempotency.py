@@ -69,23 +69,21 @@ def claim(user, key: str, method: str, path: str, body: dict) -> Claim | Respons
     row = db.session.execute(select(IdempotentRequest).where(
         IdempotentRequest.user_id == user.id, IdempotentRequest.key_digest == digest)).scalar_one_or_none()
     if row is None:  # it expired between our insert and this read
-        raise Problem(409, "This request is being handled; try again.", headers={"Retry-After": "1"})
+        raise _still_running()
     if row.fingerprint != fingerprint:
         raise Problem(422, f"This {HEADER} was used for a different request.",
                       errors={HEADER: ["Already used for a different request; send a new key."]})
     if row.status is not None:
         return _replay(user, row)
     if row.claimed_at > now - ABANDONED:
-        raise Problem(409, "The first request with this key is still running; try again.",
-                      headers={"Retry-After": "1"})
+        raise _still_running()
     taken = db.session.execute(update(IdempotentRequest).where(
         IdempotentRequest.user_id == user.id, IdempotentRequest.key_digest == digest,
         IdempotentRequest.claimed_at == row.claimed_at, IdempotentRequest.status.is_(None))
         .values(claimed_at=now)).rowcount
     db.session.commit()
     if not taken:
-        raise Problem(409, "The first request with this key is still running; try again.",
-                      headers={"Retry-After": "1"})
+        raise _still_running()
     return Claim(user.id, digest, now)
 
 
@@ -109,6 +107,11 @@ def release(held: Claim):
         db.session.commit()
     except Exception:  # the database is away: the claim is free again after ABANDONED
         db.session.rollback()
+
+
+def _still_running() -> Problem:
+    return Problem(409, "The first request with this key is still running; try again.",
+                   headers={"Retry-After": "1"})
 
 
 def forget(patient_id: str):

@@ -119,12 +119,16 @@ def sqlite_api(sqlite_app):
     return Api(sqlite_app)
 
 
-@pytest.fixture(scope="module")
-def redis_url():
+def _require_redis():
     if shutil.which("redis-server") is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is not installed")
         pytest.skip("redis-server is not installed")
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    _require_redis()
     folder, port = tempfile.mkdtemp(prefix="renkei-redis-"), str(free_port())
     url = subprocess.run(["bash", str(ROOT / "platform/redis.sh"), "start", folder, port],
                          capture_output=True, text=True, check=True).stdout.strip()
@@ -144,6 +148,19 @@ def pg_world(request, tmp_path):
     db.session.remove()
     with admin.connect() as c:
         c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis of this test's own, so the test may stop and start it: (url, control)."""
+    _require_redis()
+    script, folder, port = str(ROOT / "platform/redis.sh"), str(tmp_path / "redis"), str(free_port())
+    control = {"start": lambda: subprocess.run(["bash", script, "start", folder, port], capture_output=True,
+                                               text=True, check=True).stdout.strip(),
+               "stop": lambda: subprocess.run(["bash", script, "stop", folder], check=True)}
+    url = control["start"]()
+    yield url, control
+    subprocess.run(["bash", script, "stop", folder])
 
 
 @pytest.fixture

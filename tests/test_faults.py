@@ -1,7 +1,6 @@
 """Faults lose nothing and stall nothing (issue 11): slow clients, a busy pool, the
 database away while sockets connect and resume, the message queue down."""
 import socket
-import subprocess
 import time
 
 import pytest
@@ -13,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from models import User
 from renkei import db, notes, work
 from renkei.db import make_engine
-from tests.helpers import PASSWORD, R, ROOT, Api, build_app, signed_in_page
+from tests.helpers import PASSWORD, R, Api, build_app, signed_in_page
 from tests.servers import Listener, World, free_port, start_server
 
 
@@ -89,35 +88,30 @@ def test_sockets_are_told_when_the_database_is_away(own_postgres, tmp_path):
 
 
 @pytest.mark.browser
-def test_after_a_redis_outage_the_open_page_shows_every_change_without_a_reload(pg_world, tmp_path, browser):
+def test_after_a_redis_outage_the_open_page_shows_every_change_without_a_reload(pg_world, own_redis, browser):
     """Issue 11 (1): pushes published while Redis was down were lost for good. Now the
     server has its sockets resume every few seconds while it is not subscribed to the
     queue and once more when it is, and the page resumes on gaps, on focus and while
     idle: it shows every change, during the outage and after, with no reload."""
     w = pg_world
-    script, folder, port = str(ROOT / "platform/redis.sh"), str(tmp_path / "redis"), str(free_port())
-    redis_url = subprocess.run(["bash", script, "start", folder, port], capture_output=True, text=True,
-                               check=True).stdout.strip()
-    try:
-        with w.server(RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b:
-            page = signed_in_page(browser, a, "cm", PASSWORD)
-            page.goto(f"/patients/{w.pid}")
-            page.wait_for_selector("#section-condition")
-            page.wait_for_timeout(1000)  # the socket is connected
-            subprocess.run(["bash", script, "stop", folder], check=True)
-            time.sleep(0.5)
-            w.put(b, "doc", "condition", {"summary": "Redis停止中の更新"}, 0)
-            # While the queue is down, the server has the page resume every few seconds.
-            page.wait_for_selector("#section-condition:has-text('Redis停止中の更新')", timeout=8000)
-            subprocess.run(["bash", script, "start", folder, port], check=True, capture_output=True)
-            time.sleep(1.5)  # back, but the other server's subscriber is not yet listening
-            w.put(b, "doc", "home", {"bed": "復旧直後に変えたベッド"}, 0)
-            back = time.monotonic()
-            page.wait_for_selector("#section-home:has-text('復旧直後に変えたベッド')", timeout=10000)
-            assert time.monotonic() - back < 10
-            page.context.close()
-    finally:
-        subprocess.run(["bash", script, "stop", folder])
+    redis_url, redis = own_redis
+    with w.server(RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b:
+        page = signed_in_page(browser, a, "cm", PASSWORD)
+        page.goto(f"/patients/{w.pid}")
+        page.wait_for_selector("#section-condition")
+        page.wait_for_timeout(1000)  # the socket is connected
+        redis["stop"]()
+        time.sleep(0.5)
+        w.put(b, "doc", "condition", {"summary": "Redis停止中の更新"}, 0)
+        # While the queue is down, the server has the page resume every few seconds.
+        page.wait_for_selector("#section-condition:has-text('Redis停止中の更新')", timeout=8000)
+        redis["start"]()
+        time.sleep(1.5)  # back, but the other server's subscriber is not yet listening
+        w.put(b, "doc", "home", {"bed": "復旧直後に変えたベッド"}, 0)
+        back = time.monotonic()
+        page.wait_for_selector("#section-home:has-text('復旧直後に変えたベッド')", timeout=10000)
+        assert time.monotonic() - back < 10
+        page.context.close()
 
 
 def test_a_killed_servers_socket_rows_are_removed_by_the_others(pg_world):
@@ -187,35 +181,30 @@ def test_a_request_frozen_mid_write_does_not_hold_its_teams_event_rows(pg_world)
         db.session.remove()
 
 
-def test_after_redis_returns_a_change_reaches_other_processes_before_their_subscriber_is_back(pg_world, tmp_path):
+def test_after_redis_returns_a_change_reaches_other_processes_before_their_subscriber_is_back(pg_world, own_redis):
     """Issue 11 (1, found by the fault drill): python-socketio's subscriber reconnects
     with a growing back-off (up to 60 s), so a change made a few seconds after Redis
     returned did not reach another process's sockets for that long; the one "resync"
     sent when Redis answered again came too early to cover it. Now a process tells its
     sockets to resume every few seconds until its own subscriber listens again."""
     w = pg_world
-    script, folder, port = str(ROOT / "platform/redis.sh"), str(tmp_path / "redis"), str(free_port())
-    redis_url = subprocess.run(["bash", script, "start", folder, port], capture_output=True, text=True,
-                               check=True).stdout.strip()
-    try:
-        with w.server(RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b:
-            listener = Listener(a, w.tokens["cm"])
-            seq = {"last": 0}
+    redis_url, redis = own_redis
+    with w.server(RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b:
+        listener = Listener(a, w.tokens["cm"])
+        seq = {"last": 0}
 
-            def resume(*_):
-                ack = listener.sio.call("resume", {"since": seq["last"]}, timeout=10)
-                seq["last"] = max(seq["last"], ack.get("seq", 0))
-            listener.sio.on("resync", lambda *_: listener.sio.start_background_task(resume))
-            w.put(b, "doc", "condition", {"summary": "前"}, 0)
-            seq["last"] = listener.wait_for(1)[0][1]["seq"]
-            subprocess.run(["bash", script, "stop", folder], check=True)
-            time.sleep(16)  # the subscribers' retries are 1, 2, 4, 8, 16 s apart: the next is 15 s away
-            subprocess.run(["bash", script, "start", folder, port], check=True, capture_output=True)
-            time.sleep(2.5)
-            w.put(b, "doc", "condition", {"summary": "戻った後"}, 1)
-            written = time.monotonic()
-            listener.wait_for(2, timeout=12)
-            assert time.monotonic() - written < 6
-            listener.close()
-    finally:
-        subprocess.run(["bash", script, "stop", folder])
+        def resume(*_):
+            ack = listener.sio.call("resume", {"since": seq["last"]}, timeout=10)
+            seq["last"] = max(seq["last"], ack.get("seq", 0))
+        listener.sio.on("resync", lambda *_: listener.sio.start_background_task(resume))
+        w.put(b, "doc", "condition", {"summary": "前"}, 0)
+        seq["last"] = listener.wait_for(1)[0][1]["seq"]
+        redis["stop"]()
+        time.sleep(16)  # the subscribers' retries are 1, 2, 4, 8, 16 s apart: the next is 15 s away
+        redis["start"]()
+        time.sleep(2.5)
+        w.put(b, "doc", "condition", {"summary": "戻った後"}, 1)
+        written = time.monotonic()
+        listener.wait_for(2, timeout=12)
+        assert time.monotonic() - written < 6
+        listener.close()
