@@ -21,7 +21,7 @@ def list_patients(query):
     return {"items": patients.care_list(current_user)}
 
 
-@endpoint("POST", "/patients/search", summary="The caller's patients with this exact name or kana",
+@endpoint("POST", "/patients/search", summary="The caller's patients with this name, kana or family-name prefix",
           tag="patients", action="patient.search", body=PatientSearch, response=PatientList)
 def search_patients(body):
     # POST: the name travels in the body, never in a URL that logs would keep.

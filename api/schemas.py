@@ -154,7 +154,7 @@ class PatientQuery(Strict):
 
 class PatientSearch(Strict):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100),
-                         metadata={"description": "exact full name or kana (blind index)"})
+                         metadata={"description": "full name or kana, or the beginning of the family name (blind index)"})
 
 
 class PatientOut(Schema):

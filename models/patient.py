@@ -23,6 +23,14 @@ class Patient(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class PatientSearchToken(Base):
+    """Keyed hashes of the family name's prefixes, for search (renkei/crypto.py,
+    prefix_tokens); deleted with the patient's key."""
+    __tablename__ = "patient_search_tokens"
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
 class Consent(Base):
     __tablename__ = "consents"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

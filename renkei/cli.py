@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from models import utcnow
-from renkei import audit, audit_archive, backup, db, demo, directory, resets, vault, work
+from renkei import audit, audit_archive, backup, db, demo, directory, patients, resets, vault, work
 from renkei.problems import Problem
 from renkei.schema import upgrade_schema
 from renkei.timefmt import iso, parse_iso
@@ -26,9 +26,15 @@ def _settings():
 @click.command("init-db")
 @with_appcontext
 def init_db():
-    """Create or upgrade the schema."""
+    """Create or upgrade the schema, then index the names of patients registered
+    before name search by prefix existed."""
     upgrade_schema(current_app.extensions["renkei.engine"])
-    click.echo("schema is current")
+    indexed = patients.index_missing_names()
+    if indexed:
+        unit = work.current()
+        unit.record("patient.index_names", "ok", detail=f"patients={indexed}")
+        unit.commit()
+    click.echo(f"schema is current; {indexed} patients' names indexed")
 
 
 @click.command("create-admin")

@@ -79,3 +79,38 @@ def normalize_name(text: str) -> str:
 def blind_index(index_key: bytes, text: str) -> str:
     """Keyed hash for exact-match search without storing the plaintext."""
     return hmac.new(index_key, normalize_name(text).encode(), hashlib.sha256).hexdigest()
+
+
+# Family-name prefix search (docs/ARCHITECTURE.md, "What the name index reveals"): each
+# patient has PREFIX_TOKENS keyed hashes, one per prefix of up to FAMILY_PREFIX_MAX
+# characters of the family name in kanji and in kana, the rest random, so the count
+# says nothing about a name's length. A longer query is looked up by its first
+# FAMILY_PREFIX_MAX characters and confirmed against the decrypted name.
+FAMILY_PREFIX_MAX = 5
+PREFIX_TOKENS = 2 * FAMILY_PREFIX_MAX
+
+
+def family_name(text: str) -> str:
+    """The first word of a name as written (山田 花子 → 山田); the whole name if it has no space."""
+    words = unicodedata.normalize("NFKC", text or "").split()
+    return normalize_name(words[0]) if words else ""
+
+
+def prefix_token(index_key: bytes, text: str) -> str:
+    """The keyed hash of a typed prefix (its first FAMILY_PREFIX_MAX characters), in a
+    domain of its own so it never equals a full-name index value."""
+    typed = normalize_name(text)[:FAMILY_PREFIX_MAX]
+    return hmac.new(index_key, b"family-prefix|" + typed.encode(), hashlib.sha256).hexdigest()
+
+
+def prefix_tokens(index_key: bytes, name: str, kana: str) -> list[str]:
+    real = {prefix_token(index_key, family[:n]) for family in (family_name(name), family_name(kana))
+            for n in range(1, min(len(family), FAMILY_PREFIX_MAX) + 1)}
+    return sorted(real | {os.urandom(32).hex() for _ in range(PREFIX_TOKENS - len(real))})
+
+
+def name_matches(typed: str, name: str, kana: str) -> bool:
+    """The full name or kana, or a prefix of the family name in either (spelling-insensitive)."""
+    q = normalize_name(typed)
+    return bool(q) and (q in (normalize_name(name), normalize_name(kana))
+                        or family_name(name).startswith(q) or family_name(kana).startswith(q))

@@ -4,7 +4,7 @@ from datetime import date
 
 from sqlalchemy import func, select
 
-from models import Consent, Note, NoteAck, Patient, SectionRevision, TeamMember, User, new_id, utcnow
+from models import Consent, Note, NoteAck, Patient, PatientSearchToken, SectionRevision, TeamMember, User, new_id, utcnow
 from renkei import authz, crypto, db, idempotency, vault, work
 from renkei.authz import PROFESSION_ROLES, patient_access
 from renkei.problems import Problem, not_found
@@ -14,8 +14,19 @@ from renkei.problems import Problem, not_found
 
 def seal_demographics(patient: Patient, key: bytes, data: dict):
     patient.demographics_ct = crypto.seal_json(key, data, vault.demographics_aad(patient.id))
-    patient.name_index = vault.name_index(data["name"])
-    patient.kana_index = vault.name_index(data["name_kana"])
+    vault.index_name(patient, data["name"], data["name_kana"])
+
+
+def index_missing_names() -> int:
+    """Give patients registered before prefix search (migration 0008) their tokens;
+    run by `init-db`, which holds the keys a migration does not."""
+    indexed = select(PatientSearchToken.patient_id)
+    todo = db.session.execute(select(Patient).where(Patient.demographics_ct.is_not(None),
+                                                    Patient.id.not_in(indexed))).scalars().all()
+    for patient in todo:
+        data = demographics(patient)
+        vault.index_name(patient, data["name"], data["name_kana"])
+    return len(todo)
 
 
 def demographics(patient: Patient) -> dict:
@@ -91,14 +102,19 @@ def register(actor: User, data: dict) -> dict:
 
 def care_list(actor: User, name: str | None = None) -> list[dict]:
     """The caller's patients with what changed since their last look and their urgent
-    unacknowledged notes: a fixed number of queries however many patients there are."""
-    rows = db.session.execute(
-        select(Patient, TeamMember).join(TeamMember, TeamMember.patient_id == Patient.id)
-        .where(TeamMember.user_id == actor.id, TeamMember.removed_at.is_(None),
-               Patient.deleted_at.is_(None)).order_by(Patient.created_at)).all()
-    if name:
+    unacknowledged notes: a fixed number of queries however many patients there are.
+    `name`: only patients whose full name or kana, or family-name prefix, it is."""
+    stmt = (select(Patient, TeamMember).join(TeamMember, TeamMember.patient_id == Patient.id)
+            .where(TeamMember.user_id == actor.id, TeamMember.removed_at.is_(None),
+                   Patient.deleted_at.is_(None)).order_by(Patient.created_at))
+    if name is not None:
+        # The blind index finds the candidates; their decrypted names confirm them (a
+        # prefix token stands for the first few characters only).
         wanted = vault.name_index(name)
-        rows = [(p, m) for p, m in rows if wanted in (p.name_index, p.kana_index)]
+        prefixed = select(PatientSearchToken.patient_id).where(PatientSearchToken.token == vault.prefix_token(name))
+        stmt = stmt.where((Patient.name_index == wanted) | (Patient.kana_index == wanted)
+                          | Patient.id.in_(prefixed))
+    rows = db.session.execute(stmt).all()
     ids = [p.id for p, _ in rows]
     if not ids:
         return []
@@ -114,6 +130,9 @@ def care_list(actor: User, name: str | None = None) -> list[dict]:
         # record up; after a withdrawal nobody does until a new consent.
         setting_up = patient.registered_by == actor.id and patient.id not in ever
         out = patient_out(patient, member.role, consent=consent, show_demographics=consent or setting_up)
+        if name is not None and not (
+                (consent or setting_up) and crypto.name_matches(name, out["name"], out["name_kana"])):
+            continue  # a name the caller may not see is not confirmed by a search either
         out.update(recent[patient.id])
         items.append(out)
     return items

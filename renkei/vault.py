@@ -6,10 +6,10 @@ import hashlib
 import hmac
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from models import Patient, SystemKey
+from models import Patient, PatientSearchToken, SystemKey
 from renkei import crypto, db
 
 
@@ -91,6 +91,7 @@ def shred(patient: Patient):
     patient.kek_id = None
     patient.demographics_ct = None
     patient.name_index = patient.kana_index = None
+    db.session.execute(delete(PatientSearchToken).where(PatientSearchToken.patient_id == patient.id))
 
 
 def system_key(name: str) -> bytes:
@@ -110,6 +111,19 @@ def system_key(name: str) -> bytes:
 
 def name_index(text: str) -> str:
     return crypto.blind_index(system_key("blind_index"), text)
+
+
+def prefix_token(text: str) -> str:
+    return crypto.prefix_token(system_key("blind_index"), text)
+
+
+def index_name(patient: Patient, name: str, kana: str):
+    """The patient's blind-index values: full name, full kana, family-name prefixes."""
+    key = system_key("blind_index")
+    patient.name_index, patient.kana_index = crypto.blind_index(key, name), crypto.blind_index(key, kana)
+    db.session.execute(delete(PatientSearchToken).where(PatientSearchToken.patient_id == patient.id))
+    db.session.add_all(PatientSearchToken(patient_id=patient.id, token=t)
+                       for t in crypto.prefix_tokens(key, name, kana))
 
 
 def keyed_digest(purpose: str, text: str) -> str:

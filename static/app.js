@@ -110,9 +110,13 @@
   /* ---- care list filter ---- */
   const filter = $("#patient-filter");
   if (filter) {
+    // The same folding as the server's name index (renkei/crypto.py, normalize_name):
+    // full-width/half-width, spaces, hiragana and katakana do not matter.
+    const fold = text => text.normalize("NFKC").replace(/\s+/g, "").toLowerCase()
+      .replace(/[\u3041-\u3096]/g, c => String.fromCharCode(c.charCodeAt(0) + 0x60));
     const apply = () => {
-      const q = filter.value.trim().toLowerCase().replace(/\s+/g, "");
-      $$(".patient-list li[data-search]").forEach(li => { li.hidden = q && !li.dataset.search.replace(/\s+/g, "").includes(q); });
+      const q = fold(filter.value);
+      $$(".patient-list li[data-search]").forEach(li => { li.hidden = q && !fold(li.dataset.search).includes(q); });
     };
     filter.addEventListener("input", apply); apply();
   }

@@ -74,3 +74,22 @@ def test_seed_demo_into_an_instance_folder_that_does_not_exist_yet(tmp_path):
     out = run(["seed-demo"], env)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     assert "TOTP secret" in (folder / "demo-credentials.txt").read_text()
+
+
+def test_init_db_indexes_the_names_of_patients_registered_before_prefix_search(tmp_path):
+    """Migration 0008 adds the prefix tokens but holds no keys; init-db fills them in."""
+    import sqlite3
+    env = os.environ | {"RENKEI_DATABASE_URL": f"sqlite:///{tmp_path}/r.db", "RENKEI_MASTER_KEY": random_master_key(),
+                        "RENKEI_SECRET_KEY": "s" * 32, "RENKEI_INSTANCE_DIR": str(tmp_path)}
+    assert run(["init-db"], env).returncode == 0
+    assert run(["seed-demo"], env).returncode == 0
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        patients = db.execute("SELECT count(*) FROM patients").fetchone()[0]
+        db.execute("DELETE FROM patient_search_tokens")  # as a database from before 0008 has it
+    out = run(["init-db"], env)
+    assert out.returncode == 0 and f"{patients} patients' names indexed" in out.stdout, out.stderr
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        assert db.execute("SELECT count(DISTINCT patient_id), count(*) FROM patient_search_tokens").fetchone() == (
+            patients, patients * 10)
+        assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'patient.index_names'").fetchone()[0] == 1
+    assert "0 patients' names indexed" in run(["init-db"], env).stdout
