@@ -4,7 +4,7 @@ from flask_login import current_user
 
 from api.pipeline import endpoint
 from api.schemas import (OrganizationIn, OrganizationList, OrganizationOut, ResetOut, UserIn, UserList, UserOut,
-                         UserPatch)
+                         UserPatch, UserQuery)
 from renkei import directory, resets
 
 
@@ -29,9 +29,9 @@ def create_user(body):
 
 
 @endpoint("GET", "/users", summary="The directory of people (for building teams)",
-          tag="directory", action=None, response=UserList)
-def list_users():
-    return {"items": directory.people(current_user)}
+          tag="directory", action=None, query=UserQuery, response=UserList)
+def list_users(query):
+    return {"items": directory.people(current_user, words=query.get("q"), limit=query.get("limit"))}
 
 
 @endpoint("PATCH", "/users/<user_id>", summary="Change, disable or re-enable a user",

@@ -126,6 +126,13 @@ class UserList(Schema):
     items = fields.List(fields.Nested(UserOut))
 
 
+class UserQuery(Strict):
+    q = fields.String(validate=validate.Length(min=1, max=100), metadata={
+        "description": "words that each appear in the person's name or organisation (for the team picker)"})
+    limit = fields.Integer(validate=validate.Range(min=1, max=200), metadata={
+        "description": "at most this many people (with q: 20 unless given)"})
+
+
 class ListQuery(Schema):
     class Meta:
         unknown = "exclude"
@@ -134,6 +141,17 @@ class ListQuery(Schema):
 
 
 # --- patients ---------------------------------------------------------------
+class ConsentIn(Strict):
+    obtained_on = fields.Date(required=True)
+    obtained_by = name_field(200)
+    scope = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+    @validates("obtained_on")
+    def _not_future(self, value, **_):
+        if value > date.today():
+            raise ValidationError("Consent cannot be dated in the future.")
+
+
 class PatientIn(Strict):
     name = name_field(metadata={"description": "氏名"})
     name_kana = name_field(metadata={"description": "ふりがな"})
@@ -141,6 +159,8 @@ class PatientIn(Strict):
     sex = fields.String(required=True, validate=validate.OneOf(SEXES))
     address = fields.String(validate=validate.Length(max=300))
     phone = Phone()
+    consent = fields.Nested(ConsentIn, metadata={
+        "description": "the consent to share, when it is already obtained: recorded with the patient, in one step"})
 
     @validates("birth_date")
     def _not_future(self, value, **_):
@@ -176,17 +196,6 @@ class PatientOut(Schema):
 
 class PatientList(Schema):
     items = fields.List(fields.Nested(PatientOut))
-
-
-class ConsentIn(Strict):
-    obtained_on = fields.Date(required=True)
-    obtained_by = name_field(200)
-    scope = fields.String(required=True, validate=validate.Length(min=1, max=2000))
-
-    @validates("obtained_on")
-    def _not_future(self, value, **_):
-        if value > date.today():
-            raise ValidationError("Consent cannot be dated in the future.")
 
 
 class ConsentOut(Schema):

@@ -1,6 +1,8 @@
 """Organisations and people: administrators create and change them (each operation
 checks its actor, renkei.authz.require_staff); everyone may look people up to build a
 team. `create_admin` is how the first administrator comes to be (a command, no actor)."""
+import unicodedata
+
 from sqlalchemy import func, select
 
 from models import Organization, User
@@ -89,12 +91,25 @@ def login_taken(login: str) -> bool:
     return db.session.execute(select(User.id).where(User.login == login)).first() is not None
 
 
-def people(viewer: User, include_disabled: bool = False) -> list[dict]:
+PICKER_LIMIT = 20
+
+
+def people(viewer: User, include_disabled: bool = False, words: str | None = None,
+           limit: int | None = None) -> list[dict]:
     """The directory. Only administrators see logins and second-factor status, and
-    (include_disabled) people who were disabled."""
+    (include_disabled) people who were disabled. `words`: only people whose name or
+    organisation holds every word (the team picker: 「鈴木 訪問看護」)."""
     stmt = select(User).order_by(User.display_name)
     if not (include_disabled and viewer.is_admin):
         stmt = stmt.where(User.disabled.is_(False))
+    if words:
+        stmt = stmt.outerjoin(Organization, Organization.id == User.organization_id)
+        for word in unicodedata.normalize("NFKC", words).split():
+            stmt = stmt.where(User.display_name.icontains(word, autoescape=True)
+                              | Organization.name.icontains(word, autoescape=True))
+        limit = limit or PICKER_LIMIT
+    if limit:
+        stmt = stmt.limit(limit)
     hidden = () if viewer.is_admin else ("login", "totp_enabled")
     return [{k: v for k, v in user_out(u).items() if k not in hidden}
             for u in db.session.execute(stmt).scalars()]

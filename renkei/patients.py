@@ -88,6 +88,8 @@ def register(actor: User, data: dict) -> dict:
     roles = PROFESSION_ROLES[actor.profession]
     if not roles:
         raise Problem(403, "Only care professionals register patients.")
+    data = dict(data)
+    consent = data.pop("consent", None)
     patient = Patient(id=new_id(), registered_by=actor.id)
     key = vault.new_patient_key(patient)
     birth = data["birth_date"]
@@ -96,8 +98,12 @@ def register(actor: User, data: dict) -> dict:
     db.session.flush()
     db.session.add(TeamMember(patient_id=patient.id, user_id=actor.id, role=roles[0],
                               added_by=actor.id, last_viewed_at=utcnow()))
+    db.session.flush()
     work.describe(patient_id=patient.id)
-    return patient_out(patient, roles[0], consent=False)
+    if consent:
+        recorded = record_consent(actor, patient.id, **consent)
+        work.describe(detail="consent=" + recorded["id"])
+    return patient_out(patient, roles[0], consent=bool(consent))
 
 
 def care_list(actor: User, name: str | None = None) -> list[dict]:

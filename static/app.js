@@ -87,7 +87,8 @@
       if (!target) return;
       if (!Array.isArray(v)) return showErrors(target, v);
       const note = document.createElement("small"); note.className = "field-error"; note.setAttribute("role", "alert");
-      note.textContent = fieldMessage(v);
+      const missing = String([].concat(v)[0]).startsWith("Missing data");
+      note.textContent = missing && target.matches("fieldset") ? T.choose_one : fieldMessage(v);
       target.setAttribute("aria-invalid", "true"); target.after(note);
     });
   }
@@ -108,6 +109,12 @@
   }
 
   /* ---- care list filter ---- */
+  // The fixed 連絡帳 button (portrait tablet, phone) opens the note box ready to write:
+  // one tap there, one on 送信.
+  $$("a.jump-notes").forEach(a => a.addEventListener("click", () => {
+    setTimeout(() => { const box = $("#note-form textarea"); if (box) box.focus(); }, 0);
+  }));
+
   const filter = $("#patient-filter");
   if (filter) {
     // The same folding as the server's name index (renkei/crypto.py, normalize_name):
@@ -383,12 +390,13 @@
   if (document.body.dataset.live === "patient") wire(document);
 
   /* ---- team, consent, administration forms ---- */
-  function jsonForm(id, url, method, after) {
+  function jsonForm(id, url, method, after, shape) {
     const form = document.getElementById(id);
     if (!form) return;
     form.addEventListener("submit", async e => {
       e.preventDefault();
-      const body = Object.fromEntries(new FormData(form).entries());
+      let body = Object.fromEntries(new FormData(form).entries());
+      if (shape) body = shape(body);
       const target = typeof url === "function" ? url(body) : url;
       if (form.id === "breakglass-form") delete body.patient_id;  // it is in the URL
       if (form.dataset.sending) return;
@@ -403,29 +411,80 @@
       if (res === null) { $(".status", form).textContent = T.error; return; }
       clearErrors(form);
       if (res.status < 300) { (after || (() => location.reload()))(res); }
-      else { showErrors(form, (res.data || {}).errors); $(".status", form).textContent = problemText(res); }
+      else {
+        showErrors(form, (res.data || {}).errors);
+        $(".status", form).textContent = problemText(res);
+        // On a long form the first problem may be a screen away: go to it.
+        const first = $('[aria-invalid="true"]', form);
+        if (first) (first.matches("fieldset, label") ? $("input", first) : first).focus();
+      }
     });
   }
   const pid = document.body.dataset.patient;
   jsonForm("member-form", `/api/v1/patients/${pid}/team`);
   jsonForm("consent-form", `/api/v1/patients/${pid}/consents`);
+  // Registration: the consent obtained at intake goes with the patient, in one request.
+  // A field left empty is not sent (a required one is then named as missing).
+  const given = o => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v.trim() !== ""));
+  jsonForm("register-form", "/api/v1/patients", "POST", res => { location.href = `/patients/${res.data.id}`; }, b => {
+    const { consented, obtained_on, obtained_by, scope, ...patient } = b;
+    return consented ? { ...given(patient), consent: given({ obtained_on, obtained_by, scope }) } : given(patient);
+  });
+  const consented = $('#register-form [name="consented"]');
+  if (consented) {
+    const sync = () => { $("#consent-details").hidden = !consented.checked; };
+    consented.addEventListener("change", sync); sync();
+  }
   jsonForm("org-form", "/api/v1/organizations");
   jsonForm("user-form", "/api/v1/users");
   jsonForm("totp-confirm", "/api/v1/auth/totp/confirm");
   jsonForm("breakglass-form", b => `/api/v1/patients/${encodeURIComponent(b.patient_id)}/breakglass`, "POST",
            () => { location.href = `/patients/${encodeURIComponent($('#breakglass-form [name="patient_id"]').value)}`; });
-  const memberUser = $('#member-form select[name="user_id"]');
-  if (memberUser) {
-    const sync = () => {
-      const roles = memberUser.selectedOptions[0] ? memberUser.selectedOptions[0].dataset.roles.split(",") : [];
-      $$('#member-form select[name="role"] option').forEach(o => { o.disabled = !roles.includes(o.value); });
-      const role = $('#member-form select[name="role"]'); if (!roles.includes(role.value)) role.value = roles[0];
+  /* ---- the team picker: search people by name or organisation; current members and
+     professions without a team role are not offered ---- */
+  const peopleSearch = $("#people-search");
+  if (peopleSearch) {
+    const form = $("#member-form"), results = $("#people-results"), picked = $("#people-picked");
+    const rolesOf = JSON.parse($("#profession-roles").textContent);
+    const members = new Set(form.dataset.members.split(","));
+    const pick = person => {
+      const roles = rolesOf[person.profession];
+      $('[name="user_id"]', form).value = person.id;
+      picked.textContent = `${person.display_name}（${person.organization_name || ""}）`;
+      picked.hidden = false;
+      results.replaceChildren();
+      peopleSearch.value = "";
+      $$('select[name="role"] option', form).forEach(o => { o.disabled = !roles.includes(o.value); });
+      const role = $('select[name="role"]', form); if (!roles.includes(role.value)) role.value = roles[0];
     };
-    memberUser.addEventListener("change", sync); sync();
+    let asked = 0, timer = null;
+    peopleSearch.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const q = peopleSearch.value.trim(), mine = ++asked;
+        if (!q) { results.replaceChildren(); return; }
+        const res = await api("GET", "/api/v1/users?q=" + encodeURIComponent(q)).catch(() => null);
+        if (mine !== asked || !res || res.status !== 200) return;  // a newer search is under way
+        const offered = res.data.items.filter(u => !members.has(u.id) && (rolesOf[u.profession] || []).length);
+        results.replaceChildren(...offered.map(u => {
+          const li = document.createElement("li"), b = document.createElement("button");
+          b.type = "button"; b.dataset.pick = u.id;
+          b.textContent = `${u.display_name}（${T.professions[u.profession] || u.profession}・${u.organization_name || ""}）`;
+          b.addEventListener("click", () => pick(u));
+          li.append(b); return li;
+        }));
+        if (!offered.length) { const li = document.createElement("li"); li.className = "empty"; li.textContent = T.nobody_found; results.append(li); }
+      }, 200);
+    });
   }
   $$("[data-remove-member]").forEach(b => b.addEventListener("click", async () => {
     if (!confirm(T.confirm_remove)) return;
     const res = await api("DELETE", `/api/v1/patients/${pid}/team/${b.dataset.removeMember}`);
+    if (res.status === 204) location.reload();
+  }));
+  $$("[data-withdraw-consent]").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm(T.confirm_withdraw)) return;
+    const res = await api("DELETE", `/api/v1/patients/${pid}/consents/${b.dataset.withdrawConsent}`);
     if (res.status === 204) location.reload();
   }));
   $$("[data-disable-user],[data-enable-user]").forEach(b => b.addEventListener("click", async () => {

@@ -7,9 +7,10 @@ from sqlalchemy import select
 
 from models import UserEvent
 from renkei import db
-from tests.helpers import signed_in_page, team
+from tests.helpers import ROOT, signed_in_page, team
 
 DEMO_PASSWORD = "renkei-demo-2026"
+SHOTS = ROOT / "test-artifacts" / "screenshots"
 
 
 def open_patient(browser, base, login, name="山田 太郎", **ctx):
@@ -122,6 +123,7 @@ def test_a_note_and_an_edit_made_offline_arrive_exactly_once(browser, demo_serve
     page.locator('#section-care_notes textarea[data-key="notes"]').fill("圏外で直した記録")
     page.locator("#section-care_notes button[type=submit]").click()
     page.wait_for_selector("#section-care_notes .status:has-text('未送信')")
+    page.screenshot(path=str(SHOTS / "offline-outbox.png"))
     page.wait_for_timeout(4000)  # retries happen while offline
     page.context.set_offline(False)
     page.wait_for_selector("#timeline li:has-text('圏外で書いた申し送り')", timeout=15000)

@@ -53,3 +53,4 @@ ROLE_LABELS = {"primary_physician": _l("主治医"), "backup_physician": _l("副
 PROFESSION_LABELS = {"physician": _l("医師"), "nurse": _l("看護師"), "care_manager": _l("介護支援専門員"),
                      "disability_support_worker": _l("相談支援専門員"), "pharmacist": _l("薬剤師"),
                      "therapist": _l("リハビリ職"), "other": _l("その他")}
+SEX_LABELS = {"male": _l("男性"), "female": _l("女性"), "other": _l("その他"), "unknown": _l("不明")}

@@ -91,7 +91,15 @@ def logout():
 
 @page("/", action="patient.list", name="patients")
 def care_list():
-    return render_template("patients.html", items=patients.care_list(current_user))
+    return render_template("patients.html", items=patients.care_list(current_user),
+                           may_register=bool(PROFESSION_ROLES[current_user.profession]))
+
+
+@page("/patients/new")
+def register_patient():
+    """利用者の登録: demographics and, usually, the consent obtained at intake (one request)."""
+    return render_template("register.html", today=date.today().isoformat(),
+                           may_register=bool(PROFESSION_ROLES[current_user.profession]))
 
 
 @page("/patients/<patient_id>", action="record.read")
@@ -161,7 +169,7 @@ def team_page(patient_id):
     team = teams.team(current_user, patient_id)
     return render_template("team.html", p={"id": patient_id}, team=team["items"],
                            consents=patients.consents(current_user, patient_id),
-                           people=directory.people(current_user), can_manage=team["can_manage"],
+                           can_manage=team["can_manage"],
                            roles=PROFESSION_ROLES)
 
 

@@ -16,7 +16,7 @@ from renkei.crypto import DecryptionError
 from renkei.problems import Problem
 from renkei.sections import ADL_LEVEL_LABELS, ADL_LEVELS, SECTIONS
 from renkei.settings import ROOT
-from web.forms import PROFESSION_LABELS, ROLE_LABELS, flatten
+from web.forms import PROFESSION_LABELS, ROLE_LABELS, SEX_LABELS, flatten
 
 log = logging.getLogger("renkei.web")
 bp = Blueprint("web", __name__)
@@ -72,7 +72,7 @@ def init_app(app):
     app.jinja_env.filters.update(wareki=wareki, age=age, jst=jst)
     app.jinja_env.globals.update(SECTIONS=SECTIONS, ADL_LEVELS=ADL_LEVELS,
                                  ADL_LEVEL_LABELS=ADL_LEVEL_LABELS, flatten=flatten,
-                                 ROLE_LABELS=ROLE_LABELS, PROFESSION_LABELS=PROFESSION_LABELS,
+                                 ROLE_LABELS=ROLE_LABELS, PROFESSION_LABELS=PROFESSION_LABELS, SEX_LABELS=SEX_LABELS,
                                  idle_seconds=app.config["RENKEI"].session_idle_seconds)
 
 
