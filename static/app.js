@@ -197,7 +197,10 @@
     }
     return String(v);
   }
-  function when(iso) { return iso ? new Date(iso).toLocaleString(document.documentElement.lang || "ja") : ""; }
+  // Japan time, as the server writes it on the page (web/forms.py, jst), whatever the device's zone.
+  const JST = new Intl.DateTimeFormat("sv-SE", { timeZone: "Asia/Tokyo", year: "numeric", month: "2-digit",
+                                                 day: "2-digit", hour: "2-digit", minute: "2-digit" });
+  function when(iso) { return iso ? JST.format(new Date(iso)) : ""; }
 
   async function showSection(key) {
     const fresh = await fragment(`/patients/${document.body.dataset.patient}/sections/${key}`);
@@ -282,6 +285,7 @@
       saveSection(form, chosen);
     });
     $(".status", form).textContent = "";
+    box.scrollIntoView({ block: "start", behavior: "smooth" });  // the choice is what to do next
   }
 
   function wire(root) {

@@ -2,6 +2,8 @@
 with the demo data: tablet editing, live updates, conflicts, urgent notes, printing,
 the auditor's log. Screenshots go to test-artifacts/screenshots/."""
 import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
@@ -84,6 +86,11 @@ def test_teammate_change_arrives_live_and_a_conflict_is_merged(browser, server):
     assert "ケアマネの記録" in choice.locator(".choice-mine").inner_text()
     theirs = choice.locator(".choice-theirs").inner_text()
     assert "看護師の記録" in theirs and "鈴木" in theirs
+    # when, in Japan time like the rest of the page, whatever the device's zone (UTC here)
+    now = datetime.now(ZoneInfo("Asia/Tokyo"))
+    assert any((now - timedelta(minutes=m)).strftime("%Y-%m-%d %H:%M") in theirs for m in (0, 1)), theirs
+    cm.wait_for_timeout(500)  # scrolled to the choice
+    assert choice.bounding_box()["y"] < 800
     cm.screenshot(path=str(SHOTS / "conflict.png"))
     choice.locator(".choice-theirs").click()
     cm.locator("#section-condition .conflict button.primary").click()

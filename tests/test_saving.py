@@ -118,12 +118,12 @@ def test_a_note_and_an_edit_made_offline_arrive_exactly_once(browser, demo_serve
     page.fill("#note-form textarea[name=body]", "圏外で書いた申し送り")
     page.click("#note-form button[type=submit]")
     page.wait_for_selector("#note-outbox li:has-text('圏外で書いた申し送り')")  # shown as 未送信
+    page.screenshot(path=str(SHOTS / "offline-outbox.png"))
     assert page.locator("#note-form textarea[name=body]").input_value() == ""
     page.locator("#section-care_notes [data-edit]").click()
     page.locator('#section-care_notes textarea[data-key="notes"]').fill("圏外で直した記録")
     page.locator("#section-care_notes button[type=submit]").click()
     page.wait_for_selector("#section-care_notes .status:has-text('未送信')")
-    page.screenshot(path=str(SHOTS / "offline-outbox.png"))
     page.wait_for_timeout(4000)  # retries happen while offline
     page.context.set_offline(False)
     page.wait_for_selector("#timeline li:has-text('圏外で書いた申し送り')", timeout=15000)
