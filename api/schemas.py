@@ -188,6 +188,7 @@ class PatientOut(Schema):
     my_role = fields.String(allow_none=True)
     breakglass = fields.Boolean()
     consent = fields.Boolean()
+    consent_withdrawn = fields.Boolean(metadata={"description": "care list: consent was recorded, then withdrawn"})
     created_at = UTCDateTime()
     updated_at = UTCDateTime(allow_none=True)
     changed_since_my_last_view = fields.List(fields.String())

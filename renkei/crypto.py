@@ -83,8 +83,9 @@ def blind_index(index_key: bytes, text: str) -> str:
 
 # Family-name prefix search (docs/ARCHITECTURE.md, "What the name index reveals"): each
 # patient has PREFIX_TOKENS keyed hashes, one per prefix of up to FAMILY_PREFIX_MAX
-# characters of the family name in kanji and in kana, the rest random, so the count
-# says nothing about a name's length. A longer query is looked up by its first
+# characters of the family name in kanji and in kana, and padding to that count. The
+# prefixes are hashed under a key of their own, derived from the index key, so a
+# prefix token never equals a full-name value. A longer query is looked up by its first
 # FAMILY_PREFIX_MAX characters and confirmed against the decrypted name.
 FAMILY_PREFIX_MAX = 5
 PREFIX_TOKENS = 2 * FAMILY_PREFIX_MAX
@@ -96,17 +97,25 @@ def family_name(text: str) -> str:
     return normalize_name(words[0]) if words else ""
 
 
+def _prefix_key(index_key: bytes) -> bytes:
+    return hmac.new(index_key, b"renkei family-name prefix key", hashlib.sha256).digest()
+
+
 def prefix_token(index_key: bytes, text: str) -> str:
-    """The keyed hash of a typed prefix (its first FAMILY_PREFIX_MAX characters), in a
-    domain of its own so it never equals a full-name index value."""
+    """The keyed hash of a typed prefix (its first FAMILY_PREFIX_MAX characters)."""
     typed = normalize_name(text)[:FAMILY_PREFIX_MAX]
-    return hmac.new(index_key, b"family-prefix|" + typed.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(_prefix_key(index_key), b"prefix|" + typed.encode(), hashlib.sha256).hexdigest()
 
 
-def prefix_tokens(index_key: bytes, name: str, kana: str) -> list[str]:
+def prefix_tokens(index_key: bytes, patient_id: str, name: str, kana: str) -> list[str]:
+    """The patient's prefix tokens. The padding is derived from the patient id, so
+    indexing the same name again writes the same set (nothing tells padding from
+    prefixes by what changes)."""
     real = {prefix_token(index_key, family[:n]) for family in (family_name(name), family_name(kana))
             for n in range(1, min(len(family), FAMILY_PREFIX_MAX) + 1)}
-    return sorted(real | {os.urandom(32).hex() for _ in range(PREFIX_TOKENS - len(real))})
+    padding = (hmac.new(_prefix_key(index_key), f"padding|{patient_id}|{i}".encode(), hashlib.sha256).hexdigest()
+               for i in range(PREFIX_TOKENS))
+    return sorted(real | set(list(padding)[:PREFIX_TOKENS - len(real)]))
 
 
 def name_matches(typed: str, name: str, kana: str) -> bool:

@@ -97,10 +97,13 @@ def conflict(exc) -> bool:
     return state.startswith("40") or state == "55P03"
 
 
+SHREDDED_TABLES = "patients, patient_search_tokens"  # where a shred deletes or blanks a value
+
+
 def purge_freed_space():
     """Make a crypto-shred stick on disk, outside any request's transaction: PostgreSQL
-    rewrites the patients table (VACUUM FULL: the old row versions holding the wrapped
-    key and blind-index values go with the old file); SQLite, which zeroes freed space
+    rewrites the patients table and its name-prefix tokens (VACUUM FULL: the old row
+    versions holding the wrapped key and blind-index values go with the old files); SQLite, which zeroes freed space
     (secure_delete), checkpoints and empties its write-ahead log. What remains in WAL
     segments, archives and backups is described in platform/KEYS.md."""
     engine = session.get_bind()
@@ -108,7 +111,7 @@ def purge_freed_space():
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("SET lock_timeout = '10s'"))  # not behind a long transaction forever
-                conn.execute(text("VACUUM FULL patients"))
+                conn.execute(text(f"VACUUM FULL {SHREDDED_TABLES}"))
         else:  # outside SQLAlchemy's transaction (BEGIN IMMEDIATE above): a checkpoint needs none
             raw = engine.raw_connection()
             try:
@@ -118,4 +121,5 @@ def purge_freed_space():
             if busy:
                 raise RuntimeError("checkpoint busy")
     except Exception as exc:  # the shred itself has committed; only the purge waits
-        log.warning("freed space not purged after a shred (%s); run VACUUM FULL patients", type(exc).__name__)
+        log.warning("freed space not purged after a shred (%s); run VACUUM FULL %s", type(exc).__name__,
+                    SHREDDED_TABLES)

@@ -104,8 +104,9 @@ def people(viewer: User, include_disabled: bool = False, words: str | None = Non
         stmt = stmt.where(User.disabled.is_(False))
     if words:
         stmt = stmt.outerjoin(Organization, Organization.id == User.organization_id)
+        unspaced = func.replace(func.replace(User.display_name, " ", ""), "\u3000", "")  # 伊藤健 finds 伊藤 健
         for word in unicodedata.normalize("NFKC", words).split():
-            stmt = stmt.where(User.display_name.icontains(word, autoescape=True)
+            stmt = stmt.where(unspaced.icontains(word, autoescape=True)
                               | Organization.name.icontains(word, autoescape=True))
         limit = limit or PICKER_LIMIT
     if limit:

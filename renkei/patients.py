@@ -17,16 +17,18 @@ def seal_demographics(patient: Patient, key: bytes, data: dict):
     vault.index_name(patient, data["name"], data["name_kana"])
 
 
-def index_missing_names() -> int:
+def index_missing_names() -> list[str]:
     """Give patients registered before prefix search (migration 0008) their tokens;
-    run by `init-db`, which holds the keys a migration does not."""
+    run by `init-db`, which holds the keys a migration does not. Each decryption is
+    in the access log (no person asked for it: no actor)."""
     indexed = select(PatientSearchToken.patient_id)
     todo = db.session.execute(select(Patient).where(Patient.demographics_ct.is_not(None),
                                                     Patient.id.not_in(indexed))).scalars().all()
     for patient in todo:
         data = demographics(patient)
         vault.index_name(patient, data["name"], data["name_kana"])
-    return len(todo)
+        work.current().record("patient.index_names", "ok", patient_id=patient.id)
+    return [p.id for p in todo]
 
 
 def demographics(patient: Patient) -> dict:
@@ -100,25 +102,30 @@ def register(actor: User, data: dict) -> dict:
                               added_by=actor.id, last_viewed_at=utcnow()))
     db.session.flush()
     work.describe(patient_id=patient.id)
-    if consent:
+    if consent:  # its own access-log entry, found where auditors look for consents
         recorded = record_consent(actor, patient.id, **consent)
-        work.describe(detail="consent=" + recorded["id"])
+        work.current().record("consent.create", "ok", actor=actor, patient_id=patient.id,
+                              detail=f"consent={recorded['id']};at_registration")
     return patient_out(patient, roles[0], consent=bool(consent))
 
 
 def care_list(actor: User, name: str | None = None) -> list[dict]:
-    """The caller's patients with what changed since their last look and their urgent
-    unacknowledged notes: a fixed number of queries however many patients there are.
+    """The caller's patients, in kana order, with what changed since their last look and
+    their urgent unacknowledged notes: a fixed number of queries however many patients.
     `name`: only patients whose full name or kana, or family-name prefix, it is."""
     stmt = (select(Patient, TeamMember).join(TeamMember, TeamMember.patient_id == Patient.id)
             .where(TeamMember.user_id == actor.id, TeamMember.removed_at.is_(None),
                    Patient.deleted_at.is_(None)).order_by(Patient.created_at))
     if name is not None:
-        # The blind index finds the candidates; their decrypted names confirm them (a
-        # prefix token stands for the first few characters only).
+        # Only patients whose name the caller may see are searched at all (the rule of
+        # renkei/authz.py, as below), so neither the answer nor how long it takes says
+        # anything about the others. The blind index finds the candidates; their
+        # decrypted names confirm them (a prefix token stands for five characters at most).
+        may_see = (Patient.id.in_(select(Consent.patient_id).where(Consent.withdrawn_at.is_(None)))
+                   | ((Patient.registered_by == actor.id) & Patient.id.not_in(select(Consent.patient_id))))
         wanted = vault.name_index(name)
         prefixed = select(PatientSearchToken.patient_id).where(PatientSearchToken.token == vault.prefix_token(name))
-        stmt = stmt.where((Patient.name_index == wanted) | (Patient.kana_index == wanted)
+        stmt = stmt.where(may_see, (Patient.name_index == wanted) | (Patient.kana_index == wanted)
                           | Patient.id.in_(prefixed))
     rows = db.session.execute(stmt).all()
     ids = [p.id for p, _ in rows]
@@ -136,12 +143,13 @@ def care_list(actor: User, name: str | None = None) -> list[dict]:
         # record up; after a withdrawal nobody does until a new consent.
         setting_up = patient.registered_by == actor.id and patient.id not in ever
         out = patient_out(patient, member.role, consent=consent, show_demographics=consent or setting_up)
-        if name is not None and not (
-                (consent or setting_up) and crypto.name_matches(name, out["name"], out["name_kana"])):
-            continue  # a name the caller may not see is not confirmed by a search either
+        out["consent_withdrawn"] = not consent and patient.id in ever
+        if name is not None and not crypto.name_matches(name, out["name"], out["name_kana"]):
+            continue
         out.update(recent[patient.id])
         items.append(out)
-    return items
+    # 五十音順 by kana, as a care manager's own list is kept; hidden names last.
+    return sorted(items, key=lambda i: (not i.get("name_kana"), crypto.normalize_name(i.get("name_kana") or "")))
 
 
 def ids_of(actor: User) -> list[str]:

@@ -123,7 +123,7 @@ def index_name(patient: Patient, name: str, kana: str):
     patient.name_index, patient.kana_index = crypto.blind_index(key, name), crypto.blind_index(key, kana)
     db.session.execute(delete(PatientSearchToken).where(PatientSearchToken.patient_id == patient.id))
     db.session.add_all(PatientSearchToken(patient_id=patient.id, token=t)
-                       for t in crypto.prefix_tokens(key, name, kana))
+                       for t in crypto.prefix_tokens(key, patient.id, name, kana))
 
 
 def keyed_digest(purpose: str, text: str) -> str:

@@ -87,8 +87,9 @@
       if (!target) return;
       if (!Array.isArray(v)) return showErrors(target, v);
       const note = document.createElement("small"); note.className = "field-error"; note.setAttribute("role", "alert");
+      // A choice (a fieldset, the team picker) says what to do when left empty: data-missing.
       const missing = String([].concat(v)[0]).startsWith("Missing data");
-      note.textContent = missing && target.matches("fieldset") ? T.choose_one : fieldMessage(v);
+      note.textContent = missing && target.dataset.missing ? target.dataset.missing : fieldMessage(v);
       target.setAttribute("aria-invalid", "true"); target.after(note);
     });
   }
@@ -111,9 +112,14 @@
   /* ---- care list filter ---- */
   // The fixed 連絡帳 button (portrait tablet, phone) opens the note box ready to write:
   // one tap there, one on 送信.
-  $$("a.jump-notes").forEach(a => a.addEventListener("click", () => {
-    setTimeout(() => { const box = $("#note-form textarea"); if (box) box.focus(); }, 0);
-  }));
+  $$("a.jump-notes").forEach(a => {
+    a.addEventListener("click", () => {
+      setTimeout(() => { const box = $("#note-form textarea"); if (box) box.focus(); }, 0);
+    });
+    // Not over the note box itself (nor the team list below it) once that is on screen.
+    new IntersectionObserver(([seen]) => { a.classList.toggle("away", seen.isIntersecting); })
+      .observe($("#notes-box"));
+  });
 
   const filter = $("#patient-filter");
   if (filter) {
@@ -123,9 +129,12 @@
       .replace(/[\u3041-\u3096]/g, c => String.fromCharCode(c.charCodeAt(0) + 0x60));
     const apply = () => {
       const q = fold(filter.value);
-      $$(".patient-list li[data-search]").forEach(li => { li.hidden = q && !fold(li.dataset.search).includes(q); });
+      const rows = $$(".patient-list li[data-search]");
+      rows.forEach(li => { li.hidden = q && !fold(li.dataset.search).includes(q); });
+      $("#no-match").hidden = !rows.length || rows.some(li => !li.hidden);
     };
     filter.addEventListener("input", apply); apply();
+    window.addEventListener("pageshow", apply);  // Back restores the typed text after this script ran
   }
 
   /* ---- section forms: content JSON from the widgets ---- */
@@ -242,7 +251,7 @@
       const theirs = res.data.current || res.data;
       const { merged, conflicts, taken } = merge(base.content, mine, theirs.content || {});
       form._base = { version: theirs.version, content: theirs.content || {} };
-      const names = taken.map(k => fieldLabel(form, k)).join("、");
+      const names = taken.map(k => fieldLabel(form, k)).join(T.sep);
       form._merged = names ? T.merged.replace("{who}", theirs.updated_by_name || "").replace("{fields}", names) : "";
       if (!conflicts.length) return saveSection(form, merged);
       showChoices(form, conflicts, merged, mine, theirs);
@@ -330,8 +339,10 @@
           fs.insertBefore($("template", fs).content.firstElementChild.cloneNode(true), t);
         } else if (t.matches("[data-remove-row]")) {
           t.closest("[data-row]").remove();
-        } else if (t.matches("[data-cancel]")) {
-          form.hidden = true;
+        } else if (t.matches("[data-cancel]")) {  // やめる discards: the section as saved comes back
+          const key = form.dataset.sectionForm;
+          form.hidden = true; pending.delete(key);
+          showSection(key).catch(() => { form.reset(); $$("button.level", form).forEach(b => b.setAttribute("aria-pressed", b.dataset.saved)); });
         }
       });
     });
@@ -376,7 +387,7 @@
       const res = await create(note, `/api/v1/patients/${document.body.dataset.patient}/notes`, note.body,
                                () => { status.textContent = T.retrying; });
       outbox.shift(); showOutbox();
-      if (res.status === 201) { status.textContent = T.saved; refreshTimeline(res.data.id); }
+      if (res.status === 201) { status.textContent = T.posted; refreshTimeline(res.data.id); }
       else {  // refused: the text goes back into the box, the reason next to it
         noteForm.elements.body.value ||= note.body.body;
         clearErrors(noteForm); showErrors(noteForm, (res.data || {}).errors);
@@ -393,10 +404,21 @@
   });
   if (document.body.dataset.live === "patient") wire(document);
 
+  /* Leaving the page (a link, the language switch, closing the tab) with work not yet
+     saved or sent: the browser asks first. Unsent work lives only in this page. */
+  function unsaved() {
+    return outbox.length > 0 || pending.size > 0
+      || Boolean(noteForm && noteForm.elements.body.value.trim())
+      || $$("form[data-section-form]").some(f => !f.hidden && f._base && !same(collect(f), f._base.content))
+      || $$("form[data-creates]").some(f => f.dataset.dirty);
+  }
+  window.addEventListener("beforeunload", e => { if (unsaved()) { e.preventDefault(); e.returnValue = ""; } });
+
   /* ---- team, consent, administration forms ---- */
   function jsonForm(id, url, method, after, shape) {
     const form = document.getElementById(id);
     if (!form) return;
+    form.addEventListener("input", () => { form.dataset.dirty = "1"; });
     form.addEventListener("submit", async e => {
       e.preventDefault();
       let body = Object.fromEntries(new FormData(form).entries());
@@ -414,7 +436,7 @@
       delete form.dataset.sending;
       if (res === null) { $(".status", form).textContent = T.error; return; }
       clearErrors(form);
-      if (res.status < 300) { (after || (() => location.reload()))(res); }
+      if (res.status < 300) { delete form.dataset.dirty; (after || (() => location.reload()))(res); }
       else {
         showErrors(form, (res.data || {}).errors);
         $(".status", form).textContent = problemText(res);
@@ -425,7 +447,7 @@
     });
   }
   const pid = document.body.dataset.patient;
-  jsonForm("member-form", `/api/v1/patients/${pid}/team`);
+  jsonForm("member-form", `/api/v1/patients/${pid}/team`, "POST", null, b => (b.user_id ? b : { role: b.role }));
   jsonForm("consent-form", `/api/v1/patients/${pid}/consents`);
   // Registration: the consent obtained at intake goes with the patient, in one request.
   // A field left empty is not sent (a required one is then named as missing).
@@ -469,6 +491,7 @@
         if (!q) { results.replaceChildren(); return; }
         const res = await api("GET", "/api/v1/users?q=" + encodeURIComponent(q)).catch(() => null);
         if (mine !== asked || !res || res.status !== 200) return;  // a newer search is under way
+        const onTeam = res.data.items.filter(u => members.has(u.id));
         const offered = res.data.items.filter(u => !members.has(u.id) && (rolesOf[u.profession] || []).length);
         results.replaceChildren(...offered.map(u => {
           const li = document.createElement("li"), b = document.createElement("button");
@@ -477,8 +500,20 @@
           b.addEventListener("click", () => pick(u));
           li.append(b); return li;
         }));
-        if (!offered.length) { const li = document.createElement("li"); li.className = "empty"; li.textContent = T.nobody_found; results.append(li); }
+        if (!offered.length) {  // say whether the person is on the team already or not found at all
+          const li = document.createElement("li"); li.className = "empty";
+          li.textContent = onTeam.length ? T.on_team.replace("{who}", onTeam.map(u => u.display_name).join(T.sep)) : T.nobody_found;
+          results.append(li);
+        }
       }, 200);
+    });
+    // Enter in the search box (the soft keyboard's 検索 key) picks the only or first
+    // result; it never submits the form with someone picked earlier.
+    peopleSearch.addEventListener("keydown", e => {
+      if (e.key !== "Enter") return;
+      e.preventDefault();
+      const first = $("#people-results button[data-pick]");
+      if (first) first.click();
     });
   }
   $$("[data-remove-member]").forEach(b => b.addEventListener("click", async () => {

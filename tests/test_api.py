@@ -135,6 +135,27 @@ def test_search_finds_a_family_name_prefix_in_kanji_or_either_kana(api):
     assert found("やまもとひ") == []       # five characters: the prefix token matches, the name does not
 
 
+def test_a_name_the_caller_may_not_see_is_not_searched_at_all(api):
+    """From a security review: after a withdrawal the search answered [] either way, but
+    a matching hidden patient cost four more statements (and ~2 ms) than a miss, so the
+    family name could be rebuilt a character at a time."""
+    from sqlalchemy import event
+    pid = team(api)  # 連携 花子, with consent; the physician is on the team
+    consent = api.call("cm", "GET", f"{R}/{pid}/consents").json["items"][0]["id"]
+    assert api.call("cm", "DELETE", f"{R}/{pid}/consents/{consent}").status_code == 204
+    engine, counted = api.app.extensions["renkei.engine"], []
+    listener = lambda *_: counted.append(1)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        def statements(typed):
+            counted.clear()
+            assert api.call("doc", "POST", R + "/search", {"name": typed}).json["items"] == []
+            return len(counted)
+        assert statements("れんけい") == statements("レン") == statements("すずき") == statements("連携 花子")
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+
+
 def test_the_name_index_holds_a_fixed_number_of_opaque_tokens(api):
     api.user("cm", "care_manager")
     short = api.patient("cm", name="林 一", name_kana="はやし はじめ")

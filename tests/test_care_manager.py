@@ -8,6 +8,10 @@ import json
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import select
+
+from models import AuditEntry
+from renkei import db
 
 from tests.helpers import R, ROOT, TABLET, signed_in_page, team
 
@@ -35,6 +39,11 @@ def test_registering_with_consent_is_one_step_and_a_refused_consent_registers_no
     assert api.call("doc", "GET", f"{R}/{pid}").json["name"] == "佐藤 一"  # shared at once
     consents = api.call("cm", "GET", f"{R}/{pid}/consents").json["items"]
     assert [(c["obtained_on"], c["active"]) for c in consents] == [("2026-11-01", True)]
+    with api.app.app_context():  # auditors find it where consents are: its own entry
+        logged = db.session.execute(select(AuditEntry.action, AuditEntry.detail).where(
+            AuditEntry.patient_id == pid).order_by(AuditEntry.seq)).all()
+    assert [a for a, _ in logged][:2] == ["consent.create", "patient.create"]
+    assert logged[0][1] == f"consent={consents[0]['id']};at_registration"
 
 
 def test_the_team_picker_finds_people_by_name_and_organisation(api):
@@ -47,7 +56,7 @@ def test_the_team_picker_finds_people_by_name_and_organisation(api):
         assert r.status_code == 200, r.json
         return sorted(u["display_name"] for u in r.json["items"])
     assert found("伊藤") == ["伊藤 100%", "伊藤 健"]
-    assert found("伊藤 健") == found("伊藤　健") == ["伊藤 健"]  # every word; a full-width space splits too
+    assert found("伊藤 健") == found("伊藤　健") == found("伊藤健") == ["伊藤 健"]  # every word; spaces optional
     assert found("100%25") == ["伊藤 100%"]  # % is a character, not a wildcard
     assert found("テスト診療所 伊藤") == ["伊藤 100%", "伊藤 健"]  # organisation and name
     assert len(found("伊藤", limit=1)) == 1
@@ -58,11 +67,22 @@ def test_the_team_picker_finds_people_by_name_and_organisation(api):
 
 # --- in the browser ----------------------------------------------------------------------
 
+def team_page(browser, base, patient):
+    """The care manager's チーム・同意 page of a patient, reached from the care list."""
+    page = signed_in_page(browser, base, "cm.tanaka", DEMO_PASSWORD, **TABLET)
+    page.locator(f"text={patient}").tap()
+    page.wait_for_selector("#section-adl")
+    page.goto(page.url + "/team")
+    return page
+
+
 @pytest.mark.browser
 def test_a_care_manager_registers_a_patient_with_consent_from_the_page(browser, demo_server):
     page = signed_in_page(browser, demo_server, "cm.tanaka", DEMO_PASSWORD, **TABLET)
     page.locator("a:has-text('利用者を登録')").tap()
     form = page.locator("#register-form")
+    assert not form.locator("input[name=consented]").is_checked()  # consent is a deliberate act
+    form.locator("label.check").tap()
     form.locator("input[name=name]").fill("渡辺 千代")
     form.locator("input[name=obtained_on]").fill((date.today() + timedelta(days=3)).isoformat())
     form.locator("button[type=submit]").tap()
@@ -90,16 +110,24 @@ def test_a_care_manager_registers_a_patient_with_consent_from_the_page(browser, 
     consent.locator("[data-withdraw-consent]").tap()
     page.wait_for_selector("li .badge:has-text('撤回')")
     page.goto("/")
-    assert page.locator(".patient-list li:has-text('同意未取得のため非表示')").count() == 1
+    row = page.locator(".patient-list li:has-text('同意撤回のため非表示')")
+    assert row.count() == 1 and row.locator(".badge.warn").inner_text() == "同意撤回"
+    # not a dead end: the record says why in Japanese and leads to recording a new consent
+    row.locator("a").tap()
+    page.wait_for_selector("text=同意が記録されていないか、撤回されています")
+    page.locator("a:has-text('チーム・同意で同意を記録する')").tap()
+    page.wait_for_selector("#consent-form")
+    assert page.locator("#consent-form input[name=obtained_on]").input_value() == date.today().isoformat()
+    page.locator("#consent-form button[type=submit]").tap()
+    page.wait_for_selector("li .badge.ok")
+    page.goto("/")
+    assert page.locator(".patient-list li:has-text('渡辺 千代')").count() == 1
     page.context.close()
 
 
 @pytest.mark.browser
 def test_the_team_picker_searches_and_hides_current_members(browser, demo_server):
-    page = signed_in_page(browser, demo_server, "cm.tanaka", DEMO_PASSWORD, **TABLET)
-    page.locator("text=高橋 ハル").tap()
-    page.wait_for_selector("#section-adl")
-    page.goto(page.url + "/team")
+    page = team_page(browser, demo_server, "高橋 ハル")
     assert page.locator("#member-form select[name=user_id], [data-pick]").count() == 0  # nobody listed up front
     search = page.locator("#people-search")
     search.fill("鈴木")  # on the team already
@@ -118,8 +146,60 @@ def test_the_team_picker_searches_and_hides_current_members(browser, demo_server
     page.locator("#member-form button[type=submit]").tap()
     page.wait_for_selector("table.grid td:has-text('小林 誠')")
     search = page.locator("#people-search")
-    search.fill("小林")  # now a member: no longer offered
-    page.wait_for_selector("#people-results li.empty")
+    search.fill("小林")  # now a member: no longer offered, and said so
+    page.wait_for_selector("#people-results li.empty:has-text('小林 誠さんはすでにチームにいます')")
+    # Enter (the soft keyboard's 検索 key) picks the first result; it never submits an earlier pick
+    search.fill("加藤")
+    page.locator("#people-results button:has-text('加藤 陽子')").tap()
+    search.fill("伊藤健")  # no space needed
+    page.wait_for_selector("#people-results button:has-text('伊藤 健')")
+    search.press("Enter")
+    assert page.locator("#people-picked").inner_text().startswith("伊藤 健")
+    assert page.locator("table.grid td:has-text('伊藤 健')").count() == 0  # picked, not yet added
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_adding_without_choosing_someone_says_so_on_the_picker(browser, demo_server):
+    page = team_page(browser, demo_server, "高橋 ハル")
+    page.locator("#member-form button[type=submit]").tap()
+    error = page.locator('#member-form [data-key="user_id"] + .field-error')
+    assert error.inner_text() == "追加する人を検索して選んでください"
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_the_care_list_filter_holds_after_going_back_and_says_when_nothing_matches(browser, demo_server):
+    page = signed_in_page(browser, demo_server, "cm.tanaka", DEMO_PASSWORD, **PORTRAIT)
+    names = page.locator(".patient-list li .name").all_inner_texts()
+    kana = [n.split("\n")[-1] for n in names if "非表示" not in n]
+    assert kana == sorted(kana)  # 五十音順
+    page.fill("#patient-filter", "やま")
+    page.locator(".patient-list li:visible a").first.tap()
+    page.wait_for_selector("#section-adl")
+    page.go_back()
+    page.wait_for_selector("#patient-filter")
+    page.wait_for_timeout(300)
+    assert page.locator("#patient-filter").input_value() == "やま"
+    assert page.locator(".patient-list li:visible").count() == 1
+    page.fill("#patient-filter", "該当なしの名前")
+    assert page.locator("#no-match").is_visible()
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_in_portrait_the_notes_button_steps_aside_once_the_notes_are_on_screen(browser, demo_server):
+    page = signed_in_page(browser, demo_server, "cm.tanaka", DEMO_PASSWORD, **PORTRAIT)
+    page.locator(".patient-list a:has-text('山田 太郎')").tap()
+    page.wait_for_selector("#section-adl")
+    jump = page.locator("a.jump-notes")
+    assert jump.is_visible()
+    jump.tap()
+    page.wait_for_timeout(500)
+    assert not jump.is_visible()  # not over the note box or the team list
+    page.mouse.wheel(0, -100000)
+    page.wait_for_timeout(500)
+    assert jump.is_visible()
     page.context.close()
 
 

@@ -285,3 +285,40 @@ def test_on_a_phone_the_header_is_compact(browser, demo_server):
     page = open_patient(browser, demo_server, "cm.tanaka", viewport={"width": 390, "height": 844}, has_touch=True)
     assert page.locator("header.top").bounding_box()["height"] < 844 * 0.15
     page.context.close()
+
+
+@pytest.mark.browser
+def test_leaving_the_page_with_an_unsaved_edit_or_note_asks_first(browser, demo_server):
+    """Found walking the tablet: the language link (or any link) dropped an open edit and
+    a typed note without a word."""
+    page = open_patient(browser, demo_server, "cm.tanaka", has_touch=True)
+    asked = []
+    page.on("dialog", lambda d: (asked.append(d.type), d.dismiss()))
+    page.locator("#section-adl [data-edit]").tap()
+    page.locator('#section-adl fieldset[data-key="eating"] button.level[aria-pressed="false"]').first.tap()
+    page.locator("#note-form textarea").fill("書きかけの申し送り")
+    page.locator("header a:has-text('English')").click()
+    page.wait_for_timeout(500)
+    assert asked == ["beforeunload"]
+    assert page.locator("#note-form textarea").input_value() == "書きかけの申し送り"  # still here, still typed
+    assert page.locator("#section-adl form").is_visible()
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_cancel_discards_the_edit(browser, demo_server):
+    """やめる left the changed level selected, so the next 保存 saved what was cancelled."""
+    page = open_patient(browser, demo_server, "cm.tanaka", name="高橋 ハル", has_touch=True)
+    section = page.locator("#section-adl")
+    section.locator("[data-edit]").tap()
+    section.locator('fieldset[data-key="bathing"] button[data-level="full_assist"]').tap()
+    section.locator("[data-cancel]").tap()
+    page.wait_for_timeout(500)
+    page.locator("#section-adl [data-edit]").tap()
+    pressed = page.locator('#section-adl fieldset[data-key="bathing"] button[aria-pressed="true"]')
+    assert pressed.count() == 0  # as saved: nothing chosen for 入浴
+    asked = []
+    page.on("dialog", lambda d: (asked.append(d.type), d.dismiss()))
+    page.goto("/")  # an open form with nothing changed leaves without a question
+    assert asked == []
+    page.context.close()

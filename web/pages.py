@@ -169,7 +169,7 @@ def team_page(patient_id):
     team = teams.team(current_user, patient_id)
     return render_template("team.html", p={"id": patient_id}, team=team["items"],
                            consents=patients.consents(current_user, patient_id),
-                           can_manage=team["can_manage"],
+                           can_manage=team["can_manage"], today=date.today().isoformat(),
                            roles=PROFESSION_ROLES)
 
 
