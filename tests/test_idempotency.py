@@ -194,7 +194,7 @@ def test_the_page_resends_a_note_whose_answer_was_lost_and_it_appears_once(pg_wo
         page.goto(f"/patients/{w.pid}")
         page.fill("#note-form textarea[name=body]", "電波の悪い訪問先から")
         page.click("#note-form button[type=submit]")
-        page.wait_for_selector("#note-form .status:has-text('保存しました')", timeout=15000)
+        page.wait_for_selector("#note-form .status:has-text('投稿しました')", timeout=15000)
         assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
         assert page.locator("#timeline li", has_text="電波の悪い訪問先から").count() == 1
         page.context.close()
