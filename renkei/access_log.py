@@ -5,7 +5,7 @@ door that calls these (docs/ARCHITECTURE.md, "The access log")."""
 import re
 from datetime import timedelta, timezone
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 
 from models import AuditAnchor, AuditEntry, Note, Organization, SectionRevision, User, utcnow
@@ -26,6 +26,13 @@ class Query(Schema):
     until = fields.DateTime()
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     cursor = fields.Integer(validate=validate.Range(min=1, max=2**63 - 1))  # a database integer
+    connections = fields.Boolean(load_default=True, metadata={
+        "description": "false: leave out realtime.connect (a socket's every connection), as the page does"})
+
+    @validates_schema
+    def _range_in_order(self, data, **_):
+        if data.get("since") and data.get("until") and _utc(data["since"]) > _utc(data["until"]):
+            raise ValidationError("The range ends before it starts.", "until")
 
 
 def _utc(dt):
@@ -41,6 +48,8 @@ def filtered(query: dict):
         stmt = stmt.where(AuditEntry.at >= _utc(query["since"]))
     if query.get("until"):
         stmt = stmt.where(AuditEntry.at < _utc(query["until"]))
+    if not query.get("connections", True) and not query.get("action"):
+        stmt = stmt.where(AuditEntry.action != "realtime.connect")
     return stmt
 
 
@@ -72,8 +81,13 @@ def search(reader: User, query: dict) -> dict:
 
 
 def export_csv(reader: User, query: dict):
-    """The matching entries as CSV text chunks, oldest first. Keyset pages up to the
-    head at the start: memory stays flat on a log of millions."""
+    """The matching entries as CSV text chunks (the API's machine format)."""
+    return audit.csv_lines(export_entries(reader, query))
+
+
+def export_entries(reader: User, query: dict):
+    """The matching entries, oldest first. Keyset pages up to the head at the start:
+    memory stays flat on a log of millions."""
     authz.require_staff(reader, "audit")
     _describe(query)
     head = db.session.execute(select(func.max(AuditEntry.seq))).scalar() or 0
@@ -89,7 +103,7 @@ def export_csv(reader: User, query: dict):
                 return
             after = page[-1].seq
             db.session.expunge_all()
-    return audit.csv_lines(entries())
+    return entries()
 
 
 def verify(reader: User) -> dict:

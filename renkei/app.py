@@ -2,7 +2,7 @@
 to the core (docs/ARCHITECTURE.md, "Layers")."""
 import os
 
-from flask import Flask, request
+from flask import Flask, render_template, request, send_from_directory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -82,7 +82,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _http_error(exc: HTTPException):
         if request.path.startswith("/api/"):
             return problems.response(exc.code or 500, exc.description or "")
+        if exc.code in (404, 405):  # an unknown address gets the app's own page, in the user's language
+            return render_template("error.html", status=exc.code, problem=None), exc.code
         return exc
+
+    @app.get("/favicon.ico")
+    def favicon():  # asked for by browsers and tools that do not read the page's <link rel=icon>
+        return send_from_directory(app.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400)
 
     @app.errorhandler(DBAPIError)
     @app.errorhandler(PoolTimeout)

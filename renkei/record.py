@@ -78,6 +78,33 @@ def read_section(actor: User, patient_id: str, section: str) -> dict:
     return out
 
 
+def since_last_look(actor: User, patient_id: str) -> dict:
+    """The caller's last look (`since`) and, for each section someone else changed
+    after it, its content as it was then (`before`) and is now (`after`), with every
+    revision since, oldest first, with who and when — the physician's
+    「前回確認後の変更」. Not a look itself."""
+    access = patient_access(actor, patient_id, authz.READ)
+    if access.member is None:  # break-glass: no earlier look to compare with
+        return {"since": None, "sections": {}}
+    since = access.member.last_viewed_at or access.member.added_at
+    revs = list(db.session.execute(select(SectionRevision).where(
+        SectionRevision.patient_id == access.patient.id).order_by(SectionRevision.section,
+                                                                  SectionRevision.version)).scalars())
+    key, names = vault.patient_key(access.patient), display_names(r.created_by for r in revs)
+    out = {}
+    for section in SECTIONS:
+        mine = [r for r in revs if r.section == section]
+        new = [r for r in mine if r.created_at > since]
+        if not any(r.created_by != actor.id for r in new):
+            continue
+        old = [r for r in mine if r.created_at <= since]
+        out[section] = {"before": section_out(access.patient, key, section, old[-1] if old else None, names)["content"],
+                        "after": section_out(access.patient, key, section, new[-1], names)["content"],
+                        "revisions": [{"version": r.version, "by": names.get(r.created_by), "at": r.created_at}
+                                      for r in new]}
+    return {"since": since, "sections": out}
+
+
 def versions(actor: User, patient_id: str, section: str) -> list[dict]:
     """Every revision of a section, newest first."""
     patient = patient_access(actor, patient_id, authz.READ).patient

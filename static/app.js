@@ -521,6 +521,15 @@
     const res = await api("DELETE", `/api/v1/patients/${pid}/team/${b.dataset.removeMember}`);
     if (res.status === 204) location.reload();
   }));
+  // 訪問前サマリー: 「すべて既読」 acknowledges each unread note of the patient, once each.
+  $$("[data-ack-all]").forEach(b => b.addEventListener("click", async () => {
+    b.disabled = true;
+    for (const id of b.dataset.ackAll.split(",")) {
+      const res = await create({}, `/api/v1/patients/${b.dataset.patient}/notes/${id}/ack`);
+      if (res.status !== 204) { b.disabled = false; b.textContent = problemText(res); return; }
+    }
+    location.reload();
+  }));
   $$("[data-withdraw-consent]").forEach(b => b.addEventListener("click", async () => {
     if (!confirm(T.confirm_withdraw)) return;
     const res = await api("DELETE", `/api/v1/patients/${pid}/consents/${b.dataset.withdrawConsent}`);

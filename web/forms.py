@@ -2,9 +2,17 @@
 between two revisions, from each section's layout (renkei/sections.py). And the
 labels of team roles and professions. Labels are Japanese source strings translated
 by Flask-Babel (translations/)."""
+import csv
+import io
+from datetime import timezone
+from zoneinfo import ZoneInfo
+
 from flask_babel import lazy_gettext as _l
 
-from renkei.sections import ADL_LEVEL_LABELS
+from renkei import audit
+from renkei.sections import ADL_LEVEL_LABELS, SECTIONS
+
+JAPAN = ZoneInfo("Asia/Tokyo")
 
 
 def flatten(layout, content, prefix="") -> list[tuple[str, str, str]]:
@@ -53,4 +61,57 @@ ROLE_LABELS = {"primary_physician": _l("主治医"), "backup_physician": _l("副
 PROFESSION_LABELS = {"physician": _l("医師"), "nurse": _l("看護師"), "care_manager": _l("介護支援専門員"),
                      "disability_support_worker": _l("相談支援専門員"), "pharmacist": _l("薬剤師"),
                      "therapist": _l("リハビリ職"), "other": _l("その他")}
+# The access log's codes as an auditor reads them (templates/audit.html, the page's CSV).
+ACTION_LABELS = {
+    "auth.login": _l("ログイン"), "auth.logout": _l("ログアウト"), "auth.recover": _l("アクセス回復"),
+    "auth.totp_enrol": _l("二要素認証の登録開始"), "auth.totp_confirm": _l("二要素認証の登録"),
+    "patient.create": _l("利用者の登録"), "patient.read": _l("利用者情報の閲覧"), "patient.list": _l("担当利用者一覧"),
+    "patient.search": _l("利用者の検索"), "patient.delete": _l("利用者の削除"),
+    "patient.index_names": _l("氏名索引の作成"),
+    "record.read": _l("記録の閲覧"), "record.write": _l("記録の更新"), "record.history": _l("記録の履歴の閲覧"),
+    "note.create": _l("連絡帳の投稿"), "note.list": _l("連絡帳の閲覧"), "note.ack": _l("連絡帳の既読"),
+    "team.read": _l("チームの閲覧"), "team.add": _l("チームへの追加"), "team.remove": _l("チームから外す"),
+    "consent.create": _l("同意の記録"), "consent.list": _l("同意の閲覧"), "consent.withdraw": _l("同意撤回の記録"),
+    "breakglass.open": _l("緊急時アクセスの開始"), "breakglass.list": _l("緊急時アクセスの一覧"),
+    "realtime.connect": _l("リアルタイム接続"),
+    "directory.org_create": _l("事業所の登録"), "directory.user_create": _l("アカウントの作成"),
+    "directory.user_update": _l("アカウントの変更"), "directory.user_unlock": _l("ログイン制限の解除"),
+    "directory.totp_reset": _l("二要素認証のリセット"), "directory.reset_request": _l("アクセスリセットの申請"),
+    "directory.reset_approve": _l("アクセスリセットの承認"), "directory.reset_server": _l("サーバーでのアクセスリセット"),
+    "audit.read": _l("アクセスログの閲覧"), "audit.export": _l("アクセスログの出力"), "audit.verify": _l("改ざん検証"),
+    "audit.checkpoint": _l("チェックポイントの取得"), "audit.archive": _l("アクセスログのアーカイブ"),
+    "audit.breakglass": _l("緊急時アクセスの一覧（監査）"), "usage.read": _l("活用状況の閲覧"), "demo.seed": _l("デモデータの作成"),
+}
+OUTCOME_LABELS = {"ok": _l("成功"), "denied": _l("拒否"), "not_found": _l("該当なし"), "invalid": _l("入力エラー"),
+                  "conflict": _l("競合"), "unauthenticated": _l("未認証"), "throttled": _l("回数制限"),
+                  "failed": _l("失敗")}
 SEX_LABELS = {"male": _l("男性"), "female": _l("女性"), "other": _l("その他"), "unknown": _l("不明")}
+
+
+AUDIT_SHEET_COLUMNS = [("seq", _l("番号")), ("at", _l("日時（日本時間）")), ("actor", _l("操作者")),
+                       ("actor_id", _l("操作者ID")), ("organization", _l("所属")), ("action_label", _l("操作")),
+                       ("action", _l("操作コード")), ("patient_id", _l("利用者ID")), ("section", _l("項目")),
+                       ("outcome", _l("結果")), ("client_addr", _l("端末")), ("request_id", _l("リクエストID")),
+                       ("detail", _l("詳細"))]
+
+
+def audit_sheet(entries, names: dict, org_names: dict, chunk: int = 65536):
+    """The access log as the page's CSV: text chunks, the first opening with a BOM."""
+    buf = io.StringIO()
+    buf.write("\ufeff")  # Excel reads UTF-8 only with it
+    writer = csv.writer(buf)
+    writer.writerow([str(label) for _, label in AUDIT_SHEET_COLUMNS])
+    for e in entries:
+        at = e.at.replace(tzinfo=timezone.utc).astimezone(JAPAN).isoformat(timespec="seconds")
+        row = {"seq": e.seq, "at": at, "actor": names.get(e.actor_id, ""), "actor_id": e.actor_id,
+               "organization": org_names.get(e.actor_org_id, ""),
+               "action_label": str(ACTION_LABELS.get(e.action, e.action)), "action": e.action,
+               "patient_id": e.patient_id, "section": str(SECTIONS[e.section].title) if e.section in SECTIONS else e.section,
+               "outcome": str(OUTCOME_LABELS.get(e.outcome, e.outcome)), "client_addr": e.client_addr,
+               "request_id": e.request_id, "detail": e.detail}
+        writer.writerow([audit.safe_cell(row[name]) for name, _ in AUDIT_SHEET_COLUMNS])
+        if buf.tell() > chunk:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()

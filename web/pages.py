@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 import segno
-from flask import make_response, redirect, render_template, request, session, url_for
+from flask import Response, make_response, redirect, render_template, request, session, stream_with_context, url_for
 from flask_login import current_user, login_user, logout_user
 from marshmallow import ValidationError
 
@@ -17,7 +17,7 @@ from renkei.authz import PROFESSION_ROLES
 from renkei.problems import Problem
 from renkei.sections import SECTIONS
 from renkei.timefmt import iso
-from web.forms import diff
+from web.forms import audit_sheet, diff
 from web.pipeline import bp, page
 
 TIMELINE_ON_PAGE = 30
@@ -143,10 +143,16 @@ def emergency_sheet(patient_id):
                            team=teams.team(current_user, patient_id)["items"], now=utcnow())
 
 
+SUMMARY_NOTES = 50  # notes since my last look shown per patient (the page links to the rest)
+
+
 @page("/summary")
 def summary():
-    """訪問前サマリー: every patient of mine, what changed since my last look, medicines,
-    expected changes, wishes. One audit entry per patient shown."""
+    """訪問前サマリー: every patient of mine, what needs me first (unread urgent notes,
+    then the most that changed): allergies, resuscitation wish and ACP, diseases and
+    medicines, each section changed since my last look field by field (old → new, with
+    who and when), and every note since then. A glance, not a look: reading the summary
+    does not restart "since my last look". One audit entry per patient shown."""
     items, unit = [], work.current()
     for patient_id in patients.ids_of(current_user):
         try:
@@ -154,13 +160,18 @@ def summary():
         except Problem:
             continue  # no consent yet: not on the summary
         chart = record.read(current_user, patient_id, look=False)["sections"]
-        urgent = [n for n in notes.timeline(current_user, p["id"], 10)["items"]
-                  if n["urgent"] and not n["acknowledged_by_me"]]
-        # Sections whose newest revision is someone else's, made since my last look.
-        others = set(p["changed_since_my_last_view"])
-        changed = [s for s in SECTIONS if s in others and chart[s]["updated_by"] != current_user.id]
-        items.append({"p": p, "demo": p, "record": chart, "changed": changed, "urgent": urgent})
+        changes = record.since_last_look(current_user, patient_id)
+        recent = [n for n in notes.timeline(current_user, patient_id, SUMMARY_NOTES, since=changes["since"])["items"]
+                  if n["author_id"] != current_user.id]
+        unread_urgent = [n for n in notes.timeline(current_user, patient_id, SUMMARY_NOTES)["items"]
+                         if n["urgent"] and not n["acknowledged_by_me"] and n["author_id"] != current_user.id]
+        changed = [{"section": s, "revisions": c["revisions"], "lines": diff(SECTIONS[s].layout, c["before"], c["after"])}
+                   for s, c in changes["sections"].items()]
+        unread = {n["id"] for n in recent + unread_urgent if not n["acknowledged_by_me"]}
+        items.append({"p": p, "demo": p, "record": chart, "changed": changed, "urgent": unread_urgent,
+                      "notes": recent, "since": changes["since"], "unread": sorted(unread)})
         unit.record("record.read", "ok", actor=current_user, patient_id=p["id"], detail="visit_summary")
+    items.sort(key=lambda it: (-len(it["urgent"]), -(len(it["changed"]) + len(it["notes"]))))
     return render_template("summary.html", items=items, now=utcnow())
 
 
@@ -198,26 +209,49 @@ def admin():
                            users=directory.people(current_user, include_disabled=True))
 
 
-@page("/admin/audit", action="audit.read", who="audit")
-def audit_page():
+def audit_query() -> tuple[dict, dict]:
+    """The access-log filters of the page's form: whole days in Japan time, and
+    realtime.connect left out unless asked for. Returns (query, field errors)."""
     args = {k: v for k, v in request.args.items() if v and k != "verify"}
     for name in ("since", "until"):  # the page's date pickers give whole days (JST)
         if len(args.get(name, "")) == 10:
             day = args[name] + "T00:00:00+09:00"
             args[name] = day if name == "since" else (
                 date.fromisoformat(args[name]) + timedelta(days=1)).isoformat() + "T00:00:00+09:00"
+    args.setdefault("connections", "false")
     try:
-        query, errors = access_log.Query().load(args), {}
+        return access_log.Query().load(args), {}
     except ValidationError as err:
-        query, errors = {"limit": 100}, err.messages_dict
+        return {"limit": 100, "connections": False}, err.messages_dict
+
+
+@page("/admin/audit", action="audit.read", who="audit")
+def audit_page():
+    query, errors = audit_query()
     people = access_log.everyone(current_user)
+    found = access_log.search(current_user, query)
     # Verifying re-hashes the whole log (minutes at millions of entries): the page asks the
     # API for it after loading; without JavaScript, ?verify=1 does it here.
     chain = access_log.verify(current_user) if request.args.get("verify") else None
-    return render_template("audit.html", entries=access_log.search(current_user, query)["items"],
-                           names={u.id: u.display_name for u in people}, args=request.args,
-                           filters={k: v for k, v in request.args.items() if k != "verify"},
+    filters = {k: v for k, v in request.args.items() if k not in ("verify", "cursor") and v}
+    return render_template("audit.html", entries=found["items"], next_cursor=found["next_cursor"],
+                           names={u.id: u.display_name for u in people}, args=request.args, filters=filters,
                            errors=errors, chain=chain, anchor=access_log.archived_through(), users=people)
+
+
+@page("/admin/audit/export.csv", action="audit.export", who="audit")
+def audit_export():
+    """The page's CSV, for a spreadsheet: UTF-8 with BOM (Excel), Japan time with its
+    offset, names beside ids, headers and labels in the page's language. The API's CSV
+    (docs/API.md) stays the machine format."""
+    query, errors = audit_query()
+    if errors:
+        raise Problem(422, "invalid filters")
+    people = access_log.everyone(current_user)
+    lines = audit_sheet(access_log.export_entries(current_user, query), {u.id: u.display_name for u in people},
+                        {o["id"]: o["name"] for o in directory.organizations()})
+    return Response(stream_with_context(lines), mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="renkei-access-log.csv"'})
 
 
 @page("/admin/usage", action="usage.read", who="audit")

@@ -14,9 +14,9 @@ from flask_login import current_user
 from renkei import auth, authz, work
 from renkei.crypto import DecryptionError
 from renkei.problems import Problem
-from renkei.sections import ADL_LEVEL_LABELS, ADL_LEVELS, SECTIONS
+from renkei.sections import ADL_LEVEL_LABELS, ADL_LEVELS, CHOICES, SECTIONS
 from renkei.settings import ROOT
-from web.forms import PROFESSION_LABELS, ROLE_LABELS, SEX_LABELS, flatten
+from web.forms import ACTION_LABELS, OUTCOME_LABELS, PROFESSION_LABELS, ROLE_LABELS, SEX_LABELS, flatten
 
 log = logging.getLogger("renkei.web")
 bp = Blueprint("web", __name__)
@@ -73,6 +73,7 @@ def init_app(app):
     app.jinja_env.globals.update(SECTIONS=SECTIONS, ADL_LEVELS=ADL_LEVELS,
                                  ADL_LEVEL_LABELS=ADL_LEVEL_LABELS, flatten=flatten,
                                  ROLE_LABELS=ROLE_LABELS, PROFESSION_LABELS=PROFESSION_LABELS, SEX_LABELS=SEX_LABELS,
+                                 ACTION_LABELS=ACTION_LABELS, OUTCOME_LABELS=OUTCOME_LABELS, CHOICE_LABELS=CHOICES,
                                  idle_seconds=app.config["RENKEI"].session_idle_seconds)
 
 

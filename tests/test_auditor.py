@@ -1,0 +1,116 @@
+"""Issue 13: the auditor's question, "who saw my record?" — paging the whole access log,
+a reversed date range refused, Japanese labels, a CSV a spreadsheet opens, and the
+app's own page for an unknown address."""
+import csv
+import io
+
+import pytest
+import requests
+
+from renkei import work
+from tests.helpers import R, TABLET, signed_in_page, team
+
+DEMO_PASSWORD = "renkei-demo-2026"
+
+
+# --- through the API -------------------------------------------------------------------
+
+def test_keyset_paging_walks_the_whole_log_once_newest_first(api):
+    pid = team(api)
+    for _ in range(12):
+        api.call("cm", "GET", f"{R}/{pid}")
+    everything = [int(line.split(",")[0]) for line in
+                  api.call("admin", "GET", "/api/v1/audit/export.csv").get_data(as_text=True).strip().splitlines()[1:]]
+    seen, cursor = [], None
+    while True:
+        page = api.call("admin", "GET", "/api/v1/audit?limit=7" + (f"&cursor={cursor}" if cursor else "")).json
+        seen += [e["seq"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    # newest first, each entry once; the pages' own reads are appended after the export
+    assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen))
+    assert set(everything) <= set(seen)
+
+
+def test_a_reversed_date_range_is_a_422_naming_the_field(api):
+    r = api.call("admin", "GET", "/api/v1/audit?since=2026-11-30T00:00:00%2B09:00&until=2026-11-01T00:00:00%2B09:00")
+    assert r.status_code == 422 and "until" in r.json["errors"]
+    same = api.call("admin", "GET", "/api/v1/audit?since=2026-11-01T00:00:00Z&until=2026-11-01T00:00:00Z")
+    assert same.status_code == 200  # an empty range is not an error
+    csv_reversed = api.call("admin", "GET", "/api/v1/audit/export.csv?since=2026-11-30T00:00:00Z&until=2026-11-01T00:00:00Z")
+    assert csv_reversed.status_code == 422
+
+
+def test_live_connections_can_be_left_out_of_the_log_view(api):
+    with api.app.test_request_context():
+        unit = work.begin()
+        for _ in range(3):
+            unit.record("realtime.connect", "ok")
+        unit.commit()
+
+    def actions(query=""):
+        return {e["action"] for e in api.call("admin", "GET", "/api/v1/audit?limit=1000" + query).json["items"]}
+    assert "realtime.connect" in actions()  # the API keeps every entry unless asked
+    assert "realtime.connect" not in actions("&connections=false")
+    assert actions("&connections=false&action=realtime.connect") == {"realtime.connect"}  # asked for by name
+
+
+# --- in the browser ----------------------------------------------------------------------
+
+@pytest.mark.browser
+def test_the_auditor_pages_back_past_100_entries_and_reads_labels_and_a_spreadsheet_csv(browser, demo_server):
+    token = requests.post(demo_server + "/api/v1/auth/tokens",
+                          json={"login": "cm.tanaka", "password": DEMO_PASSWORD}).json()["token"]
+    for _ in range(110):  # enough entries for more than one page
+        requests.get(demo_server + R, headers={"Authorization": "Bearer " + token})
+    signed_in_page(browser, demo_server, "cm.tanaka", DEMO_PASSWORD, **TABLET).context.close()  # a socket connects
+    page = signed_in_page(browser, demo_server, "auditor", DEMO_PASSWORD, viewport={"width": 1366, "height": 900})
+    page.goto("/admin/audit")
+    rows = page.locator("table.audit tr:has(td)")
+    assert rows.count() == 100
+    actions = set(page.locator("table.audit td:nth-child(4)").all_inner_texts())
+    assert "担当利用者一覧" in actions and "patient.list" not in actions  # labels, not codes
+    assert "リアルタイム接続" not in actions  # left out unless asked for
+    assert set(page.locator("table.audit td:nth-child(7)").all_inner_texts()) <= {"成功", "拒否", "該当なし", "入力エラー",
+                                                                                "競合", "未認証", "回数制限", "失敗"}
+    newest = [int(s) for s in page.locator("table.audit td:nth-child(1)").all_inner_texts()]
+    page.locator("#older").click()
+    page.wait_for_url("**cursor=*")
+    older = [int(s) for s in page.locator("table.audit td:nth-child(1)").all_inner_texts()]
+    assert older and max(older) < min(newest)
+    page.locator("text=最新の記録へ").click()
+    page.wait_for_selector("#older")
+
+    # the page's CSV: BOM, Japanese headers, Japan time with its offset, names beside ids
+    page.select_option("select[name=actor_id]", label="田中 美咲")
+    page.click("#audit-filter button[type=submit]")
+    page.wait_for_url("**actor_id=*")
+    with page.expect_download() as download:
+        page.locator("a:has-text('CSV出力')").click()
+    raw = open(download.value.path(), "rb").read()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    table = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert table[0][:6] == ["番号", "日時（日本時間）", "操作者", "操作者ID", "所属", "操作"]
+    body = table[1:]
+    assert len(body) > 100 and {row[2] for row in body} == {"田中 美咲"}
+    assert all(row[1].endswith("+09:00") for row in body)
+    assert {row[4] for row in body} == {"みどり居宅介護支援事業所"} and "担当利用者一覧" in {row[5] for row in body}
+
+    # a reversed range says so in Japanese
+    page.goto("/admin/audit?since=2026-11-30&until=2026-11-01")
+    assert "期間の終わりが始まりより前です" in page.locator("p.error").inner_text()
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_an_unknown_address_gets_the_apps_own_page_and_the_site_has_an_icon(browser, demo_server):
+    page = signed_in_page(browser, demo_server, "cm.tanaka", DEMO_PASSWORD, **TABLET)
+    response = page.goto("/no/such/page")
+    assert response.status == 404
+    assert "見つかりません" in page.locator("h1").inner_text() and page.locator("header").count() == 1
+    assert "Not Found" not in page.content()
+    icon = requests.get(demo_server + "/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["Content-Type"].startswith("image/svg+xml")
+    assert page.locator("link[rel=icon]").count() == 1
+    page.context.close()
