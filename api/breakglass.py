@@ -2,7 +2,7 @@
 from flask_login import current_user
 
 from api.pipeline import endpoint
-from api.schemas import BreakGlassIn, BreakGlassList, BreakGlassOut
+from api.schemas import BreakGlassFind, BreakGlassIn, BreakGlassList, BreakGlassOut
 from renkei import breakglass
 
 
@@ -12,6 +12,15 @@ from renkei import breakglass
           status=201, errors=(401, 403, 404, 409))
 def open_breakglass(patient_id, body):
     return breakglass.open_grant(current_user, patient_id, body["reason"], body.get("otp"))
+
+
+@endpoint("POST", "/breakglass",
+          summary="Find a patient by the sheet's code, or name and birth date, and open the record in an emergency",
+          tag="breakglass", action="breakglass.open", body=BreakGlassFind, response=BreakGlassOut, idempotent=True,
+          status=201, errors=(401, 403, 404, 409, 429))
+def find_and_open_breakglass(body):
+    return breakglass.open_found(current_user, body["reason"], body.get("otp"), code=body.get("code"),
+                                 name=body.get("name"), birth_date=body.get("birth_date"))
 
 
 @endpoint("GET", "/patients/<patient_id>/breakglass", summary="Emergency accesses to this patient, with their reasons",

@@ -12,7 +12,7 @@ from renkei import directory, resets
           action="directory.org_create", auth="admin", body=OrganizationIn, idempotent=True,
           response=OrganizationOut, status=201)
 def create_organization(body):
-    return directory.create_organization(current_user, body["name"], body["kind"])
+    return directory.create_organization(current_user, body["name"], body["kind"], body.get("phone"))
 
 
 @endpoint("GET", "/organizations", summary="List organisations", tag="directory",

@@ -3,7 +3,7 @@ the OpenAPI description is generated from (api/openapi.py). What a section may h
 the core's (renkei/sections.py); so are the access log's filters (renkei/access_log.py)."""
 from datetime import date
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
 
 from models.directory import ORGANIZATION_KINDS, PROFESSIONS
 from renkei.access_log import Query as AuditQuery  # noqa: F401  (the API validates with the core's filters)
@@ -78,12 +78,14 @@ class TotpEnrolment(Schema):
 class OrganizationIn(Strict):
     name = name_field(200)
     kind = fields.String(required=True, validate=validate.OneOf(ORGANIZATION_KINDS))
+    phone = Phone()
 
 
 class OrganizationOut(Schema):
     id = fields.String()
     name = fields.String()
     kind = fields.String()
+    phone = fields.String(allow_none=True)
     created_at = UTCDateTime()
 
 
@@ -99,6 +101,7 @@ class UserIn(Strict):
     display_name = name_field(200)
     organization_id = fields.String(required=True)
     profession = fields.String(required=True, validate=validate.OneOf(PROFESSIONS))
+    phone = Phone()
     is_admin = fields.Boolean(load_default=False)
     is_auditor = fields.Boolean(load_default=False)
 
@@ -106,6 +109,7 @@ class UserIn(Strict):
 class UserPatch(Strict):
     """No password here: nobody sets another person's password (administrators reset)."""
     display_name = fields.String(validate=validate.Length(min=1, max=200))
+    phone = Phone(allow_none=True)
     disabled = fields.Boolean()
 
 
@@ -113,6 +117,7 @@ class UserOut(Schema):
     id = fields.String()
     login = fields.String()
     display_name = fields.String()
+    phone = fields.String(allow_none=True)
     organization_id = fields.String()
     organization_name = fields.String()
     profession = fields.String()
@@ -226,6 +231,8 @@ class TeamMemberOut(Schema):
     profession = fields.String()
     organization_id = fields.String()
     organization_name = fields.String()
+    phone = fields.String(allow_none=True)
+    organization_phone = fields.String(allow_none=True)
     added_at = UTCDateTime()
     added_by = fields.String()
 
@@ -300,6 +307,27 @@ class NoteList(Schema):
 class BreakGlassIn(Strict):
     reason = fields.String(required=True, validate=validate.Length(min=5, max=1000))
     otp = fields.String(validate=validate.Regexp(r"^\d{6}$", error="Six digits."), allow_none=True)
+
+
+class BreakGlassFind(Strict):
+    """The patient as the on-call physician knows them: the sheet's code, or full name
+    (or kana) and birth date together."""
+    code = fields.String(validate=validate.Length(min=1, max=40), metadata={"description": "the emergency sheet's code"})
+    name = fields.String(validate=validate.Length(min=1, max=100), metadata={"description": "full name or kana, exact"})
+    birth_date = fields.Date()
+    reason = fields.String(required=True, validate=validate.Length(min=5, max=1000))
+    otp = fields.String(validate=validate.Regexp(r"^\d{6}$", error="Six digits."), allow_none=True,
+                        metadata={"description": "required: finding a patient needs the second factor"})
+
+    @validates_schema
+    def _one_way(self, data, **_):
+        if data.get("code"):
+            if data.get("name") or data.get("birth_date"):
+                raise ValidationError("Either the code, or the name and birth date.", "code")
+        elif not data.get("name"):
+            raise ValidationError("The code from the sheet, or the name with the birth date.", "code")
+        elif not data.get("birth_date"):
+            raise ValidationError("The birth date goes with the name.", "birth_date")
 
 
 class BreakGlassOut(Schema):

@@ -18,6 +18,7 @@ class Organization(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(40))
+    phone: Mapped[str | None] = mapped_column(String(40))  # the office's number, for the emergency sheet
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -29,6 +30,7 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(200))
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
     profession: Mapped[str] = mapped_column(String(40))
+    phone: Mapped[str | None] = mapped_column(String(40))  # a work number the team may call
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     is_auditor: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -181,6 +181,19 @@ def _too_many(until: datetime, now: datetime) -> Problem:
                    headers={"Retry-After": str(int((until - now).total_seconds()) + 1)})
 
 
+def count_lookup(purpose: str, user: User, limit: int):
+    """Rate-limit a lookup that could tell who is a patient (break-glass by code or by
+    name): counted before anything is checked and committed at once, like a sign-in;
+    429 past `limit` lookups in a lockout window."""
+    now = utcnow()
+    key = _sha256(f"lookup|{purpose}|{user.id}")
+    locked = _locked_until([key], now) or _count(key, limit + 1, now)
+    db.session.commit()
+    if locked:
+        raise Problem(429, "Too many lookups; try again later.",
+                      headers={"Retry-After": str(int((locked - now).total_seconds()) + 1)})
+
+
 def begin_attempt(login: str) -> User | None:
     """Start a sign-in (or recovery) attempt: 429 while any counter of it is locked;
     else count it before anything is checked — committed at once, so parallel attempts

@@ -1,35 +1,79 @@
 """Break-glass (緊急時アクセス): a physician or nurse off the team opens a record for a
 limited time, read-only, with a reason; audited and announced to the team and the
 administrators at once."""
-from datetime import timedelta
+from datetime import date, timedelta
 
 from flask import current_app
 
 from sqlalchemy import select
 
 from models import BreakGlass, Patient, User, new_id, utcnow
-from renkei import auth, authz, crypto, db, notify, vault
+from renkei import auth, authz, crypto, db, notify, patients, vault, work
 from renkei.authz import patient_access
 from renkei.problems import Problem, not_found
 from renkei.timefmt import iso
 
 
-def open_grant(actor: User, patient_id: str, reason: str, otp: str | None) -> dict:
+LOOKUPS_PER_WINDOW = 10  # finds by code or name per person per lockout window (settings.lockout_seconds)
+
+
+def _may_break_glass(actor: User):
     # Checked before the patient is looked up, so the answer says nothing about it.
     if actor.profession not in authz.BREAKGLASS_PROFESSIONS or actor.is_admin or actor.is_auditor:
         raise Problem(403, "Only physicians and nurses may use break-glass access.")
+
+
+def open_grant(actor: User, patient_id: str, reason: str, otp: str | None) -> dict:
+    _may_break_glass(actor)
     patient = authz.live_patient(patient_id)
     if patient is None:
         raise not_found()
+    return _open(actor, patient, reason, otp)
+
+
+def open_found(actor: User, reason: str, otp: str | None, code: str | None = None,
+               name: str | None = None, birth_date: date | None = None) -> dict:
+    """Break-glass for a patient found by the emergency sheet's code, or by full name (or
+    kana) and birth date together — exact, through the blind index. Finding is an
+    oracle of who is a patient, so it needs the second factor first, is rate-limited
+    per person, and leaves in the access log only a keyed hash of what was typed."""
+    _may_break_glass(actor)
+    typed = code if code else f"{crypto.normalize_name(name)}|{birth_date.isoformat()}"
+    work.describe(detail="lookup=" + vault.keyed_digest("breakglass_lookup", typed))
+    auth.count_lookup("breakglass", actor, LOOKUPS_PER_WINDOW)
+    if not actor.totp_enabled:
+        raise Problem(403, "Finding a patient needs your second factor: enrol it on your account page first.",
+                      type_="/problems/second-factor-needed")
+    if not auth.check_totp(actor, otp):
+        raise Problem(401, "Confirm with a one-time code from your authenticator app.",
+                      type_="/problems/otp-required", otp_required=True)
+    patient = patients.by_sheet_code(code) if code else _by_name_and_birth(name, birth_date)
+    if patient is None or patient.wrapped_key is None:
+        raise not_found()
+    work.describe(patient_id=patient.id)
+    return _open(actor, patient, reason, otp, otp_checked=True)
+
+
+def _by_name_and_birth(name: str, birth_date: date) -> Patient | None:
+    wanted = vault.name_index(name)
+    candidates = db.session.execute(select(Patient).where(
+        (Patient.name_index == wanted) | (Patient.kana_index == wanted), Patient.deleted_at.is_(None))).scalars()
+    found = [p for p in candidates if patients.demographics(p)["birth_date"] == birth_date.isoformat()]
+    if len(found) > 1:
+        raise Problem(409, "More than one patient has this name and birth date: use the code on the sheet.")
+    return found[0] if found else None
+
+
+def _open(actor: User, patient: Patient, reason: str, otp: str | None, otp_checked: bool = False) -> dict:
     # One open grant per person and patient, also under parallel requests: they queue here.
     db.session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
     if authz.current_membership(patient.id, actor.id) is not None:
-        raise Problem(409, "You are on this patient's team already.")
+        raise Problem(409, "You are on this patient's team already.", patient_id=patient.id)
     open_now = authz.active_breakglass(patient.id, actor.id)
     if open_now is not None:  # one open grant per person and patient; it is not extended
         raise Problem(409, "Your emergency access to this patient is already open.",
                       expires_at=iso(open_now.expires_at))
-    if auth.second_factor_required(actor) and not auth.check_totp(actor, otp):
+    if not otp_checked and auth.second_factor_required(actor) and not auth.check_totp(actor, otp):
         raise Problem(401, "Confirm with a one-time code from your authenticator app.",
                       type_="/problems/otp-required", otp_required=True)
     seconds = current_app.config["RENKEI"].breakglass_seconds

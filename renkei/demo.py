@@ -13,14 +13,19 @@ from renkei.settings import INSTANCE
 
 DEMO_PASSWORD = "renkei-demo-2026"
 
-ORGS = [("あおぞら在宅クリニック", "clinic"), ("さくら訪問看護ステーション", "visiting_nurse_station"),
-        ("みどり居宅介護支援事業所", "care_management_office"), ("ひかり薬局", "pharmacy"),
-        ("はばたき相談支援センター", "disability_consultation_office")]
-# login, name, org index, profession
-PEOPLE = [("dr.sato", "佐藤 一郎", 0, "physician"), ("ns.suzuki", "鈴木 花子", 1, "nurse"),
-          ("cm.tanaka", "田中 美咲", 2, "care_manager"), ("ph.ito", "伊藤 健", 3, "pharmacist"),
-          ("sw.kato", "加藤 陽子", 4, "disability_support_worker"),
-          ("dr.kobayashi", "小林 誠", 0, "physician")]
+# name, kind, phone (the 555 numbers of Japanese fiction: nobody's real line)
+ORGS = [("あおぞら在宅クリニック", "clinic", "03-5550-0101"),
+        ("さくら訪問看護ステーション", "visiting_nurse_station", "03-5550-0202"),
+        ("みどり居宅介護支援事業所", "care_management_office", "03-5550-0303"),
+        ("ひかり薬局", "pharmacy", "03-5550-0404"),
+        ("はばたき相談支援センター", "disability_consultation_office", "03-5550-0505")]
+# login, name, org index, profession, work phone
+PEOPLE = [("dr.sato", "佐藤 一郎", 0, "physician", "090-5550-1001"),
+          ("ns.suzuki", "鈴木 花子", 1, "nurse", "090-5550-1002"),
+          ("cm.tanaka", "田中 美咲", 2, "care_manager", "090-5550-1003"),
+          ("ph.ito", "伊藤 健", 3, "pharmacist", None),
+          ("sw.kato", "加藤 陽子", 4, "disability_support_worker", None),
+          ("dr.kobayashi", "小林 誠", 0, "physician", "090-5550-1006")]
 
 PATIENTS = [
     ({"name": "山田 太郎", "name_kana": "やまだ たろう", "birth_date": "1938-04-12", "sex": "male",
@@ -37,7 +42,10 @@ PATIENTS = [
                                                 "frequency": "朝食後", "prescriber": "佐藤 一郎"}],
                                "allergies": [{"substance": "ペニシリン", "reaction": "発疹"}]},
       "expected_changes": {"items": [{"change": "心不全の増悪", "warning_signs": "体重2kg以上増加、息切れ、下肢浮腫",
-                                      "response": "フロセミド頓用、主治医に連絡", "whom_to_call": "あおぞら在宅クリニック"}]}},
+                                      "response": "フロセミド頓用、主治医に連絡", "whom_to_call": "あおぞら在宅クリニック"}]},
+      "condition": {"summary": "息切れは安静時なし。下肢浮腫軽度。", "recent_changes": "先週より体重+1kg"},
+      "family_care": {"main_carer": "長女", "key_contacts": [
+          {"name": "山田 花子", "relationship": "長女", "phone": "090-5550-2001"}]}},
      ["dr.sato", "ns.suzuki", "ph.ito"]),
     ({"name": "高橋 ハル", "name_kana": "たかはし はる", "birth_date": "1931-11-03", "sex": "female"},
      {"condition": {"summary": "食欲やや低下。", "medication_adherence": "partial"},
@@ -55,9 +63,9 @@ def seed() -> str:
         return "the database already has users; demo data not loaded"
     admin = directory.create_admin("admin", DEMO_PASSWORD, "システム 管理者")
     administrator = db.session.get(User, admin["id"])
-    orgs = [directory.create_organization(administrator, name, kind)["id"] for name, kind in ORGS]
-    for login, name, org, profession in PEOPLE:
-        directory.create_user(administrator, login, DEMO_PASSWORD, name, orgs[org], profession)
+    orgs = [directory.create_organization(administrator, name, kind, phone)["id"] for name, kind, phone in ORGS]
+    for login, name, org, profession, phone in PEOPLE:
+        directory.create_user(administrator, login, DEMO_PASSWORD, name, orgs[org], profession, phone=phone)
     directory.create_user(administrator, "auditor", DEMO_PASSWORD, "監査 担当",
                           administrator.organization_id, "other", is_auditor=True)
     people = {u.login: u for u in db.session.execute(select(User)).scalars()}

@@ -13,11 +13,11 @@ ADMIN_ORGANIZATION = "Renkei 管理"
 
 
 def org_out(org: Organization) -> dict:
-    return {"id": org.id, "name": org.name, "kind": org.kind, "created_at": org.created_at}
+    return {"id": org.id, "name": org.name, "kind": org.kind, "phone": org.phone, "created_at": org.created_at}
 
 
 def user_out(user: User) -> dict:
-    return {"id": user.id, "login": user.login, "display_name": user.display_name,
+    return {"id": user.id, "login": user.login, "display_name": user.display_name, "phone": user.phone,
             "organization_id": user.organization_id,
             "organization_name": user.organization.name if user.organization else None,
             "profession": user.profession, "is_admin": user.is_admin,
@@ -25,9 +25,9 @@ def user_out(user: User) -> dict:
             "totp_enabled": user.totp_enabled}
 
 
-def create_organization(actor: User, name: str, kind: str) -> dict:
+def create_organization(actor: User, name: str, kind: str, phone: str | None = None) -> dict:
     authz.require_staff(actor, "admin")
-    org = Organization(name=name, kind=kind)
+    org = Organization(name=name, kind=kind, phone=phone or None)
     db.session.add(org)
     db.session.flush()
     work.describe(detail="organization=" + org.id)
@@ -39,7 +39,8 @@ def organizations() -> list[dict]:
 
 
 def create_user(actor: User, login: str, password: str, display_name: str, organization_id: str,
-                profession: str, is_admin: bool = False, is_auditor: bool = False) -> dict:
+                profession: str, is_admin: bool = False, is_auditor: bool = False,
+                phone: str | None = None) -> dict:
     authz.require_staff(actor, "admin")
     passwords.check(password, login=login, display_name=display_name)
     if (is_admin or is_auditor) and profession != "other":
@@ -50,7 +51,7 @@ def create_user(actor: User, login: str, password: str, display_name: str, organ
         raise Problem(409, "That login is taken.", errors={"login": ["That login is taken."]})
     user = User(login=login, password_hash=auth.hash_password(password), display_name=display_name,
                 organization_id=organization_id, profession=profession, is_admin=is_admin,
-                is_auditor=is_auditor)
+                is_auditor=is_auditor, phone=phone or None)
     db.session.add(user)
     db.session.flush()
     work.describe(detail="user=" + user.id)
@@ -132,6 +133,8 @@ def update_user(actor: User, user_id: str, changes: dict) -> dict:
     user = managed_user(actor, user_id)
     if "display_name" in changes:
         user.display_name = changes["display_name"]
+    if "phone" in changes:
+        user.phone = changes["phone"] or None
     if changes.get("disabled") is True and not user.disabled:
         if user.is_admin and _active_admins() == 1:
             raise Problem(409, "The last active administrator cannot be disabled.")

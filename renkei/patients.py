@@ -152,6 +152,23 @@ def care_list(actor: User, name: str | None = None) -> list[dict]:
     return sorted(items, key=lambda i: (not i.get("name_kana"), crypto.normalize_name(i.get("name_kana") or "")))
 
 
+def sheet_code(actor: User, patient_id: str) -> str:
+    """The code printed on the patient's emergency sheet. Printing it is what makes the
+    patient findable by it (break-glass, the QR code): a code nobody printed finds nothing."""
+    patient = patient_access(actor, patient_id, authz.READ).patient
+    code = vault.sheet_code(patient.id)
+    if patient.sheet_code_index is None:
+        patient.sheet_code_index = vault.sheet_code_index(code)
+    return code
+
+
+def by_sheet_code(typed: str) -> Patient | None:
+    """The live patient whose printed sheet carries this code. No access check: callers
+    decide what the caller may learn (renkei/breakglass.py, web/pages.py open_by_code)."""
+    return db.session.execute(select(Patient).where(Patient.sheet_code_index == vault.sheet_code_index(typed),
+                                                    Patient.deleted_at.is_(None))).scalar_one_or_none()
+
+
 def ids_of(actor: User) -> list[str]:
     """The patients whose team the caller is on, in the order they joined."""
     return list(db.session.execute(select(TeamMember.patient_id).where(

@@ -94,6 +94,9 @@ class Settings:
     allowed_origins: list[str] = field(default_factory=list)
     embedded: bool = False
     trusted_proxies: int = 0  # how many reverse proxies set X-Forwarded-For
+    # The address people reach Renkei at (the emergency sheet's QR code); without it,
+    # the address of the request that printed the sheet.
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -130,6 +133,7 @@ class Settings:
             db_lock_timeout_ms=int(env.get("RENKEI_DB_LOCK_TIMEOUT_MS", 2000)),
             db_idle_transaction_timeout_ms=int(env.get("RENKEI_DB_IDLE_TRANSACTION_TIMEOUT_MS", 5000)),
             trusted_proxies=int(env.get("RENKEI_TRUSTED_PROXIES", "0")),
+            public_url=(env.get("RENKEI_PUBLIC_URL") or "").rstrip("/") or None,
         )
         values.update(overrides)
         return cls(**values)

@@ -11,6 +11,7 @@ def member_out(m: TeamMember, u: User) -> dict:
     return {"user_id": u.id, "role": m.role, "display_name": u.display_name,
             "profession": u.profession, "organization_id": u.organization_id,
             "organization_name": u.organization.name, "added_at": m.added_at,
+            "phone": u.phone, "organization_phone": u.organization.phone,
             "added_by": m.added_by}
 
 

@@ -2,8 +2,10 @@
 label (the associated data that binds a sealed value to its place) is built here, so
 what ties a value to its row is in one spot: patient id, then field / section+revision /
 note / consent / break-glass grant; and the labels of the service-wide keys' values."""
+import base64
 import hashlib
 import hmac
+import unicodedata
 
 from flask import current_app
 from sqlalchemy import delete, select
@@ -90,7 +92,7 @@ def shred(patient: Patient):
     patient.wrapped_key = None
     patient.kek_id = None
     patient.demographics_ct = None
-    patient.name_index = patient.kana_index = None
+    patient.name_index = patient.kana_index = patient.sheet_code_index = None
     db.session.execute(delete(PatientSearchToken).where(PatientSearchToken.patient_id == patient.id))
 
 
@@ -124,6 +126,24 @@ def index_name(patient: Patient, name: str, kana: str):
     db.session.execute(delete(PatientSearchToken).where(PatientSearchToken.patient_id == patient.id))
     db.session.add_all(PatientSearchToken(patient_id=patient.id, token=t)
                        for t in crypto.prefix_tokens(key, patient.id, name, kana))
+
+
+def sheet_code(patient_id: str) -> str:
+    """The short code printed on a patient's emergency sheet (XXXXX-XXXXX, 50 bits):
+    derived from the id under a service key, so neither can be worked out from the other."""
+    code = base64.b32encode(hmac.new(system_key("sheet_code"), patient_id.encode(), hashlib.sha256).digest())
+    return f"{code[:5].decode()}-{code[5:10].decode()}"
+
+
+def sheet_code_index(typed: str) -> str:
+    """The keyed hash the patient is found by, from a code as someone typed it (spaces,
+    hyphens, lower case, full-width, and 0/1/8 for O/I/B forgiven)."""
+    code = unicodedata.normalize("NFKC", typed).upper().translate(_CODE_CONFUSABLES)
+    code = "".join(ch for ch in code if ch.isalnum())
+    return hmac.new(system_key("blind_index"), b"sheet-code|" + code.encode(), hashlib.sha256).hexdigest()
+
+
+_CODE_CONFUSABLES = str.maketrans({"0": "O", "1": "I", "8": "B"})  # not in the base32 alphabet
 
 
 def keyed_digest(purpose: str, text: str) -> str:

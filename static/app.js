@@ -62,10 +62,15 @@
     return box.firstElementChild;
   }
   function flash(el) { el.classList.remove("flash"); void el.offsetWidth; el.classList.add("flash"); }
-  function problemText(res) {
+  // A refusal in the page's language: by the problem's type, then its status (a form
+  // may say what "not found" means for it: data-not-found); the server's English
+  // detail only as a last resort.
+  function problemText(res, form) {
     const d = res.data || {};
     if (d.errors) return T.check_fields;  // each field's own message is shown next to it
-    return d.detail || T.error;
+    if (T.problems[d.type]) return T.problems[d.type];
+    if (res.status === 404 && form && form.dataset.notFound) return form.dataset.notFound;
+    return T.problems[String(res.status)] || d.detail || T.error;
   }
 
   /* 422 errors shown on their fields, in the page's language; what was typed stays. */
@@ -424,7 +429,6 @@
       let body = Object.fromEntries(new FormData(form).entries());
       if (shape) body = shape(body);
       const target = typeof url === "function" ? url(body) : url;
-      if (form.id === "breakglass-form") delete body.patient_id;  // it is in the URL
       if (form.dataset.sending) return;
       form.dataset.sending = "1";
       let res = null;
@@ -439,7 +443,7 @@
       if (res.status < 300) { delete form.dataset.dirty; (after || (() => location.reload()))(res); }
       else {
         showErrors(form, (res.data || {}).errors);
-        $(".status", form).textContent = problemText(res);
+        $(".status", form).textContent = problemText(res, form);
         // On a long form the first problem may be a screen away: go to it.
         const first = $('[aria-invalid="true"]', form);
         if (first) (first.matches("fieldset, label") ? $("input", first) : first).focus();
@@ -464,8 +468,17 @@
   jsonForm("org-form", "/api/v1/organizations");
   jsonForm("user-form", "/api/v1/users");
   jsonForm("totp-confirm", "/api/v1/auth/totp/confirm");
-  jsonForm("breakglass-form", b => `/api/v1/patients/${encodeURIComponent(b.patient_id)}/breakglass`, "POST",
-           () => { location.href = `/patients/${encodeURIComponent($('#breakglass-form [name="patient_id"]').value)}`; });
+  // Break-glass: the patient by the sheet's code, or by name and birth date; only the
+  // chosen way's fields are sent.
+  jsonForm("breakglass-form", "/api/v1/breakglass", "POST", res => { location.href = `/patients/${res.data.patient_id}`; }, b => {
+    const { way, code, name, birth_date, ...rest } = b;
+    return way === "name" ? given({ ...rest, name, birth_date }) : given({ ...rest, code });
+  });
+  const ways = $$('#breakglass-form input[name="way"]');
+  if (ways.length) {
+    const sync = () => { $$("#breakglass-form [data-way]").forEach(el => { el.hidden = el.dataset.way !== $('#breakglass-form input[name="way"]:checked').value; }); };
+    ways.forEach(w => w.addEventListener("change", sync)); sync();
+  }
   /* ---- the team picker: search people by name or organisation; current members and
      professions without a team role are not offered ---- */
   const peopleSearch = $("#people-search");

@@ -2,10 +2,13 @@
 with the demo data: tablet editing, live updates, conflicts, urgent notes, printing,
 the auditor's log. Screenshots go to test-artifacts/screenshots/."""
 import re
+import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import pyotp
+import requests
 from playwright.sync_api import expect
 
 from tests.helpers import ROOT, signed_in_page
@@ -125,8 +128,13 @@ def test_emergency_sheet_prints_without_navigation(browser, server):
     page.emulate_media(media="print")
     assert not page.locator("header.top").is_visible()
     body = page.locator(".sheet").inner_text()
-    for expected in ("山田 太郎", "昭和13年", "フロセミド", "ペニシリン", "心不全の増悪", "佐藤 一郎"):
+    for expected in ("山田 太郎", "昭和13年", "フロセミド", "ペニシリン", "心不全の増悪", "佐藤 一郎",
+                     "090-5550-1001", "03-5550-0101",  # the physician's and the clinic's phones
+                     "090-5550-2001",  # the key person's
+                     "下肢浮腫軽度"):  # the recent condition
         assert expected in body
+    assert "心肺蘇生を希望しない" in page.locator(".sheet .dnar").inner_text()  # a box, not a line in a list
+    assert page.locator(".sheet .dnar").is_visible()
     page.screenshot(path=str(SHOTS / "emergency-sheet-print.png"), full_page=True)
     pdf = page.pdf(format="A4")
     assert pdf[:4] == b"%PDF" and len(pdf) > 10000
@@ -160,7 +168,6 @@ def test_auditor_filters_the_access_log(browser, server):
 
 
 def test_pages_need_sign_in_and_carry_no_store(browser, server):
-    import requests
     r = requests.get(server + "/summary", allow_redirects=False)
     assert r.status_code == 302 and "/login" in r.headers["Location"]
     page = signed_in(browser, server, "cm.tanaka")
@@ -186,17 +193,30 @@ def test_an_edit_made_offline_stays_and_is_sent_when_back_online(browser, server
     page.context.close()
 
 
-def test_breakglass_from_the_page_is_read_only_and_marked(browser, server):
+def test_breakglass_from_the_sheets_qr_code_is_read_only_and_marked(browser, server):
+    """The on-call physician scans the sheet's QR code: not on the team, so the
+    break-glass form opens with the code filled in; a second factor, a reason, and the
+    record opens read-only. A team member scanning it lands on the record."""
     cm = signed_in(browser, server, "cm.tanaka")
     open_patient(cm)
+    patient_url = cm.url
     cm.click("text=急変時情報シート")
-    patient_id = cm.locator(".sheet code").inner_text().strip()
+    code = cm.locator(".sheet-code").inner_text().strip()
+    link = cm.locator(".sheet img.qr").get_attribute("src")
+    assert link.startswith("data:image/svg+xml") and re.fullmatch(r"[A-Z2-7]{5}-[A-Z2-7]{5}", code)
+    cm.goto(f"/p/{code}")
+    assert cm.url == patient_url  # a member goes straight to the record
     cm.context.close()
     er = signed_in(browser, server, "dr.kobayashi")  # a physician not on this team
-    er.goto(f"/patients/{patient_id}")
-    assert "見つかりません" in er.locator("h1").inner_text()
-    er.goto(f"/breakglass?patient_id={patient_id}")
+    token = requests.post(server + "/api/v1/auth/tokens", json={"login": "dr.kobayashi", "password": PASSWORD}).json()["token"]
+    auth = {"Authorization": "Bearer " + token}  # finding a patient needs a second factor: enrol one
+    totp = pyotp.TOTP(requests.post(server + "/api/v1/auth/totp", headers=auth).json()["secret"])
+    assert requests.post(server + "/api/v1/auth/totp/confirm", json={"otp": totp.now()}, headers=auth).status_code == 204
+    er.goto(f"/p/{code}")
+    er.wait_for_selector("#breakglass-form")
+    assert er.locator("#breakglass-form input[name=code]").input_value() == code
     er.fill("#breakglass-form textarea[name=reason]", "救急搬送先で既往歴と服薬を確認")
+    er.fill("#breakglass-form input[name=otp]", totp.at(time.time() + 30))
     er.click("#breakglass-form button[type=submit]")
     er.wait_for_selector(".banner.breakglass")
     assert "閲覧のみ" in er.locator(".banner.breakglass").inner_text()

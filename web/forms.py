@@ -67,7 +67,7 @@ ACTION_LABELS = {
     "auth.totp_enrol": _l("二要素認証の登録開始"), "auth.totp_confirm": _l("二要素認証の登録"),
     "patient.create": _l("利用者の登録"), "patient.read": _l("利用者情報の閲覧"), "patient.list": _l("担当利用者一覧"),
     "patient.search": _l("利用者の検索"), "patient.delete": _l("利用者の削除"),
-    "patient.index_names": _l("氏名索引の作成"),
+    "patient.index_names": _l("氏名索引の作成"), "patient.by_code": _l("シートのコードで開く"),
     "record.read": _l("記録の閲覧"), "record.write": _l("記録の更新"), "record.history": _l("記録の履歴の閲覧"),
     "note.create": _l("連絡帳の投稿"), "note.list": _l("連絡帳の閲覧"), "note.ack": _l("連絡帳の既読"),
     "team.read": _l("チームの閲覧"), "team.add": _l("チームへの追加"), "team.remove": _l("チームから外す"),

@@ -6,13 +6,13 @@ from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 import segno
-from flask import Response, make_response, redirect, render_template, request, session, stream_with_context, url_for
+from flask import Response, current_app, make_response, redirect, render_template, request, session, stream_with_context, url_for
 from flask_login import current_user, login_user, logout_user
 from marshmallow import ValidationError
 
 from models import utcnow
 
-from renkei import access_log, auth, db, directory, notes, patients, record, resets, teams, work
+from renkei import access_log, auth, authz, db, directory, notes, patients, record, resets, teams, vault, work
 from renkei.authz import PROFESSION_ROLES
 from renkei.problems import Problem
 from renkei.sections import SECTIONS
@@ -21,6 +21,7 @@ from web.forms import audit_sheet, diff
 from web.pipeline import bp, page
 
 TIMELINE_ON_PAGE = 30
+SUMMARY_NOTES = 50  # notes since my last look shown per patient on the summary (and urgent ones on the sheet)
 
 
 # --- signing in and out ---------------------------------------------------------------
@@ -136,14 +137,30 @@ def timeline_fragment(patient_id):
 
 @page("/patients/<patient_id>/sheet", action="record.read")
 def emergency_sheet(patient_id):
+    """急変時情報シート, to print and leave at the bedside: DNAR in a box, allergies, recent
+    condition, open urgent notes, phones, and a code + QR code for whoever comes."""
     p = patients.read(current_user, patient_id)
     work.describe(detail="emergency_sheet")
-    return render_template("sheet.html", p=p, demo=p,
+    code = patients.sheet_code(current_user, patient_id)
+    link = (current_app.config["RENKEI"].public_url or request.url_root.rstrip("/")) + "/p/" + code
+    urgent = [n for n in notes.timeline(current_user, patient_id, SUMMARY_NOTES)["items"]
+              if n["urgent"] and not [a for a in n["acks"] if a["user_id"] != n["author_id"]]]
+    return render_template("sheet.html", p=p, demo=p, code=code, link=link,
+                           qr=segno.make(link, error="m").svg_data_uri(scale=3), urgent=urgent,
                            sections=record.read(current_user, patient_id, look=False)["sections"],
                            team=teams.team(current_user, patient_id)["items"], now=utcnow())
 
 
-SUMMARY_NOTES = 50  # notes since my last look shown per patient (the page links to the rest)
+@page("/p/<code>", action="patient.by_code")
+def open_by_code(code):
+    """Where the sheet's QR code leads: a team member to the record; anyone else to the
+    break-glass form with the code filled in — the same answer whether or not the code
+    matched, so the address tells a non-member nothing."""
+    patient = patients.by_sheet_code(code)
+    work.describe(detail="code=" + vault.keyed_digest("sheet_code_typed", code))  # the code itself is not kept
+    if patient is not None and authz.current_membership(patient.id, current_user.id) is not None:
+        return redirect(url_for("web.patient", patient_id=patient.id))
+    return redirect(url_for("web.breakglass_page", code=code))
 
 
 @page("/summary")
@@ -265,4 +282,4 @@ def usage():
 @page("/breakglass")
 def breakglass_page():
     """緊急時アクセス: physicians and nurses open a record they are not on the team of."""
-    return render_template("breakglass.html", patient_id=request.args.get("patient_id", ""))
+    return render_template("breakglass.html", code=request.args.get("code", ""))

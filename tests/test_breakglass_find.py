@@ -1,0 +1,91 @@
+"""Issue 13: the on-call physician finds the patient by the emergency sheet's code, or by
+full name and birth date together — only with a second factor, rate-limited, and with
+nothing of what was typed in the access log but a keyed hash."""
+import time
+
+import pyotp
+from sqlalchemy import select
+
+from models import AuditEntry, User
+from renkei import breakglass, db, patients, vault, work
+from tests.helpers import R, team
+
+
+def enrol(api, who) -> pyotp.TOTP:
+    secret = api.call(who, "POST", "/api/v1/auth/totp").json["secret"]
+    totp = pyotp.TOTP(secret)
+    assert api.call(who, "POST", "/api/v1/auth/totp/confirm", {"otp": totp.now()}).status_code == 204
+    return totp
+
+
+def next_code(totp) -> str:
+    return totp.at(time.time() + 30)  # the confirming code is spent: the next step's is accepted
+
+
+def printed_code(api, pid) -> str:
+    """The code on the patient's sheet, as printing the sheet (web/pages.py) makes it."""
+    with api.app.test_request_context():
+        work.begin()
+        cm = db.session.execute(select(User).where(User.login == "cm")).scalar_one()
+        code = patients.sheet_code(cm, pid)
+        work.current().commit()
+    return code
+
+
+def find(api, who, **body):
+    return api.call(who, "POST", "/api/v1/breakglass", {"reason": "救急搬送、既往歴の確認", **body})
+
+
+def test_the_sheets_code_finds_the_patient_once_printed_and_only_with_a_second_factor(api):
+    pid = team(api)
+    api.user("er", "physician")
+    api.user("er2", "physician")
+    api.user("ns2", "nurse")
+    totp, totp2 = enrol(api, "er"), enrol(api, "er2")
+    code = printed_code(api, pid)
+    assert find(api, "er", code=code).status_code == 401  # the one-time code first
+    assert find(api, "ns2", code=code).status_code == 403  # no second factor enrolled: no lookups at all
+    opened = find(api, "er", code=code.lower().replace("-", " "), otp=next_code(totp))  # as typed in a hurry
+    assert opened.status_code == 201 and opened.json["patient_id"] == pid
+    assert api.call("er", "GET", f"{R}/{pid}/record").status_code == 200  # read-only, for the grant's time
+    other = team_of_another(api)  # a patient whose sheet nobody printed: its code finds nothing
+    with api.app.app_context():
+        unprinted = vault.sheet_code(other)
+    assert find(api, "er2", code=unprinted, otp=next_code(totp2)).status_code == 404
+
+
+def team_of_another(api) -> str:
+    return api.patient("cm", name="別人 太郎", name_kana="べつじん たろう")
+
+
+def test_name_and_birth_date_together_find_exactly_one_patient(api):
+    pid = team(api)  # 連携 花子, れんけい はなこ, 1940-02-03
+    api.user("er", "nurse")
+    api.user("er2", "nurse")
+    totp, totp2 = enrol(api, "er"), enrol(api, "er2")
+    assert find(api, "er", name="連携 花子", birth_date="1940-02-04", otp=next_code(totp)).status_code == 404
+    opened = find(api, "er2", name="レンケイハナコ", birth_date="1940-02-03", otp=next_code(totp2))
+    assert opened.status_code == 201 and opened.json["patient_id"] == pid
+    with api.app.app_context():
+        details = db.session.execute(select(AuditEntry.detail).where(AuditEntry.action == "breakglass.open")).scalars().all()
+    assert len(details) == 2 and all("lookup=" in d for d in details)
+    assert not any(word in d for d in details for word in ("連携", "花子", "レンケイ", "1940"))
+
+
+def test_lookups_are_rate_limited_per_person(api):
+    team(api)
+    api.user("er", "physician")
+    enrol(api, "er")
+    answers = [find(api, "er", code=f"ZZZZZ-ZZZ{i:02d}", otp="000000").status_code
+               for i in range(breakglass.LOOKUPS_PER_WINDOW + 2)]
+    assert answers[:breakglass.LOOKUPS_PER_WINDOW] == [401] * breakglass.LOOKUPS_PER_WINDOW
+    assert answers[-1] == 429
+
+
+def test_a_request_names_one_way_to_find_the_patient(api):
+    api.user("er", "physician")
+    assert find(api, "er").status_code == 422
+    r = find(api, "er", code="ABCDE-FGHIJ", name="連携 花子", birth_date="1940-02-03")
+    assert r.status_code == 422 and "code" in r.json["errors"]
+    r = find(api, "er", name="連携 花子")
+    assert r.status_code == 422 and "birth_date" in r.json["errors"]
