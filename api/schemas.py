@@ -194,6 +194,8 @@ class PatientOut(Schema):
     breakglass = fields.Boolean()
     consent = fields.Boolean()
     consent_withdrawn = fields.Boolean(metadata={"description": "care list: consent was recorded, then withdrawn"})
+    emergency_access_open = fields.Boolean(metadata={
+        "description": "someone off the team has the record open in an emergency (break-glass) now"})
     created_at = UTCDateTime()
     updated_at = UTCDateTime(allow_none=True)
     changed_since_my_last_view = fields.List(fields.String())

@@ -20,7 +20,7 @@ class Patient(Base):
     kana_index: Mapped[str | None] = mapped_column(String(64), index=True)
     # Keyed hash of the code printed on the emergency sheet (renkei/vault.py, sheet_code),
     # set when a sheet is first printed: break-glass finds the patient by it.
-    sheet_code_index: Mapped[str | None] = mapped_column(String(64), unique=True)
+    sheet_code_index: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     registered_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -105,6 +105,16 @@ def grants(actor: User, patient_id: str) -> list[dict]:
     return [_grant_out(g, patient, key, name) for g, name in rows]
 
 
+def open_now(reader: User) -> list[dict]:
+    """Emergency accesses open right now, for administrators: who, which patient (an id),
+    since and until when — the reasons stay with the team and the auditors."""
+    authz.require_staff(reader, "admin")
+    rows = db.session.execute(select(BreakGlass, User.display_name).join(User, User.id == BreakGlass.user_id)
+                              .where(BreakGlass.expires_at > utcnow()).order_by(BreakGlass.opened_at.desc())).all()
+    return [{"user_id": g.user_id, "display_name": name, "patient_id": g.patient_id,
+             "opened_at": g.opened_at, "expires_at": g.expires_at} for g, name in rows]
+
+
 def all_grants(reader: User, limit: int = 500) -> list[dict]:
     """Every emergency access with its reason, newest first, for the auditors."""
     authz.require_staff(reader, "auditor")

@@ -4,7 +4,7 @@ from datetime import date
 
 from sqlalchemy import func, select
 
-from models import Consent, Note, NoteAck, Patient, PatientSearchToken, SectionRevision, TeamMember, User, new_id, utcnow
+from models import BreakGlass, Consent, Note, NoteAck, Patient, PatientSearchToken, SectionRevision, TeamMember, User, new_id, utcnow
 from renkei import authz, crypto, db, idempotency, vault, work
 from renkei.authz import PROFESSION_ROLES, patient_access
 from renkei.problems import Problem, not_found
@@ -52,8 +52,9 @@ def patient_out(patient: Patient, role: str | None, *, breakglass=False, member=
 
 def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
     """For each patient: sections others changed since the member's last look, when the
-    record last changed, and urgent notes the member has not acknowledged. Four
-    queries however many patients (the care list and the patient page share this)."""
+    record last changed, urgent notes the member has not acknowledged, and whether
+    someone off the team has it open in an emergency now. Five queries however many
+    patients (the care list and the patient page share this)."""
     mine = (TeamMember.user_id == user_id) & TeamMember.removed_at.is_(None)
     changed: dict[str, set] = {}
     for pid, section in db.session.execute(
@@ -70,8 +71,11 @@ def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
     urgent = dict(db.session.execute(select(Note.patient_id, func.count(Note.id)).where(
         Note.patient_id.in_(ids), Note.urgent.is_(True), Note.created_by != user_id,
         Note.id.not_in(acked)).group_by(Note.patient_id)).all())
+    emergency = set(db.session.execute(select(BreakGlass.patient_id).where(
+        BreakGlass.patient_id.in_(ids), BreakGlass.expires_at > utcnow())).scalars())
     return {pid: {"changed_since_my_last_view": sorted(changed.get(pid, ())), "updated_at": updated.get(pid),
-                  "urgent_unacknowledged": urgent.get(pid, 0)} for pid in ids}
+                  "urgent_unacknowledged": urgent.get(pid, 0), "emergency_access_open": pid in emergency}
+            for pid in ids}
 
 
 def mark_viewed(member: TeamMember | None):

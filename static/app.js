@@ -627,6 +627,9 @@
         refreshTimeline(ev.note_id);
       } else if (name === "note.acked") {  // 既読 n/m moves on the author's page (only there: each refresh is an audited read)
         if ($(`#timeline li[data-note="${CSS.escape(ev.note_id)}"][data-mine]`)) refreshTimeline();
+      } else if (name === "breakglass.opened") {  // someone off the team opened the record: say so at once
+        const banner = $("#breakglass-live"); if (banner) { banner.hidden = false; flash(banner); }
+        refreshTimeline();  // the entry with who, when and why
       }
     };
     ["record.updated", "note.created", "note.acked", "team.updated", "breakglass.opened", "access.after_reset"]

@@ -1,6 +1,7 @@
 """Issue 13: the on-call physician finds the patient by the emergency sheet's code, or by
 full name and birth date together — only with a second factor, rate-limited, and with
 nothing of what was typed in the access log but a keyed hash."""
+import re
 import time
 
 import pyotp
@@ -8,7 +9,7 @@ from sqlalchemy import select
 
 from models import AuditEntry, User
 from renkei import breakglass, db, patients, vault, work
-from tests.helpers import R, team
+from tests.helpers import PASSWORD, R, team
 
 
 def enrol(api, who) -> pyotp.TOTP:
@@ -89,3 +90,18 @@ def test_a_request_names_one_way_to_find_the_patient(api):
     assert r.status_code == 422 and "code" in r.json["errors"]
     r = find(api, "er", name="連携 花子")
     assert r.status_code == 422 and "birth_date" in r.json["errors"]
+
+
+def test_administrators_see_open_emergency_accesses_without_their_reasons(api):
+    pid = team(api)
+    api.user("er", "physician", display_name="救急 医師")
+    assert api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": "夜間救急で服薬を確認"}).status_code == 201
+    web = api.app.test_client()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', web.get("/login").get_data(as_text=True)).group(1)
+    signed_in = web.post("/login", data={"login": "admin", "password": PASSWORD, "csrf_token": csrf,
+                                         "otp": pyotp.TOTP(api.admin_totp).at(time.time() + 30)})
+    assert signed_in.status_code == 302
+    page = web.get("/admin").get_data(as_text=True)
+    section = page.split('id="open-breakglass"')[1].split("</section>")[0]
+    assert "救急 医師" in section and pid in section
+    assert "夜間救急" not in page  # the reason is the team's (and the auditors') to read

@@ -206,7 +206,7 @@ def test_breakglass_from_the_sheets_qr_code_is_read_only_and_marked(browser, ser
     assert link.startswith("data:image/svg+xml") and re.fullmatch(r"[A-Z2-7]{5}-[A-Z2-7]{5}", code)
     cm.goto(f"/p/{code}")
     assert cm.url == patient_url  # a member goes straight to the record
-    cm.context.close()
+    cm.wait_for_timeout(500)  # the socket is connected: the team hears of the break-glass live
     er = signed_in(browser, server, "dr.kobayashi")  # a physician not on this team
     token = requests.post(server + "/api/v1/auth/tokens", json={"login": "dr.kobayashi", "password": PASSWORD}).json()["token"]
     auth = {"Authorization": "Bearer " + token}  # finding a patient needs a second factor: enrol one
@@ -224,3 +224,12 @@ def test_breakglass_from_the_sheets_qr_code_is_read_only_and_marked(browser, ser
     assert "フロセミド" in er.locator("#section-diseases_medications").inner_text()
     er.screenshot(path=str(SHOTS / "breakglass.png"))
     er.context.close()
+    # the team sees it: live on the open page, then a banner, an entry in the timeline, a badge in the list
+    cm.wait_for_selector("#breakglass-live:visible", timeout=10000)
+    cm.wait_for_selector("#timeline li.emergency:has-text('救急搬送先で既往歴と服薬を確認')")
+    cm.reload()
+    banner = cm.locator("[data-open-breakglass]").inner_text()
+    assert "小林 誠" in banner and "救急搬送先で既往歴と服薬を確認" in banner
+    cm.goto("/")
+    assert cm.locator(".patient-list li:has-text('山田 太郎') .badge.urgent:has-text('緊急時アクセス中')").count() == 1
+    cm.context.close()

@@ -12,7 +12,7 @@ from marshmallow import ValidationError
 
 from models import utcnow
 
-from renkei import access_log, auth, authz, db, directory, notes, patients, record, resets, teams, vault, work
+from renkei import access_log, auth, authz, breakglass, db, directory, notes, patients, record, resets, teams, vault, work
 from renkei.authz import PROFESSION_ROLES
 from renkei.problems import Problem
 from renkei.sections import SECTIONS
@@ -103,14 +103,26 @@ def register_patient():
                            may_register=bool(PROFESSION_ROLES[current_user.profession]))
 
 
+def timeline_entries(p: dict) -> tuple[list[dict], list[dict]]:
+    """The timeline's first page, with each emergency access (break-glass) as an entry
+    at its time, and the accesses open now (the team's banner). A break-glass reader
+    sees neither: what others did in an emergency is the team's to know."""
+    page = notes.timeline(current_user, p["id"], TIMELINE_ON_PAGE)
+    grants = [] if p["breakglass"] else breakglass.grants(current_user, p["id"])
+    oldest = page["items"][-1]["created_at"] if page["next_cursor"] else None
+    entries = [{"kind": "note", "at": n["created_at"], **n} for n in page["items"]]
+    entries += [{"kind": "breakglass", "at": g["opened_at"], **g} for g in grants if not oldest or g["opened_at"] >= oldest]
+    return sorted(entries, key=lambda e: e["at"], reverse=True), [g for g in grants if g["open"]]
+
+
 @page("/patients/<patient_id>", action="record.read")
 def patient(patient_id):
     p = patients.read(current_user, patient_id)  # before record.read marks this look
     chart = record.read(current_user, patient_id)
+    entries, emergency = timeline_entries(p)
     return render_template("patient.html", p=p, demo=p, sections=chart["sections"],
                            writable=chart["writable"], changed=p.get("changed_since_my_last_view", []),
-                           notes=notes.timeline(current_user, patient_id, TIMELINE_ON_PAGE)["items"],
-                           team=teams.team(current_user, patient_id)["items"])
+                           notes=entries, emergency=emergency, team=teams.team(current_user, patient_id)["items"])
 
 
 @page("/patients/<patient_id>/sections/<section>", action="record.read")
@@ -131,8 +143,7 @@ def section_history(patient_id, section):
 @page("/patients/<patient_id>/timeline", action="note.list")
 def timeline_fragment(patient_id):
     p = patients.read(current_user, patient_id)
-    return render_template("_timeline.html", p=p,
-                           notes=notes.timeline(current_user, patient_id, TIMELINE_ON_PAGE)["items"])
+    return render_template("_timeline.html", p=p, notes=timeline_entries(p)[0])
 
 
 @page("/patients/<patient_id>/sheet", action="record.read")
@@ -223,7 +234,8 @@ def account_totp():
 @page("/admin", who="admin")
 def admin():
     return render_template("admin.html", orgs=directory.organizations(),
-                           users=directory.people(current_user, include_disabled=True))
+                           users=directory.people(current_user, include_disabled=True),
+                           emergency=breakglass.open_now(current_user))
 
 
 def audit_query() -> tuple[dict, dict]:

@@ -13,21 +13,17 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ADD/DROP COLUMN and an index (no batch table copies): on SQLite, recreating
+# `patients` would trip the foreign keys that point at it.
 def upgrade():
-    with op.batch_alter_table('organizations') as batch_op:
-        batch_op.add_column(sa.Column('phone', sa.String(length=40), nullable=True))
-    with op.batch_alter_table('users') as batch_op:
-        batch_op.add_column(sa.Column('phone', sa.String(length=40), nullable=True))
-    with op.batch_alter_table('patients') as batch_op:
-        batch_op.add_column(sa.Column('sheet_code_index', sa.String(length=64), nullable=True))
-        batch_op.create_unique_constraint(batch_op.f('uq_patients_sheet_code_index'), ['sheet_code_index'])
+    op.add_column('organizations', sa.Column('phone', sa.String(length=40), nullable=True))
+    op.add_column('users', sa.Column('phone', sa.String(length=40), nullable=True))
+    op.add_column('patients', sa.Column('sheet_code_index', sa.String(length=64), nullable=True))
+    op.create_index(op.f('ix_patients_sheet_code_index'), 'patients', ['sheet_code_index'], unique=True)
 
 
 def downgrade():
-    with op.batch_alter_table('patients') as batch_op:
-        batch_op.drop_constraint(batch_op.f('uq_patients_sheet_code_index'), type_='unique')
-        batch_op.drop_column('sheet_code_index')
-    with op.batch_alter_table('users') as batch_op:
-        batch_op.drop_column('phone')
-    with op.batch_alter_table('organizations') as batch_op:
-        batch_op.drop_column('phone')
+    op.drop_index(op.f('ix_patients_sheet_code_index'), table_name='patients')
+    op.drop_column('patients', 'sheet_code_index')
+    op.drop_column('users', 'phone')
+    op.drop_column('organizations', 'phone')

@@ -41,8 +41,9 @@ def test_existing_rows_are_resealed_by_the_migration_both_ways(api):
     with api.app.app_context():
         with engine.begin() as conn:
             command.downgrade(alembic_config(conn), "0004")
-    # sealed the old way now: today's code cannot read them until the migration runs
-    assert api.call("cm", "GET", f"{R}/{pid}/record/condition").status_code == 500
+    # sealed the old way now: today's code cannot read them until the migration runs (500:
+    # they do not decrypt; 503: the schema lacks columns added since, e.g. 0009's)
+    assert api.call("cm", "GET", f"{R}/{pid}/record/condition").status_code in (500, 503)
     with api.app.app_context():
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), "head")
