@@ -3,7 +3,8 @@ from flask import Response, stream_with_context
 from flask_login import current_user
 
 from api.pipeline import endpoint
-from api.schemas import AuditList, AuditQuery, AuditVerify, Checkpoint, CheckpointResult
+from api.schemas import (AuditList, AuditPatientList, AuditQuery, AuditVerify, Checkpoint, CheckpointResult,
+                         PatientSearch)
 from renkei import access_log
 
 
@@ -11,6 +12,13 @@ from renkei import access_log
           action="audit.read", auth="audit", query=AuditQuery, response=AuditList)
 def search(query):
     return access_log.search(current_user, query)  # entries are dumped once, by the response schema
+
+
+@endpoint("POST", "/audit/patients", summary="Find a patient by full name or kana, to filter the log by (auditors)",
+          tag="audit", action="audit.patient_search", auth="audit", body=PatientSearch, response=AuditPatientList)
+def find_patients(body):
+    # POST: the name travels in the body, never in a URL that logs would keep.
+    return {"items": access_log.find_patients(current_user, body["name"])}
 
 
 @endpoint("GET", "/audit/verify", summary="Verify the hash chain of the access log", tag="audit",

@@ -177,6 +177,17 @@ class PatientQuery(Strict):
     """No filters in the URL: a name in a URL ends up in server and proxy logs."""
 
 
+class AuditPatientOut(Schema):
+    id = fields.String()
+    name = fields.String()
+    name_kana = fields.String()
+    birth_date = fields.String()
+
+
+class AuditPatientList(Schema):
+    items = fields.List(fields.Nested(AuditPatientOut))
+
+
 class PatientSearch(Strict):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100),
                          metadata={"description": "full name or kana, or the beginning of the family name (blind index)"})

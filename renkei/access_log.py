@@ -8,8 +8,8 @@ from datetime import timedelta, timezone
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 
-from models import AuditAnchor, AuditEntry, Note, Organization, SectionRevision, User, utcnow
-from renkei import audit, authz, db, work
+from models import AuditAnchor, AuditEntry, Note, Organization, Patient, SectionRevision, User, utcnow
+from renkei import audit, authz, crypto, db, patients, vault, work
 
 EXPORT_BATCH = 5000
 ACTION = re.compile(r"^[a-z_]{1,20}\.[a-z_]{1,19}$")
@@ -104,6 +104,30 @@ def export_entries(reader: User, query: dict):
             after = page[-1].seq
             db.session.expunge_all()
     return entries()
+
+
+def find_patients(reader: User, name: str) -> list[dict]:
+    """Patients whose full name or kana this is (exact, through the blind index), for an
+    auditor answering "who saw my record?": id, name, kana and birth date only, never
+    clinical content. The typed name enters the access log as a keyed digest."""
+    authz.require_staff(reader, "audit")
+    work.describe(detail="name=" + vault.keyed_digest("audit_patient_search", crypto.normalize_name(name)))
+    wanted = vault.name_index(name)
+    rows = db.session.execute(select(Patient).where((Patient.name_index == wanted) | (Patient.kana_index == wanted),
+                                                    Patient.deleted_at.is_(None))).scalars()
+    return [_identity(p) for p in rows]
+
+
+def patient_identity(reader: User, patient_id: str) -> dict | None:
+    """Who a patient id in the log is (name, kana, birth date), or None if unknown or shredded."""
+    authz.require_staff(reader, "audit")
+    patient = db.session.get(Patient, patient_id) if audit.UUID.match(patient_id or "") else None
+    return _identity(patient) if patient is not None and patient.demographics_ct is not None else None
+
+
+def _identity(patient: Patient) -> dict:
+    d = patients.demographics(patient)
+    return {"id": patient.id, "name": d["name"], "name_kana": d["name_kana"], "birth_date": d["birth_date"]}
 
 
 def verify(reader: User) -> dict:

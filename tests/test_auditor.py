@@ -56,6 +56,21 @@ def test_live_connections_can_be_left_out_of_the_log_view(api):
     assert actions("&connections=false&action=realtime.connect") == {"realtime.connect"}  # asked for by name
 
 
+def test_an_auditor_finds_a_patient_by_name_in_a_post_body_and_the_log_keeps_no_name(api):
+    pid = team(api)  # 連携 花子 / れんけい はなこ
+    api.user("aud", "other", is_auditor=True)
+    for typed in ("連携 花子", "レンケイハナコ"):
+        found = api.call("aud", "POST", "/api/v1/audit/patients", {"name": typed}).json["items"]
+        assert [(p["id"], p["name"], p["birth_date"]) for p in found] == [(pid, "連携 花子", "1940-02-03")]
+        assert set(found[0]) == {"id", "name", "name_kana", "birth_date"}  # nothing clinical
+    assert api.call("aud", "POST", "/api/v1/audit/patients", {"name": "連携"}).json["items"] == []  # exact only
+    assert api.call("cm", "POST", "/api/v1/audit/patients", {"name": "連携 花子"}).status_code == 403
+    searches = api.call("aud", "GET", "/api/v1/audit?action=audit.patient_search").json["items"]
+    assert [e["outcome"] for e in searches] == ["denied", "ok", "ok", "ok"]  # newest first: the care manager's
+    assert all(e["detail"].startswith("name=") for e in searches if e["outcome"] == "ok")
+    assert not any("連携" in (e["detail"] or "") or "レンケイ" in (e["detail"] or "") for e in searches)
+
+
 # --- in the browser ----------------------------------------------------------------------
 
 @pytest.mark.browser
@@ -64,6 +79,9 @@ def test_the_auditor_pages_back_past_100_entries_and_reads_labels_and_a_spreadsh
                           json={"login": "cm.tanaka", "password": DEMO_PASSWORD}).json()["token"]
     for _ in range(110):  # enough entries for more than one page
         requests.get(demo_server + R, headers={"Authorization": "Bearer " + token})
+    yamada = next(p["id"] for p in requests.get(demo_server + R, headers={"Authorization": "Bearer " + token}).json()["items"]
+                  if p["name"] == "山田 太郎")
+    requests.get(f"{demo_server}{R}/{yamada}/record", headers={"Authorization": "Bearer " + token})  # who saw it
     signed_in_page(browser, demo_server, "cm.tanaka", DEMO_PASSWORD, **TABLET).context.close()  # a socket connects
     page = signed_in_page(browser, demo_server, "auditor", DEMO_PASSWORD, viewport={"width": 1366, "height": 900})
     page.goto("/admin/audit")
@@ -96,6 +114,21 @@ def test_the_auditor_pages_back_past_100_entries_and_reads_labels_and_a_spreadsh
     assert len(body) > 100 and {row[2] for row in body} == {"田中 美咲"}
     assert all(row[1].endswith("+09:00") for row in body)
     assert {row[4] for row in body} == {"みどり居宅介護支援事業所"} and "担当利用者一覧" in {row[5] for row in body}
+
+    # "who saw my record?": the auditor types the patient's name; the log shows whose it is
+    page.goto("/admin/audit")
+    page.fill("#audit-patient input[name=name]", "やまだ たろう")
+    page.click("#audit-patient button[type=submit]")
+    page.wait_for_url("**patient_id=*")
+    assert "山田 太郎" in page.locator("#filter-patient").inner_text()
+    assert "やまだ" not in page.url and "%E3%82%84" not in page.url  # the name never travels in a URL
+    assert page.url.endswith("patient_id=" + yamada)
+    assert set(page.locator("table.audit td:nth-child(5)").all_inner_texts()) == {yamada}
+    with page.expect_download() as download:
+        page.locator("a:has-text('CSV出力')").click()
+    table = list(csv.reader(io.StringIO(open(download.value.path(), "rb").read().decode("utf-8-sig"))))
+    column = table[0].index("利用者")
+    assert {row[column] for row in table[1:]} == {"山田 太郎"}
 
     # a reversed range says so in Japanese
     page.goto("/admin/audit?since=2026-11-30&until=2026-11-01")

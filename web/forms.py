@@ -79,7 +79,7 @@ ACTION_LABELS = {
     "directory.totp_reset": _l("二要素認証のリセット"), "directory.reset_request": _l("アクセスリセットの申請"),
     "directory.reset_approve": _l("アクセスリセットの承認"), "directory.reset_server": _l("サーバーでのアクセスリセット"),
     "audit.read": _l("アクセスログの閲覧"), "audit.export": _l("アクセスログの出力"), "audit.verify": _l("改ざん検証"),
-    "audit.checkpoint": _l("チェックポイントの取得"), "audit.archive": _l("アクセスログのアーカイブ"),
+    "audit.checkpoint": _l("チェックポイントの取得"), "audit.patient_search": _l("アクセスログの利用者検索"), "audit.archive": _l("アクセスログのアーカイブ"),
     "audit.breakglass": _l("緊急時アクセスの一覧（監査）"), "usage.read": _l("活用状況の閲覧"), "demo.seed": _l("デモデータの作成"),
 }
 OUTCOME_LABELS = {"ok": _l("成功"), "denied": _l("拒否"), "not_found": _l("該当なし"), "invalid": _l("入力エラー"),
@@ -90,13 +90,15 @@ SEX_LABELS = {"male": _l("男性"), "female": _l("女性"), "other": _l("その�
 
 AUDIT_SHEET_COLUMNS = [("seq", _l("番号")), ("at", _l("日時（日本時間）")), ("actor", _l("操作者")),
                        ("actor_id", _l("操作者ID")), ("organization", _l("所属")), ("action_label", _l("操作")),
-                       ("action", _l("操作コード")), ("patient_id", _l("利用者ID")), ("section", _l("項目")),
+                       ("action", _l("操作コード")), ("patient_id", _l("利用者ID")), ("patient", _l("利用者")),
+                       ("section", _l("項目")),
                        ("outcome", _l("結果")), ("client_addr", _l("端末")), ("request_id", _l("リクエストID")),
                        ("detail", _l("詳細"))]
 
 
-def audit_sheet(entries, names: dict, org_names: dict, chunk: int = 65536):
-    """The access log as the page's CSV: text chunks, the first opening with a BOM."""
+def audit_sheet(entries, names: dict, org_names: dict, patient_names: dict, chunk: int = 65536):
+    """The access log as the page's CSV: text chunks, the first opening with a BOM. A
+    patient's name is filled in only for the patient the auditor filtered by."""
     buf = io.StringIO()
     buf.write("\ufeff")  # Excel reads UTF-8 only with it
     writer = csv.writer(buf)
@@ -106,7 +108,7 @@ def audit_sheet(entries, names: dict, org_names: dict, chunk: int = 65536):
         row = {"seq": e.seq, "at": at, "actor": names.get(e.actor_id, ""), "actor_id": e.actor_id,
                "organization": org_names.get(e.actor_org_id, ""),
                "action_label": str(ACTION_LABELS.get(e.action, e.action)), "action": e.action,
-               "patient_id": e.patient_id, "section": str(SECTIONS[e.section].title) if e.section in SECTIONS else e.section,
+               "patient_id": e.patient_id, "patient": patient_names.get(e.patient_id, ""), "section": str(SECTIONS[e.section].title) if e.section in SECTIONS else e.section,
                "outcome": str(OUTCOME_LABELS.get(e.outcome, e.outcome)), "client_addr": e.client_addr,
                "request_id": e.request_id, "detail": e.detail}
         writer.writerow([audit.safe_cell(row[name]) for name, _ in AUDIT_SHEET_COLUMNS])

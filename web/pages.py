@@ -263,9 +263,24 @@ def audit_page():
     # API for it after loading; without JavaScript, ?verify=1 does it here.
     chain = access_log.verify(current_user) if request.args.get("verify") else None
     filters = {k: v for k, v in request.args.items() if k not in ("verify", "cursor") and v}
+    patient = access_log.patient_identity(current_user, query.get("patient_id")) if query.get("patient_id") else None
     return render_template("audit.html", entries=found["items"], next_cursor=found["next_cursor"],
                            names={u.id: u.display_name for u in people}, args=request.args, filters=filters,
-                           errors=errors, chain=chain, anchor=access_log.archived_through(), users=people)
+                           errors=errors, chain=chain, anchor=access_log.archived_through(), users=people,
+                           patient=patient, choices=None)
+
+
+@page("/admin/audit/patient", action="audit.patient_search", who="audit", methods=("POST",))
+def audit_find_patient():
+    """The auditor types a name (in the form's body, never a URL): one patient → the log
+    filtered to them; several → choose by birth date; none → say so."""
+    found = access_log.find_patients(current_user, request.form.get("name", ""))
+    if len(found) == 1:
+        return redirect(url_for("web.audit_page", patient_id=found[0]["id"]))
+    people = access_log.everyone(current_user)
+    return render_template("audit.html", entries=[], next_cursor=None, names={u.id: u.display_name for u in people},
+                           args={}, filters={}, errors={}, chain=None, anchor=access_log.archived_through(),
+                           users=people, patient=None, choices=found)
 
 
 @page("/admin/audit/export.csv", action="audit.export", who="audit")
@@ -277,8 +292,10 @@ def audit_export():
     if errors:
         raise Problem(422, "invalid filters")
     people = access_log.everyone(current_user)
+    patient = access_log.patient_identity(current_user, query.get("patient_id")) if query.get("patient_id") else None
     lines = audit_sheet(access_log.export_entries(current_user, query), {u.id: u.display_name for u in people},
-                        {o["id"]: o["name"] for o in directory.organizations()})
+                        {o["id"]: o["name"] for o in directory.organizations()},
+                        {patient["id"]: patient["name"]} if patient else {})
     return Response(stream_with_context(lines), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="renkei-access-log.csv"'})
 
