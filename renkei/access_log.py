@@ -8,7 +8,8 @@ from datetime import timedelta, timezone
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 
-from models import AuditAnchor, AuditEntry, Note, Organization, Patient, SectionRevision, User, utcnow
+from models import (AuditAnchor, AuditEntry, BreakGlass, Consent, Note, Organization, Patient, SectionRevision,
+                    User, utcnow)
 from renkei import audit, authz, crypto, db, patients, vault, work
 
 EXPORT_BATCH = 5000
@@ -157,7 +158,9 @@ def everyone(reader: User) -> list[User]:
 
 
 def usage(reader: User, days: int = 30, weeks: int = 8) -> dict:
-    """活用状況: organisations and people active, by profession; updates and notes per week."""
+    """活用状況: organisations and people active in the last `days`, by profession;
+    patients with consent; break-glass openings and notes by profession in those days;
+    updates and notes per week for `weeks` weeks."""
     authz.require_staff(reader, "audit")
     now = utcnow()
     active = select(AuditEntry.actor_id).where(AuditEntry.at >= now - timedelta(days=days),
@@ -176,7 +179,19 @@ def usage(reader: User, days: int = 30, weeks: int = 8) -> dict:
         notes = db.session.execute(select(func.count(Note.id)).where(
             Note.created_at >= start, Note.created_at < end)).scalar()
         per_week.append({"start": start.date(), "updates": updates, "notes": notes})
+    since = now - timedelta(days=days)
+    notes_by_profession = db.session.execute(
+        select(User.profession, func.count(Note.id)).join(User, User.id == Note.created_by)
+        .where(Note.created_at >= since).group_by(User.profession)).all()
+    live = Patient.deleted_at.is_(None)
+    consented = select(Consent.patient_id).where(Consent.withdrawn_at.is_(None))
     totals = {"organizations": db.session.execute(select(func.count(Organization.id))).scalar(),
               "users": db.session.execute(select(func.count(User.id)).where(User.disabled.is_(False))).scalar(),
-              "orgs_active": orgs_active, "people_active": sum(n for _, n in by_profession)}
-    return {"totals": totals, "by_profession": by_profession, "weeks": per_week}
+              "orgs_active": orgs_active, "people_active": sum(n for _, n in by_profession),
+              "patients": db.session.execute(select(func.count(Patient.id)).where(live)).scalar(),
+              "patients_with_consent": db.session.execute(select(func.count(Patient.id)).where(
+                  live, Patient.id.in_(consented))).scalar(),
+              "breakglass": db.session.execute(select(func.count(BreakGlass.id)).where(
+                  BreakGlass.opened_at >= since)).scalar()}
+    return {"totals": totals, "by_profession": by_profession, "notes_by_profession": notes_by_profession,
+            "weeks": per_week, "days": days}

@@ -3,12 +3,13 @@ a reversed date range refused, Japanese labels, a CSV a spreadsheet opens, and t
 app's own page for an unknown address."""
 import csv
 import io
+import re
 
 import pytest
 import requests
 
 from renkei import work
-from tests.helpers import R, TABLET, signed_in_page, team
+from tests.helpers import PASSWORD, R, TABLET, signed_in_page, team
 
 DEMO_PASSWORD = "renkei-demo-2026"
 
@@ -147,3 +148,26 @@ def test_an_unknown_address_gets_the_apps_own_page_and_the_site_has_an_icon(brow
     assert icon.status_code == 200 and icon.headers["Content-Type"].startswith("image/svg+xml")
     assert page.locator("link[rel=icon]").count() == 1
     page.context.close()
+
+
+def test_the_usage_page_counts_consents_emergency_accesses_and_notes_by_profession_and_exports_them(api):
+    pid = team(api)  # with consent; the physician and the pharmacist on the team
+    api.patient("cm", consent=False)
+    api.user("er", "nurse")
+    api.user("aud", "other", is_auditor=True)
+    assert api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": "夜間の急変で確認"}).status_code == 201
+    for who in ("doc", "doc", "pharm"):
+        api.call(who, "POST", f"{R}/{pid}/notes", {"body": "訪問しました", "category": "observation"})
+    web = api.app.test_client()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', web.get("/login").get_data(as_text=True)).group(1)
+    assert web.post("/login", data={"login": "aud", "password": PASSWORD, "csrf_token": csrf}).status_code == 302
+    page = web.get("/admin/usage").get_data(as_text=True)
+    assert "直近30日" in page and "直近8週" in page  # the title no longer promises 30 days for an 8-week chart
+    assert re.search(r'id="patients-with-consent">1 / 2<', page) and re.search(r'id="breakglass-count">1<', page)
+    by_profession = page.split('id="notes-by-profession"')[1].split("</section>")[0]
+    assert re.search(r"医師</td><td>2<", by_profession) and re.search(r"薬剤師</td><td>1<", by_profession)
+    sheet = web.get("/admin/usage.csv")
+    assert sheet.data.startswith("\ufeff".encode())
+    rows = dict(csv.reader(io.StringIO(sheet.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows["同意が記録された利用者"] == "1" and rows["緊急時アクセス（直近30日）"] == "1"
+    assert rows["連絡帳の投稿（医師）"] == "2"

@@ -88,6 +88,12 @@ OUTCOME_LABELS = {"ok": _l("成功"), "denied": _l("拒否"), "not_found": _l("�
 SEX_LABELS = {"male": _l("男性"), "female": _l("女性"), "other": _l("その他"), "unknown": _l("不明")}
 
 
+# 活用状況: the headline figures, in the order the page and its CSV show them.
+USAGE_FIGURES = [("orgs_active", _l("利用のあった事業所（直近30日）")), ("organizations", _l("登録事業所")),
+                 ("people_active", _l("利用のあった人（直近30日）")), ("users", _l("登録者")),
+                 ("patients_with_consent", _l("同意が記録された利用者")), ("patients", _l("登録された利用者")),
+                 ("breakglass", _l("緊急時アクセス（直近30日）"))]
+
 AUDIT_SHEET_COLUMNS = [("seq", _l("番号")), ("at", _l("日時（日本時間）")), ("actor", _l("操作者")),
                        ("actor_id", _l("操作者ID")), ("organization", _l("所属")), ("action_label", _l("操作")),
                        ("action", _l("操作コード")), ("patient_id", _l("利用者ID")), ("patient", _l("利用者")),

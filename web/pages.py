@@ -2,11 +2,15 @@
 account, administration, access log. Each page calls the core's services (which do the
 authorisation, renkei.authz) and renders what they return; writes go from the page to
 the JSON API with the session cookie and a CSRF header."""
+import csv
+import io
 from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 import segno
-from flask import Response, current_app, make_response, redirect, render_template, request, session, stream_with_context, url_for
+from flask import (Response, current_app, make_response, redirect, render_template, request, session,
+                   stream_with_context, url_for)
+from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from marshmallow import ValidationError
 
@@ -17,7 +21,7 @@ from renkei.authz import PROFESSION_ROLES
 from renkei.problems import Problem
 from renkei.sections import SECTIONS
 from renkei.timefmt import iso
-from web.forms import audit_sheet, diff
+from web.forms import PROFESSION_LABELS, USAGE_FIGURES, audit_sheet, diff
 from web.pipeline import bp, page
 
 TIMELINE_ON_PAGE = 30
@@ -306,6 +310,22 @@ def usage():
     figures = access_log.usage(current_user)
     return render_template("usage.html", **figures,
                            peak=max([1] + [max(w["updates"], w["notes"]) for w in figures["weeks"]]))
+
+
+@page("/admin/usage.csv", action="usage.read", who="audit")
+def usage_csv():
+    """The 活用状況 figures as a CSV for the municipality's report (BOM: Excel)."""
+    f = access_log.usage(current_user)
+    rows = [(_("項目"), _("値"))] + [(label, f["totals"][key]) for key, label in USAGE_FIGURES]
+    rows += [(_("利用のあった人（%(p)s）", p=PROFESSION_LABELS[p]), n) for p, n in f["by_profession"]]
+    rows += [(_("連絡帳の投稿（%(p)s）", p=PROFESSION_LABELS[p]), n) for p, n in f["notes_by_profession"]]
+    rows += [(_("週 %(d)s: 記録の更新", d=w["start"]), w["updates"]) for w in f["weeks"]]
+    rows += [(_("週 %(d)s: 連絡帳の投稿", d=w["start"]), w["notes"]) for w in f["weeks"]]
+    buf = io.StringIO()
+    buf.write("\ufeff")
+    csv.writer(buf).writerows([(str(a), b) for a, b in rows])
+    return Response(buf.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="renkei-usage.csv"'})
 
 
 @page("/breakglass")
