@@ -15,7 +15,8 @@ def search(query):
 
 
 @endpoint("POST", "/audit/patients", summary="Find a patient by full name or kana, to filter the log by (auditors)",
-          tag="audit", action="audit.patient_search", auth="audit", body=PatientSearch, response=AuditPatientList)
+          tag="audit", action="audit.patient_search", auth="audit", body=PatientSearch, response=AuditPatientList,
+          errors=(403, 429))
 def find_patients(body):
     # POST: the name travels in the body, never in a URL that logs would keep.
     return {"items": access_log.find_patients(current_user, body["name"])}

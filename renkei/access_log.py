@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 
 from models import (AuditAnchor, AuditEntry, BreakGlass, Consent, Note, Organization, Patient, SectionRevision,
                     User, utcnow)
-from renkei import audit, authz, crypto, db, patients, vault, work
+from renkei import audit, auth, authz, crypto, db, patients, vault, work
 
 EXPORT_BATCH = 5000
+SEARCHES_PER_WINDOW = 30  # an auditor's name searches per lockout window (settings.lockout_seconds)
 ACTION = re.compile(r"^[a-z_]{1,20}\.[a-z_]{1,19}$")
 
 
@@ -110,18 +111,24 @@ def export_entries(reader: User, query: dict):
 def find_patients(reader: User, name: str) -> list[dict]:
     """Patients whose full name or kana this is (exact, through the blind index), for an
     auditor answering "who saw my record?": id, name, kana and birth date only, never
-    clinical content. The typed name enters the access log as a keyed digest."""
-    authz.require_staff(reader, "audit")
-    work.describe(detail="name=" + vault.keyed_digest("audit_patient_search", crypto.normalize_name(name)))
+    clinical content. Auditors only (administrators never learn who is a patient), 30
+    searches per person per lockout window; the access log keeps a keyed digest of the
+    typed name and the ids it found."""
+    authz.require_staff(reader, "auditor")
+    typed = vault.keyed_digest("audit_patient_search", crypto.normalize_name(name))
+    work.describe(detail="name=" + typed)
+    auth.count_lookup("audit_patient_search", reader, SEARCHES_PER_WINDOW)
     wanted = vault.name_index(name)
-    rows = db.session.execute(select(Patient).where((Patient.name_index == wanted) | (Patient.kana_index == wanted),
-                                                    Patient.deleted_at.is_(None))).scalars()
+    rows = list(db.session.execute(select(Patient).where(
+        (Patient.name_index == wanted) | (Patient.kana_index == wanted), Patient.deleted_at.is_(None))).scalars())
+    work.describe(detail=f"name={typed};found=" + ",".join(p.id for p in rows[:4]) + (",…" if len(rows) > 4 else ""))
     return [_identity(p) for p in rows]
 
 
 def patient_identity(reader: User, patient_id: str) -> dict | None:
-    """Who a patient id in the log is (name, kana, birth date), or None if unknown or shredded."""
-    authz.require_staff(reader, "audit")
+    """Who a patient id in the log is (name, kana, birth date), or None if unknown or
+    shredded. Auditors only."""
+    authz.require_staff(reader, "auditor")
     patient = db.session.get(Patient, patient_id) if audit.UUID.match(patient_id or "") else None
     return _identity(patient) if patient is not None and patient.demographics_ct is not None else None
 

@@ -38,8 +38,9 @@ def open_found(actor: User, reason: str, otp: str | None, code: str | None = Non
     oracle of who is a patient, so it needs the second factor first, is rate-limited
     per person, and leaves in the access log only a keyed hash of what was typed."""
     _may_break_glass(actor)
-    typed = code if code else f"{crypto.normalize_name(name)}|{birth_date.isoformat()}"
-    work.describe(detail="lookup=" + vault.keyed_digest("breakglass_lookup", typed))
+    typed = vault.sheet_code_digest(code) if code else vault.keyed_digest(
+        "breakglass_lookup", f"{crypto.normalize_name(name)}|{birth_date.isoformat()}")
+    work.describe(detail=("code=" if code else "lookup=") + typed)
     auth.count_lookup("breakglass", actor, LOOKUPS_PER_WINDOW)
     if not actor.totp_enabled:
         raise Problem(403, "Finding a patient needs your second factor: enrol it on your account page first.",
@@ -47,6 +48,7 @@ def open_found(actor: User, reason: str, otp: str | None, code: str | None = Non
     if not auth.check_totp(actor, otp):
         raise Problem(401, "Confirm with a one-time code from your authenticator app.",
                       type_="/problems/otp-required", otp_required=True)
+    db.session.commit()  # the code is spent even if nothing is found: one code, one lookup
     patient = patients.by_sheet_code(code) if code else _by_name_and_birth(name, birth_date)
     if patient is None or patient.wrapped_key is None:
         raise not_found()
@@ -59,7 +61,8 @@ def _by_name_and_birth(name: str, birth_date: date) -> Patient | None:
     candidates = db.session.execute(select(Patient).where(
         (Patient.name_index == wanted) | (Patient.kana_index == wanted), Patient.deleted_at.is_(None))).scalars()
     found = [p for p in candidates if patients.demographics(p)["birth_date"] == birth_date.isoformat()]
-    if len(found) > 1:
+    if len(found) > 1:  # the log says which, as it would for a grant
+        work.current().mark("candidates=" + ",".join(p.id for p in found[:4]))
         raise Problem(409, "More than one patient has this name and birth date: use the code on the sheet.")
     return found[0] if found else None
 
@@ -96,11 +99,15 @@ def _grant_out(grant: BreakGlass, patient: Patient, key: bytes, name: str) -> di
 
 
 def grants(actor: User, patient_id: str) -> list[dict]:
-    """Who opened this patient's record in an emergency, when and why (the team sees it)."""
-    patient = patient_access(actor, patient_id, authz.READ).patient
-    rows = db.session.execute(select(BreakGlass, User.display_name).join(User, User.id == BreakGlass.user_id)
-                              .where(BreakGlass.patient_id == patient.id)
-                              .order_by(BreakGlass.opened_at.desc())).all()
+    """Who opened this patient's record in an emergency, when and why — for the team; a
+    break-glass reader sees only their own grants."""
+    access = patient_access(actor, patient_id, authz.READ)
+    patient = access.patient
+    stmt = select(BreakGlass, User.display_name).join(User, User.id == BreakGlass.user_id).where(
+        BreakGlass.patient_id == patient.id)
+    if access.breakglass:
+        stmt = stmt.where(BreakGlass.user_id == actor.id)
+    rows = db.session.execute(stmt.order_by(BreakGlass.opened_at.desc())).all()
     key = vault.patient_key(patient)  # unwrapped once, not per grant
     return [_grant_out(g, patient, key, name) for g, name in rows]
 

@@ -135,12 +135,22 @@ def sheet_code(patient_id: str) -> str:
     return f"{code[:5].decode()}-{code[5:10].decode()}"
 
 
-def sheet_code_index(typed: str) -> str:
-    """The keyed hash the patient is found by, from a code as someone typed it (spaces,
-    hyphens, lower case, full-width, and 0/1/8 for O/I/B forgiven)."""
+def _typed_code(typed: str) -> str:
+    """A sheet code as someone typed it, made canonical: spaces, hyphens, lower case,
+    full-width, and 0/1/8 for O/I/B forgiven."""
     code = unicodedata.normalize("NFKC", typed).upper().translate(_CODE_CONFUSABLES)
-    code = "".join(ch for ch in code if ch.isalnum())
-    return hmac.new(system_key("blind_index"), b"sheet-code|" + code.encode(), hashlib.sha256).hexdigest()
+    return "".join(ch for ch in code if ch.isalnum())
+
+
+def sheet_code_index(typed: str) -> str:
+    """The keyed hash the patient is found by."""
+    return hmac.new(system_key("blind_index"), b"sheet-code|" + _typed_code(typed).encode(), hashlib.sha256).hexdigest()
+
+
+def sheet_code_digest(typed: str) -> str:
+    """What the access log keeps of a typed or scanned code: one digest per code however
+    it was typed (so an auditor can link probes of one code), never the code."""
+    return keyed_digest("sheet_code_typed", _typed_code(typed))
 
 
 _CODE_CONFUSABLES = str.maketrans({"0": "O", "1": "I", "8": "B"})  # not in the base32 alphabet

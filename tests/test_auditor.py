@@ -66,9 +66,12 @@ def test_an_auditor_finds_a_patient_by_name_in_a_post_body_and_the_log_keeps_no_
         assert set(found[0]) == {"id", "name", "name_kana", "birth_date"}  # nothing clinical
     assert api.call("aud", "POST", "/api/v1/audit/patients", {"name": "連携"}).json["items"] == []  # exact only
     assert api.call("cm", "POST", "/api/v1/audit/patients", {"name": "連携 花子"}).status_code == 403
+    # administrators never learn who is a patient (a security review: they could, here)
+    assert api.call("admin", "POST", "/api/v1/audit/patients", {"name": "連携 花子"}).status_code == 403
     searches = api.call("aud", "GET", "/api/v1/audit?action=audit.patient_search").json["items"]
-    assert [e["outcome"] for e in searches] == ["denied", "ok", "ok", "ok"]  # newest first: the care manager's
+    assert [e["outcome"] for e in searches] == ["denied", "denied", "ok", "ok", "ok"]  # newest first
     assert all(e["detail"].startswith("name=") for e in searches if e["outcome"] == "ok")
+    assert [e["detail"].endswith("found=" + pid) for e in searches if e["outcome"] == "ok"] == [False, True, True]
     assert not any("連携" in (e["detail"] or "") or "レンケイ" in (e["detail"] or "") for e in searches)
 
 
@@ -171,3 +174,11 @@ def test_the_usage_page_counts_consents_emergency_accesses_and_notes_by_professi
     rows = dict(csv.reader(io.StringIO(sheet.get_data(as_text=True).lstrip("\ufeff"))))
     assert rows["同意が記録された利用者"] == "1" and rows["緊急時アクセス（直近30日）"] == "1"
     assert rows["連絡帳の投稿（医師）"] == "2"
+
+
+def test_an_auditors_name_searches_are_rate_limited(api):
+    from renkei import access_log
+    api.user("aud", "other", is_auditor=True)
+    answers = [api.call("aud", "POST", "/api/v1/audit/patients", {"name": f"名前{i}"}).status_code
+               for i in range(access_log.SEARCHES_PER_WINDOW + 1)]
+    assert answers[:-1] == [200] * access_log.SEARCHES_PER_WINDOW and answers[-1] == 429

@@ -105,3 +105,41 @@ def test_administrators_see_open_emergency_accesses_without_their_reasons(api):
     section = page.split('id="open-breakglass"')[1].split("</section>")[0]
     assert "救急 医師" in section and pid in section
     assert "夜間救急" not in page  # the reason is the team's (and the auditors') to read
+
+
+def test_one_time_code_opens_one_lookup_even_when_nothing_is_found(api):
+    """From a security review: a 404 rolled the spent code back, so one code (seen over a
+    shoulder) was good for a whole window of probes."""
+    team(api)
+    api.user("er", "physician")
+    totp = enrol(api, "er")
+    code = next_code(totp)
+    assert find(api, "er", code="AAAAA-AAAAA", otp=code).status_code == 404
+    assert find(api, "er", code="BBBBB-BBBBB", otp=code).status_code == 401
+
+
+def test_a_break_glass_reader_sees_only_their_own_grant(api):
+    """From a security review: under break-glass, GET …/breakglass listed every other
+    person's grant with its reason."""
+    pid = team(api)
+    api.user("er", "physician")
+    api.user("er2", "nurse")
+    for who, reason in (("er", "一人目の救急対応"), ("er2", "二人目の救急対応")):
+        assert api.call(who, "POST", f"{R}/{pid}/breakglass", {"reason": reason}).status_code == 201
+    seen = api.call("er2", "GET", f"{R}/{pid}/breakglass").json["items"]
+    assert [g["reason"] for g in seen] == ["二人目の救急対応"]
+    assert len(api.call("cm", "GET", f"{R}/{pid}/breakglass").json["items"]) == 2  # the team sees both
+
+
+def test_a_code_leaves_one_digest_in_the_log_however_it_was_typed(api):
+    pid = team(api)
+    code = printed_code(api, pid)
+    api.user("er", "physician")
+    api.user("er2", "physician")
+    totp, totp2 = enrol(api, "er"), enrol(api, "er2")
+    assert find(api, "er", code=code, otp=next_code(totp)).status_code == 201
+    assert find(api, "er2", code=code.lower().replace("-", "").replace("O", "0"), otp=next_code(totp2)).status_code == 201
+    with api.app.app_context():
+        details = db.session.execute(select(AuditEntry.detail).where(AuditEntry.action == "breakglass.open")).scalars().all()
+    with api.app.app_context():
+        assert details == ["code=" + vault.sheet_code_digest(code)] * 2

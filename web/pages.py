@@ -172,7 +172,7 @@ def open_by_code(code):
     break-glass form with the code filled in — the same answer whether or not the code
     matched, so the address tells a non-member nothing."""
     patient = patients.by_sheet_code(code)
-    work.describe(detail="code=" + vault.keyed_digest("sheet_code_typed", code))  # the code itself is not kept
+    work.describe(detail="code=" + vault.sheet_code_digest(code))  # the code itself is not kept
     if patient is not None and authz.current_membership(patient.id, current_user.id) is not None:
         return redirect(url_for("web.patient", patient_id=patient.id))
     return redirect(url_for("web.breakglass_page", code=code))
@@ -267,14 +267,15 @@ def audit_page():
     # API for it after loading; without JavaScript, ?verify=1 does it here.
     chain = access_log.verify(current_user) if request.args.get("verify") else None
     filters = {k: v for k, v in request.args.items() if k not in ("verify", "cursor") and v}
-    patient = access_log.patient_identity(current_user, query.get("patient_id")) if query.get("patient_id") else None
+    patient = (access_log.patient_identity(current_user, query["patient_id"])
+               if query.get("patient_id") and current_user.is_auditor else None)
     return render_template("audit.html", entries=found["items"], next_cursor=found["next_cursor"],
                            names={u.id: u.display_name for u in people}, args=request.args, filters=filters,
                            errors=errors, chain=chain, anchor=access_log.archived_through(), users=people,
                            patient=patient, choices=None)
 
 
-@page("/admin/audit/patient", action="audit.patient_search", who="audit", methods=("POST",))
+@page("/admin/audit/patient", action="audit.patient_search", who="auditor", methods=("POST",))
 def audit_find_patient():
     """The auditor types a name (in the form's body, never a URL): one patient → the log
     filtered to them; several → choose by birth date; none → say so."""
@@ -295,8 +296,10 @@ def audit_export():
     query, errors = audit_query()
     if errors:
         raise Problem(422, "invalid filters")
+    query["connections"] = True  # the file is the whole log for its filters: no silent gaps in the numbers
     people = access_log.everyone(current_user)
-    patient = access_log.patient_identity(current_user, query.get("patient_id")) if query.get("patient_id") else None
+    patient = (access_log.patient_identity(current_user, query["patient_id"])
+               if query.get("patient_id") and current_user.is_auditor else None)
     lines = audit_sheet(access_log.export_entries(current_user, query), {u.id: u.display_name for u in people},
                         {o["id"]: o["name"] for o in directory.organizations()},
                         {patient["id"]: patient["name"]} if patient else {})

@@ -22,7 +22,8 @@ log = logging.getLogger("renkei.web")
 bp = Blueprint("web", __name__)
 babel = Babel()
 LANGUAGES = ("ja", "en")
-STAFF_ONLY = {"admin": _l("管理者のみが利用できます。"), "audit": _l("管理者・監査担当者のみが利用できます。")}
+STAFF_ONLY = {"admin": _l("管理者のみが利用できます。"), "audit": _l("管理者・監査担当者のみが利用できます。"),
+              "auditor": _l("監査担当者のみが利用できます。")}
 ERAS = [(date(2019, 5, 1), "令和"), (date(1989, 1, 8), "平成"), (date(1926, 12, 25), "昭和"),
         (date(1912, 7, 30), "大正"), (date(1868, 1, 25), "明治")]
 
@@ -79,7 +80,7 @@ def init_app(app):
 
 def page(rule, action=None, methods=("GET",), who="user", name=None):
     """A page: signed-in users only (else to the sign-in page); one audit entry per
-    request, like an API call. who: "user", "admin" or "audit" (renkei.authz.require_staff)."""
+    request, like an API call. who: "user", "admin", "audit" or "auditor" (renkei.authz.require_staff)."""
     def decorate(view):
         @wraps(view)
         def handle(**kwargs):
