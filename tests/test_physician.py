@@ -2,6 +2,9 @@
 look field by field (deletions included, with who and when), what must not be missed
 (DNAR, allergies), every note since then, patients that need me first, and
 「すべて既読」. Debian Chromium against the demo service."""
+import time
+
+import pyotp
 import pytest
 import requests
 
@@ -70,3 +73,48 @@ def test_the_summary_shows_each_change_since_my_last_look_and_what_must_not_be_m
     new = [n for n in timeline if n["body"] in ("デイサービスの曜日が変わりました", "夜間の息切れ、至急相談")]
     assert len(new) == 2 and all(n["acknowledged_by_me"] for n in new)
     doctor.context.close()
+
+
+def enrol(base, login) -> pyotp.TOTP:
+    """Finding a patient for break-glass needs a second factor: enrol one through the API."""
+    auth = {"Authorization": "Bearer " + token(base, login)}
+    totp = pyotp.TOTP(requests.post(base + "/api/v1/auth/totp", headers=auth).json()["secret"])
+    assert requests.post(base + "/api/v1/auth/totp/confirm", json={"otp": totp.now()}, headers=auth).status_code == 204
+    return totp
+
+
+def find_by_name(page, name, birth, otp):
+    page.goto("/breakglass")
+    page.locator("#breakglass-form label.pill:has-text('氏名と生年月日')").click()
+    page.fill("#breakglass-form input[name=name]", name)
+    page.fill("#breakglass-form input[name=birth_date]", birth)
+    page.fill("#breakglass-form textarea[name=reason]", "夜間の往診依頼、既往歴を確認")
+    page.fill("#breakglass-form input[name=otp]", otp)
+    page.click("#breakglass-form button[type=submit]")
+
+
+@pytest.mark.browser
+def test_the_on_call_finds_a_patient_by_name_and_birth_date_and_the_team_sees_it(browser, demo_server):
+    doctor = signed_in_page(browser, demo_server, "dr.sato", DEMO_PASSWORD, **TABLET)  # not on 中村 翔's team
+    nurse = signed_in_page(browser, demo_server, "ns.suzuki", DEMO_PASSWORD, **TABLET)  # nor is she
+    team = signed_in_page(browser, demo_server, "sw.kato", DEMO_PASSWORD, **TABLET)
+    team.locator(".patient-list a:has-text('中村 翔')").click()
+    team.wait_for_selector("#section-adl")
+    team.wait_for_timeout(500)  # the socket is connected
+
+    find_by_name(doctor, "中村 翔", "1995-07-22", enrol(demo_server, "dr.sato").at(time.time() + 30))
+    doctor.wait_for_selector("#breakglass-form .status:has-text('該当する利用者が見つかりません')")  # Japanese, not "No such resource"
+    doctor.context.close()
+
+    find_by_name(nurse, "なかむら しょう", "1995-07-21", enrol(demo_server, "ns.suzuki").at(time.time() + 30))
+    nurse.wait_for_selector(".banner.breakglass")
+    assert "中村 翔" in nurse.locator("h1").inner_text() and nurse.locator("[data-edit]").count() == 0
+    nurse.context.close()
+
+    team.wait_for_selector("#breakglass-live:visible", timeout=10000)  # live, on the open page
+    entry = team.locator("#timeline li.emergency")
+    entry.wait_for()
+    assert "鈴木 花子" in entry.inner_text() and "夜間の往診依頼" in entry.inner_text()
+    team.goto("/")
+    assert team.locator(".patient-list li:has-text('中村 翔') .badge:has-text('緊急時アクセス中')").count() == 1
+    team.context.close()
