@@ -138,15 +138,25 @@ def outcome_for(status: int) -> str:
             429: "throttled"}.get(status, "failed")
 
 
-def csv_lines(entries, chunk: int = 65536):
+def csv_lines(entries):
     """The CSV export of entries (AuditEntry rows or archived dicts), in chunks of text."""
+    def rows():
+        for e in entries:
+            row = e if isinstance(e, dict) else {c: getattr(e, c) for c in CSV_COLUMNS}
+            at = datetime.fromisoformat(row["at"]) if isinstance(row["at"], str) else row["at"]
+            yield [iso(at) if c == "at" else row[c] for c in CSV_COLUMNS]
+    return csv_chunks(CSV_COLUMNS, rows())
+
+
+def csv_chunks(header, rows, start: str = "", chunk: int = 65536):
+    """CSV text in chunks of about `chunk` characters (memory flat however many rows),
+    every cell made safe for a spreadsheet; `start` opens the first chunk (a BOM)."""
     buf = io.StringIO()
+    buf.write(start)
     writer = csv.writer(buf)
-    writer.writerow(CSV_COLUMNS)
-    for e in entries:
-        row = e if isinstance(e, dict) else {c: getattr(e, c) for c in CSV_COLUMNS}
-        at = datetime.fromisoformat(row["at"]) if isinstance(row["at"], str) else row["at"]
-        writer.writerow([iso(at) if c == "at" else safe_cell(row[c]) for c in CSV_COLUMNS])
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([safe_cell(v) for v in row])
         if buf.tell() > chunk:
             yield buf.getvalue()
             buf.seek(0)

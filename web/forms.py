@@ -2,8 +2,6 @@
 between two revisions, from each section's layout (renkei/sections.py). And the
 labels of team roles and professions. Labels are Japanese source strings translated
 by Flask-Babel (translations/)."""
-import csv
-import io
 from datetime import timezone
 from zoneinfo import ZoneInfo
 
@@ -102,24 +100,21 @@ AUDIT_SHEET_COLUMNS = [("seq", _l("番号")), ("at", _l("日時（日本時間�
                        ("detail", _l("詳細"))]
 
 
-def audit_sheet(entries, names: dict, org_names: dict, patient_names: dict, chunk: int = 65536):
+def audit_sheet(entries, names: dict, org_names: dict, patient_names: dict):
     """The access log as the page's CSV: text chunks, the first opening with a BOM. A
     patient's name is filled in only for the patient the auditor filtered by."""
-    buf = io.StringIO()
-    buf.write("\ufeff")  # Excel reads UTF-8 only with it
-    writer = csv.writer(buf)
-    writer.writerow([str(label) for _, label in AUDIT_SHEET_COLUMNS])
-    for e in entries:
-        at = e.at.replace(tzinfo=timezone.utc).astimezone(JAPAN).isoformat(timespec="seconds")
-        row = {"seq": e.seq, "at": at, "actor": names.get(e.actor_id, ""), "actor_id": e.actor_id,
-               "organization": org_names.get(e.actor_org_id, ""),
-               "action_label": str(ACTION_LABELS.get(e.action, e.action)), "action": e.action,
-               "patient_id": e.patient_id, "patient": patient_names.get(e.patient_id, ""), "section": str(SECTIONS[e.section].title) if e.section in SECTIONS else e.section,
-               "outcome": str(OUTCOME_LABELS.get(e.outcome, e.outcome)), "client_addr": e.client_addr,
-               "request_id": e.request_id, "detail": e.detail}
-        writer.writerow([audit.safe_cell(row[name]) for name, _ in AUDIT_SHEET_COLUMNS])
-        if buf.tell() > chunk:
-            yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue()
+    def rows():
+        for e in entries:
+            at = e.at.replace(tzinfo=timezone.utc).astimezone(JAPAN).isoformat(timespec="seconds")
+            row = {"seq": e.seq, "at": at, "actor": names.get(e.actor_id, ""), "actor_id": e.actor_id,
+                   "organization": org_names.get(e.actor_org_id, ""),
+                   "action_label": str(ACTION_LABELS.get(e.action, e.action)), "action": e.action,
+                   "patient_id": e.patient_id, "patient": patient_names.get(e.patient_id, ""),
+                   "section": str(SECTIONS[e.section].title) if e.section in SECTIONS else e.section,
+                   "outcome": str(OUTCOME_LABELS.get(e.outcome, e.outcome)), "client_addr": e.client_addr,
+                   "request_id": e.request_id, "detail": e.detail}
+            yield [row[name] for name, _ in AUDIT_SHEET_COLUMNS]
+    return audit.csv_chunks([str(label) for _, label in AUDIT_SHEET_COLUMNS], rows(), start=BOM)
+
+
+BOM = "\ufeff"  # Excel reads UTF-8 only with it

@@ -2,8 +2,6 @@
 account, administration, access log. Each page calls the core's services (which do the
 authorisation, renkei.authz) and renders what they return; writes go from the page to
 the JSON API with the session cookie and a CSRF header."""
-import csv
-import io
 from datetime import date, timedelta
 from urllib.parse import urlsplit
 
@@ -16,12 +14,12 @@ from marshmallow import ValidationError
 
 from models import utcnow
 
-from renkei import access_log, auth, authz, breakglass, db, directory, notes, patients, record, resets, teams, vault, work
+from renkei import access_log, audit, auth, authz, breakglass, db, directory, notes, patients, record, resets, teams, vault, work
 from renkei.authz import PROFESSION_ROLES
 from renkei.problems import Problem
 from renkei.sections import SECTIONS
 from renkei.timefmt import iso
-from web.forms import PROFESSION_LABELS, USAGE_FIGURES, audit_sheet, diff
+from web.forms import BOM, PROFESSION_LABELS, USAGE_FIGURES, audit_sheet, diff
 from web.pipeline import bp, page
 
 TIMELINE_ON_PAGE = 30
@@ -319,15 +317,13 @@ def usage():
 def usage_csv():
     """The 活用状況 figures as a CSV for the municipality's report (BOM: Excel)."""
     f = access_log.usage(current_user)
-    rows = [(_("項目"), _("値"))] + [(label, f["totals"][key]) for key, label in USAGE_FIGURES]
+    rows = [(label, f["totals"][key]) for key, label in USAGE_FIGURES]
     rows += [(_("利用のあった人（%(p)s）", p=PROFESSION_LABELS[p]), n) for p, n in f["by_profession"]]
     rows += [(_("連絡帳の投稿（%(p)s）", p=PROFESSION_LABELS[p]), n) for p, n in f["notes_by_profession"]]
     rows += [(_("週 %(d)s: 記録の更新", d=w["start"]), w["updates"]) for w in f["weeks"]]
     rows += [(_("週 %(d)s: 連絡帳の投稿", d=w["start"]), w["notes"]) for w in f["weeks"]]
-    buf = io.StringIO()
-    buf.write("\ufeff")
-    csv.writer(buf).writerows([(str(a), b) for a, b in rows])
-    return Response(buf.getvalue(), mimetype="text/csv",
+    sheet = audit.csv_chunks([_("項目"), _("値")], ((str(a), b) for a, b in rows), start=BOM)
+    return Response("".join(sheet), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="renkei-usage.csv"'})
 
 
