@@ -1,6 +1,4 @@
 """The 連絡帳 timeline: short posts, urgent flags, acknowledgements (既読)."""
-from datetime import datetime
-
 from sqlalchemy import select, tuple_
 
 from models import Note, NoteAck, Patient, User, new_id, utcnow
@@ -55,13 +53,10 @@ def _cursor(text: str | None):
         raise Problem(422, "Bad cursor.", errors={"cursor": ["Not a cursor from this API."]})
 
 
-def timeline(actor: User, patient_id: str, limit: int = 50, cursor: str | None = None,
-             since: datetime | None = None) -> dict:
-    """The timeline, newest first, a page at a time (`since`: only notes after it)."""
+def timeline(actor: User, patient_id: str, limit: int = 50, cursor: str | None = None) -> dict:
+    """The timeline, newest first, a page at a time."""
     patient = patient_access(actor, patient_id, authz.READ).patient
     stmt = select(Note).where(Note.patient_id == patient.id)
-    if since is not None:
-        stmt = stmt.where(Note.created_at > since)
     after = _cursor(cursor)
     if after:
         stmt = stmt.where(tuple_(Note.created_at, Note.id) < tuple_(*after))

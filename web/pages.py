@@ -191,10 +191,12 @@ def summary():
             continue  # no consent yet: not on the summary
         chart = record.read(current_user, patient_id, look=False)["sections"]
         changes = record.since_last_look(current_user, patient_id)
-        recent = [n for n in notes.timeline(current_user, patient_id, SUMMARY_NOTES, since=changes["since"])["items"]
+        # One read of the newest notes serves both lists (the newest SUMMARY_NOTES since my
+        # last look are the newest SUMMARY_NOTES overall whenever there are that many).
+        others = [n for n in notes.timeline(current_user, patient_id, SUMMARY_NOTES)["items"]
                   if n["author_id"] != current_user.id]
-        unread_urgent = [n for n in notes.timeline(current_user, patient_id, SUMMARY_NOTES)["items"]
-                         if n["urgent"] and not n["acknowledged_by_me"] and n["author_id"] != current_user.id]
+        recent = [n for n in others if changes["since"] is None or n["created_at"] > changes["since"]]
+        unread_urgent = [n for n in others if n["urgent"] and not n["acknowledged_by_me"]]
         changed = [{"section": s, "revisions": c["revisions"], "lines": diff(SECTIONS[s].layout, c["before"], c["after"])}
                    for s, c in changes["sections"].items()]
         unread = {n["id"] for n in recent + unread_urgent if not n["acknowledged_by_me"]}
