@@ -258,21 +258,32 @@ def audit_query() -> tuple[dict, dict]:
         return {"limit": 100, "connections": False}, err.messages_dict
 
 
+def filtered_patient(query: dict) -> dict | None:
+    """Whose record the log is filtered to, named for auditors (administrators see the id)."""
+    if query.get("patient_id") and current_user.is_auditor:
+        return access_log.patient_identity(current_user, query["patient_id"])
+    return None
+
+
+def render_audit(**shown):
+    """The access-log page: the people who may appear in it, and nothing shown unless given."""
+    people = access_log.everyone(current_user)
+    page = dict(entries=[], next_cursor=None, args={}, filters={}, errors={}, chain=None, patient=None,
+                choices=None, names={u.id: u.display_name for u in people}, users=people,
+                anchor=access_log.archived_through())
+    return render_template("audit.html", **(page | shown))
+
+
 @page("/admin/audit", action="audit.read", who="audit")
 def audit_page():
     query, errors = audit_query()
-    people = access_log.everyone(current_user)
     found = access_log.search(current_user, query)
     # Verifying re-hashes the whole log (minutes at millions of entries): the page asks the
     # API for it after loading; without JavaScript, ?verify=1 does it here.
     chain = access_log.verify(current_user) if request.args.get("verify") else None
     filters = {k: v for k, v in request.args.items() if k not in ("verify", "cursor") and v}
-    patient = (access_log.patient_identity(current_user, query["patient_id"])
-               if query.get("patient_id") and current_user.is_auditor else None)
-    return render_template("audit.html", entries=found["items"], next_cursor=found["next_cursor"],
-                           names={u.id: u.display_name for u in people}, args=request.args, filters=filters,
-                           errors=errors, chain=chain, anchor=access_log.archived_through(), users=people,
-                           patient=patient, choices=None)
+    return render_audit(entries=found["items"], next_cursor=found["next_cursor"], args=request.args,
+                        filters=filters, errors=errors, chain=chain, patient=filtered_patient(query))
 
 
 @page("/admin/audit/patient", action="audit.patient_search", who="auditor", methods=("POST",))
@@ -282,10 +293,7 @@ def audit_find_patient():
     found = access_log.find_patients(current_user, request.form.get("name", ""))
     if len(found) == 1:
         return redirect(url_for("web.audit_page", patient_id=found[0]["id"]))
-    people = access_log.everyone(current_user)
-    return render_template("audit.html", entries=[], next_cursor=None, names={u.id: u.display_name for u in people},
-                           args={}, filters={}, errors={}, chain=None, anchor=access_log.archived_through(),
-                           users=people, patient=None, choices=found)
+    return render_audit(choices=found)
 
 
 @page("/admin/audit/export.csv", action="audit.export", who="audit")
@@ -297,9 +305,7 @@ def audit_export():
     if errors:
         raise Problem(422, "invalid filters")
     query["connections"] = True  # the file is the whole log for its filters: no silent gaps in the numbers
-    people = access_log.everyone(current_user)
-    patient = (access_log.patient_identity(current_user, query["patient_id"])
-               if query.get("patient_id") and current_user.is_auditor else None)
+    people, patient = access_log.everyone(current_user), filtered_patient(query)
     lines = audit_sheet(access_log.export_entries(current_user, query), {u.id: u.display_name for u in people},
                         {o["id"]: o["name"] for o in directory.organizations()},
                         {patient["id"]: patient["name"]} if patient else {})
