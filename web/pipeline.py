@@ -5,7 +5,6 @@ Jinja filters (和暦, Japan time) and Flask-Babel's locale choice (Japanese by 
 import logging
 from datetime import date, datetime, timezone
 from functools import wraps
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, make_response, redirect, render_template, request, session, url_for
 from flask_babel import Babel, format_date, lazy_gettext as _l
@@ -16,7 +15,7 @@ from renkei.crypto import DecryptionError
 from renkei.problems import Problem
 from renkei.sections import ADL_LEVEL_LABELS, ADL_LEVELS, CHOICES, SECTIONS
 from renkei.settings import ROOT
-from web.forms import ACTION_LABELS, OUTCOME_LABELS, PROFESSION_LABELS, ROLE_LABELS, SEX_LABELS, flatten
+from web.forms import ACTION_LABELS, JAPAN, OUTCOME_LABELS, PROFESSION_LABELS, ROLE_LABELS, SEX_LABELS, flatten
 
 log = logging.getLogger("renkei.web")
 bp = Blueprint("web", __name__)
@@ -55,7 +54,7 @@ def jst(value) -> str:
     if not value:
         return ""
     dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", ""))
-    return dt.replace(tzinfo=timezone.utc).astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M")
+    return dt.replace(tzinfo=timezone.utc).astimezone(JAPAN).strftime("%Y-%m-%d %H:%M")
 
 
 def age(value) -> int | None:
