@@ -80,6 +80,14 @@ class Api:
         self.tokens[name] = self.sign_in(name, PASSWORD)
         return r.json["id"]
 
+    def web(self, name, otp=None):
+        """A browser-like client signed in to the pages as `name` (session cookie, CSRF)."""
+        client = self.app.test_client()
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True)).group(1)
+        form = {"login": name, "password": PASSWORD, "csrf_token": csrf} | ({"otp": otp} if otp else {})
+        assert client.post("/login", data=form).status_code == 302
+        return client
+
     def call(self, who, method, path, json=None, headers=None):
         h = dict(headers or {})
         if who is not None:

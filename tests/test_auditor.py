@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from renkei import work
-from tests.helpers import PASSWORD, R, TABLET, signed_in_page, team
+from tests.helpers import R, TABLET, signed_in_page, team
 
 DEMO_PASSWORD = "renkei-demo-2026"
 
@@ -161,9 +161,7 @@ def test_the_usage_page_counts_consents_emergency_accesses_and_notes_by_professi
     assert api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": "夜間の急変で確認"}).status_code == 201
     for who in ("doc", "doc", "pharm"):
         api.call(who, "POST", f"{R}/{pid}/notes", {"body": "訪問しました", "category": "observation"})
-    web = api.app.test_client()
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', web.get("/login").get_data(as_text=True)).group(1)
-    assert web.post("/login", data={"login": "aud", "password": PASSWORD, "csrf_token": csrf}).status_code == 302
+    web = api.web("aud")
     page = web.get("/admin/usage").get_data(as_text=True)
     assert "直近30日" in page and "直近8週" in page  # the title no longer promises 30 days for an 8-week chart
     assert re.search(r'id="patients-with-consent">1 / 2<', page) and re.search(r'id="breakglass-count">1<', page)

@@ -4,7 +4,6 @@ import csv
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import uuid
@@ -142,9 +141,7 @@ def test_retention_archives_old_entries_and_the_rest_still_verifies(api, tmp_pat
     assert moved["ok"] is False and moved["reason"].startswith("archived")
     # the auditor's page says where the live log begins, and verifies on request without JavaScript
     api.user("aud", "other", is_auditor=True)
-    web = api.app.test_client()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', web.get("/login").get_data(as_text=True)).group(1)
-    web.post("/login", data={"login": "aud", "password": "correct horse battery", "csrf_token": token})
+    web = api.web("aud")
     page = web.get("/admin/audit").get_data(as_text=True)
     assert f"#{result['through_seq']} までの記録はアーカイブ済み" in page and 'class="chain ok"' not in page
     assert '<p class="chain ok" id="chain-status">' in web.get("/admin/audit?verify=1").get_data(as_text=True)
