@@ -322,15 +322,13 @@ class BreakGlassIn(Strict):
     otp = fields.String(validate=validate.Regexp(r"^\d{6}$", error="Six digits."), allow_none=True)
 
 
-class BreakGlassFind(Strict):
+class BreakGlassFind(BreakGlassIn):
     """The patient as the on-call physician knows them: the sheet's code, or full name
-    (or kana) and birth date together."""
+    (or kana) and birth date together; a reason and the one-time code, as for any
+    break-glass (finding a patient always needs the second factor)."""
     code = fields.String(validate=validate.Length(min=1, max=40), metadata={"description": "the emergency sheet's code"})
     name = fields.String(validate=validate.Length(min=1, max=100), metadata={"description": "full name or kana, exact"})
     birth_date = fields.Date()
-    reason = fields.String(required=True, validate=validate.Length(min=5, max=1000))
-    otp = fields.String(validate=validate.Regexp(r"^\d{6}$", error="Six digits."), allow_none=True,
-                        metadata={"description": "required: finding a patient needs the second factor"})
 
     @validates_schema
     def _one_way(self, data, **_):
