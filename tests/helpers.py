@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pyotp
+import requests
 
 from renkei import db, directory
 from renkei.app import create_app
@@ -31,6 +32,15 @@ def signed_in_page(browser, base, login, password, **context):
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/$"))
     return page
+
+
+def enrol_second_factor(base, login, password) -> pyotp.TOTP:
+    """Enrol a TOTP second factor for `login` on a running server, through the API."""
+    token = requests.post(base + "/api/v1/auth/tokens", json={"login": login, "password": password}).json()["token"]
+    auth = {"Authorization": "Bearer " + token}
+    totp = pyotp.TOTP(requests.post(base + "/api/v1/auth/totp", headers=auth).json()["secret"])
+    assert requests.post(base + "/api/v1/auth/totp/confirm", json={"otp": totp.now()}, headers=auth).status_code == 204
+    return totp
 
 
 def _settings(url, master_key=None):

@@ -7,11 +7,10 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-import pyotp
 import requests
 from playwright.sync_api import expect
 
-from tests.helpers import ROOT, signed_in_page
+from tests.helpers import ROOT, enrol_second_factor, signed_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -209,10 +208,7 @@ def test_breakglass_from_the_sheets_qr_code_is_read_only_and_marked(browser, ser
     assert cm.url == patient_url  # a member goes straight to the record
     cm.wait_for_timeout(500)  # the socket is connected: the team hears of the break-glass live
     er = signed_in(browser, server, "dr.kobayashi")  # a physician not on this team
-    token = requests.post(server + "/api/v1/auth/tokens", json={"login": "dr.kobayashi", "password": PASSWORD}).json()["token"]
-    auth = {"Authorization": "Bearer " + token}  # finding a patient needs a second factor: enrol one
-    totp = pyotp.TOTP(requests.post(server + "/api/v1/auth/totp", headers=auth).json()["secret"])
-    assert requests.post(server + "/api/v1/auth/totp/confirm", json={"otp": totp.now()}, headers=auth).status_code == 204
+    totp = enrol_second_factor(server, "dr.kobayashi", PASSWORD)  # finding a patient needs one
     er.goto(f"/p/{code}")
     er.wait_for_selector("#breakglass-form")
     assert er.locator("#breakglass-form input[name=code]").input_value() == code

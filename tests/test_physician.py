@@ -4,11 +4,10 @@ look field by field (deletions included, with who and when), what must not be mi
 「すべて既読」. Debian Chromium against the demo service."""
 import time
 
-import pyotp
 import pytest
 import requests
 
-from tests.helpers import R, ROOT, TABLET, signed_in_page
+from tests.helpers import R, ROOT, TABLET, enrol_second_factor, signed_in_page
 
 DEMO_PASSWORD = "renkei-demo-2026"
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -75,14 +74,6 @@ def test_the_summary_shows_each_change_since_my_last_look_and_what_must_not_be_m
     doctor.context.close()
 
 
-def enrol(base, login) -> pyotp.TOTP:
-    """Finding a patient for break-glass needs a second factor: enrol one through the API."""
-    auth = {"Authorization": "Bearer " + token(base, login)}
-    totp = pyotp.TOTP(requests.post(base + "/api/v1/auth/totp", headers=auth).json()["secret"])
-    assert requests.post(base + "/api/v1/auth/totp/confirm", json={"otp": totp.now()}, headers=auth).status_code == 204
-    return totp
-
-
 def find_by_name(page, name, birth, otp):
     page.goto("/breakglass")
     page.locator("#breakglass-form label.pill:has-text('氏名と生年月日')").click()
@@ -95,6 +86,7 @@ def find_by_name(page, name, birth, otp):
 
 @pytest.mark.browser
 def test_the_on_call_finds_a_patient_by_name_and_birth_date_and_the_team_sees_it(browser, demo_server):
+    # finding a patient for break-glass needs a second factor: enrolled below, once signed in
     doctor = signed_in_page(browser, demo_server, "dr.sato", DEMO_PASSWORD, **TABLET)  # not on 中村 翔's team
     nurse = signed_in_page(browser, demo_server, "ns.suzuki", DEMO_PASSWORD, **TABLET)  # nor is she
     team = signed_in_page(browser, demo_server, "sw.kato", DEMO_PASSWORD, **TABLET)
@@ -102,11 +94,11 @@ def test_the_on_call_finds_a_patient_by_name_and_birth_date_and_the_team_sees_it
     team.wait_for_selector("#section-adl")
     team.wait_for_timeout(500)  # the socket is connected
 
-    find_by_name(doctor, "中村 翔", "1995-07-22", enrol(demo_server, "dr.sato").at(time.time() + 30))
+    find_by_name(doctor, "中村 翔", "1995-07-22", enrol_second_factor(demo_server, "dr.sato", DEMO_PASSWORD).at(time.time() + 30))
     doctor.wait_for_selector("#breakglass-form .status:has-text('該当する利用者が見つかりません')")  # Japanese, not "No such resource"
     doctor.context.close()
 
-    find_by_name(nurse, "なかむら しょう", "1995-07-21", enrol(demo_server, "ns.suzuki").at(time.time() + 30))
+    find_by_name(nurse, "なかむら しょう", "1995-07-21", enrol_second_factor(demo_server, "ns.suzuki", DEMO_PASSWORD).at(time.time() + 30))
     nurse.wait_for_selector(".banner.breakglass")
     assert "中村 翔" in nurse.locator("h1").inner_text() and nurse.locator("[data-edit]").count() == 0
     nurse.context.close()
