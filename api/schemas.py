@@ -7,6 +7,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from models.directory import ORGANIZATION_KINDS, PROFESSIONS
 from renkei.access_log import Query as AuditQuery  # noqa: F401  (the API validates with the core's filters)
+from renkei import audit
 from renkei.authz import ROLES
 from renkei.sections import SECTION_KEYS, Phone
 from renkei.timefmt import iso
@@ -364,7 +365,9 @@ class BreakGlassList(Schema):
 
 # --- audit ------------------------------------------------------------------
 class AuditEntryOut(Schema):
-    seq = fields.Integer()
+    id = fields.Integer(metadata={"description": "insertion order: the entry has it at once"})
+    seq = fields.Integer(allow_none=True, metadata={
+        "description": "its place in the Merkle tree (leaf index + 1); null until sealed, within seconds"})
     at = UTCDateTime()
     actor_id = fields.String(allow_none=True)
     actor_org_id = fields.String(allow_none=True)
@@ -375,7 +378,8 @@ class AuditEntryOut(Schema):
     client_addr = fields.String(allow_none=True)
     request_id = fields.String(allow_none=True)
     detail = fields.String(allow_none=True)
-    hash = fields.String()
+    leaf_hash = fields.Function(lambda e: audit.b64(audit.leaf_hash_of(e)), allow_none=True,
+                                metadata={"description": "base64 RFC 9162 leaf hash; null until sealed"})
 
 
 class AuditList(Schema):
@@ -385,16 +389,51 @@ class AuditList(Schema):
 
 class AuditVerify(Schema):
     ok = fields.Boolean()
-    entries = fields.Integer()
-    first_bad = fields.Integer(allow_none=True)
+    entries = fields.Integer(metadata={"description": "live entries recomputed"})
+    first_bad = fields.Integer(allow_none=True, metadata={"description": "seq of the first bad entry"})
+    reason = fields.String()
+    tree_size = fields.Integer()
+    heads = fields.Integer(metadata={"description": "signed heads in the sink checked"})
+    archived_through = fields.Integer(metadata={"description": "entries up to this seq are archived"})
+    unverifiable_heads = fields.Integer(metadata={"description": "notes in the sink not signed by our keys"})
+    unsealed = fields.Integer(metadata={"description": "entries written but not yet in the tree"})
+    unsealed_oldest_seconds = fields.Float()
 
 
 class Checkpoint(Schema):
-    seq = fields.Integer(required=True, validate=validate.Range(min=0, max=2**63 - 1))
-    hash = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
-    at = fields.String(required=True)
-    public_key = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
-    signature = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{128}$"))
+    checkpoint = fields.String(metadata={"description": "the newest signed tree head: a C2SP signed note"})
+    public_key = fields.String(metadata={"description": "base64 of the raw 32-byte Ed25519 key"})
+    tree_size = fields.Integer()
+    root_hash = fields.String(metadata={"description": "base64"})
+
+
+class CheckpointIn(Schema):
+    checkpoint = fields.String(required=True, validate=validate.Length(min=1, max=4096),
+                               metadata={"description": "a signed note from GET /audit/checkpoint, kept elsewhere"})
+
+
+POSITION = validate.Range(min=1, max=2**62)
+
+
+class InclusionQuery(Schema):
+    seq = fields.Integer(required=True, validate=POSITION)
+    tree_size = fields.Integer(required=True, validate=POSITION)
+
+
+class InclusionProof(Schema):
+    leaf_index = fields.Integer()
+    leaf_hash = fields.String()
+    audit_path = fields.List(fields.String())
+    tree_size = fields.Integer()
+
+
+class ConsistencyQuery(Schema):
+    first = fields.Integer(required=True, validate=POSITION)
+    second = fields.Integer(required=True, validate=POSITION)
+
+
+class ConsistencyProof(Schema):
+    proof = fields.List(fields.String())
 
 
 class CheckpointResult(Schema):

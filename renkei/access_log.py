@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from models import (AuditAnchor, AuditEntry, BreakGlass, Consent, Note, Organization, Patient, SectionRevision,
                     User, utcnow)
-from renkei import audit, auth, authz, crypto, db, patients, vault, work
+from renkei import (audit, audit_sealer, audit_tree, audit_verify, auth, authz, crypto, db, patients, problems,
+                    vault, work)
 
 EXPORT_BATCH = 5000
 SEARCHES_PER_WINDOW = 30  # an auditor's name searches per lockout window (settings.lockout_seconds)
@@ -63,7 +64,7 @@ def _describe(query: dict):
         if value:
             if name == "action":  # an action is named as typed only if the log holds it
                 known = bool(ACTION.match(value)) and db.session.execute(
-                    select(AuditEntry.seq).where(AuditEntry.action == value).limit(1)).first() is not None
+                    select(AuditEntry.id).where(AuditEntry.action == value).limit(1)).first() is not None
             else:
                 known = bool(audit.UUID.match(value))
             parts.append(audit.ref(name, value, known))
@@ -71,15 +72,17 @@ def _describe(query: dict):
 
 
 def search(reader: User, query: dict) -> dict:
-    """Entries matching the filters, newest first, keyset-paged by seq."""
+    """Entries matching the filters, newest first, keyset-paged by insertion id (an entry
+    has an id at once; its seq, its place in the tree, comes when it is sealed)."""
     authz.require_staff(reader, "audit")
+    audit_sealer.catch_up()
     _describe(query)
     stmt = filtered(query)
     if query.get("cursor"):
-        stmt = stmt.where(AuditEntry.seq < query["cursor"])
-    rows = list(db.session.execute(stmt.order_by(AuditEntry.seq.desc()).limit(query["limit"] + 1)).scalars())
+        stmt = stmt.where(AuditEntry.id < query["cursor"])
+    rows = list(db.session.execute(stmt.order_by(AuditEntry.id.desc()).limit(query["limit"] + 1)).scalars())
     page = rows[:query["limit"]]
-    return {"items": page, "next_cursor": str(page[-1].seq) if len(rows) > query["limit"] else None}
+    return {"items": page, "next_cursor": str(page[-1].id) if len(rows) > query["limit"] else None}
 
 
 def export_csv(reader: User, query: dict):
@@ -91,19 +94,20 @@ def export_entries(reader: User, query: dict):
     """The matching entries, oldest first. Keyset pages up to the head at the start:
     memory stays flat on a log of millions."""
     authz.require_staff(reader, "audit")
+    audit_sealer.catch_up()
     _describe(query)
-    head = db.session.execute(select(func.max(AuditEntry.seq))).scalar() or 0
+    head = db.session.execute(select(func.max(AuditEntry.id))).scalar() or 0
 
     def entries():
         after = 0
         while True:
-            page = list(db.session.execute(filtered(query).where(AuditEntry.seq > after, AuditEntry.seq <= head)
-                                           .order_by(AuditEntry.seq).limit(EXPORT_BATCH)).scalars())
+            page = list(db.session.execute(filtered(query).where(AuditEntry.id > after, AuditEntry.id <= head)
+                                           .order_by(AuditEntry.id).limit(EXPORT_BATCH)).scalars())
             db.session.commit()  # no transaction left open while a slow client downloads
             yield from page
             if len(page) < EXPORT_BATCH:
                 return
-            after = page[-1].seq
+            after = page[-1].id
             db.session.expunge_all()
     return entries()
 
@@ -140,17 +144,45 @@ def _identity(patient: Patient) -> dict:
 
 def verify(reader: User) -> dict:
     authz.require_staff(reader, "audit")
-    return audit.verify()
+    audit_sealer.catch_up()
+    return audit_verify.verify()
 
 
 def checkpoint(reader: User) -> dict:
     authz.require_staff(reader, "audit")
-    return audit.checkpoint()
+    audit_sealer.catch_up()
+    return audit_sealer.checkpoint()
 
 
-def verify_checkpoint(reader: User, cp: dict) -> dict:
+def verify_checkpoint(reader: User, note: str) -> dict:
     authz.require_staff(reader, "audit")
-    return audit.verify_checkpoint(cp)
+    return audit_verify.verify_checkpoint(note)
+
+
+def inclusion_proof(reader: User, seq: int, tree_size: int) -> dict:
+    """RFC 9162 inclusion proof of entry `seq` (leaf seq − 1) in the tree of `tree_size`."""
+    authz.require_staff(reader, "audit")
+    work.describe(detail=f"seq={seq};tree_size={tree_size}")
+    sealed, _ = audit_sealer.head()
+    if tree_size > sealed:
+        raise problems.invalid({"tree_size": [f"The log has no signed head of this size yet (newest: {sealed})."]})
+    if seq > tree_size:
+        raise problems.invalid({"seq": ["Not in a tree of this size: not sealed yet, or tree_size too small."]})
+    tiles = audit_tree.Tiles()
+    return {"leaf_index": seq - 1, "leaf_hash": audit.b64(tiles.node(0, seq - 1)), "tree_size": tree_size,
+            "audit_path": [audit.b64(h) for h in tiles.inclusion(seq - 1, tree_size)]}
+
+
+def consistency_proof(reader: User, first: int, second: int) -> dict:
+    """RFC 9162 consistency proof between the trees of `first` and `second` entries."""
+    authz.require_staff(reader, "audit")
+    work.describe(detail=f"first={first};second={second}")
+    sealed, _ = audit_sealer.head()
+    if second > sealed:
+        raise problems.invalid({"second": [f"The log has no signed head of this size yet (newest: {sealed})."]})
+    if first > second:
+        raise problems.invalid({"first": ["The first tree must not be larger than the second."]})
+    return {"proof": [audit.b64(h) for h in audit_tree.Tiles().consistency(first, second)]}
 
 
 def archived_through() -> AuditAnchor | None:

@@ -11,7 +11,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import api
 import realtime
 import web
-from renkei import cli, db, problems, work
+from renkei import audit_sealer, cli, db, problems, work
+from renkei.audit_keys import AuditKeys
 from renkei.auth import csrf, idle_check, login_manager
 from renkei.crypto import Keyring
 from renkei.settings import ROOT, Settings
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
 
     app.extensions["renkei.keyring"] = Keyring(settings.master_key, settings.previous_master_keys)
+    app.extensions["renkei.audit_keys"] = AuditKeys(settings.audit_keys, settings.audit_origin)
     app.extensions["renkei.engine"] = engine = db.make_engine(
         settings.database_url, settings.db_pool_size, settings.db_pool_timeout,
         settings.db_lock_timeout_ms, settings.db_idle_transaction_timeout_ms)
@@ -61,6 +63,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.before_request
     def _begin():
+        if settings.audit_sealer:  # a server process: seal the access log (renkei/audit_sealer.py)
+            audit_sealer.start(app)
         work.begin()
         idle_check()
 

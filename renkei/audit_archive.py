@@ -1,27 +1,26 @@
 """Keeping the access log over years (docs/ARCHITECTURE.md, "The access log").
 
-`archive` moves entries older than the retention period into a sealed file and
-removes them from the database. The last archived entry becomes a signed anchor
-(table audit_anchors) where the live chain now begins, so `audit.verify` still
-proves the rest unaltered, and nobody without the signing key can cut the beginning
-off. The archive file verifies on its own and links to that anchor. Checkpoints and
-signatures live in renkei/audit.py."""
+`archive` moves sealed entries older than the retention period into a sealed file and
+removes them from the database; their places in the tree stay (the stored tiles keep
+their hashes, so proofs still work). A signed anchor (table audit_anchors) says how far
+the archive goes and what the tree's root was there: the live log continues the tree
+from it, and nobody without the audit key can cut more off the beginning. The file
+verifies on its own, against that anchor and the signed heads in the sinks."""
+import base64
 import os
 import struct
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 from sqlalchemy import delete, func, select
 
 from models import AuditAnchor, AuditEntry, utcnow
-from renkei import audit, crypto, db, vault, work
+from renkei import audit, audit_keys, audit_sealer, audit_tree, audit_verify, crypto, db, merkle, signed_note, vault, work
 from renkei.backup import file_key
-from renkei.timefmt import iso
 
-ARCHIVE_MAGIC = b"RENKEI-AUDIT-ARCHIVE-1\n"
+ARCHIVE_MAGIC = b"RENKEI-AUDIT-ARCHIVE-2\n"
 FRAME_ENTRIES = 5000
-ENTRY_FIELDS = audit.CSV_COLUMNS + ("prev_hash",)  # everything the chain's hash needs
+ENTRY_FIELDS = ("seq",) + audit.LEAF_FIELDS + ("mac",)  # everything the leaf needs
 
 
 class ArchiveError(Exception):
@@ -31,7 +30,6 @@ class ArchiveError(Exception):
 # --- retention -----------------------------------------------------------------
 
 def _entry_dict(e: AuditEntry) -> dict:
-    # `at` exactly as the hash covers it, so the archive re-verifies on its own
     return {f: e.at.isoformat(timespec="microseconds") if f == "at" else getattr(e, f) for f in ENTRY_FIELDS}
 
 
@@ -41,28 +39,27 @@ def _write_frame(out, key: bytes, index: int, value: dict):
 
 
 def archive(before: datetime, out: Path, master: bytes) -> dict:
-    """Move the entries written before `before` (naive UTC) into a sealed archive file,
-    then remove them from the log, in one transaction, leaving a signed anchor.
-    The newest entry always stays, so the chain's head is never lost."""
+    """Move the sealed entries written before `before` (naive UTC) into a sealed archive
+    file, then remove them from the log, in one transaction, leaving a signed anchor.
+    The newest sealed entry always stays."""
     if out.exists():  # an earlier archive's entries are gone from the database: never overwrite it
         raise ArchiveError(f"{out} exists; archive into a new file")
-    chain = audit.verify()
-    if not chain["ok"]:
-        raise ArchiveError(f"the access log does not verify (first bad entry {chain['first_bad']}); "
-                           "nothing was archived")
+    audit_sealer.catch_up()  # entries before the cutoff that still wait for their place
+    check = audit_verify.verify()
+    if not check["ok"]:
+        raise ArchiveError(f"the access log does not verify (first bad entry {check.get('first_bad')}: "
+                           f"{check.get('reason')}); nothing was archived")
     db.no_idle_timeout()
-    db.lock_audit_head()
-    start_seq, start_hash, _ = audit.live_start()
-    head = db.session.execute(select(func.max(AuditEntry.seq))).scalar() or 0
+    start = audit_verify.live_start()
+    sealed, _ = audit_sealer.head()
     first_kept = db.session.execute(select(func.min(AuditEntry.seq)).where(AuditEntry.at >= before)).scalar()
-    through = min(head - 1, (first_kept or head + 1) - 1)  # a prefix: nothing newer goes
-    if through <= start_seq:
-        return {"archived": 0, "through_seq": start_seq}
-    last = db.session.get(AuditEntry, through)
-    anchor = audit.sign({"seq": through, "hash": last.hash, "at": iso(last.at)}, "anchor")
+    through = min(sealed - 1, (first_kept or sealed + 1) - 1)  # a prefix: nothing newer goes
+    if through <= start.size:
+        return {"archived": 0, "through_seq": start.size}
+    anchor = audit_keys.keys().sign(audit_verify.anchor_text(through, audit_tree.Tiles().root(through)))
 
     key, count, index, frame = file_key(master, "audit archive"), 0, 0, []
-    rows = db.session.execute(select(AuditEntry).where(AuditEntry.seq > start_seq, AuditEntry.seq <= through)
+    rows = db.session.execute(select(AuditEntry).where(AuditEntry.seq > start.size, AuditEntry.seq <= through)
                               .order_by(AuditEntry.seq).execution_options(yield_per=FRAME_ENTRIES)).scalars()
     tmp = out.with_name(out.name + ".partial")
     with open(tmp, "wb") as f:
@@ -76,15 +73,15 @@ def archive(before: datetime, out: Path, master: bytes) -> dict:
         if frame:
             _write_frame(f, key, index, {"entries": frame})
             index, count = index + 1, count + len(frame)
-        _write_frame(f, key, index, {"end": {"from_seq": start_seq + 1, "prev_hash": start_hash,
-                                             "entries": count, "anchor": anchor}})
+        _write_frame(f, key, index, {"end": {"from_seq": start.size + 1, "through_seq": through,
+                                             "frontier": [audit.b64(h) for h in start.hashes],
+                                             "anchor": anchor}})
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, out)  # the file is complete on disk before a single entry is deleted
 
     db.session.execute(delete(AuditEntry).where(AuditEntry.seq <= through))
-    db.session.add(AuditAnchor(seq=through, hash=anchor["hash"], at=anchor["at"], entries=count,
-                               archived_at=utcnow(), signature=anchor["signature"]))
+    db.session.add(AuditAnchor(seq=through, note=anchor, entries=count, archived_at=utcnow()))
     unit = work.current()
     unit.record("audit.archive", "ok", detail=f"through={through};entries={count}")
     unit.commit()
@@ -118,24 +115,35 @@ def read_archive(src: Path, master: bytes):
     return entries, end
 
 
-def check_archive(entries: list, end: dict, cp: dict | None = None) -> dict:
-    """The archive's own chain, its signed anchor, that the live log continues from it
-    (or from a later archive), and optionally a checkpoint that falls inside it."""
-    expected, prev = end["from_seq"], end["prev_hash"]
-    for raw in entries:
-        e = SimpleNamespace(**raw | {"at": datetime.fromisoformat(raw["at"])})
-        if e.seq != expected or e.prev_hash != prev or audit.entry_hash(prev, e.seq, e) != e.hash:
-            return {"ok": False, "reason": "chain", "first_bad": min(e.seq, expected)}
-        prev, expected = e.hash, e.seq + 1
-    anchor = end["anchor"]
-    if not audit.signature_ok(anchor, "anchor") or (anchor["seq"], anchor["hash"]) != (expected - 1, prev):
+def check_archive(entries: list, end: dict, note: str | None = None) -> dict:
+    """The archive's entries against its signed anchor and the signed heads in the sinks,
+    that the live log continues from it (or from a later archive), and optionally a
+    signed head someone kept that falls inside it."""
+    keys = audit_keys.keys()
+    through = end["through_seq"]
+    try:
+        origin, size, root = signed_note.parse_checkpoint(keys.open(end["anchor"]))
+    except signed_note.NoteError:
         return {"ok": False, "reason": "anchor"}
-    result = {"ok": True, "entries": len(entries), "from_seq": end["from_seq"], "through_seq": anchor["seq"]}
-    live = db.session.get(AuditAnchor, anchor["seq"])
-    if live is None or live.hash != anchor["hash"]:
+    if origin != keys.origin + " archive anchor" or size != through:
+        return {"ok": False, "reason": "anchor"}
+    extra = {through: root}
+    if note is not None:
+        try:
+            kept, kept_root = keys.read_checkpoint(note)
+        except signed_note.NoteError:
+            return {"ok": False, "reason": "checkpoint signature"}
+        if not end["from_seq"] <= kept <= through:
+            return {"ok": False, "reason": "checkpoint not in this archive"}
+        extra[kept] = kept_root
+    start = merkle.Frontier(end["from_seq"] - 1, [base64.b64decode(h) for h in end["frontier"]])
+    rows = ((e["seq"], datetime.fromisoformat(e["at"]), *(e[f] for f in audit.LEAF_FIELDS[1:]), e["mac"])
+            for e in entries)
+    result = audit_verify.verify(extra, entries=rows, start=start, through=through)
+    if not result["ok"]:
+        return {"ok": False, "reason": "chain", "first_bad": result["first_bad"]}
+    result = {"ok": True, "entries": result["entries"], "from_seq": end["from_seq"], "through_seq": through}
+    live = db.session.get(AuditAnchor, through)
+    if live is None or live.note != end["anchor"]:
         result |= {"ok": False, "reason": "the live log does not continue from this archive"}
-    if cp is not None:
-        held = audit.signature_ok(cp, "checkpoint") and next((r for r in entries if r["seq"] == cp["seq"]), None)
-        if not held or held["hash"] != cp["hash"]:
-            result |= {"ok": False, "reason": "checkpoint not in this archive"}
     return result

@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from models import utcnow
-from renkei import audit, audit_archive, backup, db, demo, directory, patients, resets, vault, work
+from renkei import audit, audit_archive, audit_sealer, audit_verify, backup, db, demo, directory, patients, resets, vault, work
 from renkei.problems import Problem
 from renkei.schema import upgrade_schema
 from renkei.timefmt import iso, parse_iso
@@ -114,28 +114,37 @@ def restore_cmd(src, yes):
 @click.command("audit-checkpoint")
 @with_appcontext
 def audit_checkpoint():
-    """Print a signed checkpoint of the audit chain's head (keep it outside the system)."""
-    cp = audit.checkpoint()
+    """Print the newest signed tree head (a C2SP signed note): keep it outside the system."""
+    note = audit_sealer.checkpoint()["checkpoint"]
     db.session.commit()
-    click.echo(json.dumps(cp))
+    click.echo(note, nl=False)
+
+
+@click.command("audit-seal")
+@with_appcontext
+def audit_seal():
+    """Seal the entries waiting now (the servers do this every half second)."""
+    click.echo(json.dumps({"sealed": audit_sealer.seal_all(), **audit_verify.unsealed()}))
 
 
 @click.command("audit-verify")
-@click.option("--checkpoint", "checkpoint_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--checkpoint", "checkpoint_file", type=click.Path(exists=True, dir_okay=False),
+              help="a signed tree head kept elsewhere (from audit-checkpoint)")
 @click.option("--archive", "archive_file", type=click.Path(exists=True, dir_okay=False),
               help="verify an archive file instead of the live log")
 @with_appcontext
-def audit_verify(checkpoint_file, archive_file):
-    """Verify the chain, and that it still holds a saved checkpoint (detects truncation)."""
-    cp = json.loads(Path(checkpoint_file).read_text()) if checkpoint_file else None
+def audit_verify_cmd(checkpoint_file, archive_file):
+    """Recompute the access log's tree and check it against every signed head in the sink
+    (and a head kept elsewhere): edits, removals, reordering and truncation are found."""
+    note = Path(checkpoint_file).read_text() if checkpoint_file else None
     if archive_file:
         try:
             result = audit_archive.check_archive(
-                *audit_archive.read_archive(Path(archive_file), _settings().master_key), cp)
+                *audit_archive.read_archive(Path(archive_file), _settings().master_key), note)
         except audit_archive.ArchiveError as exc:
             result = {"ok": False, "reason": str(exc)}
     else:
-        result = audit.verify_checkpoint(cp) if cp else audit.verify()
+        result = audit_verify.verify_checkpoint(note) if note else audit_verify.verify()
     click.echo(json.dumps(result, ensure_ascii=False))
     raise SystemExit(0 if result["ok"] else 1)
 
@@ -182,7 +191,7 @@ def seed_demo():
 
 
 COMMANDS = (init_db, create_admin, reset_admin_totp, reset_access, rotate_master_key, backup_cmd, restore_cmd, audit_checkpoint,
-            audit_verify, audit_archive_cmd, audit_export, seed_demo)
+            audit_seal, audit_verify_cmd, audit_archive_cmd, audit_export, seed_demo)
 
 
 def init_app(app):

@@ -9,7 +9,6 @@ from sqlalchemy.orm import scoped_session, sessionmaker
 log = logging.getLogger("renkei")
 
 session = scoped_session(sessionmaker(expire_on_commit=False))
-AUDIT_LOCK_ID = 73110001  # PostgreSQL advisory lock serialising the audit chain's head
 
 
 def normalize_url(url: str) -> str:
@@ -26,7 +25,7 @@ def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10, lock_ti
     to size it); a request that waits pool_timeout seconds for one gets 503, never 500.
     On PostgreSQL a request waits at most lock_timeout_ms for a lock (then 503), and the
     server ends a transaction left idle for idle_transaction_timeout_ms — a frozen or
-    stuck worker cannot hold a row or the audit lock against everyone else for long.
+    stuck worker cannot hold a row against everyone else for long.
     A request's transaction is never idle for long (its statements are milliseconds
     apart), so 5 s only ever ends a frozen one; the fault drill (bench/drill.py) showed a
     worker stopped with SIGSTOP holding its team's event rows until this ended it.
@@ -47,8 +46,8 @@ def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10, lock_ti
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            # One writer at a time: a transaction that reads a version (or the audit
-            # head) and then writes cannot interleave with another one.
+            # One writer at a time: a transaction that reads a version (or the access
+            # log's tree head) and then writes cannot interleave with another one.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         return engine
     options = f"-c lock_timeout={lock_timeout_ms} -c idle_in_transaction_session_timeout={idle_transaction_timeout_ms}"
@@ -59,12 +58,6 @@ def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10, lock_ti
 def bind(engine):
     session.remove()
     session.configure(bind=engine)
-
-
-def lock_audit_head():
-    """Serialise appends to the hash chain (SQLite already holds its write lock)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_ID})
 
 
 def no_idle_timeout():

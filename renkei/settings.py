@@ -4,6 +4,7 @@ import base64
 import os
 import secrets
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,10 +16,16 @@ def _generated_secret(name: str, warn: str | None) -> bytes:
     """Read a key generated on first start, or make one (0600) under instance/."""
     INSTANCE.mkdir(parents=True, exist_ok=True)
     path = INSTANCE / name
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if not path.exists():  # written aside, then linked: another process never reads it half-written
+        fd, tmp = tempfile.mkstemp(dir=INSTANCE, prefix=f".{name}.")
         with os.fdopen(fd, "w") as f:
             f.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process starting at the same moment made it first
+            pass
+        finally:
+            os.unlink(tmp)
     if warn:
         print(warn.format(path=path), file=sys.stderr)
     return base64.b64decode(path.read_text().strip())
@@ -30,7 +37,7 @@ def _decode_key(text: str, source: str) -> bytes:
     except ValueError:
         raise SystemExit(f"{source}: not base64")
     if len(key) != 32:
-        raise SystemExit(f"{source}: the master key must be 32 bytes, got {len(key)}")
+        raise SystemExit(f"{source}: a key must be 32 bytes, got {len(key)}")
     return key
 
 
@@ -61,6 +68,27 @@ def _master_keys(may_generate: bool) -> tuple[bytes, list[bytes]]:
     previous = [_decode_key(k, "RENKEI_MASTER_KEY_PREVIOUS")
                 for k in os.environ.get("RENKEI_MASTER_KEY_PREVIOUS", "").split(",") if k.strip()]
     return current, previous
+
+
+def _audit_seeds() -> list[bytes]:
+    """The access log's keys (renkei/audit_keys.py): RENKEI_AUDIT_KEY_FILE, one base64
+    seed per line, the last one current; else one generated under instance/. Several
+    machines must share one file (platform/KEYS.md): each would otherwise sign its own."""
+    path = os.environ.get("RENKEI_AUDIT_KEY_FILE")
+    if not path:
+        _generated_secret("audit.key", None)
+        path = INSTANCE / "audit.key"
+    try:
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise SystemExit(f"RENKEI_AUDIT_KEY_FILE: cannot read {path}: {exc.strerror}")
+    if not lines:
+        raise SystemExit(f"{path}: no audit key")
+    return [_decode_key(line, str(path)) for line in lines]
+
+
+def _throwaway_audit_sink() -> Path:
+    return Path(tempfile.mkdtemp(prefix="renkei-audit-heads-"))
 
 
 @dataclass
@@ -97,6 +125,16 @@ class Settings:
     # The address people reach Renkei at (the emergency sheet's QR code); without it,
     # the address of the request that printed the sheet.
     public_url: str | None = None
+    # The access log (docs/ARCHITECTURE.md, "The access log"): its keys (last current),
+    # the name its signed heads carry, where the heads are kept outside the database,
+    # and the sealer's pace. Tests get throwaway keys and sink.
+    audit_keys: list[bytes] = field(default_factory=lambda: [secrets.token_bytes(32)])
+    audit_origin: str = "renkei/audit-log"
+    audit_sink: Path = field(default_factory=_throwaway_audit_sink)
+    audit_seal_seconds: float = 0.5  # a sealer looks for new entries this often
+    audit_seal_batch: int = 5000  # at most this many entries per batch
+    audit_lease_seconds: float = 10  # a sealer that stops renewing is replaced after this
+    audit_sealer: bool = False  # run a sealer thread in this process (the servers do)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -134,6 +172,11 @@ class Settings:
             db_idle_transaction_timeout_ms=int(env.get("RENKEI_DB_IDLE_TRANSACTION_TIMEOUT_MS", 5000)),
             trusted_proxies=int(env.get("RENKEI_TRUSTED_PROXIES", "0")),
             public_url=(env.get("RENKEI_PUBLIC_URL") or "").rstrip("/") or None,
+            audit_keys=_audit_seeds(),
+            audit_origin=env.get("RENKEI_AUDIT_ORIGIN", "renkei/audit-log"),
+            audit_sink=Path(env.get("RENKEI_AUDIT_SINK") or INSTANCE / "audit-heads"),
+            audit_lease_seconds=float(env.get("RENKEI_AUDIT_LEASE_SECONDS", 10)),
+            audit_sealer=True,
         )
         values.update(overrides)
         return cls(**values)

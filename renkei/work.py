@@ -90,7 +90,7 @@ class Work:
         only what has committed."""
         for step in self.closing:
             step()
-        audit.write(self.entries)  # the access log's lock is taken last of all
+        audit.write(self.entries)  # inserted, no lock: the sealer places them (renkei/audit_sealer.py)
         self.entries, self.closing, self.outbox = [], [], []
         db.session.commit()
         steps, self.afterwards = self.afterwards, []

@@ -43,14 +43,14 @@ def enrol_second_factor(base, login, password) -> pyotp.TOTP:
     return totp
 
 
-def _settings(url, master_key=None):
+def _settings(url, master_key=None, **overrides):
     return Settings(database_url=url, master_key=master_key or secrets.token_bytes(32), previous_master_keys=[],
                     secret_key=secrets.token_bytes(32), redis_url=None, embedded=False,
-                    argon2_time_cost=1, argon2_memory_cost=1024)
+                    argon2_time_cost=1, argon2_memory_cost=1024, **overrides)
 
 
-def build_app(url, master_key: bytes | None = None):
-    app = create_app(_settings(url, master_key))
+def build_app(url, master_key: bytes | None = None, **settings):
+    app = create_app(_settings(url, master_key, **settings))
     app.config["TESTING"] = True
     return app
 

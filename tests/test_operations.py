@@ -14,9 +14,16 @@ from tests.helpers import ROOT, Api, build_app
 from tests.helpers import R, team
 
 
-def flask(args, url, master: bytes, tmp_path):
+def audit_env(settings, tmp_path) -> dict:
+    """The test app's audit key and sink, for a command run as a separate process."""
+    key_file = tmp_path / "audit.keys"
+    key_file.write_text("".join(base64.b64encode(k).decode() + "\n" for k in settings.audit_keys))
+    return {"RENKEI_AUDIT_KEY_FILE": str(key_file), "RENKEI_AUDIT_SINK": str(settings.audit_sink)}
+
+
+def flask(args, url, master: bytes, tmp_path, **env):
     env = os.environ | {"RENKEI_DATABASE_URL": url, "RENKEI_MASTER_KEY": base64.b64encode(master).decode(),
-                        "RENKEI_INSTANCE_DIR": str(tmp_path), "RENKEI_SECRET_KEY": "x" * 32}
+                        "RENKEI_INSTANCE_DIR": str(tmp_path), "RENKEI_SECRET_KEY": "x" * 32} | env
     out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -40,6 +47,7 @@ def test_backup_is_encrypted_and_a_restore_drill_reads_everything(api, request, 
     for section, content in contents.items():
         api.call("doc", "PUT", f"{R}/{pid}/record/{section}", {"content": content}, headers={"If-Match": '"0"'})
     api.call("cm", "POST", f"{R}/{pid}/notes", {"body": "復元後も読めること", "category": "other"})
+    assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True  # sealed, heads signed
     settings = api.app.config["RENKEI"]
     from renkei import db
     db.session.remove()
@@ -52,7 +60,8 @@ def test_backup_is_encrypted_and_a_restore_drill_reads_everything(api, request, 
 
     target = _empty_database_like(settings.database_url, request, tmp_path)
     flask(["restore", "--src", str(file), "--yes"], target, settings.master_key, tmp_path)
-    restored = build_app(target, settings.master_key)
+    restored = build_app(target, settings.master_key, audit_keys=settings.audit_keys,
+                         audit_sink=settings.audit_sink)
     restored_api = Api.__new__(Api)
     restored_api.app, restored_api.client, restored_api.tokens = restored, restored.test_client(), {}
     restored_api.tokens["doc"] = restored_api.sign_in("doc", "correct horse battery")
@@ -62,8 +71,9 @@ def test_backup_is_encrypted_and_a_restore_drill_reads_everything(api, request, 
     notes = restored_api.call("doc", "GET", f"{R}/{pid}/notes").json["items"]
     assert notes[0]["body"] == "復元後も読めること"
     with restored.app_context():
-        from renkei import audit
-        assert audit.verify()["ok"] is True
+        from renkei import audit_verify
+        restored_log = audit_verify.verify()  # the same audit key and heads: the log restored verifies
+        assert restored_log["ok"] is True and restored_log["heads"] >= 1 and restored_log["entries"] > 10
     restored.extensions["renkei.engine"].dispose()
     # a backup is useless without the master key
     env_key = os.urandom(32)
@@ -74,20 +84,23 @@ def test_backup_is_encrypted_and_a_restore_drill_reads_everything(api, request, 
     assert wrong.returncode != 0
 
 
-def test_signed_checkpoint_detects_truncation(api):
+def test_a_kept_signed_head_is_checked_against_the_log(api):
+    """An auditor's copy of a head (issue 14: the hand-saved checkpoints become signed
+    notes) still verifies while the log holds its entries, and not once they are cut."""
     team(api)
-    cp = api.call("admin", "GET", "/api/v1/audit/checkpoint").json
-    assert set(cp) == {"seq", "hash", "at", "public_key", "signature"}
-    assert api.call("admin", "POST", "/api/v1/audit/checkpoint/verify", cp).json["ok"] is True
-    forged = dict(cp, seq=cp["seq"] - 1)
-    assert api.call("admin", "POST", "/api/v1/audit/checkpoint/verify", forged).json == {"ok": False, "reason": "signature"}
+    note = api.call("admin", "GET", "/api/v1/audit/checkpoint").json["checkpoint"]
+    assert api.call("admin", "POST", "/api/v1/audit/checkpoint/verify", {"checkpoint": note}).json["ok"] is True
+    lines = note.split("\n")
+    forged = "\n".join([lines[0], str(int(lines[1]) - 1)] + lines[2:])
+    assert api.call("admin", "POST", "/api/v1/audit/checkpoint/verify",
+                    {"checkpoint": forged}).json == {"ok": False, "reason": "signature"}
+    size = int(lines[1])
     from renkei import db
     with api.app.app_context():  # someone removes the newest entries, hiding what happened
-        db.session.execute(text("DELETE FROM audit_log WHERE seq >= :s"), {"s": cp["seq"] - 2})
+        db.session.execute(text("DELETE FROM audit_log WHERE seq >= :s OR seq IS NULL"), {"s": size - 2})
         db.session.commit()
-    assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True  # the chain alone cannot tell
-    result = api.call("admin", "POST", "/api/v1/audit/checkpoint/verify", cp).json
-    assert result["ok"] is False and result["reason"] == "truncated or rewritten"
+    result = api.call("admin", "POST", "/api/v1/audit/checkpoint/verify", {"checkpoint": note}).json
+    assert result["ok"] is False and result["first_bad"] == size - 2
 
 
 def test_checkpoint_commands(sqlite_app, tmp_path):
@@ -95,17 +108,21 @@ def test_checkpoint_commands(sqlite_app, tmp_path):
     Api(sqlite_app)
     from renkei import db
     db.session.remove()
-    cp = json.loads(flask(["audit-checkpoint"], settings.database_url, settings.master_key, tmp_path))
-    path = tmp_path / "cp.json"
-    path.write_text(json.dumps(cp))
+    env = audit_env(settings, tmp_path)
+    assert json.loads(flask(["audit-seal"], settings.database_url, settings.master_key, tmp_path, **env)) \
+        == {"sealed": 2, "unsealed": 0, "unsealed_oldest_seconds": 0}  # sign-in, organisation
+    note = flask(["audit-checkpoint"], settings.database_url, settings.master_key, tmp_path, **env)
+    assert note.split("\n")[:2] == ["renkei/audit-log", "2"]
+    path = tmp_path / "head.txt"
+    path.write_text(note)
     assert json.loads(flask(["audit-verify", "--checkpoint", str(path)], settings.database_url,
-                            settings.master_key, tmp_path))["ok"] is True
+                            settings.master_key, tmp_path, **env))["ok"] is True
 
 
 def run_flask(args, settings, tmp_path):
     env = os.environ | {"RENKEI_DATABASE_URL": settings.database_url, "RENKEI_INSTANCE_DIR": str(tmp_path),
                         "RENKEI_MASTER_KEY": base64.b64encode(settings.master_key).decode(),
-                        "RENKEI_SECRET_KEY": "x" * 32}
+                        "RENKEI_SECRET_KEY": "x" * 32} | audit_env(settings, tmp_path)
     return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -129,16 +146,22 @@ def test_retention_archives_old_entries_and_the_rest_still_verifies(api, tmp_pat
     result = json.loads(out.stdout)
     again = run_flask(["audit-archive", "--out", str(file), "--before", iso(utcnow())], settings, tmp_path)
     assert again.returncode != 0 and "exists" in again.stderr  # an archive is never overwritten
-    assert result["through_seq"] > old_cp["seq"] and result["archived"] == result["through_seq"]
+    assert result["through_seq"] > old_cp["tree_size"] and result["archived"] == result["through_seq"]
 
     live = api.call("admin", "GET", "/api/v1/audit/verify").json
-    assert live["ok"] is True and live["first_bad"] is None
+    assert live["ok"] is True and live["first_bad"] is None and live["archived_through"] == result["through_seq"]
     reads = api.call("admin", "GET", f"/api/v1/audit?patient_id={pid}&action=record.read").json["items"]
     assert [r["actor_id"] for r in reads] == [api.users["cm"]["id"]]  # the physician's read is archived
     assert api.call("admin", "GET", "/api/v1/audit?action=audit.archive").json["items"][0]["detail"] == \
         f"through={result['through_seq']};entries={result['archived']}"
-    moved = api.call("admin", "POST", "/api/v1/audit/checkpoint/verify", old_cp).json
+    moved = api.call("admin", "POST", "/api/v1/audit/checkpoint/verify", {"checkpoint": old_cp["checkpoint"]}).json
     assert moved["ok"] is False and moved["reason"].startswith("archived")
+    # archived entries keep their places in the tree: their proofs still verify
+    from tests.test_audit_log import rfc_inclusion_ok
+    now = api.call("admin", "GET", "/api/v1/audit/checkpoint").json
+    proof = api.call("admin", "GET", f"/api/v1/audit/proof/inclusion?seq=2&tree_size={now['tree_size']}").json
+    assert rfc_inclusion_ok(1, now["tree_size"], base64.b64decode(proof["leaf_hash"]),
+                            [base64.b64decode(h) for h in proof["audit_path"]], base64.b64decode(now["root_hash"]))
     # the auditor's page says where the live log begins, and verifies on request without JavaScript
     api.user("aud", "other", is_auditor=True)
     web = api.web("aud")
@@ -148,13 +171,13 @@ def test_retention_archives_old_entries_and_the_rest_still_verifies(api, tmp_pat
 
     raw = file.read_bytes()
     assert pid.encode() not in raw and b"record.read" not in raw
-    cp_file = tmp_path / "cp.json"
-    cp_file.write_text(json.dumps(old_cp))
+    cp_file = tmp_path / "head.txt"
+    cp_file.write_text(old_cp["checkpoint"])
     checked = run_flask(["audit-verify", "--archive", str(file), "--checkpoint", str(cp_file)], settings, tmp_path)
     assert checked.returncode == 0 and json.loads(checked.stdout) | {"entries": 0} == {
         "ok": True, "entries": 0, "from_seq": 1, "through_seq": result["through_seq"]}
-    (tmp_path / "now.json").write_text(json.dumps(api.call("admin", "GET", "/api/v1/audit/checkpoint").json))
-    elsewhere = run_flask(["audit-verify", "--archive", str(file), "--checkpoint", str(tmp_path / "now.json")],
+    (tmp_path / "now.txt").write_text(now["checkpoint"])
+    elsewhere = run_flask(["audit-verify", "--archive", str(file), "--checkpoint", str(tmp_path / "now.txt")],
                           settings, tmp_path)
     assert elsewhere.returncode == 1 and "checkpoint not in this archive" in elsewhere.stdout
     rows = list(csv.DictReader(io.StringIO(run_flask(["audit-export", "--archive", str(file)], settings, tmp_path).stdout)))
@@ -171,17 +194,19 @@ def test_retention_archives_old_entries_and_the_rest_still_verifies(api, tmp_pat
             db.session.execute(text(sql), params)
             db.session.commit()
         return api.call("admin", "GET", "/api/v1/audit/verify").json["ok"]
-    # someone cuts more off the beginning and moves the anchor along: its signature no longer fits
-    anchor_seq = result["through_seq"]
+    anchor = result["through_seq"]
     with api.app.app_context():
-        nxt = db.session.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq LIMIT 1")).one()
-    assert verify_after("DELETE FROM audit_log WHERE seq = :s", s=nxt.seq) is False
-    assert verify_after("UPDATE audit_anchors SET seq = :s, hash = :h WHERE seq = :a",
-                        s=nxt.seq, h=nxt.hash, a=anchor_seq) is False
-    # ... or plants an auditor's checkpoint as the anchor: signed for another purpose
-    cp = api.call("admin", "GET", "/api/v1/audit/checkpoint").json
-    assert verify_after("UPDATE audit_anchors SET seq = :s, hash = :h, at = :at, signature = :sig",
-                        s=cp["seq"], h=cp["hash"], at=cp["at"], sig=cp["signature"]) is False
+        nxt = db.session.execute(text("SELECT seq FROM audit_log WHERE seq IS NOT NULL ORDER BY seq LIMIT 1")).scalar()
+        note = db.session.execute(text("SELECT note FROM audit_anchors")).scalar()
+    # someone moves the anchor along to hide the next entries: its signed size no longer fits ...
+    assert verify_after("UPDATE audit_anchors SET seq = :s WHERE seq = :a", s=nxt + 3, a=anchor) is False
+    assert verify_after("UPDATE audit_anchors SET seq = :a WHERE seq = :s", s=nxt + 3, a=anchor) is True
+    # ... or plants an auditor's signed tree head as the anchor: signed as another thing
+    assert verify_after("UPDATE audit_anchors SET seq = :s, note = :n", s=now["tree_size"],
+                        n=now["checkpoint"]) is False
+    assert verify_after("UPDATE audit_anchors SET seq = :a, note = :n", a=anchor, n=note) is True
+    # ... or cuts more off the beginning
+    assert verify_after("DELETE FROM audit_log WHERE seq = :s", s=nxt) is False
     refused = run_flask(["audit-archive", "--out", str(tmp_path / "again.archive"), "--before", iso(utcnow())],
                         settings, tmp_path)
     assert refused.returncode != 0 and "does not verify" in refused.stderr

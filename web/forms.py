@@ -77,7 +77,7 @@ ACTION_LABELS = {
     "directory.totp_reset": _l("二要素認証のリセット"), "directory.reset_request": _l("アクセスリセットの申請"),
     "directory.reset_approve": _l("アクセスリセットの承認"), "directory.reset_server": _l("サーバーでのアクセスリセット"),
     "audit.read": _l("アクセスログの閲覧"), "audit.export": _l("アクセスログの出力"), "audit.verify": _l("改ざん検証"),
-    "audit.checkpoint": _l("チェックポイントの取得"), "audit.patient_search": _l("アクセスログの利用者検索"), "audit.archive": _l("アクセスログのアーカイブ"),
+    "audit.checkpoint": _l("チェックポイントの取得"), "audit.proof": _l("証明の取得"), "audit.patient_search": _l("アクセスログの利用者検索"), "audit.archive": _l("アクセスログのアーカイブ"),
     "audit.breakglass": _l("緊急時アクセスの一覧（監査）"), "usage.read": _l("活用状況の閲覧"), "demo.seed": _l("デモデータの作成"),
 }
 OUTCOME_LABELS = {"ok": _l("成功"), "denied": _l("拒否"), "not_found": _l("該当なし"), "invalid": _l("入力エラー"),

@@ -1,0 +1,213 @@
+"""Issue 14: the access log as a Merkle tree with signed heads kept outside the database.
+
+The proofs are checked here by verifiers written from RFC 9162 §2.1.3.2 and §2.1.4.2
+and the signed note by c2sp.org/signed-note, not by the project's own code."""
+import base64
+import hashlib
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select, text
+
+from tests.helpers import R, team
+
+
+def H(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def mth(leaves: list[bytes]) -> bytes:
+    """MTH(D[n]) of RFC 9162 §2.1.1 over leaf hashes, by its recursive definition."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return H(b"\x01" + mth(leaves[:k]) + mth(leaves[k:]))
+
+
+def rfc_inclusion_ok(leaf_index, tree_size, leaf_hash, path, root) -> bool:
+    """RFC 9162 §2.1.3.2, step by step."""
+    if leaf_index >= tree_size:
+        return False
+    fn, sn, r = leaf_index, tree_size - 1, leaf_hash
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = H(b"\x01" + p + r)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn, sn = fn >> 1, sn >> 1
+        else:
+            r = H(b"\x01" + r + p)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and r == root
+
+
+def rfc_consistency_ok(first, second, first_hash, second_hash, path) -> bool:
+    """RFC 9162 §2.1.4.2, step by step (first < second)."""
+    if not path:
+        return False
+    if first & (first - 1) == 0:
+        path = [first_hash] + path
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = H(b"\x01" + c + fr), H(b"\x01" + c + sr)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = H(b"\x01" + sr + c)
+        fn, sn = fn >> 1, sn >> 1
+    return fr == first_hash and sr == second_hash and sn == 0
+
+
+def open_signed_note(note: str, public_key_b64: str) -> list[str]:
+    """c2sp.org/signed-note: the text's lines, if one signature line verifies with the key."""
+    body, _, signatures = note.partition("\n\n")
+    signed = (body + "\n").encode()
+    public = base64.b64decode(public_key_b64)
+    assert len(public) == 32
+    for line in signatures.strip("\n").split("\n"):
+        dash, name, blob = line.split(" ")
+        assert dash == "\u2014"
+        blob = base64.b64decode(blob)
+        assert blob[:4] == H(name.encode() + b"\n" + b"\x01" + public)[:4]
+        Ed25519PublicKey.from_public_bytes(public).verify(blob[4:], signed)  # raises if not
+        return body.split("\n")
+    raise AssertionError("no signature line")
+
+
+def checkpoint(api):
+    cp = api.call("admin", "GET", "/api/v1/audit/checkpoint").json
+    origin, size, root = open_signed_note(cp["checkpoint"], cp["public_key"])[:3]
+    assert (int(size), root) == (cp["tree_size"], cp["root_hash"]) and origin
+    return cp
+
+
+def sql(api, *statements, **params):
+    from renkei import db
+    with api.app.app_context():
+        for s in statements:
+            db.session.execute(text(s), params)
+        db.session.commit()
+
+
+def test_proofs_verify_with_an_independent_rfc9162_verifier(api):
+    pid = team(api)
+    first = checkpoint(api)
+    for _ in range(7):
+        api.call("doc", "GET", f"{R}/{pid}/record")
+    second = checkpoint(api)
+    entries = [e for e in api.call("admin", "GET", "/api/v1/audit?limit=1000").json["items"]
+               if e["seq"] <= second["tree_size"]]  # every one has its place: reading the log seals first
+    assert second["tree_size"] > first["tree_size"] >= 5 and len(entries) == second["tree_size"]
+    root = base64.b64decode(second["root_hash"])
+    for e in entries:
+        proof = api.call("admin", "GET", f"/api/v1/audit/proof/inclusion?seq={e['seq']}"
+                                         f"&tree_size={second['tree_size']}").json
+        assert proof["leaf_index"] == e["seq"] - 1 and proof["leaf_hash"] == e["leaf_hash"]
+        assert rfc_inclusion_ok(proof["leaf_index"], proof["tree_size"], base64.b64decode(proof["leaf_hash"]),
+                                [base64.b64decode(h) for h in proof["audit_path"]], root)
+    # a proof for the wrong root fails: the verifier above can fail
+    assert not rfc_inclusion_ok(0, second["tree_size"], base64.b64decode(entries[0]["leaf_hash"]),
+                                [base64.b64decode(h) for h in proof["audit_path"]], root)
+    leaves = {e["seq"]: base64.b64decode(e["leaf_hash"]) for e in entries}
+    assert mth([leaves[i] for i in range(1, second["tree_size"] + 1)]) == root
+    for m in sorted({1, 2, 4, 5, first["tree_size"], second["tree_size"] - 1}):
+        proof = [base64.b64decode(h) for h in api.call(
+            "admin", "GET", f"/api/v1/audit/proof/consistency?first={m}&second={second['tree_size']}").json["proof"]]
+        old_root = mth([leaves[i] for i in range(1, m + 1)])
+        assert rfc_consistency_ok(m, second["tree_size"], old_root, root, proof), m
+        assert not rfc_consistency_ok(m, second["tree_size"], H(b"another tree"), root, proof)
+    assert base64.b64decode(first["root_hash"]) == mth([leaves[i] for i in range(1, first["tree_size"] + 1)])
+    assert api.call("admin", "GET", f"/api/v1/audit/proof/consistency?first={second['tree_size']}"
+                                    f"&second={second['tree_size']}").json == {"proof": []}
+
+
+def test_proof_requests_beyond_the_sealed_tree_are_422_naming_the_field(api):
+    team(api)
+    size = checkpoint(api)["tree_size"]
+    for query, field in ((f"seq={size + 5}&tree_size={size}", "seq"),
+                         (f"seq=1&tree_size={size + 1000}", "tree_size"),
+                         ("seq=0&tree_size=1", "seq"),
+                         (f"first={size}&second={size + 1000}", "second"),
+                         ("first=3&second=2", "first")):
+        kind = "consistency" if "first" in query else "inclusion"
+        r = api.call("admin", "GET", f"/api/v1/audit/proof/{kind}?{query}")
+        assert r.status_code == 422 and field in r.json["errors"], (query, r.json)
+
+
+def test_only_administrators_and_auditors_get_heads_and_proofs(api):
+    pid = team(api)
+    for path in ("/api/v1/audit/checkpoint", "/api/v1/audit/proof/inclusion?seq=1&tree_size=1",
+                 "/api/v1/audit/proof/consistency?first=1&second=1"):
+        assert api.call("doc", "GET", path).status_code == 403
+    assert api.call("doc", "GET", f"{R}/{pid}/record").status_code == 200
+
+
+def test_truncation_is_found_without_a_hand_saved_checkpoint(api):
+    pid = team(api)
+    for _ in range(3):
+        api.call("doc", "GET", f"{R}/{pid}/record")
+    size = checkpoint(api)["tree_size"]
+    # someone with the database removes the newest entries and points the head back
+    sql(api, "DELETE FROM audit_log WHERE seq > :s OR seq IS NULL", s=size - 3)
+    sql(api, "UPDATE audit_head SET tree_size = :s", s=size - 3)
+    result = api.call("admin", "GET", "/api/v1/audit/verify").json
+    assert result["ok"] is False and result["first_bad"] == size - 2, result
+
+
+def test_an_attacker_with_database_write_access_cannot_hide_a_removed_entry(api):
+    """Remove entry k, renumber everything after it, rebuild the tiles and the head row
+    from the public algorithm: without the keys the MACs and signatures cannot follow."""
+    from models import AuditEntry
+    from renkei import audit, db
+    from renkei.audit_tree import Tiles
+    pid = team(api)
+    for _ in range(4):
+        api.call("doc", "GET", f"{R}/{pid}/record")
+    size = checkpoint(api)["tree_size"]
+    k = size - 4
+    sql(api, "DELETE FROM audit_log WHERE seq = :k OR seq IS NULL", k=k)
+    sql(api, "UPDATE audit_log SET seq = seq - 1 WHERE seq > :k", k=k)
+    with api.app.app_context():
+        rows = db.session.execute(select(AuditEntry).where(AuditEntry.seq.is_not(None)).order_by(AuditEntry.seq))
+        leaves = [audit.leaf_hash_of(e) for e in rows.scalars()]
+        db.session.execute(text("DELETE FROM audit_tiles"))
+        tiles = Tiles()
+        tiles.extend(0, leaves)
+        db.session.execute(text("UPDATE audit_head SET tree_size = :n, root_hash = :r"),
+                           {"n": len(leaves), "r": tiles.root(len(leaves))})
+        db.session.commit()
+    result = api.call("admin", "GET", "/api/v1/audit/verify").json
+    assert result["ok"] is False and result["first_bad"] == k, result
+
+
+def test_entries_not_yet_sealed_are_reported_with_their_age(api):
+    from renkei import audit_verify
+    pid = team(api)
+    api.call("doc", "GET", f"{R}/{pid}/record")
+    with api.app.app_context():  # as `flask audit-verify` sees it while no sealer has run
+        result = audit_verify.verify()
+    assert result["ok"] is True and result["unsealed"] >= 1 and result["unsealed_oldest_seconds"] >= 0
+    after = api.call("admin", "GET", "/api/v1/audit/verify").json  # an auditor's check seals first
+    assert after["ok"] is True and after["unsealed"] <= 1 and after["heads"] >= 1
+
+
+def test_every_signed_head_is_kept_outside_the_database(api):
+    from renkei.audit_sink import DirectorySink
+    pid = team(api)
+    api.call("doc", "GET", f"{R}/{pid}/record")
+    cp = checkpoint(api)
+    sink = DirectorySink(api.app.config["RENKEI"].audit_sink)
+    notes = list(sink.notes())
+    assert cp["checkpoint"] in notes
+    for note in notes:
+        open_signed_note(note, cp["public_key"])
+    files = list(sink.path.glob("heads-*.txt"))
+    assert files and all(f.stat().st_mode & 0o777 == 0o600 for f in files)
