@@ -4,11 +4,17 @@ The proofs are checked here by verifiers written from RFC 9162 §2.1.3.2 and §2
 and the signed note by c2sp.org/signed-note, not by the project's own code."""
 import base64
 import hashlib
+import threading
+import time
+import uuid
 
+import pytest
+import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
 
 from tests.helpers import R, team
+from tests.servers import free_port, start_server
 
 
 def H(data: bytes) -> bytes:
@@ -211,3 +217,104 @@ def test_every_signed_head_is_kept_outside_the_database(api):
         open_signed_note(note, cp["public_key"])
     files = list(sink.path.glob("heads-*.txt"))
     assert files and all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+
+
+@pytest.mark.postgres
+def test_two_processes_seal_every_entry_once_with_the_sealer_killed_mid_batch(pg_world):
+    """Both servers append; the lease holder is killed while a batch is half written;
+    the other takes over: every answered request's entry is sealed exactly once, the
+    positions have no gap, and the log verifies against the heads in the sink."""
+    w, procs = pg_world, []
+    env = w.env | {"RENKEI_AUDIT_LEASE_SECONDS": "2"}
+    engine = create_engine(w.env["RENKEI_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://"))
+    unsealed = text("SELECT count(*) FROM audit_log WHERE seq IS NULL")
+
+    def wait_until(condition, timeout=30):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.05)
+
+    with start_server(env | {"RENKEI_PORT": str(free_port())}, handle=procs) as a, \
+            start_server(env | {"RENKEI_PORT": str(free_port())}, handle=procs) as b:
+        auth = {"Authorization": "Bearer " + w.tokens["doc"]}
+        for base in (a, b):
+            assert requests.get(f"{base}/api/v1/patients/{w.pid}/record", headers=auth).status_code == 200
+        with engine.connect() as c:
+            wait_until(lambda: c.execute(unsealed).scalar() == 0 and c.execute(
+                text("SELECT count(*) FROM audit_head")).scalar() == 1 or c.rollback())
+            holder = int(c.execute(text("SELECT holder FROM audit_lease")).scalar().split(":")[1])
+        sealer = next(p for p in procs if p.pid == holder)
+        bases = {procs[0].pid: a, procs[1].pid: b}
+        answered, stop = [], threading.Event()
+
+        def load(base):
+            while not stop.is_set():
+                rid = uuid.uuid4().hex
+                try:
+                    r = requests.get(f"{base}/api/v1/patients/{w.pid}/record", timeout=5,
+                                     headers=auth | {"X-Request-Id": rid})
+                except requests.RequestException:
+                    continue
+                if r.status_code == 200:
+                    answered.append(rid)
+        threads = [threading.Thread(target=load, args=(base,)) for base in (a, b) for _ in range(2)]
+        with engine.connect() as blocker:  # hold the head row: the next batch stops half-way
+            blocker.execute(text("SELECT 1 FROM audit_head FOR UPDATE"))
+            for t in threads:
+                t.start()
+            with engine.connect() as c:
+                wait_until(lambda: c.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'UPDATE audit_head%'")).scalar() == 1 or c.rollback(), timeout=10)
+                half_written = c.execute(text("SELECT count(*) FROM audit_log WHERE seq IS NULL")).scalar()
+            sealer.kill()  # mid-batch: its seq assignments and tiles are uncommitted
+            sealer.wait()
+            blocker.rollback()
+        survivor = bases[next(p.pid for p in procs if p.pid != holder)]
+        time.sleep(3)  # load on the survivor while it takes the lease over
+        stop.set()
+        for t in threads:
+            t.join()
+        with engine.connect() as c:
+            wait_until(lambda: c.execute(unsealed).scalar() == 0 or c.rollback(), timeout=30)
+            count, placed, distinct, low, high = c.execute(text(
+                "SELECT count(*), count(seq), count(DISTINCT seq), min(seq), max(seq) FROM audit_log")).one()
+            ids = [r for (r,) in c.execute(text("SELECT request_id FROM audit_log WHERE action = 'record.read'"))]
+        assert half_written > 0 and len(answered) > 50
+        assert count == placed == distinct == high and low == 1  # gapless, each once
+        assert all(ids.count(rid) == 1 for rid in answered)
+        check = requests.get(survivor + "/api/v1/audit/verify", headers={
+            "Authorization": "Bearer " + w.tokens["admin"]}).json()
+        assert check["ok"] is True and check["heads"] >= 2 and check["entries"] >= count, check
+    engine.dispose()
+
+
+def test_the_hash_chained_log_becomes_the_first_leaves_in_its_order(api):
+    """Migration 0010: the old chain is verified once (a broken one stops the upgrade,
+    changing nothing), then its entries become the tree's first leaves, same numbers."""
+    from alembic import command
+    from renkei.schema import alembic_config
+    pid = team(api)
+    api.call("doc", "GET", f"{R}/{pid}/record")
+    api.call("pharm", "GET", f"{R}/{pid}/record")
+    engine = api.app.extensions["renkei.engine"]
+
+    def migrate(step, revision):
+        with api.app.app_context(), engine.begin() as conn:
+            step(alembic_config(conn), revision)
+    migrate(command.downgrade, "0009")
+    with engine.connect() as c:
+        chain = c.execute(text("SELECT seq, action, outcome, actor_id FROM audit_log ORDER BY seq")).all()
+    assert len(chain) > 10 and [r.seq for r in chain] == list(range(1, len(chain) + 1))
+    sql(api, "UPDATE audit_log SET outcome = 'tampered' WHERE seq = 7")
+    with pytest.raises(RuntimeError, match="does not verify at entry 7"):
+        migrate(command.upgrade, "head")
+    with engine.connect() as c:  # nothing changed: still the chain
+        assert c.execute(text("SELECT count(*) FROM audit_log WHERE prev_hash IS NOT NULL")).scalar() == len(chain)
+    sql(api, "UPDATE audit_log SET outcome = :o WHERE seq = 7", o=chain[6].outcome)
+    migrate(command.upgrade, "head")
+    entries = api.call("admin", "GET", "/api/v1/audit?limit=1000").json["items"][::-1]
+    assert [(e["seq"], e["action"], e["outcome"], e["actor_id"]) for e in entries[:len(chain)]] == \
+        [tuple(r) for r in chain]
+    assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
