@@ -90,7 +90,7 @@ def main():
         app = app_context(env)
         who = data.people(app)
         mine = data.patients(app, who, args.patients_small, mine=10)
-        data.audit_filler(app, args.audit_small, who["fillers"], mine)
+        data.sealed_log(app, args.audit_small, who["fillers"], mine)
         print(f"small: {args.patients_small} patients, {args.audit_small} audit entries", flush=True)
 
         with server(env, workers=1) as port:
@@ -102,7 +102,7 @@ def main():
             measure(port, who, mine[:10], args.seconds, "small.w2", results, what=("bare", "read"))
 
         data.patients(app, who, args.patients_large - args.patients_small)
-        data.audit_filler(app, args.audit_large - args.audit_small, who["fillers"], mine)
+        data.sealed_log(app, args.audit_large - args.audit_small, who["fillers"], mine)
         print(f"large: {args.patients_large} patients, {args.audit_large} audit entries", flush=True)
         with server(env, workers=1) as port:
             measure(port, who, mine[:10], args.seconds, "large.w1", results)

@@ -20,6 +20,7 @@ import time
 import uuid
 from datetime import timedelta
 
+from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,7 +40,6 @@ class LeaseLost(Exception):
 
 
 def _settings():
-    from flask import current_app
     return current_app.config["RENKEI"]
 
 

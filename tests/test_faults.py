@@ -143,14 +143,15 @@ def test_a_killed_servers_socket_rows_are_removed_by_the_others(pg_world):
 
 
 def test_a_stuck_transaction_does_not_stall_everyone_else(pg_world):
-    """Issue 11 (2): a frozen worker's transaction held the audit lock and a user's row;
-    every write elsewhere waited for it. Now a write that cannot get a lock within 2 s is
-    a 503 with Retry-After, and the database ends the abandoned transaction."""
+    """Issue 11 (2): a frozen worker's transaction held a lock (then the audit lock, which
+    issue 14 removed; here a team member's row, which a write's events need) and every
+    write waited for it. Now a write that cannot get a lock within 2 s is a 503 with
+    Retry-After, and the database ends the abandoned transaction."""
     w = pg_world
     with w.server(RENKEI_DB_IDLE_TRANSACTION_TIMEOUT_MS="3000") as base:
         engine = make_engine(w.env["RENKEI_DATABASE_URL"], idle_transaction_timeout_ms=3000)
         frozen = engine.connect()
-        frozen.execute(text("SELECT pg_advisory_xact_lock(73110001)"))  # the audit lock, then silence
+        frozen.execute(text("SELECT 1 FROM users WHERE id = :u FOR UPDATE"), {"u": w.ids["ns"]})  # then silence
         started = time.monotonic()
         r = requests.put(f"{base}{R}/{w.pid}/record/condition", json={"content": {"summary": "x"}}, timeout=20,
                          headers={"Authorization": "Bearer " + w.tokens["doc"], "If-Match": '"0"'})
