@@ -92,23 +92,23 @@ def sealed_log(app, count, actors=("a" * 36,), patients_=("p" * 36,), heads_ever
         start = utcnow() - timedelta(milliseconds=count)
         columns = ("seq",) + audit.LEAF_FIELDS + ("mac",)
         cursor = db.session.connection().connection.driver_connection.cursor()
-        with cursor.copy(f"COPY audit_log ({', '.join(columns)}) FROM STDIN") as copy:
-            for i in range(count):
-                seq = size + i + 1
-                at = start + timedelta(milliseconds=i)
-                values = (actors[i % len(actors)], None, "record.read", patients_[i % len(patients_)], None, "ok",
-                          "10.0.0.1", f"{seq:032x}", None)
-                text_ = audit.entry_text(seq, at, values)
-                mac = keys.mac(text_)
-                copy.write_row((seq, at, *values, mac))
-                leaves.append(merkle.leaf_hash(audit.leaf(text_, mac)))
-                if len(leaves) == 65536 or i == count - 1:
-                    tiles.extend(first, leaves)
-                    first, leaves = first + len(leaves), []
-                    if first % heads_every < 65536 or i == count - 1:
-                        note = keys.checkpoint(first, tiles.root(first))
-                        for sink in sinks:
-                            sink.append(note)
+        for chunk in range(0, count, 65536):  # one COPY per chunk; the tiles between (one connection)
+            with cursor.copy(f"COPY audit_log ({', '.join(columns)}) FROM STDIN") as copy:
+                for i in range(chunk, min(count, chunk + 65536)):
+                    seq = size + i + 1
+                    at = start + timedelta(milliseconds=i)
+                    values = (actors[i % len(actors)], None, "record.read", patients_[i % len(patients_)], None,
+                              "ok", "10.0.0.1", f"{seq:032x}", None)
+                    text_ = audit.entry_text(seq, at, values)
+                    mac = keys.mac(text_)
+                    copy.write_row((seq, at, *values, mac))
+                    leaves.append(merkle.leaf_hash(audit.leaf(text_, mac)))
+            tiles.extend(first, leaves)
+            first, leaves = first + len(leaves), []
+            if first % heads_every < 65536 or first == size + count:
+                note = keys.checkpoint(first, tiles.root(first))
+                for sink in sinks:
+                    sink.append(note)
         size += count
         root = tiles.root(size)
         row = db.session.get(AuditHead, 1) or AuditHead(id=1)

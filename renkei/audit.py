@@ -101,6 +101,9 @@ def entry_text(seq: int, at, values) -> str:
     return SEP.join((str(seq), at.isoformat(timespec="microseconds"), *(v or "" for v in values)))
 
 
+SEPARATORS = len(LEAF_FIELDS) + 1  # seq, the fields, the MAC
+
+
 def leaf(text: str, mac: str) -> bytes:
     return (text + SEP + mac).encode()
 

@@ -115,6 +115,17 @@ def read_archive(src: Path, master: bytes):
     return entries, end
 
 
+def _leaf_lines(entries, after: int):
+    """An archive's entries as audit_verify._leaf_lines gives the live ones."""
+    expected, lines = after + 1, []
+    for e in entries:
+        values = [e[f] for f in audit.LEAF_FIELDS[1:]]
+        text = audit.entry_text(e["seq"], datetime.fromisoformat(e["at"]), values) + audit.SEP + (e["mac"] or "")
+        lines.append("" if "" in values or e["seq"] != expected else text)
+        expected += 1
+    yield after, expected - 1, lines
+
+
 def check_archive(entries: list, end: dict, note: str | None = None) -> dict:
     """The archive's entries against its signed anchor and the signed heads in the sinks,
     that the live log continues from it (or from a later archive), and optionally a
@@ -137,9 +148,7 @@ def check_archive(entries: list, end: dict, note: str | None = None) -> dict:
             return {"ok": False, "reason": "checkpoint not in this archive"}
         extra[kept] = kept_root
     start = merkle.Frontier(end["from_seq"] - 1, [base64.b64decode(h) for h in end["frontier"]])
-    rows = ((e["seq"], datetime.fromisoformat(e["at"]), *(e[f] for f in audit.LEAF_FIELDS[1:]), e["mac"])
-            for e in entries)
-    result = audit_verify.verify(extra, entries=rows, start=start, through=through)
+    result = audit_verify.verify(extra, entries=_leaf_lines(entries, start.size), start=start, through=through)
     if not result["ok"]:
         return {"ok": False, "reason": "chain", "first_bad": result["first_bad"]}
     result = {"ok": True, "entries": result["entries"], "from_seq": end["from_seq"], "through_seq": through}

@@ -3,13 +3,19 @@ log"): recompute the tree from the entries and compare its root at the size of e
 head in the sinks. A head proves everything under it; the first bad entry under a head
 that does not match is named by the entries' MACs. Entries sealed after the newest head
 are checked by MAC; entries not yet sealed are counted, with the age of the oldest."""
+import hashlib
+import queue
+import threading
+import time
+
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import String, case, cast, func, literal, or_, select
 
 from models import AuditAnchor, AuditEntry, utcnow
 from renkei import audit, audit_keys, audit_sink, audit_tree, db, merkle, signed_note
 
 BATCH = 10000
+FETCHERS = 2  # PostgreSQL connections building leaves at once while one thread hashes
 
 
 class VerifyError(Exception):
@@ -61,22 +67,99 @@ def live_start() -> merkle.Frontier:
     return frontier
 
 
-def _rows(after: int, through: int | None = None):
-    cols = [AuditEntry.seq, *(getattr(AuditEntry, f) for f in audit.LEAF_FIELDS), AuditEntry.mac]
-    stmt = select(*cols).where(AuditEntry.seq > after)
+def _leaf_query(after: int, through: int | None, dialect, lines: bool = False):
+    """The sealed entries after `after` in seq order: seq, the leaf's text exactly as
+    the sealer makes it (audit.entry_text + SEP + MAC; tests check both agree), and
+    `odd`: an empty string in a field, which `write` never stores (a separator inside a
+    field shows as one too many in the text). With `lines`, only the text, empty for an
+    odd row. The database joins the text faster than Python unpacks the columns."""
+    at = (func.to_char(AuditEntry.at, 'YYYY-MM-DD"T"HH24:MI:SS.US') if dialect.name == "postgresql"
+          else func.replace(AuditEntry.at, " ", "T"))  # SQLite holds "YYYY-MM-DD HH:MM:SS.ffffff"
+    columns = [getattr(AuditEntry, f) for f in audit.LEAF_FIELDS[1:]] + [AuditEntry.mac]
+    text = cast(AuditEntry.seq, String).op("||")(literal(audit.SEP)).op("||")(at)
+    for column in columns:
+        text = text.op("||")(literal(audit.SEP)).op("||")(func.coalesce(column, ""))
+    odd = or_(*(c == "" for c in columns))
+    stmt = select(case((odd, ""), else_=text)) if lines else select(AuditEntry.seq, text, odd)
+    stmt = stmt.where(AuditEntry.seq > after)
     if through is not None:
         stmt = stmt.where(AuditEntry.seq <= through)
-    return db.session.execute(stmt.order_by(AuditEntry.seq).execution_options(yield_per=BATCH))
+    return str(stmt.order_by(AuditEntry.seq).compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+def leaf_texts(after: int, through: int | None = None):
+    """(seq, leaf text, odd) of the sealed entries after `after`, in seq order."""
+    dialect = db.session.get_bind().dialect
+    raw = db.session.connection().connection.driver_connection
+    cursor = raw.cursor(name=f"audit_leaves_{after}_{through}") if dialect.name == "postgresql" else raw.cursor()
+    cursor.execute(_leaf_query(after, through, dialect))
+    try:
+        while batch := cursor.fetchmany(BATCH):
+            yield from batch
+    finally:
+        cursor.close()
+
+
+def _leaf_lines(after: int, through: int | None):
+    """(after, through, leaf texts) for consecutive ranges of seq; a text is empty for an
+    odd row, and a range with a missing entry has fewer texts. On
+    PostgreSQL FETCHERS connections build the next ranges, each read by a thread of its
+    own, while this thread hashes: the database and Python each get a core."""
+    engine = db.session.get_bind()
+    if engine.dialect.name != "postgresql":  # the embedded database: rows as they come
+        expected, lines = after + 1, []
+        for seq, text, odd in leaf_texts(after, through):
+            lines.append("" if odd or seq != expected else text)  # a gap: out of place here
+            expected += 1
+            if len(lines) == BATCH:
+                yield expected - 1 - BATCH, expected - 1, lines
+                lines = []
+        if lines:
+            yield expected - 1 - len(lines), expected - 1, lines
+        return
+    last = db.session.execute(select(func.max(AuditEntry.seq))).scalar() or 0
+    last = min(last, through) if through is not None else last
+    ranges = [(lo, min(lo + BATCH, last)) for lo in range(after, last, BATCH)]
+    slots, stop = [queue.Queue(maxsize=2) for _ in range(FETCHERS)], threading.Event()
+
+    def fetch(i):
+        try:
+            # no transaction: a fetcher waiting for the reader must not look abandoned
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                raw = conn.connection.driver_connection
+                for lo, hi in ranges[i::FETCHERS]:
+                    if stop.is_set():
+                        break
+                    rows = raw.execute(_leaf_query(lo, hi, engine.dialect, lines=True)).fetchall()
+                    slots[i].put([text for (text,) in rows])
+        except Exception as exc:  # handed to the reader, raised there
+            slots[i].put(exc)
+    fetchers = [threading.Thread(target=fetch, args=(i,), name="audit-verify-fetch", daemon=True)
+                for i in range(FETCHERS)]
+    for t in fetchers:
+        t.start()
+    try:
+        for k, (lo, hi) in enumerate(ranges):
+            lines = slots[k % FETCHERS].get()
+            if isinstance(lines, Exception):
+                raise lines
+            yield lo, hi, lines
+    finally:  # also when the caller stops early: let the fetchers end before returning
+        stop.set()
+        while any(t.is_alive() for t in fetchers):
+            for slot in slots:
+                while not slot.empty():
+                    slot.get_nowait()
+            time.sleep(0.01)
 
 
 def first_bad_entry(after: int, through: int, keys) -> int | None:
     """The first entry in (after, through] that is missing, out of place, malformed or
     fails its MAC; None if each one looks right."""
     expected = after + 1
-    for row in _rows(after, through):
-        values = row[2:-1]
-        if row[0] != expected or not audit.well_formed(values) or not keys.mac_ok(
-                audit.entry_text(row[0], row[1], values), row[-1]):
+    for seq, text, odd in leaf_texts(after, through):
+        body, _, mac = text.rpartition(audit.SEP)
+        if seq != expected or odd or text.count(audit.SEP) != audit.SEPARATORS or not keys.mac_ok(body, mac):
             return expected
         expected += 1
     return expected if expected <= through else None
@@ -85,8 +168,8 @@ def first_bad_entry(after: int, through: int, keys) -> int | None:
 def verify(extra: dict[int, bytes] | None = None, entries=None, start: merkle.Frontier | None = None,
            through: int | None = None) -> dict:
     """Recompute the tree and check it against every signed head (and `extra` heads, e.g.
-    one an auditor kept). `entries` from `start` through `through` verify an archive's
-    entries instead of the live log. {"ok", "entries", "first_bad", "tree_size", ...}."""
+    one an auditor kept). `entries` — batches as `_leaf_lines` gives them —
+    from `start` through `through` verify an archive's entries instead of the live log. {"ok", "entries", "first_bad", "tree_size", ...}."""
     keys = audit_keys.keys()
     try:
         signed, foreign = heads()
@@ -99,31 +182,53 @@ def verify(extra: dict[int, bytes] | None = None, entries=None, start: merkle.Fr
         signed = {s: r for s, r in signed.items() if s <= through}
     newest = max([s for s in signed if s > begin], default=begin)
     good, checked = begin, 0
-    rows = entries if entries is not None else _rows(begin)
-    for row in rows:
-        seq, at, values, mac = row[0], row[1], row[2:-1], row[-1]
-        if seq != frontier.size + 1 or not audit.well_formed(values):
-            return _bad(frontier.size + 1, frontier.size - begin)
-        text = audit.entry_text(seq, at, values)
-        if seq > newest and not keys.mac_ok(text, mac):  # no head covers it yet
-            return _bad(seq, frontier.size - begin)
-        frontier.append(merkle.leaf_hash(audit.leaf(text, mac)))
-        if seq in signed:
+    if entries is None:
+        db.session.commit()  # no transaction left idle (and ended by PostgreSQL) while the fetchers work
+    sizes = sorted(s for s in signed if s > begin)
+    batches = entries if entries is not None else _leaf_lines(begin, through)
+    sha256, sep, separators = hashlib.sha256, audit.SEP, audit.SEPARATORS
+    for lo, hi, lines in batches:  # the hot loop of a whole-log check: whole batches at C speed
+        first = frontier.size + 1
+        if lo + 1 != first or len(lines) != hi - lo or "" in lines \
+                or any(line.count(sep) != separators for line in lines):
+            return _bad(_first_misfit(lines, first), frontier.size - begin)
+        leaves = [sha256(b"\x00" + line.encode()).digest() for line in lines]  # merkle.leaf_hash, inlined
+        last = first + len(lines) - 1
+        at = 0
+        while sizes and sizes[0] <= last:  # a head inside this batch: its root there
+            head = sizes.pop(0)
+            frontier.extend(leaves[at:head - first + 1])
+            at = head - first + 1
             checked += 1
-            if frontier.root() != signed[seq]:
+            if frontier.root() != signed[head]:
                 # the MACs name the entry; if each looks right, the heads disagree from here
-                bad = (first_bad_entry(good, seq, keys) if entries is None else None) or good + 1
+                bad = (first_bad_entry(good, head, keys) if entries is None else None) or good + 1
                 return _bad(bad, frontier.size - begin)
-            good = seq
+            good = head
+        frontier.extend(leaves[at:])
     size = frontier.size
     if newest > size:  # a head names entries the log no longer holds (or holds renumbered)
         bad = (first_bad_entry(good, size, keys) if entries is None else None) or size + 1
         return _bad(bad, size - begin, reason="truncated: signed heads cover entries that are gone")
+    if entries is None and size > newest:  # sealed after the newest head: their MACs must hold
+        bad = first_bad_entry(newest, size, keys)
+        if bad is not None:
+            return _bad(bad, size - begin)
     result = {"ok": True, "entries": size - begin, "first_bad": None, "tree_size": size, "heads": checked,
               "archived_through": begin, "unverifiable_heads": foreign}
     if entries is None:
         result |= unsealed()
     return result
+
+
+def _first_misfit(lines: list[str], first: int) -> int:
+    """The seq of the first text that is out of place or cannot be read one way (or,
+    if every text fits, the first one missing after them)."""
+    sep = audit.SEP
+    for expected, line in enumerate(lines, start=first):
+        if not line or line.count(sep) != audit.SEPARATORS or line.split(sep, 1)[0] != str(expected):
+            return expected
+    return first + len(lines)
 
 
 def _bad(seq: int, entries: int, reason: str = "an entry was altered, removed or reordered") -> dict:

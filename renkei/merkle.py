@@ -51,12 +51,18 @@ class Frontier:
         self.size, self.hashes = size, list(hashes or [])
 
     def append(self, leaf: bytes):
-        self.size += 1
-        h, n = leaf, self.size
-        while not n & 1:  # merge equal-sized subtrees, as a binary counter carries
-            h = node_hash(self.hashes.pop(), h)
-            n >>= 1
-        self.hashes.append(h)
+        self.extend([leaf])
+
+    def extend(self, leaves: list[bytes]):
+        n, hashes, sha256 = self.size, self.hashes, hashlib.sha256
+        for h in leaves:
+            n += 1
+            carry = n
+            while not carry & 1:  # merge equal-sized subtrees, as a binary counter carries
+                h = sha256(b"\x01" + hashes.pop() + h).digest()  # node_hash, inlined: the hot path
+                carry >>= 1
+            hashes.append(h)
+        self.size = n
 
     def root(self) -> bytes:
         return fold(self.hashes)

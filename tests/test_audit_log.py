@@ -318,3 +318,41 @@ def test_the_hash_chained_log_becomes_the_first_leaves_in_its_order(api):
     assert [(e["seq"], e["action"], e["outcome"], e["actor_id"]) for e in entries[:len(chain)]] == \
         [tuple(r) for r in chain]
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
+
+
+def test_the_database_builds_each_leaf_exactly_as_the_sealer_does(api):
+    """Verification reads each leaf's text as the database builds it (fast); the sealer
+    builds it in Python. Both must agree to the byte — also for a time on the second,
+    empty fields and non-ASCII detail. A row whose text could be read two ways (an empty
+    string where the log keeps NULL, a separator inside a field) is found."""
+    from datetime import datetime
+    from models import AuditEntry
+    from renkei import audit, audit_sealer, audit_verify, db, merkle
+    team(api)
+    with api.app.app_context():
+        audit.write([audit.Pending(action="audit.read", outcome="ok", at=datetime(2026, 1, 1, 9, 0, 0),
+                                   detail="name~検索;x=1"),
+                     audit.Pending(action="login.password", outcome="denied", detail=""),
+                     audit.Pending(action="audit.read", outcome="ok", detail="back\\slash\ttab\nline")])
+        db.session.commit()
+        audit_sealer.seal_all()
+        entries = db.session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars().all()
+        texts = list(audit_verify.leaf_texts(0))
+        assert len(texts) == len(entries) > 5
+        for (seq, text_, odd), e in zip(texts, entries):
+            assert seq == e.seq and not odd and merkle.leaf_hash(text_.encode()) == audit.leaf_hash_of(e)
+        original = {e.seq: (e.client_addr, e.request_id, e.detail) for e in entries[:3]}
+        assert all(original[2][:2])
+        db.session.rollback()
+    assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True  # the fast path reads them alike
+    sep = "char(30)" if api.app.config["RENKEI"].database_url.startswith("sqlite") else "chr(30)"
+    for seq, tamper in ((3, "UPDATE audit_log SET detail = '' WHERE seq = 3"),
+                        # the same text: address and request id made one field
+                        (2, f"UPDATE audit_log SET client_addr = client_addr || {sep} || request_id, "
+                            "request_id = NULL WHERE seq = 2")):
+        assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
+        sql(api, tamper)
+        result = api.call("admin", "GET", "/api/v1/audit/verify").json
+        assert result["ok"] is False and result["first_bad"] == seq, (tamper, result)
+        sql(api, "UPDATE audit_log SET client_addr = :a, request_id = :o, detail = :d WHERE seq = :s",
+            a=original[seq][0], o=original[seq][1], d=original[seq][2], s=seq)
