@@ -50,13 +50,15 @@ def archive(before: datetime, out: Path, master: bytes) -> dict:
         raise ArchiveError(f"the access log does not verify (first bad entry {check.get('first_bad')}: "
                            f"{check.get('reason')}); nothing was archived")
     db.no_idle_timeout()
-    start = audit_verify.live_start()
+    start = audit_verify.live_start(audit_verify.heads()[1])
     sealed, _ = audit_sealer.head()
     first_kept = db.session.execute(select(func.min(AuditEntry.seq)).where(AuditEntry.at >= before)).scalar()
     through = min(sealed - 1, (first_kept or sealed + 1) - 1)  # a prefix: nothing newer goes
     if through <= start.size:
         return {"archived": 0, "through_seq": start.size}
-    anchor = audit_keys.keys().sign(audit_verify.anchor_text(through, audit_tree.Tiles().root(through)))
+    root = audit_tree.Tiles().root(through)
+    anchor = audit_keys.keys().sign(audit_verify.anchor_text(through, root))
+    tree = merkle.Frontier(start.size, start.hashes)  # the entries as written must give that root
 
     key, count, index, frame = file_key(master, "audit archive"), 0, 0, []
     rows = db.session.execute(select(AuditEntry).where(AuditEntry.seq > start.size, AuditEntry.seq <= through)
@@ -67,6 +69,7 @@ def archive(before: datetime, out: Path, master: bytes) -> dict:
         f.write(ARCHIVE_MAGIC)
         for e in rows:
             frame.append(_entry_dict(e))
+            tree.append(audit.leaf_hash_of(e))
             if len(frame) == FRAME_ENTRIES:
                 _write_frame(f, key, index, {"entries": frame})
                 index, count, frame = index + 1, count + len(frame), []
@@ -78,7 +81,11 @@ def archive(before: datetime, out: Path, master: bytes) -> dict:
                                              "anchor": anchor}})
         f.flush()
         os.fsync(f.fileno())
+    if tree.size != through or tree.root() != root:  # an entry changed since the check above
+        tmp.unlink()
+        raise ArchiveError("the entries changed while they were archived; nothing was archived")
     os.replace(tmp, out)  # the file is complete on disk before a single entry is deleted
+    audit_sealer.publish(anchor)  # kept outside too: a leaked old key alone cannot move the anchor
 
     db.session.execute(delete(AuditEntry).where(AuditEntry.seq <= through))
     db.session.add(AuditAnchor(seq=through, note=anchor, entries=count, archived_at=utcnow()))
@@ -121,7 +128,7 @@ def _leaf_lines(entries, after: int):
     for e in entries:
         values = [e[f] for f in audit.LEAF_FIELDS[1:]]
         text = audit.entry_text(e["seq"], datetime.fromisoformat(e["at"]), values) + audit.SEP + (e["mac"] or "")
-        lines.append("" if "" in values or e["seq"] != expected else text)
+        lines.append(text if audit.well_formed(values) and e["seq"] == expected else "")
         expected += 1
     yield after, expected - 1, lines
 

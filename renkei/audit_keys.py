@@ -41,8 +41,8 @@ class AuditKeys:
 
     def mac_ok(self, text: str, mac: str | None) -> bool:
         key = self._mac_keys.get((mac or "")[:8])
-        return key is not None and hmac.compare_digest(
-            mac[8:], hmac.digest(key, text.encode(), "sha256")[:MAC_BYTES].hex())
+        return key is not None and hmac.compare_digest(  # as bytes: a forged non-ASCII MAC is just wrong
+            mac[8:].encode(), hmac.digest(key, text.encode(), "sha256")[:MAC_BYTES].hex().encode())
 
     def sign(self, text: str) -> str:
         return signed_note.sign(text, self.origin, self._signers[-1])

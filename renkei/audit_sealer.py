@@ -22,7 +22,6 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from models import AuditEntry, AuditHead, AuditLease, utcnow
 from renkei import audit, audit_keys, audit_sink, audit_tree, db, merkle
@@ -44,12 +43,13 @@ def _settings():
 
 
 def acquire() -> int | None:
-    """Take the lease if it is free (expired); the new epoch, or None. Commits."""
-    now = utcnow()
+    """Take the lease if it is free (expired); the new epoch, or None. Commits. A lease
+    that runs further ahead than any holder sets it was written by someone else: free."""
+    now, ttl = utcnow(), timedelta(seconds=_settings().audit_lease_seconds)
     taken = db.session.execute(
-        update(AuditLease).where(AuditLease.id == LEASE, AuditLease.expires_at < now)
-        .values(holder=HOLDER, epoch=AuditLease.epoch + 1,
-                expires_at=now + timedelta(seconds=_settings().audit_lease_seconds))
+        update(AuditLease).where(AuditLease.id == LEASE, (AuditLease.expires_at < now)
+                                 | (AuditLease.expires_at > now + 2 * ttl))
+        .values(holder=HOLDER, epoch=AuditLease.epoch + 1, expires_at=now + ttl)
         .returning(AuditLease.epoch)).scalar()
     db.session.commit()
     return taken
@@ -139,25 +139,27 @@ def seal_all() -> int:
     return total
 
 
-def catch_up(timeout: float = CATCH_UP_SECONDS):
+def catch_up(timeout: float = CATCH_UP_SECONDS) -> bool:
     """Before an auditor reads the log: wait until the entries already written are sealed,
-    so every entry they see has its seq. Ends the caller's transaction first (on SQLite
+    so every entry they see has its seq (False if they are still waiting after
+    `timeout`: the sealer is stalled, and verification says so). Ends the caller's transaction first (on SQLite
     it holds the one write lock the sealer needs). Where no sealer thread runs (commands,
     tests), seals here. Never on the path of a request that reads or writes records."""
     db.session.commit()
     waiting = select(func.max(AuditEntry.id)).where(AuditEntry.seq.is_(None))
     target = db.session.execute(waiting).scalar()
     if target is None:
-        return
+        return True
     if not _started["apps"]:
         seal_all()
     _wake.set()
     deadline = time.monotonic() + timeout
     pending = select(AuditEntry.id).where(AuditEntry.seq.is_(None), AuditEntry.id <= target).limit(1)
-    while db.session.execute(pending).first() is not None and time.monotonic() < deadline:
+    while (late := db.session.execute(pending).first() is not None) and time.monotonic() < deadline:
         db.session.commit()
         time.sleep(0.05)
     db.session.commit()
+    return not late
 
 
 def _run(app):
@@ -182,7 +184,7 @@ def _run(app):
             except LeaseLost:
                 log.warning("the access log's sealer lease went to another process")
                 epoch = None
-            except (SQLAlchemyError, audit_tree.TreeError):
+            except Exception:  # never let the thread die: verification reports a stalled sealer
                 log.exception("sealing the access log failed; retrying")
                 db.session.rollback()
             finally:

@@ -9,12 +9,14 @@ import threading
 import time
 
 from flask import current_app
-from sqlalchemy import String, case, cast, func, literal, or_, select
+from sqlalchemy import String, case, cast, func, literal, literal_column, or_, select
 
 from models import AuditAnchor, AuditEntry, utcnow
 from renkei import audit, audit_keys, audit_sink, audit_tree, db, merkle, signed_note
 
 BATCH = 10000
+STALLED_SECONDS = 60  # an entry waiting longer for its place means the sealer is not running
+SQLITE_TIME = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
 FETCHERS = 2  # PostgreSQL connections building leaves at once while one thread hashes
 
 
@@ -22,21 +24,25 @@ class VerifyError(Exception):
     pass
 
 
-def heads() -> tuple[dict[int, bytes], int]:
-    """Sizes and roots of the signed heads in the sinks, and how many notes there did not
-    verify with our keys (ignored: anyone who can write there could add noise)."""
-    keys, found, foreign = audit_keys.keys(), {}, 0
+def heads() -> tuple[dict[int, bytes], set[str], int]:
+    """From the sinks: the signed heads (size → root), the archive anchors (notes), and
+    how many notes there did not verify with our keys (ignored: anyone who can write
+    there could add noise)."""
+    keys, found, anchors, foreign = audit_keys.keys(), {}, set(), 0
     for sink in audit_sink.sinks(current_app.config["RENKEI"]):
         for note in sink.notes():
             try:
-                size, root = keys.read_checkpoint(note)
+                origin, size, root = signed_note.parse_checkpoint(keys.open(note))
             except signed_note.NoteError:
                 foreign += 1
                 continue
-            if found.setdefault(size, root) != root:
+            if origin == keys.origin + " archive anchor":
+                anchors.add(note)
+            elif origin != keys.origin:
+                foreign += 1
+            elif found.setdefault(size, root) != root:
                 raise VerifyError(f"two signed heads of size {size} differ: the log was forked")
-            found[size] = root
-    return found, foreign
+    return found, anchors, foreign
 
 
 def anchor_text(size: int, root: bytes) -> str:
@@ -45,12 +51,15 @@ def anchor_text(size: int, root: bytes) -> str:
     return signed_note.checkpoint_text(audit_keys.keys().origin + " archive anchor", size, root)
 
 
-def live_start() -> merkle.Frontier:
+def live_start(anchors: set[str]) -> merkle.Frontier:
     """Where the live entries continue the tree: after the newest archive (its signed
-    anchor says how far, and the stored tiles give that tree's edge), else from empty."""
+    anchor says how far, and the stored tiles give that tree's edge), else from empty.
+    The anchor must also be in the sink: a leaked old key alone cannot move it."""
     anchor = db.session.execute(select(AuditAnchor).order_by(AuditAnchor.seq.desc()).limit(1)).scalar()
     if anchor is None:
         return merkle.Frontier()
+    if anchor.note not in anchors:
+        raise VerifyError("the archive anchor is not among the notes kept outside the database")
     keys = audit_keys.keys()
     try:
         origin, size, root = signed_note.parse_checkpoint(keys.open(anchor.note))
@@ -80,6 +89,12 @@ def _leaf_query(after: int, through: int | None, dialect, lines: bool = False):
     for column in columns:
         text = text.op("||")(literal(audit.SEP)).op("||")(func.coalesce(column, ""))
     odd = or_(*(c == "" for c in columns))
+    if dialect.name == "postgresql":  # a time to_char cannot write as the sealer's isoformat does
+        odd = or_(odd, AuditEntry.at < literal_column("TIMESTAMP '1000-01-01'"),
+                  AuditEntry.at > literal_column("TIMESTAMP '9999-12-31'"))
+    else:  # SQLite keeps any type in any column: only text as SQLAlchemy writes it reads back the same
+        odd = or_(odd, *(func.typeof(c).not_in(["text", "null"]) for c in columns),
+                  func.typeof(AuditEntry.at) != "text", AuditEntry.at.op("NOT GLOB")(SQLITE_TIME))
     stmt = select(case((odd, ""), else_=text)) if lines else select(AuditEntry.seq, text, odd)
     stmt = stmt.where(AuditEntry.seq > after)
     if through is not None:
@@ -88,16 +103,27 @@ def _leaf_query(after: int, through: int | None, dialect, lines: bool = False):
 
 
 def leaf_texts(after: int, through: int | None = None):
-    """(seq, leaf text, odd) of the sealed entries after `after`, in seq order."""
-    dialect = db.session.get_bind().dialect
-    raw = db.session.connection().connection.driver_connection
-    cursor = raw.cursor(name=f"audit_leaves_{after}_{through}") if dialect.name == "postgresql" else raw.cursor()
-    cursor.execute(_leaf_query(after, through, dialect))
+    """(seq, leaf text, odd) of the sealed entries after `after`, in seq order. On SQLite
+    through a connection of its own with no transaction: a long read there holds no lock
+    (WAL), where the session's BEGIN IMMEDIATE would stop every write for the scan."""
+    engine = db.session.get_bind()
+    sql = _leaf_query(after, through, engine.dialect)
+    if engine.dialect.name == "postgresql":
+        cursor = db.session.connection().connection.driver_connection.cursor(name=f"audit_leaves_{after}_{through}")
+        cursor.execute(sql)
+        try:
+            while batch := cursor.fetchmany(BATCH):
+                yield from batch
+        finally:
+            cursor.close()
+        return
+    raw = engine.raw_connection()
     try:
+        cursor = raw.driver_connection.execute(sql)
         while batch := cursor.fetchmany(BATCH):
             yield from batch
     finally:
-        cursor.close()
+        raw.close()
 
 
 def _leaf_lines(after: int, through: int | None):
@@ -118,8 +144,12 @@ def _leaf_lines(after: int, through: int | None):
             yield expected - 1 - len(lines), expected - 1, lines
         return
     last = db.session.execute(select(func.max(AuditEntry.seq))).scalar() or 0
+    db.session.commit()  # no transaction left idle (and ended by PostgreSQL) while the fetchers work
     last = min(last, through) if through is not None else last
-    ranges = [(lo, min(lo + BATCH, last)) for lo in range(after, last, BATCH)]
+
+    def ranges(k: int, step: int):  # lazily: a forged huge seq must not make a list of billions
+        for lo in range(after + k * BATCH, last, step * BATCH):
+            yield lo, min(lo + BATCH, last)
     slots, stop = [queue.Queue(maxsize=2) for _ in range(FETCHERS)], threading.Event()
 
     def fetch(i):
@@ -127,7 +157,7 @@ def _leaf_lines(after: int, through: int | None):
             # no transaction: a fetcher waiting for the reader must not look abandoned
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 raw = conn.connection.driver_connection
-                for lo, hi in ranges[i::FETCHERS]:
+                for lo, hi in ranges(i, FETCHERS):
                     if stop.is_set():
                         break
                     rows = raw.execute(_leaf_query(lo, hi, engine.dialect, lines=True)).fetchall()
@@ -139,7 +169,7 @@ def _leaf_lines(after: int, through: int | None):
     for t in fetchers:
         t.start()
     try:
-        for k, (lo, hi) in enumerate(ranges):
+        for k, (lo, hi) in enumerate(ranges(0, 1)):
             lines = slots[k % FETCHERS].get()
             if isinstance(lines, Exception):
                 raise lines
@@ -170,20 +200,29 @@ def verify(extra: dict[int, bytes] | None = None, entries=None, start: merkle.Fr
     """Recompute the tree and check it against every signed head (and `extra` heads, e.g.
     one an auditor kept). `entries` — batches as `_leaf_lines` gives them —
     from `start` through `through` verify an archive's entries instead of the live log. {"ok", "entries", "first_bad", "tree_size", ...}."""
+    with _one_at_a_time:  # each verification holds three connections of the worker's pool
+        return _verify(extra, entries, start, through)
+
+
+_one_at_a_time = threading.Lock()
+
+
+def _verify(extra, entries, start, through) -> dict:
     keys = audit_keys.keys()
     try:
-        signed, foreign = heads()
-        frontier = start or live_start()
+        signed, anchors, foreign = heads()
+        frontier = start or live_start(anchors)
     except VerifyError as exc:
         return {"ok": False, "entries": 0, "first_bad": None, "reason": str(exc)}
-    signed.update(extra or {})
+    for size, root in (extra or {}).items():
+        if signed.setdefault(size, root) != root:
+            return {"ok": False, "entries": 0, "first_bad": None,
+                    "reason": f"this head and the sink's head of size {size} differ: the log was forked"}
     begin = frontier.size
     if through is not None:
         signed = {s: r for s, r in signed.items() if s <= through}
     newest = max([s for s in signed if s > begin], default=begin)
     good, checked = begin, 0
-    if entries is None:
-        db.session.commit()  # no transaction left idle (and ended by PostgreSQL) while the fetchers work
     sizes = sorted(s for s in signed if s > begin)
     batches = entries if entries is not None else _leaf_lines(begin, through)
     sha256, sep, separators = hashlib.sha256, audit.SEP, audit.SEPARATORS
@@ -218,6 +257,9 @@ def verify(extra: dict[int, bytes] | None = None, entries=None, start: merkle.Fr
               "archived_through": begin, "unverifiable_heads": foreign}
     if entries is None:
         result |= unsealed()
+        if result["unsealed_oldest_seconds"] > STALLED_SECONDS:  # those entries are unprotected meanwhile
+            result |= {"ok": False, "reason": f"entries have waited {result['unsealed_oldest_seconds']:.0f} s "
+                                              "for their place: the sealer is not running"}
     return result
 
 

@@ -70,13 +70,15 @@ def _master_keys(may_generate: bool) -> tuple[bytes, list[bytes]]:
     return current, previous
 
 
-def _audit_seeds() -> list[bytes]:
+def _audit_seeds(embedded: bool) -> list[bytes]:
     """The access log's keys (renkei/audit_keys.py): RENKEI_AUDIT_KEY_FILE, one base64
     seed per line, the last one current; else one generated under instance/. Several
     machines must share one file (platform/KEYS.md): each would otherwise sign its own."""
     path = os.environ.get("RENKEI_AUDIT_KEY_FILE")
     if not path:
-        _generated_secret("audit.key", None)
+        _generated_secret("audit.key", None if embedded else
+                          "*** RENKEI_AUDIT_KEY_FILE is not set: the access log's heads are signed with {path}.\n"
+                          "*** Every machine must use the same audit key file (platform/KEYS.md).")
         path = INSTANCE / "audit.key"
     try:
         lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
@@ -172,7 +174,7 @@ class Settings:
             db_idle_transaction_timeout_ms=int(env.get("RENKEI_DB_IDLE_TRANSACTION_TIMEOUT_MS", 5000)),
             trusted_proxies=int(env.get("RENKEI_TRUSTED_PROXIES", "0")),
             public_url=(env.get("RENKEI_PUBLIC_URL") or "").rstrip("/") or None,
-            audit_keys=_audit_seeds(),
+            audit_keys=_audit_seeds(embedded),
             audit_origin=env.get("RENKEI_AUDIT_ORIGIN", "renkei/audit-log"),
             audit_sink=Path(env.get("RENKEI_AUDIT_SINK") or INSTANCE / "audit-heads"),
             audit_lease_seconds=float(env.get("RENKEI_AUDIT_LEASE_SECONDS", 10)),

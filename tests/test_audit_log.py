@@ -356,3 +356,61 @@ def test_the_database_builds_each_leaf_exactly_as_the_sealer_does(api):
         assert result["ok"] is False and result["first_bad"] == seq, (tamper, result)
         sql(api, "UPDATE audit_log SET client_addr = :a, request_id = :o, detail = :d WHERE seq = :s",
             a=original[seq][0], o=original[seq][1], d=original[seq][2], s=seq)
+
+
+def test_what_a_database_writer_tries_after_the_review_is_found(api):
+    """The security review's findings: values stored another way (SQLite keeps any type
+    in any column; PostgreSQL times to_char cannot write alike), a forged non-ASCII MAC,
+    a lease pushed into the far future to stop sealing, and entries left waiting."""
+    from datetime import timedelta
+    from models import utcnow
+    from renkei import audit, audit_verify, db
+    pid = team(api)
+    for _ in range(3):
+        api.call("doc", "GET", f"{R}/{pid}/record")
+    assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
+    sqlite = api.app.config["RENKEI"].database_url.startswith("sqlite")
+    tampers = ([(3, "UPDATE audit_log SET patient_id = CAST(actor_id AS BLOB) WHERE seq = 3"),
+                (4, "UPDATE audit_log SET at = replace(at, ' ', 'T') WHERE seq = 4")] if sqlite else
+               [(3, "UPDATE audit_log SET at = 'infinity' WHERE seq = 3")])
+    tampers.append((5, "UPDATE audit_log SET mac = substr(mac, 1, 8) || 'é' WHERE seq = 5"))
+    with api.app.app_context():
+        before = {r[0]: r for r in db.session.execute(text("SELECT seq, at, patient_id, mac FROM audit_log "
+                                                           "WHERE seq IN (3, 4, 5)"))}
+    for seq, tamper in tampers:
+        sql(api, tamper)
+        result = api.call("admin", "GET", "/api/v1/audit/verify").json
+        assert result["ok"] is False and result["first_bad"] == seq, (tamper, result)
+        sql(api, "UPDATE audit_log SET at = :at, patient_id = :p, mac = :m WHERE seq = :s",
+            at=before[seq][1], p=before[seq][2], m=before[seq][3], s=seq)
+    assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
+    # a lease written far ahead does not stop sealing
+    sql(api, "UPDATE audit_lease SET epoch = epoch + 1, expires_at = :t", t=utcnow() + timedelta(days=3650))
+    api.call("doc", "GET", f"{R}/{pid}/record")
+    result = api.call("admin", "GET", "/api/v1/audit/verify").json
+    assert result["ok"] is True and result["unsealed"] <= 1
+    # entries left waiting for a minute mean nobody seals: not "ok"
+    with api.app.app_context():
+        audit.write([audit.Pending(action="record.read", outcome="ok", at=utcnow() - timedelta(minutes=2))])
+        db.session.commit()
+        stalled = audit_verify.verify()
+    assert stalled["ok"] is False and "sealer is not running" in stalled["reason"]
+
+
+def test_an_anchor_signed_with_a_leaked_key_cannot_cut_the_log_short(api):
+    """Whoever holds an old audit key and the database could sign an archive anchor and
+    delete the entries before it; the anchor is also kept in the sink, so it does not fit."""
+    from datetime import datetime
+    from models import AuditAnchor
+    from renkei import audit_keys, audit_verify, db
+    from renkei.audit_tree import Tiles
+    pid = team(api)
+    api.call("doc", "GET", f"{R}/{pid}/record")
+    assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
+    with api.app.app_context():
+        note = audit_keys.keys().sign(audit_verify.anchor_text(6, Tiles().root(6)))
+        db.session.add(AuditAnchor(seq=6, note=note, entries=6, archived_at=datetime(2026, 1, 1)))
+        db.session.execute(text("DELETE FROM audit_log WHERE seq <= 6"))
+        db.session.commit()
+    result = api.call("admin", "GET", "/api/v1/audit/verify").json
+    assert result["ok"] is False and "anchor" in result["reason"]
