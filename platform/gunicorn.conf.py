@@ -4,7 +4,9 @@ Flask-SocketIO runs in threading mode: each worker is a process with many thread
 (one per open websocket plus request threads). Clients use the websocket transport
 only, so a connection lives in one worker and no sticky sessions are needed; the
 workers (and other machines) share events through Redis (RENKEI_REDIS_URL), which
-is required whenever workers > 1."""
+is required whenever workers > 1. Every worker also runs a sealer thread for the access
+log from its first request; one in the whole deployment holds the lease and seals
+(docs/ARCHITECTURE.md, "The access log")."""
 import multiprocessing
 import os
 
