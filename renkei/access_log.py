@@ -163,9 +163,7 @@ def inclusion_proof(reader: User, seq: int, tree_size: int) -> dict:
     """RFC 9162 inclusion proof of entry `seq` (leaf seq − 1) in the tree of `tree_size`."""
     authz.require_staff(reader, "audit")
     work.describe(detail=f"seq={seq};tree_size={tree_size}")
-    sealed, _ = audit_sealer.head()
-    if tree_size > sealed:
-        raise problems.invalid({"tree_size": [f"The log has no signed head of this size yet (newest: {sealed})."]})
+    _signed_size("tree_size", tree_size)
     if seq > tree_size:
         raise problems.invalid({"seq": ["Not in a tree of this size: not sealed yet, or tree_size too small."]})
     tiles = audit_tree.Tiles()
@@ -177,12 +175,17 @@ def consistency_proof(reader: User, first: int, second: int) -> dict:
     """RFC 9162 consistency proof between the trees of `first` and `second` entries."""
     authz.require_staff(reader, "audit")
     work.describe(detail=f"first={first};second={second}")
-    sealed, _ = audit_sealer.head()
-    if second > sealed:
-        raise problems.invalid({"second": [f"The log has no signed head of this size yet (newest: {sealed})."]})
+    _signed_size("second", second)
     if first > second:
         raise problems.invalid({"first": ["The first tree must not be larger than the second."]})
     return {"proof": [audit.b64(h) for h in audit_tree.Tiles().consistency(first, second)]}
+
+
+def _signed_size(field: str, size: int):
+    """A proof is for a tree some signed head names: 422 on `field` beyond the newest."""
+    sealed, _ = audit_sealer.head()
+    if size > sealed:
+        raise problems.invalid({field: [f"The log has no signed head of this size yet (newest: {sealed})."]})
 
 
 def archived_through() -> AuditAnchor | None:
