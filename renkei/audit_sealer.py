@@ -62,8 +62,9 @@ def release(epoch: int):
 
 
 def head() -> tuple[int, bytes]:
-    """(tree size, root) of the newest sealed tree."""
-    row = db.session.get(AuditHead, 1)
+    """(tree size, root) of the newest sealed tree, read from the database (not from
+    the session's memory of an earlier batch)."""
+    row = db.session.get(AuditHead, 1, populate_existing=True)
     return (row.tree_size, row.root_hash) if row else (0, merkle.EMPTY_ROOT)
 
 
@@ -106,7 +107,7 @@ def seal_batch(epoch: int) -> int:
     size += len(rows)
     root = tiles.root(size)
     note = keys.checkpoint(size, root)
-    row = db.session.get(AuditHead, 1) or AuditHead(id=1)
+    row = db.session.get(AuditHead, 1, populate_existing=True) or AuditHead(id=1)
     row.tree_size, row.root_hash, row.checkpoint, row.sealed_at = size, root, note, utcnow()
     db.session.add(row)
     db.session.commit()
@@ -140,11 +141,12 @@ def seal_all() -> int:
 
 
 def catch_up(timeout: float = CATCH_UP_SECONDS) -> bool:
-    """Before an auditor reads the log: wait until the entries already written are sealed,
-    so every entry they see has its seq (False if they are still waiting after
-    `timeout`: the sealer is stalled, and verification says so). Ends the caller's transaction first (on SQLite
-    it holds the one write lock the sealer needs). Where no sealer thread runs (commands,
-    tests), seals here. Never on the path of a request that reads or writes records."""
+    """Before an auditor reads the log: wait until the entries already written are
+    sealed, so every entry they see has its seq (False if some still wait after
+    `timeout`: the sealer is stalled, and verification says so). Ends the caller's
+    transaction first (on SQLite it holds the one write lock the sealer needs). Where no
+    sealer thread runs (commands, tests), seals here. Never on the path of a request
+    that reads or writes records."""
     db.session.commit()
     waiting = select(func.max(AuditEntry.id)).where(AuditEntry.seq.is_(None))
     target = db.session.execute(waiting).scalar()
@@ -167,6 +169,7 @@ def _run(app):
     seal every `audit_seal_seconds` until nothing is waiting."""
     settings = app.config["RENKEI"]
     epoch = None
+    atexit.register(lambda: epoch is not None and _release_at_exit(app, epoch))
     while True:
         _wake.wait(settings.audit_seal_seconds)
         _wake.clear()
@@ -175,7 +178,6 @@ def _run(app):
                 if epoch is None:
                     epoch = acquire()
                     if epoch is not None:
-                        atexit.register(_release_at_exit, app, epoch)
                         row = db.session.get(AuditHead, 1)
                         if row is not None:  # a head the previous sealer committed but never published
                             publish(row.checkpoint)
