@@ -198,8 +198,9 @@ def first_bad_entry(after: int, through: int, keys) -> int | None:
 def verify(extra: dict[int, bytes] | None = None, entries=None, start: merkle.Frontier | None = None,
            through: int | None = None) -> dict:
     """Recompute the tree and check it against every signed head (and `extra` heads, e.g.
-    one an auditor kept). `entries` — batches as `_leaf_lines` gives them —
-    from `start` through `through` verify an archive's entries instead of the live log. {"ok", "entries", "first_bad", "tree_size", ...}."""
+    one an auditor kept). `entries` — batches as `_leaf_lines` gives them — from
+    `start` through `through` verify an archive's entries instead of the live log.
+    {"ok", "entries", "first_bad", "tree_size", ...}."""
     with _one_at_a_time:  # each verification holds three connections of the worker's pool
         return _verify(extra, entries, start, through)
 
@@ -223,7 +224,7 @@ def _verify(extra, entries, start, through) -> dict:
         signed = {s: r for s, r in signed.items() if s <= through}
     newest = max([s for s in signed if s > begin], default=begin)
     good, checked = begin, 0
-    sizes = sorted(s for s in signed if s > begin)
+    sizes, next_head = sorted(s for s in signed if s > begin), 0
     batches = entries if entries is not None else _leaf_lines(begin, through)
     sha256, sep, separators = hashlib.sha256, audit.SEP, audit.SEPARATORS
     for lo, hi, lines in batches:  # the hot loop of a whole-log check: whole batches at C speed
@@ -234,8 +235,8 @@ def _verify(extra, entries, start, through) -> dict:
         leaves = [sha256(b"\x00" + line.encode()).digest() for line in lines]  # merkle.leaf_hash, inlined
         last = first + len(lines) - 1
         at = 0
-        while sizes and sizes[0] <= last:  # a head inside this batch: its root there
-            head = sizes.pop(0)
+        while next_head < len(sizes) and sizes[next_head] <= last:  # a head inside this batch: its root there
+            head, next_head = sizes[next_head], next_head + 1
             frontier.extend(leaves[at:head - first + 1])
             at = head - first + 1
             checked += 1
