@@ -53,12 +53,25 @@ class AuditKeys:
     def checkpoint(self, size: int, root: bytes) -> str:
         return self.sign(signed_note.checkpoint_text(self.origin, size, root))
 
-    def read_checkpoint(self, note: str) -> tuple[int, bytes]:
-        """(size, root) of a checkpoint signed by one of our keys; NoteError otherwise."""
-        origin, size, root = signed_note.parse_checkpoint(self.open(note))
-        if origin != self.origin:
+    def read_checkpoint(self, note: str, origin: str | None = None) -> tuple[int, bytes]:
+        """(size, root) of a checkpoint of `origin` (this log's heads by default) signed
+        by one of our keys; NoteError otherwise."""
+        found, size, root = signed_note.parse_checkpoint(self.open(note))
+        if found != (origin or self.origin):
             raise signed_note.NoteError("another log's checkpoint")
         return size, root
+
+    # An archive anchor (renkei/audit_archive.py) is a checkpoint of another origin, so
+    # a tree head handed to an auditor can never be planted as an anchor.
+    @property
+    def anchor_origin(self) -> str:
+        return self.origin + " archive anchor"
+
+    def anchor(self, size: int, root: bytes) -> str:
+        return self.sign(signed_note.checkpoint_text(self.anchor_origin, size, root))
+
+    def read_anchor(self, note: str) -> tuple[int, bytes]:
+        return self.read_checkpoint(note, self.anchor_origin)
 
 
 def keys() -> AuditKeys:

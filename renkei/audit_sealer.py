@@ -106,13 +106,20 @@ def seal_batch(epoch: int) -> int:
     tiles.extend(size, leaves)
     size += len(rows)
     root = tiles.root(size)
-    note = keys.checkpoint(size, root)
-    row = db.session.get(AuditHead, 1, populate_existing=True) or AuditHead(id=1)
-    row.tree_size, row.root_hash, row.checkpoint, row.sealed_at = size, root, note, utcnow()
-    db.session.add(row)
+    note = store_head(size, root)
     db.session.commit()
     publish(note)
     return len(rows)
+
+
+def store_head(size: int, root: bytes) -> str:
+    """Sign the head of the tree of `size` leaves and keep it as the newest (the caller
+    commits, then publishes the note it gets)."""
+    note = audit_keys.keys().checkpoint(size, root)
+    row = db.session.get(AuditHead, 1, populate_existing=True) or AuditHead(id=1)
+    row.tree_size, row.root_hash, row.checkpoint, row.sealed_at = size, root, note, utcnow()
+    db.session.add(row)
+    return note
 
 
 def publish(note: str):
@@ -203,7 +210,10 @@ def _release_at_exit(app, epoch):
 
 
 def start(app):
-    """Start this process's sealer thread once (servers only: settings.audit_sealer)."""
+    """Start this process's sealer thread once (servers only: settings.audit_sealer).
+    Called on every request: the common case returns without taking the lock."""
+    if id(app) in _started["apps"]:
+        return
     with _started["lock"]:
         if id(app) in _started["apps"]:
             return

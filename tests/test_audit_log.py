@@ -402,13 +402,13 @@ def test_an_anchor_signed_with_a_leaked_key_cannot_cut_the_log_short(api):
     delete the entries before it; the anchor is also kept in the sink, so it does not fit."""
     from datetime import datetime
     from models import AuditAnchor
-    from renkei import audit_keys, audit_verify, db
+    from renkei import audit_keys, db
     from renkei.audit_tree import Tiles
     pid = team(api)
     api.call("doc", "GET", f"{R}/{pid}/record")
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
     with api.app.app_context():
-        note = audit_keys.keys().sign(audit_verify.anchor_text(6, Tiles().root(6)))
+        note = audit_keys.keys().anchor(6, Tiles().root(6))
         db.session.add(AuditAnchor(seq=6, note=note, entries=6, archived_at=datetime(2026, 1, 1)))
         db.session.execute(text("DELETE FROM audit_log WHERE seq <= 6"))
         db.session.commit()
