@@ -92,7 +92,8 @@ def _run(view, meta, kwargs):
                               type_="/problems/second-factor-required")
         # The caller is known: end that short transaction so no database connection is
         # held while a (slow) client sends its body.
-        db.session.commit()
+        if meta["body"] is not None:
+            db.session.commit()
         raw = {}  # the body as sent: what an Idempotency-Key's fingerprint covers
         if meta["body"] is not None:
             raw = _json_body()

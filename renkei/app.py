@@ -3,7 +3,7 @@ to the core (docs/ARCHITECTURE.md, "Layers")."""
 import os
 
 from flask import Flask, render_template, request, send_from_directory
-from sqlalchemy import text
+from sqlalchemy import literal, select
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -110,12 +110,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         @app.get("/_bench/bare")
         def bench_bare():
             """Benchmark baseline: a bare Flask route, one query, same server and database."""
-            return {"one": db.session.execute(text("SELECT 1")).scalar()}
+            return {"one": db.session.execute(select(literal(1))).scalar()}
 
     @app.get("/healthz")
     def healthz():
         try:
-            db.session.execute(text("SELECT 1"))
+            db.session.execute(select(literal(1)))
         except Exception:
             db.session.rollback()
             return problems.response(503, "The database does not answer.")

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
 
+from sqlalchemy import insert
+
 from models import AuditEntry, Patient, utcnow
 from renkei import db, merkle, vault
 from renkei.sections import SECTIONS
@@ -57,11 +59,12 @@ def ref(kind: str, value, known: bool) -> str:
     return f"{kind}={value}" if known else typed(kind, value)
 
 
-def place(patient_id, section) -> tuple[str | None, str | None, list[str]]:
-    """(patient id, section, notes for detail): the columns only where they are real."""
+def place(patient_id, section, found=frozenset()) -> tuple[str | None, str | None, list[str]]:
+    """(patient id, section, notes for detail): the columns only where they are real.
+    `found`: patient ids this request has already read from the database."""
     notes = []
-    if patient_id is not None and not (isinstance(patient_id, str) and UUID.match(patient_id)
-                                       and db.session.get(Patient, patient_id) is not None):
+    if patient_id is not None and patient_id not in found and not (
+            isinstance(patient_id, str) and UUID.match(patient_id) and db.session.get(Patient, patient_id) is not None):
         notes.append(typed("patient", patient_id))
         patient_id = None
     if section is not None and section not in SECTIONS:
@@ -122,10 +125,16 @@ def leaf_hash_of(e) -> bytes | None:
     return merkle.leaf_hash(leaf(entry_text(e.seq, e.at, values), e.mac))
 
 
-def write(pending: list[Pending]):
+def write(pending: list[Pending], alone: bool = False):
     """Add the request's entries to its transaction (the caller commits). No lock, no
-    position: the sealer (renkei/audit_sealer.py) places them in the tree later."""
-    db.session.add_all([AuditEntry(**{f: _clean(getattr(e, f)) for f in LEAF_FIELDS}) for e in pending])
+    position: the sealer (renkei/audit_sealer.py) places them in the tree later.
+    alone: the request wrote nothing else, so the entries are one INSERT that commits on
+    its own (PostgreSQL; renkei/db.py, "a transaction begins at the first write")."""
+    rows = [{f: _clean(getattr(e, f)) for f in LEAF_FIELDS} for e in pending]
+    if alone and rows:
+        db.session.execute(insert(AuditEntry).execution_options(**{db.OWN_TRANSACTION: True}), rows)
+    else:
+        db.session.add_all([AuditEntry(**row) for row in rows])
 
 
 def outcome_for(status: int) -> str:

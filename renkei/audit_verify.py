@@ -102,6 +102,7 @@ def leaf_texts(after: int, through: int | None = None):
     engine = db.session.get_bind()
     sql = _leaf_query(after, through, engine.dialect)
     if engine.dialect.name == "postgresql":
+        db.begin_now()  # a server-side cursor lives in a transaction
         cursor = db.session.connection().connection.driver_connection.cursor(name=f"audit_leaves_{after}_{through}")
         cursor.execute(sql)
         try:

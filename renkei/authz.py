@@ -91,6 +91,7 @@ def patient_access(user: User, patient_id: str, need: str, section: str | None =
     if found is None:
         raise not_found()
     patient, member, consent, ever_consented = found
+    work.current().patients_found.add(patient.id)  # its audit entry need not look it up again
 
     # Administrators see teams and delete records without reading clinical content; the
     # team manages itself — an administrator only appoints a manager to a team left with none.

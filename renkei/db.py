@@ -1,9 +1,12 @@
 """Engine and session. Who commits, and what else a commit carries (the audit entry,
 the realtime events), is renkei/work.py's business."""
 import logging
+import time
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.exc import TimeoutError
+from sqlalchemy.exc import DisconnectionError, TimeoutError
+from sqlalchemy.sql import Select
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 log = logging.getLogger("renkei")
@@ -51,8 +54,85 @@ def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10, lock_ti
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         return engine
     options = f"-c lock_timeout={lock_timeout_ms} -c idle_in_transaction_session_timeout={idle_transaction_timeout_ms}"
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout,
-                         connect_args={"options": options})
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=pool_size, max_overflow=0,
+                           pool_timeout=pool_timeout, connect_args={"options": options})
+    event.listen(engine, "before_cursor_execute", _begin_before_writing)
+    _ping_when_idle(engine)
+    return engine
+
+
+# --- PostgreSQL: a transaction begins at the first write ------------------------------
+# Connections are in autocommit mode and a transaction is opened (BEGIN) just before
+# the first statement that is not a plain SELECT: a write, a locking read (FOR UPDATE),
+# a server-side cursor, any SQL text. Under READ COMMITTED every statement of a
+# transaction sees its own snapshot anyway, so reads before that point see what they
+# would have seen inside it; the writes that follow are atomic as before, and COMMIT or
+# ROLLBACK end them (psycopg sends them whenever the server is in a transaction). A
+# request that only reads then costs no BEGIN and no COMMIT, and its audit entry is one
+# INSERT on its own (`OWN_TRANSACTION`): docs/ARCHITECTURE.md, "Round trips of a read".
+
+IDLE = TransactionStatus.IDLE
+OWN_TRANSACTION = "renkei_own_transaction"  # execution option: this statement commits alone
+
+
+def _plain_read(context) -> bool:
+    compiled = getattr(context, "compiled", None)
+    statement = getattr(compiled, "statement", None)
+    return (isinstance(statement, Select) and statement._for_update_arg is None
+            and not context.execution_options.get("stream_results"))
+
+
+def _begin_before_writing(conn, cursor, statement, parameters, context, executemany):
+    raw = cursor.connection
+    if raw.info.transaction_status != IDLE:  # already in a transaction
+        return
+    if context is not None and (_plain_read(context) or context.execution_options.get(OWN_TRANSACTION)):
+        return
+    raw.execute("BEGIN")
+
+
+def in_transaction() -> bool:
+    """True if this session's connection has begun a database transaction (SQLite: always,
+    once it has a connection; its BEGIN IMMEDIATE comes first)."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        return True
+    return conn.connection.driver_connection.info.transaction_status != IDLE
+
+
+def begin_now():
+    """Open the session's transaction at once (PostgreSQL), for raw work that needs one —
+    a server-side cursor declared through the driver."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql" and not in_transaction():
+        conn.connection.driver_connection.execute("BEGIN")
+
+
+# A connection is tested before use only when it has sat in the pool for a while (a
+# restarted server or a firewall may have dropped it); one used a moment ago is not
+# pinged, which saved a round trip on every request. A connection that fails anyway
+# fails its request with 503 and the pool drops it and every connection older than it.
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _ping_when_idle(engine):
+    @event.listens_for(engine, "connect")
+    def _fresh(dbapi_conn, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _back(dbapi_conn, record):
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _out(dbapi_conn, record, proxy):
+        if time.monotonic() - record.info.get("idle_since", 0) <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the pool discards it and takes (or makes) another
+            raise DisconnectionError("stale pooled connection") from exc
 
 
 def bind(engine):
@@ -102,7 +182,7 @@ def purge_freed_space():
     engine = session.get_bind()
     try:
         if engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            with engine.connect().execution_options(**{OWN_TRANSACTION: True}) as conn:  # VACUUM refuses a transaction
                 conn.execute(text("SET lock_timeout = '10s'"))  # not behind a long transaction forever
                 conn.execute(text(f"VACUUM FULL {SHREDDED_TABLES}"))
         else:  # outside SQLAlchemy's transaction (BEGIN IMMEDIATE above): a checkpoint needs none

@@ -32,6 +32,7 @@ class Work:
         self.client_addr = audit.address(request.remote_addr) if has_request_context() else None
         self.audit_fields: dict = {}   # patient / section / detail of this request's entry
         self.marks: list[str] = []     # added to the entry's detail, e.g. break-glass
+        self.patients_found: set[str] = set()  # patient ids the access check has read
         self.reset_announced: set[str] = set()  # patients told of a reset person's read
         self.entries: list[audit.Pending] = []
         self.outbox: list[tuple] = []  # realtime events named by services (renkei/notify.py)
@@ -63,7 +64,7 @@ class Work:
                detail=None):
         """Queue an access-log entry; it is written in this transaction by `commit`.
         Only validated values enter its columns (renkei/audit.py `place`)."""
-        patient_id, section, notes = audit.place(patient_id, section)
+        patient_id, section, notes = audit.place(patient_id, section, self.patients_found)
         detail = ";".join(([str(detail)] if detail else []) + notes) or None
         entry = audit.Pending(action=action, outcome=outcome, patient_id=patient_id, section=section,
                               detail=detail and detail[:200],
@@ -90,7 +91,10 @@ class Work:
         only what has committed."""
         for step in self.closing:
             step()
-        audit.write(self.entries)  # inserted, no lock: the sealer places them (renkei/audit_sealer.py)
+        # Inserted, no lock: the sealer places them (renkei/audit_sealer.py). A request
+        # that changed nothing else writes them in one statement, with no BEGIN/COMMIT.
+        wrote = db.session.new or db.session.dirty or db.session.deleted
+        audit.write(self.entries, alone=bool(self.entries) and not wrote and not db.in_transaction())
         self.entries, self.closing, self.outbox = [], [], []
         db.session.commit()
         steps, self.afterwards = self.afterwards, []

@@ -1,0 +1,137 @@
+"""Issue 14: what an audited read costs the database, and that the cheaper path keeps
+every promise of the expensive one (docs/ARCHITECTURE.md, "Round trips of a read").
+
+Round trips are counted on the wire: libpq's protocol trace of the app's connections,
+where every Query or Sync message the client sends waits for one answer."""
+import os
+import uuid
+
+import pytest
+from psycopg import pq
+from sqlalchemy import event, select, text, update
+
+from models import User
+
+from renkei import audit, db
+from tests.helpers import team
+
+ON_POSTGRES = [pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+class Wire:
+    """The protocol messages the app's connections send, from libpq's trace."""
+
+    def __init__(self, engine, path):
+        self.file = open(path, "w+")
+        engine.dispose()  # connections made from now on are traced
+
+        @event.listens_for(engine, "connect")
+        def _trace(dbapi_conn, _record):
+            dbapi_conn.pgconn.trace(self.file.fileno())
+            dbapi_conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+
+    def during(self, call):
+        """(round trips, SQL sent) while call() runs."""
+        self.file.flush()
+        start = os.lseek(self.file.fileno(), 0, os.SEEK_END)
+        result = call()
+        self.file.flush()
+        self.file.seek(start)
+        sent = [line.split("\t") for line in self.file.read().splitlines() if line.startswith("F\t")]
+        trips = sum(1 for m in sent if m[2] in ("Query", "Sync"))
+        # Parse: ' "" "SELECT …' (the statement's first line); Query: ' "BEGIN"'
+        statements = [m[3].split('"', 3)[3] if m[2] == "Parse" else m[3].strip().strip('"')
+                      for m in sent if m[2] in ("Query", "Parse")]
+        return result, trips, statements
+
+
+def entries(api, action):
+    with api.app.app_context():
+        n = db.session.execute(text("SELECT count(*) FROM audit_log WHERE action = :a"), {"a": action}).scalar()
+        db.session.commit()
+        return n
+
+
+@pytest.mark.parametrize("database_url", ON_POSTGRES, indirect=True)
+def test_an_audited_record_read_is_four_round_trips_and_its_writes_stay_one_transaction(api, tmp_path):
+    pid = team(api)
+    api.call("cm", "PUT", f"/api/v1/patients/{pid}/record/home_care_cautions",
+             {"content": {"cautions": "階段に注意"}}, headers={"If-Match": '"0"'})
+    wire = Wire(api.app.extensions["renkei.engine"], tmp_path / "trace")
+    read = lambda: api.call("doc", "GET", f"/api/v1/patients/{pid}/record")  # noqa: E731
+    before = entries(api, "record.read")
+
+    # The first look also moves the doctor's last look: that write and the audit entry
+    # are one transaction.
+    r, trips, sent = wire.during(read)
+    assert r.status_code == 200 and r.json["sections"]["home_care_cautions"]["content"]["cautions"] == "階段に注意"
+    assert sent[0].startswith("SELECT api_tokens") and "BEGIN" in sent and sent[-1] == "COMMIT"
+    between = sent[sent.index("BEGIN") + 1:-1]
+    assert sorted(s.split()[0] for s in between) == ["INSERT", "UPDATE"], sent
+
+    # Every later read within the minute: token, patient with membership and consent,
+    # the sections, the audit entry — no ping, no BEGIN, no COMMIT.
+    for _ in range(3):
+        r, trips, sent = wire.during(read)
+        assert r.status_code == 200
+        assert trips == 4, sent
+        assert [s.split()[0] for s in sent] == ["SELECT", "SELECT", "SELECT", "INSERT"], sent
+    assert entries(api, "record.read") == before + 4  # each read still left its entry
+
+    # A patient the caller may not see: still one entry, still no transaction (the
+    # first one also created the key that digests typed ids).
+    for _ in range(2):
+        r, trips, sent = wire.during(lambda: api.call("doc", "GET", f"/api/v1/patients/{uuid.uuid4()}/record"))
+    assert r.status_code == 404 and sent[-1].startswith("INSERT INTO audit_log") and "BEGIN" not in sent, sent
+
+
+@pytest.mark.parametrize("database_url", ON_POSTGRES, indirect=True)
+def test_a_write_that_fails_after_its_first_statement_changes_nothing(api, monkeypatch):
+    """A transaction begins only at the first write: everything after it is still atomic."""
+    pid = team(api)
+    path = f"/api/v1/patients/{pid}/record/home_care_cautions"
+    assert api.call("cm", "PUT", path, {"content": {"cautions": "一"}}, headers={"If-Match": '"0"'}).status_code == 200
+
+    def broken(pending, alone=False):
+        raise RuntimeError("the disk went away")
+    monkeypatch.setattr(audit, "write", broken)
+    r = api.call("cm", "PUT", path, {"content": {"cautions": "二"}}, headers={"If-Match": '"1"'})
+    assert r.status_code == 500
+    monkeypatch.undo()
+    after = api.call("cm", "GET", path).json
+    assert (after["version"], after["content"]["cautions"]) == (1, "一")
+
+    # The same for a unit of work whose very first statement writes.
+    with api.app.app_context():
+        db.session.execute(update(User).where(User.login == "cm").values(display_name="誰か"))
+        db.session.execute(select(User.id)).all()
+        db.session.rollback()
+    assert api.call("cm", "GET", "/api/v1/users/me").json["display_name"] == "CM"
+
+
+@pytest.mark.parametrize("database_url", ON_POSTGRES, indirect=True)
+def test_connections_the_database_dropped_are_replaced_after_a_pause_and_never_answer_500(api, monkeypatch, pg_server):
+    pid = team(api)
+    read = lambda: api.call("doc", "GET", f"/api/v1/patients/{pid}/record")  # noqa: E731
+    engine = api.app.extensions["renkei.engine"]
+
+    def drop_connections():
+        admin = engine.url.set(database="postgres")
+        from sqlalchemy import create_engine
+        killer = create_engine(admin, isolation_level="AUTOCOMMIT")
+        with killer.connect() as c:
+            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": engine.url.database})
+        killer.dispose()
+
+    assert read().status_code == 200
+    # Used a moment ago: not pinged, so the first request on a dropped connection fails
+    # as "try again" (503 with Retry-After) and the pool replaces its connections.
+    drop_connections()
+    r = read()
+    assert r.status_code == 503 and r.headers["Retry-After"], r.json
+    assert read().status_code == 200
+    # Idle for longer than the ping interval: tested first, replaced, the request succeeds.
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0)
+    drop_connections()
+    assert read().status_code == 200
