@@ -5,7 +5,7 @@ core service call and back — then end the request through the unit of work
 (renkei/work.py): commit with exactly one audit entry, or roll back and audit the failure."""
 import json
 import logging
-from functools import wraps
+from functools import cache, wraps
 
 from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user
@@ -128,6 +128,12 @@ def _run(view, meta, kwargs):
     return resp
 
 
+@cache
+def _dumper(schema):
+    """One instance per response schema: building a nested schema costs more than the dump."""
+    return schema()
+
+
 def _to_response(rv, meta) -> Response:
     if isinstance(rv, Response):
         return rv
@@ -138,7 +144,7 @@ def _to_response(rv, meta) -> Response:
     if rv is None:
         return Response(status=status, headers=headers)
     if meta["response"] is not None:
-        rv = meta["response"]().dump(rv)
+        rv = _dumper(meta["response"]).dump(rv)
     resp = jsonify(rv)
     resp.status_code = status
     resp.headers.update(headers)

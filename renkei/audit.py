@@ -125,16 +125,18 @@ def leaf_hash_of(e) -> bytes | None:
     return merkle.leaf_hash(leaf(entry_text(e.seq, e.at, values), e.mac))
 
 
+_INSERT = insert(AuditEntry.__table__)  # Core, built once: every request runs it
+_INSERT_ALONE = _INSERT.execution_options(**{db.OWN_TRANSACTION: True})
+
+
 def write(pending: list[Pending], alone: bool = False):
     """Add the request's entries to its transaction (the caller commits). No lock, no
     position: the sealer (renkei/audit_sealer.py) places them in the tree later.
     alone: the request wrote nothing else, so the entries are one INSERT that commits on
     its own (PostgreSQL; renkei/db.py, "a transaction begins at the first write")."""
     rows = [{f: _clean(getattr(e, f)) for f in LEAF_FIELDS} for e in pending]
-    if alone and rows:
-        db.session.execute(insert(AuditEntry).execution_options(**{db.OWN_TRANSACTION: True}), rows)
-    else:
-        db.session.add_all([AuditEntry(**row) for row in rows])
+    if rows:
+        db.session.execute(_INSERT_ALONE if alone else _INSERT, rows)
 
 
 def outcome_for(status: int) -> str:

@@ -11,7 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, request, session as cookie_session
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -255,11 +255,14 @@ def issue_token(user: User) -> tuple[str, object]:
     return token, expires
 
 
+# One query for token and user: this runs on every API request, so it is built once.
+_TOKEN_USER = select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(
+    ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None),
+    ApiToken.expires_at > bindparam("now"), User.disabled.is_(False))
+
+
 def user_for_token(token: str) -> User | None:
-    # One query for token and user: this runs on every API request.
-    found = db.session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(
-        ApiToken.token_hash == _sha256(token), ApiToken.revoked_at.is_(None),
-        ApiToken.expires_at > utcnow(), User.disabled.is_(False))).first()
+    found = db.session.execute(_TOKEN_USER, {"token_hash": _sha256(token), "now": utcnow()}).first()
     if found is None:
         return None
     work.current().token = found.ApiToken

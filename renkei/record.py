@@ -2,7 +2,7 @@
 new immutable revision, sealed under the patient's key and bound to its section and
 version; a write based on an old version is refused (412) so nobody's edit is lost."""
 from marshmallow import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from models import Patient, SectionRevision, User, utcnow
@@ -31,15 +31,18 @@ def display_names(user_ids) -> dict:
     return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
 
 
+_NEWEST = (select(SectionRevision.section, func.max(SectionRevision.version).label("v"))
+           .where(SectionRevision.patient_id == bindparam("patient_id"))
+           .group_by(SectionRevision.section).subquery())
+_LATEST = (select(SectionRevision, User.display_name)  # built once: every record read runs it
+           .join(_NEWEST, (SectionRevision.section == _NEWEST.c.section) & (SectionRevision.version == _NEWEST.c.v))
+           .join(User, User.id == SectionRevision.created_by)
+           .where(SectionRevision.patient_id == bindparam("patient_id")))
+
+
 def latest_revisions(patient_id: str) -> tuple[dict[str, SectionRevision], dict[str, str]]:
     """The newest revision of each written section, and its authors' names (one query)."""
-    newest = (select(SectionRevision.section, func.max(SectionRevision.version).label("v"))
-              .where(SectionRevision.patient_id == patient_id)
-              .group_by(SectionRevision.section).subquery())
-    rows = db.session.execute(select(SectionRevision, User.display_name).join(
-        newest, (SectionRevision.section == newest.c.section) & (SectionRevision.version == newest.c.v))
-        .join(User, User.id == SectionRevision.created_by)
-        .where(SectionRevision.patient_id == patient_id)).all()
+    rows = db.session.execute(_LATEST, {"patient_id": patient_id}).all()
     return {r.section: r for r, _ in rows}, {r.created_by: name for r, name in rows}
 
 
