@@ -7,7 +7,7 @@ against gunicorn on PostgreSQL with normal durability (fsync, synchronous commit
     on two cores shared by all three the ceiling of "2 workers / 1 worker" is
     2w / (w + p + c);
   * lock waits sampled from pg_locks during the reads;
-  * a profile of the read (cProfile, in process, same database).
+  * a CPU profile of the read (cProfile, in process, same database).
 
 Every figure is a ratio against a baseline measured in the same run.
 Usage:  python bench/read_path.py [--seconds 8] [--connections 16]
@@ -122,7 +122,7 @@ class LockSampler:
 def run(port, name, paths, headers, args, results, pg_pids, sampler_engine=None):
     wrk(port, paths, headers, 1, args.connections)  # warm-up: connections, caches
     workers = gunicorn_processes(port)
-    cpu0, pg0 = cpu_seconds(workers), cpu_seconds(pg_pids())
+    each0, pg0 = [cpu_seconds([w]) for w in workers], cpu_seconds(pg_pids())
     if sampler_engine is not None:
         with LockSampler(sampler_engine) as sampler:
             r = wrk(port, paths, headers, args.seconds, args.connections)
@@ -130,22 +130,26 @@ def run(port, name, paths, headers, args, results, pg_pids, sampler_engine=None)
     else:
         r = wrk(port, paths, headers, args.seconds, args.connections)
     n = r["requests"]
-    r["cpu_ms_per_request"] = {"worker": 1000 * (cpu_seconds(workers) - cpu0) / n,
+    each = [cpu_seconds([w]) - c0 for w, c0 in zip(workers, each0)]
+    r["cpu_share_by_process"] = sorted((round(c / sum(each), 3) for c in each), reverse=True)  # master too
+    r["cpu_ms_per_request"] = {"worker": 1000 * sum(each) / n,
                                "postgres": 1000 * (cpu_seconds(pg_pids()) - pg0) / n,
                                "wrk": 1000 * r.pop("wrk_cpu_s") / n}
     results[name] = r
     c = r["cpu_ms_per_request"]
     print(f"{name}: {r['rps']:.0f} req/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  "
-          f"CPU/request worker {c['worker']:.2f} ms, postgres {c['postgres']:.2f} ms, wrk {c['wrk']:.3f} ms", flush=True)
+          f"CPU/request worker {c['worker']:.2f} ms, postgres {c['postgres']:.2f} ms, wrk {c['wrk']:.3f} ms; "
+          f"CPU shares of the server's processes {r['cpu_share_by_process']}", flush=True)
 
 
 def profile(app, who, mine, reads=400, top=15):
-    """cProfile of audited record reads in process (Flask test client, same database)."""
+    """CPU profile (cProfile on process time: waiting for PostgreSQL is not counted) of
+    audited record reads in process (Flask test client, same database)."""
     client = app.test_client()
     headers = {"Authorization": "Bearer " + who["tokens"]["reader"]}
     for p in mine:
         client.get(f"/api/v1/patients/{p}/record", headers=headers)
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(time.process_time)
     prof.enable()
     for i in range(reads):
         assert client.get(f"/api/v1/patients/{mine[i % len(mine)]}/record", headers=headers).status_code == 200

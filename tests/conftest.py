@@ -25,7 +25,7 @@ def pg_server(tmp_path_factory):
         return
     data = Path(tempfile.mkdtemp(prefix="renkei-pg-"))  # the postgres user must reach it
     os.chmod(data, 0o777)
-    port = str(54400 + os.getpid() % 500)
+    port = str(free_port())  # a fixed range can collide with a client port in use
     proc = subprocess.run(["bash", str(ROOT / "platform/postgres.sh"), "start", str(data), port],
                           capture_output=True, text=True)
     if proc.returncode != 0:
