@@ -135,8 +135,8 @@ def write(pending: list[Pending], alone: bool = False):
     alone: the request wrote nothing else, so the entries are one INSERT that commits on
     its own (PostgreSQL; renkei/db.py, "a transaction begins at the first write")."""
     rows = [{f: _clean(getattr(e, f)) for f in LEAF_FIELDS} for e in pending]
-    if rows:
-        db.session.execute(_INSERT_ALONE if alone else _INSERT, rows)
+    if rows:  # one row as one execute: a list of one would go through executemany
+        db.session.execute(_INSERT_ALONE if alone else _INSERT, rows[0] if len(rows) == 1 else rows)
 
 
 def outcome_for(status: int) -> str:

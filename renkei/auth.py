@@ -13,6 +13,7 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import ApiToken, LoginThrottle, User, utcnow
@@ -255,10 +256,11 @@ def issue_token(user: User) -> tuple[str, object]:
     return token, expires
 
 
-# One query for token and user: this runs on every API request, so it is built once.
+# One query for token and user: this runs on every API request, so it is built once,
+# and without the user's organisation (loaded when asked for: few requests need it).
 _TOKEN_USER = select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(
     ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None),
-    ApiToken.expires_at > bindparam("now"), User.disabled.is_(False))
+    ApiToken.expires_at > bindparam("now"), User.disabled.is_(False)).options(lazyload(User.organization))
 
 
 def user_for_token(token: str) -> User | None:
