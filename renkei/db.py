@@ -3,6 +3,7 @@ the realtime events), is renkei/work.py's business."""
 import logging
 import time
 
+from psycopg import ServerCursor
 from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import DisconnectionError, TimeoutError
@@ -75,18 +76,19 @@ IDLE = TransactionStatus.IDLE
 OWN_TRANSACTION = "renkei_own_transaction"  # execution option: this statement commits alone
 
 
-def _plain_read(context) -> bool:
-    compiled = getattr(context, "compiled", None)
-    statement = getattr(compiled, "statement", None)
+def _plain_read(context, cursor) -> bool:
+    """A compiled SELECT that locks nothing, on a client-side cursor (a server-side one
+    lives in a transaction)."""
+    statement = getattr(context.compiled, "statement", None)
     return (isinstance(statement, Select) and statement._for_update_arg is None
-            and not context.execution_options.get("stream_results"))
+            and not isinstance(cursor, ServerCursor))
 
 
 def _begin_before_writing(conn, cursor, statement, parameters, context, executemany):
     raw = cursor.connection
     if raw.info.transaction_status != IDLE:  # already in a transaction
         return
-    if context is not None and (_plain_read(context) or context.execution_options.get(OWN_TRANSACTION)):
+    if context is not None and (context.execution_options.get(OWN_TRANSACTION) or _plain_read(context, cursor)):
         return
     raw.execute("BEGIN")
 
