@@ -2,7 +2,8 @@
 consent to share that every team member but the registrant needs."""
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import BreakGlass, Consent, Note, NoteAck, Patient, PatientSearchToken, SectionRevision, TeamMember, User, new_id, utcnow
 from renkei import authz, crypto, db, idempotency, vault, work
@@ -80,11 +81,16 @@ def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
 
 def mark_viewed(member: TeamMember | None):
     """Restart "what changed since my last look". Written at most once a minute per
-    member (a read should not always be a write); a stale mark only shows more as new."""
+    member (a read should not always be a write); a stale mark only shows more as new.
+    Two reads moving the same mark at once do not wait for each other: the row another
+    request has locked is skipped (SKIP LOCKED), its mark is being moved anyway."""
     now = utcnow()
     if member is not None and (member.last_viewed_at is None
                                or (now - member.last_viewed_at).total_seconds() > 60):
-        member.last_viewed_at = now
+        free = select(TeamMember.id).where(TeamMember.id == member.id).with_for_update(skip_locked=True)
+        db.session.execute(update(TeamMember).where(TeamMember.id.in_(free)).values(last_viewed_at=now)
+                           .execution_options(synchronize_session=False))
+        set_committed_value(member, "last_viewed_at", now)
 
 
 # --- operations ---------------------------------------------------------------------

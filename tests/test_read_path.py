@@ -135,3 +135,25 @@ def test_connections_the_database_dropped_are_replaced_after_a_pause_and_never_a
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0)
     drop_connections()
     assert read().status_code == 200
+
+
+@pytest.mark.parametrize("database_url", ON_POSTGRES, indirect=True)
+def test_a_read_is_not_held_up_by_another_transaction_moving_the_same_last_look(api):
+    """Two reads of one patient by one person at the turn of the minute both move the
+    last-look mark; the second must not wait for the first (it used to wait for the
+    row lock, up to the 2 s lock timeout and then 503)."""
+    pid = team(api)
+    engine = api.app.extensions["renkei.engine"]
+    doc = api.users["doc"]["id"]
+    with engine.connect() as other:  # another request, mid-transaction, holding the row
+        other.execute(text("UPDATE team_members SET last_viewed_at = NULL WHERE user_id = :u"), {"u": doc})
+        r = api.call("doc", "GET", f"/api/v1/patients/{pid}/record")
+        assert r.status_code == 200, r.json
+        other.rollback()
+    r = api.call("doc", "GET", f"/api/v1/patients/{pid}/record")
+    assert r.status_code == 200
+    with api.app.app_context():
+        mark = db.session.execute(text("SELECT last_viewed_at FROM team_members WHERE user_id = :u"),
+                                  {"u": doc}).scalar()
+        db.session.commit()
+    assert mark is not None  # the mark moves once the row is free
