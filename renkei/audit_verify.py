@@ -20,8 +20,15 @@ SQLITE_TIME = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:
 FETCHERS = 2  # PostgreSQL connections building leaves at once while one thread hashes
 
 
+# What went wrong, as a code beside the English `reason`: the page explains each in the
+# reader's language (web/forms.py VERIFY_PROBLEMS).
+PROBLEMS = ("altered", "truncated", "forked", "anchor", "stalled", "signature", "archived")
+
+
 class VerifyError(Exception):
-    pass
+    def __init__(self, reason: str, problem: str):
+        super().__init__(reason)
+        self.problem = problem
 
 
 def heads() -> tuple[dict[int, bytes], set[str], int]:
@@ -41,7 +48,7 @@ def heads() -> tuple[dict[int, bytes], set[str], int]:
             elif origin != keys.origin:
                 foreign += 1
             elif found.setdefault(size, root) != root:
-                raise VerifyError(f"two signed heads of size {size} differ: the log was forked")
+                raise VerifyError(f"two signed heads of size {size} differ: the log was forked", "forked")
     return found, anchors, foreign
 
 
@@ -53,19 +60,19 @@ def live_start(anchors: set[str]) -> merkle.Frontier:
     if anchor is None:
         return merkle.Frontier()
     if anchor.note not in anchors:
-        raise VerifyError("the archive anchor is not among the notes kept outside the database")
+        raise VerifyError("the archive anchor is not among the notes kept outside the database", "anchor")
     try:
         size, root = audit_keys.keys().read_anchor(anchor.note)
     except signed_note.NoteError:
-        raise VerifyError("the archive anchor is not signed by the audit key") from None
+        raise VerifyError("the archive anchor is not signed by the audit key", "anchor") from None
     if size != anchor.seq:
-        raise VerifyError("the archive anchor is not signed by the audit key")
+        raise VerifyError("the archive anchor is not signed by the audit key", "anchor")
     try:
         frontier = audit_tree.Tiles().frontier(size)
     except audit_tree.TreeError:
-        raise VerifyError("the tree's stored hashes end before the archive anchor") from None
+        raise VerifyError("the tree's stored hashes end before the archive anchor", "anchor") from None
     if frontier.root() != root:
-        raise VerifyError("the tree's stored hashes do not match the archive anchor")
+        raise VerifyError("the tree's stored hashes do not match the archive anchor", "anchor")
     return frontier
 
 
@@ -208,10 +215,10 @@ def _verify(extra, entries, start, through) -> dict:
         signed, anchors, foreign = heads()
         frontier = start or live_start(anchors)
     except VerifyError as exc:
-        return {"ok": False, "entries": 0, "first_bad": None, "reason": str(exc)}
+        return {"ok": False, "entries": 0, "first_bad": None, "reason": str(exc), "problem": exc.problem}
     for size, root in (extra or {}).items():
         if signed.setdefault(size, root) != root:
-            return {"ok": False, "entries": 0, "first_bad": None,
+            return {"ok": False, "entries": 0, "first_bad": None, "problem": "forked",
                     "reason": f"this head and the sink's head of size {size} differ: the log was forked"}
     begin = frontier.size
     if through is not None:
@@ -243,7 +250,7 @@ def _verify(extra, entries, start, through) -> dict:
     size = frontier.size
     if newest > size:  # a head names entries the log no longer holds (or holds renumbered)
         bad = (first_bad_entry(good, size, keys) if entries is None else None) or size + 1
-        return _bad(bad, size - begin, reason="truncated: signed heads cover entries that are gone")
+        return _bad(bad, size - begin, "truncated", "truncated: signed heads cover entries that are gone")
     if entries is None and size > newest:  # sealed after the newest head: their MACs must hold
         bad = first_bad_entry(newest, size, keys)
         if bad is not None:
@@ -253,8 +260,9 @@ def _verify(extra, entries, start, through) -> dict:
     if entries is None:
         result |= unsealed()
         if result["unsealed_oldest_seconds"] > STALLED_SECONDS:  # those entries are unprotected meanwhile
-            result |= {"ok": False, "reason": f"entries have waited {result['unsealed_oldest_seconds']:.0f} s "
-                                              "for their place: the sealer is not running"}
+            result |= {"ok": False, "problem": "stalled",
+                       "reason": f"entries have waited {result['unsealed_oldest_seconds']:.0f} s "
+                                 "for their place: the sealer is not running"}
     return result
 
 
@@ -268,8 +276,9 @@ def _first_misfit(lines: list[str], first: int) -> int:
     return first + len(lines)
 
 
-def _bad(seq: int, entries: int, reason: str = "an entry was altered, removed or reordered") -> dict:
-    return {"ok": False, "entries": entries, "first_bad": seq, "reason": reason}
+def _bad(seq: int, entries: int, problem: str = "altered",
+         reason: str = "an entry was altered, removed or reordered") -> dict:
+    return {"ok": False, "entries": entries, "first_bad": seq, "reason": reason, "problem": problem}
 
 
 def unsealed() -> dict:
@@ -285,8 +294,9 @@ def verify_checkpoint(note: str) -> dict:
     try:
         size, root = audit_keys.keys().read_checkpoint(note)
     except signed_note.NoteError:
-        return {"ok": False, "reason": "signature"}
+        return {"ok": False, "reason": "signature", "problem": "signature"}
     result = verify({size: root})
     if result["ok"] and size <= result["archived_through"] and size:
-        return {"ok": False, "reason": "archived: verify it against the archive file", "entries": result["entries"]}
+        return {"ok": False, "reason": "archived: verify it against the archive file", "problem": "archived",
+                "entries": result["entries"]}
     return result

@@ -168,6 +168,27 @@ def test_truncation_is_found_without_a_hand_saved_checkpoint(api):
     assert result["ok"] is False and result["first_bad"] == size - 2, result
 
 
+def test_the_auditors_page_says_what_was_checked_and_what_a_failure_means(api):
+    """The page explains the check in words an auditor reads: how many signed
+    checkpoints, and on a failure what it means, what to do, and which row."""
+    pid = team(api)
+    for _ in range(3):
+        api.call("doc", "GET", f"{R}/{pid}/record")
+    api.user("aud", "other", is_auditor=True)
+    web = api.web("aud")
+    page = web.get("/admin/audit/verify").get_data(as_text=True)
+    assert 'class="chain ok"' in page and "署名付きチェックポイント" in page and "件と照合しました" in page, page
+    size = checkpoint(api)["tree_size"]
+    sql(api, "UPDATE audit_log SET detail = 'nothing to see' WHERE seq = :s", s=size - 1)
+    for html in (web.get("/admin/audit/verify").get_data(as_text=True),
+                 web.get("/admin/audit?verify=1&limit=100").get_data(as_text=True)):
+        assert f"改ざんを検出：{size - 1}番目の記録" in html and "書き換えられたか、削除されたか" in html, html
+        assert "情報セキュリティの責任者に連絡" in html and f'data-first-bad="{size - 1}"' in html
+    assert f'bad-entry" data-seq="{size - 1}"' in html  # the row itself is marked on the page
+    english = web.get("/admin/audit/verify?lang=en").get_data(as_text=True)
+    assert "An entry was altered, deleted or moved" in english
+
+
 def test_an_attacker_with_database_write_access_cannot_hide_a_removed_entry(api):
     """Remove entry k, renumber everything after it, rebuild the tiles and the head row
     from the public algorithm: without the keys the MACs and signatures cannot follow."""

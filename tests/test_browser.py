@@ -155,6 +155,7 @@ def test_auditor_filters_the_access_log(browser, server):
     page = signed_in(browser, server, "auditor", viewport={"width": 1366, "height": 900})
     page.goto("/admin/audit")
     expect(page.locator("#chain-status")).to_contain_text("改ざんは検出されていません")  # filled in after load
+    expect(page.locator("#chain-status")).to_contain_text("署名付きチェックポイント")
     page.select_option("select[name=actor_id]", label="佐藤 一郎")
     page.click("#audit-filter button[type=submit]")
     page.wait_for_url(re.compile(r"actor_id="))

@@ -80,6 +80,16 @@ ACTION_LABELS = {
     "audit.checkpoint": _l("チェックポイントの取得"), "audit.proof": _l("証明の取得"), "audit.patient_search": _l("アクセスログの利用者検索"), "audit.archive": _l("アクセスログのアーカイブ"),
     "audit.breakglass": _l("緊急時アクセスの一覧（監査）"), "usage.read": _l("活用状況の閲覧"), "demo.seed": _l("デモデータの作成"),
 }
+# What a failed check of the access log means (renkei/audit_verify.py PROBLEMS).
+VERIFY_PROBLEMS = {
+    "altered": _l("記録が書き換えられたか、削除されたか、順序が入れ替えられています。番号はその最初の記録です。"),
+    "truncated": _l("署名付きチェックポイントにある最新の記録の一部が、データベースからなくなっています（末尾の削除）。"),
+    "forked": _l("同じ件数で内容の異なる署名付きチェックポイントがあります。記録が二通りに分かれています。"),
+    "anchor": _l("アーカイブ済みの範囲との境目が、保存された署名と一致しません。"),
+    "stalled": _l("1分以上封印されていない記録があります。記録は書き込まれていますが、封印の処理が止まっていて、まだ保護されていません。"),
+    "signature": _l("このチェックポイントはこのシステムの鍵で署名されていません。"),
+    "archived": _l("このチェックポイントの範囲はアーカイブ済みです。アーカイブファイルで確認してください。"),
+}
 OUTCOME_LABELS = {"ok": _l("成功"), "denied": _l("拒否"), "not_found": _l("該当なし"), "invalid": _l("入力エラー"),
                   "conflict": _l("競合"), "unauthenticated": _l("未認証"), "throttled": _l("回数制限"),
                   "failed": _l("失敗")}

@@ -286,6 +286,13 @@ def audit_page():
                         filters=filters, errors=errors, chain=chain, patient=filtered_patient(query))
 
 
+@page("/admin/audit/verify", action="audit.verify", who="audit")
+def audit_verify_status():
+    """The check's result as a fragment of the access-log page, which fetches it after
+    loading (a check re-hashes the whole log)."""
+    return render_template("_verify_status.html", chain=access_log.verify(current_user))
+
+
 @page("/admin/audit/patient", action="audit.patient_search", who="auditor", methods=("POST",))
 def audit_find_patient():
     """The auditor types a name (in the form's body, never a URL): one patient → the log
