@@ -82,15 +82,17 @@ def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
 def mark_viewed(member: TeamMember | None):
     """Restart "what changed since my last look". Written at most once a minute per
     member (a read should not always be a write); a stale mark only shows more as new.
-    Two reads moving the same mark at once do not wait for each other: the row another
-    request has locked is skipped (SKIP LOCKED), its mark is being moved anyway."""
+    So a read never waits for the row: if another transaction holds it (usually another
+    read moving the same mark; or a change to the membership), the mark is left as it
+    is this time (SKIP LOCKED) — the safe direction."""
     now = utcnow()
     if member is not None and (member.last_viewed_at is None
                                or (now - member.last_viewed_at).total_seconds() > 60):
         free = select(TeamMember.id).where(TeamMember.id == member.id).with_for_update(skip_locked=True)
-        db.session.execute(update(TeamMember).where(TeamMember.id.in_(free)).values(last_viewed_at=now)
-                           .execution_options(synchronize_session=False))
-        set_committed_value(member, "last_viewed_at", now)
+        moved = db.session.execute(update(TeamMember).where(TeamMember.id.in_(free)).values(last_viewed_at=now)
+                                   .execution_options(synchronize_session=False)).rowcount
+        if moved:
+            set_committed_value(member, "last_viewed_at", now)
 
 
 # --- operations ---------------------------------------------------------------------

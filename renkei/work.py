@@ -107,6 +107,7 @@ class Work:
 
     def rollback(self):
         db.session.rollback()
+        self.patients_found = set()  # one found inside the rolled-back work may be gone with it
         self.closing, self.outbox = [], []
         self.entries, self.events, self.ended, self.afterwards = [], [], [], []  # marks stay: they describe the attempt
 

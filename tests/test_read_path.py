@@ -27,6 +27,7 @@ class Wire:
 
         @event.listens_for(engine, "connect")
         def _trace(dbapi_conn, _record):
+            dbapi_conn.prepare_threshold = None  # every statement shows its text (Parse); same round trips
             dbapi_conn.pgconn.trace(self.file.fileno())
             dbapi_conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
 
@@ -71,17 +72,19 @@ def test_an_audited_record_read_is_four_round_trips_and_its_writes_stay_one_tran
 
     # Every later read within the minute: token, patient with membership and consent,
     # the sections, the audit entry — no ping, no BEGIN, no COMMIT.
-    for _ in range(3):
+    for _ in range(8):  # more than psycopg's prepare threshold (5): no difference
         r, trips, sent = wire.during(read)
         assert r.status_code == 200
         assert trips == 4, sent
         assert [s.split()[0] for s in sent] == ["SELECT", "SELECT", "SELECT", "INSERT"], sent
-    assert entries(api, "record.read") == before + 4  # each read still left its entry
+    assert entries(api, "record.read") == before + 9  # each read still left its entry
 
     # A patient the caller may not see: still one entry, still no transaction (the
     # first one also created the key that digests typed ids).
     for _ in range(2):
+        before = entries(api, "record.read")
         r, trips, sent = wire.during(lambda: api.call("doc", "GET", f"/api/v1/patients/{uuid.uuid4()}/record"))
+        assert entries(api, "record.read") == before + 1
     assert r.status_code == 404 and sent[-1].startswith("INSERT INTO audit_log") and "BEGIN" not in sent, sent
 
 
@@ -157,3 +160,24 @@ def test_a_read_is_not_held_up_by_another_transaction_moving_the_same_last_look(
                                   {"u": doc}).scalar()
         db.session.commit()
     assert mark is not None  # the mark moves once the row is free
+
+
+def test_a_patient_rolled_back_with_its_request_is_not_named_in_the_failure_entry(api, monkeypatch):
+    """The audit entry reuses what the access check found only while that still holds:
+    a registration that fails after its consent was checked leaves no patient, and its
+    failure entry holds the id only as a digest, like any id that names nobody."""
+    from renkei import patients
+    api.user("cm", "care_manager")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("failed after the consent was recorded")
+    monkeypatch.setattr(patients, "patient_out", broken)
+    r = api.call("cm", "POST", "/api/v1/patients", {
+        "name": "連携 花子", "name_kana": "れんけい はなこ", "birth_date": "1940-02-03", "sex": "female",
+        "consent": {"obtained_on": "2026-10-01", "obtained_by": "cm", "scope": "情報共有"}})
+    assert r.status_code == 500
+    with api.app.app_context():
+        row = db.session.execute(text("SELECT patient_id, detail FROM audit_log WHERE action = 'patient.create'")).one()
+        assert db.session.execute(text("SELECT count(*) FROM patients")).scalar() == 0
+        db.session.commit()
+    assert row.patient_id is None and "patient~" in row.detail, row
