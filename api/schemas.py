@@ -8,6 +8,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from models.directory import ORGANIZATION_KINDS, PROFESSIONS
 from renkei.access_log import Query as AuditQuery  # noqa: F401  (the API validates with the core's filters)
 from renkei import audit
+from renkei.audit_verify import PROBLEMS
 from renkei.authz import ROLES
 from renkei.sections import SECTION_KEYS, Phone
 from renkei.timefmt import iso
@@ -391,11 +392,12 @@ class AuditVerify(Schema):
     ok = fields.Boolean()
     entries = fields.Integer(metadata={"description": "live entries recomputed"})
     first_bad = fields.Integer(allow_none=True, metadata={"description": "seq of the first bad entry"})
-    reason = fields.String()
+    reason = fields.String(metadata={"description": "what failed, in English"})
+    problem = fields.String(metadata={"description": "what failed, as a code: " + ", ".join(PROBLEMS)})
     tree_size = fields.Integer()
-    heads = fields.Integer(metadata={"description": "signed heads in the sink checked"})
+    heads = fields.Integer(metadata={"description": "heads in the sink that agree with the recomputed tree"})
     archived_through = fields.Integer(metadata={"description": "entries up to this seq are archived"})
-    unverifiable_heads = fields.Integer(metadata={"description": "notes in the sink not signed by our keys"})
+    unverifiable_heads = fields.Integer(metadata={"description": "notes in the sink not signed by our keys (ignored)"})
     unsealed = fields.Integer(metadata={"description": "entries written but not yet in the tree"})
     unsealed_oldest_seconds = fields.Float()
 

@@ -50,7 +50,7 @@ def archive(before: datetime, out: Path, master: bytes) -> dict:
         raise ArchiveError(f"the access log does not verify (first bad entry {check.get('first_bad')}: "
                            f"{check.get('reason')}); nothing was archived")
     db.no_idle_timeout()
-    start = audit_verify.live_start(audit_verify.heads()[1])
+    start = audit_verify.live_start(audit_verify.heads().anchors)
     sealed, _ = audit_sealer.head()
     first_kept = db.session.execute(select(func.min(AuditEntry.seq)).where(AuditEntry.at >= before)).scalar()
     through = min(sealed - 1, (first_kept or sealed + 1) - 1)  # a prefix: nothing newer goes

@@ -240,6 +240,32 @@ def test_every_signed_head_is_kept_outside_the_database(api):
     assert files and all(f.stat().st_mode & 0o777 == 0o600 for f in files)
 
 
+def test_notes_in_the_sink_that_our_key_did_not_sign_change_nothing_but_a_signed_one_does(api):
+    """Verification checks a signature only where it decides something (a head that
+    disagrees with the tree, or names entries that are gone): unsigned noise in the
+    sink is counted and ignored, a head our key signed is always held to the tree."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from renkei import audit_keys, signed_note
+    from renkei.audit_sink import DirectorySink
+    pid = team(api)
+    for _ in range(3):
+        api.call("doc", "GET", f"{R}/{pid}/record")
+    cp = checkpoint(api)
+    size, origin = cp["tree_size"], cp["checkpoint"].split("\n")[0]
+    sink = DirectorySink(api.app.config["RENKEI"].audit_sink)
+    stranger = Ed25519PrivateKey.generate()
+    for n, root in ((size, b"\x01" * 32), (size + 1000, b"\x02" * 32)):  # a wrong root; a longer log
+        sink.append(signed_note.sign(signed_note.checkpoint_text(origin, n, root), origin, stranger))
+    sink.append(f"{origin}\n{size - 1}\n{base64.b64encode(bytes(32)).decode()}\n\n\u2014 {origin} AAAA\n")
+    result = api.call("admin", "GET", "/api/v1/audit/verify").json
+    assert result["ok"] is True and result["unverifiable_heads"] == 3 and result["heads"] >= 1, result
+    # the same wrong root signed with the log's own key (someone who holds it rewrote history)
+    with api.app.app_context():
+        sink.append(audit_keys.keys().checkpoint(size - 1, b"\x03" * 32))
+    result = api.call("admin", "GET", "/api/v1/audit/verify").json
+    assert result["ok"] is False and result.get("problem") in ("forked", "altered"), result
+
+
 @pytest.mark.postgres
 def test_two_processes_seal_every_entry_once_with_the_sealer_killed_mid_batch(pg_world):
     """Both servers append; the lease holder is killed while a batch is half written;
