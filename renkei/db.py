@@ -186,7 +186,10 @@ def purge_freed_space():
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(**{OWN_TRANSACTION: True}) as conn:  # VACUUM refuses a transaction
                 conn.execute(text("SET lock_timeout = '10s'"))  # not behind a long transaction forever
-                conn.execute(text(f"VACUUM FULL {SHREDDED_TABLES}"))
+                try:
+                    conn.execute(text(f"VACUUM FULL {SHREDDED_TABLES}"))
+                finally:  # the connection goes back to the pool: requests keep their 2 s
+                    conn.execute(text("RESET lock_timeout"))
         else:  # outside SQLAlchemy's transaction (BEGIN IMMEDIATE above): a checkpoint needs none
             raw = engine.raw_connection()
             try:

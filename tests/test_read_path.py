@@ -181,3 +181,18 @@ def test_a_patient_rolled_back_with_its_request_is_not_named_in_the_failure_entr
         assert db.session.execute(text("SELECT count(*) FROM patients")).scalar() == 0
         db.session.commit()
     assert row.patient_id is None and "patient~" in row.detail, row
+
+
+@pytest.mark.parametrize("database_url", ON_POSTGRES, indirect=True)
+def test_after_a_shred_the_pool_still_gives_up_on_locks_after_two_seconds(api):
+    """Purging a shredded patient's freed space waits up to 10 s for its lock; the
+    connection it used goes back to the pool, and requests on it must keep their 2 s."""
+    pid = team(api)
+    assert api.call("admin", "DELETE", f"/api/v1/patients/{pid}").status_code == 204
+    engine = api.app.extensions["renkei.engine"]
+    held = [engine.connect() for _ in range(engine.pool.checkedin() + 1)]  # every pooled one, and a new one
+    try:
+        assert {c.execute(text("SHOW lock_timeout")).scalar() for c in held} == {"2s"}
+    finally:
+        for c in held:
+            c.close()
