@@ -90,12 +90,11 @@ def _run(view, meta, kwargs):
             if auth.must_enrol_totp(user) and meta["name"] not in ENROLMENT:
                 raise Problem(403, "Enrol your second factor again first (POST /api/v1/auth/totp).",
                               type_="/problems/second-factor-required")
-        # The caller is known: end that short transaction so no database connection is
-        # held while a (slow) client sends its body.
-        if meta["body"] is not None:
-            db.session.commit()
         raw = {}  # the body as sent: what an Idempotency-Key's fingerprint covers
         if meta["body"] is not None:
+            # The caller is known: end that short transaction so no database connection
+            # is held while a (slow) client sends its body.
+            db.session.commit()
             raw = _json_body()
             kwargs["body"] = _load(meta["body"], raw)
         if meta["query"] is not None:

@@ -19,12 +19,15 @@ import os
 import pstats
 import re
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from common import app_context, environment, postgres_and_redis, save, server
+from sqlalchemy import create_engine, text
+
+from common import ROOT, app_context, environment, postgres_and_redis, save, server
 import data
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -95,7 +98,6 @@ class LockSampler:
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self):
-        from sqlalchemy import text
         with self.engine.connect() as conn:
             while not self.stop.is_set():
                 rows = conn.execute(text("SELECT locktype, count(*) FROM pg_locks WHERE NOT granted "
@@ -158,7 +160,6 @@ def profile(app, who, mine, reads=400, top=15):
     stats = pstats.Stats(prof, stream=out)
     total = stats.total_tt
     rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]  # by own time
-    from common import ROOT
     ours = sorted(((k, v) for k, v in stats.stats.items() if k[0].startswith(str(ROOT))),
                   key=lambda kv: kv[1][3], reverse=True)[:top]  # our functions, by time inside them
     return {"reads": reads, "note": "cProfile's own overhead inflates the times; the shares are what to read",
@@ -179,14 +180,11 @@ def main():
     os.environ["RENKEI_PG_DURABLE"] = "1"  # fsync and synchronous commit, as in production
     with postgres_and_redis() as (db_url, redis_url, folder):
         env = environment(db_url, folder, RENKEI_REDIS_URL=redis_url, RENKEI_DB_POOL_SIZE=args.connections)
-        import sys
-        from common import ROOT
         subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=ROOT, env=env, check=True)
         app = app_context(env)
         who = data.people(app)
         mine = data.patients(app, who, args.patients, mine=10)[:10]
         data.sealed_log(app, 10_000, who["fillers"], mine)
-        from sqlalchemy import create_engine
         sampler_engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
         pg_pids = lambda: processes_of("postgres", "postgres")  # noqa: E731 (new backends appear)
         reader = {"Authorization": "Bearer " + who["tokens"]["reader"]}
