@@ -7,7 +7,8 @@ against gunicorn on PostgreSQL with normal durability (fsync, synchronous commit
     on two cores shared by all three the ceiling of "2 workers / 1 worker" is
     2w / (w + p + c);
   * lock waits sampled from pg_locks during the reads;
-  * a CPU profile of the read (cProfile, in process, same database).
+  * a CPU profile of the read (cProfile, in process, same database);
+  * what one of its statements costs through each layer (ORM, Core, driver).
 
 Every figure is a ratio against a baseline measured in the same run.
 Usage:  python bench/read_path.py [--seconds 12] [--connections 16]
@@ -170,6 +171,48 @@ def profile(app, who, mine, reads=400, top=15):
                               "share": tt / total} for (f, line, fn), (cc, nc, tt, ct, callers) in rows]}
 
 
+def statement_cost(app, who, n=2000):
+    """CPU per execution of the token + user query (the first of a read's four), through
+    each layer, in the same run: the ORM session (what the read uses), SQLAlchemy Core on
+    a connection, SQLAlchemy with the SQL already compiled, and the bare psycopg cursor."""
+    from renkei import auth, db
+    from models import ApiToken, User, utcnow
+    from sqlalchemy import bindparam, select
+    core = select(*ApiToken.__table__.c, *User.__table__.c).join(User, User.id == ApiToken.user_id).where(
+        ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None),
+        ApiToken.expires_at > bindparam("now"), User.disabled.is_(False))
+    params = {"token_hash": auth._sha256(who["tokens"]["reader"]), "now": utcnow()}
+    out = {}
+    with app.app_context():
+        conn = db.session.connection()
+        sql = str(core.compile(dialect=conn.dialect))
+        raw = conn.connection.driver_connection
+
+        def raw_cursor():
+            with raw.cursor() as cur:
+                cur.execute(sql, params)
+                cur.fetchone()
+        ways = {"ORM session (as the read runs it)": lambda: db.session.execute(auth._TOKEN_USER, params).first(),
+                "SQLAlchemy Core, same columns": lambda: conn.execute(core, params).first(),
+                "SQLAlchemy, SQL compiled once": lambda: conn.exec_driver_sql(sql, params).first(),
+                "psycopg cursor": raw_cursor}
+        for name, run_once in ways.items():
+            best = float("inf")
+            for _ in range(5):  # the least disturbed of five rounds
+                t0 = time.process_time()
+                for _ in range(n // 5):
+                    run_once()
+                best = min(best, (time.process_time() - t0) / (n // 5))
+            out[name] = {"us": 1e6 * best}
+        db.session.rollback()
+    base = out["psycopg cursor"]["us"]
+    for r in out.values():
+        r["x_psycopg"] = r["us"] / base
+    print("token + user query, CPU per execution: " +
+          ", ".join(f"{k} {v['us']:.0f} us ({v['x_psycopg']:.1f}x)" for k, v in out.items()), flush=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=12)
@@ -196,6 +239,7 @@ def main():
                         run(port, f"w{workers}.{mode}.{route}", paths, reader | extra, args, results, pg_pids,
                             sampler_engine if route == "read" else None)
         results["profile"] = profile(app, who, mine)
+        results["statement_cost"] = statement_cost(app, who)
         sampler_engine.dispose()
 
     ratios = {}

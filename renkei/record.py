@@ -34,7 +34,7 @@ def display_names(user_ids) -> dict:
 _NEWEST = (select(SectionRevision.section, func.max(SectionRevision.version).label("v"))
            .where(SectionRevision.patient_id == bindparam("patient_id"))
            .group_by(SectionRevision.section).subquery())
-_LATEST = (select(SectionRevision, User.display_name)  # built once: every record read runs it
+_LATEST = (select(*SectionRevision.__table__.c, User.display_name)  # built once: every record read runs it
            .join(_NEWEST, (SectionRevision.section == _NEWEST.c.section) & (SectionRevision.version == _NEWEST.c.v))
            .join(User, User.id == SectionRevision.created_by)
            .where(SectionRevision.patient_id == bindparam("patient_id")))
@@ -42,8 +42,8 @@ _LATEST = (select(SectionRevision, User.display_name)  # built once: every recor
 
 def latest_revisions(patient_id: str) -> tuple[dict[str, SectionRevision], dict[str, str]]:
     """The newest revision of each written section, and its authors' names (one query)."""
-    rows = db.session.execute(_LATEST, {"patient_id": patient_id}).all()
-    return {r.section: r for r, _ in rows}, {r.created_by: name for r, name in rows}
+    rows = db.session.connection().execute(_LATEST, {"patient_id": patient_id}).all()
+    return {r.section: r for r in rows}, {r.created_by: r.display_name for r in rows}
 
 
 def current_section(patient: Patient, section: str) -> dict:
