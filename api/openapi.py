@@ -15,9 +15,15 @@ PROBLEM = {"type": "object", "properties": {
     "errors": {"type": "object", "additionalProperties": True}}}
 
 
+# Routes that answer with bytes, and which types.
+BINARY = {"get_attachment": ("image/jpeg", "image/png", "image/webp", "application/pdf"),
+          "get_thumbnail": ("image/jpeg",)}
+
+
 def build_spec() -> dict:
+    marshmallow = MarshmallowPlugin()
     spec = APISpec(title="Renkei API", version="1.0.0", openapi_version="3.0.3",
-                   plugins=[MarshmallowPlugin()],
+                   plugins=[marshmallow],
                    info={"description": "Secure information sharing for home-care teams (連携)."})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Problem", PROBLEM)
@@ -43,7 +49,12 @@ def build_spec() -> dict:
                 {"name": "Idempotency-Key", "in": "header", "required": False,
                  "description": "Send the same key again to retry safely (docs/API.md).",
                  "schema": {"type": "string", "pattern": r'^"?[\x21\x23-\x7e]{1,255}"?$'}})
-        if r["body"] is not None:
+        if r["upload"] is not None:  # one file part beside the fields of `body`
+            form = marshmallow.converter.schema2jsonschema(r["body"])
+            form["properties"]["file"] = {"type": "string", "format": "binary"}
+            form["required"] = ["file"]
+            op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": form}}}
+        elif r["body"] is not None:
             op["requestBody"] = {"required": True,
                                  "content": {"application/json": {"schema": r["body"]}}}
         ok = {"description": "OK"}
@@ -51,6 +62,8 @@ def build_spec() -> dict:
             ok["content"] = {"application/json": {"schema": r["response"]}}
         if r["name"] == "export":
             ok["content"] = {"text/csv": {"schema": {"type": "string"}}}
+        if r["name"] in BINARY:
+            ok["content"] = {t: {"schema": {"type": "string", "format": "binary"}} for t in BINARY[r["name"]]}
         op["responses"][str(r["status"])] = ok
         errors = set(r["errors"]) | {400, 422} if r["body"] or r["query"] else set(r["errors"])
         if r["idempotent"]:

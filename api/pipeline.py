@@ -28,13 +28,15 @@ ENROLMENT = {"start_totp", "confirm_totp", "me", "revoke_token"}  # open while a
 
 def endpoint(method: str, rule: str, *, summary: str, tag: str, action: str | None,
              auth: str = "user", body=None, query=None, response=None, status: int = 200,
-             errors: tuple = (), idempotent: bool = False):
+             errors: tuple = (), idempotent: bool = False, upload=None):
     """auth: "public", "user", "admin" or "audit" (administrators and auditors).
-    idempotent: a creating POST that honours Idempotency-Key (renkei/idempotency.py)."""
+    idempotent: a creating POST that honours Idempotency-Key (renkei/idempotency.py).
+    upload: the body is multipart/form-data with one `file` part, at most upload()
+    bytes, and `body` describes its other fields; the view gets the file as `upload`."""
     def decorate(view):
         meta = dict(method=method, rule=rule, summary=summary, tag=tag, action=action,
                     auth=auth, body=body, query=query, response=response, status=status,
-                    errors=errors, idempotent=idempotent, name=view.__name__)
+                    errors=errors, idempotent=idempotent, upload=upload, name=view.__name__)
         ROUTES.append(meta)
 
         @wraps(view)
@@ -74,6 +76,25 @@ def _json_body():
     return data
 
 
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries, headers and the small fields beside the file
+
+
+def _multipart_body(limit: int):
+    """(the fields with the file's SHA-256, the file's Spool). The file is sealed as it
+    arrives (renkei/frames.py): over `limit` it is 413 before the rest is read."""
+    request.upload_limit = limit
+    request.max_content_length = limit + FORM_OVERHEAD
+    try:
+        files = request.files.getlist("file")
+        form = request.form.to_dict()
+    except ValueError:
+        raise Problem(400, "The body is not valid multipart/form-data.")
+    if len(files) != 1 or len(request.files) != 1:
+        raise problems.invalid({"file": ["Send exactly one file, in the part named file."]})
+    spool = files[0].stream
+    return form | {"file_sha256": spool.sha256}, spool
+
+
 def _run(view, meta, kwargs):
     user, unit, held = None, work.current(), None
     unit.describe(patient_id=kwargs.get("patient_id"), section=kwargs.get("section"))
@@ -91,7 +112,11 @@ def _run(view, meta, kwargs):
                 raise Problem(403, "Enrol your second factor again first (POST /api/v1/auth/totp).",
                               type_="/problems/second-factor-required")
         raw = {}  # the body as sent: what an Idempotency-Key's fingerprint covers
-        if meta["body"] is not None:
+        if meta["upload"] is not None:
+            db.session.commit()  # as below: nothing held open while the file arrives
+            raw, kwargs["upload"] = _multipart_body(meta["upload"]())
+            kwargs["body"] = _load(meta["body"], {k: v for k, v in raw.items() if k != "file_sha256"})
+        elif meta["body"] is not None:
             # The caller is known: end that short transaction so no database connection
             # is held while a (slow) client sends its body.
             db.session.commit()

@@ -318,6 +318,45 @@ class NoteList(Schema):
     next_cursor = fields.String(allow_none=True)
 
 
+# --- attachments ------------------------------------------------------------
+class AttachmentIn(Strict):
+    """The form fields of an upload (multipart/form-data), beside the `file` part."""
+    note_id = fields.String(validate=validate.Length(min=1, max=36), metadata={"description": "a note of yours to attach to"})
+    section = fields.String(validate=validate.OneOf(SECTION_KEYS), metadata={"description": "a section you may write"})
+    caption = fields.String(validate=validate.Length(max=500))
+    series = fields.String(validate=validate.Length(min=1, max=100),
+                           metadata={"description": "groups photos of one body site, e.g. 仙骨部褥瘡"})
+
+
+class AttachmentQuery(ListQuery):
+    note_id = fields.String(validate=validate.Length(max=36))
+    section = fields.String(validate=validate.OneOf(SECTION_KEYS))
+    series = fields.String(validate=validate.Length(min=1, max=100))
+
+
+class AttachmentOut(Schema):
+    id = fields.String()
+    patient_id = fields.String()
+    content_type = fields.String(metadata={"description": "decided from the bytes: image/jpeg, image/png, "
+                                                          "image/webp or application/pdf (HEIC is stored as JPEG)"})
+    size = fields.Integer(metadata={"description": "bytes as stored (photos after re-encoding)"})
+    width = fields.Integer(allow_none=True)
+    height = fields.Integer(allow_none=True)
+    created_at = UTCDateTime()
+    created_by = fields.String()
+    created_by_name = fields.String(allow_none=True)
+    note_id = fields.String(allow_none=True)
+    section = fields.String(allow_none=True)
+    caption = fields.String(allow_none=True)
+    series = fields.String(allow_none=True)
+    thumbnail = fields.Boolean(metadata={"description": "a thumbnail exists (photos)"})
+
+
+class AttachmentList(Schema):
+    items = fields.List(fields.Nested(AttachmentOut))
+    next_cursor = fields.String(allow_none=True)
+
+
 # --- break-glass ------------------------------------------------------------
 class BreakGlassIn(Strict):
     reason = fields.String(required=True, validate=validate.Length(min=5, max=1000))

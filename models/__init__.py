@@ -3,11 +3,12 @@ AES-GCM ciphertext (see renkei/crypto.py); nothing here stores patient plaintext
 from models.base import Base, new_id, utcnow
 from models.directory import AccessReset, ApiToken, LoginThrottle, Organization, SystemKey, User
 from models.patient import BreakGlass, Consent, Note, NoteAck, Patient, PatientSearchToken, SectionRevision, TeamMember
+from models.attachment import Attachment, AttachmentFrame
 from models.audit import AuditAnchor, AuditEntry, AuditHead, AuditLease, AuditTile
 from models.events import UserEvent
 from models.idempotency import IdempotentRequest
 from models.sockets import SocketOwner, SocketSession
 
-__all__ = ["Base", "new_id", "utcnow", "AccessReset", "ApiToken", "LoginThrottle", "Organization",
+__all__ = ["Base", "new_id", "utcnow", "Attachment", "AttachmentFrame", "AccessReset", "ApiToken", "LoginThrottle", "Organization",
            "SystemKey", "User", "BreakGlass", "Consent", "Note", "NoteAck", "Patient", "PatientSearchToken",
            "SectionRevision", "TeamMember", "AuditAnchor", "AuditEntry", "AuditHead", "AuditLease", "AuditTile", "UserEvent", "IdempotentRequest", "SocketOwner", "SocketSession"]

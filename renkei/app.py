@@ -15,6 +15,7 @@ from renkei import audit_sealer, cli, db, problems, work
 from renkei.audit_keys import AuditKeys
 from renkei.auth import csrf, idle_check, login_manager
 from renkei.crypto import Keyring
+from renkei.frames import SpoolingRequest
 from renkei.settings import ROOT, Settings
 
 SECURITY_HEADERS = {
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=1024 * 1024, JSON_AS_ASCII=False,
         WTF_CSRF_TIME_LIMIT=None, WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"])
     app.json.ensure_ascii = False
+    app.request_class = SpoolingRequest  # uploaded files are sealed as they arrive (renkei/frames.py)
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
 

@@ -172,7 +172,7 @@ def conflict(exc) -> bool:
     return state.startswith("40") or state == "55P03"
 
 
-SHREDDED_TABLES = "patients, patient_search_tokens"  # where a shred deletes or blanks a value
+SHREDDED_TABLES = "patients, patient_search_tokens, attachments"  # where a shred deletes or blanks a value
 
 
 def purge_freed_space():

@@ -42,7 +42,7 @@ def post(actor: User, patient_id: str, body: str, category: str, urgent: bool = 
     return notes_out(patient, [note], actor)[0]
 
 
-def _cursor(text: str | None):
+def page_cursor(text: str | None):
     """Cursor = "<created_at>|<id>" of the last note on the previous page."""
     if not text:
         return None
@@ -57,7 +57,7 @@ def timeline(actor: User, patient_id: str, limit: int = 50, cursor: str | None =
     """The timeline, newest first, a page at a time."""
     patient = patient_access(actor, patient_id, authz.READ).patient
     stmt = select(Note).where(Note.patient_id == patient.id)
-    after = _cursor(cursor)
+    after = page_cursor(cursor)
     if after:
         stmt = stmt.where(tuple_(Note.created_at, Note.id) < tuple_(*after))
     rows = list(db.session.execute(stmt.order_by(Note.created_at.desc(), Note.id.desc())

@@ -109,6 +109,8 @@ class Settings:
     db_pool_timeout: float = 10  # seconds a request waits for a connection before 503
     db_lock_timeout_ms: int = 2000  # PostgreSQL: a lock not free by then is a 503
     db_idle_transaction_timeout_ms: int = 5000  # PostgreSQL ends transactions idle this long
+    attachment_max_bytes: int = 20 * 1024 * 1024  # one uploaded file
+    attachment_patient_quota_bytes: int = 2 * 1024 ** 3  # all of one patient's attachments
     breakglass_seconds: int = 4 * 3600
     recovery_code_seconds: int = 3600  # a reset's one-time code: handed over by phone, used soon
     # Sign-in throttling (docs/ARCHITECTURE.md, "Authentication"): failures of one login
@@ -173,6 +175,8 @@ class Settings:
             db_lock_timeout_ms=int(env.get("RENKEI_DB_LOCK_TIMEOUT_MS", 2000)),
             db_idle_transaction_timeout_ms=int(env.get("RENKEI_DB_IDLE_TRANSACTION_TIMEOUT_MS", 5000)),
             trusted_proxies=int(env.get("RENKEI_TRUSTED_PROXIES", "0")),
+            attachment_max_bytes=int(env.get("RENKEI_ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024)),
+            attachment_patient_quota_bytes=int(env.get("RENKEI_ATTACHMENT_QUOTA_BYTES", 2 * 1024 ** 3)),
             public_url=(env.get("RENKEI_PUBLIC_URL") or "").rstrip("/") or None,
             audit_keys=_audit_seeds(embedded),
             audit_origin=env.get("RENKEI_AUDIT_ORIGIN", "renkei/audit-log"),

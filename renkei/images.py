@@ -1,0 +1,75 @@
+"""What an uploaded file is, decided from its bytes, and photos made safe to keep:
+decoded and encoded again with the EXIF orientation applied and every piece of
+metadata left behind — above all GPS coordinates, which would reveal the patient's
+home. The uploaded bytes themselves are never stored (docs/ARCHITECTURE.md,
+"Attachments")."""
+import io
+import warnings
+
+from PIL import Image, ImageOps
+from pillow_heif import register_heif_opener
+
+from renkei.problems import Problem
+
+register_heif_opener()  # iPads send HEIC
+# Larger images are refused (`reencode` makes Pillow's bomb warning an error): a phone's
+# 48-megapixel photo fits, a small file that decodes to gigabytes of pixels does not.
+Image.MAX_IMAGE_PIXELS = 60_000_000
+
+PDF = "application/pdf"
+THUMB_EDGE = 320
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"heif"}
+# What a stored image is encoded as: JPEG stays JPEG, HEIC becomes JPEG (browsers show it).
+_STORED_AS = {"jpeg": ("JPEG", "image/jpeg"), "heif": ("JPEG", "image/jpeg"),
+              "png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
+
+
+def kind_of(head: bytes) -> str:
+    """jpeg, png, webp, heif or pdf, from the first bytes; 415 for anything else (an
+    HTML or SVG file named .jpg included)."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "heif"
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    raise Problem(415, "Only JPEG, PNG, WebP and HEIC photos and PDF documents can be attached.",
+                  type_="/problems/unsupported-file-type")
+
+
+def reencode(data: bytes, kind: str) -> tuple[bytes, str, int, int, bytes]:
+    """(stored bytes, content type, width, height, thumbnail JPEG) of a photo."""
+    fmt, content_type = _STORED_AS[kind]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                upright = ImageOps.exif_transpose(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise Problem(413, "The image has too many pixels.", type_="/problems/image-too-large")
+    except Exception:  # Pillow raises many kinds for broken files
+        raise Problem(415, "The file could not be read as an image.", type_="/problems/unsupported-file-type")
+    if fmt == "JPEG" and upright.mode not in ("RGB", "L"):
+        upright = upright.convert("RGB")
+    clean = _without_metadata(upright)
+    out = io.BytesIO()
+    clean.save(out, fmt, **({"quality": 90} if fmt in ("JPEG", "WEBP") else {}))
+    thumb = clean.convert("RGB") if clean.mode not in ("RGB", "L") else clean.copy()
+    thumb.thumbnail((THUMB_EDGE, THUMB_EDGE))
+    small = io.BytesIO()
+    thumb.save(small, "JPEG", quality=80)
+    return out.getvalue(), content_type, clean.width, clean.height, small.getvalue()
+
+
+def _without_metadata(img: Image.Image) -> Image.Image:
+    """The pixels alone: a new image holds no EXIF, XMP, ICC, comments or text chunks."""
+    clean = Image.new(img.mode, img.size)
+    clean.paste(img)
+    if img.mode == "P":
+        clean.putpalette(img.getpalette())
+    return clean
