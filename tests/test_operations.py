@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from tests.helpers import ROOT, Api, build_app
 from tests.helpers import R, team
+from tests.test_attachments import pdf, upload
 
 
 def audit_env(settings, tmp_path) -> dict:
@@ -28,6 +29,15 @@ def flask(args, url, master: bytes, tmp_path, **env):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
+
+
+def flask_fails(args, url, master: bytes, tmp_path) -> str:
+    env = os.environ | {"RENKEI_DATABASE_URL": url, "RENKEI_MASTER_KEY": base64.b64encode(master).decode(),
+                        "RENKEI_INSTANCE_DIR": str(tmp_path), "RENKEI_SECRET_KEY": "x" * 32}
+    out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    return out.stdout + out.stderr
 
 
 def _empty_database_like(url, request, tmp_path):
@@ -47,6 +57,8 @@ def test_backup_is_encrypted_and_a_restore_drill_reads_everything(api, request, 
     for section, content in contents.items():
         api.call("doc", "PUT", f"{R}/{pid}/record/{section}", {"content": content}, headers={"If-Match": '"0"'})
     api.call("cm", "POST", f"{R}/{pid}/notes", {"body": "復元後も読めること", "category": "other"})
+    letter = pdf(300_000, b"BACKUP-CANARY-51")  # an attachment of several frames rides along
+    aid = upload(api, "doc", pid, letter, filename="紹介状.pdf", mimetype="application/pdf").json["id"]
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True  # sealed, heads signed
     settings = api.app.config["RENKEI"]
     from renkei import db
@@ -54,9 +66,20 @@ def test_backup_is_encrypted_and_a_restore_drill_reads_everything(api, request, 
     file = tmp_path / "renkei.backup"
     flask(["backup", "--out", str(file)], settings.database_url, settings.master_key, tmp_path)
     raw = file.read_bytes()
-    assert raw.startswith(b"RENKEI-BACKUP-1\n")
-    for plain in ("バックアップ確認", "audit_log", "section_revisions"):
+    assert raw.startswith(b"RENKEI-BACKUP-2\n")
+    for plain in ("バックアップ確認", "audit_log", "section_revisions", "BACKUP-CANARY-51"):
         assert plain.encode() not in raw and plain.encode("utf-16-le") not in raw
+
+    # A backup altered or cut short is refused before the target changes.
+    target = _empty_database_like(settings.database_url, request, tmp_path)
+    for name, damaged in (("flipped", raw[:len(raw) // 2] + bytes([raw[len(raw) // 2] ^ 1]) + raw[len(raw) // 2 + 1:]),
+                          ("cut", raw[:len(raw) - 70_000])):
+        bad = tmp_path / f"{name}.backup"
+        bad.write_bytes(damaged)
+        out = flask_fails(["restore", "--src", str(bad), "--yes"], target, settings.master_key, tmp_path)
+        assert "altered or cut short" in out
+    if target.startswith("sqlite"):
+        assert not os.path.exists(target.removeprefix("sqlite:///"))
 
     target = _empty_database_like(settings.database_url, request, tmp_path)
     flask(["restore", "--src", str(file), "--yes"], target, settings.master_key, tmp_path)
@@ -70,6 +93,7 @@ def test_backup_is_encrypted_and_a_restore_drill_reads_everything(api, request, 
         assert record[section]["content"] == content
     notes = restored_api.call("doc", "GET", f"{R}/{pid}/notes").json["items"]
     assert notes[0]["body"] == "復元後も読めること"
+    assert restored_api.call("doc", "GET", f"{R}/{pid}/attachments/{aid}").data == letter
     with restored.app_context():
         from renkei import audit_verify
         restored_log = audit_verify.verify()  # the same audit key and heads: the log restored verifies
@@ -211,3 +235,33 @@ def test_retention_archives_old_entries_and_the_rest_still_verifies(api, tmp_pat
                         settings, tmp_path)
     assert refused.returncode != 0 and "does not verify" in refused.stderr
     assert not (tmp_path / "again.archive").exists()
+
+
+def test_a_backup_streams_and_an_old_one_still_restores(sqlite_api, tmp_path):
+    """Format 2 seals the dump frame by frame as it is read: memory stays flat with tens
+    of megabytes of attachments. A format-1 file (one sealed message) still restores."""
+    import tracemalloc
+    from renkei import backup, crypto
+    api = sqlite_api
+    pid = team(api)
+    for i in range(3):
+        assert upload(api, "doc", pid, pdf(8_000_000, b"BIG-%d" % i), filename="scan.pdf").status_code == 201
+    settings = api.app.config["RENKEI"]
+    out = tmp_path / "big.backup"
+    tracemalloc.start()
+    size = backup.backup(settings.database_url, settings.master_key, out)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert size > 24_000_000 and peak < 8_000_000, (size, peak)
+
+    old = tmp_path / "old.backup"
+    dump = b"".join(backup._plain_frames(settings.master_key, out))
+    old.write_bytes(backup.MAGIC + crypto.seal(backup.file_key(settings.master_key, "backup"), dump, "backup"))
+    target = f"sqlite:///{tmp_path}/from-old.db"
+    backup.restore(target, settings.master_key, old)
+    restored = build_app(target, settings.master_key)
+    client = restored.test_client()
+    token = client.post("/api/v1/auth/tokens", json={"login": "doc", "password": "correct horse battery"}).json["token"]
+    items = client.get(f"{R}/{pid}/attachments", headers={"Authorization": "Bearer " + token}).json["items"]
+    assert len(items) == 3
+    restored.extensions["renkei.engine"].dispose()
