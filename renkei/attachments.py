@@ -45,10 +45,11 @@ def _field_aad(a: Attachment, field: str) -> str:
 
 def series_index(patient_id: str, series: str) -> str:
     """Photos of one body site group under a keyed digest of its name, per patient."""
-    return vault.keyed_digest("attachment-series", patient_id + "|" + _normal(series))
+    return vault.keyed_digest("attachment-series", patient_id + "|" + series_key(series))
 
 
-def _normal(text: str) -> str:
+def series_key(text: str) -> str:
+    """One series however it was typed: "仙骨部褥瘡 " is 仙骨部褥瘡, ｾﾝｺﾂ is センコツ."""
     return unicodedata.normalize("NFKC", text).strip().casefold()
 
 
@@ -155,6 +156,20 @@ def listing(actor: User, patient_id: str, limit: int = 50, cursor: str | None = 
         User.id.in_({a.created_by for a in page}))).all()) if page else {}
     return {"items": [attachment_out(patient, a, names) for a in page],
             "next_cursor": f"{iso(page[-1].created_at)}|{page[-1].id}" if more else None}
+
+
+def of_notes(actor: User, patient_id: str, note_ids: list[str]) -> dict[str, list[dict]]:
+    """The attachments of these notes, oldest first per note (the timeline's thumbnails)."""
+    patient = patient_access(actor, patient_id, authz.READ).patient
+    if not note_ids:
+        return {}
+    rows = db.session.execute(select(Attachment).where(
+        Attachment.patient_id == patient.id, Attachment.deleted_at.is_(None), Attachment.note_id.in_(note_ids))
+        .order_by(Attachment.created_at, Attachment.id)).scalars().all()
+    out: dict[str, list[dict]] = {}
+    for a in rows:
+        out.setdefault(a.note_id, []).append(attachment_out(patient, a, {}))
+    return out
 
 
 def _find(patient: Patient, attachment_id: str) -> Attachment:

@@ -392,7 +392,11 @@
       const res = await create(note, `/api/v1/patients/${document.body.dataset.patient}/notes`, note.body,
                                () => { status.textContent = T.retrying; });
       outbox.shift(); showOutbox();
-      if (res.status === 201) { status.textContent = T.posted; refreshTimeline(res.data.id); }
+      if (res.status === 201) {
+        status.textContent = T.posted; refreshTimeline(res.data.id);
+        note.files.forEach(file => uploads.push({ file, noteId: res.data.id, series: note.series, key: newKey() }));
+        showChosen(); sendFiles();
+      }
       else {  // refused: the text goes back into the box, the reason next to it
         noteForm.elements.body.value ||= note.body.body;
         clearErrors(noteForm); showErrors(noteForm, (res.data || {}).errors);
@@ -404,15 +408,83 @@
   if (noteForm) noteForm.addEventListener("submit", e => {
     e.preventDefault();
     const f = new FormData(noteForm);
-    outbox.push({ body: { body: f.get("body"), category: f.get("category"), urgent: f.get("urgent") === "on" } });
-    noteForm.reset(); showOutbox(); sendNotes();
+    const files = [...noteForm.elements.camera.files, ...noteForm.elements.files.files];
+    outbox.push({ body: { body: f.get("body"), category: f.get("category"), urgent: f.get("urgent") === "on" },
+                  files, series: f.get("series").trim() });
+    noteForm.reset(); showOutbox(); showChosen(); sendNotes();
   });
+  if (noteForm) ["camera", "files"].forEach(name => noteForm.elements[name].addEventListener("change", () => {
+    const list = $(".chosen", noteForm); list.innerHTML = "";
+    [...noteForm.elements.camera.files, ...noteForm.elements.files.files].forEach(file => {
+      const li = document.createElement("li"); li.textContent = file.name; list.appendChild(li);
+    });
+  }));
+
+  /* Photos and PDFs ride with their note: once the note is saved, each file is uploaded
+     with a key of its own (Idempotency-Key: retried until answered, never stored twice),
+     its progress shown; then the timeline shows its thumbnail. Files wait in page memory
+     only, like the note. */
+  const uploads = [];
+  function showChosen() {
+    const list = noteForm && $(".chosen", noteForm);
+    if (!list) return;
+    list.innerHTML = "";
+    uploads.forEach(u => {
+      const li = document.createElement("li"); if (u.failed) li.className = "failed";
+      const name = document.createElement("span"); name.textContent = u.file.name;
+      const bar = document.createElement("progress"); bar.max = 1; bar.value = u.progress || 0;
+      const state = document.createElement("span"); state.textContent = u.state || "";
+      li.append(name, bar, state); list.appendChild(li);
+    });
+  }
+  function sendFile(u, url) {  // one attempt: {status, data, retryAfter}, or null when the network failed
+    return new Promise(resolve => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", url);
+      xhr.setRequestHeader("X-CSRFToken", CSRF); xhr.setRequestHeader("Accept", "application/json");
+      xhr.setRequestHeader("Idempotency-Key", u.key);
+      xhr.upload.onprogress = e => { if (e.lengthComputable) { u.progress = e.loaded / e.total; showChosen(); } };
+      xhr.onload = () => {
+        let data = null; try { data = JSON.parse(xhr.responseText); } catch (err) { data = null; }
+        resolve({ status: xhr.status, data, retryAfter: Number(xhr.getResponseHeader("Retry-After")) || 0 });
+      };
+      xhr.onerror = xhr.ontimeout = () => resolve(null);
+      const body = new FormData();
+      body.append("file", u.file, u.file.name);
+      body.append("note_id", u.noteId);
+      if (u.series) body.append("series", u.series);
+      xhr.send(body);
+    });
+  }
+  let sendingFiles = false;
+  async function sendFiles() {
+    if (sendingFiles) return;
+    sendingFiles = true;
+    const url = `/api/v1/patients/${document.body.dataset.patient}/attachments`;
+    while (uploads.some(u => !u.failed)) {
+      const u = uploads.find(x => !x.failed);
+      let res = null;
+      for (let attempt = 0; ; attempt++) {
+        u.state = T.uploading; showChosen();
+        res = await sendFile(u, url);
+        if (!(res === null || res.status === 503 || (res.status === 409 && res.retryAfter))) break;
+        $("#offline").hidden = res !== null;
+        u.state = T.retrying; u.progress = 0; showChosen();
+        await pause(res && res.retryAfter ? res.retryAfter * 1000 : Math.min(30000, 1000 * 2 ** attempt));
+      }
+      $("#offline").hidden = true;
+      if (res.status === 201) { uploads.splice(uploads.indexOf(u), 1); refreshTimeline(u.noteId); }
+      else { u.failed = true; u.state = problemText(res); }
+      showChosen();
+    }
+    sendingFiles = false;
+  }
   if (document.body.dataset.live === "patient") wire(document);
 
   /* Leaving the page (a link, the language switch, closing the tab) with work not yet
      saved or sent: the browser asks first. Unsent work lives only in this page. */
   function unsaved() {
-    return outbox.length > 0 || pending.size > 0
+    return outbox.length > 0 || pending.size > 0 || uploads.some(u => !u.failed)
       || Boolean(noteForm && noteForm.elements.body.value.trim())
       || $$("form[data-section-form]").some(f => !f.hidden && f._base && !same(collect(f), f._base.content))
       || $$("form[data-creates]").some(f => f.dataset.dirty);
@@ -627,6 +699,8 @@
         fragment(`/patients/${ev.patient_id}/sections/${ev.section}`).then(el => { section.replaceWith(el); wire(el); flash(el); });
       } else if (name === "note.created") {
         refreshTimeline(ev.note_id);
+      } else if (name === "attachment.created") {
+        if (ev.note_id) refreshTimeline(ev.note_id);
       } else if (name === "note.acked") {  // 既読 n/m moves on the author's page (only there: each refresh is an audited read)
         if ($(`#timeline li[data-note="${CSS.escape(ev.note_id)}"][data-mine]`)) refreshTimeline();
       } else if (name === "breakglass.opened") {  // someone off the team opened the record: say so at once
@@ -634,8 +708,42 @@
         refreshTimeline();  // the entry with who, when and why
       }
     };
-    ["record.updated", "note.created", "note.acked", "team.updated", "breakglass.opened", "access.after_reset"]
+    ["record.updated", "note.created", "note.acked", "attachment.created", "team.updated", "breakglass.opened",
+     "access.after_reset"]
       .forEach(n => socket.on(n, ev => handle(n, ev)));
     window.addEventListener("online", () => { $("#offline").hidden = true; });  // waiting saves wake up (pause)
+  }
+  /* The photo viewer: the photos on the page in order; swipe, ←/→, Esc or ✕. */
+  const viewer = $("#viewer");
+  if (viewer) {
+    let photos = [], at = 0;
+    const show = i => {
+      at = (i + photos.length) % photos.length;
+      const a = photos[at], img = $("img", viewer);
+      img.src = a.dataset.photo; img.alt = a.dataset.caption || "";
+      $("figcaption", viewer).textContent = [a.dataset.when, a.dataset.caption].filter(Boolean).join(" · ");
+    };
+    document.addEventListener("click", e => {
+      const a = e.target.closest("a[data-photo]");
+      if (!a) return;
+      e.preventDefault(); photos = $$("a[data-photo]"); show(photos.indexOf(a)); viewer.showModal();
+    });
+    viewer.addEventListener("click", e => {
+      const step = e.target.closest("[data-viewer-step]");
+      if (step) show(at + Number(step.dataset.viewerStep));
+      else if (e.target.closest("[data-viewer-close]") || e.target === viewer) viewer.close();
+    });
+    viewer.addEventListener("keydown", e => {
+      if (e.key === "ArrowRight") show(at + 1);
+      if (e.key === "ArrowLeft") show(at - 1);
+    });
+    let startX = null;
+    viewer.addEventListener("touchstart", e => { startX = e.touches[0].clientX; }, { passive: true });
+    viewer.addEventListener("touchend", e => {
+      if (startX === null) return;
+      const dx = e.changedTouches[0].clientX - startX; startX = null;
+      if (Math.abs(dx) > 50) show(at + (dx < 0 ? 1 : -1));
+    });
+    viewer.addEventListener("close", () => $("img", viewer).removeAttribute("src"));
   }
 })();

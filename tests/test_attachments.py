@@ -3,6 +3,7 @@ without its location, encrypted frame by frame, shown only to the patient's team
 never written to a disk in plaintext."""
 import io
 import os
+import re
 import tempfile
 import tracemalloc
 from pathlib import Path
@@ -411,3 +412,19 @@ def test_sealed_frames_round_trip_with_flat_memory():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert total == 800 * 65536 and peak < 8_000_000  # a 50 MB stream, a few frames in memory
+
+
+def test_the_timeline_shows_thumbnails_and_the_emergency_sheet_never_photos(sqlite_api):
+    api = sqlite_api
+    pid = team(api)
+    note = api.call("cm", "POST", f"/api/v1/patients/{pid}/notes", {"body": "右踵の発赤", "category": "observation"}).json
+    aid = upload(api, "cm", pid, photo(), note_id=note["id"], series="右踵").json["id"]
+    doc = upload(api, "cm", pid, pdf(5000), note_id=note["id"], caption="紹介状").json["id"]
+    page = api.web("doc").get(f"/patients/{pid}").get_data(as_text=True)
+    assert f"/api/v1/patients/{pid}/attachments/{aid}/thumbnail" in page
+    assert f'href="/api/v1/patients/{pid}/attachments/{doc}" download' in page
+    photos_page = api.web("doc").get(f"/patients/{pid}/photos").get_data(as_text=True)
+    assert "右踵" in photos_page and f"attachments/{aid}/thumbnail" in photos_page
+    sheet = api.web("doc").get(f"/patients/{pid}/sheet").get_data(as_text=True)
+    assert "/attachments/" not in sheet
+    assert all(src.startswith("data:image/svg") for src in re.findall(r'<img[^>]*\bsrc="([^"]*)"', sheet))  # the QR code only

@@ -119,6 +119,52 @@ def test_urgent_note_is_posted_seen_live_and_acknowledged(browser, server):
     ns.context.close()
 
 
+def test_a_photo_taken_on_the_tablet_reaches_a_teammate_and_opens_full_screen(browser, server, tmp_path):
+    """Issue 15: a care manager attaches two photos of a pressure sore to a note from the
+    tablet layout; the nurse's open page shows the thumbnails within 5 s, without a
+    reload, and they open full screen and swipe; the photos page lines the series up."""
+    from PIL import Image
+    shots = []
+    for i, colour in enumerate(((200, 40, 40), (60, 140, 60))):
+        path = tmp_path / f"IMG_000{i}.jpg"
+        Image.new("RGB", (1200, 900), colour).save(path, "JPEG")
+        shots.append(str(path))
+    cm, ns = care_manager_and_nurse_on_one_patient(browser, server)
+    cm.fill("#note-form textarea", "仙骨部の発赤、前回より縮小")
+    cm.set_input_files("#note-form input[name=files]", shots)
+    assert cm.locator("#note-form .chosen li").count() == 2  # what will be sent, before sending
+    cm.fill("#note-form input[name=series]", "仙骨部褥瘡")
+    cm.locator("#note-form button[type=submit]").tap()
+    started = time.monotonic()
+    thumbs = ns.locator(".note:has-text('前回より縮小') .thumbs img")
+    expect(thumbs).to_have_count(2, timeout=5000)
+    ns.wait_for_function("""() => [...document.querySelectorAll('.note .thumbs img')]
+                            .filter(i => i.complete && i.naturalWidth > 0).length >= 2""", timeout=5000)
+    assert time.monotonic() - started < 5
+    ns.locator(".note:has-text('前回より縮小')").screenshot(path=str(SHOTS / "tablet-note-with-photos.png"))
+
+    ns.locator(".note:has-text('前回より縮小') .thumbs a").first.tap()
+    viewer = ns.locator("#viewer")
+    expect(viewer).to_be_visible()
+    first = ns.locator("#viewer img").get_attribute("src")
+    ns.wait_for_function("() => document.querySelector('#viewer img').naturalWidth === 1200")
+    ns.screenshot(path=str(SHOTS / "tablet-photo-viewer.png"))
+    box = viewer.bounding_box()
+    ns.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] / 2)
+    viewer.dispatch_event("touchstart", {"touches": [{"identifier": 1, "clientX": 900, "clientY": 400}]})
+    viewer.dispatch_event("touchend", {"changedTouches": [{"identifier": 1, "clientX": 500, "clientY": 400}]})
+    assert ns.locator("#viewer img").get_attribute("src") != first  # swiped to the other photo
+    ns.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+
+    ns.goto(ns.url.rstrip("/") + "/photos")
+    series = ns.locator("section.series:has-text('仙骨部褥瘡')")
+    expect(series.locator("img")).to_have_count(2)
+    ns.screenshot(path=str(SHOTS / "tablet-photo-series.png"))
+    cm.context.close()
+    ns.context.close()
+
+
 def test_emergency_sheet_prints_without_navigation(browser, server):
     page = signed_in(browser, server, "dr.sato")
     open_patient(page)

@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 
 from models import utcnow
 
-from renkei import access_log, audit, auth, authz, breakglass, db, directory, notes, patients, record, resets, teams, vault, work
+from renkei import access_log, attachments, audit, auth, authz, breakglass, db, directory, notes, patients, record, resets, teams, vault, work
 from renkei.authz import PROFESSION_ROLES
 from renkei.problems import Problem
 from renkei.sections import SECTIONS
@@ -112,7 +112,9 @@ def timeline_entries(p: dict) -> tuple[list[dict], list[dict]]:
     page = notes.timeline(current_user, p["id"], TIMELINE_ON_PAGE)
     grants = [] if p["breakglass"] else breakglass.grants(current_user, p["id"])
     oldest = page["items"][-1]["created_at"] if page["next_cursor"] else None
-    entries = [{"kind": "note", "at": n["created_at"], **n} for n in page["items"]]
+    files = attachments.of_notes(current_user, p["id"], [n["id"] for n in page["items"]])
+    entries = [{"kind": "note", "at": n["created_at"], "attachments": files.get(n["id"], []), **n}
+               for n in page["items"]]
     entries += [{"kind": "breakglass", "at": g["opened_at"], **g} for g in grants if not oldest or g["opened_at"] >= oldest]
     return sorted(entries, key=lambda e: e["at"], reverse=True), [g for g in grants if g["open"]]
 
@@ -146,6 +148,25 @@ def section_history(patient_id, section):
 def timeline_fragment(patient_id):
     p = patients.read(current_user, patient_id)
     return render_template("_timeline.html", p=p, notes=timeline_entries(p)[0])
+
+
+@page("/patients/<patient_id>/photos", action="attachment.list")
+def photos(patient_id):
+    """写真の経過: each series (one body site) side by side, oldest first, then the rest."""
+    p = patients.read(current_user, patient_id)
+    items = []
+    cursor = None
+    while True:  # every attachment of the patient: a page holds its thumbnails, not the files
+        page_ = attachments.listing(current_user, patient_id, limit=200, cursor=cursor)
+        items += page_["items"]
+        cursor = page_["next_cursor"]
+        if not cursor:
+            break
+    series: dict[str, list[dict]] = {}
+    for a in sorted(items, key=lambda a: a["created_at"]):
+        series.setdefault(attachments.series_key(a["series"]) if a["series"] else "", []).append(a)
+    others = series.pop("", [])
+    return render_template("photos.html", p=p, demo=p, series=series, others=others)
 
 
 @page("/patients/<patient_id>/sheet", action="record.read")
