@@ -52,7 +52,8 @@ def _bytes(meta: dict, body) -> Response:
     # by the browser at our origin. nosniff, no-store and the CSP come with every answer.
     inline = meta["content_type"].startswith("image/")
     name = f'{meta["id"]}.{_EXTENSIONS[meta["content_type"]]}'
-    headers = {"Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{name}"'}
+    headers = {"Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{name}"',
+               "Content-Security-Policy": "sandbox; default-src 'none'"}  # opened on its own: inert
     if meta["size"] is not None:
         headers["Content-Length"] = str(meta["size"])
     return Response(body, mimetype=meta["content_type"], headers=headers, direct_passthrough=True)

@@ -79,11 +79,18 @@ def _json_body():
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries, headers and the small fields beside the file
 
 
-def _multipart_body(limit: int):
-    """(the fields with the file's SHA-256, the file's Spool). The file is sealed as it
-    arrives (renkei/frames.py): over `limit` it is 413 before the rest is read."""
+def _expect_upload(limit: int):
+    """Before anything reads the body (CSRF reads the form of a cookie session): the
+    limits, and no database work held open while the file arrives."""
     request.upload_limit = limit
     request.max_content_length = limit + FORM_OVERHEAD
+    request.max_form_parts = 8
+    db.session.commit()
+
+
+def _multipart_body():
+    """(the fields with the file's SHA-256, the file's Spool). The file is sealed as it
+    arrives (renkei/frames.py): over the limit it is 413 before the rest is read."""
     try:
         files = request.files.getlist("file")
         form = request.form.to_dict()
@@ -104,6 +111,8 @@ def _run(view, meta, kwargs):
             if user is None:
                 raise Problem(401, "Sign in or send a valid bearer token.",
                               headers={"WWW-Authenticate": "Bearer"})
+            if meta["upload"] is not None:
+                _expect_upload(meta["upload"]())
             if unit.cookie_auth and request.method not in SAFE_METHODS:
                 csrf.protect()
             if meta["auth"] in ("admin", "audit"):
@@ -113,8 +122,7 @@ def _run(view, meta, kwargs):
                               type_="/problems/second-factor-required")
         raw = {}  # the body as sent: what an Idempotency-Key's fingerprint covers
         if meta["upload"] is not None:
-            db.session.commit()  # as below: nothing held open while the file arrives
-            raw, kwargs["upload"] = _multipart_body(meta["upload"]())
+            raw, kwargs["upload"] = _multipart_body()
             kwargs["body"] = _load(meta["body"], {k: v for k, v in raw.items() if k != "file_sha256"})
         elif meta["body"] is not None:
             # The caller is known: end that short transaction so no database connection

@@ -87,6 +87,9 @@ def create(actor: User, patient_id: str, spool: frames.Spool, *, note_id=None, s
            caption=None, series=None) -> dict:
     access = _where_it_goes(actor, patient_id, note_id, section)
     patient = access.patient
+    # Decoding a photo takes a second or more: no transaction (nor SQLite's write lock)
+    # is held meanwhile, and none is begun until the rows are written.
+    db.session.commit()
     kind = images.kind_of(spool.head())
     thumb = width = height = None
     if kind == "pdf":
@@ -94,12 +97,7 @@ def create(actor: User, patient_id: str, spool: frames.Spool, *, note_id=None, s
     else:  # a photo is decoded whole anyway: its pixels are in memory, bounded by the size limit
         data, content_type, width, height, thumb = images.reencode(spool.read_all(), kind)
         size, body = len(data), iter((data,))
-    max_bytes, quota = _limits()
-    used = db.session.execute(select(func.coalesce(func.sum(Attachment.size), 0)).where(
-        Attachment.patient_id == patient.id, Attachment.deleted_at.is_(None))).scalar()
-    if used + size > quota:
-        raise Problem(413, f"The patient's attachments would exceed their limit of {quota} bytes.",
-                      type_="/problems/attachment-quota")
+    _within_quota(patient.id, size + len(thumb or b""))
 
     a = Attachment(id=new_id(), patient_id=patient.id, note_id=note_id, section=section,
                    content_type=content_type, size=size, frames=0, width=width, height=height,
@@ -120,6 +118,18 @@ def create(actor: User, patient_id: str, spool: frames.Spool, *, note_id=None, s
     notify.queue("attachment.created", patient.id, {"attachment_id": a.id, "note_id": note_id,
                                                     "section": section, "actor_id": actor.id})
     return attachment_out(patient, a, {actor.id: actor.display_name})
+
+
+def _within_quota(patient_id: str, adding: int):
+    """413 past the patient's total. The patient's row is locked first, so two uploads
+    at once are counted one after the other (the lock ends with the request's commit)."""
+    _, quota = _limits()
+    db.session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update()).first()
+    used = db.session.execute(select(func.coalesce(func.sum(Attachment.size), 0)).where(
+        Attachment.patient_id == patient_id, Attachment.deleted_at.is_(None))).scalar()
+    if used + adding > quota:
+        raise Problem(413, f"The patient's attachments would exceed their limit of {quota} bytes.",
+                      type_="/problems/attachment-quota")
 
 
 # --- reading ------------------------------------------------------------------------
@@ -190,6 +200,7 @@ def open_part(actor: User, patient_id: str, attachment_id: str, part: str = FILE
         raise not_found()
     work.describe(detail=f"attachment={a.id}" + (" thumbnail" if part == THUMB else ""))
     key = crypto.unseal(vault.patient_key(access.patient), a.wrapped_key, _key_aad(a))
+    db.session.commit()  # the session's connection goes back: the frames are read on one of their own
     sealed = get_frames(db.session.get_bind(), a.id, part, count)
     plain = frames.open_frames(key, _frame_aad(a.patient_id, a.id, part), sealed, count)
     first = next(plain)

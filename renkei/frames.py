@@ -15,7 +15,7 @@ import tempfile
 from typing import Callable, Iterable, Iterator
 
 from flask import Request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from renkei import crypto
 
@@ -59,18 +59,18 @@ class Spool:
     frame into an anonymous temporary file under a key held only here. Counts the
     bytes (413 past `limit`) and hashes them (an Idempotency-Key's fingerprint)."""
 
-    def __init__(self, limit: int | None, filename: str | None = None):
+    def __init__(self, limit: int, filename: str | None = None):
         self.limit, self.filename = limit, filename
         self.size, self.frames, self.closed = 0, 0, False
         self._key = crypto.new_data_key()
-        self._file = tempfile.TemporaryFile(prefix="renkei-upload-")
+        self._file = None  # opened with the first frame: a small file never needs one
         self._buf = bytearray()
         self._sha256 = hashlib.sha256()
 
     # Werkzeug's form parser writes the part, then seeks to its start.
     def write(self, data: bytes) -> int:
         self.size += len(data)
-        if self.limit is not None and self.size > self.limit:
+        if self.size > self.limit:
             raise RequestEntityTooLarge(f"The file is larger than the limit of {self.limit} bytes.")
         self._sha256.update(data)
         self._buf += data
@@ -86,6 +86,8 @@ class Spool:
         return 0
 
     def _put(self, plain: bytes, last: bool):
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="renkei-upload-")
         self._file.write(crypto.seal(self._key, plain, _spool_aad(self.frames, last)))
         self.frames += 1
 
@@ -107,16 +109,20 @@ class Spool:
         return b"".join(self.chunks())
 
     def close(self):
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def __getattr__(self, name):  # FileStorage asks its stream for attributes it lacks
         raise AttributeError(name)
 
 
 class SpoolingRequest(Request):
-    """Every multipart file part is spooled sealed (`Spool`), on every route; a route
-    that takes files sets `upload_limit` (bytes per file) before reading the form."""
+    """A route that takes files sets `upload_limit` (bytes per file) before the form is
+    read, and each file part is spooled sealed (`Spool`); any other route refuses file
+    parts (415) rather than keep them anywhere."""
     upload_limit: int | None = None
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        if self.upload_limit is None:
+            raise UnsupportedMediaType("This address takes no files.")
         return Spool(self.upload_limit, filename)

@@ -4,6 +4,7 @@ metadata left behind — above all GPS coordinates, which would reveal the patie
 home. The uploaded bytes themselves are never stored (docs/ARCHITECTURE.md,
 "Attachments")."""
 import io
+import threading
 import warnings
 
 from PIL import Image, ImageOps
@@ -14,7 +15,10 @@ from renkei.problems import Problem
 register_heif_opener()  # iPads send HEIC
 # Larger images are refused (`reencode` makes Pillow's bomb warning an error): a phone's
 # 48-megapixel photo fits, a small file that decodes to gigabytes of pixels does not.
-Image.MAX_IMAGE_PIXELS = 60_000_000
+Image.MAX_IMAGE_PIXELS = 50_000_000
+# A decoded photo is held twice (its pixels and the clean copy): at 50 MP in RGBA that is
+# 400 MB, so a process decodes two at a time and further uploads wait their turn.
+_DECODING = threading.BoundedSemaphore(2)
 
 PDF = "application/pdf"
 THUMB_EDGE = 320
@@ -22,6 +26,9 @@ _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 # What a stored image is encoded as: JPEG stays JPEG, HEIC becomes JPEG (browsers show it).
 _STORED_AS = {"jpeg": ("JPEG", "image/jpeg"), "heif": ("JPEG", "image/jpeg"),
               "png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
+# Only the decoder the bytes announced: a file that starts like a JPEG is not handed to
+# every other decoder Pillow has when it fails as one. MPO: a phone's JPEG with a preview.
+_DECODERS = {"jpeg": ["JPEG", "MPO"], "png": ["PNG"], "webp": ["WEBP"], "heif": ["HEIF"]}
 
 
 def kind_of(head: bytes) -> str:
@@ -43,33 +50,43 @@ def kind_of(head: bytes) -> str:
 
 def reencode(data: bytes, kind: str) -> tuple[bytes, str, int, int, bytes]:
     """(stored bytes, content type, width, height, thumbnail JPEG) of a photo."""
+    with _DECODING:
+        return _reencode(data, kind)
+
+
+def _reencode(data: bytes, kind: str) -> tuple[bytes, str, int, int, bytes]:
     fmt, content_type = _STORED_AS[kind]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(io.BytesIO(data), formats=_DECODERS[kind]) as img:
                 img.load()
-                upright = ImageOps.exif_transpose(img)
+                ImageOps.exif_transpose(img, in_place=True)  # upright, without another copy
+                clean = _without_metadata(img, fmt)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise Problem(413, "The image has too many pixels.", type_="/problems/image-too-large")
     except Exception:  # Pillow raises many kinds for broken files
         raise Problem(415, "The file could not be read as an image.", type_="/problems/unsupported-file-type")
-    if fmt == "JPEG" and upright.mode not in ("RGB", "L"):
-        upright = upright.convert("RGB")
-    clean = _without_metadata(upright)
     out = io.BytesIO()
     clean.save(out, fmt, **({"quality": 90} if fmt in ("JPEG", "WEBP") else {}))
-    thumb = clean.convert("RGB") if clean.mode not in ("RGB", "L") else clean.copy()
-    thumb.thumbnail((THUMB_EDGE, THUMB_EDGE))
+    width, height = clean.size
+    if clean.mode not in ("RGB", "L"):
+        clean = clean.convert("RGB")
+    clean.thumbnail((THUMB_EDGE, THUMB_EDGE))  # in place: the full image is saved already
     small = io.BytesIO()
-    thumb.save(small, "JPEG", quality=80)
-    return out.getvalue(), content_type, clean.width, clean.height, small.getvalue()
+    clean.save(small, "JPEG", quality=80)
+    return out.getvalue(), content_type, width, height, small.getvalue()
 
 
-def _without_metadata(img: Image.Image) -> Image.Image:
-    """The pixels alone: a new image holds no EXIF, XMP, ICC, comments or text chunks."""
-    clean = Image.new(img.mode, img.size)
-    clean.paste(img)
-    if img.mode == "P":
-        clean.putpalette(img.getpalette())
+def _without_metadata(img: Image.Image, fmt: str) -> Image.Image:
+    """The pixels alone: a new image holds no EXIF, XMP, ICC, comments or text chunks.
+    A palette becomes RGB(A) so its transparency is kept; JPEG has no alpha."""
+    mode = img.mode
+    if mode == "P" or (mode in ("LA", "PA", "RGBA", "CMYK", "I;16", "I", "F") and fmt == "JPEG"):
+        mode = "RGB" if fmt == "JPEG" else "RGBA"
+    elif mode not in ("1", "L", "LA", "RGB", "RGBA"):
+        mode = "RGB"
+    pixels = img if img.mode == mode else img.convert(mode)
+    clean = Image.new(mode, img.size)
+    clean.paste(pixels)
     return clean

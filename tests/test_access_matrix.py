@@ -1,8 +1,10 @@
 """Every route × every kind of caller, with the status each must get. The table is
 written out by hand from docs/API.md, not computed from the code it checks."""
+import io
 import itertools
 
 import pytest
+from PIL import Image
 
 
 ROLES = ["cm", "doc", "ns", "ph", "th", "sw", "out", "admin", "aud", "removed", "bg", "anon"]
@@ -57,6 +59,11 @@ CASES = {
                   dict(zip(ROLES, [201, 201, 201, 201, 201, 201, 404, 404, 404, 404, 403, 401]))),
     "POST ack": ("POST", "/api/v1/patients/{pid}/notes/{note}/ack", None,
                  dict(zip(ROLES, [204, 204, 204, 204, 204, 204, 404, 404, 404, 404, 403, 401]))),
+    "GET attachments": ("GET", "/api/v1/patients/{pid}/attachments", None, READ),
+    "GET attachment": ("GET", "/api/v1/patients/{pid}/attachments/{attachment}", None, READ),
+    "GET thumbnail": ("GET", "/api/v1/patients/{pid}/attachments/{attachment}/thumbnail", None, READ),
+    "DELETE attachment": ("DELETE", "/api/v1/patients/{pid}/attachments/{attachment}", None,  # doc's: doc or the cm
+                          dict(zip(ROLES, [204, 204, 403, 403, 403, 403, 404, 404, 404, 404, 403, 401]))),
     "GET team": ("GET", "/api/v1/patients/{pid}/team", None, TEAM_READ),
     "POST team": ("POST", "/api/v1/patients/{pid}/team", {"user_id": "{fresh}", "role": "nurse"},
                   dict(zip(ROLES, [201, 201, 403, 403, 403, 403, 404, 403, 404, 404, 403, 401]))),
@@ -109,11 +116,16 @@ def fresh_patient(api) -> dict:
     assert api.call("cm", "DELETE", f"/api/v1/patients/{pid}/team/{api.users['removed']['id']}").status_code == 204
     assert api.call("bg", "POST", f"/api/v1/patients/{pid}/breakglass", {"reason": "夜間の急変対応"}).status_code == 201
     note = api.call("doc", "POST", f"/api/v1/patients/{pid}/notes", {"body": "確認", "category": "other"}).json["id"]
+    photo = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(photo, "PNG")
+    attachment = api.client.post(f"/api/v1/patients/{pid}/attachments", content_type="multipart/form-data",
+                                 headers={"Authorization": "Bearer " + api.tokens["doc"]},
+                                 data={"file": (io.BytesIO(photo.getvalue()), "p.png", "image/png")}).json["id"]
     n = next(api.counter)
     api.user(f"extra{n}", "therapist")
     api.join(pid, f"extra{n}", "therapist", by="cm")
     api.user(f"fresh{n}", "nurse")
-    return {"pid": pid, "note": note, "member": api.users[f"extra{n}"]["id"],
+    return {"pid": pid, "note": note, "attachment": attachment, "member": api.users[f"extra{n}"]["id"],
             "fresh": api.users[f"fresh{n}"]["id"], "fresh_login": f"new{n}", "org": api.org}
 
 

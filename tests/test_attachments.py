@@ -5,6 +5,7 @@ import io
 import os
 import re
 import tempfile
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -363,13 +364,14 @@ def test_an_oversized_upload_is_refused_without_reading_it_whole(sqlite_url, tmp
         "Authorization": "Bearer " + api.tokens["doc"],
         "Content-Type": f"multipart/form-data; boundary={boundary}"}).get_environ()
     environ.pop("CONTENT_LENGTH", None)  # chunked: the server says where the body ends
-    environ.update({"wsgi.input": stream, "wsgi.input_terminated": True})
+    environ.update({"wsgi.input": stream, "wsgi.input_terminated": True,
+                    "CONTENT_TYPE": f"multipart/form-data; boundary={boundary}"})
     status = []
     tracemalloc.start()
     body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert status[0].startswith("413") and b"limit" in body
+    assert status[0].startswith("413") and b"larger than the limit of 262144 bytes" in body
     assert stream.sent < 2_000_000 and peak < 8_000_000, (stream.sent, peak)
 
     # The patient's total: two of 250 KB fit in 600 KB, a third does not.
@@ -428,3 +430,134 @@ def test_the_timeline_shows_thumbnails_and_the_emergency_sheet_never_photos(sqli
     sheet = api.web("doc").get(f"/patients/{pid}/sheet").get_data(as_text=True)
     assert "/attachments/" not in sheet
     assert all(src.startswith("data:image/svg") for src in re.findall(r'<img[^>]*\bsrc="([^"]*)"', sheet))  # the QR code only
+
+
+def test_an_upload_holds_no_database_work_while_its_bytes_arrive(sqlite_api):
+    """A slow tablet sending a photo must not stop the team: halfway through the upload
+    another person's note is saved at once (SQLite allows one writer: an upload holding
+    a transaction would make that note wait, then fail)."""
+    api = sqlite_api
+    pid = team(api)
+    boundary = "slowtablet"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"scan.pdf\"\r\n"
+            "Content-Type: application/pdf\r\n\r\n").encode() + pdf(600_000) + f"\r\n--{boundary}--\r\n".encode()
+    seen = {}
+
+    class Slow(io.RawIOBase):
+        sent = 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            if self.sent > 300_000 and not seen:  # halfway: someone else writes, from another thread
+                def post():
+                    seen["note"] = api.call("pharm", "POST", f"/api/v1/patients/{pid}/notes",
+                                            {"body": "残薬を確認しました", "category": "medication"}).status_code
+                seen["thread"] = threading.Thread(target=post, daemon=True)
+                seen["thread"].start()
+                seen["thread"].join(10)
+            n = min(len(b), 16384, len(body) - self.sent)
+            b[:n] = body[self.sent:self.sent + n]
+            self.sent += n
+            return n
+    environ = EnvironBuilder(path=f"/api/v1/patients/{pid}/attachments", method="POST", headers={
+        "Authorization": "Bearer " + api.tokens["doc"],
+        "Content-Type": f"multipart/form-data; boundary={boundary}"}).get_environ()
+    environ.update({"wsgi.input": Slow(), "CONTENT_LENGTH": str(len(body)),
+                    "CONTENT_TYPE": f"multipart/form-data; boundary={boundary}"})
+    status = []
+    answer = b"".join(api.app(environ, lambda s, headers, exc_info=None: status.append(s)))
+    assert status[0].startswith("201") and seen.get("note") == 201, (status, answer, seen)
+
+
+def test_attachments_wait_for_the_patients_consent(sqlite_api):
+    api = sqlite_api
+    api.user("cm", "care_manager")
+    api.user("ns", "nurse")
+    pid = api.patient("cm", consent=False)
+    api.join(pid, "ns", "nurse", by="cm")
+    r = upload(api, "ns", pid, photo())
+    assert r.status_code == 403 and r.json["type"] == "/problems/consent-missing"
+    assert api.call("ns", "GET", f"/api/v1/patients/{pid}/attachments").status_code == 403
+
+
+def test_a_browser_session_uploads_like_a_token_does(sqlite_api):
+    """From the page (session cookie and CSRF header) the same limits hold: a 3 MB scan
+    is taken (not refused by the 1 MB limit of JSON bodies), a forged request is not."""
+    api = sqlite_api
+    pid = team(api)
+    browser = api.web("doc")
+    page = browser.get(f"/patients/{pid}").get_data(as_text=True)
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    scan = pdf(3_000_000)
+    form = {"file": (io.BytesIO(scan), "scan.pdf", "application/pdf"), "caption": "退院サマリー"}
+    r = browser.post(f"/api/v1/patients/{pid}/attachments", data=form, content_type="multipart/form-data",
+                     headers={"X-CSRFToken": token})
+    assert r.status_code == 201, r.json
+    assert browser.get(f"/api/v1/patients/{pid}/attachments/{r.json['id']}").data == scan
+    forged = browser.post(f"/api/v1/patients/{pid}/attachments", content_type="multipart/form-data",
+                          data={"file": (io.BytesIO(scan), "scan.pdf", "application/pdf")})
+    assert forged.status_code == 400 and "CSRF" in forged.json["detail"]
+
+
+def test_file_parts_are_refused_where_no_file_is_expected(sqlite_api, tmp_path, monkeypatch):
+    api = sqlite_api
+    pid = team(api)
+    opened = []
+    real = tempfile.TemporaryFile
+    monkeypatch.setattr(frames.tempfile, "TemporaryFile", lambda **kw: opened.append(1) or real(**kw))
+    for path, status in ((f"/api/v1/patients/{pid}/notes", 400), ("/login", 415)):  # a JSON route never parses it
+        many = {f"f{i}": (io.BytesIO(b"x"), f"{i}.jpg", "image/jpeg") for i in range(50)}
+        r = api.client.post(path, data=many, content_type="multipart/form-data",
+                            headers={"Authorization": "Bearer " + api.tokens["doc"]})
+        assert r.status_code == status, (path, r.status_code)
+    r = upload(api, "doc", pid, photo(), **{f"extra{i}": "x" for i in range(10)})
+    assert r.status_code == 413  # an upload has a file and a few fields, not hundreds of parts
+    assert opened == []  # no temporary file for any of it
+
+
+def test_a_palette_png_keeps_its_transparency(sqlite_api):
+    api = sqlite_api
+    pid = team(api)
+    img = Image.new("P", (20, 20), 0)
+    img.putpalette([255, 255, 255, 200, 0, 0] + [0] * 762)
+    img.paste(1, (5, 5, 15, 15))
+    out = io.BytesIO()
+    img.save(out, "PNG", transparency=0)
+    r = upload(api, "doc", pid, out.getvalue(), filename="marker.png")
+    assert r.status_code == 201 and r.json["content_type"] == "image/png"
+    served = Image.open(io.BytesIO(api.call("doc", "GET", f"/api/v1/patients/{pid}/attachments/{r.json['id']}").data))
+    assert served.mode == "RGBA" and served.getpixel((0, 0))[3] == 0 and served.getpixel((10, 10)) == (200, 0, 0, 255)
+
+
+def test_concurrent_uploads_cannot_pass_the_patients_quota(database_url):
+    """Counted one after the other: two 200 KB uploads at once against 300 KB left."""
+    app = build_app(database_url, attachment_patient_quota_bytes=300_000)
+    api = Api(app)
+    pid = team(api)
+    answers = []
+
+    def send():
+        client = app.test_client()
+        answers.append(client.post(f"/api/v1/patients/{pid}/attachments", content_type="multipart/form-data",
+                                   headers={"Authorization": "Bearer " + api.tokens["doc"]},
+                                   data={"file": (io.BytesIO(pdf(200_000)), "a.pdf", "application/pdf")}).status_code)
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(answers) == [201, 413]
+    assert len(api.call("doc", "GET", f"/api/v1/patients/{pid}/attachments").json["items"]) == 1
+    app.extensions["renkei.engine"].dispose()
+
+
+def test_a_download_needs_one_database_connection(database_url):
+    """A gallery of thumbnails loads at once: each download holds at most one of the
+    worker's pooled connections at a time (it gave 503s when it held two)."""
+    app = build_app(database_url, db_pool_size=1, db_pool_timeout=2)
+    api = Api(app)
+    pid = team(api)
+    aid = upload(api, "doc", pid, pdf(3 * frames.FRAME * 16)).json["id"]  # three batches of frames
+    r = api.call("doc", "GET", f"/api/v1/patients/{pid}/attachments/{aid}")
+    assert r.status_code == 200 and len(r.data) == 3 * frames.FRAME * 16
+    app.extensions["renkei.engine"].dispose()
