@@ -170,15 +170,25 @@ def listing(actor: User, patient_id: str, limit: int = 50, cursor: str | None = 
 
 def of_notes(actor: User, patient_id: str, note_ids: list[str]) -> dict[str, list[dict]]:
     """The attachments of these notes, oldest first per note (the timeline's thumbnails)."""
-    patient = patient_access(actor, patient_id, authz.READ).patient
     if not note_ids:
         return {}
+    return _grouped(actor, patient_id, Attachment.note_id, Attachment.note_id.in_(note_ids))
+
+
+def of_sections(actor: User, patient_id: str, section: str | None = None) -> dict[str, list[dict]]:
+    """The attachments of each section (or of one), oldest first."""
+    where = Attachment.section == section if section else Attachment.section.is_not(None)
+    return _grouped(actor, patient_id, Attachment.section, where)
+
+
+def _grouped(actor: User, patient_id: str, by, where) -> dict[str, list[dict]]:
+    patient = patient_access(actor, patient_id, authz.READ).patient
     rows = db.session.execute(select(Attachment).where(
-        Attachment.patient_id == patient.id, Attachment.deleted_at.is_(None), Attachment.note_id.in_(note_ids))
+        Attachment.patient_id == patient.id, Attachment.deleted_at.is_(None), where)
         .order_by(Attachment.created_at, Attachment.id)).scalars().all()
     out: dict[str, list[dict]] = {}
     for a in rows:
-        out.setdefault(a.note_id, []).append(attachment_out(patient, a, {}))
+        out.setdefault(getattr(a, by.key), []).append(attachment_out(patient, a, {}))
     return out
 
 

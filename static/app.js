@@ -394,8 +394,8 @@
       outbox.shift(); showOutbox();
       if (res.status === 201) {
         status.textContent = T.posted; refreshTimeline(res.data.id);
-        note.files.forEach(file => uploads.push({ file, noteId: res.data.id, series: note.series, key: newKey() }));
-        showChosen(); sendFiles();
+        const noteId = res.data.id;
+        attach(note.files, { note_id: noteId, series: note.series }, $(".chosen", noteForm), () => refreshTimeline(noteId));
       }
       else {  // refused: the text goes back into the box, the reason next to it
         noteForm.elements.body.value ||= note.body.body;
@@ -411,7 +411,7 @@
     const files = [...noteForm.elements.camera.files, ...noteForm.elements.files.files];
     outbox.push({ body: { body: f.get("body"), category: f.get("category"), urgent: f.get("urgent") === "on" },
                   files, series: f.get("series").trim() });
-    noteForm.reset(); showOutbox(); showChosen(); sendNotes();
+    noteForm.reset(); showOutbox(); sendNotes();
   });
   if (noteForm) ["camera", "files"].forEach(name => noteForm.elements[name].addEventListener("change", () => {
     const list = $(".chosen", noteForm); list.innerHTML = "";
@@ -420,16 +420,15 @@
     });
   }));
 
-  /* Photos and PDFs ride with their note: once the note is saved, each file is uploaded
-     with a key of its own (Idempotency-Key: retried until answered, never stored twice),
-     its progress shown; then the timeline shows its thumbnail. Files wait in page memory
-     only, like the note. */
+  /* Photos and PDFs ride with their note (once it is saved) or go to a section: each
+     file is uploaded with a key of its own (Idempotency-Key: retried until answered,
+     never stored twice), its progress shown next to where it was chosen; then the
+     thumbnail appears. Files wait in page memory only, like notes. */
   const uploads = [];
-  function showChosen() {
-    const list = noteForm && $(".chosen", noteForm);
+  function showChosen(list) {
     if (!list) return;
     list.innerHTML = "";
-    uploads.forEach(u => {
+    uploads.filter(u => u.list === list).forEach(u => {
       const li = document.createElement("li"); if (u.failed) li.className = "failed";
       const name = document.createElement("span"); name.textContent = u.file.name;
       const bar = document.createElement("progress"); bar.max = 1; bar.value = u.progress || 0;
@@ -443,7 +442,7 @@
       xhr.open("POST", url);
       xhr.setRequestHeader("X-CSRFToken", CSRF); xhr.setRequestHeader("Accept", "application/json");
       xhr.setRequestHeader("Idempotency-Key", u.key);
-      xhr.upload.onprogress = e => { if (e.lengthComputable) { u.progress = e.loaded / e.total; showChosen(); } };
+      xhr.upload.onprogress = e => { if (e.lengthComputable) { u.progress = e.loaded / e.total; showChosen(u.list); } };
       xhr.onload = () => {
         let data = null; try { data = JSON.parse(xhr.responseText); } catch (err) { data = null; }
         resolve({ status: xhr.status, data, retryAfter: Number(xhr.getResponseHeader("Retry-After")) || 0 });
@@ -451,10 +450,13 @@
       xhr.onerror = xhr.ontimeout = () => resolve(null);
       const body = new FormData();
       body.append("file", u.file, u.file.name);
-      body.append("note_id", u.noteId);
-      if (u.series) body.append("series", u.series);
+      Object.entries(u.fields).forEach(([k, v]) => { if (v) body.append(k, v); });
       xhr.send(body);
     });
+  }
+  function attach(files, fields, list, done) {
+    [...files].forEach(file => uploads.push({ file, fields, list, done, key: newKey() }));
+    showChosen(list); sendFiles();
   }
   let sendingFiles = false;
   async function sendFiles() {
@@ -465,19 +467,32 @@
       const u = uploads.find(x => !x.failed);
       let res = null;
       for (let attempt = 0; ; attempt++) {
-        u.state = T.uploading; showChosen();
+        u.state = T.uploading; showChosen(u.list);
         res = await sendFile(u, url);
         if (!(res === null || res.status === 503 || (res.status === 409 && res.retryAfter))) break;
         $("#offline").hidden = res !== null;
-        u.state = T.retrying; u.progress = 0; showChosen();
+        u.state = T.retrying; u.progress = 0; showChosen(u.list);
         await pause(res && res.retryAfter ? res.retryAfter * 1000 : Math.min(30000, 1000 * 2 ** attempt));
       }
       $("#offline").hidden = true;
-      if (res.status === 201) { uploads.splice(uploads.indexOf(u), 1); refreshTimeline(u.noteId); }
+      if (res.status === 201) { uploads.splice(uploads.indexOf(u), 1); u.done(); }
       else { u.failed = true; u.state = problemText(res); }
-      showChosen();
+      showChosen(u.list);
     }
     sendingFiles = false;
+  }
+  document.addEventListener("change", e => {  // a section's own "attach" button
+    const input = e.target.closest("input[data-attach-section]");
+    if (!input || !input.files.length) return;
+    const key = input.dataset.attachSection, list = input.closest(".attach").querySelector(".chosen");
+    attach(input.files, { section: key }, list, () => refreshSection(key));
+    input.value = "";
+  });
+  async function refreshSection(key) {
+    const section = sectionEl(key), form = section && $("form[data-section-form]", section);
+    if (!section || (form && !form.hidden)) return;  // editing: the thumbnails wait for the save
+    const el = await fragment(`/patients/${document.body.dataset.patient}/sections/${key}`);
+    section.replaceWith(el); wire(el);
   }
   if (document.body.dataset.live === "patient") wire(document);
 
@@ -701,6 +716,7 @@
         refreshTimeline(ev.note_id);
       } else if (name === "attachment.created") {
         if (ev.note_id) refreshTimeline(ev.note_id);
+        if (ev.section) refreshSection(ev.section);
       } else if (name === "note.acked") {  // 既読 n/m moves on the author's page (only there: each refresh is an audited read)
         if ($(`#timeline li[data-note="${CSS.escape(ev.note_id)}"][data-mine]`)) refreshTimeline();
       } else if (name === "breakglass.opened") {  // someone off the team opened the record: say so at once

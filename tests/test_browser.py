@@ -157,9 +157,15 @@ def test_a_photo_taken_on_the_tablet_reaches_a_teammate_and_opens_full_screen(br
     ns.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
 
+    # A photo of the home's stairs goes to the 家屋の状況 section; the nurse sees it there.
+    cm.set_input_files("#section-home input[data-attach-section]", shots[:1])
+    expect(cm.locator("#section-home .thumbs img")).to_have_count(1, timeout=5000)
+    expect(ns.locator("#section-home .thumbs img")).to_have_count(1, timeout=5000)
+
     ns.goto(ns.url.rstrip("/") + "/photos")
     series = ns.locator("section.series:has-text('仙骨部褥瘡')")
     expect(series.locator("img")).to_have_count(2)
+    expect(ns.locator("section.series:has-text('部位の指定なし') img")).to_have_count(1)
     ns.screenshot(path=str(SHOTS / "tablet-photo-series.png"))
     cm.context.close()
     ns.context.close()

@@ -125,6 +125,7 @@ def patient(patient_id):
     chart = record.read(current_user, patient_id)
     entries, emergency = timeline_entries(p)
     return render_template("patient.html", p=p, demo=p, sections=chart["sections"],
+                           section_files=attachments.of_sections(current_user, patient_id),
                            writable=chart["writable"], changed=p.get("changed_since_my_last_view", []),
                            notes=entries, emergency=emergency, team=teams.team(current_user, patient_id)["items"])
 
@@ -133,7 +134,8 @@ def patient(patient_id):
 def section_fragment(patient_id, section):
     s = record.read_section(current_user, patient_id, section)
     return render_template("_section.html", p={"id": patient_id}, key=section, s=s,
-                           writable=[section] if s["writable"] else [])
+                           writable=[section] if s["writable"] else [],
+                           section_files=attachments.of_sections(current_user, patient_id, section))
 
 
 @page("/patients/<patient_id>/sections/<section>/history", action="record.history")
