@@ -85,8 +85,7 @@ def _where_it_goes(actor: User, patient_id: str, note_id: str | None, section: s
 
 def create(actor: User, patient_id: str, spool: frames.Spool, *, note_id=None, section=None,
            caption=None, series=None) -> dict:
-    access = _where_it_goes(actor, patient_id, note_id, section)
-    patient = access.patient
+    _where_it_goes(actor, patient_id, note_id, section)
     # Decoding a photo takes a second or more: no transaction (nor SQLite's write lock)
     # is held meanwhile, and none is begun until the rows are written.
     db.session.commit()
@@ -97,7 +96,8 @@ def create(actor: User, patient_id: str, spool: frames.Spool, *, note_id=None, s
     else:  # a photo is decoded whole anyway: its pixels are in memory, bounded by the size limit
         data, content_type, width, height, thumb = images.reencode(spool.read_all(), kind)
         size, body = len(data), iter((data,))
-    _within_quota(patient.id, size + len(thumb or b""))
+    patient = _where_it_goes(actor, patient_id, note_id, section).patient  # still so, now that it is written
+    _within_quota(patient.id, size)
 
     a = Attachment(id=new_id(), patient_id=patient.id, note_id=note_id, section=section,
                    content_type=content_type, size=size, frames=0, width=width, height=height,
@@ -121,8 +121,9 @@ def create(actor: User, patient_id: str, spool: frames.Spool, *, note_id=None, s
 
 
 def _within_quota(patient_id: str, adding: int):
-    """413 past the patient's total. The patient's row is locked first, so two uploads
-    at once are counted one after the other (the lock ends with the request's commit)."""
+    """413 past the patient's total (the files as stored; thumbnails, a few KB, are not
+    counted). The patient's row is locked first, so two uploads at once are counted one
+    after the other (the lock ends with the request's commit)."""
     _, quota = _limits()
     db.session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update()).first()
     used = db.session.execute(select(func.coalesce(func.sum(Attachment.size), 0)).where(

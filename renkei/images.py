@@ -13,9 +13,12 @@ from pillow_heif import register_heif_opener
 from renkei.problems import Problem
 
 register_heif_opener()  # iPads send HEIC
-# Larger images are refused (`reencode` makes Pillow's bomb warning an error): a phone's
-# 48-megapixel photo fits, a small file that decodes to gigabytes of pixels does not.
+# Larger images are refused before their pixels are decoded: a phone's 48-megapixel photo
+# fits, a small file that decodes to gigabytes of pixels does not.
 Image.MAX_IMAGE_PIXELS = 50_000_000
+# `_reencode` checks the size itself; Pillow's warning between one and two times the limit
+# would only add noise to the log.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # A decoded photo is held twice (its pixels and the clean copy): at 50 MP in RGBA that is
 # 400 MB, so a process decodes two at a time and further uploads wait their turn.
 _DECODING = threading.BoundedSemaphore(2)
@@ -56,15 +59,18 @@ def reencode(data: bytes, kind: str) -> tuple[bytes, str, int, int, bytes]:
 
 def _reencode(data: bytes, kind: str) -> tuple[bytes, str, int, int, bytes]:
     fmt, content_type = _STORED_AS[kind]
+    too_large = Problem(413, "The image has too many pixels.", type_="/problems/image-too-large")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=_DECODERS[kind]) as img:
-                img.load()
-                ImageOps.exif_transpose(img, in_place=True)  # upright, without another copy
-                clean = _without_metadata(img, fmt)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise Problem(413, "The image has too many pixels.", type_="/problems/image-too-large")
+        with Image.open(io.BytesIO(data), formats=_DECODERS[kind]) as img:  # reads the header only
+            if img.width * img.height > Image.MAX_IMAGE_PIXELS:
+                raise too_large
+            img.load()
+            ImageOps.exif_transpose(img, in_place=True)  # upright, without another copy
+            clean = _without_metadata(img, fmt)
+    except Problem:
+        raise
+    except Image.DecompressionBombError:  # Pillow's own check, past twice the limit
+        raise too_large
     except Exception:  # Pillow raises many kinds for broken files
         raise Problem(415, "The file could not be read as an image.", type_="/problems/unsupported-file-type")
     out = io.BytesIO()
