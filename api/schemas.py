@@ -482,3 +482,86 @@ class CheckpointResult(Schema):
     reason = fields.String()
     entries = fields.Integer()
     first_bad = fields.Integer(allow_none=True)
+
+
+# --- push and e-mail (renkei/outreach.py, renkei/webpush.py) -----------------------------
+CLOCK = validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$", error="A time of day as HH:MM (Japan time).")
+
+
+class VapidKey(Schema):
+    public_key = fields.String(metadata={"description": "base64url, an uncompressed P-256 point"})
+
+
+class PushKeys(Strict):
+    p256dh = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    auth = fields.String(required=True, validate=validate.Length(min=1, max=100))
+
+
+class PushSubscriptionIn(Strict):
+    """The browser's PushSubscription.toJSON(), and a name for the device."""
+    endpoint = fields.String(required=True, validate=validate.Length(min=1, max=2048))
+    expirationTime = fields.Float(allow_none=True)
+    keys = fields.Nested(PushKeys, required=True)
+    label = fields.String(allow_none=True, validate=validate.Length(max=100))
+
+
+class PushSubscriptionOut(Schema):
+    id = fields.String()
+    endpoint = fields.String()
+    label = fields.String(allow_none=True)
+    created_at = UTCDateTime()
+    last_used_at = UTCDateTime(allow_none=True)
+
+
+class PushSubscriptionList(Schema):
+    items = fields.List(fields.Nested(PushSubscriptionOut))
+
+
+class PushChoices(Strict):
+    urgent = fields.Boolean(metadata={"description": "urgent 連絡帳 notes on my patients (default on)"})
+    breakglass = fields.Boolean(metadata={"description": "emergency access to my patients (default on)"})
+    mentions = fields.Boolean(metadata={"description": "notes that name me as @name (default on)"})
+    changes = fields.Boolean(metadata={"description": "any change on my patients (default off)"})
+
+
+class QuietHours(Strict):
+    start = fields.String(required=True, validate=CLOCK)
+    end = fields.String(required=True, validate=CLOCK)
+
+    @validates_schema
+    def _not_empty(self, data, **kwargs):
+        if data.get("start") == data.get("end"):
+            raise ValidationError("Start and end must differ.", "end")
+
+
+class EmailChoices(Strict):
+    urgent = fields.Boolean(metadata={"description": "a mail for each urgent note (default on)"})
+    digest = fields.Boolean(metadata={"description": "a daily mail counting my patients' changes (default off)"})
+
+
+class NotificationSettingsIn(Strict):
+    push = fields.Nested(PushChoices)
+    quiet_hours = fields.Nested(QuietHours, allow_none=True,
+                                metadata={"description": "only urgent notes push in this window; null: none"})
+    email = fields.Nested(EmailChoices)
+
+
+class EmailState(Schema):
+    address = fields.String(allow_none=True, metadata={"description": "confirmed address"})
+    pending = fields.String(allow_none=True, metadata={"description": "waiting for its link to be opened"})
+    urgent = fields.Boolean()
+    digest = fields.Boolean()
+
+
+class NotificationSettingsOut(Schema):
+    push = fields.Nested(PushChoices)
+    quiet_hours = fields.Nested(QuietHours, allow_none=True)
+    email = fields.Nested(EmailState)
+
+
+class EmailChange(Strict):
+    address = fields.Email(required=True, allow_none=True, validate=validate.Length(max=254))
+
+
+class EmailConfirm(Strict):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=100))

@@ -35,3 +35,10 @@ def on_starting(server):
     if workers > 1 and not os.environ.get("RENKEI_REDIS_URL"):
         raise SystemExit("RENKEI_REDIS_URL is required with more than one worker: "
                          "without it a worker's events would not reach the others' sockets")
+
+
+def post_worker_init(worker):
+    """A worker starts its sealer and its sender of pushes and mails at once, not at its
+    first request: pushes queued before a restart go out without waiting for a visitor."""
+    from renkei.app import start_background
+    start_background(worker.wsgi)

@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import api
 import realtime
 import web
-from renkei import audit_sealer, cli, db, problems, work
+from renkei import audit_sealer, cli, db, deliveries, problems, work
 from renkei.audit_keys import AuditKeys
 from renkei.auth import csrf, idle_check, login_manager
 from renkei.crypto import Keyring
@@ -65,8 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.before_request
     def _begin():
-        if settings.audit_sealer:  # a server process: seal the access log (renkei/audit_sealer.py)
-            audit_sealer.start(app)
+        start_background(app)  # at once where the server started them already
         work.begin()
         idle_check()
 
@@ -91,6 +90,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         if exc.code in (404, 405):  # an unknown address gets the app's own page, in the user's language
             return render_template("error.html", status=exc.code, problem=None), exc.code
         return exc
+
+    @app.get("/sw.js")
+    def service_worker():  # served from the root so that it may handle the whole site
+        resp = send_from_directory(app.static_folder, "sw.js", mimetype="text/javascript", max_age=0)
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
 
     @app.get("/favicon.ico")
     def favicon():  # asked for by browsers and tools that do not read the page's <link rel=icon>
@@ -124,3 +129,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         return {"status": "ok"}
 
     return app
+
+
+def start_background(app: Flask):
+    """The threads of a server process (settings say which): the access log's sealer
+    (renkei/audit_sealer.py) and the sender of pushes and mails (renkei/deliveries.py).
+    Started when the server starts, so deliveries left before a restart go out at once;
+    each starts once per process."""
+    settings = app.config["RENKEI"]
+    if settings.audit_sealer:
+        audit_sealer.start(app)
+    if settings.sender:
+        deliveries.start(app)

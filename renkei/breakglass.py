@@ -8,7 +8,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from models import BreakGlass, Patient, User, new_id, utcnow
-from renkei import auth, authz, crypto, db, notify, patients, vault, work
+from renkei import auth, authz, crypto, db, notify, outreach, patients, vault, work
 from renkei.authz import patient_access
 from renkei.problems import Problem, not_found
 from renkei.timefmt import iso
@@ -88,6 +88,7 @@ def _open(actor: User, patient: Patient, reason: str, otp: str | None, otp_check
     db.session.flush()
     notify.queue("breakglass.opened", patient.id, {"actor_id": actor.id, "reason_given": True},
                  also_to=notify.admin_user_ids())
+    outreach.tell("breakglass.opened", patient.id, notify.team_user_ids(patient.id), actor_id=actor.id)
     return {"id": grant.id, "patient_id": patient.id, "expires_at": grant.expires_at}
 
 

@@ -2,7 +2,7 @@
 from sqlalchemy import select, tuple_
 
 from models import Note, NoteAck, Patient, User, new_id, utcnow
-from renkei import authz, crypto, db, notify, vault, work
+from renkei import authz, crypto, db, notify, outreach, teams, vault, work
 from renkei.authz import patient_access
 from renkei.problems import Problem, not_found
 from renkei.timefmt import iso, parse_iso
@@ -39,6 +39,11 @@ def post(actor: User, patient_id: str, body: str, category: str, urgent: bool = 
     work.describe(detail="note=" + note.id)
     notify.queue("note.created", patient.id, {"note_id": note.id, "category": note.category,
                                               "urgent": note.urgent, "actor_id": actor.id})
+    if urgent or "@" in body:  # beyond the open pages: pushes and mails (renkei/outreach.py)
+        members = teams.members(patient.id)
+        if urgent:
+            outreach.tell("note.urgent", patient.id, [m.id for m in members], actor_id=actor.id, note_id=note.id)
+        outreach.tell("note.mention", patient.id, outreach.mentioned(body, members), actor_id=actor.id, note_id=note.id)
     return notes_out(patient, [note], actor)[0]
 
 

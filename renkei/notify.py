@@ -12,7 +12,7 @@ import json
 from sqlalchemy import case, insert, select, update
 
 from models import TeamMember, User, UserEvent, utcnow
-from renkei import db, work
+from renkei import db, outreach, work
 from renkei.timefmt import iso
 
 
@@ -29,7 +29,10 @@ def admin_user_ids() -> list[str]:
 def queue(name: str, patient_id: str, payload: dict, also_to=()):
     """Name `name` for every current team member (and `also_to`); it is stored with each
     recipient's next seq when the unit of work commits, and sent after the commit."""
-    recipients = sorted(set(team_user_ids(patient_id)) | set(also_to))
+    team = team_user_ids(patient_id)
+    if name in outreach.CHANGES:  # for those who asked to hear of any change
+        outreach.tell("patient.updated", patient_id, team, actor_id=payload.get("actor_id"))
+    recipients = sorted(set(team) | set(also_to))
     if not recipients:
         return
     unit = work.current()

@@ -129,6 +129,13 @@ class Settings:
     # The address people reach Renkei at (the emergency sheet's QR code); without it,
     # the address of the request that printed the sheet.
     public_url: str | None = None
+    development: bool = False  # RENKEI_ENV=development: throwaway keys, loopback push endpoints
+    # Push and e-mail (docs/ARCHITECTURE.md, "Push and e-mail"): the SMTP server and the
+    # sender address; the hour (Japan time) from which the daily digests go out.
+    smtp_url: str | None = None
+    mail_from: str = "renkei@localhost"
+    digest_hour: int = 7
+    sender: bool = False  # run the sender of pushes and mails in this process (the servers do)
     # The access log (docs/ARCHITECTURE.md, "The access log"): its keys (last current),
     # the name its signed heads carry, where the heads are kept outside the database,
     # and the sealer's pace. Tests get throwaway keys and sink.
@@ -178,6 +185,11 @@ class Settings:
             attachment_max_bytes=int(env.get("RENKEI_ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024)),
             attachment_patient_quota_bytes=int(env.get("RENKEI_ATTACHMENT_QUOTA_BYTES", 2 * 1024 ** 3)),
             public_url=(env.get("RENKEI_PUBLIC_URL") or "").rstrip("/") or None,
+            development=env.get("RENKEI_ENV") == "development",
+            smtp_url=env.get("RENKEI_SMTP_URL") or None,
+            mail_from=env.get("RENKEI_MAIL_FROM", "renkei@localhost"),
+            digest_hour=int(env.get("RENKEI_DIGEST_HOUR", 7)),
+            sender=True,
             audit_keys=_audit_seeds(embedded),
             audit_origin=env.get("RENKEI_AUDIT_ORIGIN", "renkei/audit-log"),
             audit_sink=Path(env.get("RENKEI_AUDIT_SINK") or INSTANCE / "audit-heads"),

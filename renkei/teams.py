@@ -21,6 +21,11 @@ def _rows(patient_id: str):
                               .order_by(TeamMember.added_at)).all()
 
 
+def members(patient_id: str) -> list[User]:
+    """The current members as people (to find the ones a note names with @)."""
+    return [u for _, u in _rows(patient_id)]
+
+
 def team(actor: User, patient_id: str) -> dict:
     """The current team, and whether the caller may change it."""
     access = patient_access(actor, patient_id, authz.TEAM_VIEW)
@@ -50,7 +55,7 @@ def add_member(actor: User, patient_id: str, user_id: str, role: str) -> dict:
     member = TeamMember(patient_id=patient.id, user_id=user.id, role=role, added_by=actor.id)
     db.session.add(member)
     db.session.flush()
-    notify.queue("team.updated", patient.id, {"user_id": user.id, "change": "added"})
+    notify.queue("team.updated", patient.id, {"user_id": user.id, "change": "added", "actor_id": actor.id})
     return member_out(member, user)
 
 
@@ -67,7 +72,7 @@ def remove_member(actor: User, patient_id: str, user_id: str):
     member.removed_at = utcnow()
     db.session.flush()
     # Recipients are the team after the removal: the removed member gets no more events.
-    notify.queue("team.updated", patient.id, {"user_id": user_id, "change": "removed"})
+    notify.queue("team.updated", patient.id, {"user_id": user_id, "change": "removed", "actor_id": actor.id})
 
 
 def _care_managers(patient_id: str) -> int:

@@ -36,6 +36,7 @@ class Work:
         self.reset_announced: set[str] = set()  # patients told of a reset person's read
         self.entries: list[audit.Pending] = []
         self.outbox: list[tuple] = []  # realtime events named by services (renkei/notify.py)
+        self.outreach: list[tuple] = []  # pushes and mails named by services (renkei/outreach.py)
         self.events: list[tuple[str, str, dict]] = []  # (user id, event name, payload), stored
         self.closing: list[Callable[[], None]] = []  # the last writes before COMMIT
         self.ended: list[tuple[str, str]] = []  # ("user" | "token", id) whose sockets must close
@@ -95,7 +96,7 @@ class Work:
         # that changed nothing else writes them in one statement, with no BEGIN/COMMIT.
         wrote = db.session.new or db.session.dirty or db.session.deleted
         audit.write(self.entries, alone=bool(self.entries) and not wrote and not db.in_transaction())
-        self.entries, self.closing, self.outbox = [], [], []
+        self.entries, self.closing, self.outbox, self.outreach = [], [], [], []
         db.session.commit()
         steps, self.afterwards = self.afterwards, []
         for step in steps:
@@ -108,7 +109,7 @@ class Work:
     def rollback(self):
         db.session.rollback()
         self.patients_found = set()  # one found inside the rolled-back work may be gone with it
-        self.closing, self.outbox = [], []
+        self.closing, self.outbox, self.outreach = [], [], []
         self.entries, self.events, self.ended, self.afterwards = [], [], [], []  # marks stay: they describe the attempt
 
     def finish(self, resp: Response, action: str | None, user, where: str) -> Response:

@@ -83,6 +83,12 @@ CASES = {
                                                    "birth_date": "1950-01-01", "sex": "male"},
                      dict(zip(ROLES, [201, 201, 201, 201, 201, 201, 201, 403, 403, 201, 201, 401]))),
     "GET me": ("GET", "/api/v1/users/me", None, ANYONE),
+    "GET vapid key": ("GET", "/api/v1/push/vapid-public-key", None, dict(zip(ROLES, [200] * 12))),
+    "GET my devices": ("GET", "/api/v1/push/subscriptions", None, ANYONE),
+    "DELETE device": ("DELETE", "/api/v1/push/subscriptions/{device}", None,  # doc's device: doc alone
+                      dict(zip(ROLES, [404, 204, 404, 404, 404, 404, 404, 404, 404, 404, 404, 401]))),
+    "GET my notifications": ("GET", "/api/v1/users/me/notifications", None, ANYONE),
+    "PUT my notifications": ("PUT", "/api/v1/users/me/notifications", {"push": {"changes": True}}, ANYONE),
     "GET audit": ("GET", "/api/v1/audit", None, AUDIT),
     "GET audit verify": ("GET", "/api/v1/audit/verify", None, AUDIT),
     "GET audit csv": ("GET", "/api/v1/audit/export.csv", None, AUDIT),
@@ -122,11 +128,15 @@ def fresh_patient(api) -> dict:
                                  headers={"Authorization": "Bearer " + api.tokens["doc"]},
                                  data={"file": (io.BytesIO(photo.getvalue()), "p.png", "image/png")}).json["id"]
     n = next(api.counter)
+    device = api.call("doc", "POST", "/api/v1/push/subscriptions", {
+        "endpoint": f"https://8.8.8.8/push/{n}",
+        "keys": {"p256dh": "BH-RbJ2kYKl9OcH5kqT-MCIGqoVFLGwgzojnw0GLg1pIl632NnEhpWX3D2TN8frIp1bQJ21wnNJeJrr1iXIIFf4",
+                 "auth": "8eDyX_uCN0XRhSbY5hs7Hg"}}).json["id"]
     api.user(f"extra{n}", "therapist")
     api.join(pid, f"extra{n}", "therapist", by="cm")
     api.user(f"fresh{n}", "nurse")
     return {"pid": pid, "note": note, "attachment": attachment, "member": api.users[f"extra{n}"]["id"],
-            "fresh": api.users[f"fresh{n}"]["id"], "fresh_login": f"new{n}", "org": api.org}
+            "fresh": api.users[f"fresh{n}"]["id"], "device": device, "fresh_login": f"new{n}", "org": api.org}
 
 
 def fill(value, names):
@@ -145,7 +155,7 @@ def test_route_by_role(world, case, role):
     method, path, body, expected = CASES[case]
     names = fresh_patient(world)
     headers = {}
-    if method == "PUT":
+    if method == "PUT" and "/record/" in path:
         section = path.rsplit("/", 1)[1]
         current = world.call("cm", "GET", f"/api/v1/patients/{names['pid']}/record/{section}")
         headers["If-Match"] = current.headers["ETag"]

@@ -1,0 +1,58 @@
+"""Reaching people outside the app (docs/ARCHITECTURE.md, "Push and e-mail"): their
+devices' push subscriptions, what they want to hear of, and the deliveries waiting to
+be sent. Nothing here holds a name or clinical text; endpoints, device keys and e-mail
+addresses are sealed with a system key (renkei/vault.py)."""
+from datetime import date, datetime
+
+from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, new_id, utcnow
+
+
+class PushSubscription(Base):
+    """One device of one person (a browser's PushSubscription). An endpoint belongs to
+    one person at a time: signing up a shared tablet moves it to the new person."""
+    __tablename__ = "push_subscriptions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    endpoint_digest: Mapped[str] = mapped_column(String(64), unique=True)  # keyed: finds a repeat
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)  # endpoint, keys and label, as JSON
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class NotificationSettings(Base):
+    """What a person wants to hear of, and where. No row: the defaults."""
+    __tablename__ = "notification_settings"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    push_urgent: Mapped[bool] = mapped_column(Boolean, default=True)
+    push_breakglass: Mapped[bool] = mapped_column(Boolean, default=True)
+    push_mentions: Mapped[bool] = mapped_column(Boolean, default=True)
+    push_changes: Mapped[bool] = mapped_column(Boolean, default=False)
+    quiet_start: Mapped[str | None] = mapped_column(String(5))  # "22:00", Japan time
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    email_urgent: Mapped[bool] = mapped_column(Boolean, default=True)
+    email_digest: Mapped[bool] = mapped_column(Boolean, default=False)
+    email_ct: Mapped[bytes | None] = mapped_column(LargeBinary)  # confirmed address
+    email_pending_ct: Mapped[bytes | None] = mapped_column(LargeBinary)  # new address and its code
+    email_code_expires: Mapped[datetime | None] = mapped_column(DateTime)
+    digest_sent_on: Mapped[date | None] = mapped_column(Date)  # Japan date of the last digest
+
+
+class Delivery(Base):
+    """A push or mail to send, written in the transaction of the change it tells of and
+    deleted once sent: a restart or a push service that is down loses nothing. A sender
+    claims a row until `claimed_until`; with several processes exactly one sends it."""
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(8))  # "push" or "mail"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)  # JSON: identifiers only
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    claim: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,0 +1,141 @@
+"""The sender: sends the queued pushes and mails (models/notifications.py Delivery) in a
+thread of each server process, off the request path (docs/ARCHITECTURE.md, "Push and
+e-mail"). A request only queues; its commit wakes this process's sender, and the others
+look every few seconds, so deliveries left by a process that stopped are sent too.
+
+A sender claims a few due rows with a conditional UPDATE (a row claimed by another
+process, whose claim has not run out, is skipped: exactly one sends it), commits, sends
+with no transaction open, then deletes what went out or schedules a retry with back-off.
+A process that dies mid-send leaves its claim to run out, and the row is sent again:
+a device may then get a message twice, never none."""
+import json
+import logging
+import smtplib
+import threading
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import delete, or_, select, update
+
+from models import Delivery, PushSubscription, utcnow
+from renkei import db, mail, outreach, webpush
+
+log = logging.getLogger("renkei.deliveries")
+BATCH = 10
+CLAIM_SECONDS = 120  # longer than BATCH sends at their time-outs
+POLL_SECONDS = 2.0  # how often a sender looks for rows other processes queued
+GIVE_UP = timedelta(hours=24)  # as long as a push service keeps a message
+_started = {"lock": threading.Lock(), "apps": set()}
+
+
+def claim(now=None) -> list[Delivery]:
+    """Take up to BATCH due deliveries for this sender; commits."""
+    now, token = now or utcnow(), uuid.uuid4().hex
+    free = or_(Delivery.claimed_until.is_(None), Delivery.claimed_until < now)
+    ids = list(db.session.execute(select(Delivery.id).where(Delivery.next_at <= now, free)
+                                  .order_by(Delivery.id).limit(BATCH)).scalars())
+    if not ids:
+        db.session.commit()
+        return []
+    db.session.execute(update(Delivery).where(Delivery.id.in_(ids), free)
+                       .values(claim=token, claimed_until=now + timedelta(seconds=CLAIM_SECONDS)))
+    db.session.commit()
+    return list(db.session.execute(select(Delivery).where(Delivery.claim == token)).scalars())
+
+
+def deliver(row: Delivery):
+    """Send one claimed delivery and record the outcome."""
+    try:
+        if row.channel == "push":
+            _push(row)
+        else:
+            _mail(row)
+    except (webpush.Later, smtplib.SMTPException, OSError) as exc:
+        _later(row, getattr(exc, "retry_after", None), exc)
+        return
+    except (ValueError, mail.NotConfigured) as exc:
+        log.warning("delivery %s (%s, %s) dropped: %s", row.id, row.channel, row.kind, exc)
+    except Exception as exc:  # a defect: keep the row, and the rest of the batch going
+        log.exception("delivery %s (%s, %s) failed", row.id, row.channel, row.kind)
+        db.session.rollback()
+        _later(row, None, exc)
+        return
+    db.session.execute(delete(Delivery).where(Delivery.id == row.id))
+    db.session.commit()
+
+
+def _push(row: Delivery):
+    sub = db.session.get(PushSubscription, row.subscription_id)
+    if sub is None:  # removed meanwhile
+        return
+    info = webpush.opened(sub)
+    db.session.commit()  # no transaction open while the push service answers
+    try:
+        webpush.send(info, json.loads(row.payload), urgent=row.kind == "note.urgent")
+    except webpush.Gone:
+        log.info("push subscription %s is gone; removed", sub.id)
+        if (sub := db.session.get(PushSubscription, row.subscription_id)) is not None:
+            webpush.remove(sub)
+        return
+    db.session.execute(update(PushSubscription).where(PushSubscription.id == row.subscription_id)
+                       .values(last_used_at=utcnow()))
+
+
+def _mail(row: Delivery):
+    message = outreach.mail_for(row)
+    db.session.commit()
+    if message is not None:
+        mail.send(*message)
+
+
+def _later(row: Delivery, retry_after: float | None, why):
+    now = utcnow()
+    if now - row.created_at > GIVE_UP:
+        log.warning("delivery %s (%s, %s) given up after %s attempts: %s", row.id, row.channel, row.kind,
+                    row.attempts + 1, why)
+        db.session.execute(delete(Delivery).where(Delivery.id == row.id))
+    else:
+        wait = min(retry_after or 5 * 2 ** row.attempts, 3600)
+        db.session.execute(update(Delivery).where(Delivery.id == row.id).values(
+            attempts=row.attempts + 1, next_at=now + timedelta(seconds=wait), claim=None, claimed_until=None))
+    db.session.commit()
+
+
+def run_once() -> int:
+    """Send everything due now (the sender's turn; commands and tests call it too)."""
+    sent = 0
+    while batch := claim():
+        for row in batch:
+            deliver(row)
+            sent += 1
+    return sent
+
+
+def _run(app):
+    last_digest = None
+    while True:
+        outreach.queued.wait(POLL_SECONDS)
+        outreach.queued.clear()
+        with app.app_context():
+            try:
+                minute = utcnow().replace(second=0, microsecond=0)
+                if minute != last_digest:  # the digests' turn, once a minute
+                    outreach.queue_digests()
+                    last_digest = minute
+                run_once()
+            except Exception:  # never let the thread die
+                log.exception("sending deliveries failed; retrying")
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+
+def start(app):
+    """Start this process's sender once (servers only)."""
+    if id(app) in _started["apps"]:
+        return
+    with _started["lock"]:
+        if id(app) in _started["apps"]:
+            return
+        _started["apps"].add(id(app))
+    threading.Thread(target=_run, args=(app,), name="deliveries", daemon=True).start()

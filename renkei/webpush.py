@@ -1,0 +1,234 @@
+"""Web Push (RFC 8030) to people's devices: their subscriptions, the VAPID key
+(RFC 8292), and sending one message, encrypted for the device (RFC 8291, aes128gcm)
+by pywebpush. A message names a kind and identifiers only; the device shows a fixed
+text (static/sw.js). docs/ARCHITECTURE.md, "Push and e-mail"."""
+import base64
+import ipaddress
+import json
+import socket
+from urllib.parse import urlsplit
+
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import current_app
+from py_vapid import Vapid02
+from pywebpush import WebPushException, webpush
+from sqlalchemy import delete, select
+
+from models import Delivery, PushSubscription, User, new_id, utcnow
+from renkei import crypto, db, vault
+from renkei.problems import Problem, invalid, not_found
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+TTL_SECONDS = 24 * 3600  # a push service keeps a message this long for a device that is off
+TIMEOUT = (3.05, 5)  # connect, read: a slow push service delays the next delivery, not a request
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def vapid() -> Vapid02:
+    """The service's VAPID key pair: a P-256 key made from a system key, so it is
+    generated once, wrapped by the master key and rotated with it like the others."""
+    seed = int.from_bytes(vault.system_key("vapid"), "big")
+    return Vapid02(ec.derive_private_key(seed % (P256_ORDER - 1) + 1, ec.SECP256R1()))
+
+
+def public_key() -> str:
+    """The application server key a browser subscribes with (base64url, uncompressed point)."""
+    return b64url(vapid().public_key.public_bytes(serialization.Encoding.X962,
+                                                  serialization.PublicFormat.UncompressedPoint))
+
+
+# --- who may be sent to --------------------------------------------------------------
+
+def _forbidden_address(ip: ipaddress._BaseAddress) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def check_endpoint(url: str) -> str | None:
+    """Why Renkei will not send to `url`, or None. Push services are on the internet:
+    an endpoint that is not https, or whose name resolves to a loopback, private,
+    link-local or otherwise non-global address, could make the server send requests
+    into its own network. In development a loopback http endpoint is allowed (tests)."""
+    development = current_app.config["RENKEI"].development
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "Not a URL."
+    if not host or parts.username or parts.password:
+        return "Not a push service URL."
+    if parts.scheme != "https" and not (development and parts.scheme == "http"):
+        return "A push endpoint must be https://."
+    try:
+        infos = socket.getaddrinfo(host, port or (443 if parts.scheme == "https" else 80),
+                                   proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return "The endpoint's host does not resolve."
+    for *_, address in infos:
+        ip = ipaddress.ip_address(address[0].split("%")[0])
+        if development and ip.is_loopback:
+            continue
+        if _forbidden_address(ip):
+            return "The endpoint resolves to an address that is not on the internet."
+    if parts.scheme == "http" and not all(ipaddress.ip_address(a[0].split("%")[0]).is_loopback for *_, a in infos):
+        return "A push endpoint must be https://."
+    return None
+
+
+def _device_keys(keys) -> dict:
+    """The browser's p256dh (an uncompressed P-256 point) and auth secret (16 bytes)."""
+    errors = {}
+    keys = keys if isinstance(keys, dict) else {}
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), _unb64url(keys.get("p256dh") or ""))
+    except (ValueError, TypeError):
+        errors["p256dh"] = ["Not a P-256 public key in base64url."]
+    try:
+        if len(_unb64url(keys.get("auth") or "")) != 16:
+            raise ValueError
+    except (ValueError, TypeError):
+        errors["auth"] = ["Not a 16-byte secret in base64url."]
+    if errors:
+        raise invalid({"keys": errors})
+    return {"p256dh": keys["p256dh"], "auth": keys["auth"]}
+
+
+# --- a person's devices ---------------------------------------------------------------
+
+def _aad(row: PushSubscription) -> str:
+    return f"push|{row.id}|{row.user_id}"
+
+
+def opened(row: PushSubscription) -> dict:
+    return crypto.unseal_json(vault.system_key("contacts"), row.sealed, _aad(row))
+
+
+def _out(row: PushSubscription) -> dict:
+    info = opened(row)
+    return {"id": row.id, "endpoint": info["endpoint"], "label": info.get("label"),
+            "created_at": row.created_at, "last_used_at": row.last_used_at}
+
+
+def subscribe(user: User, body: dict) -> tuple[dict, bool]:
+    """Keep a device's subscription (sealed). The same endpoint again is the same
+    subscription (True: created). An endpoint another person had is theirs no more."""
+    endpoint = body["endpoint"]
+    reason = check_endpoint(endpoint)
+    if reason:
+        raise invalid({"endpoint": [reason]})
+    keys = _device_keys(body.get("keys"))
+    digest = vault.keyed_digest("push endpoint", endpoint)
+    row = db.session.execute(select(PushSubscription).where(PushSubscription.endpoint_digest == digest)
+                             .with_for_update()).scalar()
+    if row is not None and row.user_id != user.id:
+        remove(row)
+        db.session.flush()
+        row = None
+    created = row is None
+    if created:
+        row = PushSubscription(id=new_id(), user_id=user.id, endpoint_digest=digest, created_at=utcnow())
+    label = body.get("label") or (opened(row).get("label") if not created else None)
+    row.sealed = crypto.seal_json(vault.system_key("contacts"),
+                                  {"endpoint": endpoint, "keys": keys, "label": label}, _aad(row))
+    db.session.add(row)
+    db.session.flush()
+    return _out(row), created
+
+
+def subscriptions(user: User) -> list[dict]:
+    rows = db.session.execute(select(PushSubscription).where(PushSubscription.user_id == user.id)
+                              .order_by(PushSubscription.created_at)).scalars()
+    return [_out(row) for row in rows]
+
+
+def unsubscribe(user: User, subscription_id: str):
+    row = db.session.get(PushSubscription, subscription_id)
+    if row is None or row.user_id != user.id:
+        raise not_found()
+    remove(row)
+
+
+def remove(row: PushSubscription):
+    db.session.execute(delete(Delivery).where(Delivery.subscription_id == row.id))
+    db.session.delete(row)
+
+
+def remove_all(user_id: str):
+    """Every device of a person (their credentials ended: reset, disabled)."""
+    ids = select(PushSubscription.id).where(PushSubscription.user_id == user_id)
+    db.session.execute(delete(Delivery).where(Delivery.subscription_id.in_(ids)))
+    db.session.execute(delete(PushSubscription).where(PushSubscription.user_id == user_id))
+
+
+# --- sending ------------------------------------------------------------------------
+
+class _NoRedirects(requests.Session):
+    """A push service answers; it never sends us elsewhere (a redirect could point
+    into the hosting network after the endpoint's address was checked)."""
+
+    def request(self, *args, **kwargs):
+        kwargs["allow_redirects"] = False
+        return super().request(*args, **kwargs)
+
+
+def _subject() -> str:
+    """VAPID's contact for push services: the sender address, else the public URL."""
+    s = current_app.config["RENKEI"]
+    if s.mail_from:
+        return "mailto:" + s.mail_from
+    if s.public_url and s.public_url.startswith("https://"):
+        return s.public_url
+    return "mailto:renkei@localhost"
+
+
+class Gone(Exception):
+    """The push service says the subscription no longer exists (404/410)."""
+
+
+class Later(Exception):
+    """Try again later: the push service is down, busy (429/5xx) or unreachable."""
+
+    def __init__(self, retry_after: float | None = None):
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+def send(info: dict, payload: dict, urgent: bool):
+    """Send one message to the device of `info` (an opened subscription). Raises Gone,
+    Later, or ValueError (refused for good: a bad endpoint, or a 4xx a retry would not
+    change)."""
+    reason = check_endpoint(info["endpoint"])  # again: a name may resolve elsewhere now
+    if reason:
+        raise ValueError(reason)
+    with _NoRedirects() as session:
+        try:
+            webpush({"endpoint": info["endpoint"], "keys": info["keys"]},
+                    json.dumps(payload, separators=(",", ":")), vapid_private_key=vapid(),
+                    vapid_claims={"sub": _subject()}, ttl=TTL_SECONDS, timeout=TIMEOUT,
+                    headers={"Urgency": "high" if urgent else "normal"}, requests_session=session)
+        except WebPushException as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if status in (404, 410):
+                raise Gone()
+            if status is None or status == 429 or status >= 500:
+                raise Later(_retry_after(exc.response))
+            raise ValueError(f"the push service answered {status}")
+        except requests.RequestException:
+            raise Later()
+
+
+def _retry_after(resp) -> float | None:
+    try:
+        return float(resp.headers.get("Retry-After"))
+    except (AttributeError, TypeError, ValueError):
+        return None

@@ -1,0 +1,46 @@
+/* Renkei's service worker (docs/ARCHITECTURE.md, "Push and e-mail").
+ * It caches nothing: every page holds patient data and must come from the server behind
+ * sign-in. It only turns a push into a notification and opens the page it names.
+ * A push carries a kind and identifiers, never a name or clinical text, so the text
+ * shown is fixed per kind. */
+"use strict";
+
+const TEXTS = {
+  "note.urgent": "至急の連絡があります",
+  "breakglass.opened": "担当利用者に緊急時アクセスがありました",
+  "note.mention": "あなた宛ての連絡があります",
+  "patient.updated": "担当利用者の記録が更新されました",
+};
+
+self.addEventListener("install", () => self.skipWaiting());
+self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+
+function samePath(url) {
+  // Only a path of this site is opened: a message can never send someone elsewhere.
+  return typeof url === "string" && url.startsWith("/") && !url.startsWith("//") ? url : "/";
+}
+
+self.addEventListener("push", (event) => {
+  let data = {};
+  try { data = event.data ? event.data.json() : {}; } catch (e) { data = {}; }
+  const text = TEXTS[data.kind] || "新しいお知らせがあります";
+  event.waitUntil(self.registration.showNotification("Renkei", {
+    body: text,
+    icon: "/static/icons/renkei-192.png",
+    tag: (data.kind || "renkei") + ":" + (data.patient_id || ""),
+    renotify: data.kind === "note.urgent",
+    requireInteraction: data.kind === "note.urgent",
+    data: {url: samePath(data.url)},
+  }));
+});
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const url = event.notification.data && event.notification.data.url || "/";
+  event.waitUntil(self.clients.matchAll({type: "window", includeUncontrolled: true}).then((windows) => {
+    for (const w of windows) {
+      if (new URL(w.url).pathname === url && "focus" in w) return w.focus();
+    }
+    return self.clients.openWindow(url);
+  }));
+});
