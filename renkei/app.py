@@ -91,11 +91,18 @@ def create_app(settings: Settings | None = None) -> Flask:
             return render_template("error.html", status=exc.code, problem=None), exc.code
         return exc
 
+    # The installable app (docs/ARCHITECTURE.md, "Push and e-mail"): the service worker
+    # is served from the root so that its scope is the whole site.
     @app.get("/sw.js")
-    def service_worker():  # served from the root so that it may handle the whole site
+    def service_worker():
         resp = send_from_directory(app.static_folder, "sw.js", mimetype="text/javascript", max_age=0)
         resp.headers["Cache-Control"] = "no-cache"
         return resp
+
+    @app.get("/manifest.webmanifest")
+    def manifest():
+        return send_from_directory(app.static_folder, "manifest.webmanifest",
+                                   mimetype="application/manifest+json", max_age=3600)
 
     @app.get("/favicon.ico")
     def favicon():  # asked for by browsers and tools that do not read the page's <link rel=icon>

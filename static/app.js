@@ -762,4 +762,66 @@
     });
     viewer.addEventListener("close", () => $("img", viewer).removeAttribute("src"));
   }
+
+  /* ---- the installable app and its notifications (account page) ----
+     The service worker caches nothing (static/sw.js); it only shows pushes. */
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
+  function keyBytes(text) {  // base64url → bytes, for applicationServerKey
+    const raw = atob((text + "===".slice((text.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/"));
+    return Uint8Array.from(raw, c => c.charCodeAt(0));
+  }
+  async function currentSubscription() {
+    if (!("serviceWorker" in navigator) || !("PushManager" in window)) return null;
+    const reg = await navigator.serviceWorker.ready;
+    return reg.pushManager.getSubscription();
+  }
+  const pushForm = document.getElementById("push-subscribe");
+  if (pushForm) {
+    const supported = "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
+    pushForm.hidden = !supported;
+    $("#push-unsupported").hidden = supported;
+    currentSubscription().then(sub => {
+      if (!sub) return;
+      $$("#push-devices li[data-endpoint]").forEach(li => { $(".this-device", li).hidden = li.dataset.endpoint !== sub.endpoint; });
+    }).catch(() => {});
+    pushForm.addEventListener("submit", async e => {
+      e.preventDefault();
+      const status = $(".status", pushForm);
+      status.textContent = T.saving;
+      try {
+        if (await Notification.requestPermission() !== "granted") { status.textContent = T.push_denied; return; }
+        const reg = await navigator.serviceWorker.ready;
+        const key = (await api("GET", "/api/v1/push/vapid-public-key")).data.public_key;
+        const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) });
+        const res = await api("POST", "/api/v1/push/subscriptions",
+                              Object.assign(sub.toJSON(), { label: pushForm.label.value.trim() || null }));
+        if (res.status < 300) location.reload();
+        else status.textContent = problemText(res, pushForm);
+      } catch (err) { status.textContent = T.push_failed; }
+    });
+  }
+  $$("#push-devices .remove-device").forEach(button => button.addEventListener("click", async () => {
+    const li = button.closest("li");
+    const res = await api("DELETE", `/api/v1/push/subscriptions/${li.dataset.id}`);
+    if (res.status !== 204 && res.status !== 404) return;
+    const sub = await currentSubscription().catch(() => null);
+    if (sub && sub.endpoint === li.dataset.endpoint) await sub.unsubscribe().catch(() => {});
+    li.remove();
+  }));
+  // What I hear of: the checkboxes as the API's nested settings.
+  jsonForm("notify-form", "/api/v1/users/me/notifications", "PUT", () => {
+    $("#notify-form .status").textContent = T.saved;
+  }, b => {
+    const out = { push: { urgent: "push.urgent" in b, breakglass: "push.breakglass" in b,
+                          mentions: "push.mentions" in b, changes: "push.changes" in b },
+                  quiet_hours: "quiet" in b ? { start: b.quiet_start, end: b.quiet_end } : null };
+    if ($('#notify-form [name="email.urgent"]')) out.email = { urgent: "email.urgent" in b, digest: "email.digest" in b };
+    return out;
+  });
+  jsonForm("email-form", "/api/v1/users/me/email", "PUT");
+  jsonForm("email-confirm", "/api/v1/users/me/email/confirm", "POST", () => { location.href = "/account"; });
+  const emailRemove = $("#email-remove");
+  if (emailRemove) emailRemove.addEventListener("click", async () => {
+    if ((await api("PUT", "/api/v1/users/me/email", { address: null })).status < 300) location.reload();
+  });
 })();

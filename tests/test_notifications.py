@@ -353,3 +353,86 @@ def test_urgent_mail_and_the_daily_digest_hold_no_name_or_clinical_text(database
     for secret in (NAME, "連携", "定期訪問", TEXT[:4]):
         assert secret not in subject + text
     app.extensions["renkei.engine"].dispose()
+
+
+# --- the installable app, in Chromium ---------------------------------------------------
+
+# The browser vendor's push service cannot be reached here: the page is handed a
+# subscription that points at the test's own push service, as the browser would hand one.
+FAKE_PUSH_MANAGER = """
+(() => {
+  const sub = %s;
+  // A subscription outlives the page, as the browser's does (the flag stands in for it).
+  const made = () => ({ endpoint: sub.endpoint, toJSON: () => sub,
+                        unsubscribe: async () => { localStorage.removeItem("test-push"); return true; } });
+  PushManager.prototype.subscribe = async function (options) {
+    if (!options || !options.userVisibleOnly || !(options.applicationServerKey instanceof Uint8Array)
+        || options.applicationServerKey.length !== 65) throw new Error("bad subscribe options");
+    localStorage.setItem("test-push", "1");
+    return made();
+  };
+  PushManager.prototype.getSubscription = async function () {
+    return localStorage.getItem("test-push") ? made() : null;
+  };
+})();
+"""
+
+
+@pytest.fixture(scope="module")
+def dev_demo_server(tmp_path_factory):
+    """`python wsgi.py` with the demo data, in development mode (loopback push endpoints)."""
+    from tests.helpers import CHROMIUM, random_master_key
+    import os
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("chromium is not installed") if not os.environ.get("CI") else pytest.fail("no chromium")
+    folder = tmp_path_factory.mktemp("demo-push")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
+    env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_PORT": str(free_port()),
+            "RENKEI_MASTER_KEY": random_master_key(), "RENKEI_ENV": "development"}
+    with start_server(env, timeout=60) as base:
+        yield base
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_app_installs_and_a_tablet_subscribes_from_the_account_page(browser, dev_demo_server, receiver):
+    from tests.helpers import signed_in_page
+    base, password = dev_demo_server, "renkei-demo-2026"
+    device = receiver.device("sato-tablet")
+    page = signed_in_page(browser, base, "dr.sato", password)
+    page.context.grant_permissions(["notifications"], origin=base)
+    page.context.add_init_script(FAKE_PUSH_MANAGER % json.dumps(device.subscription()))
+    page.goto("/account")
+    worker = page.evaluate("navigator.serviceWorker.ready.then(r => r.active.scriptURL)")
+    assert worker == base + "/sw.js"
+    manifest = page.evaluate("fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json())")
+    assert manifest["start_url"] == "/" and manifest["display"] == "standalone"
+    for icon in manifest["icons"]:
+        assert requests.get(base + icon["src"]).headers["Content-Type"] == "image/png"
+    assert page.evaluate("caches.keys()") == []  # nothing cached, clinical or not
+
+    page.fill("#push-subscribe input[name=label]", "訪問用タブレット")
+    page.click("#push-subscribe button[type=submit]")
+    row = page.locator("#push-devices li:has-text('訪問用タブレット')")
+    row.wait_for(timeout=10000)
+    row.locator(".this-device").wait_for(state="visible", timeout=5000)
+    page.screenshot(path=str(Path(__file__).parent.parent / "test-artifacts" / "screenshots" / "account-notifications.png"),
+                    full_page=True)
+
+    cm = requests.post(base + "/api/v1/auth/tokens", json={"login": "cm.tanaka", "password": password}).json()["token"]
+    auth = {"Authorization": "Bearer " + cm}
+    pid = next(p["id"] for p in requests.get(base + "/api/v1/patients", headers=auth).json()["items"]
+               if p["name"] == "山田 太郎")
+    r = requests.post(f"{base}/api/v1/patients/{pid}/notes", headers=auth,
+                      json={"body": "夜間に38.5℃の発熱、往診を検討してください", "category": "vital_signs", "urgent": True})
+    assert r.status_code == 201
+    got = receiver.wait_for(1, timeout=10)
+    assert [(g.device, g.payload["kind"]) for g in got] == [("sato-tablet", "note.urgent")]
+    assert_identifiers_only(got[0].payload, pid)
+
+    row.locator(".remove-device").click()
+    row.wait_for(state="detached", timeout=5000)
+    assert page.evaluate("navigator.serviceWorker.ready.then(r => r.pushManager.getSubscription())") is None
+    page.reload()
+    assert page.locator("#push-devices li:has-text('訪問用タブレット')").count() == 0
+    page.context.close()

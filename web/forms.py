@@ -63,6 +63,9 @@ PROFESSION_LABELS = {"physician": _l("医師"), "nurse": _l("看護師"), "care_
 ACTION_LABELS = {
     "auth.login": _l("ログイン"), "auth.logout": _l("ログアウト"), "auth.recover": _l("アクセス回復"),
     "auth.totp_enrol": _l("二要素認証の登録開始"), "auth.totp_confirm": _l("二要素認証の登録"),
+    "push.subscribe": _l("通知を受け取る端末の登録"), "push.unsubscribe": _l("通知を受け取る端末の解除"),
+    "notifications.update": _l("通知設定の変更"), "account.email": _l("メールアドレスの変更"),
+    "account.email_confirm": _l("メールアドレスの確認"),
     "patient.create": _l("利用者の登録"), "patient.read": _l("利用者情報の閲覧"), "patient.list": _l("担当利用者一覧"),
     "patient.search": _l("利用者の検索"), "patient.delete": _l("利用者の削除"),
     "patient.index_names": _l("氏名索引の作成"), "patient.by_code": _l("シートのコードで開く"),

@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 
 from models import utcnow
 
-from renkei import access_log, attachments, audit, auth, authz, breakglass, db, directory, notes, patients, record, resets, teams, vault, work
+from renkei import access_log, attachments, audit, auth, authz, breakglass, db, directory, notes, outreach, patients, record, resets, teams, vault, webpush, work
 from renkei.authz import PROFESSION_ROLES
 from renkei.problems import Problem
 from renkei.sections import SECTIONS
@@ -241,19 +241,34 @@ def team_page(patient_id):
 
 # --- the person's account -------------------------------------------------------------
 
+def render_account(**shown):
+    """The account page: second factor, this device's pushes, what I hear of, my e-mail."""
+    user = current_user._get_current_object()
+    return render_template("account.html", **{
+        "qr": None, "secret": None, "confirm_code": None, "devices": webpush.subscriptions(user),
+        "notify": outreach.settings_out(user), "mail_enabled": bool(current_app.config["RENKEI"].smtp_url)} | shown)
+
+
 @page("/account")
 def account():
-    return render_template("account.html", qr=None, secret=None)
+    return render_account()
+
+
+@page("/account/email")
+def account_email():
+    """Where the link in the confirmation mail leads: the person confirms with a button
+    (a mail scanner that follows the link confirms nothing)."""
+    return render_account(confirm_code=request.args.get("code", "")[:100])
 
 
 @page("/account/totp", action="auth.totp_enrol", methods=("POST",))
 def account_totp():
     user = current_user._get_current_object()
     if user.totp_enabled:
-        return render_template("account.html", qr=None, secret=None)
+        return render_account()
     enrolment = auth.start_totp(user)
     qr = segno.make(enrolment["otpauth_uri"], error="m").svg_data_uri(scale=5)
-    return render_template("account.html", qr=qr, secret=enrolment["secret"])
+    return render_account(qr=qr, secret=enrolment["secret"])
 
 
 # --- administration and the access log ----------------------------------------------------
