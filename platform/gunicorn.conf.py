@@ -4,9 +4,10 @@ Flask-SocketIO runs in threading mode: each worker is a process with many thread
 (one per open websocket plus request threads). Clients use the websocket transport
 only, so a connection lives in one worker and no sticky sessions are needed; the
 workers (and other machines) share events through Redis (RENKEI_REDIS_URL), which
-is required whenever workers > 1. Every worker also runs a sealer thread for the access
-log from its first request; one in the whole deployment holds the lease and seals
-(docs/ARCHITECTURE.md, "The access log")."""
+is required whenever workers > 1. Every worker also runs, from its start, a sealer thread
+for the access log (one in the whole deployment holds the lease and seals:
+docs/ARCHITECTURE.md, "The access log") and a sender of pushes and mails (they share the
+queue in the database: "Push and e-mail")."""
 import multiprocessing
 import os
 

@@ -49,6 +49,7 @@ class Received:
     def __init__(self, device: str, payload: dict, headers: dict,  # header names in lower case
                  vapid_key: str, claims: dict):
         self.device, self.payload, self.headers, self.vapid_key, self.claims = device, payload, headers, vapid_key, claims
+        self.at = time.perf_counter()  # when it arrived (bench/push.py)
 
 
 class PushReceiver:
