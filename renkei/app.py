@@ -1,6 +1,7 @@
 """The app factory: the one core module that wires the doors (api/, web/, realtime/)
 to the core (docs/ARCHITECTURE.md, "Layers")."""
 import os
+import threading
 
 from flask import Flask, render_template, request, send_from_directory
 from sqlalchemy import literal, select
@@ -138,13 +139,22 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
+_background = {"lock": threading.Lock(), "apps": set()}
+
+
 def start_background(app: Flask):
     """The threads of a server process (settings say which): the access log's sealer
     (renkei/audit_sealer.py) and the sender of pushes and mails (renkei/deliveries.py).
-    Started when the server starts, so deliveries left before a restart go out at once;
-    each starts once per process."""
+    Started with the server, so deliveries left before a restart go out at once; once per
+    process (also called on every request: the common case returns without the lock)."""
+    if id(app) in _background["apps"]:
+        return
+    with _background["lock"]:
+        if id(app) in _background["apps"]:
+            return
+        _background["apps"].add(id(app))
     settings = app.config["RENKEI"]
-    if settings.audit_sealer:
-        audit_sealer.start(app)
-    if settings.sender:
-        deliveries.start(app)
+    for wanted, run, name in ((settings.audit_sealer, audit_sealer.run, "audit-sealer"),
+                              (settings.sender, deliveries.run, "deliveries")):
+        if wanted:
+            threading.Thread(target=run, args=(app,), name=name, daemon=True).start()

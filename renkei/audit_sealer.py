@@ -29,7 +29,7 @@ from renkei import audit, audit_keys, audit_sink, audit_tree, db, merkle
 log = logging.getLogger("renkei")
 HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 LEASE = 1  # the row id of the one lease
-_started = {"lock": threading.Lock(), "apps": set()}
+_running = threading.Event()  # set: a sealer thread runs in this process
 _wake = threading.Event()  # set: this process's sealer looks now instead of at its next turn
 CATCH_UP_SECONDS = 5
 
@@ -159,7 +159,7 @@ def catch_up(timeout: float = CATCH_UP_SECONDS) -> bool:
     target = db.session.execute(waiting).scalar()
     if target is None:
         return True
-    if not _started["apps"]:
+    if not _running.is_set():
         seal_all()
     _wake.set()
     deadline = time.monotonic() + timeout
@@ -171,9 +171,10 @@ def catch_up(timeout: float = CATCH_UP_SECONDS) -> bool:
     return not late
 
 
-def _run(app):
-    """The sealer thread of a server process: try for the lease, and while holding it
-    seal every `audit_seal_seconds` until nothing is waiting."""
+def run(app):
+    """The sealer thread of a server process (renkei/app.py `start_background`): try for
+    the lease, and while holding it seal every `audit_seal_seconds` until nothing is waiting."""
+    _running.set()
     settings = app.config["RENKEI"]
     epoch = None
     atexit.register(lambda: epoch is not None and _release_at_exit(app, epoch))
@@ -207,15 +208,3 @@ def _release_at_exit(app, epoch):
             release(epoch)
     except Exception:  # shutting down: the lease simply expires
         pass
-
-
-def start(app):
-    """Start this process's sealer thread once (servers only: settings.audit_sealer).
-    Called on every request: the common case returns without taking the lock."""
-    if id(app) in _started["apps"]:
-        return
-    with _started["lock"]:
-        if id(app) in _started["apps"]:
-            return
-        _started["apps"].add(id(app))
-    threading.Thread(target=_run, args=(app,), name="audit-sealer", daemon=True).start()

@@ -11,7 +11,6 @@ a device may then get a message twice, never none."""
 import json
 import logging
 import smtplib
-import threading
 import uuid
 from datetime import timedelta
 
@@ -25,7 +24,6 @@ BATCH = 10
 CLAIM_SECONDS = 120  # longer than BATCH sends at their time-outs
 POLL_SECONDS = 2.0  # how often a sender looks for rows other processes queued
 GIVE_UP = timedelta(hours=24)  # as long as a push service keeps a message
-_started = {"lock": threading.Lock(), "apps": set()}
 
 
 def claim(now=None) -> list[Delivery]:
@@ -111,7 +109,8 @@ def run_once() -> int:
     return sent
 
 
-def _run(app):
+def run(app):
+    """The sender thread of a server process (renkei/app.py `start_background`)."""
     last_digest = None
     while True:
         outreach.queued.wait(POLL_SECONDS)
@@ -128,14 +127,3 @@ def _run(app):
                 db.session.rollback()
             finally:
                 db.session.remove()
-
-
-def start(app):
-    """Start this process's sender once (servers only)."""
-    if id(app) in _started["apps"]:
-        return
-    with _started["lock"]:
-        if id(app) in _started["apps"]:
-            return
-        _started["apps"].add(id(app))
-    threading.Thread(target=_run, args=(app,), name="deliveries", daemon=True).start()

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 
 from models import Delivery, PushSubscription, User, new_id, utcnow
 from renkei import crypto, db, vault
-from renkei.problems import Problem, invalid, not_found
+from renkei.problems import invalid, not_found
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 TTL_SECONDS = 24 * 3600  # a push service keeps a message this long for a device that is off
