@@ -20,7 +20,7 @@ def vapid_public_key():
 
 @endpoint("POST", "/push/subscriptions", summary="Receive pushes on this device (the browser's PushSubscription)",
           tag="push", action="push.subscribe", body=PushSubscriptionIn, response=PushSubscriptionOut,
-          status=201, errors=(422,))
+          status=201, errors=(409, 422))
 def subscribe(body):
     out, created = webpush.subscribe(_me(), body)
     return out, 201 if created else 200
@@ -53,7 +53,7 @@ def update_notification_settings(body):
 
 @endpoint("PUT", "/users/me/email", summary="Change my e-mail address: a link to confirm it is mailed there",
           tag="push", action="account.email", body=EmailChange, response=NotificationSettingsOut,
-          status=202, errors=(409, 422))
+          status=202, errors=(409, 422, 429))
 def change_email(body):
     return outreach.change_email(_me(), body["address"])
 

@@ -37,6 +37,8 @@ class NotificationSettings(Base):
     email_ct: Mapped[bytes | None] = mapped_column(LargeBinary)  # confirmed address
     email_pending_ct: Mapped[bytes | None] = mapped_column(LargeBinary)  # new address and its code
     email_code_expires: Mapped[datetime | None] = mapped_column(DateTime)
+    email_mails_sent: Mapped[int] = mapped_column(Integer, default=0)  # confirmation mails since…
+    email_mails_since: Mapped[datetime | None] = mapped_column(DateTime)  # …this moment (a day's count)
     digest_sent_on: Mapped[date | None] = mapped_column(Date)  # Japan date of the last digest
 
 
@@ -49,6 +51,7 @@ class Delivery(Base):
     channel: Mapped[str] = mapped_column(String(8))  # "push" or "mail"
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     subscription_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(36))  # what it is about (ids only)
     kind: Mapped[str] = mapped_column(String(40))
     payload: Mapped[str] = mapped_column(Text)  # JSON: identifiers only
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import ApiToken, LoginThrottle, User, utcnow
-from renkei import crypto, db, vault, webpush, work
+from renkei import crypto, db, outreach, vault, work
 from renkei.problems import Problem
 
 login_manager = LoginManager()
@@ -318,7 +318,7 @@ def revoke_all(user: User):
         row.revoked_at = now
     user.session_generation += 1
     work.current().end_sessions(user_id=user.id)
-    webpush.remove_all(user.id)  # a device of someone whose credentials ended hears nothing more
+    outreach.end_for(user.id)  # no device or address of theirs hears anything more
 
 
 def socket_credential(user: User, token: ApiToken | None) -> dict:

@@ -13,6 +13,7 @@ import logging
 import smtplib
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import delete, or_, select, update
 
@@ -26,8 +27,9 @@ POLL_SECONDS = 2.0  # how often a sender looks for rows other processes queued
 GIVE_UP = timedelta(hours=24)  # as long as a push service keeps a message
 
 
-def claim(now=None) -> list[Delivery]:
-    """Take up to BATCH due deliveries for this sender; commits."""
+def claim(now=None) -> list[SimpleNamespace]:
+    """Take up to BATCH due deliveries for this sender; commits. What is claimed is
+    copied out: the rows may change or go while they are being sent."""
     now, token = now or utcnow(), uuid.uuid4().hex
     free = or_(Delivery.claimed_until.is_(None), Delivery.claimed_until < now)
     ids = list(db.session.execute(select(Delivery.id).where(Delivery.next_at <= now, free)
@@ -38,11 +40,28 @@ def claim(now=None) -> list[Delivery]:
     db.session.execute(update(Delivery).where(Delivery.id.in_(ids), free)
                        .values(claim=token, claimed_until=now + timedelta(seconds=CLAIM_SECONDS)))
     db.session.commit()
-    return list(db.session.execute(select(Delivery).where(Delivery.claim == token)).scalars())
+    rows = db.session.execute(select(Delivery).where(Delivery.claim == token).order_by(Delivery.id)).scalars()
+    claimed = [SimpleNamespace(**{c: getattr(row, c) for c in FIELDS}) for row in rows]
+    db.session.commit()
+    return claimed
 
 
-def deliver(row: Delivery):
-    """Send one claimed delivery and record the outcome."""
+FIELDS = ("id", "channel", "user_id", "subscription_id", "kind", "payload", "attempts", "created_at", "claim")
+
+
+def _mine(row):
+    """The row, while this sender's claim on it holds."""
+    return (Delivery.id == row.id) & (Delivery.claim == row.claim)
+
+
+def deliver(row: SimpleNamespace):
+    """Send one claimed delivery and record the outcome. The claim is renewed first: a
+    row another sender took over (this one was slow) is left to it."""
+    renewed = db.session.execute(update(Delivery).where(_mine(row)).values(
+        claimed_until=utcnow() + timedelta(seconds=CLAIM_SECONDS))).rowcount
+    db.session.commit()
+    if not renewed:
+        return
     try:
         if row.channel == "push":
             _push(row)
@@ -52,17 +71,22 @@ def deliver(row: Delivery):
         _later(row, getattr(exc, "retry_after", None), exc)
         return
     except (ValueError, mail.NotConfigured) as exc:
-        log.warning("delivery %s (%s, %s) dropped: %s", row.id, row.channel, row.kind, exc)
+        log.warning("delivery %s (%s, %s) dropped: %s", row.id, row.channel, row.kind, _why(exc))
     except Exception as exc:  # a defect: keep the row, and the rest of the batch going
         log.exception("delivery %s (%s, %s) failed", row.id, row.channel, row.kind)
         db.session.rollback()
         _later(row, None, exc)
         return
-    db.session.execute(delete(Delivery).where(Delivery.id == row.id))
+    db.session.execute(delete(Delivery).where(_mine(row)))
     db.session.commit()
 
 
-def _push(row: Delivery):
+def _why(exc) -> str:
+    """What to log of a failure: a mail server's words may hold the address."""
+    return type(exc).__name__ if isinstance(exc, (smtplib.SMTPException, mail.NotConfigured)) else str(exc)
+
+
+def _push(row):
     sub = db.session.get(PushSubscription, row.subscription_id)
     if sub is None:  # removed meanwhile
         return
@@ -71,7 +95,7 @@ def _push(row: Delivery):
     try:
         webpush.send(info, json.loads(row.payload), urgent=row.kind == "note.urgent")
     except webpush.Gone:
-        log.info("push subscription %s is gone; removed", sub.id)
+        log.info("push subscription %s is gone; removed", row.subscription_id)
         if (sub := db.session.get(PushSubscription, row.subscription_id)) is not None:
             webpush.remove(sub)
         return
@@ -79,22 +103,22 @@ def _push(row: Delivery):
                        .values(last_used_at=utcnow()))
 
 
-def _mail(row: Delivery):
+def _mail(row):
     message = outreach.mail_for(row)
     db.session.commit()
     if message is not None:
         mail.send(*message)
 
 
-def _later(row: Delivery, retry_after: float | None, why):
+def _later(row, retry_after: float | None, why):
     now = utcnow()
     if now - row.created_at > GIVE_UP:
         log.warning("delivery %s (%s, %s) given up after %s attempts: %s", row.id, row.channel, row.kind,
-                    row.attempts + 1, why)
-        db.session.execute(delete(Delivery).where(Delivery.id == row.id))
+                    row.attempts + 1, _why(why))
+        db.session.execute(delete(Delivery).where(_mine(row)))
     else:
         wait = min(retry_after or 5 * 2 ** row.attempts, 3600)
-        db.session.execute(update(Delivery).where(Delivery.id == row.id).values(
+        db.session.execute(update(Delivery).where(_mine(row)).values(
             attempts=row.attempts + 1, next_at=now + timedelta(seconds=wait), claim=None, claimed_until=None))
     db.session.commit()
 

@@ -4,16 +4,17 @@ the request commits, each person's settings decide what is queued as a delivery
 (models/notifications.py), in the same transaction; renkei/deliveries.py sends it after
 the commit. A message names a kind and identifiers, never a name or clinical text."""
 import json
+import re
 import secrets
 import threading
 from datetime import datetime, time, timedelta
 
 from flask import current_app, has_request_context
 from flask_login import current_user
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 
 from models import Delivery, NotificationSettings, PushSubscription, User, UserEvent, utcnow
-from renkei import crypto, db, vault, work
+from renkei import crypto, db, vault, webpush, work
 from renkei.problems import Problem, invalid
 
 # What each kind is, by weight: a person told of several things about one patient in
@@ -23,6 +24,7 @@ PUSH_SETTING = {"note.urgent": "push_urgent", "breakglass.opened": "push_breakgl
                 "note.mention": "push_mentions", "patient.updated": "push_changes"}
 CHANGES = {"record.updated", "note.created", "attachment.created", "team.updated"}  # realtime events
 EMAIL_CODE_SECONDS = 24 * 3600
+CONFIRMATION_MAILS = 5  # per person and day
 DEFAULTS = NotificationSettings(push_urgent=True, push_breakglass=True, push_mentions=True,
                                 push_changes=False, email_urgent=True, email_digest=False)
 
@@ -34,19 +36,23 @@ def tell(kind: str, patient_id: str, user_ids, *, actor_id: str | None = None, *
     default the caller: people are not told of their own doing). Decided and queued at
     commit."""
     actor_id = actor_id or (current_user.id if has_request_context() and current_user.is_authenticated else None)
+    told = [(kind, patient_id, user_id, ids) for user_id in sorted(set(user_ids) - {actor_id})]
+    if not told:
+        return
     unit = work.current()
-    if not unit.outreach:
+    if not unit.outreach:  # the first in this unit of work: decide at commit
         unit.last_before_commit(lambda: _queue(unit.outreach))
         unit.later(_wake_sender)
-    for user_id in set(user_ids) - {actor_id}:
-        unit.outreach.append((kind, patient_id, user_id, ids))
+    unit.outreach.extend(told)
 
 
 def mentioned(body: str, members: list[User]) -> list[str]:
-    """The members a note names as @display name (spaces left out) or @login."""
+    """The members a note names as @login (not as the start of a longer login) or as
+    @display name with its spaces left out (Japanese names run on into the sentence)."""
     compact = body.replace(" ", "").replace("\u3000", "")
     return [m.id for m in members
-            if f"@{m.login}" in body or f"@{m.display_name.replace(' ', '').replace(chr(0x3000), '')}" in compact]
+            if re.search("@" + re.escape(m.login) + r"(?![A-Za-z0-9._-])", body)
+            or "@" + m.display_name.replace(" ", "").replace("\u3000", "") in compact]
 
 
 # Set after a commit that queued deliveries: this process's sender (renkei/deliveries.py)
@@ -59,36 +65,43 @@ def _wake_sender():
 
 
 def _queue(told: list):
-    """Turn what services told into deliveries, by each person's settings."""
-    weight = {kind: i for i, kind in enumerate(KINDS)}
-    chosen: dict[tuple[str, str], tuple[str, dict]] = {}
+    """Turn what services told into deliveries, by each person's settings: for each
+    person and patient one push, of the weightiest kind they want, and a mail if they
+    want one. Nothing for people whose account is disabled."""
+    kinds: dict[tuple[str, str], dict[str, dict]] = {}
     for kind, patient_id, user_id, ids in told:
-        held = chosen.get((user_id, patient_id))
-        if held is None or weight[kind] < weight[held[0]]:
-            chosen[(user_id, patient_id)] = (kind, ids)
-    users = {user_id for user_id, _ in chosen}
+        kinds.setdefault((user_id, patient_id), {}).setdefault(kind, ids)
+    users = {user_id for user_id, _ in kinds}
+    active = set(db.session.execute(select(User.id).where(User.id.in_(users), User.disabled.is_(False))).scalars())
     prefs = {row.user_id: row for row in db.session.execute(
-        select(NotificationSettings).where(NotificationSettings.user_id.in_(users))).scalars()}
-    wanted = {key: value for key, value in chosen.items()
-              if _wants_push(prefs.get(key[0], DEFAULTS), value[0]) or _wants_mail(prefs.get(key[0]), value[0])}
-    if not wanted:
-        return
+        select(NotificationSettings).where(NotificationSettings.user_id.in_(active))).scalars()}
     devices: dict[str, list[str]] = {}
     for sub_id, user_id in db.session.execute(select(PushSubscription.id, PushSubscription.user_id).where(
-            PushSubscription.user_id.in_({user_id for user_id, _ in wanted}))):
+            PushSubscription.user_id.in_(active))):
         devices.setdefault(user_id, []).append(sub_id)
-    pending = _pending_changes(wanted)
+    pending = _pending_changes(kinds)
     rows = []
-    for (user_id, patient_id), (kind, ids) in wanted.items():
-        payload = json.dumps({"kind": kind, "patient_id": patient_id, **ids, "url": f"/patients/{patient_id}"})
+    for (user_id, patient_id), told_kinds in kinds.items():
+        if user_id not in active:
+            continue
         setting = prefs.get(user_id, DEFAULTS)
-        if _wants_push(setting, kind) and (user_id, patient_id) not in pending:
-            rows += [dict(channel="push", user_id=user_id, subscription_id=sub_id, kind=kind, payload=payload)
-                     for sub_id in devices.get(user_id, ())]
-        if _wants_mail(prefs.get(user_id), kind):
-            rows.append(dict(channel="mail", user_id=user_id, subscription_id=None, kind=kind, payload=payload))
+        push = next((k for k in KINDS if k in told_kinds and _wants_push(setting, k)), None)
+        if push == "patient.updated" and (user_id, patient_id) in pending:
+            push = None
+        if push and devices.get(user_id):
+            payload = _payload(push, patient_id, told_kinds[push])
+            rows += [dict(channel="push", subscription_id=sub_id, kind=push, payload=payload, user_id=user_id,
+                          patient_id=patient_id) for sub_id in devices[user_id]]
+        for kind in told_kinds:
+            if _wants_mail(prefs.get(user_id), kind):
+                rows.append(dict(channel="mail", subscription_id=None, kind=kind, user_id=user_id, patient_id=patient_id,
+                                 payload=_payload(kind, patient_id, told_kinds[kind])))
     now = utcnow()
     db.session.add_all(Delivery(**row, next_at=now, created_at=now) for row in rows)
+
+
+def _payload(kind: str, patient_id: str, ids: dict) -> str:
+    return json.dumps({"kind": kind, "patient_id": patient_id, **ids, "url": f"/patients/{patient_id}"})
 
 
 def _wants_push(setting: NotificationSettings, kind: str) -> bool:
@@ -102,14 +115,30 @@ def _wants_mail(setting: NotificationSettings | None, kind: str) -> bool:
     return kind == "note.urgent" and setting is not None and setting.email_urgent and setting.email_ct is not None
 
 
-def _pending_changes(wanted: dict) -> set:
+def _pending_changes(kinds: dict) -> set:
     """(person, patient) with a 'patient.updated' push still waiting: one is enough."""
-    pairs = [key for key, (kind, _) in wanted.items() if kind == "patient.updated"]
+    pairs = [key for key, told in kinds.items() if "patient.updated" in told]
     if not pairs:
         return set()
-    rows = db.session.execute(select(Delivery.user_id, Delivery.payload).where(
+    rows = db.session.execute(select(Delivery.user_id, Delivery.patient_id).where(
         Delivery.kind == "patient.updated", Delivery.user_id.in_({u for u, _ in pairs}))).all()
-    return {(user_id, json.loads(payload)["patient_id"]) for user_id, payload in rows}
+    return {(user_id, patient_id) for user_id, patient_id in rows}
+
+
+def forget_patient(user_id: str, patient_id: str):
+    """A person left the patient's team: what was queued for them about it is not sent."""
+    db.session.execute(delete(Delivery).where(Delivery.user_id == user_id, Delivery.patient_id == patient_id))
+
+
+def end_for(user_id: str):
+    """A person's credentials ended (disabled, access reset): no device of theirs and no
+    address hears anything more, and nothing queued for them is sent. After a reset they
+    subscribe and confirm an address again — whoever held their account may have
+    changed both."""
+    webpush.remove_all(user_id)
+    db.session.execute(update(NotificationSettings).where(NotificationSettings.user_id == user_id).values(
+        email_ct=None, email_pending_ct=None, email_code_expires=None))
+    db.session.execute(delete(Delivery).where(Delivery.user_id == user_id))
 
 
 def quiet_now(setting: NotificationSettings, now: datetime | None = None) -> bool:
@@ -132,7 +161,7 @@ def _row(user: User, lock: bool = False) -> NotificationSettings:
     stmt = select(NotificationSettings).where(NotificationSettings.user_id == user.id)
     row = db.session.execute(stmt.with_for_update() if lock else stmt).scalar()
     if row is None:
-        row = NotificationSettings(user_id=user.id, **{c: getattr(DEFAULTS, c) for c in _FLAGS})
+        row = NotificationSettings(user_id=user.id, email_mails_sent=0, **{c: getattr(DEFAULTS, c) for c in _FLAGS})
         db.session.add(row)
     return row
 
@@ -183,13 +212,24 @@ def _pending(row) -> dict:
 
 def change_email(user: User, address: str | None):
     """A new address is kept aside until its owner opens the link mailed to it; none
-    removes the address."""
+    removes the address. At most CONFIRMATION_MAILS a day: the server's mail relay is
+    not for mailing strangers."""
     row = _row(user, lock=True)
     if not address:
         row.email_ct = row.email_pending_ct = row.email_code_expires = None
         return settings_out(user)
     if not current_app.config["RENKEI"].smtp_url:
         raise Problem(409, "This server sends no e-mail (RENKEI_SMTP_URL is not set).")
+    domain = address.rpartition("@")[2]
+    if "." not in domain or domain.startswith("[") or re.fullmatch(r"[0-9.]+", domain):
+        raise invalid({"address": ["An address at a mail domain (not localhost or an IP address)."]})
+    now = utcnow()
+    if row.email_mails_since is None or now - row.email_mails_since > timedelta(days=1):
+        row.email_mails_since, row.email_mails_sent = now, 0
+    if (row.email_mails_sent or 0) >= CONFIRMATION_MAILS:
+        raise Problem(429, "Too many confirmation mails today; try again tomorrow.",
+                      headers={"Retry-After": str(int((row.email_mails_since + timedelta(days=1) - now).total_seconds()) + 1)})
+    row.email_mails_sent = (row.email_mails_sent or 0) + 1
     code = secrets.token_urlsafe(24)
     row.email_pending_ct = crypto.seal_json(vault.system_key("contacts"), {"address": address, "code": code},
                                             _aad(row, "email_pending_ct"))
@@ -215,6 +255,8 @@ def confirm_email(user: User, code: str) -> dict:
 def mail_for(delivery: Delivery) -> tuple[str, str, str] | None:
     """(to, subject, text) of a queued mail, or None if it has no address any more."""
     row = db.session.get(NotificationSettings, delivery.user_id)
+    if db.session.get(User, delivery.user_id).disabled:
+        return None
     base = current_app.config["RENKEI"].public_url or ""
     payload = json.loads(delivery.payload)
     if delivery.kind == "email.confirm":
@@ -224,7 +266,7 @@ def mail_for(delivery: Delivery) -> tuple[str, str, str] | None:
         return (pending["address"], "[Renkei] メールアドレスの確認 / Confirm your e-mail address",
                 "Renkei の通知先としてこのアドレスが登録されました。\n"
                 "確認するには次のリンクを開き、サインインしてください（24時間有効）。\n"
-                f"{base}/account/email?code={pending['code']}\n\n"
+                f"{base}/account/email#code={pending['code']}\n\n"
                 "心当たりがなければ、このメールは無視してください。\n")
     to = _address(row, "email_ct") if row else None
     if to is None:
@@ -250,6 +292,7 @@ def queue_digests(now: datetime | None = None) -> int:
     taken = list(db.session.execute(
         update(NotificationSettings).where(NotificationSettings.email_digest.is_(True),
                                            NotificationSettings.email_ct.is_not(None),
+                                           NotificationSettings.user_id.in_(select(User.id).where(User.disabled.is_(False))),
                                            or_(NotificationSettings.digest_sent_on.is_(None),
                                                NotificationSettings.digest_sent_on < today))
         .values(digest_sent_on=today).returning(NotificationSettings.user_id)).scalars())

@@ -5,23 +5,30 @@ text (static/sw.js). docs/ARCHITECTURE.md, "Push and e-mail"."""
 import base64
 import ipaddress
 import json
+import math
+import re
 import socket
+import threading
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import current_app
 from py_vapid import Vapid02
 from pywebpush import WebPushException, webpush
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from models import Delivery, PushSubscription, User, new_id, utcnow
 from renkei import crypto, db, vault
-from renkei.problems import invalid, not_found
+from renkei.problems import Problem, invalid, not_found
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 TTL_SECONDS = 24 * 3600  # a push service keeps a message this long for a device that is off
+MAX_DEVICES = 10  # per person: each event is one push per device
 TIMEOUT = (3.05, 5)  # connect, read: a slow push service delays the next delivery, not a request
 
 
@@ -48,39 +55,50 @@ def public_key() -> str:
 
 # --- who may be sent to --------------------------------------------------------------
 
-def _forbidden_address(ip: ipaddress._BaseAddress) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+# Push service URLs as browsers hand them out: a scheme, a plain host name or address,
+# maybe a port, a path and query — nothing in the host part that another URL parser could
+# read a different host from (a backslash, "@", "%", spaces).
+ENDPOINT = re.compile(r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:/?%-]*)?$")
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def forbidden_address(ip: ipaddress._BaseAddress, development: bool) -> bool:
+    """True for an address a push may not go to: anything not on the internet (loopback,
+    private, link-local, shared, reserved, multicast), also behind IPv6 forms that carry
+    an IPv4 address. In development, loopback is allowed (tests, local trials)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (
+            ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 else None)
+        if embedded is not None:
+            return forbidden_address(embedded, development)
+        if ip.teredo or ip.is_site_local or int(ip) >> 32 == 0:  # tunnels, fec0::/10, ::a.b.c.d
+            return not (development and ip.is_loopback)
+    if development and ip.is_loopback:
+        return False
     return not ip.is_global or ip.is_multicast
 
 
 def check_endpoint(url: str) -> str | None:
     """Why Renkei will not send to `url`, or None. Push services are on the internet:
-    an endpoint that is not https, or whose name resolves to a loopback, private,
-    link-local or otherwise non-global address, could make the server send requests
-    into its own network. In development a loopback http endpoint is allowed (tests)."""
+    an endpoint that is not https, or whose name resolves to an address that is not
+    (`forbidden_address`), could make the server send requests into its own network.
+    The connection itself is checked again when a push is sent (`_CheckedConnection`)."""
     development = current_app.config["RENKEI"].development
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return "Not a URL."
-    if not host or parts.username or parts.password:
+    match = ENDPOINT.match(url)
+    if not match:
         return "Not a push service URL."
+    parts = urlsplit(url)
     if parts.scheme != "https" and not (development and parts.scheme == "http"):
         return "A push endpoint must be https://."
     try:
-        infos = socket.getaddrinfo(host, port or (443 if parts.scheme == "https" else 80),
+        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
                                    proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
+    except (OSError, UnicodeError, ValueError):
         return "The endpoint's host does not resolve."
-    for *_, address in infos:
-        ip = ipaddress.ip_address(address[0].split("%")[0])
-        if development and ip.is_loopback:
-            continue
-        if _forbidden_address(ip):
-            return "The endpoint resolves to an address that is not on the internet."
-    if parts.scheme == "http" and not all(ipaddress.ip_address(a[0].split("%")[0]).is_loopback for *_, a in infos):
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    if any(forbidden_address(ip, development) for ip in addresses):
+        return "The endpoint resolves to an address that is not on the internet."
+    if parts.scheme == "http" and not all(ip.is_loopback for ip in addresses):
         return "A push endpoint must be https://."
     return None
 
@@ -135,6 +153,8 @@ def subscribe(user: User, body: dict) -> tuple[dict, bool]:
         db.session.flush()
         row = None
     created = row is None
+    if created and db.session.execute(select(func.count()).where(PushSubscription.user_id == user.id)).scalar() >= MAX_DEVICES:
+        raise Problem(409, f"At most {MAX_DEVICES} devices receive pushes; remove one first.")
     if created:
         row = PushSubscription(id=new_id(), user_id=user.id, endpoint_digest=digest, created_at=utcnow())
     label = body.get("label") or (opened(row).get("label") if not created else None)
@@ -172,13 +192,66 @@ def remove_all(user_id: str):
 
 # --- sending ------------------------------------------------------------------------
 
-class _NoRedirects(requests.Session):
-    """A push service answers; it never sends us elsewhere (a redirect could point
-    into the hosting network after the endpoint's address was checked)."""
+SEND_SECONDS = 10  # a push service that has not answered by then is tried again later
 
-    def request(self, *args, **kwargs):
-        kwargs["allow_redirects"] = False
-        return super().request(*args, **kwargs)
+
+class ForbiddenAddress(Exception):
+    """Not an OSError: urllib3 and requests let it through instead of retrying."""
+
+
+class _CheckedConnection:
+    """Checks the address a push connection actually reached before a byte is sent
+    (a host name may resolve elsewhere than when it was checked), and gives the whole
+    exchange SEND_SECONDS: past that the socket is shut, so a push service that
+    answers a byte at a time cannot hold the sender."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        if forbidden_address(ipaddress.ip_address(sock.getpeername()[0].split("%")[0]),
+                             self.renkei_development):
+            sock.close()
+            raise ForbiddenAddress("the push endpoint resolved to an address that is not on the internet")
+        self.renkei_deadline = threading.Timer(SEND_SECONDS, _shut, (sock,))
+        self.renkei_deadline.daemon = True
+        self.renkei_deadline.start()
+        return sock
+
+    def close(self):
+        if getattr(self, "renkei_deadline", None) is not None:
+            self.renkei_deadline.cancel()
+        super().close()
+
+
+def _shut(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _session(development: bool) -> requests.Session:
+    """A session for one push: no redirects (a push service answers; it never sends us
+    elsewhere), no proxy or .netrc from the environment, every connection checked."""
+    http = type("CheckedHTTPConnection", (_CheckedConnection, HTTPConnection), {"renkei_development": development})
+    https = type("CheckedHTTPSConnection", (_CheckedConnection, HTTPSConnection), {"renkei_development": development})
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {
+                "http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": http}),
+                "https": type("Pool", (HTTPSConnectionPool,), {"ConnectionCls": https})}
+
+    class Session(requests.Session):
+        def request(self, *args, **kwargs):
+            kwargs["allow_redirects"] = False
+            return super().request(*args, **kwargs)
+
+    session = Session()
+    session.trust_env = False
+    session.mount("http://", Adapter())
+    session.mount("https://", Adapter())
+    return session
 
 
 def _subject() -> str:
@@ -207,10 +280,9 @@ def send(info: dict, payload: dict, urgent: bool):
     """Send one message to the device of `info` (an opened subscription). Raises Gone,
     Later, or ValueError (refused for good: a bad endpoint, or a 4xx a retry would not
     change)."""
-    reason = check_endpoint(info["endpoint"])  # again: a name may resolve elsewhere now
-    if reason:
-        raise ValueError(reason)
-    with _NoRedirects() as session:
+    if not ENDPOINT.match(info["endpoint"]):
+        raise ValueError("not a push service URL")
+    with _session(current_app.config["RENKEI"].development) as session:
         try:
             webpush({"endpoint": info["endpoint"], "keys": info["keys"]},
                     json.dumps(payload, separators=(",", ":")), vapid_private_key=vapid(),
@@ -225,10 +297,14 @@ def send(info: dict, payload: dict, urgent: bool):
             raise ValueError(f"the push service answered {status}")
         except requests.RequestException:
             raise Later()
+        except ForbiddenAddress as exc:
+            raise ValueError(str(exc))
 
 
 def _retry_after(resp) -> float | None:
+    """Retry-After in seconds, within 1 s to an hour (a push service's word, not law)."""
     try:
-        return float(resp.headers.get("Retry-After"))
+        seconds = float(resp.headers.get("Retry-After"))
     except (AttributeError, TypeError, ValueError):
         return None
+    return min(max(seconds, 1.0), 3600.0) if math.isfinite(seconds) else None

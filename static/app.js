@@ -820,6 +820,8 @@
   });
   jsonForm("email-form", "/api/v1/users/me/email", "PUT");
   jsonForm("email-confirm", "/api/v1/users/me/email/confirm", "POST", () => { location.href = "/account"; });
+  const confirmCode = $('#email-confirm [name="code"]');
+  if (confirmCode) confirmCode.value = new URLSearchParams(location.hash.slice(1)).get("code") || "";
   const emailRemove = $("#email-remove");
   if (emailRemove) emailRemove.addEventListener("click", async () => {
     if ((await api("PUT", "/api/v1/users/me/email", { address: null })).status < 300) location.reload();

@@ -16,8 +16,11 @@ self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
 
 function samePath(url) {
-  // Only a path of this site is opened: a message can never send someone elsewhere.
-  return typeof url === "string" && url.startsWith("/") && !url.startsWith("//") ? url : "/";
+  // Only a page of this site is opened: a message can never send someone elsewhere.
+  try {
+    const target = new URL(url, self.location.origin);
+    return target.origin === self.location.origin ? target.pathname + target.search : "/";
+  } catch (e) { return "/"; }
 }
 
 self.addEventListener("push", (event) => {

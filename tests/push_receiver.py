@@ -31,7 +31,8 @@ class Device:
         self.name, self.receiver = name, receiver
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.auth = os.urandom(16)
-        self.status = 201  # what the push service answers for this device
+        self.status = 201  # what the push service answers for this device ("trickle": slowly)
+        self.retry_after = None  # a Retry-After header to send with it
 
     @property
     def endpoint(self) -> str:
@@ -53,8 +54,9 @@ class Received:
 
 
 class PushReceiver:
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.devices: dict[str, Device] = {}
+        self.reached_at: list[str] = []  # the local address each request came in on
         self.received: list[Received] = []
         self.refused: list[str] = []  # what a real push service would have rejected, and why
         self.answers: list[tuple[str, int]] = []
@@ -67,12 +69,28 @@ class PushReceiver:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    receiver.reached_at.append(self.connection.getsockname()[0])
+                name = self.path.rsplit("/", 1)[-1]
+                device = receiver.devices.get(name)
+                if device is not None and device.status == "trickle":  # answers a byte a second
+                    for byte in b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n":
+                        try:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(1)
+                    return
                 status = receiver._handle(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 self.send_response(status)
+                if device is not None and device.retry_after is not None:
+                    self.send_header("Retry-After", device.retry_after)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server.daemon_threads = True
         self.origin = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -128,6 +128,8 @@ def fresh_patient(api) -> dict:
                                  headers={"Authorization": "Bearer " + api.tokens["doc"]},
                                  data={"file": (io.BytesIO(photo.getvalue()), "p.png", "image/png")}).json["id"]
     n = next(api.counter)
+    for old in api.call("doc", "GET", "/api/v1/push/subscriptions").json["items"]:  # at most 10 each
+        api.call("doc", "DELETE", f"/api/v1/push/subscriptions/{old['id']}")
     device = api.call("doc", "POST", "/api/v1/push/subscriptions", {
         "endpoint": f"https://8.8.8.8/push/{n}",
         "keys": {"p256dh": "BH-RbJ2kYKl9OcH5kqT-MCIGqoVFLGwgzojnw0GLg1pIl632NnEhpWX3D2TN8frIp1bQJ21wnNJeJrr1iXIIFf4",

@@ -7,6 +7,8 @@ import email.policy
 import json
 import re
 import signal
+import socket
+import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -325,7 +327,7 @@ def test_urgent_mail_and_the_daily_digest_hold_no_name_or_clinical_text(database
     assert r.status_code == 202 and r.json["email"]["pending"] == "doc@clinic.example.jp" and r.json["email"]["address"] is None
     send_all(api)
     subject, text = mailbox.text(0)
-    code = re.search(r"https://renkei\.example\.jp/account/email\?code=(\S+)", text).group(1)
+    code = re.search(r"https://renkei\.example\.jp/account/email#code=(\S+)", text).group(1)
     assert mailbox.messages[0][0] == ["doc@clinic.example.jp"]
     assert api.call("doc", "POST", "/api/v1/users/me/email/confirm", {"code": "nope"}).status_code == 422
     r = api.call("doc", "POST", "/api/v1/users/me/email/confirm", {"code": code})
@@ -436,3 +438,193 @@ def test_the_app_installs_and_a_tablet_subscribes_from_the_account_page(browser,
     page.reload()
     assert page.locator("#push-devices li:has-text('訪問用タブレット')").count() == 0
     page.context.close()
+
+
+# --- what an independent review found (each failed on the first version) ----------------
+
+def _private_address() -> str | None:
+    """This machine's address on its network (not loopback), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # no packet is sent: this only picks a route
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def test_a_push_goes_only_to_an_address_that_was_checked_even_if_the_name_changes(dev_api, monkeypatch):
+    """DNS rebinding: the name answers loopback while it is checked and a private address
+    when the connection is made. The connection's own address is what counts."""
+    private = _private_address()
+    if private is None:
+        pytest.skip("this machine has no address but loopback")
+    receiver = PushReceiver(host="0.0.0.0")
+    api = dev_api
+    pid = team(api)
+    device = receiver.device("d")
+    real, calls = socket.getaddrinfo, []
+
+    def rebinding(host, *args, **kwargs):
+        if host == "push.rebind.test":
+            calls.append(host)
+            host = "127.0.0.1" if len(calls) <= 2 else private
+        return real(host, *args, **kwargs)
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    sub = device.subscription() | {"endpoint": device.endpoint.replace("127.0.0.1", "push.rebind.test")}
+    assert api.call("doc", "POST", "/api/v1/push/subscriptions", sub).status_code == 201
+    note(api, "cm", pid)
+    send_all(api)
+    receiver.close()
+    assert private not in receiver.reached_at, receiver.reached_at
+
+
+@pytest.mark.parametrize("endpoint", ["https://169.254.169.254\\x.push.example/x", "https://8.8.8.8\\@10.0.0.1/x",
+                                      "https://8.8.8.8 /x", "https://[64:ff9b::a00:5]/x", "https://[2002:a00:5::]/x",
+                                      "https://[::7f00:1]/x", "https://[fec0::1]/x", "https://[2001:0:4136:e378::1]/x"])
+def test_endpoints_another_parser_reads_differently_or_that_tunnel_to_private_addresses_are_refused(sqlite_api, endpoint, receiver):
+    sqlite_api.user("doc", "physician")
+    r = sqlite_api.call("doc", "POST", "/api/v1/push/subscriptions", receiver.device("d").subscription() | {"endpoint": endpoint})
+    assert r.status_code == 422 and "endpoint" in r.json["errors"], r.json
+
+
+def test_a_push_service_that_answers_a_byte_at_a_time_does_not_hold_the_sender(dev_api, receiver, monkeypatch):
+    from renkei import webpush
+    monkeypatch.setattr(webpush, "SEND_SECONDS", 1.5, raising=False)
+    api = dev_api
+    pid = team(api)
+    receiver.device("slow").status = "trickle"
+    subscribe(api, "doc", receiver.devices["slow"])
+    note(api, "cm", pid)
+    started = time.monotonic()
+    send_all(api)
+    assert time.monotonic() - started < 6
+    with api.app.app_context():
+        assert db.session.execute(select(Delivery.attempts)).scalar_one() == 1  # tried again later
+
+
+@pytest.mark.parametrize("retry_after", ["-5", "nan", "1e9"])
+def test_a_push_services_retry_after_is_kept_within_bounds(dev_api, receiver, retry_after):
+    api = dev_api
+    pid = team(api)
+    device = receiver.device("busy")
+    device.status, device.retry_after = 429, retry_after
+    subscribe(api, "doc", device)
+    note(api, "cm", pid)
+    done = threading.Thread(target=send_all, args=(api,), daemon=True)
+    done.start()
+    done.join(10)
+    assert not done.is_alive(), "the sender kept sending"
+    with api.app.app_context():
+        row = db.session.execute(select(Delivery)).scalar_one()
+        wait = (row.next_at - datetime.utcnow()).total_seconds()
+    assert row.attempts == 1 and 0 < wait <= 3600
+
+
+def test_a_sender_whose_claim_ran_out_leaves_the_row_to_the_one_that_took_it(dev_api, receiver):
+    api = dev_api
+    pid = team(api)
+    subscribe(api, "doc", receiver.device("d"))
+    note(api, "cm", pid)
+    with api.app.app_context():
+        slow = deliveries.claim()
+        later = datetime.utcnow() + timedelta(seconds=deliveries.CLAIM_SECONDS + 1)
+        fast = deliveries.claim(later)  # the first sender's claim ran out: another takes the row
+        assert [r.id for r in fast] == [r.id for r in slow]
+        deliveries.deliver(fast[0])
+        deliveries.deliver(slow[0])  # the slow one wakes up
+        db.session.remove()
+    assert len(receiver.received) == 1
+
+
+def test_a_device_removed_while_its_push_is_retried_stops_nothing(dev_api, receiver, monkeypatch):
+    from renkei import webpush
+    api = dev_api
+    pid = team(api)
+    sub_id = subscribe(api, "doc", receiver.device("d")).json["id"]
+    subscribe(api, "pharm", receiver.device("p"))
+    note(api, "cm", pid)
+    real = webpush.send
+
+    def removed_meanwhile(info, payload, urgent):
+        if info["endpoint"].endswith("/d"):  # the person removes the device (another request, another thread)
+            answers = []
+            t = threading.Thread(target=lambda: answers.append(
+                api.call("doc", "DELETE", f"/api/v1/push/subscriptions/{sub_id}").status_code))
+            t.start()
+            t.join()
+            assert answers == [204]
+            raise webpush.Later()
+        return real(info, payload, urgent)
+    monkeypatch.setattr(webpush, "send", removed_meanwhile)
+    assert send_all(api) == 2
+    assert [g.device for g in receiver.received] == ["p"]
+
+
+def test_a_disabled_person_gets_no_mail_and_loses_their_address(sqlite_url, mailbox):
+    app = build_app(sqlite_url, smtp_url=mailbox.url, mail_from="renkei@clinic.example.jp")
+    api = Api(app)
+    pid = team(api)
+    api.call("doc", "PUT", "/api/v1/users/me/email", {"address": "doc@clinic.example.jp"})
+    send_all(api)
+    code = re.search(r"#code=(\S+)", mailbox.text(0)[1]).group(1)
+    api.call("doc", "POST", "/api/v1/users/me/email/confirm", {"code": code})
+    api.call("doc", "PUT", "/api/v1/users/me/notifications", {"email": {"digest": True}})
+    assert api.call("admin", "PATCH", f"/api/v1/users/{api.users['doc']['id']}", {"disabled": True}).status_code == 200
+    note(api, "cm", pid)
+    with app.app_context():
+        assert outreach.queue_digests(datetime.utcnow().replace(hour=23)) == 0
+        db.session.remove()
+    send_all(api)
+    assert len(mailbox.messages) == 1  # the confirmation only
+    with app.app_context():
+        from models import NotificationSettings
+        assert db.session.get(NotificationSettings, api.users["doc"]["id"]).email_ct is None
+    app.extensions["renkei.engine"].dispose()
+
+
+def test_confirmation_mails_go_to_mail_domains_a_few_times_a_day(sqlite_url, mailbox):
+    app = build_app(sqlite_url, smtp_url=mailbox.url, mail_from="renkei@clinic.example.jp")
+    api = Api(app)
+    api.user("doc", "physician")
+    for address in ("x@localhost", "x@[10.0.0.1]", "x@10.0.0.1"):
+        r = api.call("doc", "PUT", "/api/v1/users/me/email", {"address": address})
+        assert r.status_code == 422 and "address" in r.json["errors"], (address, r.json)
+    for i in range(outreach.CONFIRMATION_MAILS):
+        assert api.call("doc", "PUT", "/api/v1/users/me/email", {"address": f"x{i}@example.jp"}).status_code == 202
+    r = api.call("doc", "PUT", "/api/v1/users/me/email", {"address": "victim@example.jp"})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+    app.extensions["renkei.engine"].dispose()
+
+
+def test_a_person_has_at_most_ten_devices(sqlite_api, receiver):
+    sqlite_api.user("doc", "physician")
+    for i in range(10):
+        body = receiver.device(f"d{i}").subscription() | {"endpoint": f"https://8.8.8.8/push/{i}"}
+        assert sqlite_api.call("doc", "POST", "/api/v1/push/subscriptions", body).status_code == 201
+    body = receiver.device("d10").subscription() | {"endpoint": "https://8.8.8.8/push/10"}
+    assert sqlite_api.call("doc", "POST", "/api/v1/push/subscriptions", body).status_code == 409
+
+
+def test_a_mention_pushes_even_to_someone_who_turned_urgent_pushes_off_and_only_names_whole_logins(dev_api, receiver):
+    api = dev_api
+    pid = team(api)
+    api.user("docent", "nurse")
+    api.join(pid, "docent", "nurse", by="cm")
+    for who in ("doc", "docent"):
+        subscribe(api, who, receiver.device(who))
+    api.call("doc", "PUT", "/api/v1/users/me/notifications", {"push": {"urgent": False}})
+    api.call("docent", "PUT", "/api/v1/users/me/notifications", {"push": {"urgent": False}})
+    note(api, "cm", pid, "@doc 至急確認してください")
+    send_all(api)
+    assert [(g.device, g.payload["kind"]) for g in receiver.received] == [("doc", "note.mention")]
+
+
+def test_leaving_a_team_drops_what_was_queued_about_its_patient(dev_api, receiver):
+    api = dev_api
+    pid = team(api)
+    subscribe(api, "pharm", receiver.device("p"))
+    note(api, "cm", pid)
+    assert api.call("cm", "DELETE", f"/api/v1/patients/{pid}/team/{api.users['pharm']['id']}").status_code == 204
+    send_all(api)
+    assert receiver.received == []

@@ -245,7 +245,7 @@ def render_account(**shown):
     """The account page: second factor, this device's pushes, what I hear of, my e-mail."""
     user = current_user._get_current_object()
     return render_template("account.html", **{
-        "qr": None, "secret": None, "confirm_code": None, "devices": webpush.subscriptions(user),
+        "qr": None, "secret": None, "confirming": False, "devices": webpush.subscriptions(user),
         "notify": outreach.settings_out(user), "mail_enabled": bool(current_app.config["RENKEI"].smtp_url)} | shown)
 
 
@@ -257,8 +257,9 @@ def account():
 @page("/account/email")
 def account_email():
     """Where the link in the confirmation mail leads: the person confirms with a button
-    (a mail scanner that follows the link confirms nothing)."""
-    return render_account(confirm_code=request.args.get("code", "")[:100])
+    (a mail scanner that follows the link confirms nothing). The code is in the link's
+    #fragment, which no server or proxy log sees; the page's script sends it."""
+    return render_account(confirming=True)
 
 
 @page("/account/totp", action="auth.totp_enrol", methods=("POST",))
