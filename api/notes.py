@@ -2,8 +2,8 @@
 from flask_login import current_user
 
 from api.pipeline import endpoint
-from api.schemas import ListQuery, NoteIn, NoteList, NoteOut
-from renkei import notes
+from api.schemas import EscalationRuleIn, EscalationRuleOut, ListQuery, NoteIn, NoteList, NoteOut
+from renkei import escalation, notes
 
 
 @endpoint("POST", "/patients/<patient_id>/notes", summary="Post to the timeline",
@@ -25,3 +25,18 @@ def list_notes(patient_id, query):
           errors=(403, 404))
 def ack_note(patient_id, note_id):
     notes.acknowledge(current_user, patient_id, note_id)
+
+
+@endpoint("GET", "/patients/<patient_id>/escalation",
+          summary="How the team escalates urgent notes nobody acknowledged", tag="timeline",
+          action="escalation.read", response=EscalationRuleOut, errors=(403, 404))
+def escalation_rule(patient_id):
+    return escalation.rule(current_user, patient_id)
+
+
+@endpoint("PUT", "/patients/<patient_id>/escalation",
+          summary="Change the time and call list for escalating urgent notes (those who manage the team)",
+          tag="timeline", action="escalation.update", body=EscalationRuleIn, response=EscalationRuleOut,
+          errors=(403, 404, 422))
+def set_escalation_rule(patient_id, body):
+    return escalation.set_rule(current_user, patient_id, body)

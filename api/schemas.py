@@ -311,6 +311,27 @@ class NoteOut(Schema):
     acks = fields.List(fields.Nested(AckOut))
     readers = fields.Integer(metadata={"description": "current team members other than the author (既読 acks/readers)"})
     acknowledged_by_me = fields.Boolean()
+    escalations = fields.List(fields.Nested("EscalationRoundOut"),
+                              metadata={"description": "urgent notes: each time nobody had acknowledged it in time"})
+
+
+class EscalationRoundOut(Schema):
+    at = UTCDateTime()
+    minutes = fields.Integer(metadata={"description": "minutes since the note was posted"})
+    told = fields.List(fields.String(), metadata={"description": "backup_physician, call_list; empty: nobody to tell"})
+
+
+class EscalationRuleIn(Strict):
+    after_minutes = fields.Integer(validate=validate.Range(min=1, max=1440))
+    repeat_minutes = fields.Integer(validate=validate.Range(min=1, max=1440))
+    call_list = fields.List(fields.String(validate=validate.Length(max=36)), validate=validate.Length(max=50),
+                            metadata={"description": "user ids of team members told beside the backup physician"})
+
+
+class EscalationRuleOut(Schema):
+    after_minutes = fields.Integer()
+    repeat_minutes = fields.Integer()
+    call_list = fields.List(fields.String())
 
 
 class NoteList(Schema):

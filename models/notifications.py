@@ -1,6 +1,6 @@
 """Reaching people outside the app (docs/ARCHITECTURE.md, "Push and e-mail"): their
-devices' push subscriptions, what they want to hear of, and the deliveries waiting to
-be sent. Nothing here holds a name or clinical text; endpoints, device keys and e-mail
+devices' push subscriptions, what they want to hear of, the deliveries waiting to be
+sent, and the escalation of urgent notes nobody acknowledged ("Escalation"). Nothing here holds a name or clinical text; endpoints, device keys and e-mail
 addresses are sealed with a system key (renkei/vault.py)."""
 from datetime import date, datetime
 
@@ -59,3 +59,34 @@ class Delivery(Base):
     claim: Mapped[str | None] = mapped_column(String(32))
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class EscalationRule(Base):
+    """How a team escalates its urgent notes (renkei/escalation.py). No row: the defaults."""
+    __tablename__ = "escalation_rules"
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), primary_key=True)
+    after_minutes: Mapped[int] = mapped_column(Integer, default=15)  # unacknowledged this long: escalate
+    repeat_minutes: Mapped[int] = mapped_column(Integer, default=15)  # and again this often, until someone does
+    call_list: Mapped[str] = mapped_column(Text, default="[]")  # JSON: user ids beside the backup physician
+
+
+class Escalation(Base):
+    """An urgent note waiting for a physician's or nurse's acknowledgement. `due_at` is
+    the next time to escalate; a sender moves it forward with a compare-and-set, so with
+    several processes exactly one escalates each round."""
+    __tablename__ = "escalations"
+    note_id: Mapped[str] = mapped_column(ForeignKey("notes.id"), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(36), index=True)
+    due_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    rounds: Mapped[int] = mapped_column(Integer, default=0)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class EscalationRound(Base):
+    """One escalation, as the note shows it: 「15分未確認のため副主治医へ通知しました」."""
+    __tablename__ = "escalation_rounds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    note_id: Mapped[str] = mapped_column(ForeignKey("notes.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    minutes: Mapped[int] = mapped_column(Integer)  # since the note was posted
+    told: Mapped[str] = mapped_column(Text)  # JSON: the roles told ("backup_physician", "call_list"); [] none set

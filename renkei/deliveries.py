@@ -18,7 +18,7 @@ from types import SimpleNamespace
 from sqlalchemy import delete, or_, select, update
 
 from models import Delivery, PushSubscription, utcnow
-from renkei import db, mail, outreach, webpush
+from renkei import db, escalation, mail, outreach, webpush
 
 log = logging.getLogger("renkei.deliveries")
 BATCH = 10
@@ -145,6 +145,7 @@ def run(app):
                 if minute != last_digest:  # the digests' turn, once a minute
                     outreach.queue_digests()
                     last_digest = minute
+                escalation.run_due()  # urgent notes nobody acknowledged in time (queues deliveries)
                 run_once()
             except Exception:  # never let the thread die
                 log.exception("sending deliveries failed; retrying")

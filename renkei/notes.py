@@ -2,7 +2,7 @@
 from sqlalchemy import select, tuple_
 
 from models import Note, NoteAck, Patient, User, new_id, utcnow
-from renkei import authz, crypto, db, notify, outreach, teams, vault, work
+from renkei import authz, crypto, db, escalation, notify, outreach, teams, vault, work
 from renkei.authz import patient_access
 from renkei.problems import Problem, not_found
 from renkei.timefmt import iso, parse_iso
@@ -16,6 +16,7 @@ def notes_out(patient: Patient, notes: list[Note], viewer: User) -> list[dict]:
     authors = dict(db.session.execute(select(User.id, User.display_name).where(
         User.id.in_({n.created_by for n in notes}))).all()) if notes else {}
     team = set(notify.team_user_ids(patient.id)) if notes else set()
+    rounds = escalation.rounds_of([n.id for n in notes if n.urgent])
     out = []
     for n in notes:
         mine = [{"user_id": a.user_id, "display_name": name, "at": a.at} for a, name in acks if a.note_id == n.id]
@@ -24,7 +25,8 @@ def notes_out(patient: Patient, notes: list[Note], viewer: User) -> list[dict]:
                     "author_name": authors.get(n.created_by),
                     "body": crypto.unseal(key, n.body_ct, vault.note_aad(n)).decode(),
                     "acks": mine, "readers": len(team - {n.created_by}),  # 既読 len(acks)/readers
-                    "acknowledged_by_me": any(a["user_id"] == viewer.id for a in mine)})
+                    "acknowledged_by_me": any(a["user_id"] == viewer.id for a in mine),
+                    "escalations": rounds.get(n.id, [])})
     return out
 
 
@@ -43,6 +45,7 @@ def post(actor: User, patient_id: str, body: str, category: str, urgent: bool = 
         members = teams.members(patient.id)
         if urgent:
             outreach.tell("note.urgent", patient.id, [m.id for m in members], actor_id=actor.id, note_id=note.id)
+            escalation.schedule(note)  # unless a physician or nurse acknowledges it in time
         outreach.tell("note.mention", patient.id, outreach.mentioned(body, members), actor_id=actor.id, note_id=note.id)
     return notes_out(patient, [note], actor)[0]
 
@@ -74,11 +77,13 @@ def timeline(actor: User, patient_id: str, limit: int = 50, cursor: str | None =
 
 def acknowledge(actor: User, patient_id: str, note_id: str):
     """The caller has read the note (既読)."""
-    patient = patient_access(actor, patient_id, authz.POST).patient
+    access = patient_access(actor, patient_id, authz.POST)
+    patient = access.patient
     note = db.session.get(Note, note_id)
     if note is None or note.patient_id != patient.id:
         raise not_found()
     work.describe(detail="note=" + note.id)
     if db.session.get(NoteAck, (note.id, actor.id)) is None:
         db.session.add(NoteAck(note_id=note.id, user_id=actor.id, at=utcnow()))
+        escalation.acknowledged(note, access.member)
         notify.queue("note.acked", patient.id, {"note_id": note.id, "user_id": actor.id})

@@ -19,8 +19,9 @@ from renkei.problems import Problem, invalid
 
 # What each kind is, by weight: a person told of several things about one patient in
 # one request gets one message, the weightiest.
-KINDS = ("note.urgent", "breakglass.opened", "note.mention", "patient.updated")
-PUSH_SETTING = {"note.urgent": "push_urgent", "breakglass.opened": "push_breakglass",
+KINDS = ("note.urgent", "note.escalated", "breakglass.opened", "note.mention", "patient.updated")
+URGENT = {"note.urgent", "note.escalated"}  # through quiet hours, and by mail too
+PUSH_SETTING = {"note.urgent": "push_urgent", "note.escalated": "push_urgent", "breakglass.opened": "push_breakglass",
                 "note.mention": "push_mentions", "patient.updated": "push_changes"}
 CHANGES = {"record.updated", "note.created", "attachment.created", "team.updated"}  # realtime events
 EMAIL_CODE_SECONDS = 24 * 3600
@@ -107,12 +108,12 @@ def _payload(kind: str, patient_id: str, ids: dict) -> str:
 def _wants_push(setting: NotificationSettings, kind: str) -> bool:
     if not getattr(setting, PUSH_SETTING[kind]):
         return False
-    return kind == "note.urgent" or not quiet_now(setting)
+    return kind in URGENT or not quiet_now(setting)
 
 
 def _wants_mail(setting: NotificationSettings | None, kind: str) -> bool:
     """Urgent notes, to a confirmed address (quiet hours are for the phone's sound)."""
-    return kind == "note.urgent" and setting is not None and setting.email_urgent and setting.email_ct is not None
+    return kind in URGENT and setting is not None and setting.email_urgent and setting.email_ct is not None
 
 
 def _pending_changes(kinds: dict) -> set:
@@ -125,9 +126,11 @@ def _pending_changes(kinds: dict) -> set:
     return {(user_id, patient_id) for user_id, patient_id in rows}
 
 
-def forget_patient(user_id: str, patient_id: str):
-    """A person left the patient's team: what was queued for them about it is not sent."""
-    db.session.execute(delete(Delivery).where(Delivery.user_id == user_id, Delivery.patient_id == patient_id))
+def forget_patient(patient_id: str, user_id: str | None = None):
+    """A person left the patient's team (or the patient was deleted: everyone): what was
+    queued about the patient is not sent."""
+    db.session.execute(delete(Delivery).where(Delivery.patient_id == patient_id,
+                                              *([Delivery.user_id == user_id] if user_id else [])))
 
 
 def end_for(user_id: str):
@@ -274,6 +277,9 @@ def mail_for(delivery: Delivery) -> tuple[str, str, str] | None:
     if delivery.kind == "digest":
         return (to, "[Renkei] 担当利用者の更新 / Updates on your patients",
                 f"担当利用者に{payload['count']}件の更新があります。\n{base}{payload['url']}\n")
+    if delivery.kind == "note.escalated":
+        return (to, "[Renkei] 至急の連絡が未確認です / An urgent message is unacknowledged",
+                f"担当利用者への至急の連絡が、まだ医師・看護師に確認されていません。サインインして確認してください。\n{base}{payload['url']}\n")
     return (to, "[Renkei] 至急の連絡があります / Urgent message",
             f"担当利用者に至急の連絡があります。サインインして確認してください。\n{base}{payload['url']}\n")
 

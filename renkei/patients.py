@@ -6,7 +6,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import BreakGlass, Consent, Note, NoteAck, Patient, PatientSearchToken, SectionRevision, TeamMember, User, new_id, utcnow
-from renkei import attachments, authz, crypto, db, idempotency, vault, work
+from renkei import attachments, authz, crypto, db, escalation, idempotency, vault, work
 from renkei.authz import PROFESSION_ROLES, patient_access
 from renkei.problems import Problem, not_found
 
@@ -203,6 +203,7 @@ def delete(actor: User, patient_id: str):
     vault.shred(access.patient)
     attachments.shred_patient(access.patient.id)
     idempotency.forget(access.patient.id)  # kept answers and request fingerprints go too
+    escalation.end_for_patient(access.patient.id)  # and escalations, queued pushes and mails
     access.patient.deleted_at = utcnow()
     work.current().later(db.purge_freed_space)
 

@@ -71,7 +71,7 @@ def remove_member(actor: User, patient_id: str, user_id: str):
         raise Problem(409, "You are the team's only care manager; add another before you leave the team.")
     member.removed_at = utcnow()
     db.session.flush()
-    outreach.forget_patient(user_id, patient.id)  # queued pushes and mails about this patient
+    outreach.forget_patient(patient.id, user_id)  # queued pushes and mails about this patient
     # Recipients are the team after the removal: the removed member gets no more events.
     notify.queue("team.updated", patient.id, {"user_id": user_id, "change": "removed", "actor_id": actor.id})
 

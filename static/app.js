@@ -717,6 +717,8 @@
       } else if (name === "attachment.created") {
         if (ev.note_id) refreshTimeline(ev.note_id);
         if (ev.section) refreshSection(ev.section);
+      } else if (name === "note.escalated") {  // 「15分未確認のため…へ通知しました」 appears on the note
+        refreshTimeline(ev.note_id);
       } else if (name === "note.acked") {  // 既読 n/m moves on the author's page (only there: each refresh is an audited read)
         if ($(`#timeline li[data-note="${CSS.escape(ev.note_id)}"][data-mine]`)) refreshTimeline();
       } else if (name === "breakglass.opened") {  // someone off the team opened the record: say so at once
@@ -724,7 +726,7 @@
         refreshTimeline();  // the entry with who, when and why
       }
     };
-    ["record.updated", "note.created", "note.acked", "attachment.created", "team.updated", "breakglass.opened",
+    ["record.updated", "note.created", "note.acked", "note.escalated", "attachment.created", "team.updated", "breakglass.opened",
      "access.after_reset"]
       .forEach(n => socket.on(n, ev => handle(n, ev)));
     window.addEventListener("online", () => { $("#offline").hidden = true; });  // waiting saves wake up (pause)
@@ -819,6 +821,10 @@
     return out;
   });
   jsonForm("email-form", "/api/v1/users/me/email", "PUT");
+  jsonForm("escalation-form", `/api/v1/patients/${pid}/escalation`, "PUT", () => {
+    $("#escalation-form .status").textContent = T.saved;
+  }, b => ({ after_minutes: Number(b.after_minutes), repeat_minutes: Number(b.repeat_minutes),
+             call_list: $$('#escalation-form [name="call_list"]:checked').map(box => box.value) }));
   jsonForm("email-confirm", "/api/v1/users/me/email/confirm", "POST", () => { location.href = "/account"; });
   const confirmCode = $('#email-confirm [name="code"]');
   if (confirmCode) confirmCode.value = new URLSearchParams(location.hash.slice(1)).get("code") || "";

@@ -7,6 +7,7 @@
 
 const TEXTS = {
   "note.urgent": "至急の連絡があります",
+  "note.escalated": "至急の連絡が未確認です。確認してください",
   "breakglass.opened": "担当利用者に緊急時アクセスがありました",
   "note.mention": "あなた宛ての連絡があります",
   "patient.updated": "担当利用者の記録が更新されました",

@@ -73,6 +73,9 @@ CASES = {
                      {"obtained_on": "2026-10-02", "obtained_by": "担当", "scope": "共有"},
                      dict(zip(ROLES, [201, 201, 403, 403, 403, 403, 404, 404, 404, 404, 403, 401]))),
     "GET consents": ("GET", "/api/v1/patients/{pid}/consents", None, TEAM_READ),
+    "GET escalation": ("GET", "/api/v1/patients/{pid}/escalation", None, TEAM_READ),
+    "PUT escalation": ("PUT", "/api/v1/patients/{pid}/escalation", {"after_minutes": 20},
+                       dict(zip(ROLES, [200, 200, 403, 403, 403, 403, 404, 403, 404, 404, 403, 401]))),
     "POST breakglass": ("POST", "/api/v1/patients/{pid}/breakglass", {"reason": "救急外来で確認"},
                         # bg's grant is open already: one open grant per person and patient
                         dict(zip(ROLES, [403, 409, 409, 403, 403, 403, 201, 403, 403, 201, 409, 401]))),

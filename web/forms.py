@@ -64,7 +64,8 @@ ACTION_LABELS = {
     "auth.login": _l("ログイン"), "auth.logout": _l("ログアウト"), "auth.recover": _l("アクセス回復"),
     "auth.totp_enrol": _l("二要素認証の登録開始"), "auth.totp_confirm": _l("二要素認証の登録"),
     "push.subscribe": _l("通知を受け取る端末の登録"), "push.unsubscribe": _l("通知を受け取る端末の解除"),
-    "notifications.update": _l("通知設定の変更"), "account.email": _l("メールアドレスの変更"),
+    "notifications.update": _l("通知設定の変更"), "note.escalate": _l("至急連絡の未確認通知"),
+    "escalation.read": _l("未確認時の通知設定の閲覧"), "escalation.update": _l("未確認時の通知設定の変更"), "account.email": _l("メールアドレスの変更"),
     "account.email_confirm": _l("メールアドレスの確認"),
     "patient.create": _l("利用者の登録"), "patient.read": _l("利用者情報の閲覧"), "patient.list": _l("担当利用者一覧"),
     "patient.search": _l("利用者の検索"), "patient.delete": _l("利用者の削除"),
@@ -96,6 +97,7 @@ VERIFY_PROBLEMS = {
 OUTCOME_LABELS = {"ok": _l("成功"), "denied": _l("拒否"), "not_found": _l("該当なし"), "invalid": _l("入力エラー"),
                   "conflict": _l("競合"), "unauthenticated": _l("未認証"), "throttled": _l("回数制限"),
                   "failed": _l("失敗")}
+ESCALATION_TARGETS = {"backup_physician": _l("副主治医"), "call_list": _l("連絡先リスト")}  # who an escalation told
 SEX_LABELS = {"male": _l("男性"), "female": _l("女性"), "other": _l("その他"), "unknown": _l("不明")}
 
 

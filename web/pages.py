@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 
 from models import utcnow
 
-from renkei import access_log, attachments, audit, auth, authz, breakglass, db, directory, notes, outreach, patients, record, resets, teams, vault, webpush, work
+from renkei import access_log, attachments, audit, auth, authz, breakglass, db, directory, escalation, notes, outreach, patients, record, resets, teams, vault, webpush, work
 from renkei.authz import PROFESSION_ROLES
 from renkei.problems import Problem
 from renkei.sections import SECTIONS
@@ -236,7 +236,7 @@ def team_page(patient_id):
     return render_template("team.html", p={"id": patient_id}, team=team["items"],
                            consents=patients.consents(current_user, patient_id),
                            can_manage=team["can_manage"], today=date.today().isoformat(),
-                           roles=PROFESSION_ROLES)
+                           roles=PROFESSION_ROLES, escalation=escalation.rule(current_user, patient_id))
 
 
 # --- the person's account -------------------------------------------------------------

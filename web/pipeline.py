@@ -15,7 +15,7 @@ from renkei.crypto import DecryptionError
 from renkei.problems import Problem
 from renkei.sections import ADL_LEVEL_LABELS, ADL_LEVELS, CHOICES, SECTIONS
 from renkei.settings import ROOT
-from web.forms import (ACTION_LABELS, JAPAN, OUTCOME_LABELS, PROFESSION_LABELS, ROLE_LABELS, SEX_LABELS,
+from web.forms import (ACTION_LABELS, ESCALATION_TARGETS, JAPAN, OUTCOME_LABELS, PROFESSION_LABELS, ROLE_LABELS, SEX_LABELS,
                        VERIFY_PROBLEMS, flatten)
 
 log = logging.getLogger("renkei.web")
@@ -75,7 +75,7 @@ def init_app(app):
                                  ADL_LEVEL_LABELS=ADL_LEVEL_LABELS, flatten=flatten,
                                  ROLE_LABELS=ROLE_LABELS, PROFESSION_LABELS=PROFESSION_LABELS, SEX_LABELS=SEX_LABELS,
                                  ACTION_LABELS=ACTION_LABELS, OUTCOME_LABELS=OUTCOME_LABELS, CHOICE_LABELS=CHOICES,
-                                 VERIFY_PROBLEMS=VERIFY_PROBLEMS,
+                                 VERIFY_PROBLEMS=VERIFY_PROBLEMS, ESCALATION_TARGETS=ESCALATION_TARGETS,
                                  idle_seconds=app.config["RENKEI"].session_idle_seconds)
 
 
