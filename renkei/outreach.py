@@ -50,10 +50,11 @@ def tell(kind: str, patient_id: str, user_ids, *, actor_id: str | None = None, *
 def mentioned(body: str, members: list[User]) -> list[str]:
     """The members a note names as @login (not as the start of a longer login) or as
     @display name with its spaces left out (Japanese names run on into the sentence)."""
-    compact = body.replace(" ", "").replace("\u3000", "")
+    def squeezed(text: str) -> str:
+        return text.replace(" ", "").replace("\u3000", "")
     return [m.id for m in members
             if re.search("@" + re.escape(m.login) + r"(?![A-Za-z0-9._-])", body)
-            or "@" + m.display_name.replace(" ", "").replace("\u3000", "") in compact]
+            or (squeezed(m.display_name) and "@" + squeezed(m.display_name) in squeezed(body))]
 
 
 # Set after a commit that queued deliveries: this process's sender (renkei/deliveries.py)

@@ -628,3 +628,11 @@ def test_leaving_a_team_drops_what_was_queued_about_its_patient(dev_api, receive
     assert api.call("cm", "DELETE", f"/api/v1/patients/{pid}/team/{api.users['pharm']['id']}").status_code == 204
     send_all(api)
     assert receiver.received == []
+
+
+def test_a_display_name_of_only_spaces_mentions_nobody():
+    from types import SimpleNamespace
+    members = [SimpleNamespace(id="blank", login="x1", display_name="\u3000"),
+               SimpleNamespace(id="sato", login="dr.sato", display_name="佐藤 一郎")]
+    assert outreach.mentioned("メールは doc@example.jp まで", members) == []
+    assert outreach.mentioned("@佐藤一郎 先生、確認をお願いします", members) == ["sato"]
