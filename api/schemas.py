@@ -322,8 +322,9 @@ class EscalationRoundOut(Schema):
 
 
 class EscalationRuleIn(Strict):
-    after_minutes = fields.Integer(validate=validate.Range(min=1, max=1440))
-    repeat_minutes = fields.Integer(validate=validate.Range(min=1, max=1440))
+    # Within the day an escalation lasts; repeats no more often than every 5 minutes.
+    after_minutes = fields.Integer(validate=validate.Range(min=1, max=720))
+    repeat_minutes = fields.Integer(validate=validate.Range(min=5, max=720))
     call_list = fields.List(fields.String(validate=validate.Length(max=36)), validate=validate.Length(max=50),
                             metadata={"description": "user ids of team members told beside the backup physician"})
 

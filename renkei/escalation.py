@@ -11,15 +11,18 @@ processes look for due escalations (renkei/deliveries.py); each round moves `due
 forward with a compare-and-set in the round's own transaction, so exactly one process
 escalates it."""
 import json
+import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from models import Escalation, EscalationRound, EscalationRule, Note, NoteAck, TeamMember, User, utcnow
+from models import (Escalation, EscalationRound, EscalationRule, Note, NoteAck, NotificationSettings, PushSubscription,
+                    TeamMember, User, utcnow)
 from renkei import authz, db, notify, outreach, work
 from renkei.authz import patient_access
 from renkei.problems import Problem, invalid
 
+log = logging.getLogger("renkei.escalation")
 ACKNOWLEDGERS = ("primary_physician", "backup_physician", "nurse")  # whose 既読 ends an escalation
 GIVE_UP = timedelta(hours=24)
 DEFAULTS = {"after_minutes": 15, "repeat_minutes": 15, "call_list": []}
@@ -45,15 +48,19 @@ def set_rule(actor: User, patient_id: str, body: dict) -> dict:
     if actor.is_admin:
         raise Problem(403, "The team sets its own escalation; administrators only appoint a manager.")
     members = set(notify.team_user_ids(patient.id))
-    current = _rule(patient.id) | body
-    strangers = [uid for uid in current["call_list"] if uid not in members]
-    if strangers:
+    if any(uid not in members for uid in body.get("call_list", ())):
         raise invalid({"call_list": ["Only members of this patient's team."]})
+    before = _rule(patient.id)
+    current = before | body
+    current["call_list"] = [uid for uid in current["call_list"] if uid in members]
     row = db.session.get(EscalationRule, patient.id, with_for_update=True) or EscalationRule(patient_id=patient.id)
     row.after_minutes, row.repeat_minutes = current["after_minutes"], current["repeat_minutes"]
     row.call_list = json.dumps(sorted(set(current["call_list"])))
     db.session.add(row)
-    work.describe(detail="escalation")
+    added = sorted(set(current["call_list"]) - set(before["call_list"]))
+    removed = sorted(set(before["call_list"]) - set(current["call_list"]))
+    work.describe(detail=f"after={current['after_minutes']};repeat={current['repeat_minutes']}"
+                         f";added={','.join(added)};removed={','.join(removed)}"[:200])
     db.session.flush()
     return _rule(patient.id)
 
@@ -66,10 +73,20 @@ def schedule(note: Note):
 
 
 def acknowledged(note: Note, member: TeamMember | None):
-    """A physician's or nurse's 既読 ends the note's escalation."""
-    if member is not None and member.role in ACKNOWLEDGERS:
+    """A physician's or nurse's 既読 ends the note's escalation (not the author's own: a
+    nurse who posted "the patient fell" has not been answered by reading it back), and
+    what was queued to tell people it is still unread is not sent."""
+    if member is not None and member.role in ACKNOWLEDGERS and member.user_id != note.created_by:
         db.session.execute(update(Escalation).where(Escalation.note_id == note.id, Escalation.ended_at.is_(None))
                            .values(ended_at=utcnow()))
+        outreach.forget_kind(note.patient_id, "note.escalated", note_id=note.id)
+
+
+def left_team(patient_id: str, user_id: str):
+    """A member left: they are off the call list (coming back does not put them on it)."""
+    row = db.session.get(EscalationRule, patient_id, with_for_update=True)
+    if row is not None and user_id in json.loads(row.call_list):
+        row.call_list = json.dumps([uid for uid in json.loads(row.call_list) if uid != user_id])
 
 
 def end_for_patient(patient_id: str):
@@ -90,6 +107,16 @@ def rounds_of(note_ids: list[str]) -> dict[str, list[dict]]:
     return out
 
 
+def _reachable(user_ids: set[str]) -> set[str]:
+    """People a push or mail can reach: an active account with a device or a confirmed
+    address. The note says whom it told only if someone could be."""
+    active = select(User.id).where(User.id.in_(user_ids), User.disabled.is_(False))
+    with_device = select(PushSubscription.user_id).where(PushSubscription.user_id.in_(active))
+    with_mail = select(NotificationSettings.user_id).where(NotificationSettings.user_id.in_(active),
+                                                           NotificationSettings.email_ct.is_not(None))
+    return set(db.session.execute(with_device.union(with_mail)).scalars())
+
+
 def run_due(now: datetime | None = None) -> int:
     """Escalate every round that is due (the senders call this each turn); how many."""
     now = now or utcnow()
@@ -98,7 +125,11 @@ def run_due(now: datetime | None = None) -> int:
     db.session.commit()
     done = 0
     for note_id, due_at in due:
-        done += _escalate(note_id, due_at, now)
+        try:
+            done += _escalate(note_id, due_at, now)
+        except Exception:  # one bad round must not hold up the others, or the deliveries
+            log.exception("escalating note %s failed; it stays due", note_id)
+            db.session.rollback()
     return done
 
 
@@ -116,12 +147,17 @@ def _escalate(note_id: str, due_at: datetime, now: datetime) -> int:
     members = {m.user_id: m.role for m in db.session.execute(select(TeamMember).where(
         TeamMember.patient_id == note.patient_id, TeamMember.removed_at.is_(None))).scalars()}
     acked = db.session.execute(select(NoteAck.user_id).where(NoteAck.note_id == note_id)).scalars()
-    if any(members.get(uid) in ACKNOWLEDGERS for uid in acked) or now - note.created_at > GIVE_UP:
+    ended = ("acknowledged" if any(members.get(uid) in ACKNOWLEDGERS for uid in acked if uid != note.created_by)
+             else "no consent" if not authz.has_consent(note.patient_id)  # nobody could open it to read it
+             else "a day passed" if now - note.created_at > GIVE_UP else None)
+    if ended:
         db.session.execute(update(Escalation).where(Escalation.note_id == note_id).values(ended_at=now))
-        db.session.commit()
+        unit.record("note.escalate", "ok", patient_id=note.patient_id, detail=f"note={note_id};ended={ended}")
+        unit.commit()
         return 0
-    backups = [uid for uid, role in members.items() if role == "backup_physician"]
-    calls = [uid for uid in _rule(note.patient_id)["call_list"] if uid in members]
+    reachable = _reachable(set(members) - {note.created_by})
+    backups = [uid for uid, role in members.items() if role == "backup_physician" and uid in reachable]
+    calls = [uid for uid in _rule(note.patient_id)["call_list"] if uid in reachable and uid not in backups]
     told = (["backup_physician"] if backups else []) + (["call_list"] if calls else [])
     minutes = int((now - note.created_at).total_seconds() // 60)
     db.session.add(EscalationRound(note_id=note_id, at=now, minutes=minutes, told=json.dumps(told)))

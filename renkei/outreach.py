@@ -134,6 +134,12 @@ def forget_patient(patient_id: str, user_id: str | None = None):
                                               *([Delivery.user_id == user_id] if user_id else [])))
 
 
+def forget_kind(patient_id: str, kind: str, note_id: str):
+    """What was queued of one kind about one note is not sent (e.g. "still unread" once read)."""
+    db.session.execute(delete(Delivery).where(Delivery.patient_id == patient_id, Delivery.kind == kind,
+                                              Delivery.payload.contains(note_id)))
+
+
 def end_for(user_id: str):
     """A person's credentials ended (disabled, access reset): no device of theirs and no
     address hears anything more, and nothing queued for them is sent. After a reset they

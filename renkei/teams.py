@@ -2,7 +2,7 @@
 from sqlalchemy import func, select
 
 from models import Patient, TeamMember, User, utcnow
-from renkei import audit, authz, db, notify, outreach, work
+from renkei import audit, authz, db, escalation, notify, outreach, work
 from renkei.authz import PROFESSION_ROLES, patient_access
 from renkei.problems import Problem, invalid, not_found
 
@@ -72,6 +72,7 @@ def remove_member(actor: User, patient_id: str, user_id: str):
     member.removed_at = utcnow()
     db.session.flush()
     outreach.forget_patient(patient.id, user_id)  # queued pushes and mails about this patient
+    escalation.left_team(patient.id, user_id)
     # Recipients are the team after the removal: the removed member gets no more events.
     notify.queue("team.updated", patient.id, {"user_id": user_id, "change": "removed", "actor_id": actor.id})
 

@@ -224,3 +224,79 @@ def test_the_physician_sees_the_escalation_on_the_note_and_the_team_sets_its_tim
         got = requests.get(f"{base}/api/v1/patients/{pid}/escalation", headers={"Authorization": "Bearer " + token}).json()
         assert got["after_minutes"] == 10 and len(got["call_list"]) == 1
         page.context.close()
+
+
+# --- what an independent review found (each failed on the first version) ----------------
+
+def test_the_authors_own_read_does_not_end_it(dev_api, receiver):
+    api = dev_api
+    pid = care_team(api)
+    subscribe(api, "backup", receiver.device("backup"))
+    note_id = note(api, "ns", pid)  # the nurse reports a fall, and reads it back
+    assert api.call("ns", "POST", f"/api/v1/patients/{pid}/notes/{note_id}/ack").status_code == 204
+    assert escalate_at(api, 16) == 1
+
+
+def test_without_consent_nobody_can_open_the_note_so_it_stops(dev_api, receiver):
+    api = dev_api
+    pid = care_team(api)
+    subscribe(api, "backup", receiver.device("backup"))
+    note(api, "doc", pid)
+    consent = api.call("cm", "GET", f"/api/v1/patients/{pid}/consents").json["items"][0]["id"]
+    assert api.call("cm", "DELETE", f"/api/v1/patients/{pid}/consents/{consent}").status_code == 204
+    assert escalate_at(api, 16) == 0 and escalate_at(api, 40) == 0
+    with api.app.app_context():
+        assert db.session.execute(select(AuditEntry.detail).where(AuditEntry.action == "note.escalate")).scalar().endswith("ended=no consent")
+
+
+def test_one_round_that_fails_does_not_hold_up_the_others(dev_api, monkeypatch):
+    api = dev_api
+    first, second = team(api), api.patient("cm")
+    note(api, "cm", first)
+    note(api, "cm", second)
+    real = escalation.outreach.tell
+
+    def broken(kind, patient_id, *args, **kwargs):
+        if patient_id == first:
+            raise RuntimeError("a defect in one round")
+        return real(kind, patient_id, *args, **kwargs)
+    monkeypatch.setattr(escalation.outreach, "tell", broken)
+    assert escalate_at(api, 16) == 1  # the second patient's round went out
+    monkeypatch.setattr(escalation.outreach, "tell", real)
+    assert escalate_at(api, 17) == 1  # the first stayed due
+
+
+def test_the_note_names_only_whom_a_message_could_reach(dev_api, receiver):
+    api = dev_api
+    pid = care_team(api)  # the backup physician has no device and no address
+    note(api, "doc", pid)
+    assert escalate_at(api, 16) == 1
+    assert api.call("cm", "GET", f"/api/v1/patients/{pid}/notes").json["items"][0]["escalations"][0]["told"] == []
+
+
+def test_a_read_drops_the_still_unread_messages_not_yet_sent(dev_api, receiver):
+    api = dev_api
+    pid = care_team(api)
+    device = receiver.device("backup")
+    subscribe(api, "backup", device)
+    note_id = note(api, "doc", pid)
+    send_all(api)
+    device.status = 503  # the push service is down when the round goes out
+    assert escalate_at(api, 16) == 1
+    send_all(api)
+    assert api.call("ns", "POST", f"/api/v1/patients/{pid}/notes/{note_id}/ack").status_code == 204
+    with api.app.app_context():
+        assert db.session.execute(select(func.count()).select_from(Delivery).where(
+            Delivery.kind == "note.escalated")).scalar() == 0
+
+
+def test_a_member_who_leaves_is_off_the_call_list(dev_api):
+    api = dev_api
+    pid = care_team(api)
+    pharm = api.users["pharm"]["id"]
+    assert api.call("cm", "PUT", f"/api/v1/patients/{pid}/escalation", {"call_list": [pharm]}).status_code == 200
+    assert api.call("cm", "DELETE", f"/api/v1/patients/{pid}/team/{pharm}").status_code == 204
+    assert api.call("cm", "GET", f"/api/v1/patients/{pid}/escalation").json["call_list"] == []
+    assert api.call("cm", "PUT", f"/api/v1/patients/{pid}/escalation", {"after_minutes": 10}).status_code == 200
+    api.join(pid, "pharm", "pharmacist", by="cm")
+    assert api.call("cm", "GET", f"/api/v1/patients/{pid}/escalation").json["call_list"] == []
