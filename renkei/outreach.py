@@ -69,35 +69,37 @@ def _wake_sender():
 def _queue(told: list):
     """Turn what services told into deliveries, by each person's settings: for each
     person and patient one push, of the weightiest kind they want, and a mail if they
-    want one. Nothing for people whose account is disabled."""
+    want one. Nothing for people whose account is disabled. This runs in every write
+    (any change may interest someone): people who want nothing cost one query."""
     kinds: dict[tuple[str, str], dict[str, dict]] = {}
     for kind, patient_id, user_id, ids in told:
         kinds.setdefault((user_id, patient_id), {}).setdefault(kind, ids)
-    users = {user_id for user_id, _ in kinds}
-    active = set(db.session.execute(select(User.id).where(User.id.in_(users), User.disabled.is_(False))).scalars())
-    prefs = {row.user_id: row for row in db.session.execute(
-        select(NotificationSettings).where(NotificationSettings.user_id.in_(active))).scalars()}
-    devices: dict[str, list[str]] = {}
-    for sub_id, user_id in db.session.execute(select(PushSubscription.id, PushSubscription.user_id).where(
-            PushSubscription.user_id.in_(active))):
-        devices.setdefault(user_id, []).append(sub_id)
-    pending = _pending_changes(kinds)
-    rows = []
+    prefs = dict(db.session.execute(
+        select(User.id, NotificationSettings).outerjoin(NotificationSettings, NotificationSettings.user_id == User.id)
+        .where(User.id.in_({user_id for user_id, _ in kinds}), User.disabled.is_(False))).all())
+    pushes, rows = {}, []
     for (user_id, patient_id), told_kinds in kinds.items():
-        if user_id not in active:
+        if user_id not in prefs:  # disabled
             continue
-        setting = prefs.get(user_id, DEFAULTS)
+        setting = prefs[user_id] or DEFAULTS
         push = next((k for k in KINDS if k in told_kinds and _wants_push(setting, k)), None)
-        if push == "patient.updated" and (user_id, patient_id) in pending:
-            push = None
-        if push and devices.get(user_id):
-            payload = _payload(push, patient_id, told_kinds[push])
+        if push:
+            pushes[(user_id, patient_id)] = push
+        rows += [dict(channel="mail", subscription_id=None, kind=kind, user_id=user_id, patient_id=patient_id,
+                      payload=_payload(kind, patient_id, told_kinds[kind]))
+                 for kind in told_kinds if _wants_mail(prefs[user_id], kind)]
+    if pushes:
+        devices: dict[str, list[str]] = {}
+        for sub_id, user_id in db.session.execute(select(PushSubscription.id, PushSubscription.user_id).where(
+                PushSubscription.user_id.in_({user_id for user_id, _ in pushes}))):
+            devices.setdefault(user_id, []).append(sub_id)
+        pending = _pending_changes([key for key, kind in pushes.items() if kind == "patient.updated" and devices.get(key[0])])
+        for (user_id, patient_id), push in pushes.items():
+            if (user_id, patient_id) in pending:
+                continue
+            payload = _payload(push, patient_id, kinds[(user_id, patient_id)][push])
             rows += [dict(channel="push", subscription_id=sub_id, kind=push, payload=payload, user_id=user_id,
-                          patient_id=patient_id) for sub_id in devices[user_id]]
-        for kind in told_kinds:
-            if _wants_mail(prefs.get(user_id), kind):
-                rows.append(dict(channel="mail", subscription_id=None, kind=kind, user_id=user_id, patient_id=patient_id,
-                                 payload=_payload(kind, patient_id, told_kinds[kind])))
+                          patient_id=patient_id) for sub_id in devices.get(user_id, ())]
     now = utcnow()
     db.session.add_all(Delivery(**row, next_at=now, created_at=now) for row in rows)
 
@@ -117,14 +119,13 @@ def _wants_mail(setting: NotificationSettings | None, kind: str) -> bool:
     return kind in URGENT and setting is not None and setting.email_urgent and setting.email_ct is not None
 
 
-def _pending_changes(kinds: dict) -> set:
-    """(person, patient) with a 'patient.updated' push still waiting: one is enough."""
-    pairs = [key for key, told in kinds.items() if "patient.updated" in told]
+def _pending_changes(pairs: list[tuple[str, str]]) -> set:
+    """Of these (person, patient), those with a 'patient.updated' push still waiting: one is enough."""
     if not pairs:
         return set()
     rows = db.session.execute(select(Delivery.user_id, Delivery.patient_id).where(
         Delivery.kind == "patient.updated", Delivery.user_id.in_({u for u, _ in pairs}))).all()
-    return {(user_id, patient_id) for user_id, patient_id in rows}
+    return {(user_id, patient_id) for user_id, patient_id in rows} & set(pairs)
 
 
 def forget_patient(patient_id: str, user_id: str | None = None):
