@@ -54,6 +54,9 @@ def environment(db_url, folder, **extra) -> dict:
             **{k: str(v) for k, v in extra.items()}}
 
 
+PIDS: dict[int, int] = {}  # port → gunicorn master's pid, of the servers running now
+
+
 @contextlib.contextmanager
 def server(env: dict, workers=1, threads=32):
     port = free_port()
@@ -61,6 +64,7 @@ def server(env: dict, workers=1, threads=32):
     log = open(Path(env["RENKEI_INSTANCE_DIR"]) / f"gunicorn-{port}.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "wsgi:app"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    PIDS[port] = proc.pid
     try:
         for _ in range(300):
             try:
@@ -79,6 +83,7 @@ def server(env: dict, workers=1, threads=32):
             proc.kill()
             proc.wait()
         log.close()
+        PIDS.pop(port, None)
 
 
 def app_context(env: dict):

@@ -15,6 +15,9 @@ bind = f"{os.environ.get('RENKEI_HOST', '127.0.0.1')}:{os.environ.get('RENKEI_PO
 workers = int(os.environ.get("RENKEI_WORKERS", min(4, multiprocessing.cpu_count())))
 worker_class = "gthread"
 threads = int(os.environ.get("RENKEI_THREADS", "200"))  # bounds open websockets per worker
+# gthread accepts no connection beyond worker_connections (default 1000): with more
+# threads than that, open websockets alone would shut out every request.
+worker_connections = threads + 100
 timeout = 60
 graceful_timeout = 30
 keepalive = 5  # Retry-After (renkei/work.py) is longer, so an obedient client never races it

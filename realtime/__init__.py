@@ -1,25 +1,25 @@
-"""Socket.IO (docs/API.md, "Realtime events"): a door onto the core. Each connection
-joins only its own user's room; the core decides recipients per event from the current
+"""Socket.IO (docs/API.md, "Realtime events"): a door onto the core. A connection is
+known only as its person's; the core decides recipients per event from the current
 team (renkei/notify.py), so a client can never subscribe to anything by name. Events
 carry identifiers, never content. This package hears of committed events through the
-unit of work's after-commit listeners (renkei/work.py); the core never calls it."""
+unit of work's after-commit listeners (renkei/work.py); the core never calls it;
+realtime/fanout.py carries them to every server process's sockets."""
+import collections
 import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from datetime import timedelta
 
-import redis
-from socketio import RedisManager
 from flask import current_app, request
 from flask_login import current_user
-from flask_socketio import ConnectionRefusedError, SocketIO, join_room  # not the builtin of that name
+from flask_socketio import ConnectionRefusedError, SocketIO  # not the builtin of that name
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 
 from models import SocketOwner, SocketSession, User, utcnow
+from realtime.fanout import Fanout
 from renkei import auth, authz, db, notify, work
 
 log = logging.getLogger("renkei.realtime")
@@ -32,105 +32,34 @@ UNAVAILABLE = {"error": "unavailable", "retry_after": 7}
 # expiry, idle session); sign-out, revocation and disabling close them at once.
 _open: dict[str, dict] = {}
 OWNER = f"{socket.gethostname()[:50]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this process
-# The name this process's Redis connections carry (CLIENT LIST), so it can tell whether
-# its own subscriber is listening again after an outage.
-QUEUE_CLIENT = "renkei-" + OWNER.replace(" ", "_")
-RESYNC_EVERY = 3  # seconds between resume prompts while this process may be missing pushes
+fanout = Fanout(OWNER.replace(" ", "_"))
 _sweeper = {"started": False, "lock": threading.Lock()}
+# Benchmarks only (RENKEI_BENCH_ROUTES=1, bench/fanout.py reads it at /_bench/fanout): for
+# each event handed to this process's sockets, (name, patient, key, commit time, emit
+# times, sockets reached), wall-clock seconds.
+TRACE = collections.deque(maxlen=200_000) if os.environ.get("RENKEI_BENCH_ROUTES") == "1" else None
 
 
 def init_app(app, settings):
-    queue = {}
-    if settings.redis_url:
-        # python-socketio logs two errors per push while Redis is down; _watch_queue logs
-        # the outage once instead.
-        quiet = logging.getLogger("renkei.realtime.queue")
-        quiet.setLevel(logging.CRITICAL)
-        queue["client_manager"] = RedisManager(settings.redis_url, channel="flask-socketio", logger=quiet,
-                                               redis_options={"client_name": QUEUE_CLIENT})
-    socketio.init_app(app, async_mode="threading", **queue,
+    # No python-socketio message queue: processes share events through realtime/fanout.py
+    # (one message per commit), so an emit here reaches this process's sockets only.
+    socketio.init_app(app, async_mode="threading",
                       # None = same origin only; never "*".
                       cors_allowed_origins=settings.allowed_origins or None,
                       logger=False, engineio_logger=False)
+    fanout.init(socketio.server, settings.redis_url, TRACE)
     work.subscribe(app, after_commit)
 
 
-def _watch_queue(url: str):
-    """Pushes published while this process is not subscribed to the message queue never
-    reach its sockets: Redis down (python-socketio gives up publishing quietly) and, after
-    Redis returns, until python-socketio's subscriber reconnects (its back-off grows to
-    60 s). All that while, tell this process's own sockets directly (not through the
-    queue) to resume every few seconds — they fetch what they missed from the database —
-    and once more when the subscriber listens again."""
-    client, whole, prompted = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1), None, 0.0
-    while True:
-        socketio.sleep(1)
-        now_whole = _subscribed(client)
-        if whole is None:  # the first look: the subscriber may still be starting
-            whole = now_whole
-        if whole and not now_whole:
-            log.warning("not subscribed to the message queue: sockets here are told to resume every %d s",
-                        RESYNC_EVERY)
-        if now_whole and not whole:
-            log.warning("subscribed to the message queue again; %d sockets here are told to resume", len(_open))
-        if (now_whole and not whole) or (not now_whole and time.monotonic() - prompted >= RESYNC_EVERY):
-            _prompt_resume()
-            prompted = time.monotonic()
-        whole = now_whole
-
-
-def _subscribed(client) -> bool:
-    """Is this process's own subscriber connected to the message queue? Where Redis does
-    not allow CLIENT LIST (an ACL, a managed service), fall back to "Redis answers"."""
-    try:
-        if not _can_list["yes"]:
-            return bool(client.ping())
-        return any(c.get("name") == QUEUE_CLIENT and int(c.get("sub", 0)) > 0 for c in client.client_list(_type="pubsub"))
-    except redis.exceptions.NoPermissionError:
-        _can_list["yes"] = False
-        log.warning("Redis refuses CLIENT LIST: this process can only tell whether Redis answers, "
-                    "not whether its subscriber is listening again after an outage")
-        return _subscribed(client)
-    except (redis.RedisError, ValueError):
-        return False
-
-
-_can_list = {"yes": True}
-
-
-def _prompt_resume():
-    for sid in list(_open):
-        try:
-            socketio.server.emit("resync", {}, to=sid, ignore_queue=True)
-        except Exception:
-            log.warning("could not prompt a socket to resume")
-
-
-def _room(user_id: str) -> str:
-    return "user:" + user_id
-
-
-def push(user_id: str, name: str, payload: dict):
-    """Send a committed event to one user's connections in every process. If the
-    message queue is down the event is still stored; the client gets it on resume."""
-    try:
-        socketio.emit(name, payload, to=_room(user_id))
-    except Exception:
-        log.warning("could not push %s (seq %s); the client will get it on resume",
-                    name, payload.get("seq"))
-
-
-def after_commit(events: list[tuple[str, str, dict]], ended: list[tuple[str, str]]):
-    """Push committed events off the request thread: the writer's response does not wait
-    for fan-out to every connection (the events are stored; resume covers a lost push).
-    Then close the sockets of sessions that ended (sign-out, revoked token, disabled)."""
-    if events:
-        socketio.start_background_task(lambda: [push(*event) for event in events])
+def after_commit(events: list[tuple[str, dict, dict]], ended: list[tuple[str, str]]):
+    """Hand committed events to every process's sockets of their recipients, and close
+    the sockets of sessions that ended (sign-out, revoked token, disabled) wherever
+    they are. The events are stored: a client that misses a push gets it on resume."""
+    closing = []
     for kind, ident in ended:
-        if kind == "user":
-            disconnect_user(ident)
-        else:
-            disconnect_token(ident)
+        closing += _sids(SocketSession.user_id == ident if kind == "user" else SocketSession.token_id == ident)
+    if events or closing:
+        fanout.send(events, closing)
 
 
 def _socket_user():
@@ -170,8 +99,8 @@ def on_connect(auth_data=None):
     if user is None:
         raise ConnectionRefusedError("authentication required")
     _open[request.sid] = credential
+    fanout.opened(request.sid, user.id)
     _start_sweeper(current_app._get_current_object())
-    join_room(_room(user.id))
 
 
 def _heartbeat(interval: float):
@@ -192,14 +121,12 @@ def _close_after_ack(sid: str):
 
 
 def _start_sweeper(app):
-    """This process's background watchers, started with its first socket."""
+    """This process's sweeper, started with its first socket."""
     with _sweeper["lock"]:
         if _sweeper["started"]:
             return
         _sweeper["started"] = True
     socketio.start_background_task(_sweep, app)
-    if app.config["RENKEI"].redis_url:
-        socketio.start_background_task(_watch_queue, app.config["RENKEI"].redis_url)
 
 
 def _sweep(app):
@@ -229,6 +156,7 @@ def _sweep(app):
 @socketio.on("disconnect")
 def on_disconnect(reason=None):
     _open.pop(request.sid, None)
+    fanout.closed(request.sid)
     try:
         db.session.execute(delete(SocketSession).where(SocketSession.sid == request.sid))
         db.session.commit()
@@ -271,28 +199,12 @@ def _replay(sid: str, since: int) -> dict:
         for name, payload in batch:
             last = payload["seq"]
             if payload["patient_id"] in visible or (user.is_admin and name == "breakglass.opened"):
-                # Straight to the local socket: the replay must not depend on the message
-                # queue it may be making up for.
-                socketio.server.emit(name, payload, to=sid, ignore_queue=True)
+                socketio.server.emit(name, payload, to=sid)  # this process's socket: no queue
                 replayed += 1
         if len(batch) < 1000:
             break
     return {"replayed": replayed, "seq": last}
 
 
-def _disconnect(where):
-    sids = list(db.session.execute(select(SocketSession.sid).where(where)).scalars())
-    for sid in sids:
-        try:
-            socketio.server.disconnect(sid)  # reaches other processes through the queue
-        except Exception:
-            log.warning("could not disconnect a socket")
-    return len(sids)
-
-
-def disconnect_token(token_id: str):
-    return _disconnect(SocketSession.token_id == token_id)
-
-
-def disconnect_user(user_id: str):
-    return _disconnect(SocketSession.user_id == user_id)
+def _sids(where) -> list[str]:
+    return list(db.session.execute(select(SocketSession.sid).where(where)).scalars())

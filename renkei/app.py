@@ -127,6 +127,13 @@ def create_app(settings: Settings | None = None) -> Flask:
             """Benchmark baseline: a bare Flask route, one query, same server and database."""
             return {"one": db.session.execute(select(literal(1))).scalar()}
 
+        @app.get("/_bench/fanout")
+        def bench_fanout():
+            """This process's realtime trace since the last call (realtime.TRACE)."""
+            items = list(realtime.TRACE)
+            realtime.TRACE.clear()
+            return {"pid": os.getpid(), "items": items}
+
     @app.get("/healthz")
     def healthz():
         try:

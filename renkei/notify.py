@@ -41,10 +41,11 @@ def queue(name: str, patient_id: str, payload: dict, also_to=()):
     unit.outbox.append((name, patient_id, payload, recipients, utcnow()))
 
 
-def store(outbox: list) -> list[tuple[str, str, dict]]:
+def store(outbox: list) -> list[tuple[str, dict, dict[str, int]]]:
     """Store the queued events with each recipient's next seq; the unit of work calls
     this last before COMMIT, so the recipients' rows stay locked for milliseconds, not
-    for the rest of the request (docs/ARCHITECTURE.md, "One unit of work")."""
+    for the rest of the request (docs/ARCHITECTURE.md, "One unit of work"). Returns each
+    event once: its name, its payload without seq, and each recipient's seq."""
     recipients = sorted({user_id for *_, users, _ in outbox for user_id in users})
     # Lock the recipients in id order first, so two writes with overlapping teams cannot
     # deadlock on PostgreSQL (an UPDATE alone locks in whatever order its plan visits rows).
@@ -62,12 +63,13 @@ def store(outbox: list) -> list[tuple[str, str, dict]]:
     seq = {user_id: last[user_id] - counts[user_id] for user_id in recipients}
     rows, sent = [], []
     for name, patient_id, payload, users, at in outbox:
+        body, seqs = {"patient_id": patient_id, **payload, "at": iso(at)}, {}
         for user_id in users:
             seq[user_id] += 1
-            body = {"patient_id": patient_id, **payload, "at": iso(at), "seq": seq[user_id]}
+            seqs[user_id] = seq[user_id]
             rows.append({"user_id": user_id, "seq": seq[user_id], "name": name, "created_at": at,
-                         "payload": json.dumps(body, ensure_ascii=False)})
-            sent.append((user_id, name, body))
+                         "payload": json.dumps({**body, "seq": seq[user_id]}, ensure_ascii=False)})
+        sent.append((name, body, seqs))
     db.session.execute(insert(UserEvent), rows)
     return sent
 

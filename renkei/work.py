@@ -37,7 +37,7 @@ class Work:
         self.entries: list[audit.Pending] = []
         self.outbox: list[tuple] = []  # realtime events named by services (renkei/notify.py)
         self.outreach: list[tuple] = []  # pushes and mails named by services (renkei/outreach.py)
-        self.events: list[tuple[str, str, dict]] = []  # (user id, event name, payload), stored
+        self.events: list[tuple[str, dict, dict]] = []  # (event name, payload, {user id: seq}), stored
         self.closing: list[Callable[[], None]] = []  # the last writes before COMMIT
         self.ended: list[tuple[str, str]] = []  # ("user" | "token", id) whose sockets must close
         self.afterwards: list[Callable[[], None]] = []  # core work that must follow the commit

@@ -12,6 +12,7 @@ import requests
 from sqlalchemy import select
 
 from models import SocketSession
+from realtime.fanout import CHANNEL
 from renkei import db
 from tests.servers import Listener, World, free_port, start_server
 
@@ -31,7 +32,7 @@ def test_two_gunicorn_workers_deliver_to_every_listener(pg_world, redis_url):
         with w.app.app_context():
             holders = len(set(db.session.execute(select(SocketSession.owner)).scalars()))
             db.session.remove()
-        while queue.pubsub_numsub("flask-socketio")[0][1] < holders:
+        while queue.pubsub_numsub(CHANNEL)[0][1] < holders:
             assert time.monotonic() < deadline, "a worker never subscribed to the queue"
             time.sleep(0.1)
         try:

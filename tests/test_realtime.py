@@ -3,9 +3,11 @@ and across two processes through a real Redis."""
 import time
 
 import pytest
+import redis
 import requests
 import socketio
 
+from renkei import notify
 from tests.servers import Listener, World, free_port
 
 pytestmark = pytest.mark.slow
@@ -157,6 +159,45 @@ def test_two_processes_behave_as_one_through_redis(pg_world, redis_url):
 
 
 @pytest.mark.postgres
+def test_a_write_is_one_message_on_the_queue_and_each_person_gets_their_own_seq(pg_world, redis_url):
+    """Fan-out (docs/ARCHITECTURE.md, "Realtime fan-out"): however large the team, a write
+    puts one message on Redis; each process hands it to its own sockets, each person with
+    their own seq. The message names identifiers only."""
+    w = pg_world
+    queue = redis.Redis.from_url(redis_url)
+    watch = queue.pubsub(ignore_subscribe_messages=True)
+    watch.psubscribe("*")
+    with w.server(RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b:
+        sockets = {"doc on B": Listener(b, w.tokens["doc"]), "doc on A": Listener(a, w.tokens["doc"]),
+                   "ns on A": Listener(a, w.tokens["ns"]), "cm on B": Listener(b, w.tokens["cm"])}
+        try:
+            deadline = time.monotonic() + 10  # each process subscribes when its first socket connects
+            while sum(n for _, n in queue.pubsub_numsub(*queue.pubsub_channels())) < 2:
+                assert time.monotonic() < deadline, "a server process never subscribed"
+                time.sleep(0.05)
+            while watch.get_message(timeout=0.2):
+                pass
+            w.put(a, "cm", "home", {"bed": "介護ベッド 田中様"}, 0)
+            got = {where: listener.wait_for(1)[-1] for where, listener in sockets.items()}
+            time.sleep(0.5)
+            published = []
+            while (message := watch.get_message(timeout=0.2)) is not None:
+                published.append(message["data"].decode())
+            assert len(published) == 1, published  # was one per recipient: every process got all of them
+            assert "介護ベッド" not in published[0] and "田中" not in published[0]
+            with w.app.app_context():
+                own = {who: notify.events_since(w.ids[who], 0)[-1][1]["seq"] for who in ("doc", "ns", "cm")}
+            assert {where: (name, p["version"], p["seq"]) for where, (name, p) in got.items()} == {
+                "doc on B": ("record.updated", 1, own["doc"]), "doc on A": ("record.updated", 1, own["doc"]),
+                "ns on A": ("record.updated", 1, own["ns"]), "cm on B": ("record.updated", 1, own["cm"])}
+            assert len(set(own.values())) > 1  # the people's seqs differ, so each got their own
+        finally:
+            watch.close()
+            for listener in sockets.values():
+                listener.close()
+
+
+@pytest.mark.postgres
 def test_with_redis_down_writes_commit_and_clients_catch_up(pg_world, tmp_path):
     w = pg_world
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
@@ -174,3 +215,45 @@ def test_with_redis_down_writes_commit_and_clients_catch_up(pg_world, tmp_path):
             assert names[-1] == "record.updated" and ack["replayed"] >= 1
         finally:
             doc.close()
+
+
+class FakeSockets:
+    """Stands in for python-socketio's server: records what a process's sockets were sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def emit(self, name, payload, to):
+        self.sent.append((to, name, payload))
+
+    def disconnect(self, sid):
+        self.sent.append((sid, "closed", None))
+
+
+def test_a_message_redis_did_not_take_makes_the_next_one_tell_others_to_resume(redis_url):
+    """Between processes (realtime/fanout.py): a commit whose message Redis refused is not
+    lost for the other processes' sockets — the next message that gets through tells
+    them to resume, and they fetch it from the database."""
+    from realtime.fanout import CHANNEL, Fanout, _redis
+    a, b = Fanout("process-a"), Fanout("process-b")
+    a.init(FakeSockets(), redis_url, None)
+    b.init(FakeSockets(), redis_url, None)
+    with b.lock:  # b holds ns's socket (without starting b's listener thread: the test reads for it)
+        b.users["sid-of-ns"], b.sids["ns"] = "ns", ("sid-of-ns",)
+    channel = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
+    channel.subscribe(CHANNEL)
+    channel.get_message(timeout=1)
+    event = [("record.updated", {"patient_id": "p1", "section": "home", "version": 1}, {"ns": 7})]
+    a._publish(_redis("redis://127.0.0.1:1/0"), {"from": "process-a", "committed": 0, "events": event,
+                                                  "disconnect": []})  # Redis refuses this one
+    a.publish_after = 0  # a second later
+    event = [("record.updated", {"patient_id": "p1", "section": "home", "version": 2}, {"ns": 8})]
+    a._publish(_redis(redis_url), {"from": "process-a", "committed": 0, "events": event, "disconnect": []})
+    while (message := channel.get_message(timeout=1)) is not None:
+        b._receive(message["data"])
+        a._receive(message["data"])
+    channel.close()
+    assert b.server.sent == [("sid-of-ns", "record.updated", {"patient_id": "p1", "section": "home", "version": 2,
+                                                              "seq": 8}),
+                             ("sid-of-ns", "resync", {})]  # seq 7 never arrived: resume fetches it
+    assert a.server.sent == []  # a's own message is not delivered twice to a's sockets

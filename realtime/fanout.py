@@ -1,0 +1,191 @@
+"""Fan-out across server processes (docs/ARCHITECTURE.md, "Realtime fan-out"): one
+message per commit, published on Redis, reaches every process; each hands each event to
+its own sockets of the recipients, with that recipient's own seq. Without Redis (one
+process) the committing process delivers to its own sockets only.
+
+Why not python-socketio's Redis manager: it publishes one message per emit, and with a
+seq of each recipient's own every recipient's event is its own emit — so every process
+received and decoded every recipient's message, most of them for sockets it did not hold.
+
+Messages carry identifiers and seqs, never content (the same as the events)."""
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+log = logging.getLogger("renkei.realtime")
+CHANNEL = "renkei:realtime"
+RESYNC_EVERY = 3  # seconds between resume prompts while this process may be missing messages
+
+
+def _redis(url: str, **options) -> redis.Redis:
+    # No retries inside redis-py: a subscriber it reconnected quietly would have missed
+    # messages without anyone being told to resume, and a publish must not hold up the
+    # sender for seconds while Redis is away.
+    return redis.Redis.from_url(url, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0), **options)
+
+
+class Fanout:
+    def __init__(self, owner: str):
+        self.owner = owner       # this process, as its messages name it
+        self.server = None       # the python-socketio server holding this process's sockets
+        self.url = None          # Redis, or None: one process
+        self.users: dict[str, str] = {}                # sid → user id, this process's sockets
+        self.sids: dict[str, tuple[str, ...]] = {}     # user id → sids; replaced whole, read unlocked
+        self.lock = threading.Lock()
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.started: set[str] = set()  # "sender", "listener": threads running
+        self.publish_after = 0.0  # after a failed publish, Redis is not tried again for a second
+        self.unsent = False       # a message was not published: the next one says "resync"
+        self.trace: deque | None = None  # benchmarks only: see realtime.TRACE
+
+    def init(self, server, url: str | None, trace: deque | None):
+        self.server, self.url, self.trace = server, url, trace
+
+    # -- this process's sockets -------------------------------------------------------
+
+    def opened(self, sid: str, user_id: str):
+        with self.lock:
+            self.users[sid] = user_id
+            self.sids[user_id] = self.sids.get(user_id, ()) + (sid,)
+        if self.url:
+            self._start("listener")
+
+    def closed(self, sid: str):
+        with self.lock:
+            user_id = self.users.pop(sid, None)
+            rest = tuple(s for s in self.sids.get(user_id, ()) if s != sid)
+            if rest:
+                self.sids[user_id] = rest
+            else:
+                self.sids.pop(user_id, None)
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send(self, events: list, disconnect: list[str]):
+        """After a commit: `events` as renkei.notify.store returns them, `disconnect` the
+        sids to close wherever they are. Handed to the sender thread: the writer's
+        response does not wait for the fan-out."""
+        self._start("sender")
+        self.outbox.put({"from": self.owner, "committed": time.time(),
+                         "events": events, "disconnect": disconnect})
+
+    def _send_forever(self):
+        client = _redis(self.url, socket_timeout=1) if self.url else None
+        while True:
+            try:
+                message = self.outbox.get(timeout=1)
+            except queue.Empty:  # idle: a good time to announce messages Redis did not take
+                message = None
+            try:
+                if client is not None and (message is not None or self.unsent):
+                    # first, so the other processes deliver while this one does
+                    self._publish(client, message or {"from": self.owner, "events": [], "disconnect": []})
+                if message is not None:
+                    self._deliver(message)
+            except Exception:  # never let the sender die: the events are stored, clients resume
+                log.exception("fan-out of a commit failed; its clients get the events on resume")
+
+    def _publish(self, client, message):
+        """Publish; if an earlier message could not be, this one tells every other process
+        to have its sockets resume (they fetch what that message carried)."""
+        if time.monotonic() < self.publish_after:
+            self.unsent = True  # Redis failed a moment ago: not again for a second
+            return
+        try:
+            client.publish(CHANNEL, json.dumps({**message, "resync": self.unsent}, separators=(",", ":")))
+            self.unsent = False
+        except redis.RedisError:
+            self.publish_after, self.unsent = time.monotonic() + 1, True
+            log.warning("could not publish to the message queue; other processes' sockets are told to "
+                        "resume once it takes messages again")
+
+    # -- receiving --------------------------------------------------------------------
+
+    def _listen_forever(self):
+        """Deliver every other process's messages. While not subscribed (Redis down, or
+        reconnecting), messages published meanwhile never arrive: tell this process's
+        sockets to resume from the database every few seconds, and once more on
+        subscribing again."""
+        prompted, down = 0.0, False
+        while True:
+            pubsub = _redis(self.url, socket_timeout=5, health_check_interval=3,
+                            client_name="renkei-" + self.owner).pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(CHANNEL)
+                pubsub.get_message(timeout=0.1)  # the subscription's confirmation
+                if down:
+                    log.warning("subscribed to the message queue again; %d sockets here are told to resume",
+                                len(self.users))
+                    self._prompt_resume()
+                    down = False
+                while True:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._receive(message["data"])
+            except (redis.RedisError, OSError):
+                if not down:
+                    log.warning("not subscribed to the message queue: sockets here are told to resume every %d s",
+                                RESYNC_EVERY)
+                down = True
+                if time.monotonic() - prompted >= RESYNC_EVERY:
+                    self._prompt_resume()
+                    prompted = time.monotonic()
+                pubsub.close()
+                time.sleep(1)
+
+    def _receive(self, raw: bytes):
+        try:
+            message = json.loads(raw)
+            if message.get("from") != self.owner:  # this process delivered its own already
+                self._deliver(message)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("ignored a malformed message on %s", CHANNEL)
+        except Exception:  # never let the listener die over one message
+            log.exception("could not deliver a message from %s", CHANNEL)
+
+    def _deliver(self, message: dict):
+        for name, body, seqs in message.get("events", ()):
+            stamps = [] if self.trace is not None else None
+            for user_id, seq in seqs.items():
+                for sid in self.sids.get(user_id, ()):
+                    self._emit(name, {**body, "seq": seq}, sid)
+                    if stamps is not None:
+                        stamps.append(time.time())
+            if stamps:
+                self.trace.append((name, body["patient_id"], str(body.get("version", body.get("note_id", ""))),
+                                   message["committed"], stamps, len(stamps)))
+        if message.get("resync"):  # another process could not publish for a while
+            self._prompt_resume()
+        for sid in message.get("disconnect", ()):
+            if sid in self.users:
+                try:
+                    self.server.disconnect(sid)
+                except Exception:
+                    log.warning("could not disconnect a socket")
+
+    def _emit(self, name: str, payload, sid: str):
+        try:
+            self.server.emit(name, payload, to=sid)
+        except Exception:  # the socket closing meanwhile; its client resumes on reconnect
+            log.warning("could not push %s to a socket; the client gets it on resume", name)
+
+    def _prompt_resume(self):
+        for sid in list(self.users):
+            self._emit("resync", {}, sid)
+
+    def _start(self, which: str):
+        """Once per process, at first use: the sender with the first commit that names an
+        event, the listener (with Redis) with the first socket."""
+        with self.lock:
+            if which in self.started:
+                return
+            self.started.add(which)
+        target = self._send_forever if which == "sender" else self._listen_forever
+        threading.Thread(target=target, name="renkei-fanout-" + which, daemon=True).start()
