@@ -29,7 +29,8 @@ socketio = SocketIO()
 UNAVAILABLE = {"error": "unavailable", "retry_after": 7}
 # This process's sockets: sid → the credential it was opened with (renkei.auth
 # socket_credential). A sweeper closes those whose credential lapses by time (token
-# expiry, idle session); sign-out, revocation and disabling close them at once.
+# expiry, idle session); sign-out, revocation and disabling close them within moments,
+# in every process (realtime/fanout.py; the sweeper, if that message was lost).
 _open: dict[str, dict] = {}
 OWNER = f"{socket.gethostname()[:50]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this process
 fanout = Fanout(OWNER.replace(" ", "_"))
@@ -56,8 +57,12 @@ def after_commit(events: list[tuple[str, dict, dict]], ended: list[tuple[str, st
     the sockets of sessions that ended (sign-out, revoked token, disabled) wherever
     they are. The events are stored: a client that misses a push gets it on resume."""
     closing = []
-    for kind, ident in ended:
-        closing += _sids(SocketSession.user_id == ident if kind == "user" else SocketSession.token_id == ident)
+    try:
+        for kind, ident in ended:
+            closing += _sids(SocketSession.user_id == ident if kind == "user" else SocketSession.token_id == ident)
+    except (DBAPIError, PoolTimeout):  # the change has committed: send its events all the same
+        log.warning("could not look up the sockets of ended sessions; the sweeper closes them")
+        db.session.rollback()
     if events or closing:
         fanout.send(events, closing)
 
@@ -116,6 +121,7 @@ def _heartbeat(interval: float):
 
 
 def _close_after_ack(sid: str):
+    fanout.closed(sid)  # sent nothing more meanwhile
     socketio.sleep(1)  # let the acknowledgement ("signed out") reach the client first
     socketio.server.disconnect(sid)
 

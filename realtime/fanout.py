@@ -8,6 +8,7 @@ seq of each recipient's own every recipient's event is its own emit — so every
 received and decoded every recipient's message, most of them for sockets it did not hold.
 
 Messages carry identifiers and seqs, never content (the same as the events)."""
+import atexit
 import json
 import logging
 import queue
@@ -43,6 +44,8 @@ class Fanout:
         self.started: set[str] = set()  # "sender", "listener": threads running
         self.publish_after = 0.0  # after a failed publish, Redis is not tried again for a second
         self.unsent = False       # a message was not published: the next one says "resync"
+        self.unsent_closes: list[str] = []  # sids whose close was not published: sent with the next
+        self.pending = 0          # messages queued or being sent (flush waits for 0)
         self.trace: deque | None = None  # benchmarks only: see realtime.TRACE
 
     def init(self, server, url: str | None, trace: deque | None):
@@ -73,17 +76,28 @@ class Fanout:
         sids to close wherever they are. Handed to the sender thread: the writer's
         response does not wait for the fan-out."""
         self._start("sender")
+        with self.lock:
+            self.pending += 1
         self.outbox.put({"from": self.owner, "committed": time.time(),
                          "events": events, "disconnect": disconnect})
 
+    def flush(self, timeout: float = 3.0):
+        """Wait until what was queued has been sent: a command (reset-access) ends its
+        process right after its commit, and the sessions it ended must still close."""
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def _send_forever(self):
-        client = _redis(self.url, socket_timeout=1) if self.url else None
+        client = None
         while True:
             try:
                 message = self.outbox.get(timeout=1)
             except queue.Empty:  # idle: a good time to announce messages Redis did not take
                 message = None
             try:
+                if self.url and client is None:
+                    client = _redis(self.url, socket_timeout=1)
                 if client is not None and (message is not None or self.unsent):
                     # first, so the other processes deliver while this one does
                     self._publish(client, message or {"from": self.owner, "events": [], "disconnect": []})
@@ -91,18 +105,25 @@ class Fanout:
                     self._deliver(message)
             except Exception:  # never let the sender die: the events are stored, clients resume
                 log.exception("fan-out of a commit failed; its clients get the events on resume")
+            finally:
+                if message is not None:
+                    with self.lock:
+                        self.pending -= 1
 
     def _publish(self, client, message):
         """Publish; if an earlier message could not be, this one tells every other process
-        to have its sockets resume (they fetch what that message carried)."""
-        if time.monotonic() < self.publish_after:
-            self.unsent = True  # Redis failed a moment ago: not again for a second
+        to have its sockets resume (they fetch the events that message carried) and
+        carries the closes it held."""
+        closes = self.unsent_closes + list(message.get("disconnect", ()))
+        if time.monotonic() < self.publish_after:  # Redis failed a moment ago: not again for a second
+            self.unsent, self.unsent_closes = True, closes
             return
         try:
-            client.publish(CHANNEL, json.dumps({**message, "resync": self.unsent}, separators=(",", ":")))
-            self.unsent = False
+            client.publish(CHANNEL, json.dumps({**message, "disconnect": closes, "resync": self.unsent},
+                                               separators=(",", ":")))
+            self.unsent, self.unsent_closes = False, []
         except redis.RedisError:
-            self.publish_after, self.unsent = time.monotonic() + 1, True
+            self.publish_after, self.unsent, self.unsent_closes = time.monotonic() + 1, True, closes
             log.warning("could not publish to the message queue; other processes' sockets are told to "
                         "resume once it takes messages again")
 
@@ -113,31 +134,37 @@ class Fanout:
         reconnecting), messages published meanwhile never arrive: tell this process's
         sockets to resume from the database every few seconds, and once more on
         subscribing again."""
-        prompted, down = 0.0, False
+        # down at first too: a socket's resume on connect may have read the database before
+        # this subscription began, so the sockets here resume once more when it has.
+        prompted, down, pubsub = 0.0, True, None
         while True:
-            pubsub = _redis(self.url, socket_timeout=5, health_check_interval=3,
-                            client_name="renkei-" + self.owner).pubsub(ignore_subscribe_messages=True)
             try:
+                pubsub = _redis(self.url, socket_timeout=5, health_check_interval=3).pubsub(
+                    ignore_subscribe_messages=True)
                 pubsub.subscribe(CHANNEL)
                 pubsub.get_message(timeout=0.1)  # the subscription's confirmation
                 if down:
-                    log.warning("subscribed to the message queue again; %d sockets here are told to resume",
-                                len(self.users))
+                    if prompted:
+                        log.warning("subscribed to the message queue again; %d sockets here are told to resume",
+                                    len(self.users))
                     self._prompt_resume()
                     down = False
                 while True:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._receive(message["data"])
-            except (redis.RedisError, OSError):
+            except Exception as exc:  # Redis away, or anything else: never let the listener die
                 if not down:
-                    log.warning("not subscribed to the message queue: sockets here are told to resume every %d s",
-                                RESYNC_EVERY)
+                    log.warning("not subscribed to the message queue (%s): sockets here are told to resume "
+                                "every %d s", type(exc).__name__, RESYNC_EVERY)
                 down = True
                 if time.monotonic() - prompted >= RESYNC_EVERY:
                     self._prompt_resume()
                     prompted = time.monotonic()
-                pubsub.close()
+                try:
+                    pubsub and pubsub.close()
+                except Exception:
+                    pass
                 time.sleep(1)
 
     def _receive(self, raw: bytes):
@@ -151,6 +178,12 @@ class Fanout:
             log.exception("could not deliver a message from %s", CHANNEL)
 
     def _deliver(self, message: dict):
+        # Closes first: a session that ended is sent nothing more. Each close runs the
+        # socket's disconnect handler (a database write), so not on this thread.
+        for sid in message.get("disconnect", ()):
+            if sid in self.users:
+                self.closed(sid)
+                threading.Thread(target=self._close, args=(sid,), daemon=True).start()
         for name, body, seqs in message.get("events", ()):
             stamps = [] if self.trace is not None else None
             for user_id, seq in seqs.items():
@@ -163,12 +196,12 @@ class Fanout:
                                    message["committed"], stamps, len(stamps)))
         if message.get("resync"):  # another process could not publish for a while
             self._prompt_resume()
-        for sid in message.get("disconnect", ()):
-            if sid in self.users:
-                try:
-                    self.server.disconnect(sid)
-                except Exception:
-                    log.warning("could not disconnect a socket")
+
+    def _close(self, sid: str):
+        try:
+            self.server.disconnect(sid)
+        except Exception:
+            log.warning("could not disconnect a socket")
 
     def _emit(self, name: str, payload, sid: str):
         try:
@@ -187,5 +220,7 @@ class Fanout:
             if which in self.started:
                 return
             self.started.add(which)
+        if which == "sender":
+            atexit.register(self.flush)  # a command's process ends right after its commit
         target = self._send_forever if which == "sender" else self._listen_forever
         threading.Thread(target=target, name="renkei-fanout-" + which, daemon=True).start()

@@ -2,8 +2,8 @@
 
 An event is stored per recipient, with that recipient's next seq, in the same
 transaction as the change it describes; only after commit does the unit of work
-(renkei/work.py) hand it to its listeners — realtime/ pushes it to the recipient's
-Socket.IO room. So a client that missed a push (network, Redis down,
+(renkei/work.py) hand it to its listeners — realtime/ sends it to the recipient's
+open sockets in every server process. So a client that missed a push (network, Redis down,
 another process) gets it from `resume`, and a rolled-back change sends nothing.
 Recipients are the patient's team *at the time of the change*: a removed member
 stops receiving at once."""

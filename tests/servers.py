@@ -59,10 +59,17 @@ class Listener:
     """A Socket.IO client that records every event it gets."""
 
     def __init__(self, base, token):
-        self.events, self.lock = [], threading.Lock()
+        self.events, self.lock, self.resyncs = [], threading.Lock(), 0
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("*", self._got)
+        # "resync" asks the client to resume (a process's subscription began or came back);
+        # it carries nothing and is counted apart from the events.
+        self.sio.on("resync", self._resync)
         self.sio.connect(base, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+
+    def _resync(self, *_):
+        with self.lock:
+            self.resyncs += 1
 
     def _got(self, name, data):
         with self.lock:

@@ -1,5 +1,8 @@
 """Socket.IO (docs/API.md, "Realtime events") against real server processes with a real Socket.IO client,
 and across two processes through a real Redis."""
+import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -8,6 +11,7 @@ import requests
 import socketio
 
 from renkei import notify
+from tests.helpers import ROOT
 from tests.servers import Listener, World, free_port
 
 pytestmark = pytest.mark.slow
@@ -158,6 +162,17 @@ def test_two_processes_behave_as_one_through_redis(pg_world, redis_url):
                 listener.close()
 
 
+def updates(listener, timeout=10):
+    """The first record.updated a listener got (a resync prompt may come before it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [(n, p) for n, p in list(listener.events) if n == "record.updated"]
+        if found:
+            return found[0]
+        time.sleep(0.02)
+    raise AssertionError(f"no record.updated: {listener.events}")
+
+
 @pytest.mark.postgres
 def test_a_write_is_one_message_on_the_queue_and_each_person_gets_their_own_seq(pg_world, redis_url):
     """Fan-out (docs/ARCHITECTURE.md, "Realtime fan-out"): however large the team, a write
@@ -178,13 +193,16 @@ def test_a_write_is_one_message_on_the_queue_and_each_person_gets_their_own_seq(
             while watch.get_message(timeout=0.2):
                 pass
             w.put(a, "cm", "home", {"bed": "介護ベッド 田中様"}, 0)
-            got = {where: listener.wait_for(1)[-1] for where, listener in sockets.items()}
+            got = {where: updates(listener) for where, listener in sockets.items()}
             time.sleep(0.5)
             published = []
             while (message := watch.get_message(timeout=0.2)) is not None:
                 published.append(message["data"].decode())
             assert len(published) == 1, published  # was one per recipient: every process got all of them
-            assert "介護ベッド" not in published[0] and "田中" not in published[0]
+            message = json.loads(published[0])  # identifiers, seqs and sids only
+            assert {(name, tuple(sorted(body))) for name, body, _ in message["events"]} == {
+                ("record.updated", ("actor_id", "at", "patient_id", "section", "version"))}
+            assert "介護ベッド" not in json.dumps(message, ensure_ascii=False) and "田中" not in published[0]
             with w.app.app_context():
                 own = {who: notify.events_since(w.ids[who], 0)[-1][1]["seq"] for who in ("doc", "ns", "cm")}
             assert {where: (name, p["version"], p["seq"]) for where, (name, p) in got.items()} == {
@@ -213,6 +231,31 @@ def test_with_redis_down_writes_commit_and_clients_catch_up(pg_world, tmp_path):
             ack = doc.sio.call("resume", {"since": 0}, timeout=10)
             names = [n for n, _ in doc.wait_for(1)]
             assert names[-1] == "record.updated" and ack["replayed"] >= 1
+        finally:
+            doc.close()
+
+
+@pytest.mark.postgres
+def test_a_reset_on_the_command_line_closes_the_persons_sockets_in_the_server(pg_world, redis_url):
+    """`flask reset-access` ends the person's sessions and its process exits right after
+    the commit: the close still reaches the server holding their socket (not only the
+    sweeper, 15 s later)."""
+    w = pg_world
+    with w.server(RENKEI_REDIS_URL=redis_url) as a:
+        doc = Listener(a, w.tokens["doc"])
+        try:
+            deadline = time.monotonic() + 10
+            while redis.Redis.from_url(redis_url).pubsub_numsub("renkei:realtime")[0][1] < 1:
+                assert time.monotonic() < deadline, "the server never subscribed"
+                time.sleep(0.05)
+            done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "reset-access", "--login", "doc"],
+                                  cwd=ROOT, env=w.env | {"RENKEI_REDIS_URL": redis_url}, capture_output=True,
+                                  text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            deadline = time.monotonic() + 5
+            while doc.sio.connected and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not doc.sio.connected
         finally:
             doc.close()
 
