@@ -129,12 +129,12 @@ def _worker(port, requests_, headers, seconds, out, threads):
 def load(port, requests_, headers, seconds=6.0, processes=2, threads=4) -> dict:
     """Closed-loop load: processes × threads clients, each with a keep-alive connection.
     requests_ is a list of (method, path, body, headers), used round-robin."""
-    q = mp.Queue()
-    procs = [mp.Process(target=_worker, args=(port, requests_, headers, seconds, q, threads))
+    out = mp.Queue()
+    procs = [mp.Process(target=_worker, args=(port, requests_, headers, seconds, out, threads))
              for _ in range(processes)]
     started = time.monotonic()
     [p.start() for p in procs]
-    results = [q.get() for _ in procs]
+    results = [out.get() for _ in procs]
     [p.join() for p in procs]
     elapsed = time.monotonic() - started
     total = sum(n for n, _ in results)
@@ -142,6 +142,12 @@ def load(port, requests_, headers, seconds=6.0, processes=2, threads=4) -> dict:
     return {"rps": total / seconds, "requests": total, "elapsed": elapsed,
             "p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
             "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else None}
+
+
+def q(xs, p):
+    """The p-quantile of xs (nearest rank), None for no values."""
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else None
 
 
 def save(name: str, results: dict):

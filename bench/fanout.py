@@ -27,17 +27,13 @@ import aiohttp
 import requests
 from sqlalchemy import insert, select
 
-from common import ROOT, PIDS, app_context, environment, postgres_and_redis, save, server
+from common import ROOT, PIDS, app_context, environment, postgres_and_redis, q, save, server
 import data
 from models import TeamMember, User, new_id, utcnow
 from renkei import auth, db
 
 LOADGEN = ROOT / "bench" / "loadgen"
 
-
-def q(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else None
 
 
 def rss_kib(port: int) -> int:

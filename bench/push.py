@@ -20,7 +20,7 @@ import requests
 from aiosmtpd.controller import Controller
 from sqlalchemy import insert
 
-from common import ROOT, app_context, environment, free_port, postgres_and_redis, save, server
+from common import ROOT, app_context, environment, free_port, postgres_and_redis, q, save, server
 import data
 from models import TeamMember, User, new_id, utcnow
 from renkei import auth, db
@@ -52,10 +52,6 @@ def team(app):
         db.session.commit()
     return pid, who["tokens"]["reader"], tokens
 
-
-def q(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))]
 
 
 def main():

@@ -13,7 +13,7 @@ import time
 import aiohttp
 import socketio
 
-from common import app_context, environment, postgres_and_redis, save, server
+from common import app_context, environment, postgres_and_redis, q, save, server
 import data
 
 
@@ -69,7 +69,6 @@ async def run(ports, tokens, writer_token, pid, listeners, writes):
         response_times.append((t1 - sent[v]) * 1000)
     after_response.sort()
     after_send.sort()
-    q = lambda xs, p: xs[min(len(xs) - 1, int(len(xs) * p))]  # noqa: E731
     write_ms = statistics.median(response_times)
     return {"listeners": listeners, "writes": writes, "missing_deliveries": missing,
             "write_response_p50_ms": write_ms,
