@@ -58,9 +58,10 @@ PIDS: dict[int, int] = {}  # port → gunicorn master's pid, of the servers runn
 
 
 @contextlib.contextmanager
-def server(env: dict, workers=1, threads=32):
+def server(env: dict, workers=1):
+    """gunicorn as deployed (platform/gunicorn.conf.py: gevent workers) on a free port."""
     port = free_port()
-    env = env | {"RENKEI_PORT": str(port), "RENKEI_WORKERS": str(workers), "RENKEI_THREADS": str(threads)}
+    env = env | {"RENKEI_PORT": str(port), "RENKEI_WORKERS": str(workers)}
     log = open(Path(env["RENKEI_INSTANCE_DIR"]) / f"gunicorn-{port}.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "wsgi:app"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -79,7 +80,7 @@ def server(env: dict, workers=1, threads=32):
         proc.terminate()
         try:
             proc.wait(20)
-        except subprocess.TimeoutExpired:  # open websockets keep threads busy
+        except subprocess.TimeoutExpired:  # open websockets hold the worker
             proc.kill()
             proc.wait()
         log.close()

@@ -264,7 +264,7 @@ class Stack:
             time.sleep(0.1)
 
     def serve(self):
-        env = self.env | {"RENKEI_PORT": str(self.port), "RENKEI_WORKERS": "2", "RENKEI_THREADS": "200"}
+        env = self.env | {"RENKEI_PORT": str(self.port), "RENKEI_WORKERS": "2"}
         log = open(self.folder / "gunicorn.log", "w")
         self.gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py",
                                           "wsgi:app"], cwd=self.code, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -186,8 +186,7 @@ def main():
         subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=ROOT, env=env, check=True)
         app = app_context(env)
         people, tokens, teams, everyone = build(app, args.clients, args.patients, args.team)
-        threads = args.clients // 2 + 100  # one thread per open websocket in each process
-        with server(env, workers=1, threads=threads) as a, server(env, workers=1, threads=threads) as b:
+        with server(env) as a, server(env) as b:
             urls = [f"http://127.0.0.1:{p}" for p in (a, b)]
             time.sleep(2)
             before = {p: rss_kib(p) for p in (a, b)}

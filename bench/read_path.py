@@ -233,7 +233,7 @@ def main():
         reader = {"Authorization": "Bearer " + who["tokens"]["reader"]}
         plans = {"bare": ["/_bench/bare"], "read": [f"/api/v1/patients/{p}/record" for p in mine]}
         for workers in (1, 2):
-            with server(env, workers=workers, threads=32) as port:
+            with server(env, workers=workers) as port:
                 for mode, extra in (("keepalive", {}), ("close", {"Connection": "close"})):
                     for route, paths in plans.items():
                         run(port, f"w{workers}.{mode}.{route}", paths, reader | extra, args, results, pg_pids,

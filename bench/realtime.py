@@ -110,8 +110,7 @@ def main():
                                           added_by=who["reader"], added_at=utcnow()))
                 tokens.append(auth.issue_token(db.session.get(User, uid))[0])
             db.session.commit()
-        threads = max(args.listeners) // 2 + 100  # one thread per open websocket in each process
-        with server(env, workers=1, threads=threads) as a, server(env, workers=1, threads=threads) as b:
+        with server(env) as a, server(env) as b:
             for n in args.listeners:
                 r = asyncio.run(run([a, b], tokens, who["tokens"]["reader"], pid, n, args.writes))
                 results.append(r)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 
 from models import SocketOwner, SocketSession, User, utcnow
 from realtime.fanout import Fanout
-from renkei import auth, authz, db, notify, work
+from renkei import auth, authz, db, notify, offload, work
 
 log = logging.getLogger("renkei.realtime")
 socketio = SocketIO()
@@ -44,12 +44,34 @@ TRACE = collections.deque(maxlen=200_000) if os.environ.get("RENKEI_BENCH_ROUTES
 def init_app(app, settings):
     # No python-socketio message queue: processes share events through realtime/fanout.py
     # (one message per commit), so an emit here reaches this process's sockets only.
-    socketio.init_app(app, async_mode="threading",
+    socketio.init_app(app, async_mode=async_mode(),
                       # None = same origin only; never "*".
                       cors_allowed_origins=settings.allowed_origins or None,
                       logger=False, engineio_logger=False)
+    app.wsgi_app = _uncompressed(app.wsgi_app)  # outside Socket.IO's middleware: sees the handshake first
     fanout.init(socketio.server, settings.redis_url, TRACE)
     work.subscribe(app, after_commit)
+
+
+def async_mode() -> str:
+    """gevent in a process gevent has patched (gunicorn's worker, platform/gunicorn.conf.py):
+    a websocket is a greenlet, and an event handed to 1,000 of them costs no thread
+    wake-ups. Threads elsewhere: `python wsgi.py` (Werkzeug's server, one machine's
+    trial), commands, and tests in-process, whose threads are real."""
+    return "gevent" if offload.gevent_serves() else "threading"
+
+
+def _uncompressed(wsgi_app):
+    """Websockets without permessage-deflate (docs/ARCHITECTURE.md, "Realtime fan-out"):
+    every browser offers it and simple-websocket accepts every offer, but events are
+    a hundred bytes of identifiers; compressing each one costs the server and the
+    client more than sending it (bench/socket_modes.py). Dropping the offer from the
+    handshake is the only hook: the server accepts what it is offered."""
+    def without_offer(environ, start_response):
+        if environ.get("PATH_INFO", "").startswith("/socket.io"):
+            environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+        return wsgi_app(environ, start_response)
+    return without_offer
 
 
 def after_commit(events: list[tuple[str, dict, dict]], ended: list[tuple[str, str]]):

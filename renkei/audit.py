@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from sqlalchemy import insert
 
 from models import AuditEntry, Patient, utcnow
-from renkei import db, merkle, vault
+from renkei import db, merkle, offload, vault
 from renkei.sections import SECTIONS
 from renkei.timefmt import iso
 
@@ -172,6 +172,7 @@ def csv_chunks(header, rows, start: str = "", chunk: int = 65536):
     for row in rows:
         writer.writerow([safe_cell(v) for v in row])
         if buf.tell() > chunk:
+            offload.pause()  # a long export must not hold up the worker's other connections
             yield buf.getvalue()
             buf.seek(0)
             buf.truncate()

@@ -24,7 +24,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 
 from models import AuditEntry, AuditHead, AuditLease, utcnow
-from renkei import audit, audit_keys, audit_sink, audit_tree, db, merkle
+from renkei import audit, audit_keys, audit_sink, audit_tree, db, merkle, offload
 
 log = logging.getLogger("renkei")
 HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -46,9 +46,12 @@ def acquire() -> int | None:
     """Take the lease if it is free (expired); the new epoch, or None. Commits. A lease
     that runs further ahead than any holder sets it was written by someone else: free."""
     now, ttl = utcnow(), timedelta(seconds=_settings().audit_lease_seconds)
+    # A lease row locked is a holder sealing a batch right now: not free, and not worth
+    # waiting for (SKIP LOCKED).
+    free = select(AuditLease.id).where(AuditLease.id == LEASE, (AuditLease.expires_at < now)
+                                       | (AuditLease.expires_at > now + 2 * ttl)).with_for_update(skip_locked=True)
     taken = db.session.execute(
-        update(AuditLease).where(AuditLease.id == LEASE, (AuditLease.expires_at < now)
-                                 | (AuditLease.expires_at > now + 2 * ttl))
+        update(AuditLease).where(AuditLease.id.in_(free))
         .values(holder=HOLDER, epoch=AuditLease.epoch + 1, expires_at=now + ttl)
         .returning(AuditLease.epoch)).scalar()
     db.session.commit()
@@ -97,6 +100,8 @@ def seal_batch(epoch: int) -> int:
     keys = audit_keys.keys()
     placed, leaves = [], []
     for seq, row in enumerate(rows, start=size + 1):
+        if seq % 500 == 0:
+            offload.pause()  # a batch is up to 5,000 entries: let the worker's others run
         text = audit.entry_text(seq, row[1], row[2:])
         mac = keys.mac(text)
         placed.append({"id": row[0], "seq": seq, "mac": mac})
@@ -127,7 +132,7 @@ def publish(note: str):
     covers this one's entries too."""
     for sink in audit_sink.sinks(_settings()):
         try:
-            sink.append(note)
+            offload.run(sink.append, note)  # fsync, perhaps over the network
         except OSError:
             log.exception("could not append the access log's head to %s", sink)
 

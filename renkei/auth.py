@@ -17,7 +17,7 @@ from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import ApiToken, LoginThrottle, User, utcnow
-from renkei import crypto, db, outreach, vault, work
+from renkei import crypto, db, offload, outreach, vault, work
 from renkei.problems import Problem
 
 login_manager = LoginManager()
@@ -31,7 +31,7 @@ def hasher() -> PasswordHasher:
 
 
 def hash_password(password: str) -> str:
-    return hasher().hash(password)
+    return offload.run(hasher().hash, password)
 
 
 def unusable_password() -> str:
@@ -49,7 +49,7 @@ def _dummy_hash() -> str:
 
 def _password_ok(stored: str, password: str) -> bool:
     try:
-        return hasher().verify(stored, password)
+        return offload.run(hasher().verify, stored, password)
     except (VerificationError, InvalidHashError):
         return False
 

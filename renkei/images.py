@@ -10,6 +10,7 @@ import warnings
 from PIL import Image, ImageOps
 from pillow_heif import register_heif_opener
 
+from renkei import offload
 from renkei.problems import Problem
 
 register_heif_opener()  # iPads send HEIC
@@ -54,7 +55,7 @@ def kind_of(head: bytes) -> str:
 def reencode(data: bytes, kind: str) -> tuple[bytes, str, int, int, bytes]:
     """(stored bytes, content type, width, height, thumbnail JPEG) of a photo."""
     with _DECODING:
-        return _reencode(data, kind)
+        return offload.run(_reencode, data, kind)
 
 
 def _reencode(data: bytes, kind: str) -> tuple[bytes, str, int, int, bytes]:

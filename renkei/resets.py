@@ -108,6 +108,7 @@ def recover(login: str, code: str, new_password: str):
         auth.failed_attempt(login)
         raise Problem(401, "The login or recovery code is not valid (codes work once, for a short time).")
     passwords.check(new_password, login=user.login, display_name=user.display_name, field="new_password")
+    new_hash = auth.hash_password(new_password)  # before the claim opens a transaction
     now = utcnow()
     # Used once, even by parallel requests: only one of them moves used_at.
     claimed = db.session.execute(update(AccessReset).where(AccessReset.id == reset.id, AccessReset.used_at.is_(None))
@@ -115,7 +116,7 @@ def recover(login: str, code: str, new_password: str):
     if not claimed:
         auth.failed_attempt(login)
         raise Problem(401, "The login or recovery code is not valid (codes work once, for a short time).")
-    user.password_hash = auth.hash_password(new_password)
+    user.password_hash = new_hash
     auth.revoke_all(user)  # whatever was signed in before the new password ends
     user.watch_until = now + WATCH
     auth.succeeded_attempt(login)

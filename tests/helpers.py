@@ -46,7 +46,7 @@ def enrol_second_factor(base, login, password) -> pyotp.TOTP:
 def _settings(url, master_key=None, **overrides):
     return Settings(database_url=url, master_key=master_key or secrets.token_bytes(32), previous_master_keys=[],
                     secret_key=secrets.token_bytes(32), redis_url=None, embedded=False,
-                    argon2_time_cost=1, argon2_memory_cost=1024, **overrides)
+                    **({"argon2_time_cost": 1, "argon2_memory_cost": 1024} | overrides))
 
 
 def build_app(url, master_key: bytes | None = None, **settings):

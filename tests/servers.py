@@ -1,4 +1,4 @@
-"""Start real Renkei server processes (python wsgi.py) for tests that need them."""
+"""Start real Renkei server processes (python wsgi.py, or gunicorn) for tests that need them."""
 import contextlib
 import os
 import socket
@@ -110,8 +110,10 @@ class World:
         self.ids = {k: v["id"] for k, v in self.api.users.items()}
         app.extensions["renkei.engine"].dispose()
 
-    def server(self, **env):
-        return start_server(self.env | {"RENKEI_PORT": str(free_port())} | env)
+    def server(self, gunicorn=False, **env):
+        """`python wsgi.py` (threads), or one gunicorn worker as deployed (gevent)."""
+        workers = {"RENKEI_WORKERS": "1"} if gunicorn else {}
+        return start_server(self.env | {"RENKEI_PORT": str(free_port())} | workers | env, gunicorn=gunicorn)
 
     def put(self, base, who, section, content, version):
         r = requests.put(f"{base}/api/v1/patients/{self.pid}/record/{section}", json={"content": content},

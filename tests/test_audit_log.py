@@ -13,6 +13,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import create_engine, select, text
 
+from renkei import audit_sealer, db
 from tests.helpers import R, team
 from tests.servers import free_port, start_server
 
@@ -264,6 +265,30 @@ def test_notes_in_the_sink_that_our_key_did_not_sign_change_nothing_but_a_signed
         sink.append(audit_keys.keys().checkpoint(size - 1, b"\x03" * 32))
     result = api.call("admin", "GET", "/api/v1/audit/verify").json
     assert result["ok"] is False and result.get("problem") in ("forked", "altered"), result
+
+
+@pytest.mark.postgres
+def test_a_sealer_asking_for_the_lease_while_the_holder_seals_is_told_no_at_once(pg_world):
+    """Every server process's sealer asks for the lease now and then. While the holder
+    seals a batch its transaction holds the lease row; the others are told no at once
+    rather than waiting for the batch to end (bench/read_path.py saw them in pg_locks)."""
+    w = pg_world
+    engine = create_engine(w.env["RENKEI_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://"))
+    with w.app.app_context():
+        epoch = audit_sealer.acquire()
+        assert epoch is not None
+        audit_sealer.release(epoch)  # as the holder does when nothing waits: the lease looks free
+        with engine.connect() as holder:  # the holder takes it again and seals: the row is locked
+            holder.execute(text("UPDATE audit_lease SET holder = holder"))
+            started = time.monotonic()
+            try:
+                assert audit_sealer.acquire() is None
+            finally:
+                db.session.rollback()
+            assert time.monotonic() - started < 1
+            holder.rollback()
+        db.session.remove()
+    engine.dispose()
 
 
 @pytest.mark.postgres

@@ -3,6 +3,8 @@ Redis; the database going away (503, never stale, never anonymous) and coming ba
 a server killed in the middle of writes losing nothing it acknowledged."""
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -14,6 +16,7 @@ from sqlalchemy import select
 from models import SocketSession
 from realtime.fanout import CHANNEL
 from renkei import db
+from tests.helpers import ROOT
 from tests.servers import Listener, World, free_port, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -21,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 def test_two_gunicorn_workers_deliver_to_every_listener(pg_world, redis_url):
     w = pg_world
-    env = w.env | {"RENKEI_REDIS_URL": redis_url, "RENKEI_WORKERS": "2", "RENKEI_THREADS": "50",
+    env = w.env | {"RENKEI_REDIS_URL": redis_url, "RENKEI_WORKERS": "2", "RENKEI_CONNECTIONS": "50",
                    "RENKEI_PORT": str(free_port())}
     with start_server(env, gunicorn=True) as base:
         listeners = [Listener(base, w.tokens["doc"]) for _ in range(8)]  # spread over both workers
@@ -45,6 +48,58 @@ def test_two_gunicorn_workers_deliver_to_every_listener(pg_world, redis_url):
                 listener.close()
         log = open(os.path.join(env["RENKEI_INSTANCE_DIR"], f"server-{env['RENKEI_PORT']}.log")).read()
         assert log.count("Booting worker") == 2
+        assert log.count("sockets and requests as gevent greenlets") == 2  # not threads: README, fan-out
+
+
+def test_gunicorn_refuses_sqlite_and_says_why(tmp_path):
+    """A worker's greenlets share one thread: on SQLite one waiting for the write lock
+    would hold up the one holding it (the first sign-in hung for 30 s)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")} | {
+        "RENKEI_DATABASE_URL": f"sqlite:///{tmp_path}/r.db", "RENKEI_PORT": str(free_port())}
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "wsgi:app"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "PostgreSQL" in done.stderr, done.stderr[-2000:]
+
+
+# A gunicorn worker's greenlets share one thread (platform/gunicorn.conf.py): here, with
+# the deployed password-hash cost, a check and a ticker standing for the worker's other
+# connections (their requests and socket events).
+PASSWORD_CHECK_IN_A_GEVENT_WORKER = """
+from gevent import monkey
+monkey.patch_all()
+import time, gevent
+from renkei import auth
+from renkei.settings import Settings
+from tests.helpers import build_app
+app = build_app("sqlite://", argon2_time_cost=Settings.argon2_time_cost,
+                argon2_memory_cost=Settings.argon2_memory_cost)
+with app.app_context():
+    stored = auth.hash_password("correct horse battery")
+ticks = []
+def other_connections():
+    while True:
+        ticks.append(time.monotonic())
+        gevent.sleep(0.005)
+gevent.spawn(other_connections)
+gevent.sleep(0.02)
+with app.app_context():
+    start = time.monotonic()
+    ok = auth._password_ok(stored, "correct horse battery")
+    end = time.monotonic()
+seen = [start] + [t for t in ticks if start < t < end] + [end]
+print(ok, end - start, max(b - a for a, b in zip(seen, seen[1:])))
+"""
+
+
+def test_a_password_check_does_not_hold_up_the_workers_other_connections():
+    """A sign-in's hash (Argon2, ~170 ms) runs beside the worker's greenlets, not in
+    their one thread: other people's pages and events do not wait for it."""
+    done = subprocess.run([sys.executable, "-c", PASSWORD_CHECK_IN_A_GEVENT_WORKER], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ok, took, longest_wait = done.stdout.split()
+    assert ok == "True" and float(took) > 0.05  # a real hash, long enough to matter
+    assert float(longest_wait) < float(took) / 2, done.stdout  # the others went on meanwhile
 
 
 def test_database_down_is_503_then_recovers_by_itself(own_postgres, tmp_path):

@@ -1,6 +1,7 @@
 """Socket.IO (docs/API.md, "Realtime events") against real server processes with a real Socket.IO client,
 and across two processes through a real Redis."""
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -132,10 +133,43 @@ def test_resume_returns_exactly_the_missed_events_in_order(world):
             back.close()
 
 
+def handshake_extensions(base: str) -> tuple[str, str]:
+    """Open a websocket as a browser does, offering per-message compression; the status
+    line and the extensions the server agreed to."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(("GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                   f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                   "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            assert chunk, head
+            head += chunk
+    lines = head.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    agreed = [v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
+              if k.lower() == "sec-websocket-extensions"]
+    return lines[0], ",".join(agreed)
+
+
+@pytest.mark.postgres
+def test_websockets_are_not_compressed_by_either_server(pg_world):
+    """Events are a hundred bytes of identifiers: compressing each costs the server and
+    the tablet more than sending it (docs/ARCHITECTURE.md, "Realtime fan-out"). Both
+    servers, Werkzeug's threads and gunicorn's gevent worker, decline the offer."""
+    with pg_world.server() as threads, pg_world.server(gunicorn=True) as gevent_worker:
+        for base in (threads, gevent_worker):
+            status, agreed = handshake_extensions(base)
+            assert status.startswith("HTTP/1.1 101"), status
+            assert agreed == "", agreed
+
+
 @pytest.mark.postgres
 def test_two_processes_behave_as_one_through_redis(pg_world, redis_url):
+    """A: a gunicorn worker (gevent), B: `python wsgi.py` (threads), sharing Redis."""
     w = pg_world
-    with w.server(RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b:
+    with w.server(gunicorn=True, RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b:
         on_b, ns_on_a, out_on_b = (Listener(b, w.tokens["doc"]), Listener(a, w.tokens["ns"]),
                                    Listener(b, w.tokens["out"]))
         try:
@@ -182,7 +216,7 @@ def test_a_write_is_one_message_on_the_queue_and_each_person_gets_their_own_seq(
     queue = redis.Redis.from_url(redis_url)
     watch = queue.pubsub(ignore_subscribe_messages=True)
     watch.psubscribe("*")
-    with w.server(RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b:
+    with w.server(gunicorn=True, RENKEI_REDIS_URL=redis_url) as a, w.server(gunicorn=True, RENKEI_REDIS_URL=redis_url) as b:
         sockets = {"doc on B": Listener(b, w.tokens["doc"]), "doc on A": Listener(a, w.tokens["doc"]),
                    "ns on A": Listener(a, w.tokens["ns"]), "cm on B": Listener(b, w.tokens["cm"])}
         try:
@@ -219,7 +253,7 @@ def test_a_write_is_one_message_on_the_queue_and_each_person_gets_their_own_seq(
 def test_with_redis_down_writes_commit_and_clients_catch_up(pg_world, tmp_path):
     w = pg_world
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    with w.server(RENKEI_REDIS_URL=dead) as a:
+    with w.server(gunicorn=True, RENKEI_REDIS_URL=dead) as a:
         doc = Listener(a, w.tokens["doc"])
         try:
             started = time.monotonic()
@@ -241,7 +275,7 @@ def test_a_reset_on_the_command_line_closes_the_persons_sockets_in_the_server(pg
     the commit: the close still reaches the server holding their socket (not only the
     sweeper, 15 s later)."""
     w = pg_world
-    with w.server(RENKEI_REDIS_URL=redis_url) as a:
+    with w.server(gunicorn=True, RENKEI_REDIS_URL=redis_url) as a:
         doc = Listener(a, w.tokens["doc"])
         try:
             deadline = time.monotonic() + 10

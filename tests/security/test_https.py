@@ -5,26 +5,32 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 
 import pytest
 import requests
+from sqlalchemy import text
 
 from tests.helpers import ROOT, random_master_key, signed_in_page
 from tests.servers import free_port, start_server
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.postgres]
 DEMO_PASSWORD = "renkei-demo-2026"
 
 
 @pytest.fixture(scope="module")
-def https_base(tmp_path_factory):
+def https_base(tmp_path_factory, pg_template):
     if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
         if os.environ.get("CI"):
             pytest.fail("nginx is not installed")
         pytest.skip("nginx is not installed")
     folder = tmp_path_factory.mktemp("https")
+    name = "https_" + uuid.uuid4().hex[:10]  # gunicorn serves on PostgreSQL only (platform/gunicorn.conf.py)
+    with pg_template.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name} TEMPLATE renkei_template"))
+    url = pg_template.url.set(database=name).render_as_string(hide_password=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
-    env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_DATABASE_URL": f"sqlite:///{folder}/prod.db",
+    env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_DATABASE_URL": url,
             "RENKEI_MASTER_KEY": random_master_key(), "RENKEI_SECRET_KEY": "p" * 40,
             "RENKEI_TRUSTED_PROXIES": "1", "RENKEI_PORT": str(free_port()), "RENKEI_WORKERS": "1"}
     for command in (["init-db"], ["seed-demo"]):  # production mode: not the embedded default
@@ -39,6 +45,8 @@ def https_base(tmp_path_factory):
             yield base
         finally:
             subprocess.run(["bash", str(ROOT / "platform/tls.sh"), "stop", str(front)])
+    with pg_template.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 def _signed_in(browser, base, login):

@@ -1,0 +1,43 @@
+"""Long CPU work off a gevent worker's only thread. Under gunicorn each worker serves its
+requests and websockets as greenlets of one thread (platform/gunicorn.conf.py); a
+password hash (about 170 ms) or a photo's decoding would hold all of them up. Argon2
+and Pillow release the GIL, so on a real thread they run beside the greenlets. Work
+that stays in Python (sealing, verifying, exporting the access log) `pause`s between
+batches instead. In a process with real threads (`python wsgi.py`, commands, tests)
+`run` simply calls."""
+import os
+import time
+
+from gevent import monkey
+from gevent.threadpool import ThreadPool
+
+_pool = {}  # this process's threads for `run` (after gunicorn's fork: never inherited)
+
+
+def gevent_serves() -> bool:
+    """This process was patched by gevent (gunicorn's worker) before the app loaded."""
+    return monkey.is_module_patched("socket")
+
+
+def run(fn, *args):
+    """fn(*args), on a real thread if greenlets share this one. fn gets no app context."""
+    if not gevent_serves():
+        return fn(*args)
+
+    def caught():  # raised here, not logged by gevent's pool as a failure
+        try:
+            return fn(*args), None
+        except Exception as exc:
+            return None, exc
+    # Its own pool, one thread per core: gevent's hub pool also resolves host names (the
+    # database's, Redis's), which must not queue behind a burst of sign-ins.
+    pool = _pool.get(os.getpid()) or _pool.setdefault(os.getpid(), ThreadPool(max(2, os.cpu_count() or 2)))
+    result, exc = pool.apply(caught)
+    if exc is not None:
+        raise exc
+    return result
+
+
+def pause():
+    """Let the worker's other greenlets (or threads) run: between batches of long work."""
+    time.sleep(0)
