@@ -44,8 +44,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None, WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"])
     app.json.ensure_ascii = False
     app.request_class = SpoolingRequest  # uploaded files are sealed as they arrive (renkei/frames.py)
-    if settings.trusted_proxies:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
 
     app.extensions["renkei.keyring"] = Keyring(settings.master_key, settings.previous_master_keys)
     app.extensions["renkei.audit_keys"] = AuditKeys(settings.audit_keys, settings.audit_origin)
@@ -62,6 +60,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(web.bp)
     web.init_app(app)
     realtime.init_app(app, settings)
+    if settings.trusted_proxies:  # outermost: Socket.IO's handshakes, audited too, come through the proxy
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
     cli.init_app(app)
 
     @app.before_request

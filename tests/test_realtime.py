@@ -10,8 +10,10 @@ import pytest
 import redis
 import requests
 import socketio
+from sqlalchemy import select
 
-from renkei import notify
+from models import AuditEntry
+from renkei import db, notify
 from tests.helpers import ROOT
 from tests.servers import Listener, World, free_port
 
@@ -151,6 +153,21 @@ def handshake_extensions(base: str) -> tuple[str, str]:
     agreed = [v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
               if k.lower() == "sec-websocket-extensions"]
     return lines[0], ",".join(agreed)
+
+
+def test_a_socket_behind_the_trusted_proxy_is_audited_with_the_clients_address(world):
+    """Behind the TLS front (one trusted hop) the access log names the client's address
+    for a socket's connection, as for any request — not the proxy's."""
+    with world.server(RENKEI_TRUSTED_PROXIES="1") as base:
+        client = socketio.Client(reconnection=False)
+        client.connect(base, auth={"token": world.tokens["doc"]}, transports=["websocket"],
+                       headers={"X-Forwarded-For": "203.0.113.9"}, wait_timeout=10)
+        client.disconnect()
+    with world.app.app_context():
+        addresses = db.session.execute(select(AuditEntry.client_addr)
+                                       .where(AuditEntry.action == "realtime.connect")).scalars().all()
+        db.session.remove()
+    assert addresses == ["203.0.113.9"]
 
 
 @pytest.mark.postgres
