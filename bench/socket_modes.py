@@ -35,15 +35,11 @@ def flask_app():
     """The app gunicorn serves: every socket is sent one event per /fire, each its own."""
     from flask import Flask, jsonify, request
     from flask_socketio import SocketIO
+    from realtime import _uncompressed  # what Renkei ships
     app = Flask(__name__)
     sio = SocketIO(app, async_mode="gevent" if os.environ["SOCKET_MODE"] == "gevent" else "threading")
     if os.environ.get("SOCKET_COMPRESSED") != "1":
-        inner = app.wsgi_app
-
-        def without_offer(environ, start_response):  # as realtime._uncompressed does
-            environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
-            return inner(environ, start_response)
-        app.wsgi_app = without_offer
+        app.wsgi_app = _uncompressed(app.wsgi_app)
     sids = []
 
     @sio.on("connect")

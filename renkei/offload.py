@@ -5,14 +5,12 @@ and Pillow release the GIL, so on a real thread they run beside the greenlets. W
 that stays in Python (sealing, verifying, exporting the access log) `pause`s between
 batches instead. In a process with real threads (`python wsgi.py`, commands, tests)
 `run` simply calls."""
+import functools
 import os
 import time
 
 from gevent import monkey
 from gevent.threadpool import ThreadPool
-
-_pool = {}  # this process's threads for `run` (after gunicorn's fork: never inherited)
-
 
 def gevent_serves() -> bool:
     """This process was patched by gevent (gunicorn's worker) before the app loaded."""
@@ -29,13 +27,18 @@ def run(fn, *args):
             return fn(*args), None
         except Exception as exc:
             return None, exc
-    # Its own pool, one thread per core: gevent's hub pool also resolves host names (the
-    # database's, Redis's), which must not queue behind a burst of sign-ins.
-    pool = _pool.get(os.getpid()) or _pool.setdefault(os.getpid(), ThreadPool(max(2, os.cpu_count() or 2)))
-    result, exc = pool.apply(caught)
+    result, exc = _threads().apply(caught)
     if exc is not None:
         raise exc
     return result
+
+
+@functools.cache
+def _threads() -> ThreadPool:
+    """This worker's pool, one thread per core, made at first use (after gunicorn's fork).
+    Not gevent's hub pool: that one also resolves host names (the database's, Redis's),
+    which must not queue behind a burst of sign-ins."""
+    return ThreadPool(max(2, os.cpu_count() or 2))
 
 
 def pause():
