@@ -4,16 +4,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from renkei import db
 from renkei.db import make_engine
 from renkei.schema import upgrade_schema
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, Api, build_app, random_master_key
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, Api, build_app, random_master_key, template_copy
 from tests.servers import World, free_port, start_server
 
 
@@ -67,14 +65,8 @@ def database_url(request, tmp_path):
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    admin = request.getfixturevalue("pg_template")
-    name = "t_" + uuid.uuid4().hex[:12]
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {name} TEMPLATE renkei_template"))
-    yield admin.url.set(database=name).render_as_string(hide_password=False)
-    db.session.remove()
-    with admin.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with template_copy(request.getfixturevalue("pg_template"), "t_") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -140,14 +132,8 @@ def redis_url():
 @pytest.fixture
 def pg_world(request, tmp_path):
     """A PostgreSQL database shared by several server processes."""
-    admin = request.getfixturevalue("pg_template")
-    name = "rt_" + uuid.uuid4().hex[:10]
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {name} TEMPLATE renkei_template"))
-    yield World(admin.url.set(database=name).render_as_string(hide_password=False), tmp_path)
-    db.session.remove()
-    with admin.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with template_copy(request.getfixturevalue("pg_template"), "rt_") as url:
+        yield World(url, tmp_path)
 
 
 @pytest.fixture

@@ -1,13 +1,16 @@
 """What the tests share: the app builder, `Api` (a client that calls the API as a person
 would, with bearer tokens) and a small care team to start from."""
 import base64
+import contextlib
 import re
 import secrets
 import shutil
+import uuid
 from pathlib import Path
 
 import pyotp
 import requests
+from sqlalchemy import text
 
 from renkei import db, directory
 from renkei.app import create_app
@@ -47,6 +50,21 @@ def _settings(url, master_key=None, **overrides):
     return Settings(database_url=url, master_key=master_key or secrets.token_bytes(32), previous_master_keys=[],
                     secret_key=secrets.token_bytes(32), redis_url=None, embedded=False,
                     **({"argon2_time_cost": 1, "argon2_memory_cost": 1024} | overrides))
+
+
+@contextlib.contextmanager
+def template_copy(admin, prefix: str):
+    """A new PostgreSQL database copied from the migrated template (conftest.py
+    `pg_template`, whose engine `admin` is): its URL; dropped afterwards."""
+    name = prefix + uuid.uuid4().hex[:12]
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name} TEMPLATE renkei_template"))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        db.session.remove()
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 def build_app(url, master_key: bytes | None = None, **settings):

@@ -5,13 +5,11 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 
 import pytest
 import requests
-from sqlalchemy import text
 
-from tests.helpers import ROOT, random_master_key, signed_in_page
+from tests.helpers import ROOT, random_master_key, signed_in_page, template_copy
 from tests.servers import free_port, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.postgres]
@@ -25,28 +23,23 @@ def https_base(tmp_path_factory, pg_template):
             pytest.fail("nginx is not installed")
         pytest.skip("nginx is not installed")
     folder = tmp_path_factory.mktemp("https")
-    name = "https_" + uuid.uuid4().hex[:10]  # gunicorn serves on PostgreSQL only (platform/gunicorn.conf.py)
-    with pg_template.connect() as c:
-        c.execute(text(f"CREATE DATABASE {name} TEMPLATE renkei_template"))
-    url = pg_template.url.set(database=name).render_as_string(hide_password=False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
-    env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_DATABASE_URL": url,
-            "RENKEI_MASTER_KEY": random_master_key(), "RENKEI_SECRET_KEY": "p" * 40,
-            "RENKEI_TRUSTED_PROXIES": "1", "RENKEI_PORT": str(free_port()), "RENKEI_WORKERS": "1"}
-    for command in (["init-db"], ["seed-demo"]):  # production mode: not the embedded default
-        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *command], cwd=ROOT, env=env,
-                       check=True, capture_output=True)
-    front = folder / "tls"
-    with start_server(env, gunicorn=True):
-        base = subprocess.run(["bash", str(ROOT / "platform/tls.sh"), "start", str(front), str(free_port()),
-                               env["RENKEI_PORT"]], capture_output=True, text=True, check=True).stdout.strip()
-        try:
-            os.environ["RENKEI_TEST_CA"] = str(front / "cert.pem")  # to verify the front's certificate
-            yield base
-        finally:
-            subprocess.run(["bash", str(ROOT / "platform/tls.sh"), "stop", str(front)])
-    with pg_template.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with template_copy(pg_template, "https_") as url:  # gunicorn serves on PostgreSQL only
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
+        env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_DATABASE_URL": url,
+                "RENKEI_MASTER_KEY": random_master_key(), "RENKEI_SECRET_KEY": "p" * 40,
+                "RENKEI_TRUSTED_PROXIES": "1", "RENKEI_PORT": str(free_port()), "RENKEI_WORKERS": "1"}
+        for command in (["init-db"], ["seed-demo"]):  # production mode: not the embedded default
+            subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *command], cwd=ROOT, env=env,
+                           check=True, capture_output=True)
+        front = folder / "tls"
+        with start_server(env, gunicorn=True):
+            base = subprocess.run(["bash", str(ROOT / "platform/tls.sh"), "start", str(front), str(free_port()),
+                                   env["RENKEI_PORT"]], capture_output=True, text=True, check=True).stdout.strip()
+            try:
+                os.environ["RENKEI_TEST_CA"] = str(front / "cert.pem")  # to verify the front's certificate
+                yield base
+            finally:
+                subprocess.run(["bash", str(ROOT / "platform/tls.sh"), "stop", str(front)])
 
 
 def _signed_in(browser, base, login):
