@@ -6,6 +6,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import jsonify
 
+from api import schemas
 from api.pipeline import ROUTES, bp
 from renkei.sections import SECTION_KEYS, SECTIONS
 
@@ -15,6 +16,9 @@ PROBLEM = {"type": "object", "properties": {
     "errors": {"type": "object", "additionalProperties": True}}}
 
 
+IF_MATCH = {"put_section", "put_thresholds"}  # versioned writes (412 when stale)
+# Routes that answer one object for one and {"items": [...]} for several.
+ONE_OR_MANY = {"record_observations": ("ObservationOut", "ObservationList")}
 # Routes that answer with bytes, and which types.
 BINARY = {"get_attachment": ("image/jpeg", "image/png", "image/webp", "application/pdf"),
           "get_thumbnail": ("image/jpeg",)}
@@ -27,6 +31,8 @@ def build_spec() -> dict:
                    info={"description": "Secure information sharing for home-care teams (連携)."})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Problem", PROBLEM)
+    for name in {n for pair in ONE_OR_MANY.values() for n in pair}:
+        spec.components.schema(name, schema=getattr(schemas, name))
     for key, section in SECTIONS.items():
         spec.components.schema(f"Section_{key}", schema=section.schema)
     paths: dict[str, dict] = {}
@@ -40,7 +46,7 @@ def build_spec() -> dict:
             op["parameters"] = params + [{"in": "query", "schema": r["query"]}]
         elif params:
             op["parameters"] = params
-        if r["rule"].endswith("/record/<section>") and r["method"] == "PUT":
+        if r["name"] in IF_MATCH:
             op.setdefault("parameters", []).append(
                 {"name": "If-Match", "in": "header", "required": True,
                  "schema": {"type": "string", "pattern": r'^(W/)?"?\d+"?$'}})
@@ -60,6 +66,9 @@ def build_spec() -> dict:
         ok = {"description": "OK"}
         if r["response"] is not None:
             ok["content"] = {"application/json": {"schema": r["response"]}}
+        if r["name"] in ONE_OR_MANY:
+            ok["content"] = {"application/json": {"schema": {"oneOf": [
+                {"$ref": f"#/components/schemas/{name}"} for name in ONE_OR_MANY[r["name"]]]}}}
         if r["name"] == "export":
             ok["content"] = {"text/csv": {"schema": {"type": "string"}}}
         if r["name"] in BINARY:

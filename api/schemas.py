@@ -10,6 +10,7 @@ from renkei.access_log import Query as AuditQuery  # noqa: F401  (the API valida
 from renkei import audit
 from renkei.audit_verify import PROBLEMS
 from renkei.authz import ROLES
+from renkei.observations import KINDS as OBSERVATION_KINDS, MAX_ITEMS as MAX_READINGS
 from renkei.sections import SECTION_KEYS, Phone
 from renkei.timefmt import iso
 
@@ -338,6 +339,87 @@ class EscalationRuleOut(Schema):
 class NoteList(Schema):
     items = fields.List(fields.Nested(NoteOut))
     next_cursor = fields.String(allow_none=True)
+
+
+# --- observations (renkei/observations.py) ---------------------------------------
+class ReadingIn(Strict):
+    """One reading. The core checks the value against its kind (422 naming the field)."""
+    kind = fields.String(required=True, validate=validate.OneOf(OBSERVATION_KINDS))
+    value = fields.Raw(metadata={"description": "a number; a string of one is read as typed (全角, 36,8)"})
+    components = fields.Dict(keys=fields.String(), values=fields.Raw(),
+                             metadata={"description": "blood_pressure: systolic and diastolic"})
+    unit = fields.String(validate=validate.Length(max=20), metadata={"description": "UCUM; the kind's own unit"})
+    measured_at = fields.String(validate=validate.Length(max=40),
+                                metadata={"description": "ISO 8601; default now; never in the future"})
+    note = fields.String(validate=validate.Length(max=2000))
+    bristol = fields.Integer(metadata={"description": "bowel_movement: Bristol stool form 1-7"})
+
+
+class ObservationIn(ReadingIn):
+    """One reading, or several under `items` (then nothing else)."""
+    kind = fields.String(validate=validate.OneOf(OBSERVATION_KINDS))
+    items = fields.List(fields.Nested(ReadingIn), validate=validate.Length(min=1, max=MAX_READINGS))
+
+    @validates_schema
+    def _one_or_many(self, data, **_):
+        if "items" in data and len(data) > 1:
+            raise ValidationError("Send either one reading or items, not both.", "items")
+        if "items" not in data and "kind" not in data:
+            raise ValidationError("Missing data for required field.", "kind")
+
+
+class ObservationOut(Schema):
+    id = fields.String()
+    patient_id = fields.String()
+    kind = fields.String()
+    loinc = fields.String(allow_none=True, metadata={"description": "null: no LOINC code maps the kind"})
+    value = fields.Float(metadata={"description": "every kind but blood_pressure"})
+    components = fields.Dict(keys=fields.String(), values=fields.Float(),
+                             metadata={"description": "blood_pressure: systolic, diastolic"})
+    unit = fields.String()
+    bristol = fields.Integer()
+    note = fields.String(allow_none=True)
+    measured_at = UTCDateTime()
+    recorded_at = UTCDateTime()
+    recorded_by = fields.String()
+    recorded_by_name = fields.String(allow_none=True)
+    source = fields.String(metadata={"description": "entry or import"})
+    late = fields.Boolean(metadata={"description": "measured over 24 h before it was recorded: alerts nobody"})
+    alert = fields.Boolean(metadata={"description": "this reading raised the team's alert"})
+    threshold = fields.Dict(allow_none=True, metadata={"description": "the threshold it was beyond when recorded"})
+    entered_in_error = fields.Boolean()
+    error_at = UTCDateTime(allow_none=True)
+    error_by = fields.String(allow_none=True)
+
+
+class ObservationList(Schema):
+    items = fields.List(fields.Nested(ObservationOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class ObservationQuery(Schema):
+    class Meta:
+        unknown = "exclude"
+    kind = fields.String(validate=validate.OneOf(OBSERVATION_KINDS))
+    since = fields.String(validate=validate.Length(max=40), metadata={"description": "measured at or after"})
+    until = fields.String(validate=validate.Length(max=40), metadata={"description": "measured before"})
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    cursor = fields.String(validate=validate.Length(max=100))
+
+
+class ThresholdsIn(Strict):
+    thresholds = fields.Dict(required=True, keys=fields.String(), values=fields.Raw(), metadata={
+        "description": 'per kind {"min", "max", "rise", "within_days"}; blood_pressure '
+                       '{"systolic": {"min", "max"}, "diastolic": {…}}'})
+
+
+class ThresholdsOut(Schema):
+    thresholds = fields.Dict()
+    version = fields.Integer()
+    updated_at = UTCDateTime(allow_none=True)
+    updated_by = fields.String(allow_none=True)
+    updated_by_name = fields.String(allow_none=True)
+    writable = fields.Boolean()
 
 
 # --- attachments ------------------------------------------------------------

@@ -7,10 +7,12 @@ from models.attachment import Attachment, AttachmentFrame
 from models.audit import AuditAnchor, AuditEntry, AuditHead, AuditLease, AuditTile
 from models.events import UserEvent
 from models.idempotency import IdempotentRequest
+from models.observation import Observation, ThresholdRevision
 from models.notifications import Delivery, Escalation, EscalationRound, EscalationRule, NotificationSettings, PushSubscription
 from models.sockets import SocketOwner, SocketSession
 
 __all__ = ["Base", "new_id", "utcnow", "Attachment", "AttachmentFrame", "AccessReset", "ApiToken", "LoginThrottle", "Organization",
            "SystemKey", "User", "BreakGlass", "Consent", "Note", "NoteAck", "Patient", "PatientSearchToken",
            "SectionRevision", "TeamMember", "AuditAnchor", "AuditEntry", "AuditHead", "AuditLease", "AuditTile", "UserEvent", "IdempotentRequest",
+           "Observation", "ThresholdRevision",
            "Delivery", "Escalation", "EscalationRound", "EscalationRule", "NotificationSettings", "PushSubscription", "SocketOwner", "SocketSession"]

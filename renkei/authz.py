@@ -30,18 +30,21 @@ PROFESSION_ROLES = {
     "other": (),
 }
 TEAM_MANAGERS = frozenset({"care_manager", "primary_physician", "backup_physician"})
+CLINICIANS = frozenset({"primary_physician", "backup_physician", "nurse"})  # set alert thresholds
 BREAKGLASS_PROFESSIONS = frozenset({"physician", "nurse"})
 
 # What a caller wants to do with a patient.
 READ = "read"            # demographics, record, revisions, timeline
 WRITE = "write"          # a section (needs `section`)
 POST = "post"            # timeline notes and acknowledgements
+OBSERVE = "observe"      # record a vital sign or other observation (any team member)
+THRESHOLDS = "thresholds"  # set the patient's alert thresholds (CLINICIANS)
 TEAM_VIEW = "team.view"
 TEAM_MANAGE = "team.manage"
 CONSENT = "consent"
 DELETE = "delete"
 _READ_ONLY = {READ, TEAM_VIEW}
-_NEEDS_CONSENT = {READ, WRITE, POST}
+_NEEDS_CONSENT = {READ, WRITE, POST, OBSERVE, THRESHOLDS}
 
 
 @dataclass
@@ -121,6 +124,9 @@ def patient_access(user: User, patient_id: str, need: str, section: str | None =
     if need == WRITE and not may_write(member.role, section):
         raise Problem(403, f"The role {member.role} may not write the section {section}.",
                       type_="/problems/section-not-writable")
+    if need == THRESHOLDS and not sets_thresholds(member.role):
+        raise Problem(403, "Only the physicians and nurses set alert thresholds.",
+                      type_="/problems/thresholds-not-writable")
     if need in (TEAM_MANAGE, CONSENT) and not manages_team(user, patient, member):
         raise Problem(403, "Only the care manager, the physicians or the registrant may do this.")
     if need == DELETE:
@@ -163,6 +169,11 @@ def visible_patients(user: User, patient_ids: set[str]) -> set[str]:
 def may_write(role: str | None, section: str) -> bool:
     """Whether a team role may write a section: the section's declared writers."""
     return section in SECTIONS and role in SECTIONS[section].writers
+
+
+def sets_thresholds(role: str | None) -> bool:
+    """Whether a team role sets a patient's alert thresholds (and marks anyone's reading 誤入力)."""
+    return role in CLINICIANS
 
 
 def writable_sections(role: str | None) -> list[str]:

@@ -93,7 +93,7 @@ def _push(row):
     info = webpush.opened(sub)
     db.session.commit()  # no transaction open while the push service answers
     try:
-        webpush.send(info, json.loads(row.payload), urgent=row.kind == "note.urgent")
+        webpush.send(info, json.loads(row.payload), urgent=row.kind in outreach.URGENT)
     except webpush.Gone:
         log.info("push subscription %s is gone; removed", row.subscription_id)
         if (sub := db.session.get(PushSubscription, row.subscription_id)) is not None:

@@ -19,9 +19,10 @@ from renkei.problems import Problem, invalid
 
 # What each kind is, by weight: a person told of several things about one patient in
 # one request gets one message, the weightiest.
-KINDS = ("note.urgent", "note.escalated", "breakglass.opened", "note.mention", "patient.updated")
-URGENT = {"note.urgent", "note.escalated"}  # through quiet hours, and by mail too
-PUSH_SETTING = {"note.urgent": "push_urgent", "note.escalated": "push_urgent", "breakglass.opened": "push_breakglass",
+KINDS = ("note.urgent", "note.escalated", "observation.alert", "breakglass.opened", "note.mention", "patient.updated")
+URGENT = {"note.urgent", "note.escalated", "observation.alert"}  # through quiet hours, and by mail too
+PUSH_SETTING = {"note.urgent": "push_urgent", "note.escalated": "push_urgent", "observation.alert": "push_urgent",
+                "breakglass.opened": "push_breakglass",
                 "note.mention": "push_mentions", "patient.updated": "push_changes"}
 CHANGES = {"record.updated", "note.created", "attachment.created", "team.updated"}  # realtime events
 EMAIL_CODE_SECONDS = 24 * 3600
@@ -115,7 +116,7 @@ def _wants_push(setting: NotificationSettings, kind: str) -> bool:
 
 
 def _wants_mail(setting: NotificationSettings | None, kind: str) -> bool:
-    """Urgent notes, to a confirmed address (quiet hours are for the phone's sound)."""
+    """Urgent notes and alerts, to a confirmed address (quiet hours are for the phone's sound)."""
     return kind in URGENT and setting is not None and setting.email_urgent and setting.email_ct is not None
 
 
@@ -288,6 +289,9 @@ def mail_for(delivery: Delivery) -> tuple[str, str, str] | None:
     if delivery.kind == "note.escalated":
         return (to, "[Renkei] 至急の連絡が未確認です / An urgent message is unacknowledged",
                 f"担当利用者への至急の連絡が、まだ医師・看護師に確認されていません。サインインして確認してください。\n{base}{payload['url']}\n")
+    if delivery.kind == "observation.alert":
+        return (to, "[Renkei] バイタルが閾値を超えました / A reading crossed a threshold",
+                f"担当利用者のバイタル・観察値がチームの設定した閾値を超えました。サインインして確認してください。\n{base}{payload['url']}\n")
     return (to, "[Renkei] 至急の連絡があります / Urgent message",
             f"担当利用者に至急の連絡があります。サインインして確認してください。\n{base}{payload['url']}\n")
 

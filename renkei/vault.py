@@ -1,7 +1,7 @@
 """Where data keys are created, unwrapped, rotated and destroyed. Every encryption
 label (the associated data that binds a sealed value to its place) is built here, so
 what ties a value to its row is in one spot: patient id, then field / section+revision /
-note / consent / break-glass grant; and the labels of the service-wide keys' values."""
+note / observation / thresholds / consent / break-glass grant; and the labels of the service-wide keys' values."""
 import base64
 import hashlib
 import hmac
@@ -42,6 +42,19 @@ def note_aad(note) -> str:
     """A note's body is bound to its author, time, category and urgency likewise."""
     return aad(note.patient_id, "note=" + note.id, "by=" + note.created_by, "at=" + _moment(note.created_at),
                "category=" + note.category, f"urgent={int(bool(note.urgent))}")
+
+
+def observation_aad(obs) -> str:
+    """A reading is bound to its kind, measurement time and author: a database writer
+    cannot move a value to another kind, day or person without breaking decryption."""
+    return aad(obs.patient_id, "observation=" + obs.id, "kind=" + obs.kind, "at=" + _moment(obs.measured_at),
+               "by=" + obs.recorded_by, "recorded=" + _moment(obs.recorded_at), "source=" + obs.source)
+
+
+def threshold_aad(rev) -> str:
+    """A version of a patient's alert thresholds, bound like a section revision."""
+    return aad(rev.patient_id, "thresholds", f"version={rev.version}", "by=" + rev.created_by,
+               "at=" + _moment(rev.created_at))
 
 
 def consent_aad(patient_id: str, consent_id: str) -> str:

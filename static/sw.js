@@ -8,10 +8,13 @@
 const TEXTS = {
   "note.urgent": "至急の連絡があります",
   "note.escalated": "至急の連絡が未確認です。確認してください",
+  "observation.alert": "担当利用者のバイタルが閾値を超えました",
   "breakglass.opened": "担当利用者に緊急時アクセスがありました",
   "note.mention": "あなた宛ての連絡があります",
   "patient.updated": "担当利用者の記録が更新されました",
 };
+
+const URGENT = new Set(["note.urgent", "observation.alert"]);
 
 self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
@@ -32,8 +35,8 @@ self.addEventListener("push", (event) => {
     body: text,
     icon: "/static/icons/renkei-192.png",
     tag: (data.kind || "renkei") + ":" + (data.patient_id || ""),
-    renotify: data.kind === "note.urgent",
-    requireInteraction: data.kind === "note.urgent",
+    renotify: URGENT.has(data.kind),
+    requireInteraction: URGENT.has(data.kind),
     data: {url: samePath(data.url)},
   }));
 });

@@ -59,6 +59,16 @@ CASES = {
                   dict(zip(ROLES, [201, 201, 201, 201, 201, 201, 404, 404, 404, 404, 403, 401]))),
     "POST ack": ("POST", "/api/v1/patients/{pid}/notes/{note}/ack", None,
                  dict(zip(ROLES, [204, 204, 204, 204, 204, 204, 404, 404, 404, 404, 403, 401]))),
+    "POST observation": ("POST", "/api/v1/patients/{pid}/observations",
+                         {"kind": "body_temperature", "value": 36.8, "unit": "Cel"},
+                         dict(zip(ROLES, [201, 201, 201, 201, 201, 201, 404, 404, 404, 404, 403, 401]))),
+    "GET observations": ("GET", "/api/v1/patients/{pid}/observations", None, READ),
+    "POST entered-in-error": ("POST", "/api/v1/patients/{pid}/observations/{observation}/entered-in-error", None,
+                              # the pharmacist's reading: its author, physicians and nurses
+                              dict(zip(ROLES, [403, 200, 200, 200, 403, 403, 404, 404, 404, 404, 403, 401]))),
+    "GET thresholds": ("GET", "/api/v1/patients/{pid}/observations/thresholds", None, READ),
+    "PUT thresholds": ("PUT", "/api/v1/patients/{pid}/observations/thresholds", {"thresholds": {"spo2": {"min": 90}}},
+                       dict(zip(ROLES, [403, 200, 200, 403, 403, 403, 404, 404, 404, 404, 403, 401]))),
     "GET attachments": ("GET", "/api/v1/patients/{pid}/attachments", None, READ),
     "GET attachment": ("GET", "/api/v1/patients/{pid}/attachments/{attachment}", None, READ),
     "GET thumbnail": ("GET", "/api/v1/patients/{pid}/attachments/{attachment}/thumbnail", None, READ),
@@ -130,6 +140,8 @@ def fresh_patient(api) -> dict:
     attachment = api.client.post(f"/api/v1/patients/{pid}/attachments", content_type="multipart/form-data",
                                  headers={"Authorization": "Bearer " + api.tokens["doc"]},
                                  data={"file": (io.BytesIO(photo.getvalue()), "p.png", "image/png")}).json["id"]
+    observation = api.call("ph", "POST", f"/api/v1/patients/{pid}/observations",
+                           {"kind": "heart_rate", "value": 72}).json["id"]
     n = next(api.counter)
     for old in api.call("doc", "GET", "/api/v1/push/subscriptions").json["items"]:  # at most 10 each
         api.call("doc", "DELETE", f"/api/v1/push/subscriptions/{old['id']}")
@@ -140,7 +152,7 @@ def fresh_patient(api) -> dict:
     api.user(f"extra{n}", "therapist")
     api.join(pid, f"extra{n}", "therapist", by="cm")
     api.user(f"fresh{n}", "nurse")
-    return {"pid": pid, "note": note, "attachment": attachment, "member": api.users[f"extra{n}"]["id"],
+    return {"pid": pid, "note": note, "attachment": attachment, "observation": observation, "member": api.users[f"extra{n}"]["id"],
             "fresh": api.users[f"fresh{n}"]["id"], "device": device, "fresh_login": f"new{n}", "org": api.org}
 
 
@@ -160,9 +172,8 @@ def test_route_by_role(world, case, role):
     method, path, body, expected = CASES[case]
     names = fresh_patient(world)
     headers = {}
-    if method == "PUT" and "/record/" in path:
-        section = path.rsplit("/", 1)[1]
-        current = world.call("cm", "GET", f"/api/v1/patients/{names['pid']}/record/{section}")
+    if method == "PUT" and ("/record/" in path or path.endswith("/thresholds")):
+        current = world.call("cm", "GET", fill(path, names))
         headers["If-Match"] = current.headers["ETag"]
     r = world.call(None if role == "anon" else role, method, fill(path, names), fill(body, names), headers)
     assert r.status_code == expected[role], r.get_data(as_text=True)[:300]

@@ -19,6 +19,8 @@ def fuzz_world(module_api):
     api.join(api.pid, "doc", "primary_physician", by="cm")
     api.note = api.call("cm", "POST", f"/api/v1/patients/{api.pid}/notes",
                         {"body": "x", "category": "other"}).json["id"]
+    api.observation = api.call("cm", "POST", f"/api/v1/patients/{api.pid}/observations",
+                               {"kind": "spo2", "value": 97}).json["id"]
     return api
 
 
@@ -44,6 +46,8 @@ def test_no_input_breaks_the_api(case, fuzz_world):
         params["patient_id"] = fuzz_world.pid
     if "note_id" in params:
         params["note_id"] = fuzz_world.note
+    if "observation_id" in params:
+        params["observation_id"] = fuzz_world.observation
     if "user_id" in params and case.method == "DELETE":
         params["user_id"] = fuzz_world.users["doc"]["id"]
     if case.path == "/api/v1/auth/tokens/current":

@@ -9,6 +9,7 @@ from tests.helpers import R, team
 
 CANARY_NAME = "カナリア試験太郎"
 CANARY_TEXT = "canary-7f3a9-心不全の増悪に注意"
+CANARY_WEIGHT = 73.6
 
 
 def test_concurrent_writers_exactly_one_wins_and_nothing_is_lost(api):
@@ -108,6 +109,9 @@ def _fill_with_canaries(api):
     api.call("cm", "PUT", f"{R}/{pid}/record/care_notes", {"content": {"notes": CANARY_TEXT}},
              headers={"If-Match": '"0"'})
     api.call("cm", "POST", f"{R}/{pid}/notes", {"body": CANARY_TEXT, "category": "observation"})
+    r = api.call("cm", "POST", f"{R}/{pid}/observations",  # "73.6" cannot be part of an id or a time
+                 {"kind": "body_weight", "value": CANARY_WEIGHT, "note": CANARY_TEXT})
+    assert r.status_code == 201 and r.json["value"] == CANARY_WEIGHT
     api.call("cm", "GET", f"{R}/{pid}/record")
     assert api.call("cm", "GET", f"{R}/{pid}").json["name"] == CANARY_NAME
     return pid
@@ -116,7 +120,7 @@ def _fill_with_canaries(api):
 def test_no_plaintext_patient_data_at_rest(api, tmp_path):
     _fill_with_canaries(api)
     stored = _all_stored_bytes(api)
-    for canary in (CANARY_NAME, CANARY_TEXT, "カナリア町", "かなりあ", "1940-02-03"):
+    for canary in (CANARY_NAME, CANARY_TEXT, "カナリア町", "かなりあ", "1940-02-03", str(CANARY_WEIGHT)):
         assert canary.encode() not in stored
     url = api.app.config["RENKEI"].database_url
     if url.startswith("sqlite"):
@@ -127,7 +131,7 @@ def test_no_plaintext_patient_data_at_rest(api, tmp_path):
         path = url.removeprefix("sqlite:///")
         raw = b"".join(open(f, "rb").read() for f in glob.glob(path + "*"))
         assert len(raw) > 10000
-        for canary in (CANARY_NAME, CANARY_TEXT):
+        for canary in (CANARY_NAME, CANARY_TEXT, str(CANARY_WEIGHT)):
             assert canary.encode() not in raw and canary.encode("utf-16-le") not in raw
 
 

@@ -124,6 +124,27 @@ def test_an_urgent_note_reaches_each_device_of_the_team_once_with_identifiers_on
         assert g.vapid_key == key and g.headers.get("urgency") == "high"
 
 
+def test_an_alert_is_pushed_like_an_urgent_note_and_carries_no_value(dev_api, receiver):
+    api = dev_api
+    pid = team(api)
+    api.user("ns", "nurse")
+    api.join(pid, "ns", "nurse", by="cm")
+    subscribe(api, "doc", receiver.device("doc-phone"))
+    quiet = api.call("doc", "PUT", "/api/v1/users/me/notifications",  # the physician sleeps, all day
+                     {"quiet_hours": {"start": "00:00", "end": "23:59"}})
+    assert quiet.status_code == 200, quiet.json
+    path = f"/api/v1/patients/{pid}/observations"
+    assert api.call("doc", "PUT", path + "/thresholds", {"thresholds": {"body_temperature": {"max": 37.9}}},
+                    headers={"If-Match": '"0"'}).status_code == 200
+    first = api.call("ns", "POST", path, {"kind": "body_temperature", "value": 39.2, "note": TEXT}).json
+    api.call("ns", "POST", path, {"kind": "body_temperature", "value": 39.4})  # the same crossing: no second push
+    assert send_all(api) == 1
+    (got,) = receiver.received
+    assert got.payload == {"kind": "observation.alert", "patient_id": pid, "observation_id": first["id"],
+                           "url": f"/patients/{pid}"}
+    assert got.headers.get("urgency") == "high"
+
+
 def test_a_gone_subscription_is_removed_and_a_busy_push_service_is_tried_again(dev_api, receiver):
     api = dev_api
     pid = team(api)

@@ -23,6 +23,7 @@ EVENT_KEYS = {
     "note.created": {"patient_id", "note_id", "category", "urgent", "actor_id", "at", "seq"},
     "team.updated": {"patient_id", "user_id", "change", "at", "seq"},
     "breakglass.opened": {"patient_id", "actor_id", "reason_given", "at", "seq"},
+    "observation.alert": {"patient_id", "observation_id", "kind", "actor_id", "at", "seq"},
 }
 
 
@@ -112,6 +113,30 @@ def test_breakglass_is_announced_to_the_team_and_administrators(world):
         finally:
             cm.close()
             admin.close()
+
+
+def test_a_reading_beyond_a_threshold_reaches_the_teammates_socket_without_its_value(world):
+    with world.server() as base:
+        doc, out = Listener(base, world.tokens["doc"]), Listener(base, world.tokens["out"])
+        try:
+            path, auth = f"{base}/api/v1/patients/{world.pid}/observations", {
+                "Authorization": "Bearer " + world.tokens["doc"]}
+            r = requests.put(path + "/thresholds", json={"thresholds": {"spo2": {"min": 90}}},
+                             headers=auth | {"If-Match": '"0"'})
+            assert r.status_code == 200, r.text
+            r = requests.post(path, json={"kind": "spo2", "value": 86, "note": "呼吸苦の訴え"},
+                              headers={"Authorization": "Bearer " + world.tokens["ns"]})
+            assert r.status_code == 201 and r.json()["alert"] is True
+            name, payload = doc.wait_for(1)[0]
+            assert name == "observation.alert" and set(payload) == EVENT_KEYS[name]
+            assert (payload["observation_id"], payload["kind"], payload["actor_id"]) == (
+                r.json()["id"], "spo2", world.ids["ns"])
+            assert "呼吸" not in json.dumps(payload, ensure_ascii=False)
+            time.sleep(0.5)
+            assert out.events == []
+        finally:
+            doc.close()
+            out.close()
 
 
 def test_resume_returns_exactly_the_missed_events_in_order(world):
