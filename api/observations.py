@@ -3,7 +3,8 @@ from flask import jsonify, request
 from flask_login import current_user
 
 from api.pipeline import endpoint
-from api.schemas import ObservationIn, ObservationList, ObservationOut, ObservationQuery, ThresholdsIn, ThresholdsOut
+from api.schemas import (ImportIn, ImportOut, ObservationIn, ObservationList, ObservationOut, ObservationQuery,
+                         ThresholdsIn, ThresholdsOut)
 from renkei import observations
 
 
@@ -31,6 +32,21 @@ def record_observations(patient_id, body):
 def list_observations(patient_id, query):
     return observations.series(current_user, patient_id, query.get("kind"), query.get("since"),
                                query.get("until"), query["limit"], query.get("cursor"))
+
+
+@endpoint("POST", "/patients/<patient_id>/observations/import/preview",
+          summary="What importing a device's CSV would save: each row, duplicates and refusals (saves nothing)",
+          tag="observations", action="observation.import_preview", body=ImportIn, response=ImportOut, errors=(403, 404))
+def preview_import(patient_id, body):
+    return observations.import_csv(current_user, patient_id, body["csv"], save=False)
+
+
+@endpoint("POST", "/patients/<patient_id>/observations/import",
+          summary="Import a device's CSV: new readings saved, duplicates skipped, any refused row refuses all",
+          tag="observations", action="observation.import", body=ImportIn, response=ImportOut, status=201,
+          idempotent=True, errors=(403, 404))
+def import_observations(patient_id, body):
+    return observations.import_csv(current_user, patient_id, body["csv"], save=True)
 
 
 @endpoint("POST", "/patients/<patient_id>/observations/<observation_id>/entered-in-error",

@@ -31,7 +31,7 @@ def build_spec() -> dict:
                    info={"description": "Secure information sharing for home-care teams (連携)."})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Problem", PROBLEM)
-    for name in {n for pair in ONE_OR_MANY.values() for n in pair}:
+    for name in dict.fromkeys(n for pair in ONE_OR_MANY.values() for n in pair):  # the nested one first
         spec.components.schema(name, schema=getattr(schemas, name))
     for key, section in SECTIONS.items():
         spec.components.schema(f"Section_{key}", schema=section.schema)

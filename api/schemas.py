@@ -214,6 +214,7 @@ class PatientOut(Schema):
     updated_at = UTCDateTime(allow_none=True)
     changed_since_my_last_view = fields.List(fields.String())
     urgent_unacknowledged = fields.Integer()
+    alerts_since_my_last_view = fields.Integer(metadata={"description": "readings by others that alerted the team since my last look"})
 
 
 class PatientList(Schema):
@@ -405,6 +406,30 @@ class ObservationQuery(Schema):
     until = fields.String(validate=validate.Length(max=40), metadata={"description": "measured before"})
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     cursor = fields.String(validate=validate.Length(max=100))
+
+
+class ImportIn(Strict):
+    csv = fields.String(required=True, validate=validate.Length(min=1, max=900_000), metadata={
+        "description": "header measured_at,kind,value,unit,note; blood pressure 150/90; no offset: Japan time"})
+
+
+class ImportRow(Schema):
+    line = fields.Integer()
+    kind = fields.String()
+    measured_at = UTCDateTime()
+    value = fields.Float()
+    components = fields.Dict(keys=fields.String(), values=fields.Float())
+    note = fields.String()
+    duplicate = fields.Boolean(metadata={"description": "the patient has it already, or the file repeats it"})
+    errors = fields.Dict(allow_none=True, metadata={"description": "why the row is refused, by field"})
+
+
+class ImportOut(Schema):
+    rows = fields.List(fields.Nested(ImportRow))
+    new = fields.Integer()
+    duplicates = fields.Integer()
+    refused = fields.Integer()
+    saved = fields.List(fields.String(), metadata={"description": "the ids of the readings saved"})
 
 
 class ThresholdsIn(Strict):

@@ -2,12 +2,13 @@
 through the same services as real data (renkei/patients.py, teams.py, record.py,
 notes.py, directory.py): sealed, announced and audited alike."""
 import sys
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import select
 
-from models import User
-from renkei import authz, db, directory, notes, patients, record, teams, work
+from models import User, utcnow
+from renkei import authz, db, directory, notes, observations, patients, record, teams, work
+from renkei.observations import MAX_ITEMS
 from renkei.schema import upgrade_schema
 from renkei.settings import INSTANCE
 
@@ -102,6 +103,30 @@ def _demo_patient(registrant, demographics, sections, members):
         writer = next(user for user, role in team if authz.may_write(role, section))
         record.write_section(writer, patient_id, section, content, based_on=0)
     notes.post(registrant, patient_id, "初回訪問。ご本人・ご家族と面談しました。", "observation")
+    nurse = next((user for user, role in team if role == "nurse"), None)
+    if nurse is not None:
+        _demo_vitals(nurse, patient_id)
+
+
+def _demo_vitals(nurse, patient_id):
+    """Two weeks of a visiting nurse's morning and evening readings, and the thresholds
+    a heart-failure patient's physician would set: the charts have something to show."""
+    observations.set_thresholds(nurse, patient_id, {"body_temperature": {"max": 37.9}, "spo2": {"min": 92},
+                                                    "body_weight": {"rise": 2, "within_days": 3},
+                                                    "blood_pressure": {"systolic": {"max": 160}}}, 0)
+    start = utcnow().replace(hour=23, minute=0, second=0, microsecond=0) - timedelta(days=15)  # 08:00 JST
+    items = []
+    for i in range(28):
+        at = (start + timedelta(hours=12 * i)).isoformat()
+        wave = (i * 7) % 5  # a little day-to-day variation, the same in every demo
+        items += [{"kind": "body_temperature", "value": round(36.4 + wave * 0.1 + (0.6 if i in (17, 18) else 0), 1), "measured_at": at},
+                  {"kind": "blood_pressure", "components": {"systolic": 124 + wave * 3, "diastolic": 72 + wave}, "measured_at": at},
+                  {"kind": "heart_rate", "value": 70 + wave * 2, "measured_at": at},
+                  {"kind": "spo2", "value": 97 - (wave % 3), "measured_at": at}]
+        if i % 2 == 0:
+            items.append({"kind": "body_weight", "value": round(48.0 + i * 0.05, 1), "measured_at": at})
+    for chunk in range(0, len(items), MAX_ITEMS):
+        observations.record(nurse, patient_id, items[chunk:chunk + MAX_ITEMS], many=True)
 
 
 def prepare_embedded(engine):

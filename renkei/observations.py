@@ -9,13 +9,17 @@ author (renkei/vault.py, observation_aad); the kind and times stay plain for que
 once per crossing: only when the reading before it of that kind was not beyond one.
 Readings measured more than a day before they are recorded, and imported ones, are
 marked with the threshold but alert nobody: that news is old."""
+import csv
+import io
+import json
 import unicodedata
+from bisect import bisect_right, insort
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from flask_babel import gettext as _, lazy_gettext as _l
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from models import Observation, Patient, ThresholdRevision, User, new_id, utcnow
@@ -23,7 +27,7 @@ from renkei import authz, crypto, db, notify, outreach, teams, vault, work
 from renkei.authz import patient_access
 from renkei.problems import Problem, invalid, not_found
 from renkei.record import display_names, parse_version
-from renkei.timefmt import parse_iso
+from renkei.timefmt import JAPAN, parse_iso
 
 LATE = timedelta(hours=24)       # measured this long before it is recorded: marked, no alert
 CLOCK_SKEW = timedelta(minutes=5)  # a tablet's clock a little ahead is not "the future"
@@ -215,14 +219,14 @@ def clean_thresholds(raw: dict) -> dict:
             kept = _bounds(spec, kind.measure, kind.label, problems, ("min", "max", "rise", "within_days"))
             if ("rise" in spec) != ("within_days" in spec):
                 problems.setdefault("within_days" if "rise" in spec else "rise", []).append(
-                    _("上昇幅と日数は組にして送ってください。"))
+                    _("増加幅と日数は組にして送ってください。"))
             if "rise" in spec:
                 try:
                     m = kind.measure
                     rise = number(spec["rise"], Measure(Decimal(0), m.high - m.low, Decimal(0), m.high - m.low,
-                                                        m.places), _("上昇幅"))
+                                                        m.places), _l("増加幅"))
                     if rise <= 0:
-                        raise Refused(_("上昇幅は0より大きい値を入力してください。"))
+                        raise Refused(_("増加幅は0より大きい値を入力してください。"))
                     kept["rise"] = _plain(rise, m)
                 except Refused as r:
                     problems["rise"] = [str(r)]
@@ -378,28 +382,29 @@ def record(actor: User, patient_id: str, items: list[dict], many: bool = False, 
     if errors:
         raise invalid({"items": errors} if many else errors[0])
     key, rows, alerts = vault.patient_key(patient), [], []
+    known = {kind: _history(patient, key, kind, [r for r in cleaned if r["kind"] == kind], limits[kind])
+             for kind in {r["kind"] for r in cleaned} if kind in limits}
     for reading in sorted(cleaned, key=lambda r: r["measured_at"]):
         obs = Observation(id=new_id(), patient_id=patient.id, kind=reading["kind"], measured_at=reading["measured_at"],
                           recorded_at=now, recorded_by=actor.id, source=source)
-        kind = KINDS[obs.kind]
         crossed, fires = None, False
-        if obs.kind in limits:
-            history = _history(patient, key, obs.kind, obs.measured_at, limits[obs.kind])
-            crossed = beyond(kind, reading, limits[obs.kind], history)
-            before = history[-1] if history else None
-            was = before is not None and beyond(kind, before[1], limits[obs.kind],
-                                                [h for h in history if h[0] < before[0]])
+        if obs.kind in known:
+            kind, bounds, history = KINDS[obs.kind], limits[obs.kind], known[obs.kind]
+            earlier = history[:bisect_right(history, obs.measured_at, key=lambda h: h[0])]
+            crossed = beyond(kind, reading, bounds, earlier)
+            was = bool(earlier) and beyond(kind, earlier[-1][1], bounds, earlier[:-1])
             fires = bool(crossed) and not was and source == "entry" and now - obs.measured_at <= LATE
+            insort(history, (obs.measured_at, reading), key=lambda h: h[0])  # the next reading sees this one
         obs.alert = fires
         sealed = {k: reading[k] for k in ("value", "components", "note", "bristol") if k in reading}
         if crossed:
             sealed["threshold"] = crossed
         obs.value_ct = crypto.seal_json(key, sealed, vault.observation_aad(obs))
-        db.session.add(obs)
-        db.session.flush()  # the next reading of this kind in the request sees this one
         rows.append(obs)
         if fires:
             alerts.append(obs)
+    db.session.add_all(rows)
+    db.session.flush()
     work.describe(detail=f"observation={rows[0].id}" if len(rows) == 1 else f"observations={len(rows)}")
     for obs in alerts:
         work.current().mark("alert")
@@ -410,17 +415,18 @@ def record(actor: User, patient_id: str, items: list[dict], many: bool = False, 
     return _out(patient, rows)
 
 
-def _history(patient: Patient, key: bytes, kind: str, at: datetime, limits: dict) -> list[tuple[datetime, dict]]:
-    """The readings of a kind up to `at` that decide whether a new one crosses: the one
-    just before it, and for a rise every one in the window before that one too."""
+def _history(patient: Patient, key: bytes, kind: str, new: list[dict], limits: dict) -> list[tuple[datetime, dict]]:
+    """The stored readings of a kind (誤入力 left out) that decide whether the new ones
+    cross, oldest first: from the one just before the earliest new reading — less the
+    rise window, which that one's own state needs — to the latest new reading."""
+    first, last = min(r["measured_at"] for r in new), max(r["measured_at"] for r in new)
     live = select(Observation).where(Observation.patient_id == patient.id, Observation.kind == kind,
-                                     Observation.error_at.is_(None), Observation.measured_at <= at)
-    last = db.session.execute(live.order_by(Observation.measured_at.desc(), Observation.recorded_at.desc())
-                              .limit(1)).scalar_one_or_none()
-    if last is None:
-        return []
-    start = min(last.measured_at, at) - timedelta(days=limits.get("within_days", 0))
-    rows = db.session.execute(live.where(Observation.measured_at >= start)
+                                     Observation.error_at.is_(None))
+    before = db.session.execute(select(func.max(Observation.measured_at)).where(
+        Observation.patient_id == patient.id, Observation.kind == kind, Observation.error_at.is_(None),
+        Observation.measured_at <= first)).scalar()
+    start = (before or first) - timedelta(days=limits.get("within_days", 0))
+    rows = db.session.execute(live.where(Observation.measured_at >= start, Observation.measured_at <= last)
                               .order_by(Observation.measured_at, Observation.recorded_at)).scalars()
     return [(o.measured_at, {**crypto.unseal_json(key, o.value_ct, vault.observation_aad(o)),
                              "measured_at": o.measured_at}) for o in rows]
@@ -503,3 +509,182 @@ def mark_error(actor: User, patient_id: str, observation_id: str) -> dict:
         obs.error_at, obs.error_by = utcnow(), actor.id
         db.session.flush()
     return _out(access.patient, [obs])[0]
+
+
+# --- what a chart and the care list show ------------------------------------------------
+
+_RANGE = select(Observation.id, Observation.kind, Observation.measured_at, Observation.recorded_at,
+                Observation.recorded_by, Observation.source, Observation.value_ct, Observation.alert,
+                Observation.error_at, Observation.error_by, Observation.patient_id)
+
+
+def overview(actor: User, patient_id: str, days: int, since: datetime | None = None) -> dict:
+    """The readings of the last `days` days for charts and their table: per kind its
+    points (誤入力 left out), latest reading and its change since `since` (the caller's
+    last look), and the thresholds. Rows are read without the ORM and opened in one pass:
+    a year of four readings a day for eight kinds must not make the page slow
+    (bench/vitals.py)."""
+    access = patient_access(actor, patient_id, authz.READ)
+    patient, now = access.patient, utcnow()
+    start = now - timedelta(days=days)
+    key = vault.patient_key(patient)
+    rows = db.session.execute(_RANGE.where(Observation.patient_id == patient.id, Observation.measured_at >= start)
+                              .order_by(Observation.measured_at, Observation.recorded_at)).all()
+    readings = [_opened(row, key) for row in rows]
+    names = display_names({r["recorded_by"] for r in readings})
+    rev = _current_thresholds(patient)
+    limits = _thresholds_out(patient, rev, False)["thresholds"] if rev else {}
+    series = {}
+    for r in readings:
+        r["recorded_by_name"] = names.get(r["recorded_by"])
+        if not r["entered_in_error"]:
+            series.setdefault(r["kind"], []).append(r)
+    charts = []
+    for kind in KINDS.values():
+        points = series.get(kind.key)
+        if not points:
+            continue
+        latest = points[-1]
+        seen = [p for p in points if since is not None and p["recorded_at"] <= since]
+        charts.append({"kind": kind, "points": points, "latest": latest, "limits": limits.get(kind.key, {}),
+                       "change": _change(kind, seen[-1], latest) if seen and seen[-1] is not latest else None})
+    return {"charts": charts, "readings": readings[::-1], "thresholds": limits, "days": days, "start": start,
+            "end": now, "may_record": not access.breakglass,
+            "may_mark_any": not access.breakglass and authz.sets_thresholds(access.role)}
+
+
+def _opened(row, key: bytes) -> dict:
+    sealed = crypto.unseal_json(key, row.value_ct, vault.observation_aad(row))
+    return {"id": row.id, "kind": row.kind, "measured_at": row.measured_at, "recorded_at": row.recorded_at,
+            "recorded_by": row.recorded_by, "source": row.source, "alert": row.alert,
+            "late": row.recorded_at - row.measured_at > LATE, "entered_in_error": row.error_at is not None,
+            "error_by": row.error_by, **sealed}
+
+
+def _change(kind: Kind, before: dict, now: dict) -> dict:
+    """How the latest reading differs from the one seen at the last look."""
+    if kind.components:
+        return {name: _plain(Decimal(str(now["components"][name])) - Decimal(str(before["components"][name])), m)
+                for name, (_loinc, m, _label) in kind.components.items()}
+    return {"value": _plain(Decimal(str(now["value"])) - Decimal(str(before["value"])), kind.measure)}
+
+
+
+# --- importing a device's CSV -------------------------------------------------------------
+
+CSV_COLUMNS = ("measured_at", "kind", "value", "unit", "note")
+CSV_MAX_ROWS = 5000
+
+
+def _kind_named(text: str) -> str | None:
+    """A kind by its key (body_temperature) or its Japanese name (体温)."""
+    text = unicodedata.normalize("NFKC", text).strip()
+    if text in KINDS:
+        return text
+    return next((k.key for k in KINDS.values() if unicodedata.normalize("NFKC", str(k.label)) == text), None)
+
+
+def _csv_time(text: str):
+    """A time as devices write it: ISO 8601, or 2026/11/30 8:05 — Japan time without an offset."""
+    text = unicodedata.normalize("NFKC", text).strip().replace("/", "-")
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return text  # left for clean_reading to refuse, naming measured_at
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=JAPAN)
+    return at.isoformat()
+
+
+def read_csv(text: str) -> list[dict]:
+    """Rows of a CSV in the documented format (docs/API.md, "Observations": importing),
+    each {"line", "item"} or {"line", "errors"}; the header row names the columns."""
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    if not rows or [unicodedata.normalize("NFKC", c).strip().lower() for c in rows[0][:3]] != list(CSV_COLUMNS[:3]):
+        raise invalid({"csv": [_("1行目は見出し（measured_at,kind,value,unit,note）にしてください。")]})
+    head = [c.strip().lower() for c in rows[0]]
+    body = [(n, r) for n, r in enumerate(rows[1:], start=2) if any(c.strip() for c in r)]
+    if len(body) > CSV_MAX_ROWS:
+        raise invalid({"csv": [_("一度に取り込めるのは%(n)s行までです。", n=CSV_MAX_ROWS)]})
+    out = []
+    for line, cells in body:
+        row = dict(zip(head, (c.strip() for c in cells)))
+        kind = _kind_named(row.get("kind", ""))
+        if kind is None:
+            out.append({"line": line, "errors": {"kind": [_("この種類はありません。")]}})
+            continue
+        item = {"kind": kind, "measured_at": _csv_time(row.get("measured_at", ""))}
+        value = row.get("value", "")
+        if KINDS[kind].components:
+            parts = value.replace("／", "/").split("/")
+            item["components"] = dict(zip(KINDS[kind].components, parts)) if len(parts) == 2 else {}
+        else:
+            item["value"] = value
+        unit = row.get("unit", "")
+        if unit and unit != KINDS[kind].shown_unit:
+            item["unit"] = unit
+        if row.get("note"):
+            item["note"] = row["note"]
+        out.append({"line": line, "item": item})
+    return out
+
+
+def import_csv(actor: User, patient_id: str, text: str, save: bool) -> dict:
+    """Preview (save=False: nothing is written) or save a CSV of readings. A reading the
+    patient already has — same kind, time and value — or that the file repeats is a
+    duplicate and skipped; any refused row refuses the save (fix the file and try
+    again). Imported readings are marked with any threshold they were beyond but alert
+    nobody."""
+    access = patient_access(actor, patient_id, authz.OBSERVE)
+    now, rows = utcnow(), read_csv(text)
+    for row in rows:
+        if "item" in row:
+            try:
+                row["reading"] = clean_reading(row.pop("item"), now)
+            except Refused as r:
+                row["errors"] = r.args[0]
+    good = [r for r in rows if "reading" in r]
+    seen = _existing(access.patient, {r["reading"]["measured_at"] for r in good})
+    for row in good:
+        fingerprint = _fingerprint(row["reading"])
+        row["duplicate"] = fingerprint in seen
+        seen.add(fingerprint)
+    refused = [r for r in rows if "errors" in r]
+    fresh = [r["reading"] for r in good if not r["duplicate"]]
+    saved = []
+    if save:
+        if refused:
+            raise invalid({"csv": {str(r["line"]): r["errors"] for r in refused}},
+                          "Some rows are refused; nothing was saved.")
+        if fresh:
+            saved = record(actor, patient_id, [_as_item(r) for r in fresh], many=True, source="import")
+    work.describe(detail=f"import={'saved' if save else 'preview'};rows={len(rows)};new={len(fresh)}")
+    return {"rows": [{"line": r["line"], "errors": r.get("errors"), "duplicate": r.get("duplicate", False),
+                      **({"kind": r["reading"]["kind"], "measured_at": r["reading"]["measured_at"],
+                          **{k: r["reading"][k] for k in ("value", "components", "note") if k in r["reading"]}}
+                         if "reading" in r else {})} for r in rows],
+            "new": len(fresh), "duplicates": sum(1 for r in good if r["duplicate"]), "refused": len(refused),
+            "saved": [o["id"] for o in saved]}
+
+
+def _as_item(reading: dict) -> dict:
+    return {**{k: v for k, v in reading.items() if k != "measured_at"}, "measured_at": reading["measured_at"].isoformat()}
+
+
+def _fingerprint(reading: dict) -> tuple:
+    value = reading.get("value", reading.get("components"))
+    return reading["kind"], reading["measured_at"].replace(microsecond=0), json.dumps(value, sort_keys=True)
+
+
+def _existing(patient: Patient, times: set) -> set:
+    """The fingerprints of the patient's stored readings at these times (誤入力 left out)."""
+    if not times:
+        return set()
+    key, found = vault.patient_key(patient), set()
+    stamps = sorted(times)
+    rows = db.session.execute(_RANGE.where(Observation.patient_id == patient.id, Observation.error_at.is_(None),
+                                           Observation.measured_at >= stamps[0].replace(microsecond=0),
+                                           Observation.measured_at < stamps[-1] + timedelta(seconds=1))).all()
+    for row in rows:
+        found.add(_fingerprint({"kind": row.kind, "measured_at": row.measured_at, **_opened(row, key)}))
+    return found

@@ -5,7 +5,7 @@ from datetime import date
 from sqlalchemy import func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from models import BreakGlass, Consent, Note, NoteAck, Patient, PatientSearchToken, SectionRevision, TeamMember, User, new_id, utcnow
+from models import BreakGlass, Consent, Note, NoteAck, Observation, Patient, PatientSearchToken, SectionRevision, TeamMember, User, new_id, utcnow
 from renkei import attachments, authz, crypto, db, escalation, idempotency, vault, work
 from renkei.authz import PROFESSION_ROLES, patient_access
 from renkei.problems import Problem, not_found
@@ -53,9 +53,10 @@ def patient_out(patient: Patient, role: str | None, *, breakglass=False, member=
 
 def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
     """For each patient: sections others changed since the member's last look, when the
-    record last changed, urgent notes the member has not acknowledged, and whether
-    someone off the team has it open in an emergency now. Five queries however many
-    patients (the care list and the patient page share this)."""
+    record last changed, urgent notes the member has not acknowledged, whether someone
+    off the team has it open in an emergency now, and readings by others that alerted
+    the team since that look. Six queries however many patients (the care list and the
+    patient page share this)."""
     mine = (TeamMember.user_id == user_id) & TeamMember.removed_at.is_(None)
     changed: dict[str, set] = {}
     for pid, section in db.session.execute(
@@ -74,8 +75,16 @@ def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
         Note.id.not_in(acked)).group_by(Note.patient_id)).all())
     emergency = set(db.session.execute(select(BreakGlass.patient_id).where(
         BreakGlass.patient_id.in_(ids), BreakGlass.expires_at > utcnow())).scalars())
+    alerts = dict(db.session.execute(  # readings by others that alerted the team since my look
+        select(Observation.patient_id, func.count(Observation.id))
+        .join(TeamMember, (TeamMember.patient_id == Observation.patient_id) & mine)
+        .where(Observation.patient_id.in_(ids), Observation.alert.is_(True), Observation.error_at.is_(None),
+               Observation.recorded_by != user_id,
+               Observation.recorded_at > func.coalesce(TeamMember.last_viewed_at, TeamMember.added_at))
+        .group_by(Observation.patient_id)).all())
     return {pid: {"changed_since_my_last_view": sorted(changed.get(pid, ())), "updated_at": updated.get(pid),
-                  "urgent_unacknowledged": urgent.get(pid, 0), "emergency_access_open": pid in emergency}
+                  "urgent_unacknowledged": urgent.get(pid, 0), "emergency_access_open": pid in emergency,
+                  "alerts_since_my_last_view": alerts.get(pid, 0)}
             for pid in ids}
 
 
@@ -192,6 +201,8 @@ def read(actor: User, patient_id: str) -> dict:
     look is marked). Under break-glass, also when the grant ends."""
     access = patient_access(actor, patient_id, authz.READ)
     out = patient_out(access.patient, access.role, breakglass=access.breakglass, member=access.member)
+    if access.member is not None:  # what "since my last look" is measured from
+        out["my_last_look"] = access.member.last_viewed_at or access.member.added_at
     if access.breakglass:
         out["breakglass_until"] = authz.active_breakglass(access.patient.id, actor.id).expires_at
     return out

@@ -502,7 +502,8 @@
     return outbox.length > 0 || pending.size > 0 || uploads.some(u => !u.failed)
       || Boolean(noteForm && noteForm.elements.body.value.trim())
       || $$("form[data-section-form]").some(f => !f.hidden && f._base && !same(collect(f), f._base.content))
-      || $$("form[data-creates]").some(f => f.dataset.dirty);
+      || $$("form[data-creates]").some(f => f.dataset.dirty)
+      || Boolean(vitalsForm && vitalsForm.dataset.dirty);
   }
   window.addEventListener("beforeunload", e => { if (unsaved()) { e.preventDefault(); e.returnValue = ""; } });
 
@@ -655,6 +656,165 @@
       .catch(() => { chain.classList.add("bad"); chain.textContent = chain.dataset.failed; });
   }
 
+  /* ---- vital signs (templates/_vitals.html, docs/API.md "Observations") ----
+     One form, one save for every value typed. Numbers are sent as typed (全角, 36,8):
+     the server reads them and names a refused field in the page's language. A value out
+     of the ordinary is asked about once: the same values saved again go through. */
+  const vitalsForm = $("#vitals-form");
+  const typedNumber = text => {
+    let t = text.normalize("NFKC").trim();
+    if (/^\d{1,3}(,\d{3})+$/.test(t)) t = t.replace(/,/g, "");
+    else if ((t.match(/,/g) || []).length === 1 && !t.includes(".")) t = t.replace(",", ".");
+    return t === "" ? NaN : Number(t);
+  };
+  const localNow = () => {  // datetime-local in the device's time, which for the team is Japan time
+    const d = new Date(); d.setSeconds(0, 0);
+    return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  };
+  async function refreshCharts(highlight) {
+    const box = $("#vitals-charts");
+    if (!box) return;
+    const el = await fragment(`/patients/${document.body.dataset.patient}/vitals/charts?days=${box.dataset.days}`);
+    box.replaceWith(el);
+    if (highlight) { const fig = $(`[data-chart="${highlight}"]`, el); if (fig) flash(fig); }
+  }
+  if (vitalsForm) {
+    const opener = $("[data-open-vitals]"), whenInput = vitalsForm.elements.measured_at;
+    const open = on => {
+      vitalsForm.hidden = !on; opener.setAttribute("aria-expanded", String(on));
+      if (on) { whenInput.value = localNow(); whenInput.max = localNow(); $("input[data-kind]", vitalsForm).focus(); }
+    };
+    opener.addEventListener("click", () => open(vitalsForm.hidden));
+    $("[data-close-vitals]", vitalsForm).addEventListener("click", () => { vitalsForm.reset(); open(false); });
+    vitalsForm.addEventListener("input", () => { vitalsForm.dataset.dirty = "1"; });
+    vitalsForm.addEventListener("submit", async e => {
+      e.preventDefault();
+      clearErrors(vitalsForm);
+      const status = $(".status", vitalsForm), items = [], inputs = [], unusual = [];
+      const at = whenInput.value ? new Date(whenInput.value).toISOString() : undefined;  // the device's zone → UTC
+      const note = vitalsForm.elements.note.value.trim() || undefined;
+      $$("input[data-kind]", vitalsForm).forEach(input => {
+        if (!input.value.trim()) return;
+        const n = typedNumber(input.value);
+        const possible = n >= Number(input.dataset.low) && n <= Number(input.dataset.high);  // else the server says why
+        if (possible && (n < Number(input.dataset.usualLow) || n > Number(input.dataset.usualHigh))) unusual.push(`${input.dataset.label} ${input.value}`);
+        const kind = input.dataset.kind;
+        let item = items.find(i => i.kind === kind && input.dataset.part);
+        if (!item) { item = { kind, measured_at: at, note }; items.push(item); inputs.push([]); }
+        inputs[items.indexOf(item)].push(input);
+        if (input.dataset.part) (item.components ||= {})[input.dataset.part] = input.value;
+        else item.value = input.value;
+        if (kind === "bowel_movement" && vitalsForm.elements.bristol.value) item.bristol = Number(vitalsForm.elements.bristol.value);
+      });
+      if (!items.length) { status.textContent = T.vitals_empty; return; }
+      const typed = JSON.stringify(items);
+      if (unusual.length && vitalsForm.dataset.confirmed !== typed) {
+        vitalsForm.dataset.confirmed = typed;
+        status.textContent = T.vitals_unusual.replace("{values}", unusual.join(T.sep)); return;
+      }
+      status.textContent = T.saving;
+      const res = await create(vitalsForm, `/api/v1/patients/${document.body.dataset.patient}/observations`,
+                               { items }, () => { status.textContent = T.retrying; });
+      if (res.status === 201) {
+        delete vitalsForm.dataset.dirty; delete vitalsForm.dataset.confirmed;
+        vitalsForm.reset(); whenInput.value = localNow();
+        const alerted = res.data.items.filter(o => o.alert).length;
+        status.textContent = alerted ? T.vitals_saved_alert : T.vitals_saved;
+        refreshCharts(res.data.items[0].kind);
+        return;
+      }
+      const errors = ((res.data || {}).errors || {}).items || {};
+      Object.entries(errors).forEach(([i, fields]) => Object.entries(fields).forEach(([field, messages]) => {
+        const targets = field === "components" && !Array.isArray(messages)
+          ? Object.entries(messages).map(([part, m]) => [inputs[i].find(x => x.dataset.part === part) || inputs[i][0], m])
+          : [[field === "measured_at" ? whenInput : field === "note" ? vitalsForm.elements.note : inputs[i][0], messages]];
+        targets.forEach(([target, m]) => {
+          const small = document.createElement("small"); small.className = "field-error"; small.setAttribute("role", "alert");
+          small.textContent = [].concat(m)[0];  // the server's own words, in the page's language
+          target.setAttribute("aria-invalid", "true"); target.closest("label").append(small);
+        });
+      }));
+      status.textContent = problemText(res);
+      const first = $('[aria-invalid="true"]', vitalsForm); if (first) first.focus();
+    });
+  }
+  $$("[data-mark-errors]").forEach(t => t.addEventListener("click", () => {  // the buttons only when asked for
+    const on = t.getAttribute("aria-pressed") !== "true";
+    t.setAttribute("aria-pressed", String(on));
+    $$("[data-entered-in-error]").forEach(b => { b.hidden = !on; });
+  }));
+  $$("[data-entered-in-error]").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm(T.confirm_entered_in_error)) return;
+    const res = await api("POST", `/api/v1/patients/${document.body.dataset.patient}/observations/${b.dataset.enteredInError}/entered-in-error`);
+    if (res.status === 200) location.reload(); else alert(problemText(res));
+  }));
+  const limitsForm = $("#thresholds-form");
+  if (limitsForm) limitsForm.addEventListener("submit", async e => {
+    e.preventDefault();
+    const thresholds = {};
+    $$("fieldset[data-kind]", limitsForm).forEach(fs => {
+      const b = {};
+      $$("input", fs).forEach(i => { if (i.value.trim()) b[i.name] = i.name === "within_days" ? Number(typedNumber(i.value)) : i.value.trim(); });
+      if (!Object.keys(b).length) return;
+      if (fs.dataset.part) (thresholds[fs.dataset.kind] ||= {})[fs.dataset.part] = b;
+      else thresholds[fs.dataset.kind] = b;
+    });
+    clearErrors(limitsForm);
+    const res = await api("PUT", `/api/v1/patients/${document.body.dataset.patient}/observations/thresholds`,
+                          { thresholds }, { "If-Match": `"${limitsForm.dataset.version}"` });
+    if (res.status === 200) { location.reload(); return; }
+    const errs = ((res.data || {}).errors || {}).thresholds || {};
+    Object.entries(errs).forEach(([kind, v]) => {
+      const sets = Array.isArray(v) ? [[null, v]] : Object.entries(v);
+      sets.forEach(([name, m]) => {
+        const nested = m && !Array.isArray(m);
+        (nested ? Object.entries(m) : [[name, m]]).forEach(([field, msgs]) => {
+          const fs = $$(`fieldset[data-kind="${kind}"]`, limitsForm).find(f => !nested || f.dataset.part === name) || $(`fieldset[data-kind="${kind}"]`, limitsForm);
+          const input = fs && ($(`input[name="${field}"]`, fs) || $("input", fs));
+          if (!input) return;
+          const small = document.createElement("small"); small.className = "field-error"; small.textContent = [].concat(msgs)[0];
+          input.setAttribute("aria-invalid", "true"); input.closest("label").append(small);
+        });
+      });
+    });
+    $(".status", limitsForm).textContent = res.status === 412 ? T.thresholds_stale : problemText(res);
+  });
+  const importForm = $("#import-form");
+  if (importForm) {
+    let text = null;
+    const url = `/api/v1/patients/${document.body.dataset.patient}/observations/import`;
+    const show = data => {
+      const box = $("#import-preview"); box.innerHTML = "";
+      const table = document.createElement("table"); table.className = "grid readings";
+      data.rows.forEach(r => {
+        const tr = table.insertRow(); tr.className = r.errors ? "refused" : r.duplicate ? "duplicate" : "new";
+        const value = r.components ? `${r.components.systolic}/${r.components.diastolic}` : (r.value ?? "");
+        const why = r.errors ? Object.values(r.errors).map(m => [].concat(m)[0]).join(" ") : r.duplicate ? T.import_duplicate : T.import_new;
+        [r.line, when(r.measured_at), T.kinds[r.kind] || r.kind || "", value, why].forEach(c => { tr.insertCell().textContent = c; });
+      });
+      box.append(table);
+      const p = document.createElement("p");
+      p.textContent = T.import_summary.replace("{new}", data.new).replace("{duplicates}", data.duplicates).replace("{refused}", data.refused);
+      box.append(p);
+      $("[data-import-save]", importForm).hidden = !(data.new > 0 && data.refused === 0);
+    };
+    importForm.elements.csv.addEventListener("change", async () => {
+      const file = importForm.elements.csv.files[0];
+      if (!file) return;
+      text = await file.text();
+      const res = await api("POST", url + "/preview", { csv: text });
+      if (res.status === 200) show(res.data);
+      else { $("#import-preview").textContent = ((res.data || {}).errors || {}).csv || problemText(res); }
+    });
+    importForm.addEventListener("submit", async e => {
+      e.preventDefault();
+      if (!text) return;
+      const res = await create(importForm, url, { csv: text }, () => { $(".status", importForm).textContent = T.retrying; });
+      if (res.status === 201) location.reload();
+      else $(".status", importForm).textContent = problemText(res);
+    });
+  }
+
   /* ---- live updates ----
      Every event carries the person's next seq, gapless. lastSeq is the last one applied
      in order; an event past a gap waits in `ahead` while we resume from lastSeq (the
@@ -702,7 +862,14 @@
     const apply = (name, ev) => {
       if (document.body.dataset.live === "list") {
         const li = $(`li[data-patient="${ev.patient_id}"]`);
-        if (li) { li.classList.add("updated"); flash(li); }
+        if (li) {
+          li.classList.add("updated"); flash(li);
+          if (name === "observation.alert") {  // to the top, marked, as the next load would show it
+            const badge = $(".badge.vital-alert", li) || Object.assign(document.createElement("span"), { className: "badge urgent vital-alert" });
+            badge.textContent = T.vitals_alert_badge; $(".badges", li).prepend(badge);
+            li.parentElement.prepend(li);
+          }
+        }
         return;
       }
       if (ev.patient_id !== document.body.dataset.patient) return;
@@ -721,13 +888,17 @@
         refreshTimeline(ev.note_id);
       } else if (name === "note.acked") {  // 既読 n/m moves on the author's page (only there: each refresh is an audited read)
         if ($(`#timeline li[data-note="${CSS.escape(ev.note_id)}"][data-mine]`)) refreshTimeline();
+      } else if (name === "observation.alert") {  // a reading crossed a threshold: say so at once, then show it
+        const banner = $("#vitals-alert-live");
+        if (banner) { $("span", banner).textContent = T.kinds[ev.kind] || ev.kind; banner.hidden = false; flash(banner); }
+        refreshCharts(ev.kind);
       } else if (name === "breakglass.opened") {  // someone off the team opened the record: say so at once
         const banner = $("#breakglass-live"); if (banner) { banner.hidden = false; flash(banner); }
         refreshTimeline();  // the entry with who, when and why
       }
     };
     ["record.updated", "note.created", "note.acked", "note.escalated", "attachment.created", "team.updated", "breakglass.opened",
-     "access.after_reset"]
+     "access.after_reset", "observation.alert"]
       .forEach(n => socket.on(n, ev => handle(n, ev)));
     window.addEventListener("online", () => { $("#offline").hidden = true; });  // waiting saves wake up (pause)
   }

@@ -63,6 +63,9 @@ CASES = {
                          {"kind": "body_temperature", "value": 36.8, "unit": "Cel"},
                          dict(zip(ROLES, [201, 201, 201, 201, 201, 201, 404, 404, 404, 404, 403, 401]))),
     "GET observations": ("GET", "/api/v1/patients/{pid}/observations", None, READ),
+    "POST import preview": ("POST", "/api/v1/patients/{pid}/observations/import/preview",
+                            {"csv": "measured_at,kind,value,unit\n2026-11-28 07:30,spo2,97,%\n"},
+                            dict(zip(ROLES, [200, 200, 200, 200, 200, 200, 404, 404, 404, 404, 403, 401]))),
     "POST entered-in-error": ("POST", "/api/v1/patients/{pid}/observations/{observation}/entered-in-error", None,
                               # the pharmacist's reading: its author, physicians and nurses
                               dict(zip(ROLES, [403, 200, 200, 200, 403, 403, 404, 404, 404, 404, 403, 401]))),

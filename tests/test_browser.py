@@ -119,6 +119,53 @@ def test_urgent_note_is_posted_seen_live_and_acknowledged(browser, server):
     ns.context.close()
 
 
+def test_a_nurse_records_vitals_in_one_save_and_the_physician_sees_the_alert_live(browser, server):
+    from tests.helpers import TABLET
+    doc = signed_in(browser, server, "dr.sato")
+    open_patient(doc)
+    doc.wait_for_timeout(500)  # the socket is up
+    ns = signed_in(browser, server, "ns.suzuki", **TABLET, timezone_id="Asia/Tokyo")
+    open_patient(ns)
+    ns.locator("[data-open-vitals]").tap()
+    form = ns.locator("#vitals-form")
+    form.locator("input[name=body_temperature]").fill("45.5")  # a slip of the finger: impossible
+    form.locator("input[name='blood_pressure.systolic']").fill("１５０")  # the IME left full-width on
+    form.locator("input[name='blood_pressure.diastolic']").fill("９０")
+    form.locator("button[type=submit]").tap()
+    refusal = form.locator("label[data-field=body_temperature] .field-error")
+    expect(refusal).to_have_text(re.compile("体温は30〜45の範囲で入力してください"))
+    form.locator("input[name=body_temperature]").fill("38,6")
+    ns.screenshot(path=str(SHOTS / "tablet-vitals-form.png"), full_page=False)
+    form.locator("button[type=submit]").tap()
+    expect(form.locator(".status")).to_have_text(re.compile("閾値を超えた値があり、チームに通知しました"))
+    expect(ns.locator("[data-chart=body_temperature] .latest")).to_contain_text("38.6")
+    expect(ns.locator("[data-chart=blood_pressure] .latest")).to_contain_text("150/90")
+    assert form.locator("input[name=body_temperature]").input_value() == ""  # ready for the next patient
+
+    banner = doc.locator("#vitals-alert-live")
+    expect(banner).to_be_visible(timeout=10000)
+    expect(banner).to_contain_text("体温")
+    expect(doc.locator("[data-chart=body_temperature] .badge.urgent")).to_have_text("閾値超え")
+    doc.screenshot(path=str(SHOTS / "physician-vitals-alert.png"), full_page=False)
+
+    doc.goto("/summary")
+    article = doc.locator("article.summary:has-text('山田 太郎')")
+    expect(article.locator(".badge.urgent", has_text="バイタルの閾値超え")).to_be_visible()
+    expect(article.locator("[data-chart=body_temperature] svg.trend")).to_be_visible()
+    expect(article.locator("[data-chart=blood_pressure] .latest")).to_contain_text("150/90")
+    article.screenshot(path=str(SHOTS / "summary-vitals.png"))
+    doc.context.close()
+
+    form.locator("input[name=heart_rate]").fill("170")  # possible, but not what anyone expects: asked once
+    form.locator("button[type=submit]").tap()
+    expect(form.locator(".status")).to_have_text(re.compile("いつもと大きく異なる値です（脈拍 170）"))
+    expect(ns.locator("[data-chart=heart_rate] .latest")).not_to_contain_text("170")
+    form.locator("button[type=submit]").tap()
+    expect(form.locator(".status")).to_have_text("記録しました")
+    expect(ns.locator("[data-chart=heart_rate] .latest")).to_contain_text("170")
+    ns.context.close()
+
+
 def test_a_photo_taken_on_the_tablet_reaches_a_teammate_and_opens_full_screen(browser, server, tmp_path):
     """Issue 15: a care manager attaches two photos of a pressure sore to a note from the
     tablet layout; the nurse's open page shows the thumbnails within 5 s, without a

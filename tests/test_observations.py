@@ -248,3 +248,54 @@ def test_a_value_moved_to_another_kind_or_day_does_not_decrypt(world):
     for kind in ("body_temperature", "body_weight"):
         r = world.call("doc", "GET", f"{R}/{world.pid}/observations?kind={kind}")
         assert r.status_code == 500 and "48.2" not in r.get_data(as_text=True)
+
+
+CSV = """measured_at,kind,value,unit,note
+2026/11/28 07:30,体温,36.6,℃,
+2026-11-28T07:31:00+09:00,blood_pressure,１３８/８２,mm[Hg],起床時
+2026-11-29 07:30,body_weight,"51,2",kg,
+2026-11-29 07:30,body_weight,"51,2",kg,
+"""
+
+
+def test_a_device_csv_is_previewed_then_saved_and_duplicates_are_skipped(world):
+    path = f"{R}/{world.pid}/observations/import"
+    post(world, "ns", {"kind": "body_temperature", "value": 36.6, "measured_at": "2026-11-27T22:30:00Z"})  # 07:30 JST
+    preview = world.call("ns", "POST", path + "/preview", {"csv": CSV})
+    assert preview.status_code == 200, preview.json
+    assert (preview.json["new"], preview.json["duplicates"], preview.json["refused"]) == (2, 2, 0)
+    assert [(r["line"], r["duplicate"]) for r in preview.json["rows"]] == [(2, True), (3, False), (4, False), (5, True)]
+    assert preview.json["rows"][1]["components"] == {"systolic": 138, "diastolic": 82}
+    assert preview.json["rows"][1]["measured_at"] == "2026-11-27T22:31:00.000Z"
+    assert len(world.call("ns", "GET", f"{R}/{world.pid}/observations").json["items"]) == 1  # a preview saves nothing
+
+    saved = world.call("ns", "POST", path, {"csv": CSV})
+    assert saved.status_code == 201 and len(saved.json["saved"]) == 2
+    listed = world.call("doc", "GET", f"{R}/{world.pid}/observations").json["items"]
+    assert [(o["kind"], o["source"]) for o in listed] == [
+        ("body_temperature", "entry"), ("blood_pressure", "import"), ("body_weight", "import")]
+    assert listed[1]["note"] == "起床時" and listed[2]["value"] == 51.2
+    again = world.call("ns", "POST", path, {"csv": CSV})  # the same file twice: nothing new
+    assert again.status_code == 201 and again.json["saved"] == [] and again.json["duplicates"] == 4
+
+
+def test_an_imported_reading_beyond_a_threshold_is_marked_but_alerts_nobody(world):
+    set_thresholds(world, {"spo2": {"min": 90}})
+    r = world.call("ns", "POST", f"{R}/{world.pid}/observations/import",
+                   {"csv": f"measured_at,kind,value,unit\n{ago(minutes=5)},spo2,86,%\n"})
+    assert r.status_code == 201, r.json
+    (reading,) = world.call("doc", "GET", f"{R}/{world.pid}/observations").json["items"]
+    assert (reading["source"], reading["alert"], reading["threshold"]) == ("import", False, {"min": 90})
+    assert alerts_heard_by(world, "doc") == []
+
+
+def test_a_csv_with_a_refused_row_is_shown_row_by_row_and_saves_nothing(world):
+    bad = "measured_at,kind,value,unit\n2026-11-28 07:30,体温,52,℃\n2026-11-28 07:30,気分,3,\n2026-11-28 07:30,spo2,97,%\n"
+    preview = world.call("ns", "POST", f"{R}/{world.pid}/observations/import/preview", {"csv": bad}).json
+    assert [(r["line"], bool(r["errors"])) for r in preview["rows"]] == [(2, True), (3, True), (4, False)]
+    assert "value" in preview["rows"][0]["errors"] and "kind" in preview["rows"][1]["errors"]
+    saved = world.call("ns", "POST", f"{R}/{world.pid}/observations/import", {"csv": bad})
+    assert saved.status_code == 422 and set(saved.json["errors"]["csv"]) == {"2", "3"}
+    assert world.call("ns", "GET", f"{R}/{world.pid}/observations").json["items"] == []
+    headless = world.call("ns", "POST", f"{R}/{world.pid}/observations/import/preview", {"csv": "36.5,体温\n"})
+    assert headless.status_code == 422 and "csv" in headless.json["errors"]

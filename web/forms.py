@@ -1,16 +1,16 @@
 """How section content reads on screen: labelled lines for display and the diff
 between two revisions, from each section's layout (renkei/sections.py). And the
-labels of team roles and professions. Labels are Japanese source strings translated
+labels of team roles and professions, and the vitals form's inputs. Labels are Japanese source strings translated
 by Flask-Babel (translations/)."""
 from datetime import timezone
-from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
 
 from renkei import audit
+from renkei.observations import KINDS
+from renkei.timefmt import JAPAN
 from renkei.sections import ADL_LEVEL_LABELS, SECTIONS
 
-JAPAN = ZoneInfo("Asia/Tokyo")
 
 
 def flatten(layout, content, prefix="") -> list[tuple[str, str, str]]:
@@ -73,7 +73,8 @@ ACTION_LABELS = {
     "record.read": _l("記録の閲覧"), "record.write": _l("記録の更新"), "record.history": _l("記録の履歴の閲覧"),
     "note.create": _l("連絡帳の投稿"), "note.list": _l("連絡帳の閲覧"), "note.ack": _l("連絡帳の既読"),
     "observation.create": _l("バイタルの記録"), "observation.list": _l("バイタルの閲覧"),
-    "observation.error": _l("バイタルの誤入力の指定"), "thresholds.read": _l("閾値の閲覧"),
+    "observation.error": _l("バイタルの誤入力の指定"), "observation.import": _l("バイタルの取り込み"),
+    "observation.import_preview": _l("バイタルの取り込み（確認）"), "thresholds.read": _l("閾値の閲覧"),
     "thresholds.update": _l("閾値の変更"),
     "team.read": _l("チームの閲覧"), "team.add": _l("チームへの追加"), "team.remove": _l("チームから外す"),
     "consent.create": _l("同意の記録"), "consent.list": _l("同意の閲覧"), "consent.withdraw": _l("同意撤回の記録"),
@@ -136,3 +137,30 @@ def audit_sheet(entries, names: dict, org_names: dict, patient_names: dict):
 
 
 BOM = "\ufeff"  # Excel reads UTF-8 only with it
+
+
+# --- the vitals form (templates/_vitals.html): one input per value, in the order a nurse takes them
+COMPONENT_LABELS = {"systolic": _l("上"), "diastolic": _l("下")}
+KIND_LABELS = {key: kind.label for key, kind in KINDS.items()}
+
+
+def vital_fields() -> list[dict]:
+    """The form's inputs from the kinds' declaration (renkei/observations.py KINDS)."""
+    out = []
+    for kind in KINDS.values():
+        parts = [(name, m) for name, (_loinc, m, _label) in kind.components.items()] or [(None, kind.measure)]
+        for part, m in parts:
+            out.append({"kind": kind.key, "part": part, "unit": kind.shown_unit, "places": m.places,
+                        "label": f"{kind.label} {COMPONENT_LABELS[part]}" if part else kind.label,
+                        "low": m.low, "high": m.high, "usual_low": m.usual_low, "usual_high": m.usual_high})
+    return out
+
+
+def vital_sheet(readings: list[dict]) -> tuple[list[str], list[tuple]]:
+    """The readings as a 温度板: one row per time measured (to the minute), newest first,
+    one column per kind that has any, in the kinds' order; a cell may hold several."""
+    kinds = [k for k in KINDS if any(r["kind"] == k for r in readings)]
+    rows: dict = {}
+    for r in readings:
+        rows.setdefault(r["measured_at"].replace(second=0, microsecond=0), {}).setdefault(r["kind"], []).append(r)
+    return kinds, sorted(rows.items(), key=lambda row: row[0], reverse=True)

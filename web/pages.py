@@ -14,7 +14,8 @@ from marshmallow import ValidationError
 
 from models import utcnow
 
-from renkei import access_log, attachments, audit, auth, authz, breakglass, db, directory, escalation, notes, outreach, patients, record, resets, teams, vault, webpush, work
+from renkei import (access_log, attachments, audit, auth, authz, breakglass, db, directory, escalation, notes,
+                    observations, outreach, patients, record, resets, teams, vault, webpush, work)
 from renkei.authz import PROFESSION_ROLES
 from renkei.problems import Problem
 from renkei.sections import SECTIONS
@@ -23,6 +24,9 @@ from web.forms import BOM, PROFESSION_LABELS, USAGE_FIGURES, audit_sheet, diff
 from web.pipeline import bp, page
 
 TIMELINE_ON_PAGE = 30
+PATIENT_PAGE_DAYS = 7  # the charts on the patient page; the trend page offers 7, 30 and 90
+TREND_DAYS = 30
+SUMMARY_DAYS = 7  # the charts of each patient on the summary
 SUMMARY_NOTES = 50  # notes since my last look shown per patient on the summary (and urgent ones on the sheet)
 
 
@@ -94,7 +98,8 @@ def logout():
 
 @page("/", action="patient.list", name="patients")
 def care_list():
-    return render_template("patients.html", items=patients.care_list(current_user),
+    items = patients.care_list(current_user)  # in kana order; a reading that alerted me puts its patient on top
+    return render_template("patients.html", items=sorted(items, key=lambda i: not i.get("alerts_since_my_last_view")),
                            may_register=bool(PROFESSION_ROLES[current_user.profession]))
 
 
@@ -122,12 +127,35 @@ def timeline_entries(p: dict) -> tuple[list[dict], list[dict]]:
 @page("/patients/<patient_id>", action="record.read")
 def patient(patient_id):
     p = patients.read(current_user, patient_id)  # before record.read marks this look
+    vitals = observations.overview(current_user, patient_id, PATIENT_PAGE_DAYS, p.get("my_last_look"))
     chart = record.read(current_user, patient_id)
     entries, emergency = timeline_entries(p)
-    return render_template("patient.html", p=p, demo=p, sections=chart["sections"],
+    return render_template("patient.html", p=p, demo=p, sections=chart["sections"], v=vitals,
                            section_files=attachments.of_sections(current_user, patient_id),
                            writable=chart["writable"], changed=p.get("changed_since_my_last_view", []),
                            notes=entries, emergency=emergency, team=teams.team(current_user, patient_id)["items"])
+
+
+def _days() -> int:
+    days = request.args.get("days", type=int)
+    return days if days in (7, 30, 90) else TREND_DAYS
+
+
+@page("/patients/<patient_id>/vitals", action="observation.list")
+def vitals_page(patient_id):
+    """バイタルの推移: charts over 7, 30 or 90 days, the thresholds, every reading as a
+    table (for print), and importing a device's CSV."""
+    p = patients.read(current_user, patient_id)
+    return render_template("vitals.html", p=p, demo=p, t=observations.thresholds(current_user, patient_id),
+                           v=observations.overview(current_user, patient_id, _days(), p.get("my_last_look")))
+
+
+@page("/patients/<patient_id>/vitals/charts", action="observation.list")
+def vitals_charts(patient_id):
+    """The charts alone, for the page to refresh after a save or an alert."""
+    p = patients.read(current_user, patient_id)
+    return render_template("_vitals_charts.html",
+                           v=observations.overview(current_user, patient_id, _days(), p.get("my_last_look")))
 
 
 @page("/patients/<patient_id>/sections/<section>", action="record.read")
@@ -202,7 +230,7 @@ def open_by_code(code):
 @page("/summary")
 def summary():
     """訪問前サマリー: every patient of mine, what needs me first (unread urgent notes,
-    then the most that changed): allergies, resuscitation wish and ACP, diseases and
+    then readings that alerted, then the most that changed): the last week's vitals, allergies, resuscitation wish and ACP, diseases and
     medicines, each section changed since my last look field by field (old → new, with
     who and when), and every note since then. A glance, not a look: reading the summary
     does not restart "since my last look". One audit entry per patient shown."""
@@ -223,10 +251,12 @@ def summary():
         changed = [{"section": s, "revisions": c["revisions"], "lines": diff(SECTIONS[s].layout, c["before"], c["after"])}
                    for s, c in changes["sections"].items()]
         unread = {n["id"] for n in recent + unread_urgent if not n["acknowledged_by_me"]}
+        vitals = observations.overview(current_user, patient_id, SUMMARY_DAYS, changes["since"])
         items.append({"p": p, "demo": p, "record": chart, "changed": changed, "urgent": unread_urgent,
-                      "notes": recent, "since": changes["since"], "unread": sorted(unread)})
+                      "notes": recent, "since": changes["since"], "unread": sorted(unread), "v": vitals})
         unit.record("record.read", "ok", actor=current_user, patient_id=p["id"], detail="visit_summary")
-    items.sort(key=lambda it: (-len(it["urgent"]), -(len(it["changed"]) + len(it["notes"]))))
+    items.sort(key=lambda it: (-len(it["urgent"]), -it["p"].get("alerts_since_my_last_view", 0),
+                               -(len(it["changed"]) + len(it["notes"]))))
     return render_template("summary.html", items=items, now=utcnow())
 
 

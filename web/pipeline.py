@@ -6,7 +6,7 @@ import logging
 from datetime import date, datetime, timezone
 from functools import wraps
 
-from flask import Blueprint, make_response, redirect, render_template, request, session, url_for
+from flask import Blueprint, has_request_context, make_response, redirect, render_template, request, session, url_for
 from flask_babel import Babel, format_date, lazy_gettext as _l
 from flask_login import current_user
 
@@ -15,8 +15,11 @@ from renkei.crypto import DecryptionError
 from renkei.problems import Problem
 from renkei.sections import ADL_LEVEL_LABELS, ADL_LEVELS, CHOICES, SECTIONS
 from renkei.settings import ROOT
-from web.forms import (ACTION_LABELS, ESCALATION_TARGETS, JAPAN, OUTCOME_LABELS, PROFESSION_LABELS, ROLE_LABELS, SEX_LABELS,
-                       VERIFY_PROBLEMS, flatten)
+from renkei.observations import KINDS
+from web.charts import trend_chart
+from renkei.timefmt import JAPAN
+from web.forms import (ACTION_LABELS, COMPONENT_LABELS, ESCALATION_TARGETS, KIND_LABELS, OUTCOME_LABELS, PROFESSION_LABELS,
+                       ROLE_LABELS, SEX_LABELS, VERIFY_PROBLEMS, flatten, vital_fields, vital_sheet)
 
 log = logging.getLogger("renkei.web")
 bp = Blueprint("web", __name__)
@@ -29,6 +32,8 @@ ERAS = [(date(2019, 5, 1), "令和"), (date(1989, 1, 8), "平成"), (date(1926, 
 
 
 def select_locale():
+    if not has_request_context():  # a command (demo data, imports): the service's own language
+        return "ja"
     lang = request.args.get("lang")
     if lang in LANGUAGES:
         session["lang"] = lang
@@ -76,6 +81,9 @@ def init_app(app):
                                  ROLE_LABELS=ROLE_LABELS, PROFESSION_LABELS=PROFESSION_LABELS, SEX_LABELS=SEX_LABELS,
                                  ACTION_LABELS=ACTION_LABELS, OUTCOME_LABELS=OUTCOME_LABELS, CHOICE_LABELS=CHOICES,
                                  VERIFY_PROBLEMS=VERIFY_PROBLEMS, ESCALATION_TARGETS=ESCALATION_TARGETS,
+                                 KINDS=KINDS, KIND_LABELS=KIND_LABELS, COMPONENT_LABELS=COMPONENT_LABELS,
+                                 vital_fields=vital_fields, vital_sheet=vital_sheet,
+                                 trend_chart=trend_chart,
                                  idle_seconds=app.config["RENKEI"].session_idle_seconds)
 
 

@@ -1,0 +1,88 @@
+"""Small trend charts of observations, drawn on the server as SVG (docs/ARCHITECTURE.md,
+"Observations"): no script to load or run, the same picture on a tablet, a phone and on
+paper. Readable in grey: values are a solid line with dots, a second series (diastolic)
+dashed with open dots, thresholds long dashes with their value written on them, and a
+reading beyond a threshold a larger square."""
+from datetime import datetime, timezone
+
+from flask_babel import gettext as _
+from markupsafe import Markup, escape
+
+from renkei.timefmt import JAPAN
+
+WIDTH, HEIGHT = 320, 132
+LEFT, RIGHT, TOP, BOTTOM = 40, 10, 10, 22
+
+
+def number(value, places: int) -> str:
+    return f"{value:.{places}f}" if places else str(int(round(value)))
+
+
+def trend(chart: dict, start: datetime, end: datetime, label: str, start_label: str, end_label: str) -> Markup:
+    kind, points, limits = chart["kind"], chart["points"], chart["limits"]
+    places = next(iter(kind.components.values()))[1].places if kind.components else kind.measure.places
+    names = list(kind.components) or ["value"]
+    series = {n: [(p["measured_at"], p["components"][n] if kind.components else p["value"], bool(p.get("threshold")))
+                  for p in points] for n in names}
+    lines = _threshold_lines(limits, kind)
+    data = [v for s in series.values() for _, v, _ in s]
+    values = data + [v for v, _ in lines]
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.12 or 1
+    low, high = low - pad, high + pad
+    span = (end - start).total_seconds() or 1
+
+    def x(at):
+        return LEFT + (WIDTH - LEFT - RIGHT) * min(1, max(0, (at - start).total_seconds() / span))
+
+    def y(v):
+        return TOP + (HEIGHT - TOP - BOTTOM) * (high - v) / (high - low)
+
+    out = [f'<svg class="trend" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(label)}">',
+           f"<title>{escape(label)}</title>",
+           f'<line class="axis" x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" y2="{HEIGHT - BOTTOM}"/>']
+    for v in sorted({min(data), max(data)}):  # the lowest and highest reading
+        out.append(f'<text class="tick" x="{LEFT - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{number(v, places)}</text>')
+    for v, text in lines:
+        out.append(f'<line class="limit" x1="{LEFT}" y1="{y(v):.1f}" x2="{WIDTH - RIGHT}" y2="{y(v):.1f}"/>'
+                   f'<text class="limit-label" x="{LEFT + 3}" y="{y(v) - 3:.1f}">'
+                   f"{escape(text)}</text>")
+    for i, (name, s) in enumerate(series.items()):
+        cls = "second" if i else "first"
+        if len(s) > 1:
+            path = " ".join(f"{x(at):.1f},{y(v):.1f}" for at, v, _ in s)
+            out.append(f'<polyline class="series {cls}" points="{path}"/>')
+        for at, v, beyond in s:
+            if beyond:
+                out.append(f'<rect class="beyond" x="{x(at) - 4:.1f}" y="{y(v) - 4:.1f}" width="8" height="8"/>')
+            elif len(s) <= 200:  # beyond that, dots only blur the line
+                out.append(f'<circle class="dot {cls}" cx="{x(at):.1f}" cy="{y(v):.1f}" r="2.5"/>')
+    out.append(f'<text class="tick" x="{LEFT}" y="{HEIGHT - 6}">{escape(start_label)}</text>'
+               f'<text class="tick" x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" text-anchor="end">'
+               f'{escape(end_label)}</text></svg>')
+    return Markup("".join(out))
+
+
+def _threshold_lines(limits: dict, kind) -> list[tuple[float, str]]:
+    """(value, label) of each min/max to draw; a rise over days is said in words instead."""
+    bounds = [(name, b) for name, b in limits.items() if isinstance(b, dict)] if kind.components else [("", limits)]
+    lines = []
+    for name, b in bounds:
+        for edge, mark in (("max", "▲"), ("min", "▼")):
+            if edge in b:
+                lines.append((b[edge], f"{mark}{b[edge]}"))
+    return lines
+
+
+def trend_chart(chart: dict, view: dict) -> Markup:
+    """A chart of the overview (renkei/observations.py overview) for its period."""
+    kind, latest = chart["kind"], chart["latest"]
+    shown = (f'{latest["components"]["systolic"]}/{latest["components"]["diastolic"]}' if kind.components
+             else str(latest["value"]))
+    label = _("%(kind)s、%(days)s日間の推移。最新 %(value)s %(unit)s", kind=kind.label, days=view["days"],
+              value=shown, unit=kind.shown_unit)
+    return trend(chart, view["start"], view["end"], label, _day(view["start"]), _day(view["end"]))
+
+
+def _day(utc: datetime) -> str:
+    return utc.replace(tzinfo=timezone.utc).astimezone(JAPAN).strftime("%m/%d")
