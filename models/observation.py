@@ -30,7 +30,9 @@ class Observation(Base):
     error_at: Mapped[datetime | None] = mapped_column(DateTime)
     error_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     __table_args__ = (Index("ix_observations_series", "patient_id", "kind", "measured_at"),
-                      Index("ix_observations_patient_measured", "patient_id", "measured_at"))
+                      Index("ix_observations_patient_measured", "patient_id", "measured_at"),
+                      # the care list's "alerted since my last look" without reading a year of rows
+                      Index("ix_observations_alerts", "patient_id", "alert", "recorded_at"))
 
 
 class ThresholdRevision(Base):

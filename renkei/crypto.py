@@ -44,6 +44,19 @@ def unseal(key: bytes, blob: bytes, aad: str) -> bytes:
         raise DecryptionError(aad.split("|")[0]) from exc
 
 
+def opener(key: bytes):
+    """unseal_json for many values under one key (a chart's readings): the cipher is
+    set up once, not per value."""
+    cipher = AESGCM(key)
+
+    def open_json(blob: bytes, aad: str):
+        try:
+            return json.loads(cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad.encode()))
+        except (InvalidTag, ValueError) as exc:
+            raise DecryptionError(aad.split("|")[0]) from exc
+    return open_json
+
+
 def seal_json(key: bytes, value, aad: str) -> bytes:
     return seal(key, json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(), aad)
 

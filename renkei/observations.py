@@ -433,11 +433,11 @@ def _history(patient: Patient, key: bytes, kind: str, new: list[dict], limits: d
 
 
 def _out(patient: Patient, rows: list[Observation]) -> list[dict]:
-    key = vault.patient_key(patient)
+    open_json = crypto.opener(vault.patient_key(patient))
     names = display_names({o.recorded_by for o in rows} | {o.error_by for o in rows})
     out = []
     for o in rows:
-        sealed, kind = crypto.unseal_json(key, o.value_ct, vault.observation_aad(o)), KINDS[o.kind]
+        sealed, kind = open_json(o.value_ct, vault.observation_aad(o)), KINDS[o.kind]
         item = {"id": o.id, "patient_id": o.patient_id, "kind": o.kind, "loinc": kind.loinc, "unit": kind.unit,
                 "measured_at": o.measured_at, "recorded_at": o.recorded_at, "recorded_by": o.recorded_by,
                 "recorded_by_name": names.get(o.recorded_by), "source": o.source,
@@ -518,10 +518,11 @@ _RANGE = select(Observation.id, Observation.kind, Observation.measured_at, Obser
                 Observation.error_at, Observation.error_by, Observation.patient_id)
 
 
-def overview(actor: User, patient_id: str, days: int, since: datetime | None = None) -> dict:
+def overview(actor: User, patient_id: str, days: int, since: datetime | None = None, table: bool = False) -> dict:
     """The readings of the last `days` days for charts and their table: per kind its
     points (誤入力 left out), latest reading and its change since `since` (the caller's
-    last look), and the thresholds. Rows are read without the ORM and opened in one pass:
+    last look), and the thresholds (as `thresholds` answers them); with `table`, who
+    recorded each reading too. Rows are read without the ORM and opened in one pass:
     a year of four readings a day for eight kinds must not make the page slow
     (bench/vitals.py)."""
     access = patient_access(actor, patient_id, authz.READ)
@@ -530,10 +531,12 @@ def overview(actor: User, patient_id: str, days: int, since: datetime | None = N
     key = vault.patient_key(patient)
     rows = db.session.execute(_RANGE.where(Observation.patient_id == patient.id, Observation.measured_at >= start)
                               .order_by(Observation.measured_at, Observation.recorded_at)).all()
-    readings = [_opened(row, key) for row in rows]
-    names = display_names({r["recorded_by"] for r in readings})
-    rev = _current_thresholds(patient)
-    limits = _thresholds_out(patient, rev, False)["thresholds"] if rev else {}
+    open_json = crypto.opener(key)
+    readings = [_opened(row, open_json) for row in rows]
+    names = display_names({r["recorded_by"] for r in readings}) if table else {}  # charts name nobody
+    thresholds_now = _thresholds_out(patient, _current_thresholds(patient),
+                                     not access.breakglass and authz.sets_thresholds(access.role))
+    limits = thresholds_now["thresholds"]
     series = {}
     for r in readings:
         r["recorded_by_name"] = names.get(r["recorded_by"])
@@ -548,17 +551,18 @@ def overview(actor: User, patient_id: str, days: int, since: datetime | None = N
         seen = [p for p in points if since is not None and p["recorded_at"] <= since]
         charts.append({"kind": kind, "points": points, "latest": latest, "limits": limits.get(kind.key, {}),
                        "change": _change(kind, seen[-1], latest) if seen and seen[-1] is not latest else None})
-    return {"charts": charts, "readings": readings[::-1], "thresholds": limits, "days": days, "start": start,
+    return {"charts": charts, "readings": readings[::-1], "thresholds": thresholds_now, "days": days, "start": start,
             "end": now, "may_record": not access.breakglass,
             "may_mark_any": not access.breakglass and authz.sets_thresholds(access.role)}
 
 
-def _opened(row, key: bytes) -> dict:
-    sealed = crypto.unseal_json(key, row.value_ct, vault.observation_aad(row))
-    return {"id": row.id, "kind": row.kind, "measured_at": row.measured_at, "recorded_at": row.recorded_at,
-            "recorded_by": row.recorded_by, "source": row.source, "alert": row.alert,
-            "late": row.recorded_at - row.measured_at > LATE, "entered_in_error": row.error_at is not None,
-            "error_by": row.error_by, **sealed}
+def _opened(row, open_json) -> dict:
+    reading = open_json(row.value_ct, vault.observation_aad(row))
+    reading.update(id=row.id, kind=row.kind, measured_at=row.measured_at, recorded_at=row.recorded_at,
+                   recorded_by=row.recorded_by, source=row.source, alert=row.alert,
+                   late=row.recorded_at - row.measured_at > LATE, entered_in_error=row.error_at is not None,
+                   error_by=row.error_by)
+    return reading
 
 
 def _change(kind: Kind, before: dict, now: dict) -> dict:
@@ -680,11 +684,11 @@ def _existing(patient: Patient, times: set) -> set:
     """The fingerprints of the patient's stored readings at these times (誤入力 left out)."""
     if not times:
         return set()
-    key, found = vault.patient_key(patient), set()
+    open_json, found = crypto.opener(vault.patient_key(patient)), set()
     stamps = sorted(times)
     rows = db.session.execute(_RANGE.where(Observation.patient_id == patient.id, Observation.error_at.is_(None),
                                            Observation.measured_at >= stamps[0].replace(microsecond=0),
                                            Observation.measured_at < stamps[-1] + timedelta(seconds=1))).all()
     for row in rows:
-        found.add(_fingerprint({"kind": row.kind, "measured_at": row.measured_at, **_opened(row, key)}))
+        found.add(_fingerprint({"kind": row.kind, "measured_at": row.measured_at, **_opened(row, open_json)}))
     return found

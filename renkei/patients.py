@@ -2,7 +2,7 @@
 consent to share that every team member but the registrant needs."""
 from datetime import date
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import BreakGlass, Consent, Note, NoteAck, Observation, Patient, PatientSearchToken, SectionRevision, TeamMember, User, new_id, utcnow
@@ -78,7 +78,7 @@ def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
     alerts = dict(db.session.execute(  # readings by others that alerted the team since my look
         select(Observation.patient_id, func.count(Observation.id))
         .join(TeamMember, (TeamMember.patient_id == Observation.patient_id) & mine)
-        .where(Observation.patient_id.in_(ids), Observation.alert.is_(True), Observation.error_at.is_(None),
+        .where(Observation.patient_id.in_(ids), Observation.alert == true(), Observation.error_at.is_(None),
                Observation.recorded_by != user_id,
                Observation.recorded_at > func.coalesce(TeamMember.last_viewed_at, TeamMember.added_at))
         .group_by(Observation.patient_id)).all())
@@ -196,11 +196,13 @@ def ids_of(actor: User) -> list[str]:
         TeamMember.user_id == actor.id, TeamMember.removed_at.is_(None)).order_by(TeamMember.added_at)).scalars())
 
 
-def read(actor: User, patient_id: str) -> dict:
-    """Demographics, my role, consent and what changed since my last look (before this
-    look is marked). Under break-glass, also when the grant ends."""
+def read(actor: User, patient_id: str, activity: bool = True) -> dict:
+    """Demographics, my role, consent and (unless `activity` is False: a page that shows
+    none of it) what changed since my last look, before this look is marked. Under
+    break-glass, also when the grant ends."""
     access = patient_access(actor, patient_id, authz.READ)
-    out = patient_out(access.patient, access.role, breakglass=access.breakglass, member=access.member)
+    out = patient_out(access.patient, access.role, breakglass=access.breakglass,
+                      member=access.member if activity else None)
     if access.member is not None:  # what "since my last look" is measured from
         out["my_last_look"] = access.member.last_viewed_at or access.member.added_at
     if access.breakglass:

@@ -99,7 +99,21 @@
     });
   }
 
-  $$("[data-print]").forEach(b => b.addEventListener("click", () => window.print()));
+  // A page may hold part of what it prints behind a fetch (the 温度板): load it first.
+  $$("[data-print]").forEach(b => b.addEventListener("click", async () => {
+    const box = $("#sheet-box");
+    if (box) { await loadSheet(); box.open = true; }
+    window.print();
+  }));
+  async function loadSheet() {
+    const box = $("#sheet-box"), slot = $("#sheet-slot");
+    if (!box || box.dataset.loaded) return;
+    box.dataset.loaded = "1";
+    const r = await fetch(box.dataset.sheet, { credentials: "same-origin" });
+    slot.innerHTML = r.ok ? await r.text() : T.error;
+  }
+  const sheetBox = $("#sheet-box");
+  if (sheetBox) sheetBox.addEventListener("toggle", () => { if (sheetBox.open) loadSheet(); });
 
   /* ---- idle timeout with a warning ---- */
   const idle = Number(document.body.dataset.idle || 0) * 1000;
@@ -738,16 +752,21 @@
       const first = $('[aria-invalid="true"]', vitalsForm); if (first) first.focus();
     });
   }
-  $$("[data-mark-errors]").forEach(t => t.addEventListener("click", () => {  // the buttons only when asked for
+  /* 誤入力: the table's readings the viewer may mark become buttons only when asked for. */
+  const sheetSlot = $("#sheet-slot");
+  $$("[data-mark-errors]").forEach(t => t.addEventListener("click", async () => {
+    await loadSheet();
     const on = t.getAttribute("aria-pressed") !== "true";
     t.setAttribute("aria-pressed", String(on));
-    $$("[data-entered-in-error]").forEach(b => { b.hidden = !on; });
+    sheetSlot.classList.toggle("marking", on);
+    $$("[data-mark]", sheetSlot).forEach(cell => { if (on) { cell.setAttribute("role", "button"); cell.tabIndex = 0; } else { cell.removeAttribute("role"); cell.removeAttribute("tabindex"); } });
   }));
-  $$("[data-entered-in-error]").forEach(b => b.addEventListener("click", async () => {
-    if (!confirm(T.confirm_entered_in_error)) return;
-    const res = await api("POST", `/api/v1/patients/${document.body.dataset.patient}/observations/${b.dataset.enteredInError}/entered-in-error`);
+  if (sheetSlot) sheetSlot.addEventListener("click", async e => {
+    const cell = e.target.closest("[data-mark]");
+    if (!cell || !sheetSlot.classList.contains("marking") || !confirm(T.confirm_entered_in_error)) return;
+    const res = await api("POST", `/api/v1/patients/${document.body.dataset.patient}/observations/${cell.dataset.reading}/entered-in-error`);
     if (res.status === 200) location.reload(); else alert(problemText(res));
-  }));
+  });
   const limitsForm = $("#thresholds-form");
   if (limitsForm) limitsForm.addEventListener("submit", async e => {
     e.preventDefault();

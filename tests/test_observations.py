@@ -1,12 +1,13 @@
 """Vital signs and other observations (docs/API.md, "Observations"): recorded one or
 several at a time, read back as a series, refused with the field named when impossible,
 and alerting the team exactly once per threshold crossing."""
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from models import Observation, UserEvent
+from models import Observation, TeamMember, UserEvent
 from renkei import db
 from tests.helpers import team
 
@@ -299,3 +300,50 @@ def test_a_csv_with_a_refused_row_is_shown_row_by_row_and_saves_nothing(world):
     assert world.call("ns", "GET", f"{R}/{world.pid}/observations").json["items"] == []
     headless = world.call("ns", "POST", f"{R}/{world.pid}/observations/import/preview", {"csv": "36.5,体温\n"})
     assert headless.status_code == 422 and "csv" in headless.json["errors"]
+
+
+def test_a_patient_whose_reading_alerted_me_tops_my_care_list_until_i_look(world):
+    first = world.patient("cm", name="安藤 一", name_kana="あんどう はじめ")  # あ: first in kana order
+    world.join(first, "doc", "primary_physician", by="cm")
+    doc = world.web("doc")
+    for pid in (first, world.pid):
+        doc.get(f"/patients/{pid}")  # a look at each, two minutes ago (a look is noted once a minute)
+    with world.app.app_context():
+        db.session.execute(update(TeamMember).values(last_viewed_at=datetime.utcnow() - timedelta(minutes=2)))
+        db.session.commit()
+    set_thresholds(world, {"spo2": {"min": 90}})
+    post(world, "ns", {"kind": "spo2", "value": 86})
+
+    def care_list():
+        page = doc.get("/").get_data(as_text=True)
+        rows = re.findall(r'<li data-search="[^"]*" data-patient="([^"]+)">(.*?)</li>', page, re.S)
+        return [(pid, "バイタル閾値超え" in row) for pid, row in rows]
+    assert care_list() == [(world.pid, True), (first, False)]
+    page = doc.get(f"/patients/{world.pid}").get_data(as_text=True)
+    assert "バイタルの閾値超え 1件（前回確認後）" in page
+    assert care_list() == [(first, False), (world.pid, False)]  # looked at: back in kana order
+
+
+def test_the_charts_draw_the_thresholds_and_mark_a_reading_beyond_them(world):
+    set_thresholds(world, {"body_temperature": {"max": 37.9}})
+    for hours, value in ((30, 36.6), (20, 37.1), (2, 38.3)):
+        post(world, "ns", {"kind": "body_temperature", "value": value, "measured_at": ago(hours=hours)})
+    page = world.web("doc").get(f"/patients/{world.pid}/vitals?days=7").get_data(as_text=True)
+    chart = re.search(r'<figure class="chart beyond" data-chart="body_temperature">(.*?)</figure>', page, re.S).group(1)
+    assert 'class="limit"' in chart and "▲37.9" in chart  # the threshold, with its value written on it
+    assert chart.count('class="beyond"') == 1 and chart.count('class="dot first"') == 2
+    assert re.search(r'class="latest">38.3', chart) and "閾値超え" in chart
+    assert 'aria-label="体温、7日間の推移。最新 38.3 ℃"' in chart
+
+
+def test_the_table_strikes_through_an_error_and_offers_marking_only_to_who_may(world):
+    own = post(world, "pharm", {"kind": "heart_rate", "value": 77}).json
+    nurse = post(world, "ns", {"kind": "heart_rate", "value": 140, "measured_at": ago(minutes=30)}).json
+    world.call("ns", "POST", f"{R}/{world.pid}/observations/{nurse['id']}/entered-in-error")
+    sheet = world.web("pharm").get(f"/patients/{world.pid}/vitals/sheet?days=7").get_data(as_text=True)
+    assert re.search(rf'data-reading="{nurse["id"]}" class="error"><s>140</s> <span class="badge">誤入力</span>', sheet)
+    assert f'data-reading="{own["id"]}" class="" data-mark="1">77' in sheet  # the pharmacist's own reading
+    doc_sheet = world.web("doc").get(f"/patients/{world.pid}/vitals/sheet?days=7").get_data(as_text=True)
+    assert f'data-reading="{own["id"]}" class="" data-mark="1">' in doc_sheet  # a physician marks anyone's
+    cm_sheet = world.web("cm").get(f"/patients/{world.pid}/vitals/sheet?days=7").get_data(as_text=True)
+    assert "data-mark" not in cm_sheet and "PHARM" in cm_sheet  # who recorded it

@@ -1,9 +1,13 @@
-"""Small trend charts of observations, drawn on the server as SVG (docs/ARCHITECTURE.md,
-"Observations"): no script to load or run, the same picture on a tablet, a phone and on
-paper. Readable in grey: values are a solid line with dots, a second series (diastolic)
-dashed with open dots, thresholds long dashes with their value written on them, and a
-reading beyond a threshold a larger square."""
+"""Observations on the page (docs/ARCHITECTURE.md, "Observations"): small trend charts
+drawn on the server as SVG — no script to load or run, the same picture on a tablet, a
+phone and on paper — and the 温度板, every reading of a period as one table. Readable in
+grey: values are a solid line with dots, a second series (diastolic) dashed with open
+dots, thresholds long dashes with their value written on them, and a reading beyond a
+threshold a larger square. Both are built here in Python rather than in a template: a
+month of readings is a thousand cells (bench/vitals.py)."""
 from datetime import datetime, timezone
+
+from renkei.observations import KINDS
 
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
@@ -12,13 +16,15 @@ from renkei.timefmt import JAPAN
 
 WIDTH, HEIGHT = 320, 132
 LEFT, RIGHT, TOP, BOTTOM = 40, 10, 10, 22
+DOTS_UP_TO = 60  # readings in a series drawn as dots too; beyond that dots only blur the line
 
 
 def number(value, places: int) -> str:
     return f"{value:.{places}f}" if places else str(int(round(value)))
 
 
-def trend(chart: dict, start: datetime, end: datetime, label: str, start_label: str, end_label: str) -> Markup:
+def trend(chart: dict, start: datetime, end: datetime, label: str, start_label: str, end_label: str,
+          dots: bool = True) -> Markup:
     kind, points, limits = chart["kind"], chart["points"], chart["limits"]
     places = next(iter(kind.components.values()))[1].places if kind.components else kind.measure.places
     names = list(kind.components) or ["value"]
@@ -55,7 +61,7 @@ def trend(chart: dict, start: datetime, end: datetime, label: str, start_label: 
         for at, v, beyond in s:
             if beyond:
                 out.append(f'<rect class="beyond" x="{x(at) - 4:.1f}" y="{y(v) - 4:.1f}" width="8" height="8"/>')
-            elif len(s) <= 200:  # beyond that, dots only blur the line
+            elif dots and len(s) <= DOTS_UP_TO:
                 out.append(f'<circle class="dot {cls}" cx="{x(at):.1f}" cy="{y(v):.1f}" r="2.5"/>')
     out.append(f'<text class="tick" x="{LEFT}" y="{HEIGHT - 6}">{escape(start_label)}</text>'
                f'<text class="tick" x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" text-anchor="end">'
@@ -74,15 +80,69 @@ def _threshold_lines(limits: dict, kind) -> list[tuple[float, str]]:
     return lines
 
 
-def trend_chart(chart: dict, view: dict) -> Markup:
-    """A chart of the overview (renkei/observations.py overview) for its period."""
+def trend_chart(chart: dict, view: dict, dots: bool = True) -> Markup:
+    """A chart of the overview (renkei/observations.py overview) for its period; without
+    dots on the summary, where thirty patients' charts share one page."""
     kind, latest = chart["kind"], chart["latest"]
     shown = (f'{latest["components"]["systolic"]}/{latest["components"]["diastolic"]}' if kind.components
              else str(latest["value"]))
     label = _("%(kind)s、%(days)s日間の推移。最新 %(value)s %(unit)s", kind=kind.label, days=view["days"],
               value=shown, unit=kind.shown_unit)
-    return trend(chart, view["start"], view["end"], label, _day(view["start"]), _day(view["end"]))
+    return trend(chart, view["start"], view["end"], label, _day(view["start"]), _day(view["end"]), dots)
 
 
 def _day(utc: datetime) -> str:
     return utc.replace(tzinfo=timezone.utc).astimezone(JAPAN).strftime("%m/%d")
+
+
+def sheet(view: dict, viewer_id: str) -> Markup:
+    """The 温度板: one row per time measured (to the minute), newest first; one column per
+    kind with any reading, in the kinds' order. A reading the viewer may mark 誤入力 (its
+    author, a physician or nurse) carries data-mark; the page turns those into buttons."""
+    readings = view["readings"]
+    kinds = [k for k in KINDS.values() if any(r["kind"] == k.key for r in readings)]
+    rows: dict = {}
+    for r in readings:
+        rows.setdefault(r["measured_at"].replace(second=0, microsecond=0), {}).setdefault(r["kind"], []).append(r)
+    words = {"error": escape(_("誤入力")), "beyond": escape(_("閾値超え")), "import": escape(_("取り込み")),
+             "late": escape(_("後から記録"))}
+    may_mark = view["may_record"]
+    out = ['<table class="grid readings" id="vital-sheet"><thead><tr><th>', escape(_("測定日時")), "</th>"]
+    out += [f"<th>{escape(k.label)}<br><small>{escape(k.shown_unit)}</small></th>" for k in kinds]
+    out += ["<th>", escape(_("メモ")), "</th><th>", escape(_("記録者")), "</th></tr></thead><tbody>"]
+    for at, cells in sorted(rows.items(), key=lambda row: row[0], reverse=True):
+        out.append(f"<tr><td>{_jst(at)}</td>")
+        notes, people = [], []
+        for kind in kinds:
+            out.append("<td>")
+            for r in cells.get(kind.key, ()):
+                shown = (f'{r["components"]["systolic"]}/{r["components"]["diastolic"]}' if kind.components
+                         else str(r["value"]))
+                marks = []
+                if r.get("bristol"):
+                    shown += f'<small>（{escape(_("ブリストル %(n)s", n=r["bristol"]))}）</small>'
+                if r["entered_in_error"]:
+                    shown, marks = f"<s>{shown}</s>", [words["error"]]
+                elif r.get("threshold"):
+                    marks.append(words["beyond"])
+                if r["source"] == "import":
+                    marks.append(words["import"])
+                elif r["late"]:
+                    marks.append(words["late"])
+                mark = (' data-mark="1"' if may_mark and not r["entered_in_error"]
+                        and (view["may_mark_any"] or r["recorded_by"] == viewer_id) else "")
+                cls = "error" if r["entered_in_error"] else "beyond" if r.get("threshold") else ""
+                out.append(f'<div data-reading="{r["id"]}" class="{cls}"{mark}>{shown}'
+                           + "".join(f' <span class="badge">{m}</span>' for m in marks) + "</div>")
+                if r.get("note") and r["note"] not in notes:
+                    notes.append(r["note"])
+                if r["recorded_by_name"] not in people:
+                    people.append(r["recorded_by_name"])
+            out.append("</td>")
+        out.append(f"<td>{escape(' / '.join(notes))}</td><td>{escape('、'.join(filter(None, people)))}</td></tr>")
+    out.append("</tbody></table>")
+    return Markup("".join(out))
+
+
+def _jst(utc: datetime) -> str:
+    return utc.replace(tzinfo=timezone.utc).astimezone(JAPAN).strftime("%Y-%m-%d %H:%M")

@@ -155,12 +155,3 @@ def vital_fields() -> list[dict]:
                         "low": m.low, "high": m.high, "usual_low": m.usual_low, "usual_high": m.usual_high})
     return out
 
-
-def vital_sheet(readings: list[dict]) -> tuple[list[str], list[tuple]]:
-    """The readings as a 温度板: one row per time measured (to the minute), newest first,
-    one column per kind that has any, in the kinds' order; a cell may hold several."""
-    kinds = [k for k in KINDS if any(r["kind"] == k for r in readings)]
-    rows: dict = {}
-    for r in readings:
-        rows.setdefault(r["measured_at"].replace(second=0, microsecond=0), {}).setdefault(r["kind"], []).append(r)
-    return kinds, sorted(rows.items(), key=lambda row: row[0], reverse=True)

@@ -145,15 +145,21 @@ def _days() -> int:
 def vitals_page(patient_id):
     """バイタルの推移: charts over 7, 30 or 90 days, the thresholds, every reading as a
     table (for print), and importing a device's CSV."""
-    p = patients.read(current_user, patient_id)
-    return render_template("vitals.html", p=p, demo=p, t=observations.thresholds(current_user, patient_id),
-                           v=observations.overview(current_user, patient_id, _days(), p.get("my_last_look")))
+    p = patients.read(current_user, patient_id, activity=False)
+    v = observations.overview(current_user, patient_id, _days(), p.get("my_last_look"))
+    return render_template("vitals.html", p=p, demo=p, t=v["thresholds"], v=v)
+
+
+@page("/patients/<patient_id>/vitals/sheet", action="observation.list")
+def vitals_sheet(patient_id):
+    """The trend page's table of every reading, when it is opened or printed."""
+    return render_template("_vital_sheet.html", v=observations.overview(current_user, patient_id, _days(), table=True))
 
 
 @page("/patients/<patient_id>/vitals/charts", action="observation.list")
 def vitals_charts(patient_id):
     """The charts alone, for the page to refresh after a save or an alert."""
-    p = patients.read(current_user, patient_id)
+    p = patients.read(current_user, patient_id, activity=False)
     return render_template("_vitals_charts.html",
                            v=observations.overview(current_user, patient_id, _days(), p.get("my_last_look")))
 

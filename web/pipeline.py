@@ -16,10 +16,10 @@ from renkei.problems import Problem
 from renkei.sections import ADL_LEVEL_LABELS, ADL_LEVELS, CHOICES, SECTIONS
 from renkei.settings import ROOT
 from renkei.observations import KINDS
-from web.charts import trend_chart
+from web.charts import sheet, trend_chart
 from renkei.timefmt import JAPAN
 from web.forms import (ACTION_LABELS, COMPONENT_LABELS, ESCALATION_TARGETS, KIND_LABELS, OUTCOME_LABELS, PROFESSION_LABELS,
-                       ROLE_LABELS, SEX_LABELS, VERIFY_PROBLEMS, flatten, vital_fields, vital_sheet)
+                       ROLE_LABELS, SEX_LABELS, VERIFY_PROBLEMS, flatten, vital_fields)
 
 log = logging.getLogger("renkei.web")
 bp = Blueprint("web", __name__)
@@ -82,7 +82,7 @@ def init_app(app):
                                  ACTION_LABELS=ACTION_LABELS, OUTCOME_LABELS=OUTCOME_LABELS, CHOICE_LABELS=CHOICES,
                                  VERIFY_PROBLEMS=VERIFY_PROBLEMS, ESCALATION_TARGETS=ESCALATION_TARGETS,
                                  KINDS=KINDS, KIND_LABELS=KIND_LABELS, COMPONENT_LABELS=COMPONENT_LABELS,
-                                 vital_fields=vital_fields, vital_sheet=vital_sheet,
+                                 vital_fields=vital_fields, vital_sheet=sheet,
                                  trend_chart=trend_chart,
                                  idle_seconds=app.config["RENKEI"].session_idle_seconds)
 

@@ -34,6 +34,7 @@ def upgrade():
     )
     op.create_index('ix_observations_series', 'observations', ['patient_id', 'kind', 'measured_at'])
     op.create_index('ix_observations_patient_measured', 'observations', ['patient_id', 'measured_at'])
+    op.create_index('ix_observations_alerts', 'observations', ['patient_id', 'alert', 'recorded_at'])
     op.create_table(
         'threshold_revisions',
         sa.Column('id', sa.String(length=36), nullable=False),
@@ -51,6 +52,7 @@ def upgrade():
 
 def downgrade():
     op.drop_table('threshold_revisions')
+    op.drop_index('ix_observations_alerts', table_name='observations')
     op.drop_index('ix_observations_patient_measured', table_name='observations')
     op.drop_index('ix_observations_series', table_name='observations')
     op.drop_table('observations')
