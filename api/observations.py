@@ -36,7 +36,8 @@ def list_observations(patient_id, query):
 
 @endpoint("POST", "/patients/<patient_id>/observations/import/preview",
           summary="What importing a device's CSV would save: each row, duplicates and refusals (saves nothing)",
-          tag="observations", action="observation.import_preview", body=ImportIn, response=ImportOut, errors=(403, 404))
+          tag="observations", action="observation.import_preview", body=ImportIn, response=ImportOut,
+          errors=(403, 404, 413))
 def preview_import(patient_id, body):
     return observations.import_csv(current_user, patient_id, body["csv"], save=False)
 
@@ -44,7 +45,7 @@ def preview_import(patient_id, body):
 @endpoint("POST", "/patients/<patient_id>/observations/import",
           summary="Import a device's CSV: new readings saved, duplicates skipped, any refused row refuses all",
           tag="observations", action="observation.import", body=ImportIn, response=ImportOut, status=201,
-          idempotent=True, errors=(403, 404))
+          idempotent=True, errors=(403, 404, 413))
 def import_observations(patient_id, body):
     return observations.import_csv(current_user, patient_id, body["csv"], save=True)
 
