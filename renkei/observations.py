@@ -14,11 +14,12 @@ import io
 import json
 import unicodedata
 from bisect import bisect_right, insort
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from flask_babel import gettext as _, lazy_gettext as _l
+from flask_babel import force_locale, gettext as _, lazy_gettext as _l
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
@@ -113,13 +114,6 @@ def number(raw, measure: Measure, label) -> Decimal:
 
 def _plain(value: Decimal, measure: Measure):
     return int(value) if measure.places == 0 else float(value)
-
-
-def unusual(kind: Kind, reading: dict) -> bool:
-    """Possible but out of the ordinary: the form asks the person to confirm."""
-    pairs = ([(reading["value"], kind.measure)] if kind.measure else
-             [(reading["components"][name], m) for name, (_loinc, m, _label) in kind.components.items()])
-    return any(not m.usual_low <= Decimal(str(v)) <= m.usual_high for v, m in pairs)
 
 
 def _when(raw, now: datetime) -> datetime:
@@ -370,9 +364,8 @@ def record(actor: User, patient_id: str, items: list[dict], many: bool = False, 
     limits = _thresholds_out(patient, rev, False)["thresholds"] if rev else {}
     if any(item["kind"] in limits for item in items):
         # One recorder at a time per patient decides "the reading before", and "now" is
-        # read after the wait: two nurses saving at once must not both raise the same
-        # crossing (FOR NO KEY UPDATE: the inserts' foreign keys to the patient still pass).
-        db.session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update(key_share=True))
+        # read after the wait: two nurses saving at once must not both raise the same crossing.
+        _one_recorder_at_a_time(patient)
     now, cleaned, errors = utcnow(), [], {}
     for i, item in enumerate(items):
         try:
@@ -381,26 +374,37 @@ def record(actor: User, patient_id: str, items: list[dict], many: bool = False, 
             errors[i] = r.args[0]
     if errors:
         raise invalid({"items": errors} if many else errors[0])
-    key, rows, alerts = vault.patient_key(patient), [], []
+    key, alerts = vault.patient_key(patient), []
     known = {kind: _history(patient, key, kind, [r for r in cleaned if r["kind"] == kind], limits[kind])
              for kind in {r["kind"] for r in cleaned} if kind in limits}
-    for reading in sorted(cleaned, key=lambda r: r["measured_at"]):
+    order = sorted(range(len(cleaned)), key=lambda i: cleaned[i]["measured_at"])  # decided in time order
+    rows: list = [None] * len(cleaned)
+    for index in order:
+        reading = cleaned[index]
         obs = Observation(id=new_id(), patient_id=patient.id, kind=reading["kind"], measured_at=reading["measured_at"],
                           recorded_at=now, recorded_by=actor.id, source=source)
         crossed, fires = None, False
         if obs.kind in known:
             kind, bounds, history = KINDS[obs.kind], limits[obs.kind], known[obs.kind]
-            earlier = history[:bisect_right(history, obs.measured_at, key=lambda h: h[0])]
+            at = bisect_right(history, obs.measured_at, key=lambda h: h[0])
+            earlier, later = history[:at], history[at:]
             crossed = beyond(kind, reading, bounds, earlier)
-            was = bool(earlier) and beyond(kind, earlier[-1][1], bounds, earlier[:-1])
-            fires = bool(crossed) and not was and source == "entry" and now - obs.measured_at <= LATE
+            # The crossing this reading belongs to was told already if the reading next to
+            # it, before or (back-dated) after, is beyond too and its crossing was told.
+            # A late or imported reading beyond tells nobody, so it passes nothing on.
+            told = bool(crossed) and (
+                bool(earlier) and earlier[-1][1].get("told", False) and bool(beyond(kind, earlier[-1][1], bounds, earlier[:-1]))
+                or bool(later) and later[0][1].get("told", False)
+                and bool(beyond(kind, later[0][1], bounds, [*earlier, (obs.measured_at, reading)])))
+            fires = bool(crossed) and not told and source == "entry" and now - obs.measured_at <= LATE
+            reading["told"] = fires or told
             insort(history, (obs.measured_at, reading), key=lambda h: h[0])  # the next reading sees this one
         obs.alert = fires
         sealed = {k: reading[k] for k in ("value", "components", "note", "bristol") if k in reading}
         if crossed:
-            sealed["threshold"] = crossed
+            sealed["threshold"], sealed["told"] = crossed, reading["told"]
         obs.value_ct = crypto.seal_json(key, sealed, vault.observation_aad(obs))
-        rows.append(obs)
+        rows[index] = obs  # answered in the order sent
         if fires:
             alerts.append(obs)
     db.session.add_all(rows)
@@ -415,18 +419,25 @@ def record(actor: User, patient_id: str, items: list[dict], many: bool = False, 
     return _out(patient, rows)
 
 
+def _one_recorder_at_a_time(patient: Patient):
+    """Wait for any other transaction recording this patient's readings (FOR NO KEY
+    UPDATE of the patient row: the inserts' foreign keys to it still pass)."""
+    db.session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update(key_share=True))
+
+
 def _history(patient: Patient, key: bytes, kind: str, new: list[dict], limits: dict) -> list[tuple[datetime, dict]]:
     """The stored readings of a kind (誤入力 left out) that decide whether the new ones
     cross, oldest first: from the one just before the earliest new reading — less the
-    rise window, which that one's own state needs — to the latest new reading."""
+    rise window, which that one's own state needs — to the one just after the latest."""
     first, last = min(r["measured_at"] for r in new), max(r["measured_at"] for r in new)
-    live = select(Observation).where(Observation.patient_id == patient.id, Observation.kind == kind,
-                                     Observation.error_at.is_(None))
+    live = (Observation.patient_id == patient.id) & (Observation.kind == kind) & Observation.error_at.is_(None)
     before = db.session.execute(select(func.max(Observation.measured_at)).where(
-        Observation.patient_id == patient.id, Observation.kind == kind, Observation.error_at.is_(None),
-        Observation.measured_at <= first)).scalar()
+        live, Observation.measured_at <= first)).scalar()
+    after = db.session.execute(select(func.min(Observation.measured_at)).where(
+        live, Observation.measured_at > last)).scalar()
     start = (before or first) - timedelta(days=limits.get("within_days", 0))
-    rows = db.session.execute(live.where(Observation.measured_at >= start, Observation.measured_at <= last)
+    rows = db.session.execute(select(Observation).where(live, Observation.measured_at >= start,
+                                                        Observation.measured_at <= (after or last))
                               .order_by(Observation.measured_at, Observation.recorded_at)).scalars()
     return [(o.measured_at, {**crypto.unseal_json(key, o.value_ct, vault.observation_aad(o)),
                              "measured_at": o.measured_at}) for o in rows]
@@ -590,21 +601,35 @@ CSV_COLUMNS = ("measured_at", "kind", "value", "unit", "note")
 CSV_MAX_ROWS = 5000
 
 
-def _kind_named(text: str) -> str | None:
-    """A kind by its key (body_temperature) or its Japanese name (体温)."""
-    text = unicodedata.normalize("NFKC", text).strip()
-    if text in KINDS:
-        return text
-    return next((k.key for k in KINDS.values() if unicodedata.normalize("NFKC", str(k.label)) == text), None)
+def _kind_names() -> dict[str, str]:
+    """A kind by its key (body_temperature), its Japanese name (体温) whatever the page's
+    language, or its name in the page's language."""
+    names = {key: key for key in KINDS}
+    for lang in ("ja", None):
+        with force_locale(lang) if lang else nullcontext():
+            names |= {unicodedata.normalize("NFKC", str(k.label)): k.key for k in KINDS.values()}
+    return names
 
 
-def _csv_time(text: str):
-    """A time as devices write it: ISO 8601, or 2026/11/30 8:05 — Japan time without an offset."""
+_CSV_TIMES = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")  # 2026/11/30 8:05, as devices write it
+
+
+def _csv_time(text: str) -> str | None:
+    """ISO 8601 or 2026/11/30 8:05; Japan time without an offset. None if it is neither:
+    clean_reading then refuses it, naming measured_at."""
     text = unicodedata.normalize("NFKC", text).strip().replace("/", "-")
+    at = None
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
-        return text  # left for clean_reading to refuse, naming measured_at
+        for form in _CSV_TIMES:
+            try:
+                at = datetime.strptime(text, form)
+                break
+            except ValueError:
+                continue
+    if at is None:
+        return text or None
     if at.tzinfo is None:
         at = at.replace(tzinfo=JAPAN)
     return at.isoformat()
@@ -613,21 +638,26 @@ def _csv_time(text: str):
 def read_csv(text: str) -> list[dict]:
     """Rows of a CSV in the documented format (docs/API.md, "Observations": importing),
     each {"line", "item"} or {"line", "errors"}; the header row names the columns."""
-    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
-    if not rows or [unicodedata.normalize("NFKC", c).strip().lower() for c in rows[0][:3]] != list(CSV_COLUMNS[:3]):
+    try:
+        rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    except csv.Error as err:  # a field over the csv module's limit, a NUL, an unclosed quote at the end
+        raise invalid({"csv": [_("CSVとして読めません（%(why)s）。", why=str(err))]})
+    head = [unicodedata.normalize("NFKC", c).strip().lower() for c in rows[0]] if rows else []
+    if head[:3] != list(CSV_COLUMNS[:3]):
         raise invalid({"csv": [_("1行目は見出し（measured_at,kind,value,unit,note）にしてください。")]})
-    head = [c.strip().lower() for c in rows[0]]
     body = [(n, r) for n, r in enumerate(rows[1:], start=2) if any(c.strip() for c in r)]
     if len(body) > CSV_MAX_ROWS:
         raise invalid({"csv": [_("一度に取り込めるのは%(n)s行までです。", n=CSV_MAX_ROWS)]})
-    out = []
+    out, names = [], _kind_names()
     for line, cells in body:
         row = dict(zip(head, (c.strip() for c in cells)))
-        kind = _kind_named(row.get("kind", ""))
-        if kind is None:
-            out.append({"line": line, "errors": {"kind": [_("この種類はありません。")]}})
+        kind = names.get(unicodedata.normalize("NFKC", row.get("kind", "")).strip())
+        at = _csv_time(row.get("measured_at", ""))
+        if kind is None or at is None:  # a row without a time is not "now": it would never be a duplicate
+            out.append({"line": line, "errors": {**({"kind": [_("この種類はありません。")]} if kind is None else {}),
+                                                 **({"measured_at": [_("測定日時を入力してください。")]} if at is None else {})}})
             continue
-        item = {"kind": kind, "measured_at": _csv_time(row.get("measured_at", ""))}
+        item = {"kind": kind, "measured_at": at}
         value = row.get("value", "")
         if KINDS[kind].components:
             parts = value.replace("／", "/").split("/")
@@ -650,6 +680,8 @@ def import_csv(actor: User, patient_id: str, text: str, save: bool) -> dict:
     again). Imported readings are marked with any threshold they were beyond but alert
     nobody."""
     access = patient_access(actor, patient_id, authz.OBSERVE)
+    if save:  # two people importing one file at once: the second sees the first's readings
+        _one_recorder_at_a_time(access.patient)
     now, rows = utcnow(), read_csv(text)
     for row in rows:
         if "item" in row:

@@ -1,6 +1,8 @@
 """The shared record: ten versioned sections (renkei/sections.py). A write creates a
 new immutable revision, sealed under the patient's key and bound to its section and
 version; a write based on an old version is refused (412) so nobody's edit is lost."""
+import re
+
 from marshmallow import ValidationError
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
@@ -129,7 +131,7 @@ def parse_version(if_match: int | str | None) -> int:
     if value.startswith("W/"):
         value = value[2:]
     value = value.strip('"')
-    if not value.isdigit():
+    if not re.fullmatch(r"[0-9]{1,9}", value):  # not str.isdigit: "²" is a digit to it, and int() refuses 5,000 of them
         raise Problem(400, 'If-Match must be a quoted version number, like "3".')
     return int(value)
 

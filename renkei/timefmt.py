@@ -13,7 +13,12 @@ def iso(dt: datetime | None) -> str | None:
 
 
 def parse_iso(text: str) -> datetime:
+    """Naive UTC; ValueError for anything that is not a time, or no time in UTC
+    (0001-01-01T00:00+01:00 would be in year 0)."""
     dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:
+            raise ValueError("out of range in UTC")
     return dt

@@ -60,3 +60,21 @@ def test_impossible_thresholds_are_refused_naming_the_field(shared, thresholds, 
     for key in field:
         found = found[key]
     assert found
+
+
+@pytest.mark.parametrize("query", ["since=0001-01-01T00:00:00%2B01:00", "cursor=0001-01-01T00:00:00%2B01:00|x"])
+def test_a_time_that_is_no_time_in_utc_is_refused_not_an_error(shared, query):
+    r = shared.call("ns", "GET", f"{R}/{shared.pid}/observations?{query}")
+    assert r.status_code == 422, r.json
+
+
+def test_a_reading_at_a_time_before_utc_begins_is_refused_naming_measured_at(shared):
+    r = post(shared, "ns", {"kind": "spo2", "value": 96, "measured_at": "0001-01-01T00:00:00+01:00"})
+    assert r.status_code == 422 and "measured_at" in r.json["errors"]
+
+
+@pytest.mark.parametrize("version", ['"²"', '"' + "9" * 5000 + '"'])
+def test_an_if_match_that_is_no_version_number_is_400(shared, version):
+    r = shared.call("doc", "PUT", f"{R}/{shared.pid}/observations/thresholds", {"thresholds": {"spo2": {"min": 90}}},
+                    headers={"If-Match": version})
+    assert r.status_code == 400

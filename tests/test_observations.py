@@ -228,6 +228,27 @@ def test_two_nurses_saving_the_same_crossing_at_once_raise_one_alert(api):
     assert len(alerts_heard_by(api, "pharm")) == 1
 
 
+def test_two_people_importing_one_file_at_once_save_it_once(api):
+    """Requests side by side (on PostgreSQL they really overlap); no thresholds, so only
+    the import itself waits for the other."""
+    import threading
+    with_nurse(api)
+    barrier, answers = threading.Barrier(2), []
+    text = "measured_at,kind,value,unit\n" + "".join(f"2026-11-2{d} 07:30,body_weight,5{d}.0,kg\n" for d in range(1, 9))
+
+    def send(who):
+        client = api.app.test_client()
+        barrier.wait()
+        answers.append(client.post(f"{R}/{api.pid}/observations/import", json={"csv": text},
+                                   headers={"Authorization": "Bearer " + api.tokens[who]}))
+
+    threads = [threading.Thread(target=send, args=(w,)) for w in ("ns", "doc")]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(len(r.json["saved"]) for r in answers) == [0, 8]
+    assert len(api.call("doc", "GET", f"{R}/{api.pid}/observations").json["items"]) == 8
+
+
 def test_the_database_holds_the_kind_and_time_but_not_the_value_or_note(world):
     post(world, "ns", {"kind": "blood_glucose", "value": 287, "note": "canary-observation-食後二時間"})
     with world.app.app_context():
@@ -347,3 +368,54 @@ def test_the_table_strikes_through_an_error_and_offers_marking_only_to_who_may(w
     assert f'data-reading="{own["id"]}" class="" data-mark="1">' in doc_sheet  # a physician marks anyone's
     cm_sheet = world.web("cm").get(f"/patients/{world.pid}/vitals/sheet?days=7").get_data(as_text=True)
     assert "data-mark" not in cm_sheet and "PHARM" in cm_sheet  # who recorded it
+
+
+def test_an_imported_or_late_reading_beyond_does_not_silence_the_next_live_one(world):
+    set_thresholds(world, {"body_temperature": {"max": 37.9}, "spo2": {"min": 90}})
+    world.call("ns", "POST", f"{R}/{world.pid}/observations/import",
+               {"csv": f"measured_at,kind,value,unit\n{ago(hours=1)},body_temperature,38.6,Cel\n"})
+    assert post(world, "ns", {"kind": "body_temperature", "value": 38.7}).json["alert"] is True
+    assert post(world, "ns", {"kind": "spo2", "value": 86, "measured_at": ago(hours=25)}).json["alert"] is False
+    assert post(world, "ns", {"kind": "spo2", "value": 87}).json["alert"] is True
+    assert len(alerts_heard_by(world, "doc")) == 2
+
+
+def test_a_threshold_set_while_the_patient_is_beyond_it_alerts_at_the_next_reading(world):
+    set_thresholds(world, {"body_temperature": {"max": 38.0}})
+    assert post(world, "ns", {"kind": "body_temperature", "value": 37.8}).json["alert"] is False
+    set_thresholds(world, {"body_temperature": {"max": 37.5}})  # the physician tightens it: a fever is coming
+    assert post(world, "ns", {"kind": "body_temperature", "value": 37.9}).json["alert"] is True
+    assert post(world, "ns", {"kind": "body_temperature", "value": 38.0}).json["alert"] is False
+
+
+def test_a_reading_entered_later_inside_a_told_crossing_does_not_alert_again(world):
+    set_thresholds(world, {"body_temperature": {"max": 37.9}})
+    post(world, "ns", {"kind": "body_temperature", "value": 36.5, "measured_at": ago(hours=3)})
+    assert post(world, "ns", {"kind": "body_temperature", "value": 38.5}).json["alert"] is True
+    # The evening nurse types in the reading she took an hour ago, between the two.
+    assert post(world, "ns", {"kind": "body_temperature", "value": 38.4, "measured_at": ago(hours=1)}).json["alert"] is False
+    assert len(alerts_heard_by(world, "doc")) == 1
+
+
+def test_several_readings_are_answered_in_the_order_sent(world):
+    r = post(world, "ns", {"items": [{"kind": "spo2", "value": 97},
+                                     {"kind": "heart_rate", "value": 70, "measured_at": ago(hours=2)}]})
+    assert [o["kind"] for o in r.json["items"]] == ["spo2", "heart_rate"]
+
+
+def test_a_csv_is_read_as_devices_and_people_write_it(world):
+    text = ("ｍｅａｓｕｒｅｄ＿ａｔ,kind,value,unit\n"  # a full-width header
+            "2026/11/28 7:05,体温,36.6,℃\n"           # a one-digit hour
+            ",体温,36.7,℃\n")                          # no time: refused, not "now"
+    preview = world.call("ns", "POST", f"{R}/{world.pid}/observations/import/preview", {"csv": text}).json
+    assert preview["rows"][0]["measured_at"] == "2026-11-27T22:05:00.000Z" and not preview["rows"][0]["errors"]
+    assert "measured_at" in preview["rows"][1]["errors"]
+    english = world.web("ns")
+    english.get("/?lang=en")
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', english.get("/").get_data(as_text=True)).group(1)
+    r = english.post(f"{R}/{world.pid}/observations/import/preview", json={"csv": "measured_at,kind,value\n2026-11-28 07:30,体温,36.5\n"},
+                     headers={"X-CSRFToken": csrf})
+    assert r.status_code == 200 and not r.json["rows"][0]["errors"]  # 体温 is a kind in English too
+    huge = world.call("ns", "POST", f"{R}/{world.pid}/observations/import/preview",
+                      {"csv": 'measured_at,kind,value,unit,note\n2026-11-28 07:30,体温,36.5,℃,"' + "x" * 140_000 + '"\n'})
+    assert huge.status_code == 422 and "csv" in huge.json["errors"]
