@@ -6,6 +6,7 @@ from api.pipeline import endpoint
 from api.schemas import (ImportIn, ImportOut, ObservationIn, ObservationList, ObservationOut, ObservationQuery,
                          ThresholdsIn, ThresholdsOut)
 from renkei import observations
+from renkei.record import Stale
 
 
 def _etag(out: dict) -> dict:
@@ -71,7 +72,7 @@ def get_thresholds(patient_id):
 def put_thresholds(patient_id, body):
     try:
         out = observations.set_thresholds(current_user, patient_id, body["thresholds"], request.headers.get("If-Match"))
-    except observations.StaleThresholds as stale:
+    except Stale as stale:
         current = ThresholdsOut().dump(stale.current)
         stale.extra = {"current": current, **current}
         raise

@@ -27,7 +27,7 @@ from models import Observation, Patient, ThresholdRevision, User, new_id, utcnow
 from renkei import authz, crypto, db, notify, outreach, teams, vault, work
 from renkei.authz import patient_access
 from renkei.problems import Problem, invalid, not_found
-from renkei.record import display_names, parse_version
+from renkei.record import Stale, display_names, parse_version
 from renkei.timefmt import JAPAN, parse_iso
 
 LATE = timedelta(hours=24)       # measured this long before it is recorded: marked, no alert
@@ -302,7 +302,7 @@ def set_thresholds(actor: User, patient_id: str, raw: dict, based_on) -> dict:
         work.describe(detail="unchanged")
         return current
     if current["version"] != expected:
-        raise StaleThresholds(current)
+        raise Stale(current, "thresholds")
     new = ThresholdRevision(id=new_id(), patient_id=patient.id, version=expected + 1,
                             created_by=actor.id, created_at=utcnow())
     new.content_ct = crypto.seal_json(vault.patient_key(patient), content, vault.threshold_aad(new))
@@ -310,18 +310,9 @@ def set_thresholds(actor: User, patient_id: str, raw: dict, based_on) -> dict:
         with db.session.begin_nested():
             db.session.add(new)
     except IntegrityError:  # another writer took this version first
-        raise StaleThresholds(_thresholds_out(patient, _current_thresholds(patient), True))
+        raise Stale(_thresholds_out(patient, _current_thresholds(patient), True), "thresholds")
     work.describe(detail=f"version={new.version}")
     return _thresholds_out(patient, new, True)
-
-
-class StaleThresholds(Problem):
-    """412: the thresholds changed since the editor read them. `current` is them now."""
-
-    def __init__(self, current: dict):
-        super().__init__(412, "The thresholds changed since you read them; merge with the current version and retry.",
-                         type_="/problems/stale-version", headers={"ETag": f'"{current["version"]}"'})
-        self.current = current
 
 
 def beyond(kind: Kind, reading: dict, limits: dict, earlier: list[tuple[datetime, dict]]) -> dict | None:

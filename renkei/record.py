@@ -172,9 +172,10 @@ def write_section(actor: User, patient_id: str, section: str, content: dict,
 
 
 class Stale(Problem):
-    """412: the section changed since the editor read it. `current` is the section now."""
+    """412: what the editor read (a section; a patient's thresholds) changed since they
+    read it. `current` is it now, version included."""
 
-    def __init__(self, current: dict):
-        super().__init__(412, "The section changed since you read it; merge with the current version and retry.",
+    def __init__(self, current: dict, what: str = "section"):
+        super().__init__(412, f"The {what} changed since you read it; merge with the current version and retry.",
                          type_="/problems/stale-version", headers={"ETag": f'"{current["version"]}"'})
         self.current = current
