@@ -732,8 +732,8 @@
       if (res.status === 201) {
         delete vitalsForm.dataset.dirty; delete vitalsForm.dataset.confirmed;
         vitalsForm.reset(); whenInput.value = localNow();
-        const alerted = res.data.items.filter(o => o.alert).length;
-        status.textContent = alerted ? T.vitals_saved_alert : T.vitals_saved;
+        const alerted = res.data.items.filter(o => o.alert).map(o => T.kinds[o.kind] || o.kind);
+        status.textContent = alerted.length ? T.vitals_saved_alert.replace("{kinds}", alerted.join(T.sep)) : T.vitals_saved;
         refreshCharts(res.data.items[0].kind);
         return;
       }
@@ -743,9 +743,12 @@
           ? Object.entries(messages).map(([part, m]) => [inputs[i].find(x => x.dataset.part === part) || inputs[i][0], m])
           : [[field === "measured_at" ? whenInput : field === "note" ? vitalsForm.elements.note : inputs[i][0], messages]];
         targets.forEach(([target, m]) => {
+          const text = [].concat(m)[0];  // the server's own words, in the page's language
+          const label = target.closest("label");
+          if ($$(".field-error", label).some(e => e.textContent === text)) return;  // one time for five values
           const small = document.createElement("small"); small.className = "field-error"; small.setAttribute("role", "alert");
-          small.textContent = [].concat(m)[0];  // the server's own words, in the page's language
-          target.setAttribute("aria-invalid", "true"); target.closest("label").append(small);
+          small.textContent = text;
+          target.setAttribute("aria-invalid", "true"); label.append(small);
         });
       }));
       status.textContent = problemText(res);
@@ -763,9 +766,16 @@
   }));
   if (sheetSlot) sheetSlot.addEventListener("click", async e => {
     const cell = e.target.closest("[data-mark]");
-    if (!cell || !sheetSlot.classList.contains("marking") || !confirm(T.confirm_entered_in_error)) return;
+    if (!cell || !sheetSlot.classList.contains("marking")) return;
+    const row = cell.closest("tr"), column = $$("thead th", sheetSlot)[cell.closest("td").cellIndex];
+    const which = `${row.cells[0].textContent} ${column ? column.firstChild.textContent : ""} ${cell.firstChild.textContent}`;
+    if (!confirm(`${which}\n${T.confirm_entered_in_error}`)) return;
     const res = await api("POST", `/api/v1/patients/${document.body.dataset.patient}/observations/${cell.dataset.reading}/entered-in-error`);
-    if (res.status === 200) location.reload(); else alert(problemText(res));
+    if (res.status !== 200) { alert(problemText(res)); return; }
+    delete $("#sheet-box").dataset.loaded;  // the table again, still open and still marking
+    await loadSheet();
+    $$("[data-mark]", sheetSlot).forEach(c => { c.setAttribute("role", "button"); c.tabIndex = 0; });
+    refreshCharts();
   });
   const limitsForm = $("#thresholds-form");
   if (limitsForm) limitsForm.addEventListener("submit", async e => {
@@ -805,22 +815,28 @@
     const show = data => {
       const box = $("#import-preview"); box.innerHTML = "";
       const table = document.createElement("table"); table.className = "grid readings";
+      const head = table.createTHead().insertRow();
+      T.import_columns.forEach(c => { const th = document.createElement("th"); th.textContent = c; head.append(th); });
       data.rows.forEach(r => {
-        const tr = table.insertRow(); tr.className = r.errors ? "refused" : r.duplicate ? "duplicate" : "new";
+        const tr = table.insertRow(-1); tr.className = r.errors ? "refused" : r.duplicate ? "duplicate" : "new";
         const value = r.components ? `${r.components.systolic}/${r.components.diastolic}` : (r.value ?? "");
         const why = r.errors ? Object.values(r.errors).map(m => [].concat(m)[0]).join(" ") : r.duplicate ? T.import_duplicate : T.import_new;
         [r.line, when(r.measured_at), T.kinds[r.kind] || r.kind || "", value, why].forEach(c => { tr.insertCell().textContent = c; });
       });
       box.append(table);
       const p = document.createElement("p");
-      p.textContent = T.import_summary.replace("{new}", data.new).replace("{duplicates}", data.duplicates).replace("{refused}", data.refused);
+      p.textContent = T.import_summary.replace("{new}", data.new).replace("{duplicates}", data.duplicates).replace("{refused}", data.refused)
+        + (data.refused ? " " + T.import_fix_rows : "");
       box.append(p);
       $("[data-import-save]", importForm).hidden = !(data.new > 0 && data.refused === 0);
     };
     importForm.elements.csv.addEventListener("change", async () => {
       const file = importForm.elements.csv.files[0];
       if (!file) return;
-      text = await file.text();
+      const bytes = await file.arrayBuffer();
+      try { text = new TextDecoder("utf-8", { fatal: true }).decode(bytes); }
+      catch (err) { text = new TextDecoder("shift_jis").decode(bytes); }  // Excel in Japan saves CSV as Shift_JIS
+      $(".status", importForm).textContent = file.name;
       const res = await api("POST", url + "/preview", { csv: text });
       if (res.status === 200) show(res.data);
       else { $("#import-preview").textContent = ((res.data || {}).errors || {}).csv || problemText(res); }
@@ -829,8 +845,12 @@
       e.preventDefault();
       if (!text) return;
       const res = await create(importForm, url, { csv: text }, () => { $(".status", importForm).textContent = T.retrying; });
-      if (res.status === 201) location.reload();
-      else $(".status", importForm).textContent = problemText(res);
+      if (res.status !== 201) { $(".status", importForm).textContent = problemText(res); return; }
+      text = null; importForm.reset(); $("#import-preview").innerHTML = ""; $("[data-import-save]", importForm).hidden = true;
+      $(".status", importForm).textContent = T.import_done.replace("{n}", res.data.saved.length);
+      refreshCharts();
+      const sheet = $("#sheet-box");
+      if (sheet && sheet.dataset.loaded) { delete sheet.dataset.loaded; if (sheet.open) loadSheet(); }
     });
   }
 
@@ -909,7 +929,7 @@
         if ($(`#timeline li[data-note="${CSS.escape(ev.note_id)}"][data-mine]`)) refreshTimeline();
       } else if (name === "observation.alert") {  // a reading crossed a threshold: say so at once, then show it
         const banner = $("#vitals-alert-live");
-        if (banner) { $("span", banner).textContent = T.kinds[ev.kind] || ev.kind; banner.hidden = false; flash(banner); }
+        if (banner) { $("span", banner).textContent = T.kinds[ev.kind] || ev.kind; banner.hidden = false; }  // red already: no flash
         refreshCharts(ev.kind);
       } else if (name === "breakglass.opened") {  // someone off the team opened the record: say so at once
         const banner = $("#breakglass-live"); if (banner) { banner.hidden = false; flash(banner); }

@@ -137,7 +137,7 @@ def test_a_nurse_records_vitals_in_one_save_and_the_physician_sees_the_alert_liv
     form.locator("input[name=body_temperature]").fill("38,6")
     ns.screenshot(path=str(SHOTS / "tablet-vitals-form.png"), full_page=False)
     form.locator("button[type=submit]").tap()
-    expect(form.locator(".status")).to_have_text(re.compile("閾値を超えた値があり、チームに通知しました"))
+    expect(form.locator(".status")).to_have_text(re.compile("体温が閾値を超えたため、チームに通知しました"))
     expect(ns.locator("[data-chart=body_temperature] .latest")).to_contain_text("38.6")
     expect(ns.locator("[data-chart=blood_pressure] .latest")).to_contain_text("150/90")
     assert form.locator("input[name=body_temperature]").input_value() == ""  # ready for the next patient
@@ -164,6 +164,32 @@ def test_a_nurse_records_vitals_in_one_save_and_the_physician_sees_the_alert_liv
     expect(form.locator(".status")).to_have_text("記録しました")
     expect(ns.locator("[data-chart=heart_rate] .latest")).to_contain_text("170")
     ns.context.close()
+
+
+def test_a_physician_imports_an_excel_csv_and_marks_a_reading_entered_in_error(browser, server, tmp_path):
+    from tests.helpers import TABLET
+    doc = signed_in(browser, server, "dr.sato", **TABLET, timezone_id="Asia/Tokyo")
+    open_patient(doc, "高橋 ハル")
+    doc.click("text=推移と一覧")
+    doc.wait_for_selector("#thresholds")
+    csv_file = tmp_path / "device.csv"  # as Excel in Japan saves it: Shift_JIS
+    csv_file.write_bytes("measured_at,kind,value,unit,note\n2026/11/30 7:30,体温,36.9,℃,起床時\n"
+                         "2026/11/30 7:31,血圧,141/88,mmHg,\n".encode("shift_jis"))
+    doc.set_input_files("#import-form input[name=csv]", str(csv_file))
+    preview = doc.locator("#import-preview")
+    expect(preview.locator("thead")).to_contain_text("測定日時")
+    expect(preview).to_contain_text("新規 2件、重複 0件、エラー 0件")
+    doc.locator("[data-import-save]").tap()
+    expect(doc.locator("#import-form .status")).to_have_text("2件取り込みました")
+
+    doc.locator("#sheet-box summary").tap()
+    doc.locator("[data-mark-errors]").tap()
+    cell = doc.locator("#vital-sheet [data-mark]", has_text="141/88")
+    doc.once("dialog", lambda dialog: dialog.accept() if "141/88" in dialog.message else dialog.dismiss())
+    cell.tap()
+    expect(doc.locator("#vital-sheet .error", has_text="141/88")).to_contain_text("誤入力")
+    assert doc.locator("#sheet-box").get_attribute("open") is not None  # still open: the physician keeps their place
+    doc.context.close()
 
 
 def test_a_photo_taken_on_the_tablet_reaches_a_teammate_and_opens_full_screen(browser, server, tmp_path):
