@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from models import Observation, Patient, ThresholdRevision, User, new_id, utcnow
 from renkei import authz, crypto, db, notify, outreach, teams, vault, work
 from renkei.authz import patient_access
+from renkei.notes import page_cursor
 from renkei.problems import Problem, invalid, not_found
 from renkei.record import Stale, display_names, parse_version
 from renkei.timefmt import JAPAN, parse_iso
@@ -456,18 +457,6 @@ def _out(patient: Patient, rows: list[Observation]) -> list[dict]:
     return out
 
 
-def _cursor(text: str | None):
-    """Cursor = "<measured_at>|<id>" of the last reading on the previous page, to the
-    microsecond: readings saved together share their time."""
-    if not text:
-        return None
-    at, _sep, obs_id = text.partition("|")
-    try:
-        return parse_iso(at), obs_id
-    except ValueError:
-        raise invalid({"cursor": ["Not a cursor from this API."]})
-
-
 def _moment(name: str, text: str | None) -> datetime | None:
     if not text:
         return None
@@ -484,7 +473,7 @@ def series(actor: User, patient_id: str, kind: str | None = None, since: str | N
     stmt = select(Observation).where(Observation.patient_id == patient.id)
     if kind:
         stmt = stmt.where(Observation.kind == kind)
-    start, end, after = _moment("since", since), _moment("until", until), _cursor(cursor)
+    start, end, after = _moment("since", since), _moment("until", until), page_cursor(cursor)
     if start:
         stmt = stmt.where(Observation.measured_at >= start)
     if end:
