@@ -6,6 +6,7 @@ import re
 import secrets
 import shutil
 import uuid
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pyotp
@@ -22,8 +23,22 @@ R = "/api/v1/patients"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; Playwright never downloads one
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+JST = timezone(timedelta(hours=9))
 TABLET = {"viewport": {"width": 1280, "height": 800}, "has_touch": True, "is_mobile": False,
           "device_scale_factor": 1}
+
+
+def days_ago(days: int) -> date:
+    """A day in Japan counted back from today. Tests take every date from the clock, so
+    none ages out of a window (a week's sheet, a month's chart); test_architecture checks
+    the suite for literal dates."""
+    return datetime.now(JST).date() - timedelta(days=days)
+
+
+def japan_time_utc(day: date, hh_mm: str) -> str:
+    """The API's UTC form of a Japan wall-clock time on a day: what a CSV row becomes."""
+    at = datetime.combine(day, time.fromisoformat(hh_mm), JST).astimezone(timezone.utc)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def signed_in_page(browser, base, login, password, **context):
@@ -130,7 +145,7 @@ class Api:
         pid = r.json["id"]
         if consent:
             r = self.call(who, "POST", f"/api/v1/patients/{pid}/consents",
-                          {"obtained_on": "2026-10-01", "obtained_by": who, "scope": "情報共有"})
+                          {"obtained_on": str(days_ago(30)), "obtained_by": who, "scope": "情報共有"})
             assert r.status_code == 201, r.json
         return pid
 

@@ -6,6 +6,8 @@ import itertools
 import pytest
 from PIL import Image
 
+from tests.helpers import days_ago
+
 
 ROLES = ["cm", "doc", "ns", "ph", "th", "sw", "out", "admin", "aud", "removed", "bg", "anon"]
 #             cm   doc  ns   ph   th   sw   out  admin aud rem  bg   anon
@@ -64,7 +66,7 @@ CASES = {
                          dict(zip(ROLES, [201, 201, 201, 201, 201, 201, 404, 404, 404, 404, 403, 401]))),
     "GET observations": ("GET", "/api/v1/patients/{pid}/observations", None, READ),
     "POST import preview": ("POST", "/api/v1/patients/{pid}/observations/import/preview",
-                            {"csv": "measured_at,kind,value,unit\n2026-11-28 07:30,spo2,97,%\n"},
+                            {"csv": f"measured_at,kind,value,unit\n{days_ago(1)} 07:30,spo2,97,%\n"},
                             dict(zip(ROLES, [200, 200, 200, 200, 200, 200, 404, 404, 404, 404, 403, 401]))),
     "POST entered-in-error": ("POST", "/api/v1/patients/{pid}/observations/{observation}/entered-in-error", None,
                               # the pharmacist's reading: its author, physicians and nurses
@@ -83,7 +85,7 @@ CASES = {
     "DELETE team": ("DELETE", "/api/v1/patients/{pid}/team/{member}", None,
                     dict(zip(ROLES, [204, 204, 403, 403, 403, 403, 404, 403, 404, 404, 403, 401]))),
     "POST consent": ("POST", "/api/v1/patients/{pid}/consents",
-                     {"obtained_on": "2026-10-02", "obtained_by": "担当", "scope": "共有"},
+                     {"obtained_on": str(days_ago(30)), "obtained_by": "担当", "scope": "共有"},
                      dict(zip(ROLES, [201, 201, 403, 403, 403, 403, 404, 404, 404, 404, 403, 401]))),
     "GET consents": ("GET", "/api/v1/patients/{pid}/consents", None, TEAM_READ),
     "GET escalation": ("GET", "/api/v1/patients/{pid}/escalation", None, TEAM_READ),

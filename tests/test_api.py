@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from models import Patient, PatientSearchToken
 from renkei import db
-from tests.helpers import PASSWORD, R, team
+from tests.helpers import PASSWORD, R, days_ago, team
 
 
 # --- authentication --------------------------------------------------------
@@ -183,7 +183,7 @@ def test_consent_missing_blocks_other_members(api):
     r = api.call("doc", "GET", f"{R}/{pid}/record")
     assert r.status_code == 403 and "consent" in r.json["detail"]
     assert api.call("cm", "GET", f"{R}/{pid}/record").status_code == 200  # the registrant
-    api.call("cm", "POST", f"{R}/{pid}/consents", {"obtained_on": "2026-10-01", "obtained_by": "田中",
+    api.call("cm", "POST", f"{R}/{pid}/consents", {"obtained_on": str(days_ago(30)), "obtained_by": "田中",
                                                  "scope": "在宅チーム内での共有"})
     assert api.call("doc", "GET", f"{R}/{pid}/record").status_code == 200
 

@@ -2,6 +2,7 @@
 no import cycles (imports inside functions count), the core does not reach up into
 its doors (only the app factory wires them), and the pages do not import the API."""
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,3 +129,18 @@ def test_few_function_level_imports_each_with_a_reason():
     outside_factory = [entry for entry in late if entry[0] != APP_FACTORY]
     assert len(outside_factory) < 10, outside_factory
     assert [e for e in late if not e[2].startswith("#")] == []
+
+
+# A date written into a test ages: readings fall out of a week's sheet, a consent out of
+# a window (issue 29: the suite failed on a fresh clone a week after it landed). Tests take
+# dates from tests.helpers.days_ago; far past (birth dates) and far future stay literal.
+LITERAL_DATE = re.compile(r"\b(20[0-8]\d)[-/](?:0?[1-9]|1[0-2])[-/](?:0?[1-9]|[12]\d|3[01])\b"
+                          r"|\bdate(?:time)?\((20[0-8]\d),")
+
+
+def test_no_test_depends_on_the_calendar():
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in sorted((ROOT / "tests").rglob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if LITERAL_DATE.search(line)]
+    assert found == []

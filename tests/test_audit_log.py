@@ -397,12 +397,12 @@ def test_the_database_builds_each_leaf_exactly_as_the_sealer_does(api):
     builds it in Python. Both must agree to the byte — also for a time on the second,
     empty fields and non-ASCII detail. A row whose text could be read two ways (an empty
     string where the log keeps NULL, a separator inside a field) is found."""
-    from datetime import datetime
+    from datetime import datetime, timedelta
     from models import AuditEntry
     from renkei import audit, audit_sealer, audit_verify, db, merkle
     team(api)
     with api.app.app_context():
-        audit.write([audit.Pending(action="audit.read", outcome="ok", at=datetime(2026, 1, 1, 9, 0, 0),
+        audit.write([audit.Pending(action="audit.read", outcome="ok", at=datetime.now().replace(microsecond=0) - timedelta(days=1),
                                    detail="name~検索;x=1"),
                      audit.Pending(action="login.password", outcome="denied", detail=""),
                      audit.Pending(action="audit.read", outcome="ok", detail="back\\slash\ttab\nline")])
@@ -472,7 +472,7 @@ def test_what_a_database_writer_tries_after_the_review_is_found(api):
 def test_an_anchor_signed_with_a_leaked_key_cannot_cut_the_log_short(api):
     """Whoever holds an old audit key and the database could sign an archive anchor and
     delete the entries before it; the anchor is also kept in the sink, so it does not fit."""
-    from datetime import datetime
+    from datetime import datetime, timedelta
     from models import AuditAnchor
     from renkei import audit_keys, db
     from renkei.audit_tree import Tiles
@@ -481,7 +481,7 @@ def test_an_anchor_signed_with_a_leaked_key_cannot_cut_the_log_short(api):
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
     with api.app.app_context():
         note = audit_keys.keys().anchor(6, Tiles().root(6))
-        db.session.add(AuditAnchor(seq=6, note=note, entries=6, archived_at=datetime(2026, 1, 1)))
+        db.session.add(AuditAnchor(seq=6, note=note, entries=6, archived_at=datetime.now() - timedelta(days=30)))
         db.session.execute(text("DELETE FROM audit_log WHERE seq <= 6"))
         db.session.commit()
     result = api.call("admin", "GET", "/api/v1/audit/verify").json

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from renkei import work
-from tests.helpers import R, TABLET, signed_in_page, team
+from tests.helpers import R, TABLET, days_ago, signed_in_page, team
 
 DEMO_PASSWORD = "renkei-demo-2026"
 
@@ -35,11 +35,12 @@ def test_keyset_paging_walks_the_whole_log_once_newest_first(api):
 
 
 def test_a_reversed_date_range_is_a_422_naming_the_field(api):
-    r = api.call("admin", "GET", "/api/v1/audit?since=2026-11-30T00:00:00%2B09:00&until=2026-11-01T00:00:00%2B09:00")
+    later, earlier = days_ago(1), days_ago(30)
+    r = api.call("admin", "GET", f"/api/v1/audit?since={later}T00:00:00%2B09:00&until={earlier}T00:00:00%2B09:00")
     assert r.status_code == 422 and "until" in r.json["errors"]
-    same = api.call("admin", "GET", "/api/v1/audit?since=2026-11-01T00:00:00Z&until=2026-11-01T00:00:00Z")
+    same = api.call("admin", "GET", f"/api/v1/audit?since={earlier}T00:00:00Z&until={earlier}T00:00:00Z")
     assert same.status_code == 200  # an empty range is not an error
-    csv_reversed = api.call("admin", "GET", "/api/v1/audit/export.csv?since=2026-11-30T00:00:00Z&until=2026-11-01T00:00:00Z")
+    csv_reversed = api.call("admin", "GET", f"/api/v1/audit/export.csv?since={later}T00:00:00Z&until={earlier}T00:00:00Z")
     assert csv_reversed.status_code == 422
 
 
@@ -135,7 +136,7 @@ def test_the_auditor_pages_back_past_100_entries_and_reads_labels_and_a_spreadsh
     assert {row[column] for row in table[1:]} == {"山田 太郎"}
 
     # a reversed range says so in Japanese
-    page.goto("/admin/audit?since=2026-11-30&until=2026-11-01")
+    page.goto(f"/admin/audit?since={days_ago(1)}&until={days_ago(30)}")
     assert "期間の終わりが始まりより前です" in page.locator("p.error").inner_text()
     page.context.close()
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.helpers import ROOT, enrol_second_factor, signed_in_page
+from tests.helpers import ROOT, days_ago, enrol_second_factor, signed_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -173,8 +173,9 @@ def test_a_physician_imports_an_excel_csv_and_marks_a_reading_entered_in_error(b
     doc.click("text=推移と一覧")
     doc.wait_for_selector("#thresholds")
     csv_file = tmp_path / "device.csv"  # as Excel in Japan saves it: Shift_JIS
-    csv_file.write_bytes("measured_at,kind,value,unit,note\n2026/11/30 7:30,体温,36.9,℃,起床時\n"
-                         "2026/11/30 7:31,血圧,141/88,mmHg,\n".encode("shift_jis"))
+    day = f"{days_ago(1):%Y/%m/%d}"  # yesterday: inside the sheet's window whatever the date
+    csv_file.write_bytes(f"measured_at,kind,value,unit,note\n{day} 7:30,体温,36.9,℃,起床時\n"
+                         f"{day} 7:31,血圧,141/88,mmHg,\n".encode("shift_jis"))
     doc.set_input_files("#import-form input[name=csv]", str(csv_file))
     preview = doc.locator("#import-preview")
     expect(preview.locator("thead")).to_contain_text("測定日時")

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from models import AuditEntry
 from renkei import db
 
-from tests.helpers import R, ROOT, TABLET, signed_in_page, team
+from tests.helpers import R, ROOT, TABLET, days_ago, signed_in_page, team
 
 DEMO_PASSWORD = "renkei-demo-2026"
 PORTRAIT = {"viewport": {"width": 800, "height": 1280}, "has_touch": True, "is_mobile": False,
@@ -27,7 +27,7 @@ def test_registering_with_consent_is_one_step_and_a_refused_consent_registers_no
     api.user("cm", "care_manager")
     api.user("doc", "physician")
     body = {"name": "佐藤 一", "name_kana": "さとう はじめ", "birth_date": "1940-01-01", "sex": "male",
-            "consent": {"obtained_on": "2026-11-01", "obtained_by": "田中", "scope": "在宅療養の情報共有"}}
+            "consent": {"obtained_on": str(days_ago(7)), "obtained_by": "田中", "scope": "在宅療養の情報共有"}}
     future = (date.today() + timedelta(days=1)).isoformat()
     bad = api.call("cm", "POST", R, dict(body, consent=dict(body["consent"], obtained_on=future)))
     assert bad.status_code == 422 and "obtained_on" in bad.json["errors"]["consent"]
@@ -38,7 +38,7 @@ def test_registering_with_consent_is_one_step_and_a_refused_consent_registers_no
     api.join(pid, "doc", "primary_physician", by="cm")
     assert api.call("doc", "GET", f"{R}/{pid}").json["name"] == "佐藤 一"  # shared at once
     consents = api.call("cm", "GET", f"{R}/{pid}/consents").json["items"]
-    assert [(c["obtained_on"], c["active"]) for c in consents] == [("2026-11-01", True)]
+    assert [(c["obtained_on"], c["active"]) for c in consents] == [(body["consent"]["obtained_on"], True)]
     with api.app.app_context():  # auditors find it where consents are: its own entry
         logged = db.session.execute(select(AuditEntry.action, AuditEntry.detail).where(
             AuditEntry.patient_id == pid).order_by(AuditEntry.seq)).all()

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from models import IdempotentRequest, Note, User
 from renkei import db, idempotency, notes, work
 from renkei.problems import Problem
-from tests.helpers import PASSWORD, R, signed_in_page, team
+from tests.helpers import PASSWORD, R, days_ago, signed_in_page, team
 
 NOTE = {"body": "夜間に発熱 38.2℃", "category": "vital_signs", "urgent": True}
 
@@ -47,7 +47,7 @@ def test_every_creating_route_replays_instead_of_creating_twice(api):
     pid = a.json["id"]
     assert len(api.call("cm", "GET", "/api/v1/patients").json["items"]) == 1
     for who, path, payload in [
-            ("cm", f"{R}/{pid}/consents", {"obtained_on": "2026-10-01", "obtained_by": "cm", "scope": "情報共有"}),
+            ("cm", f"{R}/{pid}/consents", {"obtained_on": str(days_ago(30)), "obtained_by": "cm", "scope": "情報共有"}),
             ("cm", f"{R}/{pid}/team", {"user_id": api.users["doc"]["id"], "role": "primary_physician"}),
             ("er", f"{R}/{pid}/breakglass", {"reason": "夜間の急変で往診"}),
             ("admin", "/api/v1/organizations", {"name": "二つ目の事業所", "kind": "clinic"})]:

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from models import Observation, TeamMember, UserEvent
 from renkei import db
-from tests.helpers import team
+from tests.helpers import days_ago, japan_time_utc, team
 
 R = "/api/v1/patients"
 
@@ -234,7 +234,7 @@ def test_two_people_importing_one_file_at_once_save_it_once(api):
     import threading
     with_nurse(api)
     barrier, answers = threading.Barrier(2), []
-    text = "measured_at,kind,value,unit\n" + "".join(f"2026-11-2{d} 07:30,body_weight,5{d}.0,kg\n" for d in range(1, 9))
+    text = "measured_at,kind,value,unit\n" + "".join(f"{days_ago(d)} 07:30,body_weight,5{d}.0,kg\n" for d in range(1, 9))
 
     def send(who):
         client = api.app.test_client()
@@ -272,23 +272,24 @@ def test_a_value_moved_to_another_kind_or_day_does_not_decrypt(world):
         assert r.status_code == 500 and "48.2" not in r.get_data(as_text=True)
 
 
-CSV = """measured_at,kind,value,unit,note
-2026/11/28 07:30,体温,36.6,℃,
-2026-11-28T07:31:00+09:00,blood_pressure,１３８/８２,mm[Hg],起床時
-2026-11-29 07:30,body_weight,"51,2",kg,
-2026-11-29 07:30,body_weight,"51,2",kg,
+DAY, NEXT_DAY = days_ago(3), days_ago(2)
+CSV = f"""measured_at,kind,value,unit,note
+{DAY:%Y/%m/%d} 07:30,体温,36.6,℃,
+{DAY}T07:31:00+09:00,blood_pressure,１３８/８２,mm[Hg],起床時
+{NEXT_DAY} 07:30,body_weight,"51,2",kg,
+{NEXT_DAY} 07:30,body_weight,"51,2",kg,
 """
 
 
 def test_a_device_csv_is_previewed_then_saved_and_duplicates_are_skipped(world):
     path = f"{R}/{world.pid}/observations/import"
-    post(world, "ns", {"kind": "body_temperature", "value": 36.6, "measured_at": "2026-11-27T22:30:00Z"})  # 07:30 JST
+    post(world, "ns", {"kind": "body_temperature", "value": 36.6, "measured_at": japan_time_utc(DAY, "07:30")})
     preview = world.call("ns", "POST", path + "/preview", {"csv": CSV})
     assert preview.status_code == 200, preview.json
     assert (preview.json["new"], preview.json["duplicates"], preview.json["refused"]) == (2, 2, 0)
     assert [(r["line"], r["duplicate"]) for r in preview.json["rows"]] == [(2, True), (3, False), (4, False), (5, True)]
     assert preview.json["rows"][1]["components"] == {"systolic": 138, "diastolic": 82}
-    assert preview.json["rows"][1]["measured_at"] == "2026-11-27T22:31:00.000Z"
+    assert preview.json["rows"][1]["measured_at"] == japan_time_utc(DAY, "07:31")
     assert len(world.call("ns", "GET", f"{R}/{world.pid}/observations").json["items"]) == 1  # a preview saves nothing
 
     saved = world.call("ns", "POST", path, {"csv": CSV})
@@ -312,7 +313,7 @@ def test_an_imported_reading_beyond_a_threshold_is_marked_but_alerts_nobody(worl
 
 
 def test_a_csv_with_a_refused_row_is_shown_row_by_row_and_saves_nothing(world):
-    bad = "measured_at,kind,value,unit\n2026-11-28 07:30,体温,52,℃\n2026-11-28 07:30,気分,3,\n2026-11-28 07:30,spo2,97,%\n"
+    bad = f"measured_at,kind,value,unit\n{DAY} 07:30,体温,52,℃\n{DAY} 07:30,気分,3,\n{DAY} 07:30,spo2,97,%\n"
     preview = world.call("ns", "POST", f"{R}/{world.pid}/observations/import/preview", {"csv": bad}).json
     assert [(r["line"], bool(r["errors"])) for r in preview["rows"]] == [(2, True), (3, True), (4, False)]
     assert "value" in preview["rows"][0]["errors"] and "kind" in preview["rows"][1]["errors"]
@@ -405,17 +406,17 @@ def test_several_readings_are_answered_in_the_order_sent(world):
 
 def test_a_csv_is_read_as_devices_and_people_write_it(world):
     text = ("ｍｅａｓｕｒｅｄ＿ａｔ,kind,value,unit\n"  # a full-width header
-            "2026/11/28 7:05,体温,36.6,℃\n"           # a one-digit hour
+            f"{DAY:%Y/%m/%d} 7:05,体温,36.6,℃\n"        # a one-digit hour
             ",体温,36.7,℃\n")                          # no time: refused, not "now"
     preview = world.call("ns", "POST", f"{R}/{world.pid}/observations/import/preview", {"csv": text}).json
-    assert preview["rows"][0]["measured_at"] == "2026-11-27T22:05:00.000Z" and not preview["rows"][0]["errors"]
+    assert preview["rows"][0]["measured_at"] == japan_time_utc(DAY, "07:05") and not preview["rows"][0]["errors"]
     assert "measured_at" in preview["rows"][1]["errors"]
     english = world.web("ns")
     english.get("/?lang=en")
     csrf = re.search(r'name="csrf-token" content="([^"]+)"', english.get("/").get_data(as_text=True)).group(1)
-    r = english.post(f"{R}/{world.pid}/observations/import/preview", json={"csv": "measured_at,kind,value\n2026-11-28 07:30,体温,36.5\n"},
+    r = english.post(f"{R}/{world.pid}/observations/import/preview", json={"csv": f"measured_at,kind,value\n{DAY} 07:30,体温,36.5\n"},
                      headers={"X-CSRFToken": csrf})
     assert r.status_code == 200 and not r.json["rows"][0]["errors"]  # 体温 is a kind in English too
     huge = world.call("ns", "POST", f"{R}/{world.pid}/observations/import/preview",
-                      {"csv": 'measured_at,kind,value,unit,note\n2026-11-28 07:30,体温,36.5,℃,"' + "x" * 140_000 + '"\n'})
+                      {"csv": f'measured_at,kind,value,unit,note\n{DAY} 07:30,体温,36.5,℃,"' + "x" * 140_000 + '"\n'})
     assert huge.status_code == 422 and "csv" in huge.json["errors"]

@@ -13,7 +13,7 @@ from sqlalchemy import event, select, text, update
 from models import User
 
 from renkei import audit, db
-from tests.helpers import team
+from tests.helpers import days_ago, team
 
 ON_POSTGRES = [pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -174,7 +174,7 @@ def test_a_patient_rolled_back_with_its_request_is_not_named_in_the_failure_entr
     monkeypatch.setattr(patients, "patient_out", broken)
     r = api.call("cm", "POST", "/api/v1/patients", {
         "name": "連携 花子", "name_kana": "れんけい はなこ", "birth_date": "1940-02-03", "sex": "female",
-        "consent": {"obtained_on": "2026-10-01", "obtained_by": "cm", "scope": "情報共有"}})
+        "consent": {"obtained_on": str(days_ago(30)), "obtained_by": "cm", "scope": "情報共有"}})
     assert r.status_code == 500
     with api.app.app_context():
         row = db.session.execute(text("SELECT patient_id, detail FROM audit_log WHERE action = 'patient.create'")).one()
