@@ -100,19 +100,20 @@ class Heads:
 
 def heads() -> Heads:
     """Every note in the sinks (renkei/audit_sink.py), parsed, signatures not checked yet."""
-    # Files read and parsed on a real thread: a year of heads is tens of seconds.
-    return offload.run(_read_heads, audit_sink.sinks(current_app.config["RENKEI"]))
-
-
-def _read_heads(sinks) -> Heads:
+    # Files read and parsed on a real thread (a year of heads is tens of seconds), which
+    # has no app context: the keys and the sinks are looked up here.
     found = Heads()
+    offload.run(_read_heads, found, audit_sink.sinks(current_app.config["RENKEI"]))
+    return found
+
+
+def _read_heads(found: Heads, sinks):
     for sink in sinks:
         for note in sink.notes():
             try:
                 found.add(note, *signed_note.parse_checkpoint(note.partition("\n\n")[0] + "\n"))
             except signed_note.NoteError:
                 found.foreign += 1
-    return found
 
 
 def live_start(anchors: set[str]) -> merkle.Frontier:

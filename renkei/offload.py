@@ -3,8 +3,13 @@ requests and websockets as greenlets of one thread (platform/gunicorn.conf.py); 
 password hash (about 170 ms) or a photo's decoding would hold all of them up. Argon2
 and Pillow release the GIL, so on a real thread they run beside the greenlets. Work
 that stays in Python (sealing, verifying, exporting the access log) `pause`s between
-batches instead. In a process with real threads (`python wsgi.py`, commands, tests)
-`run` simply calls."""
+batches instead.
+
+`run` takes the same path wherever the service runs: on a real thread of this
+process's pool, without the app context, under gevent and under `python wsgi.py`,
+commands and tests alike. (It once called directly outside gevent, so a function that
+needed the app context passed every test and answered 500 under gunicorn: issue 29.)"""
+import concurrent.futures
 import functools
 import os
 import time
@@ -12,33 +17,43 @@ import time
 from gevent import monkey
 from gevent.threadpool import ThreadPool
 
+
 def gevent_serves() -> bool:
     """This process was patched by gevent (gunicorn's worker) before the app loaded."""
     return monkey.is_module_patched("socket")
 
 
 def run(fn, *args):
-    """fn(*args), on a real thread if greenlets share this one. fn gets no app context."""
-    if not gevent_serves():
-        return fn(*args)
+    """fn(*args) on a real thread, its result or its exception. fn gets no app context:
+    read what it needs (settings, keys) before and pass it in."""
+    if gevent_serves():
+        def caught():  # raised here, not logged by gevent's pool as a failure
+            try:
+                return fn(*args), None
+            except Exception as exc:
+                return None, exc
+        result, exc = _gevent_threads().apply(caught)
+        if exc is not None:
+            raise exc
+        return result
+    return _threads().submit(fn, *args).result()
 
-    def caught():  # raised here, not logged by gevent's pool as a failure
-        try:
-            return fn(*args), None
-        except Exception as exc:
-            return None, exc
-    result, exc = _threads().apply(caught)
-    if exc is not None:
-        raise exc
-    return result
+
+def _size() -> int:
+    return max(2, os.cpu_count() or 2)
 
 
 @functools.cache
-def _threads() -> ThreadPool:
+def _gevent_threads() -> ThreadPool:
     """This worker's pool, one thread per core, made at first use (after gunicorn's fork).
     Not gevent's hub pool: that one also resolves host names (the database's, Redis's),
     which must not queue behind a burst of sign-ins."""
-    return ThreadPool(max(2, os.cpu_count() or 2))
+    return ThreadPool(_size())
+
+
+@functools.cache
+def _threads() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(_size(), thread_name_prefix="offload")
 
 
 def pause():

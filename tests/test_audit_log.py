@@ -486,3 +486,31 @@ def test_an_anchor_signed_with_a_leaked_key_cannot_cut_the_log_short(api):
         db.session.commit()
     result = api.call("admin", "GET", "/api/v1/audit/verify").json
     assert result["ok"] is False and "anchor" in result["reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_every_verification_answers_under_gunicorn_as_deployed(pg_world):
+    """Issue 29: under gunicorn's gevent worker the heads were read on a thread without
+    the app context, so the API, the checkpoint check and the auditor's page said 500."""
+    import pyotp
+    from tests.helpers import PASSWORD
+    w = pg_world
+    admin = {"Authorization": "Bearer " + w.tokens["admin"]}
+    with w.server(gunicorn=True) as base:
+        requests.get(f"{base}/api/v1/patients/{w.pid}/record", headers={"Authorization": "Bearer " + w.tokens["doc"]})
+        verified = requests.get(base + "/api/v1/audit/verify", headers=admin)
+        assert verified.status_code == 200 and verified.json()["ok"] is True, verified.text
+        cp = requests.get(base + "/api/v1/audit/checkpoint", headers=admin).json()
+        checked = requests.post(base + "/api/v1/audit/checkpoint/verify", json={"checkpoint": cp["checkpoint"]},
+                                headers=admin)
+        assert checked.status_code == 200 and checked.json()["ok"] is True, checked.text
+        # The session cookie is Secure (not embedded): sent by hand over this plain HTTP.
+        form = requests.get(base + "/login")
+        csrf = form.text.split('name="csrf_token" value="')[1].split('"')[0]
+        otp = pyotp.TOTP(w.api.admin_totp).at(time.time() + 30)  # the API sign-in used this step's code
+        signed = requests.post(base + "/login", allow_redirects=False, cookies={"session": form.cookies["session"]},
+                               data={"login": "admin", "password": PASSWORD, "otp": otp, "csrf_token": csrf})
+        assert signed.status_code == 302
+        shown = requests.get(base + "/admin/audit/verify", cookies={"session": signed.cookies["session"]})
+        assert shown.status_code == 200 and 'class="chain ok"' in shown.text and "件と照合しました" in shown.text
