@@ -3,9 +3,9 @@ build a team)."""
 from flask_login import current_user
 
 from api.pipeline import endpoint
-from api.schemas import (OrganizationIn, OrganizationList, OrganizationOut, ResetOut, UserIn, UserList, UserOut,
-                         UserPatch, UserQuery)
-from renkei import directory, resets
+from api.schemas import (Invitation, InvitationAccept, InvitationAccepted, OrganizationIn, OrganizationList,
+                         OrganizationOut, ResetOut, UserCreated, UserIn, UserList, UserOut, UserPatch, UserQuery)
+from renkei import directory, invitations, resets
 
 
 @endpoint("POST", "/organizations", summary="Create an organisation", tag="directory",
@@ -21,11 +21,34 @@ def list_organizations():
     return {"items": directory.organizations()}
 
 
-@endpoint("POST", "/users", summary="Create a user", tag="directory",
-          action="directory.user_create", auth="admin", body=UserIn, response=UserOut,
+@endpoint("POST", "/users", summary="Create a user and their invitation (they choose their own password)",
+          tag="directory", action="directory.user_create", auth="admin", body=UserIn, response=UserCreated,
           status=201, errors=(409,))
 def create_user(body):
-    return directory.create_user(current_user, **body)
+    return directory.create_user(current_user, body.get("login"), body["display_name"], body["organization_id"],
+                                 body["profession"], body["is_admin"], body["is_auditor"], body.get("phone"))
+
+
+@endpoint("POST", "/users/<user_id>/invitation", summary="A new invitation for a person who has not accepted theirs",
+          tag="directory", action="directory.invite", auth="admin", response=Invitation, status=201,
+          errors=(404, 409))
+def invite_again(user_id):
+    return directory.invite_again(current_user, user_id)
+
+
+@endpoint("POST", "/users/<user_id>/confirm",
+          summary="Confirm an account another administrator created or changed (the second person)",
+          tag="directory", action="directory.user_confirm", auth="admin", response=UserOut,
+          errors=(404, 409))
+def confirm_user(user_id):
+    return directory.confirm(current_user, user_id)
+
+
+@endpoint("POST", "/invitations/accept", summary="Accept an invitation: choose your password (and login)",
+          tag="auth", action="auth.invitation_accept", auth="public", body=InvitationAccept,
+          response=InvitationAccepted, status=201, errors=(404, 409, 410, 429))
+def accept_invitation(body):
+    return {"user_id": invitations.accept(body["code"], body["password"], body.get("login")).id}
 
 
 @endpoint("GET", "/users", summary="The directory of people (for building teams)",

@@ -18,6 +18,8 @@ PROBLEM = {"type": "object", "properties": {
 
 IF_MATCH = {"put_section", "put_thresholds"}  # versioned writes (412 when stale)
 # Routes that answer one object for one and {"items": [...]} for several.
+# Routes with a second success status besides their own.
+OTHER_SUCCESS = {"add_member": {"202": "An administrator's appointment: pending until a second person confirms it"}}
 ONE_OR_MANY = {"record_observations": ("ObservationOut", "ObservationList")}
 # Routes that answer with bytes, and which types.
 BINARY = {"get_attachment": ("image/jpeg", "image/png", "image/webp", "application/pdf"),
@@ -74,6 +76,8 @@ def build_spec() -> dict:
         if r["name"] in BINARY:
             ok["content"] = {t: {"schema": {"type": "string", "format": "binary"}} for t in BINARY[r["name"]]}
         op["responses"][str(r["status"])] = ok
+        for code, description in OTHER_SUCCESS.get(r["name"], {}).items():
+            op["responses"][code] = dict(ok, description=description)
         errors = set(r["errors"]) | {400, 422} if r["body"] or r["query"] else set(r["errors"])
         if r["idempotent"]:
             errors |= {400, 409, 422}

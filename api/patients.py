@@ -75,7 +75,15 @@ def get_team(patient_id):
           tag="team", action="team.add", body=TeamIn, response=TeamMemberOut, idempotent=True,
           status=201, errors=(403, 404, 409))
 def add_member(patient_id, body):
-    return teams.add_member(current_user, patient_id, body["user_id"], body["role"]), 201
+    added = teams.add_member(current_user, patient_id, body["user_id"], body["role"])
+    return added, 202 if added.get("status") == "pending" else 201
+
+
+@endpoint("POST", "/patients/<patient_id>/team/<user_id>/confirm",
+          summary="Confirm an administrator's pending appointment (the second person)", tag="team",
+          action="team.confirm", auth="admin", response=TeamMemberOut, errors=(404, 409))
+def confirm_appointment(patient_id, user_id):
+    return teams.confirm_appointment(current_user, patient_id, user_id)
 
 
 @endpoint("DELETE", "/patients/<patient_id>/team/<user_id>", summary="Remove a member",

@@ -10,6 +10,7 @@ from renkei.access_log import Query as AuditQuery  # noqa: F401  (the API valida
 from renkei import audit
 from renkei.audit_verify import PROBLEMS
 from renkei.authz import ROLES
+from renkei.invitations import LOGIN_PATTERN
 from renkei.observations import KINDS as OBSERVATION_KINDS, MAX_ITEMS as MAX_READINGS
 from renkei.sections import SECTION_KEYS, Phone
 from renkei.timefmt import iso
@@ -96,17 +97,36 @@ class OrganizationList(Schema):
     items = fields.List(fields.Nested(OrganizationOut))
 
 
+def login_field(**kw):
+    return fields.String(validate=validate.Regexp(LOGIN_PATTERN, error="Up to 100 letters, digits or . _ @ -"), **kw)
+
+
 class UserIn(Strict):
-    login = fields.String(required=True, validate=validate.Regexp(
-        r"^[A-Za-z0-9._@-]{1,100}$", error="Up to 100 letters, digits or . _ @ -"))
-    password = fields.String(required=True, validate=validate.Length(max=200),
-                             metadata={"description": "12+ characters, not a common one (renkei/passwords.py)"})
+    """No password: the person chooses it, with the invitation in the answer."""
+    login = login_field(metadata={"description": "left out: the person chooses it on accepting the invitation"})
     display_name = name_field(200)
     organization_id = fields.String(required=True)
     profession = fields.String(required=True, validate=validate.OneOf(PROFESSIONS))
     phone = Phone()
     is_admin = fields.Boolean(load_default=False)
     is_auditor = fields.Boolean(load_default=False)
+
+
+class Invitation(Schema):
+    code = fields.String(metadata={"description": "128 bits, single use; hand it to the person alone"})
+    url = fields.String(metadata={"description": "the page that accepts it; the code is in its #fragment"})
+    expires_at = UTCDateTime()
+
+
+class InvitationAccept(Strict):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    password = fields.String(required=True, validate=validate.Length(max=200),
+                             metadata={"description": "12+ characters, not a common one (renkei/passwords.py)"})
+    login = login_field(metadata={"description": "required when the account has none yet"})
+
+
+class InvitationAccepted(Schema):
+    user_id = fields.String()
 
 
 class UserPatch(Strict):
@@ -128,6 +148,13 @@ class UserOut(Schema):
     is_auditor = fields.Boolean()
     disabled = fields.Boolean()
     totp_enabled = fields.Boolean()
+    confirmed = fields.Boolean(metadata={"description": "false: made or changed by an administrator and "
+                                                        "not yet confirmed by a second person; opens no patient"})
+    awaiting_invitation = fields.Boolean(metadata={"description": "administrators' list: invited, not yet accepted"})
+
+
+class UserCreated(UserOut):
+    invitation = fields.Nested(Invitation)
 
 
 class UserList(Schema):
@@ -252,10 +279,25 @@ class TeamMemberOut(Schema):
     organization_phone = fields.String(allow_none=True)
     added_at = UTCDateTime()
     added_by = fields.String()
+    disabled = fields.Boolean(metadata={"description": "the person's account is disabled (停止中)"})
+    status = fields.String(metadata={"description": "\"pending\" (202): an administrator's appointment, "
+                                                    "no access until a second person confirms it"})
+
+
+class Appointment(Schema):
+    id = fields.String()
+    user_id = fields.String()
+    role = fields.String()
+    requested_by = fields.String()
+    requested_at = UTCDateTime()
+    status = fields.String()
 
 
 class TeamList(Schema):
     items = fields.List(fields.Nested(TeamMemberOut))
+    pending = fields.List(fields.Nested(Appointment), metadata={
+        "description": "administrators' appointments awaiting a second person's confirmation"})
+    can_manage = fields.Boolean()
 
 
 # --- record -----------------------------------------------------------------

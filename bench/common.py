@@ -46,10 +46,12 @@ def postgres_and_redis():
 
 
 def environment(db_url, folder, **extra) -> dict:
-    key = Path(folder) / "master.key"
-    if not key.exists():
-        key.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
+    key, audit_key = Path(folder) / "master.key", Path(folder) / "audit.key"
+    for path in (key, audit_key):
+        if not path.exists():
+            path.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
     return {**os.environ, "RENKEI_DATABASE_URL": db_url, "RENKEI_MASTER_KEY_FILE": str(key),
+            "RENKEI_AUDIT_KEY_FILE": str(audit_key),
             "RENKEI_SECRET_KEY": "bench" * 8, "RENKEI_INSTANCE_DIR": folder, "RENKEI_BENCH_ROUTES": "1",
             **{k: str(v) for k, v in extra.items()}}
 

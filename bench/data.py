@@ -20,11 +20,11 @@ def people(app, fillers=200):
         db.session.add(org)
         hashed = auth.hash_password("bench-password-1")
         reader = User(id=new_id(), login="bench.doc", password_hash=hashed, display_name="ベンチ 医師",
-                      organization_id=org.id, profession="physician")
+                      organization_id=org.id, profession="physician", confirmed_at=utcnow())
         auditor = User(id=new_id(), login="bench.audit", password_hash=hashed, display_name="ベンチ 監査",
-                       organization_id=org.id, profession="other", is_auditor=True)
+                       organization_id=org.id, profession="other", is_auditor=True, confirmed_at=utcnow())
         filler = [User(id=new_id(), login=f"filler{i}", password_hash=hashed, display_name=f"職員{i}",
-                       organization_id=org.id, profession="nurse") for i in range(fillers)]
+                       organization_id=org.id, profession="nurse", confirmed_at=utcnow()) for i in range(fillers)]
         db.session.add_all([reader, auditor, *filler])
         db.session.flush()
         tokens = {"reader": auth.issue_token(reader)[0], "auditor": auth.issue_token(auditor)[0]}

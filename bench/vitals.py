@@ -66,12 +66,12 @@ def a_year_of_readings(app, patient_ids, recorder):
 def second_reader(app, who) -> dict:
     """Another physician of the same clinic: their patients hold the readings, so both
     summaries can be asked for in turn in one run."""
-    from models import User, new_id
+    from models import User, new_id, utcnow
     from renkei import auth, db
     with app.app_context():
         reader = db.session.get(User, who["reader"])
         other = User(id=new_id(), login="bench.doc2", password_hash=reader.password_hash, display_name="ベンチ 医師2",
-                     organization_id=reader.organization_id, profession="physician")
+                     organization_id=reader.organization_id, profession="physician", confirmed_at=utcnow())
         db.session.add(other)
         db.session.flush()
         token = auth.issue_token(other)[0]

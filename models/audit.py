@@ -28,7 +28,7 @@ class AuditEntry(Base):
     client_addr: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
     # Non-clinical detail only: a target user id, a status code, a login attempted.
-    detail: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[str | None] = mapped_column(Text)  # whole: a cut list misleads (renkei/work.py)
     mac: Mapped[str | None] = mapped_column(String(40))  # key id + MAC, set with seq
     __table_args__ = (Index("ix_audit_actor_id", "actor_id", "id"),
                       Index("ix_audit_patient_id", "patient_id", "id"),

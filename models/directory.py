@@ -25,6 +25,8 @@ class Organization(Base):
 class User(Base):
     __tablename__ = "users"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # An account invited without a login holds "~" + its id until the person chooses one
+    # (renkei/invitations.py): no login anyone can type begins with "~".
     login: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     display_name: Mapped[str] = mapped_column(String(200))
@@ -50,7 +52,14 @@ class User(Base):
     watch_until: Mapped[datetime | None] = mapped_column(DateTime)
     reset_by: Mapped[str | None] = mapped_column(String(36))
     reset_notice: Mapped[bool] = mapped_column(Boolean, default=False)
-    totp_reenrol: Mapped[bool] = mapped_column(Boolean, default=False)  # had a second factor: enrol again
+    totp_reenrol: Mapped[bool] = mapped_column(Boolean, default=False)  # enrol a second factor before anything else
+    # Two people for every identity an administrator sets (renkei/confirmations.py): who
+    # created the account or last changed its name, profession, organisation or role
+    # (None: on the server), and who confirmed it since. Unconfirmed, it opens no patient.
+    changed_by: Mapped[str | None] = mapped_column(String(36))
+    made_by: Mapped[str | None] = mapped_column(String(36))  # who created it, kept for good
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    confirmed_by: Mapped[str | None] = mapped_column(String(36))
 
     organization: Mapped[Organization] = relationship(lazy="joined")
 
@@ -90,6 +99,19 @@ class AccessReset(Base):
     approved_at: Mapped[datetime | None] = mapped_column(DateTime)
     code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     code_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Invitation(Base):
+    """How a person an administrator created sets their own password: a single-use code
+    (stored hashed) handed to them in a link, valid for a week (renkei/invitations.py)."""
+    __tablename__ = "invitations"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))  # None: on the server
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
     used_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 

@@ -60,6 +60,21 @@ class TeamMember(Base):
     __table_args__ = (Index("ix_team_members_patient_current", "patient_id", "removed_at"),)
 
 
+class Appointment(Base):
+    """An administrator's appointment of a manager to a team left without an active one:
+    no access until a second person confirms it, when it becomes a TeamMember
+    (renkei/confirmations.py)."""
+    __tablename__ = "appointments"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    role: Mapped[str] = mapped_column(String(40))
+    requested_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    confirmed_by: Mapped[str | None] = mapped_column(String(36))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)  # confirmed or withdrawn
+
+
 class SectionRevision(Base):
     """An immutable revision of one 表3 section. The unique (patient, section, version)
     is what makes concurrent writers of one version collide: exactly one wins."""

@@ -15,10 +15,11 @@ trap 'bash platform/tls.sh stop "$dir/tls"; bash platform/redis.sh stop "$dir/re
 base=${pg_url%/*}
 psql "${base/+psycopg/}/postgres" -qtAc "SELECT 1 FROM pg_database WHERE datname='renkei'" | grep -q 1 \
   || psql "${base/+psycopg/}/postgres" -qc "CREATE DATABASE renkei"
-for key in master.key secret.key; do
+for key in master.key secret.key audit.key; do
   [ -s "$dir/$key" ] || (umask 077; openssl rand -base64 32 > "$dir/$key")
 done
 [ -n "${RENKEI_MASTER_KEY:-}" ] || export RENKEI_MASTER_KEY_FILE=${RENKEI_MASTER_KEY_FILE:-$dir/master.key}
+export RENKEI_AUDIT_KEY_FILE=${RENKEI_AUDIT_KEY_FILE:-$dir/audit.key}
 export RENKEI_SECRET_KEY=${RENKEI_SECRET_KEY:-$(cat "$dir/secret.key")}
 export RENKEI_DATABASE_URL="$base/renkei" RENKEI_REDIS_URL="$redis_url"
 export RENKEI_WORKERS=${RENKEI_WORKERS:-2} RENKEI_PORT=${RENKEI_PORT:-8000} RENKEI_TRUSTED_PROXIES=1

@@ -18,7 +18,11 @@ case "$cmd" in
         -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
       chmod 600 "$dir/key.pem"
     fi
-    sed -e "s#@DIR@#$dir#g" -e "s#@PORT@#$port#g" -e "s#@UPSTREAM@#$upstream#g" \
+    # The body limit follows the app's (RENKEI_ATTACHMENT_MAX_BYTES, 20 MiB by default) plus
+    # room for the multipart framing: larger is refused by the app itself with a problem,
+    # not by nginx's HTML 413 that the app never sees or logs.
+    body=$(( ${RENKEI_ATTACHMENT_MAX_BYTES:-20971520} + 1048576 ))
+    sed -e "s#@DIR@#$dir#g" -e "s#@PORT@#$port#g" -e "s#@UPSTREAM@#$upstream#g" -e "s#@BODY@#$body#g" \
       "$here/nginx.conf.template" > "$dir/nginx.conf"
     "$nginx" -c "$dir/nginx.conf" -p "$dir" >/dev/null 2>&1 || { cat "$dir/error.log" >&2; exit 1; }
     echo "https://127.0.0.1:$port"

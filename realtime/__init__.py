@@ -110,7 +110,8 @@ def on_connect(auth_data=None):
         except (DBAPIError, PoolTimeout):  # tell the client, do not leave it waiting
             raise ConnectionRefusedError("unavailable", UNAVAILABLE)
         credential = auth.socket_credential(user, token) if user else None
-        if credential and (credential["until"] <= utcnow() or auth.must_enrol_totp(user)):
+        if credential and (credential["until"] <= utcnow() or auth.must_enrol_totp(user)
+                           or user.confirmed_at is None):  # an unconfirmed account hears of no patient
             user = None  # an idle cookie session, or a second factor still to enrol
         unit = work.current()
         unit.record("realtime.connect", "ok" if user else "unauthenticated", actor=user)
@@ -126,7 +127,7 @@ def on_connect(auth_data=None):
     if user is None:
         raise ConnectionRefusedError("authentication required")
     _open[request.sid] = credential
-    fanout.opened(request.sid, user.id)
+    fanout.opened(request.sid, user.id, credential["until"])
     _start_sweeper(current_app._get_current_object())
 
 

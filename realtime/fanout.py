@@ -15,10 +15,13 @@ import queue
 import threading
 import time
 from collections import deque
+from datetime import datetime
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from models import utcnow
 
 log = logging.getLogger("renkei.realtime")
 CHANNEL = "renkei:realtime"
@@ -39,6 +42,7 @@ class Fanout:
         self.url = None          # Redis, or None: one process
         self.users: dict[str, str] = {}                # sid → user id, this process's sockets
         self.sids: dict[str, tuple[str, ...]] = {}     # user id → sids; replaced whole, read unlocked
+        self.until: dict[str, datetime] = {}           # sid → when its credential lapses by itself
         self.lock = threading.Lock()
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.started: set[str] = set()  # "sender", "listener": threads running
@@ -53,9 +57,11 @@ class Fanout:
 
     # -- this process's sockets -------------------------------------------------------
 
-    def opened(self, sid: str, user_id: str):
+    def opened(self, sid: str, user_id: str, until: datetime | None = None):
         with self.lock:
             self.users[sid] = user_id
+            if until is not None:
+                self.until[sid] = until
             self.sids[user_id] = self.sids.get(user_id, ()) + (sid,)
         if self.url:
             self._start("listener")
@@ -63,6 +69,7 @@ class Fanout:
     def closed(self, sid: str):
         with self.lock:
             user_id = self.users.pop(sid, None)
+            self.until.pop(sid, None)
             rest = tuple(s for s in self.sids.get(user_id, ()) if s != sid)
             if rest:
                 self.sids[user_id] = rest
@@ -184,10 +191,14 @@ class Fanout:
             if sid in self.users:
                 self.closed(sid)
                 threading.Thread(target=self._close, args=(sid,), daemon=True).start()
+        now = utcnow()  # a socket whose token expired hears nothing more, even before the sweep closes it
         for name, body, seqs in message.get("events", ()):
             stamps = [] if self.trace is not None else None
             for user_id, seq in seqs.items():
                 for sid in self.sids.get(user_id, ()):
+                    until = self.until.get(sid)
+                    if until is not None and until <= now:
+                        continue
                     self._emit(name, {**body, "seq": seq}, sid)
                     if stamps is not None:
                         stamps.append(time.time())

@@ -9,9 +9,12 @@ signs the tree's head; renkei/audit_verify.py checks the log against those heads
 clinical content is ever written here."""
 import base64
 import csv
+import hashlib
 import io
 import ipaddress
 import re
+import threading
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
@@ -50,6 +53,17 @@ class Pending:
 # only as a keyed digest in `detail`, so repeated probes can be matched but the text
 # itself is never stored.
 
+DETAIL_LIMIT = 4000
+
+
+def whole_or_digest(detail: str | None) -> str | None:
+    """An entry's detail as it was, or past DETAIL_LIMIT its start and a digest of the
+    whole: never silently cut (a call list of 7 people once read as 4)."""
+    if detail is None or len(detail) <= DETAIL_LIMIT:
+        return detail
+    return f"{detail[:DETAIL_LIMIT - 80]};cut;sha256={hashlib.sha256(detail.encode()).hexdigest()}"
+
+
 def typed(kind: str, value) -> str:
     return f"{kind}~{vault.keyed_digest('audit_typed', str(value))}"
 
@@ -81,7 +95,13 @@ def address(value) -> str | None:
 
 
 def safe_cell(value):
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+    """A text cell a spreadsheet will not evaluate. Judged on its NFKC form with leading
+    white space and line breaks stripped: Excel reads a full-width ＝ as = and skips
+    leading spaces (issue 29)."""
+    if not isinstance(value, str):
+        return value
+    bare = unicodedata.normalize("NFKC", value).lstrip(" \t\r\n\u3000")
+    return "'" + value if bare.startswith(FORMULA_START) or value.startswith(FORMULA_START) else value
 
 
 # --- an entry as a leaf of the tree ---------------------------------------------------
@@ -137,6 +157,45 @@ def write(pending: list[Pending], alone: bool = False):
     rows = [{f: _clean(getattr(e, f)) for f in LEAF_FIELDS} for e in pending]
     if rows:  # one row as one execute: a list of one would go through executemany
         db.session.execute(_INSERT_ALONE if alone else _INSERT, rows[0] if len(rows) == 1 else rows)
+
+
+# --- attempts counted, not written one by one -----------------------------------------
+# A request refused before it touches the database (a sign-in shed by a full hashing
+# queue, renkei/auth.py) must not write its own entry: in a burst that would be the very
+# load being shed. It is counted here in memory, per action, address and minute, and the
+# process's sealer thread writes one summary entry per finished minute (`write_counted`).
+
+_counted: dict[tuple[str, str | None, datetime], int] = {}
+_counted_lock = threading.Lock()
+
+
+def count_outside(action: str, client_addr: str | None):
+    """Count one (an IPv6 address as its /64: one subscriber holds a whole /64)."""
+    minute = utcnow().replace(second=0, microsecond=0)
+    where = address(client_addr)
+    if where and ":" in where:
+        where = str(ipaddress.ip_network(where + "/64", strict=False).network_address)
+    with _counted_lock:
+        key = (action, where, minute)
+        _counted[key] = _counted.get(key, 0) + 1
+
+
+def write_counted(everything: bool = False) -> int:
+    """Write a summary entry for each finished minute's count (all of them: `everything`);
+    the caller commits. Returns how many entries it wrote."""
+    now = utcnow().replace(second=0, microsecond=0)
+    with _counted_lock:
+        done = [k for k in _counted if everything or k[2] < now]
+        taken = [(k, _counted.pop(k)) for k in done]
+    try:
+        write([Pending(action=action, outcome="throttled", client_addr=addr, at=minute,
+                       detail=f"count={count};minute={iso(minute)}") for (action, addr, minute), count in taken])
+    except Exception:  # kept for the next pass
+        with _counted_lock:
+            for key, count in taken:
+                _counted[key] = _counted.get(key, 0) + count
+        raise
+    return len(taken)
 
 
 def outcome_for(status: int) -> str:

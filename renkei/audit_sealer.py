@@ -187,6 +187,12 @@ def run(app):
         _wake.wait(settings.audit_seal_seconds)
         _wake.clear()
         with app.app_context():
+            try:  # attempts counted outside any request (renkei/audit.py `count_outside`)
+                if audit.write_counted():
+                    db.session.commit()
+            except Exception:
+                log.exception("writing counted attempts to the access log failed; retrying")
+                db.session.rollback()
             try:
                 if epoch is None:
                     epoch = acquire()

@@ -1,8 +1,11 @@
 """Who is calling: Argon2id passwords, TOTP, lockout, bearer tokens, cookie sessions
 and their CSRF protection (docs/ARCHITECTURE.md, "Authentication")."""
+import contextlib
 import hashlib
 import ipaddress
 import secrets
+import threading
+import time
 from datetime import datetime, timedelta
 
 import pyotp
@@ -17,7 +20,7 @@ from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import ApiToken, LoginThrottle, User, utcnow
-from renkei import crypto, db, offload, outreach, vault, work
+from renkei import audit, crypto, db, offload, outreach, vault, work
 from renkei.problems import Problem
 
 login_manager = LoginManager()
@@ -31,7 +34,7 @@ def hasher() -> PasswordHasher:
 
 
 def hash_password(password: str) -> str:
-    return offload.run(hasher().hash, password)
+    return offload.passwords.run(hasher().hash, password)
 
 
 def unusable_password() -> str:
@@ -49,9 +52,37 @@ def _dummy_hash() -> str:
 
 def _password_ok(stored: str, password: str) -> bool:
     try:
-        return offload.run(hasher().verify, stored, password)
+        return offload.passwords.run(hasher().verify, stored, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@contextlib.contextmanager
+def hashing():
+    """A place in this process's queue of password hashes (`signin_queue`), taken before
+    the login is looked up: past it a 503 with Retry-After at once, the same whatever the
+    login, touching no database connection (a burst of sign-ins once drained the pool
+    while each held a connection waiting for the two hashing threads: issue 29). Shed
+    attempts are counted in the log, one entry per address and minute."""
+    try:
+        with offload.passwords.admit(current_app.config["RENKEI"].signin_queue):
+            yield
+    except offload.Full:
+        audit.count_outside("auth.shed", work.current().client_addr)
+        raise Problem(503, "Too many sign-ins at this moment; try again shortly.",
+                      headers={"Retry-After": "2"}) from None
+
+
+_first_measure = threading.Lock()
+
+
+def _as_long_as_a_hash():
+    """An unknown login takes as long as a known one, without using a hashing thread."""
+    if not offload.passwords.typical:
+        with _first_measure:  # once per process, however many arrive at its start
+            if not offload.passwords.typical:
+                _password_ok(_dummy_hash(), "-")
+    time.sleep(offload.passwords.typical)
 
 
 def _sha256(text: str) -> str:
@@ -102,7 +133,9 @@ def remove_totp(user: User):
 
 
 def second_factor_required(user: User) -> bool:
-    return user.is_admin or user.totp_enabled
+    """At sign-in. An administrator always needs one — except at the first sign-in after
+    accepting an invitation, which opens only the enrolment of it (must_enrol_totp)."""
+    return user.totp_enabled or (user.is_admin and not must_enrol_totp(user))
 
 
 def must_enrol_totp(user: User) -> bool:
@@ -195,6 +228,27 @@ def count_lookup(purpose: str, user: User, limit: int):
                       headers={"Retry-After": str(int((locked - now).total_seconds()) + 1)})
 
 
+def _anonymous_key(purpose: str) -> str:
+    return _sha256(f"{purpose}|" + _throttle_keys("-", work.current().client_addr or "-")["address"])
+
+
+def check_anonymous(purpose: str):
+    """429 while this address is locked for an unauthenticated attempt (an invitation's
+    code): checked before anything is looked up."""
+    now = utcnow()
+    locked = _locked_until([_anonymous_key(purpose)], now)
+    if locked:
+        raise _too_many(locked, now)
+
+
+def failed_anonymous(purpose: str, limit: int):
+    """Count a failed attempt from this address, committed at once (the request itself
+    fails and changes nothing else). Failures only, as for an address's sign-ins: an
+    office accepting forty invitations from one address is never locked."""
+    _count(_anonymous_key(purpose), limit, utcnow())
+    db.session.commit()
+
+
 def begin_attempt(login: str) -> User | None:
     """Start a sign-in (or recovery) attempt: 429 while any counter of it is locked;
     else count it before anything is checked — committed at once, so parallel attempts
@@ -235,9 +289,14 @@ def authenticate(login: str, password: str, otp: str | None) -> User:
     while locked. Failures are counted (committed) even though the request fails;
     on success the caller commits. The typed login enters the audit entry only as a
     keyed digest (a password typed into the login field must not land in the log)."""
-    user = begin_attempt(login)
-    # Hash even for an unknown login so both take the same time.
-    ok = _password_ok(user.password_hash if user else _dummy_hash(), password)
+    ok = False
+    with hashing():  # known or not, an attempt holds its place as long: the queue tells nothing
+        user = begin_attempt(login)
+        db.session.commit()  # no connection held while the hash waits for a thread and runs
+        if user is not None:
+            ok = _password_ok(user.password_hash, password)
+        else:
+            _as_long_as_a_hash()
     if ok and (user.disabled or (second_factor_required(user) and not check_totp(user, otp))):
         ok = False
     if not ok or user is None:

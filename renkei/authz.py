@@ -91,7 +91,16 @@ _ACCESS = (select(Patient, TeamMember,
            .where(Patient.id == bindparam("patient_id"), Patient.deleted_at.is_(None)))
 
 
+def require_confirmed(user: User):
+    """An account an administrator created or changed opens nothing until a second person
+    confirms it (renkei/confirmations.py). Checked before any patient is looked up."""
+    if user.confirmed_at is None:
+        raise Problem(403, "This account awaits a second person's confirmation.",
+                      type_="/problems/account-unconfirmed")
+
+
 def patient_access(user: User, patient_id: str, need: str, section: str | None = None) -> Access:
+    require_confirmed(user)
     found = db.session.execute(_ACCESS, {"user_id": user.id, "patient_id": str(patient_id)}).first()
     if found is None:
         raise not_found()
@@ -187,7 +196,9 @@ def manages_team(user: User, patient: Patient, member: TeamMember | None) -> boo
 
 def require_staff(user: User, who: str):
     """who: "admin" (administrators), "audit" (administrators and auditors) or
-    "auditor" (auditors only: what they read holds clinical text)."""
+    "auditor" (auditors only: what they read holds clinical text). An unconfirmed
+    account is none of these."""
+    require_confirmed(user)
     if who == "admin" and not user.is_admin:
         raise Problem(403, "Administrators only.")
     if who == "auditor" and not user.is_auditor:

@@ -19,12 +19,17 @@ LOOKUPS_PER_WINDOW = 10  # finds by code or name per person per lockout window (
 
 def _may_break_glass(actor: User):
     # Checked before the patient is looked up, so the answer says nothing about it.
+    authz.require_confirmed(actor)
     if actor.profession not in authz.BREAKGLASS_PROFESSIONS or actor.is_admin or actor.is_auditor:
         raise Problem(403, "Only physicians and nurses may use break-glass access.")
+    if not actor.totp_enabled:  # always: a password alone never opens another team's patient
+        raise Problem(403, "Break-glass needs your second factor: enrol it on your account page first.",
+                      type_="/problems/second-factor-needed")
 
 
 def open_grant(actor: User, patient_id: str, reason: str, otp: str | None) -> dict:
     _may_break_glass(actor)
+    auth.count_lookup("breakglass", actor, LOOKUPS_PER_WINDOW)  # wrong codes cannot be tried on and on
     patient = authz.live_patient(patient_id)
     if patient is None:
         raise not_found()
@@ -42,9 +47,6 @@ def open_found(actor: User, reason: str, otp: str | None, code: str | None = Non
         "breakglass_lookup", f"{crypto.normalize_name(name)}|{birth_date.isoformat()}")
     work.describe(detail=("code=" if code else "lookup=") + typed)
     auth.count_lookup("breakglass", actor, LOOKUPS_PER_WINDOW)
-    if not actor.totp_enabled:
-        raise Problem(403, "Finding a patient needs your second factor: enrol it on your account page first.",
-                      type_="/problems/second-factor-needed")
     if not auth.check_totp(actor, otp):
         raise Problem(401, "Confirm with a one-time code from your authenticator app.",
                       type_="/problems/otp-required", otp_required=True)
@@ -76,7 +78,7 @@ def _open(actor: User, patient: Patient, reason: str, otp: str | None, otp_check
     if open_now is not None:  # one open grant per person and patient; it is not extended
         raise Problem(409, "Your emergency access to this patient is already open.",
                       expires_at=iso(open_now.expires_at))
-    if not otp_checked and auth.second_factor_required(actor) and not auth.check_totp(actor, otp):
+    if not otp_checked and not auth.check_totp(actor, otp):
         raise Problem(401, "Confirm with a one-time code from your authenticator app.",
                       type_="/problems/otp-required", otp_required=True)
     seconds = current_app.config["RENKEI"].breakglass_seconds

@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from models import utcnow
-from renkei import audit, audit_archive, audit_sealer, audit_verify, backup, db, demo, directory, patients, resets, vault, work
+from renkei import audit, audit_archive, audit_sealer, audit_verify, backup, confirmations, db, demo, directory, patients, resets, vault, work
 from renkei.problems import Problem
 from renkei.schema import upgrade_schema
 from renkei.timefmt import iso, parse_iso
@@ -183,6 +183,42 @@ def audit_export(archive_file):
         click.echo(line, nl=False)
 
 
+@click.command("confirm-user")
+@click.option("--login", required=True)
+@with_appcontext
+def confirm_user(login):
+    """Confirm an account an administrator created or changed, as the second person (a
+    deployment with one administrator). Prints the account as one JSON line."""
+    try:
+        user = confirmations.confirm_user_on_server(login)
+    except Problem as refused:
+        raise click.UsageError(refused.detail)
+    if user is None:
+        raise click.UsageError(f"no user {login}")
+    unit = work.current()
+    unit.record("directory.confirm_server", "ok", detail=f"user={user.id}")
+    unit.commit()
+    click.echo(json.dumps({"id": user.id, "login": user.login, "confirmed": True}))
+
+
+@click.command("confirm-appointment")
+@click.option("--patient", "patient_id", required=True, help="the patient's id")
+@click.option("--login", required=True, help="the appointee's login")
+@with_appcontext
+def confirm_appointment(patient_id, login):
+    """Confirm an administrator's pending appointment to a team, as the second person."""
+    try:
+        member = confirmations.confirm_appointment_on_server(patient_id, login)
+    except Problem as refused:
+        raise click.UsageError(refused.detail)
+    if member is None:
+        raise click.UsageError(f"no user {login}")
+    unit = work.current()
+    unit.record("team.confirm_server", "ok", patient_id=member.patient_id, detail=f"user={member.user_id}")
+    unit.commit()
+    click.echo(json.dumps({"patient_id": member.patient_id, "user_id": member.user_id, "role": member.role}))
+
+
 @click.command("seed-demo")
 @with_appcontext
 def seed_demo():
@@ -191,7 +227,7 @@ def seed_demo():
 
 
 COMMANDS = (init_db, create_admin, reset_admin_totp, reset_access, rotate_master_key, backup_cmd, restore_cmd, audit_checkpoint,
-            audit_seal, audit_verify_cmd, audit_archive_cmd, audit_export, seed_demo)
+            audit_seal, audit_verify_cmd, audit_archive_cmd, audit_export, confirm_user, confirm_appointment, seed_demo)
 
 
 def init_app(app):

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from sqlalchemy import select
 
 from models import User, utcnow
-from renkei import authz, db, directory, notes, observations, patients, record, teams, work
+from renkei import authz, db, directory, invitations, notes, observations, patients, record, teams, work
 from renkei.observations import MAX_ITEMS
 from renkei.schema import upgrade_schema
 from renkei.settings import INSTANCE
@@ -65,10 +65,15 @@ def seed() -> str:
     admin = directory.create_admin("admin", DEMO_PASSWORD, "システム 管理者")
     administrator = db.session.get(User, admin["id"])
     orgs = [directory.create_organization(administrator, name, kind, phone)["id"] for name, kind, phone in ORGS]
-    for login, name, org, profession, phone in PEOPLE:
-        directory.create_user(administrator, login, DEMO_PASSWORD, name, orgs[org], profession, phone=phone)
-    directory.create_user(administrator, "auditor", DEMO_PASSWORD, "監査 担当",
-                          administrator.organization_id, "other", is_auditor=True)
+    # People are made as an administrator makes them — an invitation each, which the
+    # person accepts with their own password — but by the loader, on the server, so they
+    # are confirmed (renkei/confirmations.py). Unlike a real invitation, the demo's
+    # people may sign in without a second factor, so the demo can be tried at once.
+    invited = [(login, name, orgs[org], profession, phone, False) for login, name, org, profession, phone in PEOPLE]
+    invited.append(("auditor", "監査 担当", administrator.organization_id, "other", None, True))
+    for login, name, org, profession, phone, is_auditor in invited:
+        made = directory.create_user(None, login, name, org, profession, is_auditor=is_auditor, phone=phone)
+        invitations.redeem(made["invitation"]["code"], DEMO_PASSWORD, None).totp_reenrol = False
     people = {u.login: u for u in db.session.execute(select(User)).scalars()}
     for demographics, sections, members in PATIENTS:
         registrant = people["sw.kato" if "sw.kato" in members else "cm.tanaka"]

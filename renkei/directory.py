@@ -5,8 +5,8 @@ import unicodedata
 
 from sqlalchemy import func, select
 
-from models import Organization, User
-from renkei import audit, auth, authz, db, passwords, work
+from models import Organization, User, new_id
+from renkei import audit, auth, authz, confirmations, db, invitations, passwords, work
 from renkei.problems import Problem, invalid, not_found
 
 ADMIN_ORGANIZATION = "Renkei 管理"
@@ -17,12 +17,13 @@ def org_out(org: Organization) -> dict:
 
 
 def user_out(user: User) -> dict:
-    return {"id": user.id, "login": user.login, "display_name": user.display_name, "phone": user.phone,
+    return {"id": user.id, "login": user.login if invitations.has_login(user) else None,
+            "display_name": user.display_name, "phone": user.phone,
             "organization_id": user.organization_id,
             "organization_name": user.organization.name if user.organization else None,
             "profession": user.profession, "is_admin": user.is_admin,
             "is_auditor": user.is_auditor, "disabled": user.disabled,
-            "totp_enabled": user.totp_enabled}
+            "totp_enabled": user.totp_enabled, "confirmed": user.confirmed_at is not None}
 
 
 def create_organization(actor: User, name: str, kind: str, phone: str | None = None) -> dict:
@@ -38,24 +39,45 @@ def organizations() -> list[dict]:
     return [org_out(o) for o in db.session.execute(select(Organization).order_by(Organization.name)).scalars()]
 
 
-def create_user(actor: User, login: str, password: str, display_name: str, organization_id: str,
+def create_user(actor: User | None, login: str | None, display_name: str, organization_id: str,
                 profession: str, is_admin: bool = False, is_auditor: bool = False,
                 phone: str | None = None) -> dict:
-    authz.require_staff(actor, "admin")
-    passwords.check(password, login=login, display_name=display_name)
+    """A new account and its invitation: the person chooses their own password (and login,
+    if none is given here). Made by an administrator, it awaits a second person's
+    confirmation; made on the server (actor None: the demo loader), it is confirmed."""
+    if actor is not None:
+        authz.require_staff(actor, "admin")
+    if is_admin and is_auditor:  # separation of duties: one role per account
+        raise invalid({"is_auditor": ["An account is an administrator or an auditor, not both."]})
     if (is_admin or is_auditor) and profession != "other":
         raise invalid({"profession": ["Administrators and auditors hold no clinical profession (use \"other\")."]})
     if db.session.get(Organization, organization_id) is None:
         raise invalid({"organization_id": ["No such organisation."]})
-    if db.session.execute(select(User.id).where(User.login == login)).first():
+    if login and login_taken(login):
         raise Problem(409, "That login is taken.", errors={"login": ["That login is taken."]})
-    user = User(login=login, password_hash=auth.hash_password(password), display_name=display_name,
+    user = User(id=new_id(), password_hash=auth.unusable_password(), display_name=display_name,
                 organization_id=organization_id, profession=profession, is_admin=is_admin,
                 is_auditor=is_auditor, phone=phone or None)
+    user.login = login or invitations.placeholder_login(user.id)
+    confirmations.made_by_administrator(user, actor)
     db.session.add(user)
     db.session.flush()
     work.describe(detail="user=" + user.id)
-    return user_out(user)
+    return user_out(user) | {"invitation": invitations.issue(user, actor)}
+
+
+def invite_again(actor: User, user_id: str) -> dict:
+    """A new invitation (the first expired or was lost), cancelling the earlier one. Only
+    for an account that has never set a password of its own."""
+    user = managed_user(actor, user_id)
+    if not invitations.awaiting(user.id):
+        raise Problem(409, "This person has set a password; to let them in again, reset their access.")
+    confirmations.changed_by_administrator(user, actor)  # whoever holds the new code: confirmed again
+    return invitations.issue(user, actor)
+
+
+def confirm(actor: User, user_id: str) -> dict:
+    return user_out(confirmations.confirm_user(actor, managed_user(actor, user_id)))
 
 
 def create_admin(login: str, password: str, display_name: str | None = None) -> dict:
@@ -70,6 +92,7 @@ def create_admin(login: str, password: str, display_name: str | None = None) -> 
     user = User(login=login, password_hash=auth.hash_password(password),
                 display_name=display_name or login, organization_id=org.id,
                 profession="other", is_admin=True)
+    confirmations.changed_by_administrator(user, None)  # made on the server: confirmed
     db.session.add(user)
     db.session.flush()
     secret = auth.new_totp_secret(user)
@@ -113,8 +136,23 @@ def people(viewer: User, include_disabled: bool = False, words: str | None = Non
     if limit:
         stmt = stmt.limit(limit)
     hidden = () if viewer.is_admin else ("login", "totp_enabled")
-    return [{k: v for k, v in user_out(u).items() if k not in hidden}
-            for u in db.session.execute(stmt).scalars()]
+    found = [{k: v for k, v in user_out(u).items() if k not in hidden} for u in db.session.execute(stmt).scalars()]
+    if viewer.is_admin:
+        waiting = invitations.awaiting_among([u["id"] for u in found])
+        made_by = dict(db.session.execute(select(User.id, User.changed_by).where(
+            User.id.in_([u["id"] for u in found]))).all()) if found else {}
+        for u in found:
+            u["awaiting_invitation"] = u["id"] in waiting
+            u["changed_by"] = made_by.get(u["id"])  # who may not confirm it (the page hides the button)
+    return found
+
+
+def people_named(user_ids: list[str]) -> list[dict]:
+    """Names for ids (a team's pending appointees)."""
+    if not user_ids:
+        return []
+    return [{"id": u.id, "display_name": u.display_name}
+            for u in db.session.execute(select(User).where(User.id.in_(user_ids))).scalars()]
 
 
 def managed_user(actor: User, user_id: str) -> User:
@@ -131,10 +169,12 @@ def update_user(actor: User, user_id: str, changes: dict) -> dict:
     """Change a display name, disable or re-enable a user. Disabling ends every token,
     session and socket the user has. The last active administrator stays."""
     user = managed_user(actor, user_id)
-    if "display_name" in changes:
-        user.display_name = changes["display_name"]
-    if "phone" in changes:
-        user.phone = changes["phone"] or None
+    if "display_name" in changes and changes["display_name"] != user.display_name:
+        user.display_name = changes["display_name"]  # who the team sees: a second person confirms
+        confirmations.changed_by_administrator(user, actor)
+    if "phone" in changes and (changes["phone"] or None) != user.phone:
+        user.phone = changes["phone"] or None  # the team and the emergency sheet call it: confirmed again
+        confirmations.changed_by_administrator(user, actor)
     if changes.get("disabled") is True and not user.disabled:
         if user.is_admin and _active_admins() == 1:
             raise Problem(409, "The last active administrator cannot be disabled.")
@@ -148,6 +188,13 @@ def update_user(actor: User, user_id: str, changes: dict) -> dict:
 def _active_admins() -> int:
     return db.session.execute(select(func.count(User.id)).where(User.is_admin.is_(True),
                                                                 User.disabled.is_(False))).scalar()
+
+
+def second_administrator_exists() -> bool:
+    """Another active, confirmed administrator could approve a reset or confirm an account;
+    else only whoever runs the server can (the pages say so)."""
+    return db.session.execute(select(func.count(User.id)).where(
+        User.is_admin.is_(True), User.disabled.is_(False), User.confirmed_at.is_not(None))).scalar() > 1
 
 
 def unlock(actor: User, user_id: str):

@@ -60,7 +60,7 @@ def set_rule(actor: User, patient_id: str, body: dict) -> dict:
     added = sorted(set(current["call_list"]) - set(before["call_list"]))
     removed = sorted(set(before["call_list"]) - set(current["call_list"]))
     work.describe(detail=f"after={current['after_minutes']};repeat={current['repeat_minutes']}"
-                         f";added={','.join(added)};removed={','.join(removed)}"[:200])
+                         f";added={','.join(added)};removed={','.join(removed)}")
     db.session.flush()
     return _rule(patient.id)
 

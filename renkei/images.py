@@ -20,8 +20,10 @@ Image.MAX_IMAGE_PIXELS = 50_000_000
 # `_reencode` checks the size itself; Pillow's warning between one and two times the limit
 # would only add noise to the log.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-# A decoded photo is held twice (its pixels and the clean copy): at 50 MP in RGBA that is
-# 400 MB, so a process decodes two at a time and further uploads wait their turn.
+# A decoded photo is held twice (its pixels and the clean copy). bench/photo_memory.py
+# measures the peak: +215 MB for a 49 MP photo, +410 MB for a 49 MP palette PNG with
+# transparency (its palette, and two RGBA copies); so a process decodes two at a time
+# (at most ~0.8 GB above its own) and further uploads wait their turn.
 _DECODING = threading.BoundedSemaphore(2)
 
 PDF = "application/pdf"
@@ -77,9 +79,9 @@ def _reencode(data: bytes, kind: str) -> tuple[bytes, str, int, int, bytes]:
     out = io.BytesIO()
     clean.save(out, fmt, **({"quality": 90} if fmt in ("JPEG", "WEBP") else {}))
     width, height = clean.size
-    if clean.mode not in ("RGB", "L"):
+    clean.thumbnail((THUMB_EDGE, THUMB_EDGE))  # in place (the full image is saved already), then
+    if clean.mode not in ("RGB", "L"):         # converted small: no third full-size copy
         clean = clean.convert("RGB")
-    clean.thumbnail((THUMB_EDGE, THUMB_EDGE))  # in place: the full image is saved already
     small = io.BytesIO()
     clean.save(small, "JPEG", quality=80)
     return out.getvalue(), content_type, width, height, small.getvalue()

@@ -10,8 +10,10 @@ process's pool, without the app context, under gevent and under `python wsgi.py`
 commands and tests alike. (It once called directly outside gevent, so a function that
 needed the app context passed every test and answered 500 under gunicorn: issue 29.)"""
 import concurrent.futures
+import contextlib
 import functools
 import os
+import threading
 import time
 
 from gevent import monkey
@@ -59,3 +61,42 @@ def _threads() -> concurrent.futures.ThreadPoolExecutor:
 def pause():
     """Let the worker's other greenlets (or threads) run: between batches of long work."""
     time.sleep(0)
+
+
+class Full(Exception):
+    """Too much of one kind of work is waiting for this process's threads."""
+
+
+class Queue:
+    """A bounded queue for one kind of long work (password hashes): `admit` lets a
+    request in while fewer than `limit` are waiting or running, else raises Full at once,
+    before the request has touched anything — so a burst is shed in microseconds instead
+    of holding database connections while it waits (issue 29). It also keeps the recent
+    typical time of the work, for callers that must take as long without doing it."""
+
+    def __init__(self):
+        self._lock, self.inside, self.typical = threading.Lock(), 0, 0.0
+
+    @contextlib.contextmanager
+    def admit(self, limit: int):
+        with self._lock:
+            if self.inside >= limit:
+                raise Full()
+            self.inside += 1
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self.inside -= 1
+
+    def run(self, fn, *args):
+        """fn on a real thread (`run`), its time, waiting included, kept in `typical`."""
+        started = time.monotonic()
+        try:
+            return run(fn, *args)
+        finally:
+            took = time.monotonic() - started
+            self.typical = took if not self.typical else 0.8 * self.typical + 0.2 * took
+
+
+passwords = Queue()  # this process's password hashes (renkei/auth.py)

@@ -108,6 +108,7 @@ def mark_viewed(member: TeamMember | None):
 
 def register(actor: User, data: dict) -> dict:
     """Register a patient; the registrant joins the team in the role of their profession."""
+    authz.require_confirmed(actor)
     roles = PROFESSION_ROLES[actor.profession]
     if not roles:
         raise Problem(403, "Only care professionals register patients.")
@@ -134,6 +135,7 @@ def care_list(actor: User, name: str | None = None) -> list[dict]:
     """The caller's patients, in kana order, with what changed since their last look and
     their urgent unacknowledged notes: a fixed number of queries however many patients.
     `name`: only patients whose full name or kana, or family-name prefix, it is."""
+    authz.require_confirmed(actor)
     stmt = (select(Patient, TeamMember).join(TeamMember, TeamMember.patient_id == Patient.id)
             .where(TeamMember.user_id == actor.id, TeamMember.removed_at.is_(None),
                    Patient.deleted_at.is_(None)).order_by(Patient.created_at))
@@ -242,9 +244,14 @@ def record_consent(actor: User, patient_id: str, obtained_on: date, obtained_by:
 
 
 def consents(actor: User, patient_id: str) -> list[dict]:
+    """The patient's consents. Administrators see that consent exists and its dates, not
+    who gave it or its scope (sealed text they have no need to read)."""
     patient = patient_access(actor, patient_id, authz.TEAM_VIEW).patient
     rows = db.session.execute(select(Consent).where(Consent.patient_id == patient.id)
                               .order_by(Consent.recorded_at.desc())).scalars()
+    if actor.is_admin:
+        return [{"id": c.id, "obtained_on": c.obtained_on.isoformat(), "recorded_at": c.recorded_at,
+                 "withdrawn_at": c.withdrawn_at, "active": c.withdrawn_at is None} for c in rows]
     return [consent_out(patient, c) for c in rows]
 
 

@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from models import AccessReset, User, utcnow
-from renkei import audit, auth, authz, db, directory, passwords, work
+from renkei import audit, auth, authz, db, directory, invitations, passwords, work
 from renkei.problems import Problem, not_found
 
 REQUEST_LIFETIME = timedelta(hours=24)  # an approval must follow the request within this
@@ -42,6 +42,17 @@ def request(actor: User, user_id: str) -> dict:
     db.session.flush()
     work.describe(detail=f"user={user.id};reset={reset.id}")
     return {"id": reset.id, "user_id": user.id, "status": "awaiting_approval"}
+
+
+def waiting(viewer: User) -> list[dict]:
+    """Requests still waiting for a second administrator, for the administrators' page."""
+    authz.require_staff(viewer, "admin")
+    rows = db.session.execute(select(AccessReset).where(
+        AccessReset.approved_at.is_(None), AccessReset.used_at.is_(None),
+        AccessReset.requested_by.is_not(None),
+        AccessReset.requested_at > utcnow() - REQUEST_LIFETIME).order_by(AccessReset.requested_at)).scalars()
+    return [{"id": r.id, "user_id": r.user_id, "requested_by": r.requested_by, "requested_at": r.requested_at}
+            for r in rows]
 
 
 def approve(actor: User, user_id: str, reset_id: str) -> dict:
@@ -87,6 +98,7 @@ def carry_out(reset: AccessReset, user: User, approver: User | None) -> dict:
     reset.approved_by, reset.approved_at = approver.id if approver else None, now
     reset.code_hash, reset.code_expires_at = _digest(code), now + timedelta(seconds=ttl)
     user.password_hash = auth.unusable_password()
+    invitations.cancel(user.id)  # only the recovery code leads in now
     auth.revoke_all(user)
     if user.totp_enabled:
         auth.remove_totp(user)
@@ -108,7 +120,9 @@ def recover(login: str, code: str, new_password: str):
         auth.failed_attempt(login)
         raise Problem(401, "The login or recovery code is not valid (codes work once, for a short time).")
     passwords.check(new_password, login=user.login, display_name=user.display_name, field="new_password")
-    new_hash = auth.hash_password(new_password)  # before the claim opens a transaction
+    db.session.commit()  # no connection held while the hash waits for a thread and runs
+    with auth.hashing():
+        new_hash = auth.hash_password(new_password)
     now = utcnow()
     # Used once, even by parallel requests: only one of them moves used_at.
     claimed = db.session.execute(update(AccessReset).where(AccessReset.id == reset.id, AccessReset.used_at.is_(None))

@@ -70,15 +70,18 @@ def _master_keys(may_generate: bool) -> tuple[bytes, list[bytes]]:
     return current, previous
 
 
-def _audit_seeds(embedded: bool) -> list[bytes]:
+def _audit_seeds(embedded: bool, may_generate: bool) -> list[bytes]:
     """The access log's keys (renkei/audit_keys.py): RENKEI_AUDIT_KEY_FILE, one base64
-    seed per line, the last one current; else one generated under instance/. Several
-    machines must share one file (platform/KEYS.md): each would otherwise sign its own."""
+    seed per line, the last one current. Required like the master key: several machines
+    must share one file (platform/KEYS.md), and each would otherwise sign with its own
+    (issue 29). Generated under instance/ only for the embedded default or development."""
     path = os.environ.get("RENKEI_AUDIT_KEY_FILE")
     if not path:
+        if not may_generate:
+            raise SystemExit(MISSING_KEY.format(name="RENKEI_AUDIT_KEY_FILE"))
         _generated_secret("audit.key", None if embedded else
                           "*** RENKEI_AUDIT_KEY_FILE is not set: the access log's heads are signed with {path}.\n"
-                          "*** Every machine must use the same audit key file (platform/KEYS.md).")
+                          "*** Development only: every machine must use the same audit key file (platform/KEYS.md).")
         path = INSTANCE / "audit.key"
     try:
         lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
@@ -118,6 +121,10 @@ class Settings:
     # address on any login, lock more widely at higher counts.
     lockout_threshold: int = 5
     lockout_seconds: int = 15 * 60
+    # Password hashes a process lets wait or run at once (renkei/auth.py `hashing`); past
+    # it a sign-in is 503 at once. A hash takes ~0.17 s on one of two threads: 8 is
+    # about 0.7 s of waiting, within a sign-in's patience and far below the pool's size.
+    signin_queue: int = 8
     login_lockout_threshold: int = 50
     address_lockout_threshold: int = 30
     # Argon2id cost; tests lower it, production keeps the library's defaults.
@@ -178,6 +185,7 @@ class Settings:
             session_idle_seconds=int(env.get("RENKEI_SESSION_IDLE", 30 * 60)),
             socket_sweep_seconds=float(env.get("RENKEI_SOCKET_SWEEP_SECONDS", 15)),
             db_pool_size=int(env.get("RENKEI_DB_POOL_SIZE", 10)),
+            signin_queue=int(env.get("RENKEI_SIGNIN_QUEUE", 8)),
             db_pool_timeout=float(env.get("RENKEI_DB_POOL_TIMEOUT", 10)),
             db_lock_timeout_ms=int(env.get("RENKEI_DB_LOCK_TIMEOUT_MS", 2000)),
             db_idle_transaction_timeout_ms=int(env.get("RENKEI_DB_IDLE_TRANSACTION_TIMEOUT_MS", 5000)),
@@ -190,7 +198,7 @@ class Settings:
             mail_from=env.get("RENKEI_MAIL_FROM", "renkei@localhost"),
             digest_hour=int(env.get("RENKEI_DIGEST_HOUR", 7)),
             sender=True,
-            audit_keys=_audit_seeds(embedded),
+            audit_keys=_audit_seeds(embedded, may_generate),
             audit_origin=env.get("RENKEI_AUDIT_ORIGIN", "renkei/audit-log"),
             audit_sink=Path(env.get("RENKEI_AUDIT_SINK") or INSTANCE / "audit-heads"),
             audit_lease_seconds=float(env.get("RENKEI_AUDIT_LEASE_SECONDS", 10)),

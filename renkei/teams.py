@@ -2,7 +2,7 @@
 from sqlalchemy import func, select
 
 from models import Patient, TeamMember, User, utcnow
-from renkei import audit, authz, db, escalation, notify, outreach, work
+from renkei import audit, authz, confirmations, db, escalation, notify, outreach, work
 from renkei.authz import PROFESSION_ROLES, patient_access
 from renkei.problems import Problem, invalid, not_found
 
@@ -12,7 +12,7 @@ def member_out(m: TeamMember, u: User) -> dict:
             "profession": u.profession, "organization_id": u.organization_id,
             "organization_name": u.organization.name, "added_at": m.added_at,
             "phone": u.phone, "organization_phone": u.organization.phone,
-            "added_by": m.added_by}
+            "added_by": m.added_by, "disabled": u.disabled}
 
 
 def _rows(patient_id: str):
@@ -30,16 +30,23 @@ def team(actor: User, patient_id: str) -> dict:
     """The current team, and whether the caller may change it."""
     access = patient_access(actor, patient_id, authz.TEAM_VIEW)
     return {"items": [member_out(m, u) for m, u in _rows(access.patient.id)],
-            "can_manage": actor.is_admin or authz.manages_team(actor, access.patient, access.member)}
+            "pending": confirmations.pending_appointments(access.patient.id),
+            # an administrator appoints only where the team has no active manager
+            "can_manage": (not authz.team_has_manager(access.patient.id) if actor.is_admin
+                           else authz.manages_team(actor, access.patient, access.member))}
 
 
 def add_member(actor: User, patient_id: str, user_id: str, role: str) -> dict:
-    """Add a member with a role that fits their profession; the team hears of it."""
+    """Add a member with a role that fits their profession; the team hears of it. An
+    administrator's appointment (to a team without an active manager) is only pending
+    until a second person confirms it: {"status": "pending", ...} (renkei/confirmations.py)."""
     patient = patient_access(actor, patient_id, authz.TEAM_MANAGE).patient
     user = db.session.get(User, user_id)
     work.describe(detail=audit.ref("user", user_id, user is not None))
     if user is None or user.disabled:
         raise invalid({"user_id": ["No such active user."]})
+    if user.confirmed_at is None:
+        raise invalid({"user_id": ["This person's account awaits a second person's confirmation."]})
     if user.is_admin or user.is_auditor:  # separation of duties: they read no clinical content
         raise invalid({"user_id": ["Administrators and auditors do not join care teams."]})
     if actor.is_admin and role not in authz.TEAM_MANAGERS:
@@ -52,11 +59,18 @@ def add_member(actor: User, patient_id: str, user_id: str, role: str) -> dict:
     if role == "primary_physician" and any(m.role == "primary_physician" for m, _ in current):
         raise Problem(409, "The team already has a primary physician.",
                       errors={"role": ["The team already has a primary physician."]})
+    if actor.is_admin:
+        return confirmations.appoint(actor, patient, user, role)
     member = TeamMember(patient_id=patient.id, user_id=user.id, role=role, added_by=actor.id)
     db.session.add(member)
     db.session.flush()
     notify.queue("team.updated", patient.id, {"user_id": user.id, "change": "added", "actor_id": actor.id})
     return member_out(member, user)
+
+
+def confirm_appointment(actor: User, patient_id: str, user_id: str) -> dict:
+    member = confirmations.confirm_appointment(actor, patient_id, user_id)
+    return member_out(member, db.session.get(User, member.user_id))
 
 
 def remove_member(actor: User, patient_id: str, user_id: str):

@@ -60,6 +60,12 @@ def public_key() -> str:
 # read a different host from (a backslash, "@", "%", spaces).
 ENDPOINT = re.compile(r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:/?%-]*)?$")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+SIIT = ipaddress.ip_network("::ffff:0:0:0/96")  # IPv4-translated (RFC 2765): an IPv4 address in the low 32 bits
+# Never a push service, whatever Python's tables say of them (issue 29): local-use NAT64
+# (RFC 8215: the IPv4 address sits where the operator chose), SRv6 segment ids
+# (RFC 9602) and the newer documentation prefix (RFC 9637).
+NOT_THE_INTERNET = tuple(ipaddress.ip_network(n) for n in ("64:ff9b:1::/48", "5f00::/16", "3fff::/20"))
+PUSH_PORT = 443  # push services listen on the HTTPS port; another is refused (but in development)
 
 
 def forbidden_address(ip: ipaddress._BaseAddress, development: bool) -> bool:
@@ -67,8 +73,10 @@ def forbidden_address(ip: ipaddress._BaseAddress, development: bool) -> bool:
     private, link-local, shared, reserved, multicast), also behind IPv6 forms that carry
     an IPv4 address. In development, loopback is allowed (tests, local trials)."""
     if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in network for network in NOT_THE_INTERNET):
+            return True
         embedded = ip.ipv4_mapped or ip.sixtofour or (
-            ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 else None)
+            ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 or ip in SIIT else None)
         if embedded is not None:
             return forbidden_address(embedded, development)
         if ip.teredo or ip.is_site_local or int(ip) >> 32 == 0:  # tunnels, fec0::/10, ::a.b.c.d
@@ -90,6 +98,8 @@ def check_endpoint(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme != "https" and not (development and parts.scheme == "http"):
         return "A push endpoint must be https://."
+    if not development and parts.port not in (None, PUSH_PORT):
+        return f"A push endpoint is on port {PUSH_PORT}."
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
                                    proto=socket.IPPROTO_TCP)

@@ -68,7 +68,7 @@ class Work:
         patient_id, section, notes = audit.place(patient_id, section, self.patients_found)
         detail = ";".join(([str(detail)] if detail else []) + notes) or None
         entry = audit.Pending(action=action, outcome=outcome, patient_id=patient_id, section=section,
-                              detail=detail and detail[:200],
+                              detail=audit.whole_or_digest(detail),
                               client_addr=self.client_addr, request_id=self.request_id)
         if actor is not None:
             entry.actor_id, entry.actor_org_id = actor.id, actor.organization_id

@@ -568,7 +568,65 @@
     consented.addEventListener("change", sync); sync();
   }
   jsonForm("org-form", "/api/v1/organizations");
-  jsonForm("user-form", "/api/v1/users");
+  // A new account: no password here — the person gets the invitation link (shown once,
+  // to be handed to them alone) and chooses their own (renkei/invitations.py).
+  jsonForm("user-form", "/api/v1/users", "POST", res => {
+    const out = $("#invitation-out");
+    $("a", out).href = $("a", out).textContent = res.data.invitation.url;
+    out.hidden = false;
+    $("#user-form").reset();
+  }, b => given(b));
+  $$("[data-confirm-user],[data-invite-user]").forEach(b => b.addEventListener("click", async () => {
+    const id = b.dataset.confirmUser || b.dataset.inviteUser;
+    const res = await api("POST", `/api/v1/users/${id}/${b.dataset.confirmUser ? "confirm" : "invitation"}`);
+    if (res.status === 200) { location.reload(); return; }
+    if (res.status === 201) {
+      const out = $("#invitation-out");
+      $("a", out).href = $("a", out).textContent = res.data.url;
+      out.hidden = false; out.scrollIntoView();
+      return;
+    }
+    b.nextElementSibling.textContent = problemText(res, b.closest("td"));
+  }));
+  // Access resets: asked here, approved by a second administrator, whose page shows the
+  // recovery code once (renkei/resets.py).
+  $$("[data-reset-user]").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm(b.dataset.ask)) return;
+    const res = await api("POST", `/api/v1/users/${b.dataset.resetUser}/reset`);
+    if (res.status === 201) { location.reload(); return; }
+    b.nextElementSibling.textContent = problemText(res, b.closest("td"));
+  }));
+  $$("[data-approve-reset]").forEach(b => b.addEventListener("click", async () => {
+    const res = await api("POST", `/api/v1/users/${b.dataset.user}/reset/${b.dataset.approveReset}/approve`);
+    if (res.status !== 201) { b.nextElementSibling.textContent = problemText(res, b.closest("li")); return; }
+    const out = $("#recovery-out");
+    $("code", out).textContent = res.data.recovery_code;
+    $("small", out).textContent = res.data.expires_at;
+    out.hidden = false;
+    b.disabled = true;
+  }));
+  $$("[data-confirm-appointment]").forEach(b => b.addEventListener("click", async () => {
+    const res = await api("POST", `/api/v1/patients/${pid}/team/${b.dataset.confirmAppointment}/confirm`);
+    if (res.status === 200) location.reload();
+    else b.nextElementSibling.textContent = problemText(res, b.closest("li"));
+  }));
+  const invitationForm = document.getElementById("invitation-form");
+  if (invitationForm) {
+    const code = decodeURIComponent(location.hash.slice(1));
+    $("#invitation-missing").hidden = Boolean(code);
+    invitationForm.addEventListener("submit", async e => {
+      e.preventDefault();
+      const { login, password, again } = Object.fromEntries(new FormData(invitationForm).entries());
+      clearErrors(invitationForm);
+      const status = $(".status", invitationForm);
+      if (password !== again) { status.textContent = invitationForm.dataset.mismatch; return; }
+      const res = await api("POST", "/api/v1/invitations/accept", given({ code, password, login }));
+      if (res.status === 201) { location.replace("/login?invited=1"); return; }
+      showErrors(invitationForm, (res.data || {}).errors);
+      status.textContent = res.status === 410 ? invitationForm.dataset.gone
+        : res.status === 404 ? invitationForm.dataset.unknown : problemText(res, invitationForm);
+    });
+  }
   jsonForm("totp-confirm", "/api/v1/auth/totp/confirm");
   // Break-glass: the patient by the sheet's code, or by name and birth date; only the
   // chosen way's fields are sent.
@@ -652,6 +710,7 @@
   }));
   $$("[data-disable-user],[data-enable-user]").forEach(b => b.addEventListener("click", async () => {
     const id = b.dataset.disableUser || b.dataset.enableUser;
+    if (b.dataset.disableUser && !confirm(b.dataset.ask)) return;
     const res = await api("PATCH", `/api/v1/users/${id}`, { disabled: Boolean(b.dataset.disableUser) });
     if (res.status === 200) location.reload();
   }));

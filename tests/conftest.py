@@ -15,6 +15,17 @@ from tests.helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, Api, build_app, random_
 from tests.servers import World, free_port, start_server
 
 
+@pytest.fixture(scope="session", autouse=True)
+def audit_key_file(tmp_path_factory):
+    """The access log's key, which every server process outside the embedded default must
+    be given (renkei/settings.py): one file for the session, as one deployment shares one."""
+    path = tmp_path_factory.mktemp("keys") / "audit.key"
+    path.write_text(random_master_key() + "\n")
+    path.chmod(0o600)
+    os.environ["RENKEI_AUDIT_KEY_FILE"] = str(path)
+    yield path
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory):
     """A real PostgreSQL 15 server for the session (platform/postgres.sh)."""

@@ -5,15 +5,17 @@ import contextlib
 import re
 import secrets
 import shutil
+import time as clock
 import uuid
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pyotp
 import requests
-from sqlalchemy import text
+from sqlalchemy import select, text
 
-from renkei import db, directory
+from models import User
+from renkei import authz, confirmations, db, directory
 from renkei.app import create_app
 from renkei.settings import Settings
 
@@ -41,12 +43,15 @@ def japan_time_utc(day: date, hh_mm: str) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def signed_in_page(browser, base, login, password, **context):
-    """A new browser context signed in through the sign-in page (tablet-sized by default)."""
+def signed_in_page(browser, base, login, password, otp=None, **context):
+    """A new browser context signed in through the sign-in page (tablet-sized by default);
+    `otp`: the one-time code, for a person with a second factor."""
     page = browser.new_context(base_url=base, locale="ja-JP", **(context or TABLET)).new_page()
     page.goto("/login")
     page.fill("input[name=login]", login)
     page.fill("input[name=password]", password)
+    if otp:
+        page.fill("input[name=otp]", otp)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/$"))
     return page
@@ -96,8 +101,11 @@ class Api:
         self.client = app.test_client()
         self.tokens: dict[str, str] = {}
         self.users: dict[str, dict] = {}
+        self.totps: dict[str, pyotp.TOTP] = {}
+        self.otp_steps: dict[str, int] = {}  # the last step whose code each person used
         self.admin_id, self.admin_totp = self._bootstrap_admin()
-        self.tokens["admin"] = self.sign_in("admin", PASSWORD, pyotp.TOTP(self.admin_totp).now())
+        self.totps["admin"] = pyotp.TOTP(self.admin_totp)
+        self.tokens["admin"] = self.sign_in("admin", PASSWORD)
         self.org = self.call("admin", "POST", "/api/v1/organizations",
                              {"name": "テスト診療所", "kind": "clinic"}).json["id"]
 
@@ -108,23 +116,93 @@ class Api:
         return out["id"], out["totp_secret"]
 
     def sign_in(self, login, password, otp=None):
+        if otp is None and login in self.totps:
+            otp = self.otp(login)
         body = {"login": login, "password": password} | ({"otp": otp} if otp else {})
         r = self.client.post("/api/v1/auth/tokens", json=body)
         assert r.status_code == 201, r.json
         return r.json["token"]
 
-    def user(self, name, profession, **extra) -> str:
-        """Create a user through the API, sign them in, remember them as `name`."""
+    def otp(self, login) -> str:
+        """A one-time code the server has not seen yet for `login`: codes are valid ±1
+        step (30 s) and each step once, so a test signing in often may wait for the next."""
+        step = max(self.otp_steps.get(login, 0) + 1, _step(settled=True) - 1)
+        while step > _step() + 1:
+            clock.sleep(1)
+        self.otp_steps[login] = step
+        return self.totps[login].at(step * 30)
+
+    def user(self, name, profession, second_factor=True, **extra) -> str:
+        """A person made the way an administrator makes one (issue 29): the administrator
+        creates the account, the person accepts the invitation with their own password,
+        a second person confirms it (here on the server, as `flask --app wsgi
+        confirm-user` does), and at the first sign-in the person enrols a second factor
+        (second_factor=False: not yet — everything but enrolment answers 403)."""
         r = self.call("admin", "POST", "/api/v1/users", {
-            "login": name, "password": PASSWORD, "display_name": name.upper(),
-            "organization_id": self.org, "profession": profession, **extra})
+            "login": name, "display_name": name.upper(), "organization_id": self.org,
+            "profession": profession, **extra})
         assert r.status_code == 201, r.json
-        self.users[name] = r.json
+        accepted = self.client.post("/api/v1/invitations/accept",
+                                    json={"code": r.json["invitation"]["code"], "password": PASSWORD})
+        assert accepted.status_code == 201, accepted.json
+        self.confirm(name)
+        self.users[name] = {k: v for k, v in r.json.items() if k != "invitation"} | {"confirmed": True}
         self.tokens[name] = self.sign_in(name, PASSWORD)
+        if second_factor:
+            self.totps[name] = self.enrol(name)
         return r.json["id"]
+
+    def server_admin(self, login="admin2") -> str:
+        """Another administrator, made on the server (`flask --app wsgi create-admin`): tied
+        to no one by creation, signed in with their second factor. Returns their id."""
+        with self.app.app_context():
+            out = directory.create_admin(login, PASSWORD)
+            db.session.commit()
+            db.session.remove()
+        self.totps[login] = pyotp.TOTP(out["totp_secret"])
+        self.tokens[login] = self.sign_in(login, PASSWORD)
+        return out["id"]
+
+    def spare_token(self, login) -> str:
+        """Another bearer token for `login`, issued on the server without a sign-in (a test
+        that revokes tokens over and over would otherwise wait for a one-time code each)."""
+        from renkei import auth
+        with self.app.app_context():
+            user = db.session.execute(select(User).where(User.login == login)).scalar_one()
+            token, _ = auth.issue_token(user)
+            db.session.commit()
+            db.session.remove()
+        return token
+
+    def confirm_appointment(self, pid, login):
+        """The second person for an administrator's appointment, on the server (as
+        `flask --app wsgi confirm-appointment` does)."""
+        from renkei import work
+        with self.app.app_context():
+            confirmations.confirm_appointment_on_server(pid, login)
+            work.current().commit()
+            db.session.remove()
+
+    def confirm(self, login):
+        from renkei import work
+        with self.app.app_context():
+            confirmations.confirm_user_on_server(login)
+            work.current().commit()
+            db.session.remove()
+
+    def enrol(self, name) -> pyotp.TOTP:
+        started = self.call(name, "POST", "/api/v1/auth/totp")
+        assert started.status_code == 201, started.json
+        totp = pyotp.TOTP(started.json["secret"])
+        step = _step(settled=True) - 1  # the step before now: later sign-ins have two steps
+        assert self.call(name, "POST", "/api/v1/auth/totp/confirm", {"otp": totp.at(step * 30)}).status_code == 204
+        self.otp_steps[name] = step
+        return totp
 
     def web(self, name, otp=None):
         """A browser-like client signed in to the pages as `name` (session cookie, CSRF)."""
+        if otp is None and name in self.totps:
+            otp = self.otp(name)
         client = self.app.test_client()
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True)).group(1)
         form = {"login": name, "password": PASSWORD, "csrf_token": csrf} | ({"otp": otp} if otp else {})
@@ -153,6 +231,26 @@ class Api:
         r = self.call(by, "POST", f"/api/v1/patients/{pid}/team",
                       {"user_id": self.users[name]["id"], "role": role})
         assert r.status_code == 201, r.json
+
+
+def _step(settled: bool = False) -> int:
+    """The TOTP step (30 s) now; `settled`: not in the last second of a step, so a code of
+    the step before now is still inside the server's ±1 step when it arrives."""
+    while settled and clock.time() % 30 > 29:
+        clock.sleep(0.2)
+    return int(clock.time()) // 30
+
+
+def grant_breakglass(api, who, pid, reason="夜間の急変対応"):
+    """An open break-glass grant for `who`, made as the route makes it but without a
+    one-time code each time: for fixtures that need one per test (the route itself is
+    tested with its code and its limits)."""
+    from renkei import breakglass, work
+    with api.app.app_context():
+        actor = db.session.get(User, api.users[who]["id"])
+        breakglass._open(actor, authz.live_patient(pid), reason, None, otp_checked=True)
+        work.current().commit()
+        db.session.remove()
 
 
 def team(api):

@@ -140,7 +140,7 @@ def test_only_the_team_sees_attachments_and_break_glass_only_looks(api):
 
     # Break-glass: an emergency physician may look, never add.
     api.user("er", "physician")
-    r = api.call("er", "POST", f"/api/v1/patients/{pid}/breakglass", {"reason": "夜間の急変で往診"})
+    r = api.call("er", "POST", f"/api/v1/patients/{pid}/breakglass", {"reason": "夜間の急変で往診", "otp": api.otp("er")})
     assert r.status_code == 201, r.json
     assert api.call("er", "GET", f"{base}/{aid}").status_code == 200
     assert api.call("er", "GET", base).json["items"][0]["id"] == aid

@@ -159,7 +159,7 @@ def test_the_usage_page_counts_consents_emergency_accesses_and_notes_by_professi
     api.patient("cm", consent=False)
     api.user("er", "nurse")
     api.user("aud", "other", is_auditor=True)
-    assert api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": "夜間の急変で確認"}).status_code == 201
+    assert api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": "夜間の急変で確認", "otp": api.otp("er")}).status_code == 201
     for who in ("doc", "doc", "pharm"):
         api.call(who, "POST", f"{R}/{pid}/notes", {"body": "訪問しました", "category": "observation"})
     web = api.web("aud")

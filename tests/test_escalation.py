@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from models import AuditEntry, Delivery, Escalation, EscalationRound
 from renkei import db, escalation
-from tests.helpers import Api, build_app, team
+from tests.helpers import R, Api, build_app, team
 from tests.push_receiver import PushReceiver
 from tests.servers import free_port, start_server
 from tests.test_notifications import NAME, TEXT, assert_identifiers_only, note, send_all, subscribe
@@ -300,3 +300,16 @@ def test_a_member_who_leaves_is_off_the_call_list(dev_api):
     assert api.call("cm", "PUT", f"/api/v1/patients/{pid}/escalation", {"after_minutes": 10}).status_code == 200
     api.join(pid, "pharm", "pharmacist", by="cm")
     assert api.call("cm", "GET", f"/api/v1/patients/{pid}/escalation").json["call_list"] == []
+
+
+def test_the_access_log_keeps_a_whole_call_list(api):
+    """Issue 29: the log's detail was cut at 200 characters — a call list of 7 people read as 4."""
+    pid = team(api)
+    names = [f"ns{i}" for i in range(7)]
+    for name in names:
+        api.user(name, "nurse", second_factor=False)
+        api.join(pid, name, "nurse", by="cm")
+    ids = [api.users[n]["id"] for n in names]
+    assert api.call("cm", "PUT", f"{R}/{pid}/escalation", {"call_list": ids}).status_code == 200
+    (entry,) = [e for e in api.call("admin", "GET", "/api/v1/audit?action=escalation.update").json["items"]]
+    assert all(uid in entry["detail"] for uid in ids)

@@ -96,7 +96,7 @@ def test_after_a_redis_outage_the_open_page_shows_every_change_without_a_reload(
     w = pg_world
     redis_url, redis = own_redis
     with w.server(RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b:
-        page = signed_in_page(browser, a, "cm", PASSWORD)
+        page = signed_in_page(browser, a, "cm", PASSWORD, otp=w.api.otp("cm"))
         page.goto(f"/patients/{w.pid}")
         page.wait_for_selector("#section-condition")
         page.wait_for_timeout(1000)  # the socket is connected

@@ -315,7 +315,7 @@ def test_emergency_access_pushes_to_the_team(dev_api, receiver):
     api.user("er", "physician")
     for who in ("doc", "er"):
         subscribe(api, who, receiver.device(who))
-    r = api.call("er", "POST", f"/api/v1/patients/{pid}/breakglass", {"reason": "救急搬送先での確認"})
+    r = api.call("er", "POST", f"/api/v1/patients/{pid}/breakglass", {"reason": "救急搬送先での確認", "otp": api.otp("er")})
     assert r.status_code == 201, r.json
     send_all(api)
     assert [(g.device, g.payload["kind"]) for g in receiver.received] == [("doc", "breakglass.opened")]
@@ -502,7 +502,11 @@ def test_a_push_goes_only_to_an_address_that_was_checked_even_if_the_name_change
 
 @pytest.mark.parametrize("endpoint", ["https://169.254.169.254\\x.push.example/x", "https://8.8.8.8\\@10.0.0.1/x",
                                       "https://8.8.8.8 /x", "https://[64:ff9b::a00:5]/x", "https://[2002:a00:5::]/x",
-                                      "https://[::7f00:1]/x", "https://[fec0::1]/x", "https://[2001:0:4136:e378::1]/x"])
+                                      "https://[::7f00:1]/x", "https://[fec0::1]/x", "https://[2001:0:4136:e378::1]/x",
+                                      # issue 29: translated and special-use IPv6, and ports other than 443
+                                      "https://[64:ff9b:1::a00:5]/x", "https://[::ffff:0:a00:5]/x",
+                                      "https://[5f00::1]/x", "https://[3fff::1]/x", "https://8.8.8.8:22/x",
+                                      "https://8.8.8.8:6379/x"])
 def test_endpoints_another_parser_reads_differently_or_that_tunnel_to_private_addresses_are_refused(sqlite_api, endpoint, receiver):
     sqlite_api.user("doc", "physician")
     r = sqlite_api.call("doc", "POST", "/api/v1/push/subscriptions", receiver.device("d").subscription() | {"endpoint": endpoint})

@@ -115,7 +115,7 @@ def test_outsiders_get_404_and_break_glass_reads_but_cannot_record(world):
     assert post(world, "out", {"kind": "spo2", "value": 96}).status_code == 404
     assert world.call("out", "GET", f"{R}/{world.pid}/observations").status_code == 404
     assert world.call("out", "GET", f"{R}/{world.pid}/observations/thresholds").status_code == 404
-    assert world.call("out", "POST", f"{R}/{world.pid}/breakglass", {"reason": "救急搬送時の確認"}).status_code == 201
+    assert world.call("out", "POST", f"{R}/{world.pid}/breakglass", {"reason": "救急搬送時の確認", "otp": world.otp("out")}).status_code == 201
     r = post(world, "out", {"kind": "spo2", "value": 90})
     assert r.status_code == 403 and r.json["type"] == "/problems/breakglass-read-only"
     assert [o["value"] for o in world.call("out", "GET", f"{R}/{world.pid}/observations").json["items"]] == [96]

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 from sqlalchemy import text
@@ -87,6 +88,7 @@ def test_backup_is_encrypted_and_a_restore_drill_reads_everything(api, request, 
                          audit_sink=settings.audit_sink)
     restored_api = Api.__new__(Api)
     restored_api.app, restored_api.client, restored_api.tokens = restored, restored.test_client(), {}
+    restored_api.totps, restored_api.otp_steps = api.totps, api.otp_steps  # the same people, restored
     restored_api.tokens["doc"] = restored_api.sign_in("doc", "correct horse battery")
     record = restored_api.call("doc", "GET", f"{R}/{pid}/record").json["sections"]
     for section, content in contents.items():
@@ -158,7 +160,9 @@ def test_retention_archives_old_entries_and_the_rest_still_verifies(api, tmp_pat
     pid = team(api)
     api.call("doc", "GET", f"{R}/{pid}/record")  # evidence that will be archived
     old_cp = api.call("admin", "GET", "/api/v1/audit/checkpoint").json
+    time.sleep(0.002)  # the cutoff is in milliseconds: strictly between the two requests
     cutoff = iso(utcnow())
+    time.sleep(0.002)
     api.call("cm", "GET", f"{R}/{pid}/record")  # stays in the live log
     settings = api.app.config["RENKEI"]
     db.session.remove()
@@ -261,7 +265,8 @@ def test_a_backup_streams_and_an_old_one_still_restores(sqlite_api, tmp_path):
     backup.restore(target, settings.master_key, old)
     restored = build_app(target, settings.master_key)
     client = restored.test_client()
-    token = client.post("/api/v1/auth/tokens", json={"login": "doc", "password": "correct horse battery"}).json["token"]
+    token = client.post("/api/v1/auth/tokens", json={"login": "doc", "password": "correct horse battery",
+                                                     "otp": api.otp("doc")}).json["token"]
     items = client.get(f"{R}/{pid}/attachments", headers={"Authorization": "Bearer " + token}).json["items"]
     assert len(items) == 3
     restored.extensions["renkei.engine"].dispose()

@@ -169,3 +169,17 @@ def test_server_killed_mid_writes_loses_no_acknowledged_write(pg_world):
             assert sorted(stored) == list(range(1, len(stored) + 1))  # no gap, no half-write
         verify = requests.get(base + "/api/v1/audit/verify", headers={"Authorization": "Bearer " + w.tokens["admin"]})
         assert verify.json()["ok"] is True
+
+
+def test_the_built_in_servers_request_log_keeps_no_query_string(pg_world):
+    """Issue 29: a name sent in a query string (refused with 422) was printed in the log."""
+    w = pg_world
+    with w.server() as base:
+        r = requests.get(base + "/api/v1/patients?name=山田太郎&kana=やまだ",
+                         headers={"Authorization": "Bearer " + w.tokens["cm"]})
+        assert r.status_code == 422
+        requests.get(base + "/healthz?probe=canary-in-a-query")
+        port = base.rsplit(":", 1)[1]
+        log = open(os.path.join(w.env["RENKEI_INSTANCE_DIR"], f"server-{port}.log")).read()
+    assert "GET /api/v1/patients" in log or "GET /healthz" in log, log[-2000:]  # the request line is there...
+    assert "山田" not in log and "%E5%B1%B1" not in log and "canary-in-a-query" not in log  # ...its query is not

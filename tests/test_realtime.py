@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from models import AuditEntry
 from renkei import db, notify
-from tests.helpers import ROOT
+from tests.helpers import PASSWORD, ROOT
 from tests.servers import Listener, World, free_port
 
 pytestmark = pytest.mark.slow
@@ -103,7 +103,7 @@ def test_breakglass_is_announced_to_the_team_and_administrators(world):
         cm, admin = Listener(base, world.tokens["cm"]), Listener(base, world.tokens["admin"])
         try:
             r = requests.post(f"{base}/api/v1/patients/{world.pid}/breakglass",
-                              json={"reason": "救急外来で既往歴確認"},
+                              json={"reason": "救急外来で既往歴確認", "otp": world.api.otp("er")},
                               headers={"Authorization": "Bearer " + world.tokens["er"]})
             assert r.status_code == 201
             for listener in (cm, admin):
@@ -376,3 +376,24 @@ def test_a_message_redis_did_not_take_makes_the_next_one_tell_others_to_resume(r
                                                               "seq": 8}),
                              ("sid-of-ns", "resync", {})]  # seq 7 never arrived: resume fetches it
     assert a.server.sent == []  # a's own message is not delivered twice to a's sockets
+
+
+@pytest.mark.postgres
+def test_a_socket_hears_nothing_after_its_token_expires_even_before_the_sweep(pg_world):
+    """Issue 29: a socket whose token had expired kept receiving events until the next
+    sweep (up to 15 s). The server's tokens here live 3 s; the sweep is a minute away."""
+    w = pg_world
+    with w.server(RENKEI_TOKEN_TTL="3", RENKEI_SOCKET_SWEEP_SECONDS="60") as base:
+        signed = requests.post(base + "/api/v1/auth/tokens",
+                               json={"login": "doc", "password": PASSWORD, "otp": w.api.otp("doc")})
+        assert signed.status_code == 201, signed.text
+        doc = Listener(base, signed.json()["token"])
+        try:
+            w.put(base, "cm", "condition", {"summary": "安定"}, 0)
+            doc.wait_for(1)  # heard while the token holds
+            time.sleep(3.5)
+            w.put(base, "cm", "condition", {"summary": "変化なし"}, 1)
+            time.sleep(1.5)
+            assert [n for n, _ in doc.events] == ["record.updated"]
+        finally:
+            doc.close()

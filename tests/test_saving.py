@@ -164,9 +164,11 @@ def test_the_tablet_page_wraps_long_text_folds_long_notes_and_says_who_may_edit(
     assert page.evaluate("document.documentElement.scrollWidth") <= 800
     more = note.locator("button.more")
     assert more.inner_text() == "続きを読む"
-    folded = note.locator(".body").bounding_box()["height"]
+    body = note.locator(".body")
+    body.wait_for(state="visible")  # the live event of this note may re-render the timeline meanwhile
+    folded = body.bounding_box()["height"]
     more.tap()
-    assert note.locator(".body").bounding_box()["height"] > folded
+    page.wait_for_function("([el, h]) => el.getBoundingClientRect().height > h", arg=[body.element_handle(), folded])
     # 疾病・使用薬剤 is not the care manager's to write: the page says whose it is
     why = page.locator("#section-diseases_medications .readonly-why").inner_text()
     assert "主治医" in why and "薬剤師" in why and page.locator("#section-diseases_medications [data-edit]").count() == 0

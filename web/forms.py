@@ -59,6 +59,11 @@ ROLE_LABELS = {"primary_physician": _l("主治医"), "backup_physician": _l("副
 PROFESSION_LABELS = {"physician": _l("医師"), "nurse": _l("看護師"), "care_manager": _l("介護支援専門員"),
                      "disability_support_worker": _l("相談支援専門員"), "pharmacist": _l("薬剤師"),
                      "therapist": _l("リハビリ職"), "other": _l("その他")}
+ORGANIZATION_LABELS = {"clinic": _l("診療所"), "hospital": _l("病院"), "visiting_nurse_station": _l("訪問看護ステーション"),
+                       "care_management_office": _l("居宅介護支援事業所"),
+                       "disability_consultation_office": _l("相談支援事業所"), "pharmacy": _l("薬局"),
+                       "community_support_center": _l("地域包括支援センター"), "municipality": _l("市区町村"),
+                       "other": _l("その他")}
 # The access log's codes as an auditor reads them (templates/audit.html, the page's CSV).
 ACTION_LABELS = {
     "auth.login": _l("ログイン"), "auth.logout": _l("ログアウト"), "auth.recover": _l("アクセス回復"),
@@ -77,12 +82,16 @@ ACTION_LABELS = {
     "observation.import_preview": _l("バイタルの取り込み（確認）"), "thresholds.read": _l("閾値の閲覧"),
     "thresholds.update": _l("閾値の変更"),
     "team.read": _l("チームの閲覧"), "team.add": _l("チームへの追加"), "team.remove": _l("チームから外す"),
+    "team.confirm": _l("管理者による任命の確認"),
     "consent.create": _l("同意の記録"), "consent.list": _l("同意の閲覧"), "consent.withdraw": _l("同意撤回の記録"),
     "breakglass.open": _l("緊急時アクセスの開始"), "breakglass.list": _l("緊急時アクセスの一覧"),
     "realtime.connect": _l("リアルタイム接続"),
     "directory.org_create": _l("事業所の登録"), "directory.user_create": _l("アカウントの作成"),
     "directory.user_update": _l("アカウントの変更"), "directory.user_unlock": _l("ログイン制限の解除"),
     "directory.totp_reset": _l("二要素認証のリセット"), "directory.reset_request": _l("アクセスリセットの申請"),
+    "directory.invite": _l("招待の再発行"), "directory.user_confirm": _l("アカウントの確認"),
+    "directory.confirm_server": _l("サーバーでのアカウントの確認"),
+    "team.confirm_server": _l("サーバーでの任命の確認"), "auth.invitation_accept": _l("招待の受諾"),
     "directory.reset_approve": _l("アクセスリセットの承認"), "directory.reset_server": _l("サーバーでのアクセスリセット"),
     "audit.read": _l("アクセスログの閲覧"), "audit.export": _l("アクセスログの出力"), "audit.verify": _l("改ざん検証"),
     "audit.checkpoint": _l("チェックポイントの取得"), "audit.proof": _l("証明の取得"), "audit.patient_search": _l("アクセスログの利用者検索"), "audit.archive": _l("アクセスログのアーカイブ"),

@@ -42,7 +42,7 @@ def login():
                                  request.form.get("otp") or None)
     except Problem as p:
         resp = render_template("login.html", error=p, otp_required=p.extra.get("otp_required"))
-        return unit.finish(make_response(resp, p.status), "auth.login", None, "login")
+        return unit.finish(make_response(resp, p.status, p.headers), "auth.login", None, "login")  # Retry-After
     session.clear()
     session.permanent = True
     login_user(user)
@@ -77,6 +77,13 @@ def recover():
         resp = make_response(render_template("recover.html", error=p), p.status)
         return unit.finish(resp, "auth.recover", None, "recover")
     return unit.finish(redirect(url_for("web.login", recovered=1)), "auth.recover", None, "recover")
+
+
+@bp.get("/invitation")
+def invitation():
+    """Accepting an invitation: the code stays in the link's #fragment, which no server or
+    proxy log sees; the page's script sends it to POST /api/v1/invitations/accept."""
+    return render_template("invitation.html")
 
 
 @bp.post("/logout")
@@ -269,7 +276,9 @@ def summary():
 @page("/patients/<patient_id>/team", action="team.read")
 def team_page(patient_id):
     team = teams.team(current_user, patient_id)
-    return render_template("team.html", p={"id": patient_id}, team=team["items"],
+    names = {u["id"]: u["display_name"] for u in directory.people_named([a["user_id"] for a in team["pending"]])}
+    return render_template("team.html", p={"id": patient_id}, team=team["items"], pending=team["pending"],
+                           people_names=names,
                            consents=patients.consents(current_user, patient_id),
                            can_manage=team["can_manage"], today=date.today().isoformat(),
                            roles=PROFESSION_ROLES, escalation=escalation.rule(current_user, patient_id))
@@ -312,8 +321,10 @@ def account_totp():
 
 @page("/admin", who="admin")
 def admin():
-    return render_template("admin.html", orgs=directory.organizations(),
-                           users=directory.people(current_user, include_disabled=True),
+    people = directory.people(current_user, include_disabled=True)
+    return render_template("admin.html", orgs=directory.organizations(), resets=resets.waiting(current_user),
+                           second_admin=directory.second_administrator_exists(),
+                           names={u["id"]: u["display_name"] for u in people}, users=people,
                            emergency=breakglass.open_now(current_user))
 
 

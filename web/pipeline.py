@@ -18,7 +18,8 @@ from renkei.settings import ROOT
 from renkei.observations import KINDS
 from web.charts import sheet, trend_chart
 from renkei.timefmt import JAPAN
-from web.forms import (ACTION_LABELS, COMPONENT_LABELS, ESCALATION_TARGETS, KIND_LABELS, OUTCOME_LABELS, PROFESSION_LABELS,
+from web.forms import (ACTION_LABELS, COMPONENT_LABELS, ESCALATION_TARGETS, KIND_LABELS, ORGANIZATION_LABELS,
+                       OUTCOME_LABELS, PROFESSION_LABELS,
                        ROLE_LABELS, SEX_LABELS, VERIFY_PROBLEMS, flatten, vital_fields)
 
 log = logging.getLogger("renkei.web")
@@ -79,6 +80,7 @@ def init_app(app):
     app.jinja_env.globals.update(SECTIONS=SECTIONS, ADL_LEVELS=ADL_LEVELS,
                                  ADL_LEVEL_LABELS=ADL_LEVEL_LABELS, flatten=flatten,
                                  ROLE_LABELS=ROLE_LABELS, PROFESSION_LABELS=PROFESSION_LABELS, SEX_LABELS=SEX_LABELS,
+                                 ORGANIZATION_LABELS=ORGANIZATION_LABELS,
                                  ACTION_LABELS=ACTION_LABELS, OUTCOME_LABELS=OUTCOME_LABELS, CHOICE_LABELS=CHOICES,
                                  VERIFY_PROBLEMS=VERIFY_PROBLEMS, ESCALATION_TARGETS=ESCALATION_TARGETS,
                                  KINDS=KINDS, KIND_LABELS=KIND_LABELS, COMPONENT_LABELS=COMPONENT_LABELS,
@@ -104,7 +106,9 @@ def page(rule, action=None, methods=("GET",), who="user", name=None):
                 if who != "user":
                     try:
                         authz.require_staff(user, who)
-                    except Problem:
+                    except Problem as refused:
+                        if refused.type.endswith("account-unconfirmed"):
+                            raise
                         raise Problem(403, str(STAFF_ONLY[who]))
                 resp = make_response(view(**kwargs))
             except Problem as p:

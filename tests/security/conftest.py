@@ -10,7 +10,9 @@ from tests.helpers import Api, build_app, template_copy
 @pytest.fixture
 def pg_api(pg_template):
     with template_copy(pg_template, "s_") as url:
-        app = build_app(url)
+        # A hashing queue deep enough that every parallel attempt reaches the lockout
+        # counters these tests race (shedding a burst: tests/security/test_signin_burst.py).
+        app = build_app(url, signin_queue=64)
         yield Api(app)
         app.extensions["renkei.engine"].dispose()
 

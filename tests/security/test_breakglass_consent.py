@@ -9,7 +9,7 @@ REASON = "救急搬送時の情報確認"
 def test_breakglass_reads_are_marked_in_the_log(api):
     pid = team(api)
     api.user("er", "physician")
-    grant = api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": REASON}).json["id"]
+    grant = api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": REASON, "otp": api.otp("er")}).json["id"]
     assert api.call("er", "GET", f"{R}/{pid}/record").status_code == 200
     assert api.call("doc", "GET", f"{R}/{pid}/record").status_code == 200
     reads = api.call("admin", "GET", f"/api/v1/audit?action=record.read&patient_id={pid}").json["items"]
@@ -21,8 +21,8 @@ def test_breakglass_reads_are_marked_in_the_log(api):
 def test_an_open_grant_cannot_be_opened_again(api):
     pid = team(api)
     api.user("er", "physician")
-    assert api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": REASON}).status_code == 201
-    again = api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": REASON + "（再）"})
+    assert api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": REASON, "otp": api.otp("er")}).status_code == 201
+    again = api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": REASON + "（再）", "otp": api.otp("er")})
     assert again.status_code == 409
     outcomes = [e["outcome"] for e in api.call("admin", "GET", "/api/v1/audit?action=breakglass.open").json["items"]]
     assert outcomes == ["conflict", "ok"]
@@ -32,7 +32,7 @@ def test_the_reason_is_seen_by_the_team_and_the_auditors(api):
     pid = team(api)
     api.user("er", "physician")
     api.user("aud", "other", is_auditor=True)
-    api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": REASON})
+    api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": REASON, "otp": api.otp("er")})
     grants = api.call("doc", "GET", f"{R}/{pid}/breakglass").json["items"]
     assert [(g["user_id"], g["reason"]) for g in grants] == [(api.users["er"]["id"], REASON)]
     grants = api.call("aud", "GET", "/api/v1/audit/breakglass").json["items"]

@@ -26,6 +26,15 @@ def test_csv_export_never_starts_a_cell_with_a_formula(api):
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
 
 
+def test_a_formula_hidden_behind_full_width_or_white_space_is_guarded(api):
+    """Issue 29: full-width ＝, a leading space or a line feed before = passed the guard;
+    Excel reads all three as a formula. A display name is such a cell in the auditors' CSV."""
+    from renkei import audit
+    for sneaky in ("＝HYPERLINK(A1)", " =1+1", "\n=1+1", "\u3000＋SUM(1)", "＠SUM(1)"):
+        assert audit.safe_cell(sneaky) == "'" + sneaky
+    assert audit.safe_cell("山田 太郎") == "山田 太郎" and audit.safe_cell("2026") == "2026"
+
+
 def test_audit_columns_hold_only_real_ids_and_no_typed_text(api):
     """Finding 5: a patient name typed where an id belongs stayed in the log forever."""
     pid = team(api)
@@ -35,7 +44,7 @@ def test_audit_columns_hold_only_real_ids_and_no_typed_text(api):
         api.call("er", "POST" if path.endswith("breakglass") else "GET", path, {"reason": "救急搬送で来院"})
     api.call("er", "GET", f"{R}/{pid}/record")  # a real patient the caller may not see
     entries = [e for e in api.call("admin", "GET", f"/api/v1/audit?actor_id={api.users['er']['id']}").json["items"]
-               if e["action"] != "auth.login"]
+               if not e["action"].startswith("auth.")]  # signing in and enrolling a second factor
     assert len(entries) == 3
     assert [e["patient_id"] for e in entries] == [pid, None, None]
     assert name not in json.dumps(entries, ensure_ascii=False)
@@ -66,7 +75,8 @@ def test_sign_in_redirects_only_to_this_site(api, target):
     client = api.app.test_client()
     client.get("/login")
     token = _csrf(client)
-    r = client.post(f"/login?next={target}", data={"login": "cm", "password": PASSWORD, "csrf_token": token})
+    r = client.post(f"/login?next={target}", data={"login": "cm", "password": PASSWORD, "otp": api.otp("cm"),
+                                                        "csrf_token": token})
     assert r.status_code == 302
     location = r.headers["Location"]
     assert location.startswith("/") and not location.startswith("//") and "evil" not in location

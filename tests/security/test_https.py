@@ -27,7 +27,7 @@ def https_base(tmp_path_factory, pg_template):
         env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
         env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_DATABASE_URL": url,
                 "RENKEI_MASTER_KEY": random_master_key(), "RENKEI_SECRET_KEY": "p" * 40,
-                "RENKEI_TRUSTED_PROXIES": "1", "RENKEI_PORT": str(free_port()), "RENKEI_WORKERS": "1"}
+                "RENKEI_AUDIT_KEY_FILE": os.environ["RENKEI_AUDIT_KEY_FILE"], "RENKEI_TRUSTED_PROXIES": "1", "RENKEI_PORT": str(free_port()), "RENKEI_WORKERS": "1"}
         for command in (["init-db"], ["seed-demo"]):  # production mode: not the embedded default
             subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *command], cwd=ROOT, env=env,
                            check=True, capture_output=True)
@@ -87,3 +87,17 @@ def test_clinical_text_through_the_front_never_lands_in_its_temp_files(https_bas
     assert r.status_code == 200 and len(r.content) > 64 * 1024
     log = (os.path.dirname(ca) + "/error.log")
     assert "temporary file" not in open(log).read()
+
+
+def test_the_front_takes_the_files_the_app_takes(https_base):
+    """Issue 29: nginx allowed 2 MB bodies while the app allows 20 MB: a 3 MB PDF got
+    nginx's HTML 413, which the app never saw or logged."""
+    ca = os.environ["RENKEI_TEST_CA"]
+    token = requests.post(https_base + "/api/v1/auth/tokens", verify=ca,
+                          json={"login": "dr.sato", "password": DEMO_PASSWORD}).json()["token"]
+    auth = {"Authorization": "Bearer " + token}
+    pid = requests.get(https_base + "/api/v1/patients", headers=auth, verify=ca).json()["items"][0]["id"]
+    pdf = b"%PDF-1.4\n" + b"0" * (3 * 1024 * 1024) + b"\n%%EOF\n"
+    r = requests.post(f"{https_base}/api/v1/patients/{pid}/attachments", headers=auth, verify=ca,
+                      files={"file": ("紹介状.pdf", pdf, "application/pdf")})
+    assert r.status_code == 201, r.text[:300]

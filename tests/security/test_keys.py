@@ -16,16 +16,21 @@ def _flask(args, env, tmp_path):
                           capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("missing", ["RENKEI_MASTER_KEY", "RENKEI_SECRET_KEY"])
+@pytest.mark.parametrize("missing", ["RENKEI_MASTER_KEY", "RENKEI_SECRET_KEY", "RENKEI_AUDIT_KEY_FILE"])
 @pytest.mark.parametrize("command", [["init-db"], ["create-admin", "--login", "root", "--password", "long enough pw"]])
 def test_a_production_database_without_keys_is_refused(tmp_path, missing, command):
+    """The access log's key too (issue 29: a missing one was generated per machine, with a
+    warning only, so several machines signed with different keys)."""
+    audit_key = tmp_path / "keys" / "audit.key"
+    audit_key.parent.mkdir()
+    audit_key.write_text(random_master_key() + "\n")
     env = {"RENKEI_DATABASE_URL": f"sqlite:///{tmp_path}/prod.db", "RENKEI_MASTER_KEY": random_master_key(),
-           "RENKEI_SECRET_KEY": "s" * 40}
+           "RENKEI_SECRET_KEY": "s" * 40, "RENKEI_AUDIT_KEY_FILE": str(audit_key)}
     del env[missing]
     done = _flask(command, env, tmp_path)
     assert done.returncode != 0
     assert missing in done.stderr and "Traceback" not in done.stderr
-    assert not (tmp_path / "master.key").exists() and not (tmp_path / "secret.key").exists()
+    assert not any((tmp_path / k).exists() for k in ("master.key", "secret.key", "audit.key"))
     assert not (tmp_path / "prod.db").exists() or (tmp_path / "prod.db").stat().st_size == 0
 
 

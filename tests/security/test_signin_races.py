@@ -22,7 +22,7 @@ def _sign_in(login, password, otp=None, addr="127.0.0.1"):
 
 
 def test_thirty_parallel_wrong_passwords_lock_the_login_without_a_500(pg_api):
-    pg_api.user("dr", "physician")
+    pg_api.user("dr", "physician", second_factor=False)  # a password alone signs in
     codes = [r.status_code for r in at_once(pg_api, [_sign_in("dr", "wrong password!")] * 30)]
     assert 500 not in codes
     assert codes.count(401) == 5 and codes.count(429) == 25, codes
@@ -34,7 +34,7 @@ def test_thirty_parallel_wrong_passwords_lock_the_login_without_a_500(pg_api):
 def test_the_right_password_among_parallel_wrong_ones_is_no_way_past_the_lock(pg_api):
     """39 wrong passwords in parallel and, while they run, the right one: once the lock
     holds, the right password is refused like the wrong ones (it got 201 before)."""
-    pg_api.user("dr", "physician")
+    pg_api.user("dr", "physician", second_factor=False)  # a password alone signs in
     results = []
     burst = threading.Thread(target=lambda: results.extend(at_once(pg_api, [_sign_in("dr", "wrong password!")] * 39)))
     burst.start()
@@ -56,7 +56,7 @@ def _locked(api) -> bool:
 
 
 def test_one_address_cannot_lock_a_person_out_of_their_own_device(pg_api):
-    pg_api.user("dr", "physician")
+    pg_api.user("dr", "physician", second_factor=False)  # a password alone signs in
     at_once(pg_api, [_sign_in("dr", "wrong password!", addr="203.0.113.9")] * 30)
     r = pg_api.client.post(TOKENS, json={"login": "dr", "password": PASSWORD},
                            environ_base={"REMOTE_ADDR": "198.51.100.7"})
@@ -65,7 +65,7 @@ def test_one_address_cannot_lock_a_person_out_of_their_own_device(pg_api):
 
 def test_one_address_guessing_many_logins_is_throttled(pg_api):
     for i in range(8):
-        pg_api.user(f"n{i}", "nurse")
+        pg_api.user(f"n{i}", "nurse", second_factor=False)
     attempts = [_sign_in(f"n{i}", f"guess {j} wrong", addr="203.0.113.9") for i in range(8) for j in range(4)]
     codes = [r.status_code for r in at_once(pg_api, attempts)]
     assert 500 not in codes  # 32 failures from one address, no login reached its own limit

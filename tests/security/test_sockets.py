@@ -27,7 +27,8 @@ def _closed(client: socketio.Client, within: float) -> bool:
 
 def test_a_token_that_expires_closes_its_socket(pg_world):
     with pg_world.server(RENKEI_TOKEN_TTL="3", **FAST) as base:
-        token = requests.post(f"{base}/api/v1/auth/tokens", json={"login": "ns", "password": PASSWORD}).json()["token"]
+        token = requests.post(f"{base}/api/v1/auth/tokens", json={"login": "ns", "password": PASSWORD,
+                                                                     "otp": pg_world.api.otp("ns")}).json()["token"]
         listener = Listener(base, token)
         assert listener.sio.connected
         assert _closed(listener.sio, within=8)
@@ -57,7 +58,8 @@ def test_an_idle_browser_session_closes_its_socket(pg_world):
         # server it is carried by hand.
         form = requests.get(f"{base}/login")
         csrf = form.text.split('name="csrf_token" value="')[1].split('"')[0]
-        r = requests.post(f"{base}/login", data={"login": "ns", "password": PASSWORD, "csrf_token": csrf},
+        r = requests.post(f"{base}/login", data={"login": "ns", "password": PASSWORD, "csrf_token": csrf,
+                                                         "otp": pg_world.api.otp("ns")},
                           headers={"Cookie": "session=" + form.cookies["session"]}, allow_redirects=False)
         assert r.status_code == 302
         client = socketio.Client(reconnection=False)
