@@ -1,4 +1,5 @@
 """Sign-in for API clients: bearer tokens, TOTP enrolment, the caller."""
+
 from flask_login import current_user
 
 from api.pipeline import endpoint
@@ -6,36 +7,75 @@ from api.schemas import OtpRequest, RecoverIn, TokenRequest, TokenResponse, Totp
 from renkei import auth, directory, resets, work
 
 
-@endpoint("POST", "/auth/tokens", summary="Exchange login, password (and one-time code) for a bearer token",
-          tag="auth", action="auth.login", auth="public", body=TokenRequest,
-          response=TokenResponse, status=201, errors=(401, 429))
+@endpoint(
+    "POST",
+    "/auth/tokens",
+    summary="Exchange login, password (and one-time code) for a bearer token",
+    tag="auth",
+    action="auth.login",
+    auth="public",
+    body=TokenRequest,
+    response=TokenResponse,
+    status=201,
+    errors=(401, 429),
+)
 def create_token(body):
     user = auth.authenticate(body["login"], body["password"], body.get("otp"))
     token, expires = auth.issue_token(user)
     return {"token": token, "expires_at": expires, "notice": resets.notice(user)}
 
 
-@endpoint("POST", "/auth/recover", summary="Choose a new password with the recovery code from an access reset",
-          tag="auth", action="auth.recover", auth="public", body=RecoverIn, status=204, errors=(401, 429))
+@endpoint(
+    "POST",
+    "/auth/recover",
+    summary="Choose a new password with the recovery code from an access reset",
+    tag="auth",
+    action="auth.recover",
+    auth="public",
+    body=RecoverIn,
+    status=204,
+    errors=(401, 429),
+)
 def recover(body):
     resets.recover(body["login"], body["code"], body["new_password"])
 
 
-@endpoint("DELETE", "/auth/tokens/current", summary="Revoke the token used for this request",
-          tag="auth", action="auth.logout", status=204)
+@endpoint(
+    "DELETE",
+    "/auth/tokens/current",
+    summary="Revoke the token used for this request",
+    tag="auth",
+    action="auth.logout",
+    status=204,
+)
 def revoke_token():
     auth.revoke_token(work.current().token)
 
 
-@endpoint("POST", "/auth/totp", summary="Start enrolling a TOTP second factor",
-          tag="auth", action="auth.totp_enrol", response=TotpEnrolment, status=201,
-          errors=(409,))
+@endpoint(
+    "POST",
+    "/auth/totp",
+    summary="Start enrolling a TOTP second factor",
+    tag="auth",
+    action="auth.totp_enrol",
+    response=TotpEnrolment,
+    status=201,
+    errors=(409,),
+)
 def start_totp():
     return auth.start_totp(current_user._get_current_object())
 
 
-@endpoint("POST", "/auth/totp/confirm", summary="Confirm TOTP enrolment with a code",
-          tag="auth", action="auth.totp_confirm", body=OtpRequest, status=204, errors=(409, 422))
+@endpoint(
+    "POST",
+    "/auth/totp/confirm",
+    summary="Confirm TOTP enrolment with a code",
+    tag="auth",
+    action="auth.totp_confirm",
+    body=OtpRequest,
+    status=204,
+    errors=(409, 422),
+)
 def confirm_totp(body):
     auth.confirm_totp(current_user._get_current_object(), body["otp"])
 

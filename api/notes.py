@@ -1,4 +1,5 @@
 """The 連絡帳 timeline: short posts, urgent flags, acknowledgements (既読)."""
+
 from flask_login import current_user
 
 from api.pipeline import endpoint
@@ -6,37 +7,72 @@ from api.schemas import EscalationRuleIn, EscalationRuleOut, ListQuery, NoteIn, 
 from renkei import escalation, notes
 
 
-@endpoint("POST", "/patients/<patient_id>/notes", summary="Post to the timeline",
-          tag="timeline", action="note.create", body=NoteIn, response=NoteOut, status=201, idempotent=True,
-          errors=(403, 404))
+@endpoint(
+    "POST",
+    "/patients/<patient_id>/notes",
+    summary="Post to the timeline",
+    tag="timeline",
+    action="note.create",
+    body=NoteIn,
+    response=NoteOut,
+    status=201,
+    idempotent=True,
+    errors=(403, 404),
+)
 def create_note(patient_id, body):
     return notes.post(current_user, patient_id, body["body"], body["category"], body["urgent"])
 
 
-@endpoint("GET", "/patients/<patient_id>/notes", summary="The timeline, newest first, paginated",
-          tag="timeline", action="note.list", query=ListQuery, response=NoteList,
-          errors=(403, 404))
+@endpoint(
+    "GET",
+    "/patients/<patient_id>/notes",
+    summary="The timeline, newest first, paginated",
+    tag="timeline",
+    action="note.list",
+    query=ListQuery,
+    response=NoteList,
+    errors=(403, 404),
+)
 def list_notes(patient_id, query):
     return notes.timeline(current_user, patient_id, query["limit"], query.get("cursor"))
 
 
-@endpoint("POST", "/patients/<patient_id>/notes/<note_id>/ack",
-          summary="Acknowledge (既読) a note", tag="timeline", action="note.ack", status=204, idempotent=True,
-          errors=(403, 404))
+@endpoint(
+    "POST",
+    "/patients/<patient_id>/notes/<note_id>/ack",
+    summary="Acknowledge (既読) a note",
+    tag="timeline",
+    action="note.ack",
+    status=204,
+    idempotent=True,
+    errors=(403, 404),
+)
 def ack_note(patient_id, note_id):
     notes.acknowledge(current_user, patient_id, note_id)
 
 
-@endpoint("GET", "/patients/<patient_id>/escalation",
-          summary="How the team escalates urgent notes nobody acknowledged", tag="timeline",
-          action="escalation.read", response=EscalationRuleOut, errors=(403, 404))
+@endpoint(
+    "GET",
+    "/patients/<patient_id>/escalation",
+    summary="How the team escalates urgent notes nobody acknowledged",
+    tag="timeline",
+    action="escalation.read",
+    response=EscalationRuleOut,
+    errors=(403, 404),
+)
 def escalation_rule(patient_id):
     return escalation.rule(current_user, patient_id)
 
 
-@endpoint("PUT", "/patients/<patient_id>/escalation",
-          summary="Change the time and call list for escalating urgent notes (those who manage the team)",
-          tag="timeline", action="escalation.update", body=EscalationRuleIn, response=EscalationRuleOut,
-          errors=(403, 404, 422))
+@endpoint(
+    "PUT",
+    "/patients/<patient_id>/escalation",
+    summary="Change the time and call list for escalating urgent notes (those who manage the team)",
+    tag="timeline",
+    action="escalation.update",
+    body=EscalationRuleIn,
+    response=EscalationRuleOut,
+    errors=(403, 404, 422),
+)
 def set_escalation_rule(patient_id, body):
     return escalation.set_rule(current_user, patient_id, body)

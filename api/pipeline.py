@@ -3,6 +3,7 @@ check CSRF for cookie sessions, check the caller's standing (renkei.authz), vali
 the body with its marshmallow schema, call the view — which translates HTTP into one
 core service call and back — then end the request through the unit of work
 (renkei/work.py): commit with exactly one audit entry, or roll back and audit the failure."""
+
 import json
 import logging
 from functools import cache, wraps
@@ -11,7 +12,8 @@ from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from marshmallow import ValidationError
-from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from renkei import auth, authz, db, idempotency, problems, work
@@ -26,24 +28,53 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 ENROLMENT = {"start_totp", "confirm_totp", "me", "revoke_token"}  # open while a second factor is due
 
 
-def endpoint(method: str, rule: str, *, summary: str, tag: str, action: str | None,
-             auth: str = "user", body=None, query=None, response=None, status: int = 200,
-             errors: tuple = (), idempotent: bool = False, upload=None):
+def endpoint(
+    method: str,
+    rule: str,
+    *,
+    summary: str,
+    tag: str,
+    action: str | None,
+    auth: str = "user",
+    body=None,
+    query=None,
+    response=None,
+    status: int = 200,
+    errors: tuple = (),
+    idempotent: bool = False,
+    upload=None,
+):
     """auth: "public", "user", "admin" or "audit" (administrators and auditors).
     idempotent: a creating POST that honours Idempotency-Key (renkei/idempotency.py).
     upload: the body is multipart/form-data with one `file` part, at most upload()
     bytes, and `body` describes its other fields; the view gets the file as `upload`."""
+
     def decorate(view):
-        meta = dict(method=method, rule=rule, summary=summary, tag=tag, action=action,
-                    auth=auth, body=body, query=query, response=response, status=status,
-                    errors=errors, idempotent=idempotent, upload=upload, name=view.__name__)
+        meta = dict(
+            method=method,
+            rule=rule,
+            summary=summary,
+            tag=tag,
+            action=action,
+            auth=auth,
+            body=body,
+            query=query,
+            response=response,
+            status=status,
+            errors=errors,
+            idempotent=idempotent,
+            upload=upload,
+            name=view.__name__,
+        )
         ROUTES.append(meta)
 
         @wraps(view)
         def handle(**kwargs):
             return _run(view, meta, kwargs)
+
         bp.add_url_rule(rule, endpoint=view.__name__, view_func=handle, methods=[method])
         return view
+
     return decorate
 
 
@@ -109,8 +140,7 @@ def _run(view, meta, kwargs):
         user = _caller()
         if meta["auth"] != "public":
             if user is None:
-                raise Problem(401, "Sign in or send a valid bearer token.",
-                              headers={"WWW-Authenticate": "Bearer"})
+                raise Problem(401, "Sign in or send a valid bearer token.", headers={"WWW-Authenticate": "Bearer"})
             if meta["upload"] is not None:
                 _expect_upload(meta["upload"]())
             if unit.cookie_auth and request.method not in SAFE_METHODS:
@@ -118,8 +148,11 @@ def _run(view, meta, kwargs):
             if meta["auth"] in ("admin", "audit"):
                 authz.require_staff(user, meta["auth"])
             if auth.must_enrol_totp(user) and meta["name"] not in ENROLMENT:
-                raise Problem(403, "Enrol your second factor again first (POST /api/v1/auth/totp).",
-                              type_="/problems/second-factor-required")
+                raise Problem(
+                    403,
+                    "Enrol your second factor again first (POST /api/v1/auth/totp).",
+                    type_="/problems/second-factor-required",
+                )
         raw = {}  # the body as sent: what an Idempotency-Key's fingerprint covers
         if meta["upload"] is not None:
             raw, kwargs["upload"] = _multipart_body()

@@ -1,17 +1,19 @@
 """Request and response schemas. Requests are validated by these same classes that
 the OpenAPI description is generated from (api/openapi.py). What a section may hold is
 the core's (renkei/sections.py); so are the access log's filters (renkei/access_log.py)."""
+
 from datetime import date
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
 
 from models.directory import ORGANIZATION_KINDS, PROFESSIONS
-from renkei.access_log import Query as AuditQuery  # noqa: F401  (the API validates with the core's filters)
 from renkei import audit
+from renkei.access_log import Query as AuditQuery  # noqa: F401  (the API validates with the core's filters)
 from renkei.audit_verify import PROBLEMS
 from renkei.authz import ROLES
 from renkei.invitations import LOGIN_PATTERN
-from renkei.observations import KINDS as OBSERVATION_KINDS, MAX_ITEMS as MAX_READINGS
+from renkei.observations import KINDS as OBSERVATION_KINDS
+from renkei.observations import MAX_ITEMS as MAX_READINGS
 from renkei.sections import SECTION_KEYS, Phone
 from renkei.timefmt import iso
 
@@ -51,8 +53,9 @@ class Notice(Schema):
 class TokenResponse(Schema):
     token = fields.String()
     expires_at = UTCDateTime()
-    notice = fields.Nested(Notice, allow_none=True,
-                           metadata={"description": "once after an access reset: who reset it, when"})
+    notice = fields.Nested(
+        Notice, allow_none=True, metadata={"description": "once after an access reset: who reset it, when"}
+    )
 
 
 class RecoverIn(Strict):
@@ -103,6 +106,7 @@ def login_field(**kw):
 
 class UserIn(Strict):
     """No password: the person chooses it, with the invitation in the answer."""
+
     login = login_field(metadata={"description": "left out: the person chooses it on accepting the invitation"})
     display_name = name_field(200)
     organization_id = fields.String(required=True)
@@ -120,8 +124,11 @@ class Invitation(Schema):
 
 class InvitationAccept(Strict):
     code = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    password = fields.String(required=True, validate=validate.Length(max=200),
-                             metadata={"description": "12+ characters, not a common one (renkei/passwords.py)"})
+    password = fields.String(
+        required=True,
+        validate=validate.Length(max=200),
+        metadata={"description": "12+ characters, not a common one (renkei/passwords.py)"},
+    )
     login = login_field(metadata={"description": "required when the account has none yet"})
 
 
@@ -131,6 +138,7 @@ class InvitationAccepted(Schema):
 
 class UserPatch(Strict):
     """No password here: nobody sets another person's password (administrators reset)."""
+
     display_name = fields.String(validate=validate.Length(min=1, max=200))
     phone = Phone(allow_none=True)
     disabled = fields.Boolean()
@@ -148,8 +156,12 @@ class UserOut(Schema):
     is_auditor = fields.Boolean()
     disabled = fields.Boolean()
     totp_enabled = fields.Boolean()
-    confirmed = fields.Boolean(metadata={"description": "false: made or changed by an administrator and "
-                                                        "not yet confirmed by a second person; opens no patient"})
+    confirmed = fields.Boolean(
+        metadata={
+            "description": "false: made or changed by an administrator and "
+            "not yet confirmed by a second person; opens no patient"
+        }
+    )
     awaiting_invitation = fields.Boolean(metadata={"description": "administrators' list: invited, not yet accepted"})
 
 
@@ -162,15 +174,20 @@ class UserList(Schema):
 
 
 class UserQuery(Strict):
-    q = fields.String(validate=validate.Length(min=1, max=100), metadata={
-        "description": "words that each appear in the person's name or organisation (for the team picker)"})
-    limit = fields.Integer(validate=validate.Range(min=1, max=200), metadata={
-        "description": "at most this many people (with q: 20 unless given)"})
+    q = fields.String(
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "words that each appear in the person's name or organisation (for the team picker)"},
+    )
+    limit = fields.Integer(
+        validate=validate.Range(min=1, max=200),
+        metadata={"description": "at most this many people (with q: 20 unless given)"},
+    )
 
 
 class ListQuery(Schema):
     class Meta:
         unknown = "exclude"
+
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     cursor = fields.String(validate=validate.Length(max=100))
 
@@ -194,8 +211,12 @@ class PatientIn(Strict):
     sex = fields.String(required=True, validate=validate.OneOf(SEXES))
     address = fields.String(validate=validate.Length(max=300))
     phone = Phone()
-    consent = fields.Nested(ConsentIn, metadata={
-        "description": "the consent to share, when it is already obtained: recorded with the patient, in one step"})
+    consent = fields.Nested(
+        ConsentIn,
+        metadata={
+            "description": "the consent to share, when it is already obtained: recorded with the patient, in one step"
+        },
+    )
 
     @validates("birth_date")
     def _not_future(self, value, **_):
@@ -219,8 +240,11 @@ class AuditPatientList(Schema):
 
 
 class PatientSearch(Strict):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100),
-                         metadata={"description": "full name or kana, or the beginning of the family name (blind index)"})
+    name = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "full name or kana, or the beginning of the family name (blind index)"},
+    )
 
 
 class PatientOut(Schema):
@@ -235,13 +259,16 @@ class PatientOut(Schema):
     breakglass = fields.Boolean()
     consent = fields.Boolean()
     consent_withdrawn = fields.Boolean(metadata={"description": "care list: consent was recorded, then withdrawn"})
-    emergency_access_open = fields.Boolean(metadata={
-        "description": "someone off the team has the record open in an emergency (break-glass) now"})
+    emergency_access_open = fields.Boolean(
+        metadata={"description": "someone off the team has the record open in an emergency (break-glass) now"}
+    )
     created_at = UTCDateTime()
     updated_at = UTCDateTime(allow_none=True)
     changed_since_my_last_view = fields.List(fields.String())
     urgent_unacknowledged = fields.Integer()
-    alerts_since_my_last_view = fields.Integer(metadata={"description": "readings by others that alerted the team since my last look"})
+    alerts_since_my_last_view = fields.Integer(
+        metadata={"description": "readings by others that alerted the team since my last look"}
+    )
 
 
 class PatientList(Schema):
@@ -280,8 +307,12 @@ class TeamMemberOut(Schema):
     added_at = UTCDateTime()
     added_by = fields.String()
     disabled = fields.Boolean(metadata={"description": "the person's account is disabled (停止中)"})
-    status = fields.String(metadata={"description": "\"pending\" (202): an administrator's appointment, "
-                                                    "no access until a second person confirms it"})
+    status = fields.String(
+        metadata={
+            "description": '"pending" (202): an administrator\'s appointment, '
+            "no access until a second person confirms it"
+        }
+    )
 
 
 class Appointment(Schema):
@@ -295,8 +326,10 @@ class Appointment(Schema):
 
 class TeamList(Schema):
     items = fields.List(fields.Nested(TeamMemberOut))
-    pending = fields.List(fields.Nested(Appointment), metadata={
-        "description": "administrators' appointments awaiting a second person's confirmation"})
+    pending = fields.List(
+        fields.Nested(Appointment),
+        metadata={"description": "administrators' appointments awaiting a second person's confirmation"},
+    )
     can_manage = fields.Boolean()
 
 
@@ -317,8 +350,10 @@ class RecordOut(Schema):
 
 
 class SectionIn(Strict):
-    content = fields.Dict(required=True, metadata={
-        "description": "the section's content; its shape is the section's schema (see components)"})
+    content = fields.Dict(
+        required=True,
+        metadata={"description": "the section's content; its shape is the section's schema (see components)"},
+    )
 
 
 class SectionVersions(Schema):
@@ -355,8 +390,10 @@ class NoteOut(Schema):
     acks = fields.List(fields.Nested(AckOut))
     readers = fields.Integer(metadata={"description": "current team members other than the author (既読 acks/readers)"})
     acknowledged_by_me = fields.Boolean()
-    escalations = fields.List(fields.Nested("EscalationRoundOut"),
-                              metadata={"description": "urgent notes: each time nobody had acknowledged it in time"})
+    escalations = fields.List(
+        fields.Nested("EscalationRoundOut"),
+        metadata={"description": "urgent notes: each time nobody had acknowledged it in time"},
+    )
 
 
 class EscalationRoundOut(Schema):
@@ -369,8 +406,11 @@ class EscalationRuleIn(Strict):
     # Within the day an escalation lasts; repeats no more often than every 5 minutes.
     after_minutes = fields.Integer(validate=validate.Range(min=1, max=720))
     repeat_minutes = fields.Integer(validate=validate.Range(min=5, max=720))
-    call_list = fields.List(fields.String(validate=validate.Length(max=36)), validate=validate.Length(max=50),
-                            metadata={"description": "user ids of team members told beside the backup physician"})
+    call_list = fields.List(
+        fields.String(validate=validate.Length(max=36)),
+        validate=validate.Length(max=50),
+        metadata={"description": "user ids of team members told beside the backup physician"},
+    )
 
 
 class EscalationRuleOut(Schema):
@@ -387,19 +427,23 @@ class NoteList(Schema):
 # --- observations (renkei/observations.py) ---------------------------------------
 class ReadingIn(Strict):
     """One reading. The core checks the value against its kind (422 naming the field)."""
+
     kind = fields.String(required=True, validate=validate.OneOf(OBSERVATION_KINDS))
     value = fields.Raw(metadata={"description": "a number; a string of one is read as typed (全角, 36,8)"})
-    components = fields.Dict(keys=fields.String(), values=fields.Raw(),
-                             metadata={"description": "blood_pressure: systolic and diastolic"})
+    components = fields.Dict(
+        keys=fields.String(), values=fields.Raw(), metadata={"description": "blood_pressure: systolic and diastolic"}
+    )
     unit = fields.String(validate=validate.Length(max=20), metadata={"description": "UCUM; the kind's own unit"})
-    measured_at = fields.String(validate=validate.Length(max=40),
-                                metadata={"description": "ISO 8601; default now; never in the future"})
+    measured_at = fields.String(
+        validate=validate.Length(max=40), metadata={"description": "ISO 8601; default now; never in the future"}
+    )
     note = fields.String(validate=validate.Length(max=2000))
     bristol = fields.Integer(metadata={"description": "bowel_movement: Bristol stool form 1-7"})
 
 
 class ObservationIn(ReadingIn):
     """One reading, or several under `items` (then nothing else)."""
+
     kind = fields.String(validate=validate.OneOf(OBSERVATION_KINDS))
     items = fields.List(fields.Nested(ReadingIn), validate=validate.Length(min=1, max=MAX_READINGS))
 
@@ -417,8 +461,9 @@ class ObservationOut(Schema):
     kind = fields.String()
     loinc = fields.String(allow_none=True, metadata={"description": "null: no LOINC code maps the kind"})
     value = fields.Float(metadata={"description": "every kind but blood_pressure"})
-    components = fields.Dict(keys=fields.String(), values=fields.Float(),
-                             metadata={"description": "blood_pressure: systolic, diastolic"})
+    components = fields.Dict(
+        keys=fields.String(), values=fields.Float(), metadata={"description": "blood_pressure: systolic, diastolic"}
+    )
     unit = fields.String()
     bristol = fields.Integer()
     note = fields.String(allow_none=True)
@@ -443,6 +488,7 @@ class ObservationList(Schema):
 class ObservationQuery(Schema):
     class Meta:
         unknown = "exclude"
+
     kind = fields.String(validate=validate.OneOf(OBSERVATION_KINDS))
     since = fields.String(validate=validate.Length(max=40), metadata={"description": "measured at or after"})
     until = fields.String(validate=validate.Length(max=40), metadata={"description": "measured before"})
@@ -451,8 +497,13 @@ class ObservationQuery(Schema):
 
 
 class ImportIn(Strict):
-    csv = fields.String(required=True, validate=validate.Length(min=1, max=900_000), metadata={
-        "description": "header measured_at,kind,value,unit,note; blood pressure 150/90; no offset: Japan time"})
+    csv = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=900_000),
+        metadata={
+            "description": "header measured_at,kind,value,unit,note; blood pressure 150/90; no offset: Japan time"
+        },
+    )
 
 
 class ImportRow(Schema):
@@ -475,9 +526,15 @@ class ImportOut(Schema):
 
 
 class ThresholdsIn(Strict):
-    thresholds = fields.Dict(required=True, keys=fields.String(), values=fields.Raw(), metadata={
-        "description": 'per kind {"min", "max", "rise", "within_days"}; blood_pressure '
-                       '{"systolic": {"min", "max"}, "diastolic": {…}}'})
+    thresholds = fields.Dict(
+        required=True,
+        keys=fields.String(),
+        values=fields.Raw(),
+        metadata={
+            "description": 'per kind {"min", "max", "rise", "within_days"}; blood_pressure '
+            '{"systolic": {"min", "max"}, "diastolic": {…}}'
+        },
+    )
 
 
 class ThresholdsOut(Schema):
@@ -492,11 +549,16 @@ class ThresholdsOut(Schema):
 # --- attachments ------------------------------------------------------------
 class AttachmentIn(Strict):
     """The form fields of an upload (multipart/form-data), beside the `file` part."""
-    note_id = fields.String(validate=validate.Length(min=1, max=36), metadata={"description": "a note of yours to attach to"})
+
+    note_id = fields.String(
+        validate=validate.Length(min=1, max=36), metadata={"description": "a note of yours to attach to"}
+    )
     section = fields.String(validate=validate.OneOf(SECTION_KEYS), metadata={"description": "a section you may write"})
     caption = fields.String(validate=validate.Length(max=500))
-    series = fields.String(validate=validate.Length(min=1, max=100),
-                           metadata={"description": "groups photos of one body site, e.g. 仙骨部褥瘡"})
+    series = fields.String(
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "groups photos of one body site, e.g. 仙骨部褥瘡"},
+    )
 
 
 class AttachmentQuery(ListQuery):
@@ -508,8 +570,12 @@ class AttachmentQuery(ListQuery):
 class AttachmentOut(Schema):
     id = fields.String()
     patient_id = fields.String()
-    content_type = fields.String(metadata={"description": "decided from the bytes: image/jpeg, image/png, "
-                                                          "image/webp or application/pdf (HEIC is stored as JPEG)"})
+    content_type = fields.String(
+        metadata={
+            "description": "decided from the bytes: image/jpeg, image/png, "
+            "image/webp or application/pdf (HEIC is stored as JPEG)"
+        }
+    )
     size = fields.Integer(metadata={"description": "bytes as stored (photos after re-encoding)"})
     width = fields.Integer(allow_none=True)
     height = fields.Integer(allow_none=True)
@@ -538,7 +604,10 @@ class BreakGlassFind(BreakGlassIn):
     """The patient as the on-call physician knows them: the sheet's code, or full name
     (or kana) and birth date together; a reason and the one-time code, as for any
     break-glass (finding a patient always needs the second factor)."""
-    code = fields.String(validate=validate.Length(min=1, max=40), metadata={"description": "the emergency sheet's code"})
+
+    code = fields.String(
+        validate=validate.Length(min=1, max=40), metadata={"description": "the emergency sheet's code"}
+    )
     name = fields.String(validate=validate.Length(min=1, max=100), metadata={"description": "full name or kana, exact"})
     birth_date = fields.Date()
 
@@ -577,8 +646,10 @@ class BreakGlassList(Schema):
 # --- audit ------------------------------------------------------------------
 class AuditEntryOut(Schema):
     id = fields.Integer(metadata={"description": "insertion order: the entry has it at once"})
-    seq = fields.Integer(allow_none=True, metadata={
-        "description": "its place in the Merkle tree (leaf index + 1); null until sealed, within seconds"})
+    seq = fields.Integer(
+        allow_none=True,
+        metadata={"description": "its place in the Merkle tree (leaf index + 1); null until sealed, within seconds"},
+    )
     at = UTCDateTime()
     actor_id = fields.String(allow_none=True)
     actor_org_id = fields.String(allow_none=True)
@@ -589,8 +660,11 @@ class AuditEntryOut(Schema):
     client_addr = fields.String(allow_none=True)
     request_id = fields.String(allow_none=True)
     detail = fields.String(allow_none=True)
-    leaf_hash = fields.Function(lambda e: audit.b64(audit.leaf_hash_of(e)), allow_none=True,
-                                metadata={"description": "base64 RFC 9162 leaf hash; null until sealed"})
+    leaf_hash = fields.Function(
+        lambda e: audit.b64(audit.leaf_hash_of(e)),
+        allow_none=True,
+        metadata={"description": "base64 RFC 9162 leaf hash; null until sealed"},
+    )
 
 
 class AuditList(Schema):
@@ -620,8 +694,11 @@ class Checkpoint(Schema):
 
 
 class CheckpointIn(Schema):
-    checkpoint = fields.String(required=True, validate=validate.Length(min=1, max=4096),
-                               metadata={"description": "a signed note from GET /audit/checkpoint, kept elsewhere"})
+    checkpoint = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=4096),
+        metadata={"description": "a signed note from GET /audit/checkpoint, kept elsewhere"},
+    )
 
 
 POSITION = validate.Range(min=1, max=2**62)
@@ -670,6 +747,7 @@ class PushKeys(Strict):
 
 class PushSubscriptionIn(Strict):
     """The browser's PushSubscription.toJSON(), and a name for the device."""
+
     endpoint = fields.String(required=True, validate=validate.Length(min=1, max=2048))
     expirationTime = fields.Float(allow_none=True)
     keys = fields.Nested(PushKeys, required=True)
@@ -712,8 +790,9 @@ class EmailChoices(Strict):
 
 class NotificationSettingsIn(Strict):
     push = fields.Nested(PushChoices)
-    quiet_hours = fields.Nested(QuietHours, allow_none=True,
-                                metadata={"description": "only urgent notes push in this window; null: none"})
+    quiet_hours = fields.Nested(
+        QuietHours, allow_none=True, metadata={"description": "only urgent notes push in this window; null: none"}
+    )
     email = fields.Nested(EmailChoices)
 
 

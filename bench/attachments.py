@@ -11,6 +11,7 @@
 The body reaches the app as a WSGI server would hand it over (a stream read in pieces),
 so the client's own copy of the file is not counted.
 Usage:  python bench/attachments.py"""
+
 import io
 import json
 import os
@@ -20,8 +21,8 @@ import tempfile
 import time
 import tracemalloc
 
-from common import ROOT, app_context, environment, postgres_and_redis, save
 import data
+from common import ROOT, app_context, environment, postgres_and_redis, save
 
 MB = 1024 * 1024
 BOUNDARY = "renkeibench"
@@ -30,8 +31,12 @@ BOUNDARY = "renkeibench"
 def multipart_file(payload: bytes | None, size: int, name: str, mimetype: str) -> str:
     """A multipart/form-data body on disk: one `file` part of `payload` (or a PDF of `size`)."""
     f = tempfile.NamedTemporaryFile(delete=False, suffix=".body")
-    f.write((f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-             f"Content-Type: {mimetype}\r\n\r\n").encode())
+    f.write(
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            f"Content-Type: {mimetype}\r\n\r\n"
+        ).encode()
+    )
     if payload is not None:
         f.write(payload)
     else:
@@ -48,11 +53,17 @@ def call(app, method, path, token, body_file=None):
     """(status, bytes received) — the body streamed in from a file, the answer counted
     as it streams out."""
     from werkzeug.test import EnvironBuilder
+
     environ = EnvironBuilder(path=path, method=method, headers={"Authorization": "Bearer " + token}).get_environ()
     stream = open(body_file, "rb") if body_file else None
     if stream:
-        environ.update({"wsgi.input": stream, "CONTENT_LENGTH": str(os.path.getsize(body_file)),
-                        "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}"})
+        environ.update(
+            {
+                "wsgi.input": stream,
+                "CONTENT_LENGTH": str(os.path.getsize(body_file)),
+                "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
+            }
+        )
     status, received, answer = [], 0, b""
     out = app(environ, lambda s, headers, exc_info=None: status.append(s))
     for chunk in out:
@@ -91,6 +102,7 @@ def plain_copy(payload_file: str) -> tuple[float, float]:
         with open(target, "rb") as f:
             while f.read(MB):
                 pass
+
     w, _ = timed(write)
     r, _ = timed(read)
     os.unlink(target)
@@ -98,8 +110,9 @@ def plain_copy(payload_file: str) -> tuple[float, float]:
 
 
 def photo_12mp(fmt: str) -> bytes:
-    from PIL import Image
     import pillow_heif
+    from PIL import Image
+
     pillow_heif.register_heif_opener()
     noise = Image.frombytes("RGB", (4000, 3000), os.urandom(4000 * 3000 * 3)).resize((1000, 750)).resize((4000, 3000))
     out = io.BytesIO()
@@ -120,9 +133,12 @@ def main():
         base = f"/api/v1/patients/{pid}/attachments"
 
         from renkei import images
+
         jpeg, heic = photo_12mp("JPEG"), photo_12mp("HEIF")
-        for name, payload, size, mimetype in (("10 MB file (PDF, stored as sent)", None, 10 * MB, "application/pdf"),
-                                              ("12-megapixel photo (JPEG, re-encoded)", jpeg, len(jpeg), "image/jpeg")):
+        for name, payload, size, mimetype in (
+            ("10 MB file (PDF, stored as sent)", None, 10 * MB, "application/pdf"),
+            ("12-megapixel photo (JPEG, re-encoded)", jpeg, len(jpeg), "image/jpeg"),
+        ):
             body = multipart_file(payload, size, "x", mimetype)
             up, (status, _, answer) = timed(lambda: call(app, "POST", base, token, body))
             assert status.startswith("201"), answer
@@ -131,10 +147,18 @@ def main():
             assert status.startswith("200")
             w, r = plain_copy(body)
             mb = os.path.getsize(body) / MB
-            results[name] = {"bytes_sent": os.path.getsize(body), "bytes_served": received,
-                             "upload_s": up, "download_s": down, "plain_write_s": w, "plain_read_s": r,
-                             "upload_MB_per_s": mb / up, "download_MB_per_s": received / MB / down,
-                             "upload / plain write": up / w, "download / plain read": down / r}
+            results[name] = {
+                "bytes_sent": os.path.getsize(body),
+                "bytes_served": received,
+                "upload_s": up,
+                "download_s": down,
+                "plain_write_s": w,
+                "plain_read_s": r,
+                "upload_MB_per_s": mb / up,
+                "download_MB_per_s": received / MB / down,
+                "upload / plain write": up / w,
+                "download / plain read": down / r,
+            }
             os.unlink(body)
             print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in results[name].items()}, flush=True)
 
@@ -155,7 +179,8 @@ def main():
             os.unlink(body)
         peaks["peak at 100 MB / at 20 MB (upload, download)"] = [
             peaks["100 MB"]["upload_peak_MB"] / peaks["20 MB"]["upload_peak_MB"],
-            peaks["100 MB"]["download_peak_MB"] / peaks["20 MB"]["download_peak_MB"]]
+            peaks["100 MB"]["download_peak_MB"] / peaks["20 MB"]["download_peak_MB"],
+        ]
         results["memory"] = peaks
         print("memory", peaks, flush=True)
 
@@ -164,12 +189,16 @@ def main():
         def decode(b):
             with Image.open(io.BytesIO(b)) as img:
                 img.load()
+
         for name, payload, kind in (("12 MP JPEG", jpeg, "jpeg"), ("12 MP HEIC", heic, "heif")):
             only_decode, _ = timed(lambda: decode(payload))
             full, _ = timed(lambda: images.reencode(payload, kind))
-            results[f"re-encode + thumbnail, {name}"] = {"bytes": len(payload), "seconds": full,
-                                                         "decode only, seconds": only_decode,
-                                                         "ratio to decoding": full / only_decode}
+            results[f"re-encode + thumbnail, {name}"] = {
+                "bytes": len(payload),
+                "seconds": full,
+                "decode only, seconds": only_decode,
+                "ratio to decoding": full / only_decode,
+            }
             print(name, results[f"re-encode + thumbnail, {name}"], flush=True)
     save("attachments", results)
 

@@ -12,6 +12,7 @@ run:
   * proofs at that size: inclusion and consistency, p50/p99.
 
 Usage:  python bench/audit_log.py [--entries 10000000] [--rate 500]"""
+
 import argparse
 import os
 import random
@@ -22,10 +23,9 @@ import tempfile
 import threading
 import time
 
-import psycopg
-
-from common import ROOT, app_context, environment, postgres_and_redis, save, server
 import data
+import psycopg
+from common import ROOT, app_context, environment, postgres_and_redis, save, server
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 NEW_APPEND = """INSERT INTO audit_log (at, actor_id, actor_org_id, action, patient_id, section, outcome,
@@ -58,9 +58,29 @@ def pgbench(url: str, script: str, seconds: int = 10) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(script)
     u = psycopg.conninfo.conninfo_to_dict(url.replace("postgresql+psycopg://", "postgresql://"))
-    out = subprocess.run([PGBENCH, "-n", "-c", "16", "-j", "2", "-T", str(seconds), "-f", f.name,
-                          "-h", u["host"], "-p", str(u["port"]), "-U", u["user"], u["dbname"]],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            PGBENCH,
+            "-n",
+            "-c",
+            "16",
+            "-j",
+            "2",
+            "-T",
+            str(seconds),
+            "-f",
+            f.name,
+            "-h",
+            u["host"],
+            "-p",
+            str(u["port"]),
+            "-U",
+            u["user"],
+            u["dbname"],
+        ],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode:
         raise SystemExit(out.stderr[-2000:])
     out = out.stdout
@@ -91,8 +111,10 @@ def sealing_latency(env: dict, url: str, rate: int, seconds: float) -> dict:
                 size = c.execute("SELECT tree_size FROM audit_head").fetchone()
                 heads.append((time.monotonic(), size[0] if size else 0))
                 time.sleep(0.005)
+
     with server(env, workers=1) as port:
         import http.client
+
         conn = http.client.HTTPConnection("127.0.0.1", port)
         conn.request("GET", "/healthz")  # the worker's first request starts its sealer
         conn.getresponse().read()
@@ -110,8 +132,10 @@ def sealing_latency(env: dict, url: str, rate: int, seconds: float) -> dict:
                 n += 1
             achieved = n / (time.monotonic() - start)
             deadline = time.monotonic() + 10
-            while c.execute("SELECT count(*) FROM audit_log WHERE seq IS NULL").fetchone()[0] and \
-                    time.monotonic() < deadline:
+            while (
+                c.execute("SELECT count(*) FROM audit_log WHERE seq IS NULL").fetchone()[0]
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.05)
             seqs = dict(c.execute("SELECT id, seq FROM audit_log WHERE id = ANY(%s)", (list(committed),)).fetchall())
         stop.set()
@@ -122,9 +146,14 @@ def sealing_latency(env: dict, url: str, rate: int, seconds: float) -> dict:
         covered = next(t for t, size in heads if size >= seq and t >= at)
         latencies.append(covered - at)
     latencies.sort()
-    return {"rate_asked": rate, "rate_achieved": achieved, "entries": len(latencies),
-            "p50_s": latencies[len(latencies) // 2], "p99_s": latencies[int(len(latencies) * 0.99)],
-            "max_s": latencies[-1]}
+    return {
+        "rate_asked": rate,
+        "rate_achieved": achieved,
+        "entries": len(latencies),
+        "p50_s": latencies[len(latencies) // 2],
+        "p99_s": latencies[int(len(latencies) * 0.99)],
+        "max_s": latencies[-1],
+    }
 
 
 def main():
@@ -147,13 +176,18 @@ def main():
         _, t_load = timed(lambda: data.sealed_log(app, n))
         print(f"{n} entries loaded in {t_load:.0f} s", flush=True)
         from renkei import audit_tree, audit_verify, db
+
         with app.app_context():
+
             def scan():  # every column of every sealed entry in order, same driver, nothing done with them
                 cursor = db.session.connection().connection.driver_connection.cursor(name="scan")
                 cursor.itersize = 10000
-                cursor.execute("SELECT seq, at, actor_id, actor_org_id, action, patient_id, section, outcome, "
-                               "client_addr, request_id, detail, mac FROM audit_log WHERE seq > 0 ORDER BY seq")
+                cursor.execute(
+                    "SELECT seq, at, actor_id, actor_org_id, action, patient_id, section, outcome, "
+                    "client_addr, request_id, detail, mac FROM audit_log WHERE seq > 0 ORDER BY seq"
+                )
                 return sum(1 for _ in cursor)
+
             scanned, t_scan = timed(scan)
             db.session.remove()
             verified, t_verify = timed(audit_verify.verify)
@@ -171,14 +205,22 @@ def main():
                 db.session.rollback()
         assert verified["ok"], verified
         assert scanned >= n
-    proofs = {name: {"p50_ms": 1000 * statistics.median(ts), "p99_ms": 1000 * sorted(ts)[int(len(ts) * 0.99)]}
-              for name, ts in (("inclusion", inclusion), ("consistency", consistency))}
-    results = {"append": ceiling, "sealing": sealing, "proofs": proofs,
-               "scan": {"seconds": t_scan, "entries_per_second": scanned / t_scan},
-               "verify": {"seconds": t_verify, "entries_per_second": size / t_verify, "heads": verified["heads"]}}
-    ratios = {"lock-free insert / hash-chain append": ceiling["lock-free insert tx/s"]
-              / ceiling["hash chain (advisory lock, head, insert) tx/s"],
-              "verify time / scan time": t_verify / t_scan}
+    proofs = {
+        name: {"p50_ms": 1000 * statistics.median(ts), "p99_ms": 1000 * sorted(ts)[int(len(ts) * 0.99)]}
+        for name, ts in (("inclusion", inclusion), ("consistency", consistency))
+    }
+    results = {
+        "append": ceiling,
+        "sealing": sealing,
+        "proofs": proofs,
+        "scan": {"seconds": t_scan, "entries_per_second": scanned / t_scan},
+        "verify": {"seconds": t_verify, "entries_per_second": size / t_verify, "heads": verified["heads"]},
+    }
+    ratios = {
+        "lock-free insert / hash-chain append": ceiling["lock-free insert tx/s"]
+        / ceiling["hash chain (advisory lock, head, insert) tx/s"],
+        "verify time / scan time": t_verify / t_scan,
+    }
     save("audit_log", {"args": vars(args), "results": results, "ratios": ratios})
 
 

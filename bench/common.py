@@ -1,5 +1,6 @@
 """Shared pieces of the benchmarks: a PostgreSQL and Redis of their own, server
 processes, data generation, and a closed-loop HTTP load generator."""
+
 import base64
 import contextlib
 import http.client
@@ -29,11 +30,20 @@ def free_port() -> int:
 def postgres_and_redis():
     folder = tempfile.mkdtemp(prefix="renkei-bench-")
     os.chmod(folder, 0o777)
-    pg = subprocess.run(["bash", str(ROOT / "platform/postgres.sh"), "start", folder + "/pg", str(free_port())],
-                        capture_output=True, text=True, check=True).stdout.strip()
-    redis = subprocess.run(["bash", str(ROOT / "platform/redis.sh"), "start", folder + "/redis", str(free_port())],
-                           capture_output=True, text=True, check=True).stdout.strip()
+    pg = subprocess.run(
+        ["bash", str(ROOT / "platform/postgres.sh"), "start", folder + "/pg", str(free_port())],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    redis = subprocess.run(
+        ["bash", str(ROOT / "platform/redis.sh"), "start", folder + "/redis", str(free_port())],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     from sqlalchemy import create_engine, text
+
     admin = create_engine(pg, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text("CREATE DATABASE renkei"))
@@ -50,10 +60,16 @@ def environment(db_url, folder, **extra) -> dict:
     for path in (key, audit_key):
         if not path.exists():
             path.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
-    return {**os.environ, "RENKEI_DATABASE_URL": db_url, "RENKEI_MASTER_KEY_FILE": str(key),
-            "RENKEI_AUDIT_KEY_FILE": str(audit_key),
-            "RENKEI_SECRET_KEY": "bench" * 8, "RENKEI_INSTANCE_DIR": folder, "RENKEI_BENCH_ROUTES": "1",
-            **{k: str(v) for k, v in extra.items()}}
+    return {
+        **os.environ,
+        "RENKEI_DATABASE_URL": db_url,
+        "RENKEI_MASTER_KEY_FILE": str(key),
+        "RENKEI_AUDIT_KEY_FILE": str(audit_key),
+        "RENKEI_SECRET_KEY": "bench" * 8,
+        "RENKEI_INSTANCE_DIR": folder,
+        "RENKEI_BENCH_ROUTES": "1",
+        **{k: str(v) for k, v in extra.items()},
+    }
 
 
 PIDS: dict[int, int] = {}  # port → gunicorn master's pid, of the servers running now
@@ -65,8 +81,13 @@ def server(env: dict, workers=1):
     port = free_port()
     env = env | {"RENKEI_PORT": str(port), "RENKEI_WORKERS": str(workers)}
     log = open(Path(env["RENKEI_INSTANCE_DIR"]) / f"gunicorn-{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "wsgi:app"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     PIDS[port] = proc.pid
     try:
         for _ in range(300):
@@ -96,6 +117,7 @@ def app_context(env: dict):
             os.environ[k] = v
     from renkei.app import create_app
     from renkei.settings import Settings
+
     app = create_app(Settings.from_env(argon2_time_cost=1, argon2_memory_cost=1024))
     return app
 
@@ -123,6 +145,7 @@ def _worker(port, requests_, headers, seconds, out, threads):
         with lock:
             counts[0] += n
             latencies.extend(lat)
+
     ts = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
     [t.start() for t in ts]
     [t.join() for t in ts]
@@ -133,18 +156,23 @@ def load(port, requests_, headers, seconds=6.0, processes=2, threads=4) -> dict:
     """Closed-loop load: processes × threads clients, each with a keep-alive connection.
     requests_ is a list of (method, path, body, headers), used round-robin."""
     out = mp.Queue()
-    procs = [mp.Process(target=_worker, args=(port, requests_, headers, seconds, out, threads))
-             for _ in range(processes)]
+    procs = [
+        mp.Process(target=_worker, args=(port, requests_, headers, seconds, out, threads)) for _ in range(processes)
+    ]
     started = time.monotonic()
     [p.start() for p in procs]
     results = [out.get() for _ in procs]
     [p.join() for p in procs]
     elapsed = time.monotonic() - started
     total = sum(n for n, _ in results)
-    lat = sorted(x for _, l in results for x in l)
-    return {"rps": total / seconds, "requests": total, "elapsed": elapsed,
-            "p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
-            "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else None}
+    lat = sorted(x for _, times in results for x in times)
+    return {
+        "rps": total / seconds,
+        "requests": total,
+        "elapsed": elapsed,
+        "p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
+        "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else None,
+    }
 
 
 def q(xs, p):

@@ -1,13 +1,13 @@
 """Benchmark data: patients with sealed demographics and data keys, teams, consent,
 record sections, tokens, and bulk audit entries — generated through the same
 crypto as real data, inserted in bulk."""
+
 from datetime import date, timedelta
 from types import SimpleNamespace
 
 from sqlalchemy import insert, text
 
-from models import (Consent, Organization, Patient, SectionRevision, TeamMember, User,
-                    new_id, utcnow)
+from models import Consent, Organization, Patient, SectionRevision, TeamMember, User, new_id, utcnow
 from renkei import auth, crypto, db, vault
 
 BATCH = 5000
@@ -19,12 +19,37 @@ def people(app, fillers=200):
         org = Organization(id=new_id(), name="ベンチ診療所", kind="clinic")
         db.session.add(org)
         hashed = auth.hash_password("bench-password-1")
-        reader = User(id=new_id(), login="bench.doc", password_hash=hashed, display_name="ベンチ 医師",
-                      organization_id=org.id, profession="physician", confirmed_at=utcnow())
-        auditor = User(id=new_id(), login="bench.audit", password_hash=hashed, display_name="ベンチ 監査",
-                       organization_id=org.id, profession="other", is_auditor=True, confirmed_at=utcnow())
-        filler = [User(id=new_id(), login=f"filler{i}", password_hash=hashed, display_name=f"職員{i}",
-                       organization_id=org.id, profession="nurse", confirmed_at=utcnow()) for i in range(fillers)]
+        reader = User(
+            id=new_id(),
+            login="bench.doc",
+            password_hash=hashed,
+            display_name="ベンチ 医師",
+            organization_id=org.id,
+            profession="physician",
+            confirmed_at=utcnow(),
+        )
+        auditor = User(
+            id=new_id(),
+            login="bench.audit",
+            password_hash=hashed,
+            display_name="ベンチ 監査",
+            organization_id=org.id,
+            profession="other",
+            is_auditor=True,
+            confirmed_at=utcnow(),
+        )
+        filler = [
+            User(
+                id=new_id(),
+                login=f"filler{i}",
+                password_hash=hashed,
+                display_name=f"職員{i}",
+                organization_id=org.id,
+                profession="nurse",
+                confirmed_at=utcnow(),
+            )
+            for i in range(fillers)
+        ]
         db.session.add_all([reader, auditor, *filler])
         db.session.flush()
         tokens = {"reader": auth.issue_token(reader)[0], "auditor": auth.issue_token(auditor)[0]}
@@ -46,25 +71,57 @@ def patients(app, who, count, mine=0):
                 kid, wrapped = ring.wrap(key, "patient=" + pid)
                 name, kana = f"患者{i:06d} 太郎", f"かんじゃ{i:06d} たろう"
                 demo = {"name": name, "name_kana": kana, "birth_date": "1940-01-01", "sex": "male"}
-                rows.append({"id": pid, "kek_id": kid, "wrapped_key": wrapped, "registered_by": who["reader"],
-                             "demographics_ct": crypto.seal_json(key, demo, vault.demographics_aad(pid)),
-                             "name_index": crypto.blind_index(index_key, name),
-                             "kana_index": crypto.blind_index(index_key, kana), "created_at": utcnow()})
+                rows.append(
+                    {
+                        "id": pid,
+                        "kek_id": kid,
+                        "wrapped_key": wrapped,
+                        "registered_by": who["reader"],
+                        "demographics_ct": crypto.seal_json(key, demo, vault.demographics_aad(pid)),
+                        "name_index": crypto.blind_index(index_key, name),
+                        "kana_index": crypto.blind_index(index_key, kana),
+                        "created_at": utcnow(),
+                    }
+                )
                 owner = who["reader"] if i < mine else who["fillers"][i % len(who["fillers"])]
                 role = "primary_physician" if i < mine else "nurse"
-                members.append({"id": new_id(), "patient_id": pid, "user_id": owner, "role": role,
-                                "added_by": owner, "added_at": utcnow()})
+                members.append(
+                    {
+                        "id": new_id(),
+                        "patient_id": pid,
+                        "user_id": owner,
+                        "role": role,
+                        "added_by": owner,
+                        "added_at": utcnow(),
+                    }
+                )
                 cid = new_id()
-                consents.append({"id": cid, "patient_id": pid, "obtained_on": date(2026, 1, 1),
-                                 "recorded_by": owner, "recorded_at": utcnow(),
-                                 "details_ct": crypto.seal_json(key, {"obtained_by": "x", "scope": "共有"},
-                                                                vault.consent_aad(pid, cid))})
+                consents.append(
+                    {
+                        "id": cid,
+                        "patient_id": pid,
+                        "obtained_on": date(2026, 1, 1),
+                        "recorded_by": owner,
+                        "recorded_at": utcnow(),
+                        "details_ct": crypto.seal_json(
+                            key, {"obtained_by": "x", "scope": "共有"}, vault.consent_aad(pid, cid)
+                        ),
+                    }
+                )
                 if i < mine:
-                    for section, content in (("adl", {"eating": {"level": "supervision", "note": "とろみ"}}),
-                                             ("diseases_medications", {"medications": [{"name": "薬A", "dose": "1錠"}] * 5}),
-                                             ("wishes", {"patient_wishes": "自宅で過ごしたい" * 10})):
-                        rev = {"id": new_id(), "patient_id": pid, "section": section, "version": 1,
-                               "created_by": owner, "created_at": utcnow()}
+                    for section, content in (
+                        ("adl", {"eating": {"level": "supervision", "note": "とろみ"}}),
+                        ("diseases_medications", {"medications": [{"name": "薬A", "dose": "1錠"}] * 5}),
+                        ("wishes", {"patient_wishes": "自宅で過ごしたい" * 10}),
+                    ):
+                        rev = {
+                            "id": new_id(),
+                            "patient_id": pid,
+                            "section": section,
+                            "version": 1,
+                            "created_by": owner,
+                            "created_at": utcnow(),
+                        }
                         rev["content_ct"] = crypto.seal_json(key, content, vault.revision_aad(SimpleNamespace(**rev)))
                         revisions.append(rev)
                 ids.append(pid)
@@ -85,6 +142,7 @@ def sealed_log(app, count, actors=("a" * 36,), patients_=("p" * 36,), heads_ever
     entries), after whatever is there, streamed in with COPY: a verifiable log of
     millions in minutes. Times run up to now, one entry per millisecond."""
     from renkei import audit, audit_keys, audit_sealer, audit_sink, audit_tree, merkle
+
     with app.app_context():
         keys, sinks = audit_keys.keys(), audit_sink.sinks(app.config["RENKEI"])
         size, _ = audit_sealer.head()
@@ -97,8 +155,17 @@ def sealed_log(app, count, actors=("a" * 36,), patients_=("p" * 36,), heads_ever
                 for i in range(chunk, min(count, chunk + 65536)):
                     seq = size + i + 1
                     at = start + timedelta(milliseconds=i)
-                    values = (actors[i % len(actors)], None, "record.read", patients_[i % len(patients_)], None,
-                              "ok", "10.0.0.1", f"{seq:032x}", None)
+                    values = (
+                        actors[i % len(actors)],
+                        None,
+                        "record.read",
+                        patients_[i % len(patients_)],
+                        None,
+                        "ok",
+                        "10.0.0.1",
+                        f"{seq:032x}",
+                        None,
+                    )
                     text_ = audit.entry_text(seq, at, values)
                     mac = keys.mac(text_)
                     copy.write_row((seq, at, *values, mac))

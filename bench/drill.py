@@ -18,6 +18,7 @@ Usage:  python bench/drill.py [--only redis,sigstop,...] [--code DIR]
               measure "before"; the drill's clients stay the same.
 Needs root for the full-disk fault (PostgreSQL's data on a small tmpfs); without it that
 fault is skipped."""
+
 import argparse
 import collections
 import json
@@ -35,7 +36,6 @@ from pathlib import Path
 
 import requests
 import socketio
-
 from common import ROOT, app_context, environment, free_port, save
 
 PG, REDIS = str(ROOT / "platform/postgres.sh"), str(ROOT / "platform/redis.sh")
@@ -74,8 +74,7 @@ class Writer(threading.Thread):
     def call(self, method, path, body=None, extra=None, write=False):
         started = time.monotonic()
         try:  # a new connection each time: a frozen worker holds only what it accepted
-            r = requests.request(method, self.base + path, json=body, headers=self.headers | (extra or {}),
-                                 timeout=30)
+            r = requests.request(method, self.base + path, json=body, headers=self.headers | (extra or {}), timeout=30)
         except requests.Timeout:
             self.stats.saw("timeout", time.monotonic() - started)
             return None
@@ -112,8 +111,13 @@ class Writer(threading.Thread):
     def note(self, pid):
         marker, key = f"{self.name_}-{self.n}", uuid.uuid4().hex
         for _ in range(100):
-            r = self.call("POST", f"/api/v1/patients/{pid}/notes", {"body": marker, "category": "other"},
-                          {"Idempotency-Key": key}, True)
+            r = self.call(
+                "POST",
+                f"/api/v1/patients/{pid}/notes",
+                {"body": marker, "category": "other"},
+                {"Idempotency-Key": key},
+                True,
+            )
             if r is not None and r.status_code == 201:
                 self.acked.append(("note", pid, r.json()["id"], marker))
                 return
@@ -215,11 +219,18 @@ class Stack:
         self.start_pg()
         self.redis_url = self.start_redis()
         base = f"postgresql+psycopg://renkei@127.0.0.1:{self.pg_port}"
-        subprocess.run(["psql", f"postgresql://renkei@127.0.0.1:{self.pg_port}/postgres", "-qc",
-                        "CREATE DATABASE renkei"], check=True)
+        subprocess.run(
+            ["psql", f"postgresql://renkei@127.0.0.1:{self.pg_port}/postgres", "-qc", "CREATE DATABASE renkei"],
+            check=True,
+        )
         self.env = environment(base + "/renkei", str(folder), RENKEI_REDIS_URL=self.redis_url)
-        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=code, env=self.env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "init-db"],
+            cwd=code,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
         self.gunicorn = None
         self.notes: list[str] = []  # what a fault did beyond the figures
 
@@ -231,8 +242,12 @@ class Stack:
             pidfile.unlink()
             for lock in self.pg_dir.glob(".s.PGSQL.*.lock"):
                 lock.unlink()
-        subprocess.run(["bash", PG, "start", str(self.pg_dir), str(self.pg_port)], check=True, capture_output=True,
-                       env=os.environ | {"RENKEI_PG_DURABLE": "1"})
+        subprocess.run(
+            ["bash", PG, "start", str(self.pg_dir), str(self.pg_port)],
+            check=True,
+            capture_output=True,
+            env=os.environ | {"RENKEI_PG_DURABLE": "1"},
+        )
 
     def stop_pg(self):
         subprocess.run(["bash", PG, "stop", str(self.pg_dir)], check=True)
@@ -251,10 +266,13 @@ class Stack:
         while time.monotonic() < deadline and not all(map(_dead, pids)):
             time.sleep(0.1)
 
-
     def start_redis(self):
-        return subprocess.run(["bash", REDIS, "start", str(self.redis_dir), str(self.redis_port)], check=True,
-                              capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["bash", REDIS, "start", str(self.redis_dir), str(self.redis_port)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
 
     def stop_redis(self):
         subprocess.run(["bash", REDIS, "stop", str(self.redis_dir)], check=True)
@@ -266,8 +284,13 @@ class Stack:
     def serve(self):
         env = self.env | {"RENKEI_PORT": str(self.port), "RENKEI_WORKERS": "2"}
         log = open(self.folder / "gunicorn.log", "w")
-        self.gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py",
-                                          "wsgi:app"], cwd=self.code, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.gunicorn = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "wsgi:app"],
+            cwd=self.code,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.wait_healthy()
         return f"http://127.0.0.1:{self.port}"
 
@@ -304,8 +327,12 @@ def slow_uploads(base, token, pid, seconds):
     socks = []
     for _ in range(SLOW_UPLOADERS):
         s = socket.create_connection(("127.0.0.1", port))
-        s.sendall((f"POST /api/v1/patients/{pid}/notes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-                   "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{").encode())
+        s.sendall(
+            (
+                f"POST /api/v1/patients/{pid}/notes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+            ).encode()
+        )
         socks.append(s)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -373,6 +400,7 @@ def inject(name, stack, base, who, pid):
                 stack.start_pg()
             else:
                 stack.notes.append("PostgreSQL stayed up")
+
         return free
     raise ValueError(name)
 
@@ -385,14 +413,19 @@ def verify(base, who, acked, since_index):
     for kind, pid, ident, marker in acked[since_index:]:
         by_patient[pid].append((kind, ident, marker))
     for pid, items in by_patient.items():
-        versions = requests.get(f"{base}/api/v1/patients/{pid}/record/condition/versions", headers=headers,
-                                timeout=60).json()
+        versions = requests.get(
+            f"{base}/api/v1/patients/{pid}/record/condition/versions", headers=headers, timeout=60
+        ).json()
         versions = versions.get("items", versions) if isinstance(versions, dict) else versions
         have = {v["version"]: (v.get("content") or {}).get("summary") for v in versions}
         notes, cursor = collections.Counter(), None
         while True:
-            page = requests.get(f"{base}/api/v1/patients/{pid}/notes", params={"limit": 200, **(
-                {"cursor": cursor} if cursor else {})}, headers=headers, timeout=60).json()
+            page = requests.get(
+                f"{base}/api/v1/patients/{pid}/notes",
+                params={"limit": 200, **({"cursor": cursor} if cursor else {})},
+                headers=headers,
+                timeout=60,
+            ).json()
             notes.update((n["id"], n["body"]) for n in page["items"])
             cursor = page.get("next_cursor")
             if not cursor:
@@ -411,16 +444,22 @@ def verify(base, who, acked, since_index):
 
 def reader_seq(stack, who) -> int:
     url = f"postgresql://renkei@127.0.0.1:{stack.pg_port}/renkei"
-    out = subprocess.run(["psql", url, "-qtAc", f"SELECT event_seq FROM users WHERE id = '{who['reader']}'"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["psql", url, "-qtAc", f"SELECT event_seq FROM users WHERE id = '{who['reader']}'"],
+        capture_output=True,
+        text=True,
+    )
     return int(out.stdout.strip() or 0)
 
 
 def audit_ok(base, who) -> str:
     for _ in range(10):
         try:
-            r = requests.get(f"{base}/api/v1/audit/verify", timeout=120,
-                             headers={"Authorization": "Bearer " + who["tokens"]["auditor"]})
+            r = requests.get(
+                f"{base}/api/v1/audit/verify",
+                timeout=120,
+                headers={"Authorization": "Bearer " + who["tokens"]["auditor"]},
+            )
             if r.status_code == 200:
                 return "ok" if r.json().get("ok") else "BROKEN"
         except requests.RequestException:
@@ -435,8 +474,9 @@ def run_fault(name, stack, base, who, pids, acked, versions):
     start_seq = reader_seq(stack, who)
     listeners = [Listener(base, who["tokens"]["reader"], start_seq) for _ in range(LISTENERS)]
     since = len(acked)
-    writers = [Writer(base, who["tokens"]["reader"], pids[i::WRITERS], acked, versions, name, i)
-               for i in range(WRITERS)]
+    writers = [
+        Writer(base, who["tokens"]["reader"], pids[i::WRITERS], acked, versions, name, i) for i in range(WRITERS)
+    ]
     [w.start() for w in writers]
     time.sleep(3)
     end_fault = inject(name, stack, base, who, pids[0])
@@ -470,27 +510,40 @@ def run_fault(name, stack, base, who, pids, acked, versions):
     lat = sorted(stats.latencies)
     after = [t - ended for t in stats.ok_writes_at if t >= ended]
     checked, lost, dupes = verify(base, who, acked, since)
-    return {"fault": name, "what": what, "seconds": lasts,
-            "answers": dict(sorted(((str(k), v) for k, v in stats.statuses.items()))),
-            "p50_ms": round(1000 * lat[len(lat) // 2]) if lat else None,
-            "p99_ms": round(1000 * lat[int(len(lat) * 0.99)]) if lat else None,
-            "max_ms": round(1000 * lat[-1]) if lat else None,
-            "first_write_after_s": round(min(after), 2) if after else None,
-            "acked_writes": checked, "lost": lost, "duplicated_notes": dupes,
-            "events": len(expected) * LISTENERS, "events_missed": missed,
-            "caught_up_s": round(caught_up, 1) if caught_up is not None else None,
-            "audit": audit_ok(base, who), "notes": "; ".join(stack.notes)}
+    return {
+        "fault": name,
+        "what": what,
+        "seconds": lasts,
+        "answers": dict(sorted(((str(k), v) for k, v in stats.statuses.items()))),
+        "p50_ms": round(1000 * lat[len(lat) // 2]) if lat else None,
+        "p99_ms": round(1000 * lat[int(len(lat) * 0.99)]) if lat else None,
+        "max_ms": round(1000 * lat[-1]) if lat else None,
+        "first_write_after_s": round(min(after), 2) if after else None,
+        "acked_writes": checked,
+        "lost": lost,
+        "duplicated_notes": dupes,
+        "events": len(expected) * LISTENERS,
+        "events_missed": missed,
+        "caught_up_s": round(caught_up, 1) if caught_up is not None else None,
+        "audit": audit_ok(base, who),
+        "notes": "; ".join(stack.notes),
+    }
 
 
 def table(rows) -> str:
-    out = ["| fault | answers by status | p99 / max ms | first write after s | acked writes | lost | "
-           "duplicated | events missed (of) | caught up s after the last write | audit |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| fault | answers by status | p99 / max ms | first write after s | acked writes | lost | "
+        "duplicated | events missed (of) | caught up s after the last write | audit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         answers = ", ".join(f"{k}: {v}" for k, v in r["answers"].items())
         what = f"{r['what']} ({r['seconds']} s)" + (f": {r['notes']}" if r.get("notes") else "")
-        out.append(f"| {what} | {answers} | {r['p99_ms']} / {r['max_ms']} | "
-                   f"{r['first_write_after_s']} | {r['acked_writes']} | {r['lost']} | {r['duplicated_notes']} | "
-                   f"{r['events_missed']} ({r['events']}) | {r['caught_up_s']} | {r['audit']} |")
+        out.append(
+            f"| {what} | {answers} | {r['p99_ms']} / {r['max_ms']} | "
+            f"{r['first_write_after_s']} | {r['acked_writes']} | {r['lost']} | {r['duplicated_notes']} | "
+            f"{r['events_missed']} ({r['events']}) | {r['caught_up_s']} | {r['audit']} |"
+        )
     return "\n".join(out)
 
 
@@ -503,6 +556,7 @@ def main():
     chosen = args.only.split(",")
     sys.path.insert(0, args.code)  # the data is made by the code that will serve it
     import data  # noqa: E402 (after the path is set)
+
     folder = Path(tempfile.mkdtemp(prefix="renkei-drill-"))
     os.chmod(folder, 0o777)
     stack = Stack(folder, Path(args.code), tmpfs="disk-full" in chosen)

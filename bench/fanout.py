@@ -13,6 +13,7 @@ is the baseline. Also: deliveries missed (every person's stored seqs against tho
 arrived) and the server processes' memory per idle connection.
 
 Usage:  (cd bench/loadgen && npm ci)  then  python bench/fanout.py [--clients 2000]"""
+
 import argparse
 import asyncio
 import json
@@ -24,16 +25,15 @@ import time
 from pathlib import Path
 
 import aiohttp
+import data
 import requests
+from common import PIDS, ROOT, app_context, environment, postgres_and_redis, q, save, server
 from sqlalchemy import insert, select
 
-from common import ROOT, PIDS, app_context, environment, postgres_and_redis, q, save, server
-import data
 from models import TeamMember, User, new_id, utcnow
 from renkei import auth, db
 
 LOADGEN = ROOT / "bench" / "loadgen"
-
 
 
 def rss_kib(port: int) -> int:
@@ -55,10 +55,23 @@ def build(app, clients: int, patients: int, team: int):
     town, everyone = pids[:patients], pids[patients]
     teams = {pid: [people[(i + k * patients) % clients] for k in range(team)] for i, pid in enumerate(town)}
     with app.app_context():
-        rows = [{"id": new_id(), "patient_id": pid, "user_id": uid, "role": "nurse", "added_by": uid,
-                 "added_at": utcnow()} for pid, members in teams.items() for uid in members[1:]]
-        rows += [{"id": new_id(), "patient_id": everyone, "user_id": uid, "role": "nurse", "added_by": uid,
-                  "added_at": utcnow()} for uid in people if uid != people[patients % clients]]
+        rows = [
+            {"id": new_id(), "patient_id": pid, "user_id": uid, "role": "nurse", "added_by": uid, "added_at": utcnow()}
+            for pid, members in teams.items()
+            for uid in members[1:]
+        ]
+        rows += [
+            {
+                "id": new_id(),
+                "patient_id": everyone,
+                "user_id": uid,
+                "role": "nurse",
+                "added_by": uid,
+                "added_at": utcnow(),
+            }
+            for uid in people
+            if uid != people[patients % clients]
+        ]
         db.session.execute(insert(TeamMember), rows)
         tokens = {}
         for uid in people:
@@ -71,8 +84,13 @@ class Loadgen:
     def __init__(self, clients: list[dict], folder: str):
         config = Path(folder) / "loadgen.json"
         config.write_text(json.dumps({"clients": clients}))
-        self.proc = subprocess.Popen(["node", str(LOADGEN / "clients.js"), str(config)], cwd=LOADGEN,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            ["node", str(LOADGEN / "clients.js"), str(config)],
+            cwd=LOADGEN,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.ready = json.loads(self.proc.stdout.readline())
 
     def report(self) -> list:
@@ -92,17 +110,22 @@ async def write_notes(urls, plan, tokens, at_times=None, gap=0.0):
     results = []
     start = time.perf_counter()
     async with aiohttp.ClientSession() as http:
+
         async def one(n, pid, writer):
             if at_times:
                 await asyncio.sleep(max(0.0, start + at_times[n] - time.perf_counter()))
             body = {"body": f"bench {n}", "category": "observation"}
             t0 = time.time()
-            async with http.post(f"{urls[n % len(urls)]}/api/v1/patients/{pid}/notes", json=body,
-                                 headers={"Authorization": "Bearer " + tokens[writer]}) as r:
+            async with http.post(
+                f"{urls[n % len(urls)]}/api/v1/patients/{pid}/notes",
+                json=body,
+                headers={"Authorization": "Bearer " + tokens[writer]},
+            ) as r:
                 payload = await r.json()
                 t1 = time.time()
             assert r.status == 201, payload
             results.append({"note_id": payload["id"], "patient_id": pid, "sent": t0, "responded": t1})
+
         if at_times:
             await asyncio.gather(*(one(n, pid, writer) for n, (pid, writer) in enumerate(plan)))
         else:
@@ -141,22 +164,29 @@ def figures(writes, expected, arrivals, trace, clients):
     write_ms = statistics.median((w["responded"] - w["sent"]) * 1000 for w in writes)
     write_p99 = q([(w["responded"] - w["sent"]) * 1000 for w in writes], 0.99)
     r = lambda x: x and round(x, 1)  # noqa: E731
-    return {"writes": len(writes), "deliveries": sum(expected.values()), "missed": missing,
-            "write_response_p50_ms": r(write_ms), "write_response_p99_ms": r(write_p99),
-            "client_after_response_p50_ms": r(q(after_response, 0.5)),
-            "client_after_response_p99_ms": r(q(after_response, 0.99)),
-            "client_all_reached_p50_ms": r(q(to_all, 0.5)), "client_all_reached_p99_ms": r(q(to_all, 0.99)),
-            "server_emit_after_commit_p50_ms": r(q(emitted_after_commit, 0.5)),
-            "server_emit_after_commit_p99_ms": r(q(emitted_after_commit, 0.99)),
-            "server_first_emit_after_commit_p50_ms": r(q(first_after_commit, 0.5)),
-            "server_first_emit_after_commit_p99_ms": r(q(first_after_commit, 0.99)),
-            "server_one_process_first_to_last_emit_p50_ms": r(q(spans, 0.5)),
-            "server_one_process_first_to_last_emit_p99_ms": r(q(spans, 0.99)),
-            "server_emit_after_response_p50_ms": r(q(emitted_after_response, 0.5)),
-            "server_emit_after_response_p99_ms": r(q(emitted_after_response, 0.99)),
-            "ratio_client_p99_to_write_p50": r(q(after_response, 0.99) / write_ms),
-            "ratio_server_p99_to_write_p50": r(q(emitted_after_response, 0.99) / write_ms)
-            if emitted_after_response else None}
+    return {
+        "writes": len(writes),
+        "deliveries": sum(expected.values()),
+        "missed": missing,
+        "write_response_p50_ms": r(write_ms),
+        "write_response_p99_ms": r(write_p99),
+        "client_after_response_p50_ms": r(q(after_response, 0.5)),
+        "client_after_response_p99_ms": r(q(after_response, 0.99)),
+        "client_all_reached_p50_ms": r(q(to_all, 0.5)),
+        "client_all_reached_p99_ms": r(q(to_all, 0.99)),
+        "server_emit_after_commit_p50_ms": r(q(emitted_after_commit, 0.5)),
+        "server_emit_after_commit_p99_ms": r(q(emitted_after_commit, 0.99)),
+        "server_first_emit_after_commit_p50_ms": r(q(first_after_commit, 0.5)),
+        "server_first_emit_after_commit_p99_ms": r(q(first_after_commit, 0.99)),
+        "server_one_process_first_to_last_emit_p50_ms": r(q(spans, 0.5)),
+        "server_one_process_first_to_last_emit_p99_ms": r(q(spans, 0.99)),
+        "server_emit_after_response_p50_ms": r(q(emitted_after_response, 0.5)),
+        "server_emit_after_response_p99_ms": r(q(emitted_after_response, 0.99)),
+        "ratio_client_p99_to_write_p50": r(q(after_response, 0.99) / write_ms),
+        "ratio_server_p99_to_write_p50": r(q(emitted_after_response, 0.99) / write_ms)
+        if emitted_after_response
+        else None,
+    }
 
 
 def trace(urls):
@@ -176,7 +206,9 @@ def main():
     ap.add_argument("--rates", type=float, nargs="*", default=[2.0, 10.0], help="municipality: notes per second")
     ap.add_argument("--seconds", type=float, default=30.0, help="municipality: how long")
     ap.add_argument("--broadcast-notes", type=int, default=20)
-    ap.add_argument("--broadcast-gap", type=float, default=1.0, help="seconds from a broadcast note's response to the next")
+    ap.add_argument(
+        "--broadcast-gap", type=float, default=1.0, help="seconds from a broadcast note's response to the next"
+    )
     args = ap.parse_args()
     if not (LOADGEN / "node_modules").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=LOADGEN, check=True)
@@ -195,9 +227,13 @@ def main():
             time.sleep(5)
             after = {p: rss_kib(p) for p in (a, b)}
             per_process = args.clients / 2
-            results["memory"] = {"rss_before_kib": before, "rss_connected_kib": after,
-                                 "kib_per_idle_connection": round(
-                                     statistics.mean((after[p] - before[p]) / per_process for p in (a, b)), 1)}
+            results["memory"] = {
+                "rss_before_kib": before,
+                "rss_connected_kib": after,
+                "kib_per_idle_connection": round(
+                    statistics.mean((after[p] - before[p]) / per_process for p in (a, b)), 1
+                ),
+            }
             print(json.dumps(results["memory"]), flush=True)
             index = {uid: i for i, uid in enumerate(people)}
             trace(urls)  # empty it

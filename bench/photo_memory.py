@@ -5,6 +5,7 @@ decode to after renkei.images re-encoded the file and made its thumbnail. The ba
 is the same image's pixels held once in RGBA (width × height × 4 bytes).
 
 Usage:  python bench/photo_memory.py"""
+
 import json
 import subprocess
 import sys
@@ -28,24 +29,39 @@ after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(len(data), (after - before) * 1024)
 """
 
-CASES = [("a 49 MP palette PNG with transparency (the assessment's file)", "P", 7000, "PNG"),
-         ("a 49 MP RGB PNG", "RGB", 7000, "PNG"),
-         ("a 48 MP phone JPEG (8000 × 6000 is close)", "RGB", 6928, "JPEG"),
-         ("a 12 MP phone JPEG", "RGB", 3464, "JPEG")]
+CASES = [
+    ("a 49 MP palette PNG with transparency (the assessment's file)", "P", 7000, "PNG"),
+    ("a 49 MP RGB PNG", "RGB", 7000, "PNG"),
+    ("a 48 MP phone JPEG (8000 × 6000 is close)", "RGB", 6928, "JPEG"),
+    ("a 12 MP phone JPEG", "RGB", 3464, "JPEG"),
+]
 
 
 def main():
     rows = []
     for label, mode, side, fmt in CASES:
-        out = subprocess.run([sys.executable, "-c", CASE.format(root=str(ROOT), mode=mode, side=side, fmt=fmt)],
-                             capture_output=True, text=True, check=True).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", CASE.format(root=str(ROOT), mode=mode, side=side, fmt=fmt)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         size, grew = int(out[0]), int(out[1])
         rgba = side * side * 4
-        rows.append({"case": label, "file_kb": round(size / 1024), "megapixels": round(side * side / 1e6, 1),
-                     "peak_growth_mb": round(grew / 2 ** 20), "rgba_once_mb": round(rgba / 2 ** 20),
-                     "ratio": round(grew / rgba, 2)})
-        print(f"{label}: file {size / 1024:.0f} KB, peak +{grew / 2 ** 20:.0f} MB "
-              f"= {grew / rgba:.2f}x its pixels once in RGBA ({rgba / 2 ** 20:.0f} MB)")
+        rows.append(
+            {
+                "case": label,
+                "file_kb": round(size / 1024),
+                "megapixels": round(side * side / 1e6, 1),
+                "peak_growth_mb": round(grew / 2**20),
+                "rgba_once_mb": round(rgba / 2**20),
+                "ratio": round(grew / rgba, 2),
+            }
+        )
+        print(
+            f"{label}: file {size / 1024:.0f} KB, peak +{grew / 2**20:.0f} MB "
+            f"= {grew / rgba:.2f}x its pixels once in RGBA ({rgba / 2**20:.0f} MB)"
+        )
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "photo_memory.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1))
 

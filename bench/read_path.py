@@ -13,6 +13,7 @@ against gunicorn on PostgreSQL with normal durability (fsync, synchronous commit
 Every figure is a ratio against a baseline measured in the same run.
 Usage:  python bench/read_path.py [--seconds 12] [--connections 16]
 Needs PostgreSQL 15 server binaries, redis-server and wrk (Debian packages)."""
+
 import argparse
 import cProfile
 import io
@@ -26,10 +27,9 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-
-from common import ROOT, app_context, environment, postgres_and_redis, save, server
 import data
+from common import ROOT, app_context, environment, postgres_and_redis, save, server
+from sqlalchemy import create_engine, text
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -63,18 +63,25 @@ def processes_of(user: str, name: str) -> list[int]:
 def gunicorn_processes(port) -> list[int]:
     """The master and workers of the benchmark's server on `port`."""
     out = subprocess.run(["pgrep", "-f", "gunicorn"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()
-            if f"RENKEI_PORT={port}".encode() in Path(f"/proc/{p}/environ").read_bytes().split(b"\0")]
+    return [
+        int(p)
+        for p in out.split()
+        if f"RENKEI_PORT={port}".encode() in Path(f"/proc/{p}/environ").read_bytes().split(b"\0")
+    ]
 
 
 def wrk(port, paths, headers, seconds, connections):
     """(requests/s, p50 ms, p99 ms, wrk CPU s, requests)."""
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    script.write(ROTATE % (", ".join(f'"{p}"' for p in paths),
-                           ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items())))
+    script.write(
+        ROTATE % (", ".join(f'"{p}"' for p in paths), ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items()))
+    )
     script.close()
-    proc = subprocess.Popen(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
-                             f"http://127.0.0.1:{port}"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, f"http://127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = status
@@ -85,9 +92,15 @@ def wrk(port, paths, headers, seconds, connections):
     def ms(label):
         value, unit = re.search(rf"\s{label}\s+([\d.]+)(us|ms|s)\b", out).groups()
         return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
     done = int(re.search(r"(\d+) requests in", out).group(1))
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "requests": done,
-            "p50_ms": ms("50%"), "p99_ms": ms("99%"), "wrk_cpu_s": usage.ru_utime + usage.ru_stime}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": done,
+        "p50_ms": ms("50%"),
+        "p99_ms": ms("99%"),
+        "wrk_cpu_s": usage.ru_utime + usage.ru_stime,
+    }
 
 
 class LockSampler:
@@ -101,8 +114,9 @@ class LockSampler:
     def run(self):
         with self.engine.connect() as conn:
             while not self.stop.is_set():
-                rows = conn.execute(text("SELECT locktype, count(*) FROM pg_locks WHERE NOT granted "
-                                         "GROUP BY locktype")).all()
+                rows = conn.execute(
+                    text("SELECT locktype, count(*) FROM pg_locks WHERE NOT granted GROUP BY locktype")
+                ).all()
                 self.samples += 1
                 if rows:
                     self.waiting += 1
@@ -135,14 +149,19 @@ def run(port, name, paths, headers, args, results, pg_pids, sampler_engine=None)
     n = r["requests"]
     each = [cpu_seconds([w]) - c0 for w, c0 in zip(workers, each0)]
     r["cpu_share_by_process"] = sorted((round(c / sum(each), 3) for c in each), reverse=True)  # master too
-    r["cpu_ms_per_request"] = {"worker": 1000 * sum(each) / n,
-                               "postgres": 1000 * (cpu_seconds(pg_pids()) - pg0) / n,
-                               "wrk": 1000 * r.pop("wrk_cpu_s") / n}
+    r["cpu_ms_per_request"] = {
+        "worker": 1000 * sum(each) / n,
+        "postgres": 1000 * (cpu_seconds(pg_pids()) - pg0) / n,
+        "wrk": 1000 * r.pop("wrk_cpu_s") / n,
+    }
     results[name] = r
     c = r["cpu_ms_per_request"]
-    print(f"{name}: {r['rps']:.0f} req/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  "
-          f"CPU/request worker {c['worker']:.2f} ms, postgres {c['postgres']:.2f} ms, wrk {c['wrk']:.3f} ms; "
-          f"CPU shares of the server's processes {r['cpu_share_by_process']}", flush=True)
+    print(
+        f"{name}: {r['rps']:.0f} req/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  "
+        f"CPU/request worker {c['worker']:.2f} ms, postgres {c['postgres']:.2f} ms, wrk {c['wrk']:.3f} ms; "
+        f"CPU shares of the server's processes {r['cpu_share_by_process']}",
+        flush=True,
+    )
 
 
 def profile(app, who, mine, reads=400, top=15):
@@ -161,26 +180,43 @@ def profile(app, who, mine, reads=400, top=15):
     stats = pstats.Stats(prof, stream=out)
     total = stats.total_tt
     rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]  # by own time
-    ours = sorted(((k, v) for k, v in stats.stats.items() if k[0].startswith(str(ROOT))),
-                  key=lambda kv: kv[1][3], reverse=True)[:top]  # our functions, by time inside them
-    return {"reads": reads, "note": "cProfile's own overhead inflates the times; the shares are what to read",
-            "ms_per_read": 1000 * total / reads,
-            "top_cumulative_in_renkei": [{"function": f"{Path(f).relative_to(ROOT)}:{line} {fn}",
-                                          "share": ct / total} for (f, line, fn), (cc, nc, tt, ct, callers) in ours],
-            "top_own_time": [{"function": f"{Path(f).name}:{line} {fn}", "own_ms_per_read": 1000 * tt / reads,
-                              "share": tt / total} for (f, line, fn), (cc, nc, tt, ct, callers) in rows]}
+    ours = sorted(
+        ((k, v) for k, v in stats.stats.items() if k[0].startswith(str(ROOT))), key=lambda kv: kv[1][3], reverse=True
+    )[:top]  # our functions, by time inside them
+    return {
+        "reads": reads,
+        "note": "cProfile's own overhead inflates the times; the shares are what to read",
+        "ms_per_read": 1000 * total / reads,
+        "top_cumulative_in_renkei": [
+            {"function": f"{Path(f).relative_to(ROOT)}:{line} {fn}", "share": ct / total}
+            for (f, line, fn), (cc, nc, tt, ct, callers) in ours
+        ],
+        "top_own_time": [
+            {"function": f"{Path(f).name}:{line} {fn}", "own_ms_per_read": 1000 * tt / reads, "share": tt / total}
+            for (f, line, fn), (cc, nc, tt, ct, callers) in rows
+        ],
+    }
 
 
 def statement_cost(app, who, n=2000):
     """CPU per execution of the token + user query (the first of a read's four), through
     each layer, in the same run: the ORM session (what the read uses), SQLAlchemy Core on
     a connection, SQLAlchemy with the SQL already compiled, and the bare psycopg cursor."""
-    from renkei import auth, db
-    from models import ApiToken, User, utcnow
     from sqlalchemy import bindparam, select
-    core = select(*ApiToken.__table__.c, *User.__table__.c).join(User, User.id == ApiToken.user_id).where(
-        ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None),
-        ApiToken.expires_at > bindparam("now"), User.disabled.is_(False))
+
+    from models import ApiToken, User, utcnow
+    from renkei import auth, db
+
+    core = (
+        select(*ApiToken.__table__.c, *User.__table__.c)
+        .join(User, User.id == ApiToken.user_id)
+        .where(
+            ApiToken.token_hash == bindparam("token_hash"),
+            ApiToken.revoked_at.is_(None),
+            ApiToken.expires_at > bindparam("now"),
+            User.disabled.is_(False),
+        )
+    )
     params = {"token_hash": auth._sha256(who["tokens"]["reader"]), "now": utcnow()}
     out = {}
     with app.app_context():
@@ -192,10 +228,13 @@ def statement_cost(app, who, n=2000):
             with raw.cursor() as cur:
                 cur.execute(sql, params)
                 cur.fetchone()
-        ways = {"ORM session (as the read runs it)": lambda: db.session.execute(auth._TOKEN_USER, params).first(),
-                "SQLAlchemy Core, same columns": lambda: conn.execute(core, params).first(),
-                "SQLAlchemy, SQL compiled once": lambda: conn.exec_driver_sql(sql, params).first(),
-                "psycopg cursor": raw_cursor}
+
+        ways = {
+            "ORM session (as the read runs it)": lambda: db.session.execute(auth._TOKEN_USER, params).first(),
+            "SQLAlchemy Core, same columns": lambda: conn.execute(core, params).first(),
+            "SQLAlchemy, SQL compiled once": lambda: conn.exec_driver_sql(sql, params).first(),
+            "psycopg cursor": raw_cursor,
+        }
         for name, run_once in ways.items():
             best = float("inf")
             for _ in range(5):  # the least disturbed of five rounds
@@ -208,8 +247,11 @@ def statement_cost(app, who, n=2000):
     base = out["psycopg cursor"]["us"]
     for r in out.values():
         r["x_psycopg"] = r["us"] / base
-    print("token + user query, CPU per execution: " +
-          ", ".join(f"{k} {v['us']:.0f} us ({v['x_psycopg']:.1f}x)" for k, v in out.items()), flush=True)
+    print(
+        "token + user query, CPU per execution: "
+        + ", ".join(f"{k} {v['us']:.0f} us ({v['x_psycopg']:.1f}x)" for k, v in out.items()),
+        flush=True,
+    )
     return out
 
 
@@ -236,8 +278,16 @@ def main():
             with server(env, workers=workers) as port:
                 for mode, extra in (("keepalive", {}), ("close", {"Connection": "close"})):
                     for route, paths in plans.items():
-                        run(port, f"w{workers}.{mode}.{route}", paths, reader | extra, args, results, pg_pids,
-                            sampler_engine if route == "read" else None)
+                        run(
+                            port,
+                            f"w{workers}.{mode}.{route}",
+                            paths,
+                            reader | extra,
+                            args,
+                            results,
+                            pg_pids,
+                            sampler_engine if route == "read" else None,
+                        )
         results["profile"] = profile(app, who, mine)
         results["statement_cost"] = statement_cost(app, who)
         sampler_engine.dispose()
@@ -253,8 +303,8 @@ def main():
             "ceiling 2w/(w+p+c) from the 2-worker run": ceiling,
             "2 workers / 1 worker, share of the ceiling": (r2["rps"] / r1["rps"]) / min(ceiling, 2.0),
             "record read / bare route (1 worker)": r1["rps"] / b1["rps"],
-            "worker CPU per request, read / bare (1 worker)":
-                r1["cpu_ms_per_request"]["worker"] / b1["cpu_ms_per_request"]["worker"],
+            "worker CPU per request, read / bare (1 worker)": r1["cpu_ms_per_request"]["worker"]
+            / b1["cpu_ms_per_request"]["worker"],
             "bare route, 2 workers / 1 worker": results[f"w2.{mode}.bare"]["rps"] / b1["rps"],
         }
     save("read_path", {"args": vars(args), "results": results, "ratios": ratios})

@@ -4,6 +4,7 @@ response to the event's arrival at every listener, p50 and p99, and as a ratio t
 write's own response time measured in the same run.
 
 Usage:  python bench/realtime.py [--listeners 100 500 2000] [--writes 20]"""
+
 import argparse
 import asyncio
 import json
@@ -11,10 +12,9 @@ import statistics
 import time
 
 import aiohttp
-import socketio
-
-from common import app_context, environment, postgres_and_redis, q, save, server
 import data
+import socketio
+from common import app_context, environment, postgres_and_redis, q, save, server
 
 
 async def listen(url, token, arrivals, ready):
@@ -23,6 +23,7 @@ async def listen(url, token, arrivals, ready):
     @client.on("record.updated")
     async def _got(payload):
         arrivals.setdefault(payload["version"], []).append(time.perf_counter())
+
     await client.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=60)
     ready.append(client)
     return client
@@ -36,18 +37,23 @@ async def run(ports, tokens, writer_token, pid, listeners, writes):
     async def one(i):
         async with sem:
             return await listen(urls[i % len(urls)], tokens[i % len(tokens)], arrivals, ready)
+
     clients = await asyncio.gather(*(one(i) for i in range(listeners)))
     await asyncio.sleep(1.0)
     sent, responded = {}, {}
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{urls[0]}/api/v1/patients/{pid}/record/care_notes",
-                            headers={"Authorization": "Bearer " + writer_token}) as r:
+        async with http.get(
+            f"{urls[0]}/api/v1/patients/{pid}/record/care_notes", headers={"Authorization": "Bearer " + writer_token}
+        ) as r:
             version = (await r.json())["version"]
         for n in range(writes):
             body = {"content": {"notes": f"bench {n}"}}
             t0 = time.perf_counter()
-            async with http.put(f"{urls[n % len(urls)]}/api/v1/patients/{pid}/record/care_notes", json=body,
-                                headers={"Authorization": "Bearer " + writer_token, "If-Match": f'"{version}"'}) as r:
+            async with http.put(
+                f"{urls[n % len(urls)]}/api/v1/patients/{pid}/record/care_notes",
+                json=body,
+                headers={"Authorization": "Bearer " + writer_token, "If-Match": f'"{version}"'},
+            ) as r:
                 payload = await r.json()
                 t1 = time.perf_counter()
             assert r.status == 200, payload
@@ -70,18 +76,22 @@ async def run(ports, tokens, writer_token, pid, listeners, writes):
     after_response.sort()
     after_send.sort()
     write_ms = statistics.median(response_times)
-    return {"listeners": listeners, "writes": writes, "missing_deliveries": missing,
-            "write_response_p50_ms": write_ms,
-            "delivery_after_response_p50_ms": q(after_response, 0.5),
-            "delivery_after_response_p99_ms": q(after_response, 0.99),
-            "delivery_after_send_p50_ms": q(after_send, 0.5),
-            "delivery_after_send_p99_ms": q(after_send, 0.99),
-            "all_listeners_reached_p50_ms": statistics.median(to_all),
-            "all_listeners_reached_p99_ms": q(sorted(to_all), 0.99),
-            "ratio_p50_to_write": q(after_response, 0.5) / write_ms,
-            "ratio_p99_to_write": q(after_response, 0.99) / write_ms,
-            "ratio_all_reached_to_write": statistics.median(to_all) / write_ms,
-            "ratio_after_send_p99_to_write": q(after_send, 0.99) / write_ms}
+    return {
+        "listeners": listeners,
+        "writes": writes,
+        "missing_deliveries": missing,
+        "write_response_p50_ms": write_ms,
+        "delivery_after_response_p50_ms": q(after_response, 0.5),
+        "delivery_after_response_p99_ms": q(after_response, 0.99),
+        "delivery_after_send_p50_ms": q(after_send, 0.5),
+        "delivery_after_send_p99_ms": q(after_send, 0.99),
+        "all_listeners_reached_p50_ms": statistics.median(to_all),
+        "all_listeners_reached_p99_ms": q(sorted(to_all), 0.99),
+        "ratio_p50_to_write": q(after_response, 0.5) / write_ms,
+        "ratio_p99_to_write": q(after_response, 0.99) / write_ms,
+        "ratio_all_reached_to_write": statistics.median(to_all) / write_ms,
+        "ratio_after_send_p99_to_write": q(after_send, 0.99) / write_ms,
+    }
 
 
 def main():
@@ -95,19 +105,29 @@ def main():
         env = environment(db_url, folder, RENKEI_REDIS_URL=redis_url)
         import subprocess
         import sys
+
         from common import ROOT
+
         subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=ROOT, env=env, check=True)
         app = app_context(env)
         who = data.people(app, fillers=args.members)
         pid = data.patients(app, who, 1, mine=1)[0]
-        from models import TeamMember, new_id, utcnow
+        from models import TeamMember, User, new_id, utcnow
         from renkei import auth, db
-        from models import User
+
         with app.app_context():
             tokens = []
             for uid in who["fillers"]:
-                db.session.add(TeamMember(id=new_id(), patient_id=pid, user_id=uid, role="nurse",
-                                          added_by=who["reader"], added_at=utcnow()))
+                db.session.add(
+                    TeamMember(
+                        id=new_id(),
+                        patient_id=pid,
+                        user_id=uid,
+                        role="nurse",
+                        added_by=who["reader"],
+                        added_at=utcnow(),
+                    )
+                )
                 tokens.append(auth.issue_token(db.session.get(User, uid))[0])
             db.session.commit()
         with server(env) as a, server(env) as b:

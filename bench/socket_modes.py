@@ -9,6 +9,7 @@ per-message compression; gunicorn gevent (how it runs now) with and without; asy
 each ratio is the first mode, in the same run.
 
 Usage:  (cd bench/loadgen && npm ci)  then  python bench/socket_modes.py [--clients 1000]"""
+
 import argparse
 import json
 import os
@@ -18,7 +19,6 @@ import time
 from pathlib import Path
 
 import requests
-
 from common import ROOT, free_port, save
 
 LOADGEN = ROOT / "bench" / "loadgen"
@@ -35,7 +35,9 @@ def flask_app():
     """The app gunicorn serves: every socket is sent one event per /fire, each its own."""
     from flask import Flask, jsonify, request
     from flask_socketio import SocketIO
+
     from realtime import _uncompressed  # what Renkei ships
+
     app = Flask(__name__)
     sio = SocketIO(app, async_mode="gevent" if os.environ["SOCKET_MODE"] == "gevent" else "threading")
     if os.environ.get("SOCKET_COMPRESSED") != "1":
@@ -52,12 +54,14 @@ def flask_app():
         for i, sid in enumerate(list(sids)):
             sio.server.emit("note.created", {"note_id": "n", "patient_id": "p", "seq": i}, to=sid)
         return jsonify(t0=t0)
+
     return app
 
 
 def serve_asyncio(port: int):
     import socketio
     from aiohttp import web
+
     original = web.WebSocketResponse  # python-engineio builds its own: no compression there
     web.WebSocketResponse = lambda *a, **k: original(*a, **{**k, "compress": False})
     sio = socketio.AsyncServer(async_mode="aiohttp")
@@ -74,6 +78,7 @@ def serve_asyncio(port: int):
         for i, sid in enumerate(list(sids)):
             await sio.emit("note.created", {"note_id": "n", "patient_id": "p", "seq": i}, to=sid)
         return web.json_response({"t0": t0})
+
     app.router.add_get("/fire", fire)
     web.run_app(app, host="127.0.0.1", port=port, print=None)
 
@@ -89,10 +94,28 @@ def measure(mode: str, compressed: bool, clients: int, rounds: int) -> dict:
     if mode == "asyncio":
         server = subprocess.Popen([sys.executable, __file__, "--serve-asyncio", str(port)], env=env)
     else:
-        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", mode, "--threads", str(clients + 100),
-                                   "--worker-connections", str(clients + 200), "-w", "1", "-b", f"127.0.0.1:{port}",
-                                   "--chdir", str(ROOT / "bench"), "socket_modes:flask_app()"],
-                                  env=env, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-k",
+                mode,
+                "--threads",
+                str(clients + 100),
+                "--worker-connections",
+                str(clients + 200),
+                "-w",
+                "1",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--chdir",
+                str(ROOT / "bench"),
+                "socket_modes:flask_app()",
+            ],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         for _ in range(100):
             try:
@@ -104,8 +127,9 @@ def measure(mode: str, compressed: bool, clients: int, rounds: int) -> dict:
         worker = int(children.read_text().split()[0]) if mode != "asyncio" else server.pid
         config = Path(f"/tmp/socket-modes-{port}.json")
         config.write_text(json.dumps({"clients": [{"url": f"http://127.0.0.1:{port}", "token": "-"}] * clients}))
-        gen = subprocess.Popen(["node", str(LOADGEN / "clients.js"), str(config)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
+        gen = subprocess.Popen(
+            ["node", str(LOADGEN / "clients.js"), str(config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         ready = json.loads(gen.stdout.readline())
         assert ready["failed"] == 0, ready
         time.sleep(2)
@@ -119,9 +143,11 @@ def measure(mode: str, compressed: bool, clients: int, rounds: int) -> dict:
             assert len(arrivals) == clients, len(arrivals)
             last.append(max(a[4] for a in arrivals) / 1000 - t0)
         events = rounds * clients
-        result = {"server_cpu_us_per_event": round((cpu(worker) - server0) / events * 1e6),
-                  "client_cpu_us_per_event": round((cpu(gen.pid) - client0) / events * 1e6),
-                  "last_client_ms_p50": round(sorted(last)[len(last) // 2] * 1000)}
+        result = {
+            "server_cpu_us_per_event": round((cpu(worker) - server0) / events * 1e6),
+            "client_cpu_us_per_event": round((cpu(gen.pid) - client0) / events * 1e6),
+            "last_client_ms_p50": round(sorted(last)[len(last) // 2] * 1000),
+        }
         gen.stdin.write("stop\n")
         gen.stdin.flush()
         gen.wait(30)

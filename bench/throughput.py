@@ -11,14 +11,15 @@ The access log's verification and retention rates: bench/audit_log.py.
 
 Usage:  python bench/throughput.py [--patients-large 100000] [--audit-large 10000000] [--seconds 6]
 Needs PostgreSQL 15 server binaries and redis-server (as the tests do)."""
+
 import argparse
 import http.client
 import json
 import threading
 import time
 
-from common import app_context, environment, load, postgres_and_redis, save, server
 import data
+from common import app_context, environment, load, postgres_and_redis, save, server
 
 
 def write_load(port, token, targets, seconds=6.0):
@@ -28,15 +29,26 @@ def write_load(port, token, targets, seconds=6.0):
 
     def loop(pid, section):
         conn, version, n, mine = http.client.HTTPConnection("127.0.0.1", port, timeout=30), 0, 0, []
-        get = conn.request("GET", f"/api/v1/patients/{pid}/record/{section}", headers={"Authorization": "Bearer " + token})
+        get = conn.request(
+            "GET", f"/api/v1/patients/{pid}/record/{section}", headers={"Authorization": "Bearer " + token}
+        )
         r = conn.getresponse()
         version = json.loads(r.read())["version"]
         while time.monotonic() < deadline:
-            body = json.dumps({"content": {"cautions": f"注意 {n}"} if section == "home_care_cautions" else {"notes": f"留意 {n}"}})
+            body = json.dumps(
+                {"content": {"cautions": f"注意 {n}"} if section == "home_care_cautions" else {"notes": f"留意 {n}"}}
+            )
             t0 = time.perf_counter()
-            conn.request("PUT", f"/api/v1/patients/{pid}/record/{section}", body=body,
-                         headers={"Authorization": "Bearer " + token, "If-Match": f'"{version}"',
-                                  "Content-Type": "application/json"})
+            conn.request(
+                "PUT",
+                f"/api/v1/patients/{pid}/record/{section}",
+                body=body,
+                headers={
+                    "Authorization": "Bearer " + token,
+                    "If-Match": f'"{version}"',
+                    "Content-Type": "application/json",
+                },
+            )
             r = conn.getresponse()
             payload = json.loads(r.read())
             mine.append(time.perf_counter() - t0)
@@ -47,12 +59,17 @@ def write_load(port, token, targets, seconds=6.0):
             done[0] += n
             lat.extend(mine)
         return get
+
     threads = [threading.Thread(target=loop, args=t) for t in targets]
     [t.start() for t in threads]
     [t.join() for t in threads]
     lat.sort()
-    return {"rps": done[0] / seconds, "requests": done[0], "p50_ms": 1000 * lat[len(lat) // 2],
-            "p99_ms": 1000 * lat[int(len(lat) * 0.99)]}
+    return {
+        "rps": done[0] / seconds,
+        "requests": done[0],
+        "p50_ms": 1000 * lat[len(lat) // 2],
+        "p99_ms": 1000 * lat[int(len(lat) * 0.99)],
+    }
 
 
 def measure(port, who, mine, seconds, label, results, what=("bare", "read", "list", "audit_actor", "audit_patient")):
@@ -85,7 +102,9 @@ def main():
         env = environment(db_url, folder, RENKEI_REDIS_URL=redis_url)
         import subprocess
         import sys
+
         from common import ROOT
+
         subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], cwd=ROOT, env=env, check=True)
         app = app_context(env)
         who = data.people(app)
@@ -106,7 +125,6 @@ def main():
         print(f"large: {args.patients_large} patients, {args.audit_large} audit entries", flush=True)
         with server(env, workers=1) as port:
             measure(port, who, mine[:10], args.seconds, "large.w1", results)
-
 
     r = {k: v["rps"] for k, v in results.items() if "rps" in v}
     ratios = {

@@ -10,6 +10,7 @@ The pages are asked for in turn, so a slow moment of the host falls on all alike
 
     python bench/vitals.py [--requests 40]
 """
+
 import argparse
 import http.client
 import statistics
@@ -19,8 +20,8 @@ import time
 from datetime import timedelta
 from types import SimpleNamespace
 
-from common import ROOT, app_context, environment, postgres_and_redis, q, save, server
 import data
+from common import ROOT, app_context, environment, postgres_and_redis, q, save, server
 
 KINDS_MEASURED = {  # eight kinds, the values a home-care patient's year might hold
     "body_temperature": lambda i: {"value": round(36.2 + (i % 7) * 0.15, 1)},
@@ -32,15 +33,22 @@ KINDS_MEASURED = {  # eight kinds, the values a home-care patient's year might h
     "blood_glucose": lambda i: {"value": 95 + i % 60},
     "pain_score": lambda i: {"value": i % 4},
 }
-THRESHOLDS = {"body_temperature": {"max": 37.9}, "spo2": {"min": 92}, "body_weight": {"rise": 2, "within_days": 3},
-              "blood_pressure": {"systolic": {"max": 160}, "diastolic": {"max": 100}}, "heart_rate": {"max": 120}}
+THRESHOLDS = {
+    "body_temperature": {"max": 37.9},
+    "spo2": {"min": 92},
+    "body_weight": {"rise": 2, "within_days": 3},
+    "blood_pressure": {"systolic": {"max": 160}, "diastolic": {"max": 100}},
+    "heart_rate": {"max": 120},
+}
 
 
 def a_year_of_readings(app, patient_ids, recorder):
     """365 days × 4 times × 8 kinds per patient, sealed as the service seals them."""
     from sqlalchemy import insert
+
     from models import Observation, Patient, ThresholdRevision, new_id, utcnow
     from renkei import crypto, db, vault
+
     with app.app_context():
         now = utcnow()
         for pid in patient_ids:
@@ -52,8 +60,16 @@ def a_year_of_readings(app, patient_ids, recorder):
             for i in range(365 * 4):
                 at = now - timedelta(hours=6 * i + 1)
                 for kind, value in KINDS_MEASURED.items():
-                    row = {"id": new_id(), "patient_id": pid, "kind": kind, "measured_at": at, "recorded_at": at,
-                           "recorded_by": recorder, "source": "entry", "alert": False}
+                    row = {
+                        "id": new_id(),
+                        "patient_id": pid,
+                        "kind": kind,
+                        "measured_at": at,
+                        "recorded_at": at,
+                        "recorded_by": recorder,
+                        "source": "entry",
+                        "alert": False,
+                    }
                     row["value_ct"] = crypto.seal_json(key, value(i), vault.observation_aad(SimpleNamespace(**row)))
                     rows.append(row)
             db.session.execute(insert(Observation), rows)
@@ -68,10 +84,18 @@ def second_reader(app, who) -> dict:
     summaries can be asked for in turn in one run."""
     from models import User, new_id, utcnow
     from renkei import auth, db
+
     with app.app_context():
         reader = db.session.get(User, who["reader"])
-        other = User(id=new_id(), login="bench.doc2", password_hash=reader.password_hash, display_name="ベンチ 医師2",
-                     organization_id=reader.organization_id, profession="physician", confirmed_at=utcnow())
+        other = User(
+            id=new_id(),
+            login="bench.doc2",
+            password_hash=reader.password_hash,
+            display_name="ベンチ 医師2",
+            organization_id=reader.organization_id,
+            profession="physician",
+            confirmed_at=utcnow(),
+        )
         db.session.add(other)
         db.session.flush()
         token = auth.issue_token(other)[0]
@@ -95,8 +119,14 @@ def in_turn(port, pages: dict, n: int) -> dict:
             if i >= 2:
                 times[name].append(time.perf_counter() - t0)
             sizes[name] = len(body)
-    return {name: {"p50_ms": round(1000 * statistics.median(t), 1), "p90_ms": round(1000 * q(t, 0.9), 1),
-                   "bytes": sizes[name]} for name, t in times.items()}
+    return {
+        name: {
+            "p50_ms": round(1000 * statistics.median(t), 1),
+            "p90_ms": round(1000 * q(t, 0.9), 1),
+            "bytes": sizes[name],
+        }
+        for name, t in times.items()
+    }
 
 
 def main():
@@ -114,24 +144,45 @@ def main():
         yearly = data.patients(app, year_doc, 31, mine=31)
         t0 = time.perf_counter()
         stored = a_year_of_readings(app, yearly, year_doc["reader"])
-        results = {"readings_per_patient": 365 * 4 * len(KINDS_MEASURED), "readings_stored": stored,
-                   "store_seconds": round(time.perf_counter() - t0, 1), "requests": n}
+        results = {
+            "readings_per_patient": 365 * 4 * len(KINDS_MEASURED),
+            "readings_stored": stored,
+            "store_seconds": round(time.perf_counter() - t0, 1),
+            "requests": n,
+        }
         a, b = plain_doc["tokens"]["reader"], year_doc["tokens"]["reader"]
         with server(env) as port:
-            pages = in_turn(port, {"record_page_plain": (a, f"/patients/{plain[0]}"),
-                                   "patient_page_year": (b, f"/patients/{yearly[0]}"),
-                                   "trend_page_7_days": (b, f"/patients/{yearly[0]}/vitals?days=7"),
-                                   "trend_page_30_days": (b, f"/patients/{yearly[0]}/vitals"),
-                                   "trend_page_90_days": (b, f"/patients/{yearly[0]}/vitals?days=90")}, n)
-            summaries = in_turn(port, {"summary_30_patients_no_readings": (a, "/summary"),
-                                       "summary_30_patients_a_year_each": (b, "/summary")}, max(8, n // 4))
+            pages = in_turn(
+                port,
+                {
+                    "record_page_plain": (a, f"/patients/{plain[0]}"),
+                    "patient_page_year": (b, f"/patients/{yearly[0]}"),
+                    "trend_page_7_days": (b, f"/patients/{yearly[0]}/vitals?days=7"),
+                    "trend_page_30_days": (b, f"/patients/{yearly[0]}/vitals"),
+                    "trend_page_90_days": (b, f"/patients/{yearly[0]}/vitals?days=90"),
+                },
+                n,
+            )
+            summaries = in_turn(
+                port,
+                {
+                    "summary_30_patients_no_readings": (a, "/summary"),
+                    "summary_30_patients_a_year_each": (b, "/summary"),
+                },
+                max(8, n // 4),
+            )
         results["pages"], results["summaries"] = pages, summaries
         base = pages["record_page_plain"]["p50_ms"]
         results["ratios"] = {
-            **{f"{name}_vs_record_page": round(pages[name]["p50_ms"] / base, 2)
-               for name in ("patient_page_year", "trend_page_7_days", "trend_page_30_days", "trend_page_90_days")},
-            "summary_vs_summary_without_readings": round(summaries["summary_30_patients_a_year_each"]["p50_ms"]
-                                                         / summaries["summary_30_patients_no_readings"]["p50_ms"], 2),
+            **{
+                f"{name}_vs_record_page": round(pages[name]["p50_ms"] / base, 2)
+                for name in ("patient_page_year", "trend_page_7_days", "trend_page_30_days", "trend_page_90_days")
+            },
+            "summary_vs_summary_without_readings": round(
+                summaries["summary_30_patients_a_year_each"]["p50_ms"]
+                / summaries["summary_30_patients_no_readings"]["p50_ms"],
+                2,
+            ),
         }
         save("vitals", results)
 

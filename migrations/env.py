@@ -1,5 +1,6 @@
 """Alembic environment: runs on the connection handed over by renkei/schema.py, or on
 RENKEI_DATABASE_URL when called as plain `alembic` for autogenerate."""
+
 from alembic import context
 
 import models
@@ -9,8 +10,9 @@ target_metadata = models.Base.metadata
 
 
 def run(connection):
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=connection.dialect.name == "sqlite")
+    context.configure(
+        connection=connection, target_metadata=target_metadata, render_as_batch=connection.dialect.name == "sqlite"
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -20,7 +22,9 @@ if connection is not None:
     run(connection)
 else:
     import os
+
     from renkei.db import make_engine
+
     with make_engine(os.environ["RENKEI_DATABASE_URL"]).connect() as conn:
         run(conn)
         conn.commit()

@@ -3,6 +3,7 @@
 patient's key; caption and series are sealed under the patient's key. What the
 database shows without keys: which patient, when, by whom, the type, size and pixel
 size, and which attachments share a series (a keyed digest, not its name)."""
+
 from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String
@@ -18,7 +19,7 @@ class Attachment(Base):
     note_id: Mapped[str | None] = mapped_column(ForeignKey("notes.id"), index=True)
     section: Mapped[str | None] = mapped_column(String(40))
     content_type: Mapped[str] = mapped_column(String(40))  # decided from the bytes, never the client's
-    size: Mapped[int] = mapped_column(BigInteger)          # bytes as stored (after re-encoding)
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes as stored (after re-encoding)
     frames: Mapped[int] = mapped_column(Integer)
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
@@ -30,12 +31,15 @@ class Attachment(Base):
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
-    __table_args__ = (Index("ix_attachments_patient_created", "patient_id", "created_at"),
-                      Index("ix_attachments_patient_series", "patient_id", "series_index"))
+    __table_args__ = (
+        Index("ix_attachments_patient_created", "patient_id", "created_at"),
+        Index("ix_attachments_patient_series", "patient_id", "series_index"),
+    )
 
 
 class AttachmentFrame(Base):
     """One sealed frame of an attachment's file ("file") or thumbnail ("thumb")."""
+
     __tablename__ = "attachment_frames"
     attachment_id: Mapped[str] = mapped_column(ForeignKey("attachments.id"), primary_key=True)
     part: Mapped[str] = mapped_column(String(8), primary_key=True)

@@ -1,4 +1,5 @@
 """Organisations, users and their credentials."""
+
 from datetime import datetime
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, LargeBinary, String
@@ -6,11 +7,18 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, new_id, utcnow
 
-ORGANIZATION_KINDS = ("clinic", "hospital", "visiting_nurse_station", "care_management_office",
-                      "disability_consultation_office", "pharmacy", "community_support_center",
-                      "municipality", "other")
-PROFESSIONS = ("physician", "nurse", "care_manager", "disability_support_worker",
-               "pharmacist", "therapist", "other")
+ORGANIZATION_KINDS = (
+    "clinic",
+    "hospital",
+    "visiting_nurse_station",
+    "care_management_office",
+    "disability_consultation_office",
+    "pharmacy",
+    "community_support_center",
+    "municipality",
+    "other",
+)
+PROFESSIONS = ("physician", "nurse", "care_manager", "disability_support_worker", "pharmacist", "therapist", "other")
 
 
 class Organization(Base):
@@ -77,6 +85,7 @@ class User(Base):
 
 class ApiToken(Base):
     """Bearer tokens: only a SHA-256 of the token is stored."""
+
     __tablename__ = "api_tokens"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
@@ -90,6 +99,7 @@ class AccessReset(Base):
     """An administrator's reset of a person's access, approved by a second administrator
     where there is one. Approval ends every credential and issues a one-time recovery
     code, stored hashed, with which the person chooses a new password themselves."""
+
     __tablename__ = "access_resets"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
@@ -105,6 +115,7 @@ class AccessReset(Base):
 class Invitation(Base):
     """How a person an administrator created sets their own password: a single-use code
     (stored hashed) handed to them in a link, valid for a week (renkei/invitations.py)."""
+
     __tablename__ = "invitations"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
@@ -119,6 +130,7 @@ class LoginThrottle(Base):
     """Sign-in attempts counted per key — a login name from one address, a login name
     from anywhere, an address for any login (renkei/auth.py) — whether or not the login
     exists, so a locked account and an unknown one answer alike. Keys are hashes."""
+
     __tablename__ = "login_throttle"
     login_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
@@ -129,6 +141,7 @@ class LoginThrottle(Base):
 
 class SystemKey(Base):
     """Service-wide keys (blind index, TOTP secrets), wrapped by the master key."""
+
     __tablename__ = "system_keys"
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     kek_id: Mapped[str] = mapped_column(String(16))

@@ -1,4 +1,5 @@
 """Per-recipient realtime events (docs/API.md, "Realtime events"), kept so a reconnecting client can resume."""
+
 from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint

@@ -1,5 +1,6 @@
 """Answers kept for `Idempotency-Key` retries (renkei/idempotency.py). A row is claimed
 ("running") before the request runs and holds the sealed answer once it committed."""
+
 from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String

@@ -2,6 +2,7 @@
 devices' push subscriptions, what they want to hear of, the deliveries waiting to be
 sent, and the escalation of urgent notes nobody acknowledged ("Escalation"). Nothing here holds a name or clinical text; endpoints, device keys and e-mail
 addresses are sealed with a system key (renkei/vault.py)."""
+
 from datetime import date, datetime
 
 from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Integer, LargeBinary, String, Text
@@ -13,6 +14,7 @@ from models.base import Base, new_id, utcnow
 class PushSubscription(Base):
     """One device of one person (a browser's PushSubscription). An endpoint belongs to
     one person at a time: signing up a shared tablet moves it to the new person."""
+
     __tablename__ = "push_subscriptions"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
@@ -24,6 +26,7 @@ class PushSubscription(Base):
 
 class NotificationSettings(Base):
     """What a person wants to hear of, and where. No row: the defaults."""
+
     __tablename__ = "notification_settings"
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
     push_urgent: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -46,6 +49,7 @@ class Delivery(Base):
     """A push or mail to send, written in the transaction of the change it tells of and
     deleted once sent: a restart or a push service that is down loses nothing. A sender
     claims a row until `claimed_until`; with several processes exactly one sends it."""
+
     __tablename__ = "deliveries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     channel: Mapped[str] = mapped_column(String(8))  # "push" or "mail"
@@ -63,6 +67,7 @@ class Delivery(Base):
 
 class EscalationRule(Base):
     """How a team escalates its urgent notes (renkei/escalation.py). No row: the defaults."""
+
     __tablename__ = "escalation_rules"
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), primary_key=True)
     after_minutes: Mapped[int] = mapped_column(Integer, default=15)  # unacknowledged this long: escalate
@@ -74,6 +79,7 @@ class Escalation(Base):
     """An urgent note waiting for a physician's or nurse's acknowledgement. `due_at` is
     the next time to escalate; a sender moves it forward with a compare-and-set, so with
     several processes exactly one escalates each round."""
+
     __tablename__ = "escalations"
     note_id: Mapped[str] = mapped_column(ForeignKey("notes.id"), primary_key=True)
     patient_id: Mapped[str] = mapped_column(String(36), index=True)
@@ -84,6 +90,7 @@ class Escalation(Base):
 
 class EscalationRound(Base):
     """One escalation, as the note shows it: 「15分未確認のため副主治医へ通知しました」."""
+
     __tablename__ = "escalation_rounds"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     note_id: Mapped[str] = mapped_column(ForeignKey("notes.id"), index=True)

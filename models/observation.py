@@ -2,6 +2,7 @@
 thresholds. The value, unit details and note are sealed under the patient's key; the
 kind and the times stay plain so a series can be queried and paged
 (docs/ARCHITECTURE.md, "Observations": what the database shows without the key)."""
+
 from datetime import datetime
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
@@ -13,6 +14,7 @@ from models.base import Base, new_id, utcnow
 class Observation(Base):
     """One reading: immutable once recorded, except that it may be marked 誤入力
     (entered in error) — kept, struck through, left out of charts and alerts."""
+
     __tablename__ = "observations"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
@@ -29,15 +31,18 @@ class Observation(Base):
     alert: Mapped[bool] = mapped_column(Boolean, default=False)
     error_at: Mapped[datetime | None] = mapped_column(DateTime)
     error_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
-    __table_args__ = (Index("ix_observations_series", "patient_id", "kind", "measured_at"),
-                      Index("ix_observations_patient_measured", "patient_id", "measured_at"),
-                      # the care list's "alerted since my last look" without reading a year of rows
-                      Index("ix_observations_alerts", "patient_id", "alert", "recorded_at"))
+    __table_args__ = (
+        Index("ix_observations_series", "patient_id", "kind", "measured_at"),
+        Index("ix_observations_patient_measured", "patient_id", "measured_at"),
+        # the care list's "alerted since my last look" without reading a year of rows
+        Index("ix_observations_alerts", "patient_id", "alert", "recorded_at"),
+    )
 
 
 class ThresholdRevision(Base):
     """An immutable revision of a patient's thresholds, versioned like a record section:
     the unique (patient, version) makes one of two concurrent writers lose (412)."""
+
     __tablename__ = "threshold_revisions"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))

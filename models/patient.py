@@ -1,8 +1,8 @@
 """Patients, consent, teams, the versioned 表3 record, timeline notes, break-glass."""
+
 from datetime import date, datetime
 
-from sqlalchemy import (Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary,
-                        String, UniqueConstraint)
+from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, new_id, utcnow
@@ -29,6 +29,7 @@ class Patient(Base):
 class PatientSearchToken(Base):
     """Keyed hashes of the family name's prefixes, for search (renkei/crypto.py,
     prefix_tokens); deleted with the patient's key."""
+
     __tablename__ = "patient_search_tokens"
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), primary_key=True)
     token: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
@@ -47,6 +48,7 @@ class Consent(Base):
 
 class TeamMember(Base):
     """A membership; removal keeps the row (removed_at) for the record's history."""
+
     __tablename__ = "team_members"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
@@ -64,6 +66,7 @@ class Appointment(Base):
     """An administrator's appointment of a manager to a team left without an active one:
     no access until a second person confirms it, when it becomes a TeamMember
     (renkei/confirmations.py)."""
+
     __tablename__ = "appointments"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
@@ -78,6 +81,7 @@ class Appointment(Base):
 class SectionRevision(Base):
     """An immutable revision of one 表3 section. The unique (patient, section, version)
     is what makes concurrent writers of one version collide: exactly one wins."""
+
     __tablename__ = "section_revisions"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
@@ -86,8 +90,7 @@ class SectionRevision(Base):
     content_ct: Mapped[bytes] = mapped_column(LargeBinary)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    __table_args__ = (UniqueConstraint("patient_id", "section", "version",
-                                       name="uq_section_revisions_version"),)
+    __table_args__ = (UniqueConstraint("patient_id", "section", "version", name="uq_section_revisions_version"),)
 
 
 class Note(Base):

@@ -1,6 +1,7 @@
 """Open Socket.IO connections, so a logout or a disabled account can close them in
 whichever server process holds them. Each row names the process that holds it; a
 process that stops heartbeating (killed) has its rows removed by the others."""
+
 from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, String
@@ -20,6 +21,7 @@ class SocketSession(Base):
 
 class SocketOwner(Base):
     """A server process holding sockets, and when it last said it is alive."""
+
     __tablename__ = "socket_owners"
     owner: Mapped[str] = mapped_column(String(80), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

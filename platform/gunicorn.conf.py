@@ -11,6 +11,7 @@ is required whenever workers > 1. Every worker also runs, from its start, a seal
 for the access log (one in the whole deployment holds the lease and seals:
 docs/ARCHITECTURE.md, "The access log") and a sender of pushes and mails (they share the
 queue in the database: "Push and e-mail")."""
+
 import multiprocessing
 import os
 import resource
@@ -43,12 +44,16 @@ forwarded_allow_ips = os.environ.get("RENKEI_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 def on_starting(server):
     if not os.environ.get("RENKEI_DATABASE_URL", "").startswith("postgres"):
-        raise SystemExit("gunicorn serves Renkei on PostgreSQL (RENKEI_DATABASE_URL=postgresql://...): a worker's "
-                         "greenlets share one thread, and SQLite's wait for its write lock would hold them all "
-                         "while the one holding it waits its turn. SQLite is for `python wsgi.py` on one machine.")
+        raise SystemExit(
+            "gunicorn serves Renkei on PostgreSQL (RENKEI_DATABASE_URL=postgresql://...): a worker's "
+            "greenlets share one thread, and SQLite's wait for its write lock would hold them all "
+            "while the one holding it waits its turn. SQLite is for `python wsgi.py` on one machine."
+        )
     if workers > 1 and not os.environ.get("RENKEI_REDIS_URL"):
-        raise SystemExit("RENKEI_REDIS_URL is required with more than one worker: "
-                         "without it a worker's events would not reach the others' sockets")
+        raise SystemExit(
+            "RENKEI_REDIS_URL is required with more than one worker: "
+            "without it a worker's events would not reach the others' sockets"
+        )
     # Each connection is a file descriptor, besides the database's, Redis's and the log's;
     # the usual soft limit (1,024) would refuse sockets long before worker_connections.
     wanted = worker_connections + 200
@@ -57,8 +62,12 @@ def on_starting(server):
         top = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
         if top < wanted:
-            server.log.warning("open files limited to %d (hard limit), below %d connections + 200: raise it "
-                               "(systemd LimitNOFILE) or lower RENKEI_CONNECTIONS", top, worker_connections)
+            server.log.warning(
+                "open files limited to %d (hard limit), below %d connections + 200: raise it "
+                "(systemd LimitNOFILE) or lower RENKEI_CONNECTIONS",
+                top,
+                worker_connections,
+            )
 
 
 def post_worker_init(worker):
@@ -67,6 +76,7 @@ def post_worker_init(worker):
     # imported in the worker, after gevent patched it (see preload_app)
     from realtime import async_mode
     from renkei.app import start_background
+
     if async_mode() != "gevent":
         raise SystemExit("this worker was not patched by gevent before the app loaded (preload_app?)")
     worker.log.info("worker %s: sockets and requests as gevent greenlets", worker.pid)

@@ -19,4 +19,7 @@ if ((${#need[@]})); then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# Style first (ruff.toml): a lint error or an unformatted file fails the run before the tests.
+python3 -m ruff check .
+python3 -m ruff format --check .
 exec python3 -m pytest "$@"

@@ -4,6 +4,7 @@ team (renkei/notify.py), so a client can never subscribe to anything by name. Ev
 carry identifiers, never content. This package hears of committed events through the
 unit of work's after-commit listeners (renkei/work.py); the core never calls it;
 realtime/fanout.py carries them to every server process's sockets."""
+
 import collections
 import logging
 import os
@@ -16,7 +17,8 @@ from flask import current_app, request
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, SocketIO  # not the builtin of that name
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from models import SocketOwner, SocketSession, User, utcnow
 from realtime.fanout import Fanout
@@ -44,10 +46,14 @@ TRACE = collections.deque(maxlen=200_000) if os.environ.get("RENKEI_BENCH_ROUTES
 def init_app(app, settings):
     # No python-socketio message queue: processes share events through realtime/fanout.py
     # (one message per commit), so an emit here reaches this process's sockets only.
-    socketio.init_app(app, async_mode=async_mode(),
-                      # None = same origin only; never "*".
-                      cors_allowed_origins=settings.allowed_origins or None,
-                      logger=False, engineio_logger=False)
+    socketio.init_app(
+        app,
+        async_mode=async_mode(),
+        # None = same origin only; never "*".
+        cors_allowed_origins=settings.allowed_origins or None,
+        logger=False,
+        engineio_logger=False,
+    )
     app.wsgi_app = _uncompressed(app.wsgi_app)  # outside Socket.IO's middleware: sees the handshake first
     fanout.init(socketio.server, settings.redis_url, TRACE)
     work.subscribe(app, after_commit)
@@ -67,10 +73,12 @@ def _uncompressed(wsgi_app):
     a hundred bytes of identifiers; compressing each one costs the server and the
     client more than sending it (bench/socket_modes.py). Dropping the offer from the
     handshake is the only hook: the server accepts what it is offered."""
+
     def without_offer(environ, start_response):
         if environ.get("PATH_INFO", "").startswith("/socket.io"):
             environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
         return wsgi_app(environ, start_response)
+
     return without_offer
 
 
@@ -110,14 +118,16 @@ def on_connect(auth_data=None):
         except (DBAPIError, PoolTimeout):  # tell the client, do not leave it waiting
             raise ConnectionRefusedError("unavailable", UNAVAILABLE)
         credential = auth.socket_credential(user, token) if user else None
-        if credential and (credential["until"] <= utcnow() or auth.must_enrol_totp(user)
-                           or user.confirmed_at is None):  # an unconfirmed account hears of no patient
+        if credential and (
+            credential["until"] <= utcnow() or auth.must_enrol_totp(user) or user.confirmed_at is None
+        ):  # an unconfirmed account hears of no patient
             user = None  # an idle cookie session, or a second factor still to enrol
         unit = work.current()
         unit.record("realtime.connect", "ok" if user else "unauthenticated", actor=user)
         if user is not None:
-            db.session.add(SocketSession(sid=request.sid, user_id=user.id, token_id=token.id if token else None,
-                                         owner=OWNER))
+            db.session.add(
+                SocketSession(sid=request.sid, user_id=user.id, token_id=token.id if token else None, owner=OWNER)
+            )
         try:
             unit.commit()
         except (DBAPIError, PoolTimeout):

@@ -8,6 +8,7 @@ seq of each recipient's own every recipient's event is its own emit — so every
 received and decoded every recipient's message, most of them for sockets it did not hold.
 
 Messages carry identifiers and seqs, never content (the same as the events)."""
+
 import atexit
 import json
 import logging
@@ -37,19 +38,19 @@ def _redis(url: str, **options) -> redis.Redis:
 
 class Fanout:
     def __init__(self, owner: str):
-        self.owner = owner       # this process, as its messages name it
-        self.server = None       # the python-socketio server holding this process's sockets
-        self.url = None          # Redis, or None: one process
-        self.users: dict[str, str] = {}                # sid → user id, this process's sockets
-        self.sids: dict[str, tuple[str, ...]] = {}     # user id → sids; replaced whole, read unlocked
-        self.until: dict[str, datetime] = {}           # sid → when its credential lapses by itself
+        self.owner = owner  # this process, as its messages name it
+        self.server = None  # the python-socketio server holding this process's sockets
+        self.url = None  # Redis, or None: one process
+        self.users: dict[str, str] = {}  # sid → user id, this process's sockets
+        self.sids: dict[str, tuple[str, ...]] = {}  # user id → sids; replaced whole, read unlocked
+        self.until: dict[str, datetime] = {}  # sid → when its credential lapses by itself
         self.lock = threading.Lock()
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.started: set[str] = set()  # "sender", "listener": threads running
         self.publish_after = 0.0  # after a failed publish, Redis is not tried again for a second
-        self.unsent = False       # a message was not published: the next one says "resync"
+        self.unsent = False  # a message was not published: the next one says "resync"
         self.unsent_closes: list[str] = []  # sids whose close was not published: sent with the next
-        self.pending = 0          # messages queued or being sent (flush waits for 0)
+        self.pending = 0  # messages queued or being sent (flush waits for 0)
         self.trace: deque | None = None  # benchmarks only: see realtime.TRACE
 
     def init(self, server, url: str | None, trace: deque | None):
@@ -85,8 +86,7 @@ class Fanout:
         self._start("sender")
         with self.lock:
             self.pending += 1
-        self.outbox.put({"from": self.owner, "committed": time.time(),
-                         "events": events, "disconnect": disconnect})
+        self.outbox.put({"from": self.owner, "committed": time.time(), "events": events, "disconnect": disconnect})
 
     def flush(self, timeout: float = 3.0):
         """Wait until what was queued has been sent: a command (reset-access) ends its
@@ -126,13 +126,16 @@ class Fanout:
             self.unsent, self.unsent_closes = True, closes
             return
         try:
-            client.publish(CHANNEL, json.dumps({**message, "disconnect": closes, "resync": self.unsent},
-                                               separators=(",", ":")))
+            client.publish(
+                CHANNEL, json.dumps({**message, "disconnect": closes, "resync": self.unsent}, separators=(",", ":"))
+            )
             self.unsent, self.unsent_closes = False, []
         except redis.RedisError:
             self.publish_after, self.unsent, self.unsent_closes = time.monotonic() + 1, True, closes
-            log.warning("could not publish to the message queue; other processes' sockets are told to "
-                        "resume once it takes messages again")
+            log.warning(
+                "could not publish to the message queue; other processes' sockets are told to "
+                "resume once it takes messages again"
+            )
 
     # -- receiving --------------------------------------------------------------------
 
@@ -147,13 +150,15 @@ class Fanout:
         while True:
             try:
                 pubsub = _redis(self.url, socket_timeout=5, health_check_interval=3).pubsub(
-                    ignore_subscribe_messages=True)
+                    ignore_subscribe_messages=True
+                )
                 pubsub.subscribe(CHANNEL)
                 pubsub.get_message(timeout=0.1)  # the subscription's confirmation
                 if down:
                     if prompted:
-                        log.warning("subscribed to the message queue again; %d sockets here are told to resume",
-                                    len(self.users))
+                        log.warning(
+                            "subscribed to the message queue again; %d sockets here are told to resume", len(self.users)
+                        )
                     self._prompt_resume()
                     down = False
                 while True:
@@ -162,8 +167,11 @@ class Fanout:
                         self._receive(message["data"])
             except Exception as exc:  # Redis away, or anything else: never let the listener die
                 if not down:
-                    log.warning("not subscribed to the message queue (%s): sockets here are told to resume "
-                                "every %d s", type(exc).__name__, RESYNC_EVERY)
+                    log.warning(
+                        "not subscribed to the message queue (%s): sockets here are told to resume every %d s",
+                        type(exc).__name__,
+                        RESYNC_EVERY,
+                    )
                 down = True
                 if time.monotonic() - prompted >= RESYNC_EVERY:
                     self._prompt_resume()
@@ -203,8 +211,16 @@ class Fanout:
                     if stamps is not None:
                         stamps.append(time.time())
             if stamps:
-                self.trace.append((name, body["patient_id"], str(body.get("version", body.get("note_id", ""))),
-                                   message["committed"], stamps, len(stamps)))
+                self.trace.append(
+                    (
+                        name,
+                        body["patient_id"],
+                        str(body.get("version", body.get("note_id", ""))),
+                        message["committed"],
+                        stamps,
+                        len(stamps),
+                    )
+                )
         if message.get("resync"):  # another process could not publish for a while
             self._prompt_resume()
 

@@ -2,16 +2,39 @@
 checkpoints, and the usage figures a municipality asks for (活用状況). Each operation
 checks its reader (renkei.authz.require_staff); reading the log is itself audited by the
 door that calls these (docs/ARCHITECTURE.md, "The access log")."""
+
 import re
 from datetime import timedelta, timezone
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 
-from models import (AuditAnchor, AuditEntry, BreakGlass, Consent, Note, Organization, Patient, SectionRevision,
-                    User, utcnow)
-from renkei import (audit, audit_sealer, audit_tree, audit_verify, auth, authz, crypto, db, patients, problems,
-                    vault, work)
+from models import (
+    AuditAnchor,
+    AuditEntry,
+    BreakGlass,
+    Consent,
+    Note,
+    Organization,
+    Patient,
+    SectionRevision,
+    User,
+    utcnow,
+)
+from renkei import (
+    audit,
+    audit_sealer,
+    audit_tree,
+    audit_verify,
+    auth,
+    authz,
+    crypto,
+    db,
+    patients,
+    problems,
+    vault,
+    work,
+)
 
 EXPORT_BATCH = 5000
 SEARCHES_PER_WINDOW = 30  # an auditor's name searches per lockout window (settings.lockout_seconds)
@@ -20,8 +43,10 @@ ACTION = re.compile(r"^[a-z_]{1,20}\.[a-z_]{1,19}$")
 
 class Query(Schema):
     """The filters of a search or export; the API validates its query string with it."""
+
     class Meta:
         unknown = "exclude"
+
     actor_id = fields.String(validate=validate.Length(max=36))
     patient_id = fields.String(validate=validate.Length(max=36))
     action = fields.String(validate=validate.Length(max=40))
@@ -29,8 +54,10 @@ class Query(Schema):
     until = fields.DateTime()
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     cursor = fields.Integer(validate=validate.Range(min=1, max=2**63 - 1))  # a database integer
-    connections = fields.Boolean(load_default=True, metadata={
-        "description": "false: leave out realtime.connect (a socket's every connection), as the page does"})
+    connections = fields.Boolean(
+        load_default=True,
+        metadata={"description": "false: leave out realtime.connect (a socket's every connection), as the page does"},
+    )
 
     @validates_schema
     def _range_in_order(self, data, **_):
@@ -63,8 +90,11 @@ def _describe(query: dict):
         value = query.get(name)
         if value:
             if name == "action":  # an action is named as typed only if the log holds it
-                known = bool(ACTION.match(value)) and db.session.execute(
-                    select(AuditEntry.id).where(AuditEntry.action == value).limit(1)).first() is not None
+                known = (
+                    bool(ACTION.match(value))
+                    and db.session.execute(select(AuditEntry.id).where(AuditEntry.action == value).limit(1)).first()
+                    is not None
+                )
             else:
                 known = bool(audit.UUID.match(value))
             parts.append(audit.ref(name, value, known))
@@ -81,7 +111,7 @@ def search(reader: User, query: dict) -> dict:
     if query.get("cursor"):
         stmt = stmt.where(AuditEntry.id < query["cursor"])
     rows = list(db.session.execute(stmt.order_by(AuditEntry.id.desc()).limit(query["limit"] + 1)).scalars())
-    page = rows[:query["limit"]]
+    page = rows[: query["limit"]]
     return {"items": page, "next_cursor": str(page[-1].id) if len(rows) > query["limit"] else None}
 
 
@@ -101,14 +131,21 @@ def export_entries(reader: User, query: dict):
     def entries():
         after = 0
         while True:
-            page = list(db.session.execute(filtered(query).where(AuditEntry.id > after, AuditEntry.id <= head)
-                                           .order_by(AuditEntry.id).limit(EXPORT_BATCH)).scalars())
+            page = list(
+                db.session.execute(
+                    filtered(query)
+                    .where(AuditEntry.id > after, AuditEntry.id <= head)
+                    .order_by(AuditEntry.id)
+                    .limit(EXPORT_BATCH)
+                ).scalars()
+            )
             db.session.commit()  # no transaction left open while a slow client downloads
             yield from page
             if len(page) < EXPORT_BATCH:
                 return
             after = page[-1].id
             db.session.expunge_all()
+
     return entries()
 
 
@@ -123,8 +160,13 @@ def find_patients(reader: User, name: str) -> list[dict]:
     work.describe(detail="name=" + typed)
     auth.count_lookup("audit_patient_search", reader, SEARCHES_PER_WINDOW)
     wanted = vault.name_index(name)
-    rows = list(db.session.execute(select(Patient).where(
-        (Patient.name_index == wanted) | (Patient.kana_index == wanted), Patient.deleted_at.is_(None))).scalars())
+    rows = list(
+        db.session.execute(
+            select(Patient).where(
+                (Patient.name_index == wanted) | (Patient.kana_index == wanted), Patient.deleted_at.is_(None)
+            )
+        ).scalars()
+    )
     work.describe(detail=f"name={typed};found=" + ",".join(p.id for p in rows[:4]) + (",…" if len(rows) > 4 else ""))
     return [_identity(p) for p in rows]
 
@@ -167,8 +209,12 @@ def inclusion_proof(reader: User, seq: int, tree_size: int) -> dict:
     if seq > tree_size:
         raise problems.invalid({"seq": ["Not in a tree of this size: not sealed yet, or tree_size too small."]})
     tiles = audit_tree.Tiles()
-    return {"leaf_index": seq - 1, "leaf_hash": audit.b64(tiles.node(0, seq - 1)), "tree_size": tree_size,
-            "audit_path": [audit.b64(h) for h in tiles.inclusion(seq - 1, tree_size)]}
+    return {
+        "leaf_index": seq - 1,
+        "leaf_hash": audit.b64(tiles.node(0, seq - 1)),
+        "tree_size": tree_size,
+        "audit_path": [audit.b64(h) for h in tiles.inclusion(seq - 1, tree_size)],
+    }
 
 
 def consistency_proof(reader: User, first: int, second: int) -> dict:
@@ -205,35 +251,58 @@ def usage(reader: User, days: int = 30, weeks: int = 8) -> dict:
     updates and notes per week for `weeks` weeks."""
     authz.require_staff(reader, "audit")
     now = utcnow()
-    active = select(AuditEntry.actor_id).where(AuditEntry.at >= now - timedelta(days=days),
-                                               AuditEntry.outcome == "ok",
-                                               AuditEntry.patient_id.is_not(None)).distinct()
-    by_profession = db.session.execute(select(User.profession, func.count(User.id))
-                                       .where(User.id.in_(active)).group_by(User.profession)).all()
-    orgs_active = db.session.execute(select(func.count(func.distinct(User.organization_id)))
-                                     .where(User.id.in_(active))).scalar()
+    active = (
+        select(AuditEntry.actor_id)
+        .where(
+            AuditEntry.at >= now - timedelta(days=days), AuditEntry.outcome == "ok", AuditEntry.patient_id.is_not(None)
+        )
+        .distinct()
+    )
+    by_profession = db.session.execute(
+        select(User.profession, func.count(User.id)).where(User.id.in_(active)).group_by(User.profession)
+    ).all()
+    orgs_active = db.session.execute(
+        select(func.count(func.distinct(User.organization_id))).where(User.id.in_(active))
+    ).scalar()
     per_week = []
     for i in range(weeks - 1, -1, -1):
         start = (now - timedelta(days=now.weekday() + 7 * i)).replace(hour=0, minute=0, second=0, microsecond=0)
         end = start + timedelta(days=7)
-        updates = db.session.execute(select(func.count(SectionRevision.id)).where(
-            SectionRevision.created_at >= start, SectionRevision.created_at < end)).scalar()
-        notes = db.session.execute(select(func.count(Note.id)).where(
-            Note.created_at >= start, Note.created_at < end)).scalar()
+        updates = db.session.execute(
+            select(func.count(SectionRevision.id)).where(
+                SectionRevision.created_at >= start, SectionRevision.created_at < end
+            )
+        ).scalar()
+        notes = db.session.execute(
+            select(func.count(Note.id)).where(Note.created_at >= start, Note.created_at < end)
+        ).scalar()
         per_week.append({"start": start.date(), "updates": updates, "notes": notes})
     since = now - timedelta(days=days)
     notes_by_profession = db.session.execute(
-        select(User.profession, func.count(Note.id)).join(User, User.id == Note.created_by)
-        .where(Note.created_at >= since).group_by(User.profession)).all()
+        select(User.profession, func.count(Note.id))
+        .join(User, User.id == Note.created_by)
+        .where(Note.created_at >= since)
+        .group_by(User.profession)
+    ).all()
     live = Patient.deleted_at.is_(None)
     consented = select(Consent.patient_id).where(Consent.withdrawn_at.is_(None))
-    totals = {"organizations": db.session.execute(select(func.count(Organization.id))).scalar(),
-              "users": db.session.execute(select(func.count(User.id)).where(User.disabled.is_(False))).scalar(),
-              "orgs_active": orgs_active, "people_active": sum(n for _, n in by_profession),
-              "patients": db.session.execute(select(func.count(Patient.id)).where(live)).scalar(),
-              "patients_with_consent": db.session.execute(select(func.count(Patient.id)).where(
-                  live, Patient.id.in_(consented))).scalar(),
-              "breakglass": db.session.execute(select(func.count(BreakGlass.id)).where(
-                  BreakGlass.opened_at >= since)).scalar()}
-    return {"totals": totals, "by_profession": by_profession, "notes_by_profession": notes_by_profession,
-            "weeks": per_week, "days": days}
+    totals = {
+        "organizations": db.session.execute(select(func.count(Organization.id))).scalar(),
+        "users": db.session.execute(select(func.count(User.id)).where(User.disabled.is_(False))).scalar(),
+        "orgs_active": orgs_active,
+        "people_active": sum(n for _, n in by_profession),
+        "patients": db.session.execute(select(func.count(Patient.id)).where(live)).scalar(),
+        "patients_with_consent": db.session.execute(
+            select(func.count(Patient.id)).where(live, Patient.id.in_(consented))
+        ).scalar(),
+        "breakglass": db.session.execute(
+            select(func.count(BreakGlass.id)).where(BreakGlass.opened_at >= since)
+        ).scalar(),
+    }
+    return {
+        "totals": totals,
+        "by_profession": by_profession,
+        "notes_by_profession": notes_by_profession,
+        "weeks": per_week,
+        "days": days,
+    }

@@ -1,11 +1,13 @@
 """The app factory: the one core module that wires the doors (api/, web/, realtime/)
 to the core (docs/ARCHITECTURE.md, "Layers")."""
+
 import os
 import threading
 
 from flask import Flask, render_template, request, send_from_directory
 from sqlalchemy import literal, select
-from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -26,30 +28,43 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
-                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 }
 HSTS = "max-age=31536000; includeSubDomains"  # only on responses served over HTTPS
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    app = Flask("renkei", template_folder=str(ROOT / "templates"),
-                static_folder=str(ROOT / "static"), instance_path=str(ROOT / "instance"))
+    app = Flask(
+        "renkei",
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(ROOT / "instance"),
+    )
     app.config.update(
-        RENKEI=settings, SECRET_KEY=settings.secret_key,
-        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        RENKEI=settings,
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=not settings.embedded,
         PERMANENT_SESSION_LIFETIME=settings.session_idle_seconds,
-        MAX_CONTENT_LENGTH=1024 * 1024, JSON_AS_ASCII=False,
-        WTF_CSRF_TIME_LIMIT=None, WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"])
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        JSON_AS_ASCII=False,
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"],
+    )
     app.json.ensure_ascii = False
     app.request_class = SpoolingRequest  # uploaded files are sealed as they arrive (renkei/frames.py)
 
     app.extensions["renkei.keyring"] = Keyring(settings.master_key, settings.previous_master_keys)
     app.extensions["renkei.audit_keys"] = AuditKeys(settings.audit_keys, settings.audit_origin)
     app.extensions["renkei.engine"] = engine = db.make_engine(
-        settings.database_url, settings.db_pool_size, settings.db_pool_timeout,
-        settings.db_lock_timeout_ms, settings.db_idle_transaction_timeout_ms)
+        settings.database_url,
+        settings.db_pool_size,
+        settings.db_pool_timeout,
+        settings.db_lock_timeout_ms,
+        settings.db_idle_transaction_timeout_ms,
+    )
     db.bind(engine)
 
     login_manager.init_app(app)
@@ -102,8 +117,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/manifest.webmanifest")
     def manifest():
-        return send_from_directory(app.static_folder, "manifest.webmanifest",
-                                   mimetype="application/manifest+json", max_age=3600)
+        return send_from_directory(
+            app.static_folder, "manifest.webmanifest", mimetype="application/manifest+json", max_age=3600
+        )
 
     @app.get("/favicon.ico")
     def favicon():  # asked for by browsers and tools that do not read the page's <link rel=icon>
@@ -118,10 +134,14 @@ def create_app(settings: Settings | None = None) -> Flask:
         resp = work.current().database_problem(exc, request.endpoint or "?")
         if request.path.startswith("/api/"):
             return resp
-        return ("The database is not reachable. / データベースに接続できません。", resp.status_code,
-                {"Retry-After": work.RETRY_AFTER, "Content-Type": "text/plain; charset=utf-8"})
+        return (
+            "The database is not reachable. / データベースに接続できません。",
+            resp.status_code,
+            {"Retry-After": work.RETRY_AFTER, "Content-Type": "text/plain; charset=utf-8"},
+        )
 
     if os.environ.get("RENKEI_BENCH_ROUTES") == "1":
+
         @app.get("/_bench/bare")
         def bench_bare():
             """Benchmark baseline: a bare Flask route, one query, same server and database."""
@@ -161,7 +181,9 @@ def start_background(app: Flask):
             return
         _background["apps"].add(id(app))
     settings = app.config["RENKEI"]
-    for wanted, run, name in ((settings.audit_sealer, audit_sealer.run, "audit-sealer"),
-                              (settings.sender, deliveries.run, "deliveries")):
+    for wanted, run, name in (
+        (settings.audit_sealer, audit_sealer.run, "audit-sealer"),
+        (settings.sender, deliveries.run, "deliveries"),
+    ):
         if wanted:
             threading.Thread(target=run, args=(app,), name=name, daemon=True).start()

@@ -8,11 +8,13 @@ stored with its thumbnail in `attachment_frames`. Deleting an attachment shreds 
 key and drops its frames; shredding the patient shreds every attachment's key with it.
 Who may attach where is renkei/authz.py's: a section's writers, or anyone who may post
 to the timeline; break-glass reads only."""
+
 import unicodedata
 from typing import Iterator
 
 from flask import current_app
-from sqlalchemy import delete as sql_delete, func, insert, select, tuple_, update
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 
 from models import Attachment, AttachmentFrame, Note, Patient, User, new_id, utcnow
@@ -30,8 +32,10 @@ _BATCH = 16  # frames per statement when storing or reading: 1 MiB in memory at 
 
 def _frame_aad(patient_id: str, attachment_id: str, part: str):
     def aad_for(index: int, last: bool) -> str:
-        return vault.aad(patient_id, "attachment=" + attachment_id, "part=" + part,
-                         f"frame={index}", "last" if last else "more")
+        return vault.aad(
+            patient_id, "attachment=" + attachment_id, "part=" + part, f"frame={index}", "last" if last else "more"
+        )
+
     return aad_for
 
 
@@ -64,6 +68,7 @@ def upload_limit() -> int:
 
 # --- upload -------------------------------------------------------------------------
 
+
 def _where_it_goes(actor: User, patient_id: str, note_id: str | None, section: str | None):
     """The access an upload needs: a section's writers, or the author of the note it
     belongs to, or anyone who may post to the timeline."""
@@ -83,8 +88,9 @@ def _where_it_goes(actor: User, patient_id: str, note_id: str | None, section: s
     return access
 
 
-def create(actor: User, patient_id: str, spool: frames.Spool, *, note_id=None, section=None,
-           caption=None, series=None) -> dict:
+def create(
+    actor: User, patient_id: str, spool: frames.Spool, *, note_id=None, section=None, caption=None, series=None
+) -> dict:
     _where_it_goes(actor, patient_id, note_id, section)
     # Decoding a photo takes a second or more: no transaction (nor SQLite's write lock)
     # is held meanwhile, and none is begun until the rows are written.
@@ -99,9 +105,19 @@ def create(actor: User, patient_id: str, spool: frames.Spool, *, note_id=None, s
     patient = _where_it_goes(actor, patient_id, note_id, section).patient  # still so, now that it is written
     _within_quota(patient.id, size)
 
-    a = Attachment(id=new_id(), patient_id=patient.id, note_id=note_id, section=section,
-                   content_type=content_type, size=size, frames=0, width=width, height=height,
-                   created_by=actor.id, created_at=utcnow())
+    a = Attachment(
+        id=new_id(),
+        patient_id=patient.id,
+        note_id=note_id,
+        section=section,
+        content_type=content_type,
+        size=size,
+        frames=0,
+        width=width,
+        height=height,
+        created_by=actor.id,
+        created_at=utcnow(),
+    )
     key = crypto.new_data_key()
     a.wrapped_key = crypto.seal(vault.patient_key(patient), key, _key_aad(a))
     if caption:
@@ -113,10 +129,15 @@ def create(actor: User, patient_id: str, spool: frames.Spool, *, note_id=None, s
     db.session.flush()  # the row before its frames (foreign key)
     a.frames = put_frames(a.id, FILE, frames.seal_frames(key, _frame_aad(a.patient_id, a.id, FILE), body))
     if thumb is not None:
-        a.thumb_frames = put_frames(a.id, THUMB, frames.seal_frames(key, _frame_aad(a.patient_id, a.id, THUMB), [thumb]))
+        a.thumb_frames = put_frames(
+            a.id, THUMB, frames.seal_frames(key, _frame_aad(a.patient_id, a.id, THUMB), [thumb])
+        )
     work.describe(detail="attachment=" + a.id)
-    notify.queue("attachment.created", patient.id, {"attachment_id": a.id, "note_id": note_id,
-                                                    "section": section, "actor_id": actor.id})
+    notify.queue(
+        "attachment.created",
+        patient.id,
+        {"attachment_id": a.id, "note_id": note_id, "section": section, "actor_id": actor.id},
+    )
     return attachment_out(patient, a, {actor.id: actor.display_name})
 
 
@@ -126,27 +147,51 @@ def _within_quota(patient_id: str, adding: int):
     after the other (the lock ends with the request's commit)."""
     _, quota = _limits()
     db.session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update()).first()
-    used = db.session.execute(select(func.coalesce(func.sum(Attachment.size), 0)).where(
-        Attachment.patient_id == patient_id, Attachment.deleted_at.is_(None))).scalar()
+    used = db.session.execute(
+        select(func.coalesce(func.sum(Attachment.size), 0)).where(
+            Attachment.patient_id == patient_id, Attachment.deleted_at.is_(None)
+        )
+    ).scalar()
     if used + adding > quota:
-        raise Problem(413, f"The patient's attachments would exceed their limit of {quota} bytes.",
-                      type_="/problems/attachment-quota")
+        raise Problem(
+            413,
+            f"The patient's attachments would exceed their limit of {quota} bytes.",
+            type_="/problems/attachment-quota",
+        )
 
 
 # --- reading ------------------------------------------------------------------------
 
+
 def attachment_out(patient: Patient, a: Attachment, names: dict) -> dict:
     key = vault.patient_key(patient)
-    return {"id": a.id, "patient_id": a.patient_id, "content_type": a.content_type, "size": a.size,
-            "width": a.width, "height": a.height, "created_at": a.created_at, "created_by": a.created_by,
-            "created_by_name": names.get(a.created_by), "note_id": a.note_id, "section": a.section,
-            "caption": crypto.unseal(key, a.caption_ct, _field_aad(a, "caption")).decode() if a.caption_ct else None,
-            "series": crypto.unseal(key, a.series_ct, _field_aad(a, "series")).decode() if a.series_ct else None,
-            "thumbnail": a.thumb_frames is not None}
+    return {
+        "id": a.id,
+        "patient_id": a.patient_id,
+        "content_type": a.content_type,
+        "size": a.size,
+        "width": a.width,
+        "height": a.height,
+        "created_at": a.created_at,
+        "created_by": a.created_by,
+        "created_by_name": names.get(a.created_by),
+        "note_id": a.note_id,
+        "section": a.section,
+        "caption": crypto.unseal(key, a.caption_ct, _field_aad(a, "caption")).decode() if a.caption_ct else None,
+        "series": crypto.unseal(key, a.series_ct, _field_aad(a, "series")).decode() if a.series_ct else None,
+        "thumbnail": a.thumb_frames is not None,
+    }
 
 
-def listing(actor: User, patient_id: str, limit: int = 50, cursor: str | None = None,
-            note_id: str | None = None, section: str | None = None, series: str | None = None) -> dict:
+def listing(
+    actor: User,
+    patient_id: str,
+    limit: int = 50,
+    cursor: str | None = None,
+    note_id: str | None = None,
+    section: str | None = None,
+    series: str | None = None,
+) -> dict:
     """The patient's attachments, newest first, a page at a time; filtered by note,
     section or series."""
     patient = patient_access(actor, patient_id, authz.READ).patient
@@ -160,13 +205,23 @@ def listing(actor: User, patient_id: str, limit: int = 50, cursor: str | None = 
     after = page_cursor(cursor)
     if after:
         stmt = stmt.where(tuple_(Attachment.created_at, Attachment.id) < tuple_(*after))
-    rows = list(db.session.execute(stmt.order_by(Attachment.created_at.desc(), Attachment.id.desc())
-                                   .limit(limit + 1)).scalars())
+    rows = list(
+        db.session.execute(stmt.order_by(Attachment.created_at.desc(), Attachment.id.desc()).limit(limit + 1)).scalars()
+    )
     page, more = rows[:limit], len(rows) > limit
-    names = dict(db.session.execute(select(User.id, User.display_name).where(
-        User.id.in_({a.created_by for a in page}))).all()) if page else {}
-    return {"items": [attachment_out(patient, a, names) for a in page],
-            "next_cursor": f"{iso(page[-1].created_at)}|{page[-1].id}" if more else None}
+    names = (
+        dict(
+            db.session.execute(
+                select(User.id, User.display_name).where(User.id.in_({a.created_by for a in page}))
+            ).all()
+        )
+        if page
+        else {}
+    )
+    return {
+        "items": [attachment_out(patient, a, names) for a in page],
+        "next_cursor": f"{iso(page[-1].created_at)}|{page[-1].id}" if more else None,
+    }
 
 
 def of_notes(actor: User, patient_id: str, note_ids: list[str]) -> dict[str, list[dict]]:
@@ -184,9 +239,15 @@ def of_sections(actor: User, patient_id: str, section: str | None = None) -> dic
 
 def _grouped(actor: User, patient_id: str, by, where) -> dict[str, list[dict]]:
     patient = patient_access(actor, patient_id, authz.READ).patient
-    rows = db.session.execute(select(Attachment).where(
-        Attachment.patient_id == patient.id, Attachment.deleted_at.is_(None), where)
-        .order_by(Attachment.created_at, Attachment.id)).scalars().all()
+    rows = (
+        db.session.execute(
+            select(Attachment)
+            .where(Attachment.patient_id == patient.id, Attachment.deleted_at.is_(None), where)
+            .order_by(Attachment.created_at, Attachment.id)
+        )
+        .scalars()
+        .all()
+    )
     out: dict[str, list[dict]] = {}
     for a in rows:
         out.setdefault(getattr(a, by.key), []).append(attachment_out(patient, a, {}))
@@ -215,16 +276,21 @@ def open_part(actor: User, patient_id: str, attachment_id: str, part: str = FILE
     sealed = get_frames(db.session.get_bind(), a.id, part, count)
     plain = frames.open_frames(key, _frame_aad(a.patient_id, a.id, part), sealed, count)
     first = next(plain)
-    meta = {"id": a.id, "content_type": a.content_type if part == FILE else "image/jpeg",
-            "size": a.size if part == FILE else None}
+    meta = {
+        "id": a.id,
+        "content_type": a.content_type if part == FILE else "image/jpeg",
+        "size": a.size if part == FILE else None,
+    }
 
     def body():
         yield first
         yield from plain
+
     return meta, body()
 
 
 # --- deleting -----------------------------------------------------------------------
+
 
 def remove(actor: User, patient_id: str, attachment_id: str):
     """Delete: the author or the patient's care manager. The key is shredded and the
@@ -241,22 +307,31 @@ def remove(actor: User, patient_id: str, attachment_id: str):
 def _shred(ids: list[str]):
     if not ids:
         return
-    db.session.execute(update(Attachment).where(Attachment.id.in_(ids)).values(
-        wrapped_key=None, caption_ct=None, series_ct=None, series_index=None, deleted_at=utcnow()))
+    db.session.execute(
+        update(Attachment)
+        .where(Attachment.id.in_(ids))
+        .values(wrapped_key=None, caption_ct=None, series_ct=None, series_index=None, deleted_at=utcnow())
+    )
     drop_frames(ids)
 
 
 def shred_patient(patient_id: str):
     """With the patient's key gone the attachments' keys are unreadable already; their
     frames go too, so the space is freed (and overwritten: renkei/db.py)."""
-    _shred(list(db.session.execute(select(Attachment.id).where(
-        Attachment.patient_id == patient_id, Attachment.deleted_at.is_(None))).scalars()))
+    _shred(
+        list(
+            db.session.execute(
+                select(Attachment.id).where(Attachment.patient_id == patient_id, Attachment.deleted_at.is_(None))
+            ).scalars()
+        )
+    )
 
 
 # --- where the frames live ------------------------------------------------------------
 # The database's `attachment_frames` table: transactions, backups, restore and shredding
 # cover attachments with no second system. These three functions are the whole storage
 # interface; docs/ARCHITECTURE.md, "Attachments", says what an object store would change.
+
 
 def put_frames(attachment_id: str, part: str, sealed: Iterator[bytes]) -> int:
     """Store sealed frames in the request's transaction, a batch at a time; their count."""
@@ -278,10 +353,17 @@ def get_frames(engine, attachment_id: str, part: str, count: int) -> Iterator[by
     request's own work may hold) while a slow client reads, and the response can go on
     after the request's unit of work has ended."""
     for start in range(0, count, _BATCH):
-        sql = str(select(AttachmentFrame.data).where(
-            AttachmentFrame.attachment_id == attachment_id, AttachmentFrame.part == part,
-            AttachmentFrame.index >= start, AttachmentFrame.index < start + _BATCH)
-            .order_by(AttachmentFrame.index).compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+        sql = str(
+            select(AttachmentFrame.data)
+            .where(
+                AttachmentFrame.attachment_id == attachment_id,
+                AttachmentFrame.part == part,
+                AttachmentFrame.index >= start,
+                AttachmentFrame.index < start + _BATCH,
+            )
+            .order_by(AttachmentFrame.index)
+            .compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+        )
         raw = engine.raw_connection()
         try:
             cursor = raw.driver_connection.execute(sql)

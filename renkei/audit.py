@@ -7,6 +7,7 @@ A request only inserts its entries, with no lock and no position. The sealer
 (renkei/audit_sealer.py) later gives them their places in a Merkle tree and a MAC, and
 signs the tree's head; renkei/audit_verify.py checks the log against those heads. No
 clinical content is ever written here."""
+
 import base64
 import csv
 import hashlib
@@ -29,8 +30,20 @@ from renkei.timefmt import iso
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 REQUEST_ID = re.compile(r"^[0-9A-Fa-f-]{8,64}$")  # a UUID or hex: no room for words
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP: cells a spreadsheet would evaluate
-CSV_COLUMNS = ("seq", "at", "actor_id", "actor_org_id", "action", "patient_id", "section",
-               "outcome", "client_addr", "request_id", "detail", "leaf_hash")
+CSV_COLUMNS = (
+    "seq",
+    "at",
+    "actor_id",
+    "actor_org_id",
+    "action",
+    "patient_id",
+    "section",
+    "outcome",
+    "client_addr",
+    "request_id",
+    "detail",
+    "leaf_hash",
+)
 
 
 @dataclass
@@ -61,7 +74,7 @@ def whole_or_digest(detail: str | None) -> str | None:
     whole: never silently cut (a call list of 7 people once read as 4)."""
     if detail is None or len(detail) <= DETAIL_LIMIT:
         return detail
-    return f"{detail[:DETAIL_LIMIT - 80]};cut;sha256={hashlib.sha256(detail.encode()).hexdigest()}"
+    return f"{detail[: DETAIL_LIMIT - 80]};cut;sha256={hashlib.sha256(detail.encode()).hexdigest()}"
 
 
 def typed(kind: str, value) -> str:
@@ -77,8 +90,13 @@ def place(patient_id, section, found=frozenset()) -> tuple[str | None, str | Non
     """(patient id, section, notes for detail): the columns only where they are real.
     `found`: patient ids this request has already read from the database."""
     notes = []
-    if patient_id is not None and patient_id not in found and not (
-            isinstance(patient_id, str) and UUID.match(patient_id) and db.session.get(Patient, patient_id) is not None):
+    if (
+        patient_id is not None
+        and patient_id not in found
+        and not (
+            isinstance(patient_id, str) and UUID.match(patient_id) and db.session.get(Patient, patient_id) is not None
+        )
+    ):
         notes.append(typed("patient", patient_id))
         patient_id = None
     if section is not None and section not in SECTIONS:
@@ -110,8 +128,18 @@ def safe_cell(value):
 # field never holds an empty string or RS (`_clean`), so the text reads back one way.
 
 SEP = "\x1e"
-LEAF_FIELDS = ("at", "actor_id", "actor_org_id", "action", "patient_id", "section", "outcome",
-               "client_addr", "request_id", "detail")
+LEAF_FIELDS = (
+    "at",
+    "actor_id",
+    "actor_org_id",
+    "action",
+    "patient_id",
+    "section",
+    "outcome",
+    "client_addr",
+    "request_id",
+    "detail",
+)
 
 
 def _clean(value):
@@ -188,8 +216,18 @@ def write_counted(everything: bool = False) -> int:
         done = [k for k in _counted if everything or k[2] < now]
         taken = [(k, _counted.pop(k)) for k in done]
     try:
-        write([Pending(action=action, outcome="throttled", client_addr=addr, at=minute,
-                       detail=f"count={count};minute={iso(minute)}") for (action, addr, minute), count in taken])
+        write(
+            [
+                Pending(
+                    action=action,
+                    outcome="throttled",
+                    client_addr=addr,
+                    at=minute,
+                    detail=f"count={count};minute={iso(minute)}",
+                )
+                for (action, addr, minute), count in taken
+            ]
+        )
     except Exception:  # kept for the next pass
         with _counted_lock:
             for key, count in taken:
@@ -201,9 +239,17 @@ def write_counted(everything: bool = False) -> int:
 def outcome_for(status: int) -> str:
     if status < 400:
         return "ok"
-    return {401: "unauthenticated", 403: "denied", 404: "not_found", 409: "conflict",
-            412: "conflict", 428: "invalid", 400: "invalid", 422: "invalid",
-            429: "throttled"}.get(status, "failed")
+    return {
+        401: "unauthenticated",
+        403: "denied",
+        404: "not_found",
+        409: "conflict",
+        412: "conflict",
+        428: "invalid",
+        400: "invalid",
+        422: "invalid",
+        429: "throttled",
+    }.get(status, "failed")
 
 
 def b64(digest: bytes | None) -> str | None:
@@ -212,12 +258,16 @@ def b64(digest: bytes | None) -> str | None:
 
 def csv_lines(entries):
     """The CSV export of entries (AuditEntry rows or archived dicts), in chunks of text."""
+
     def rows():
         for e in entries:
             if isinstance(e, dict):
                 e = SimpleNamespace(**e | {"at": datetime.fromisoformat(e["at"])})
-            yield [iso(e.at) if c == "at" else b64(leaf_hash_of(e)) if c == "leaf_hash" else getattr(e, c)
-                   for c in CSV_COLUMNS]
+            yield [
+                iso(e.at) if c == "at" else b64(leaf_hash_of(e)) if c == "leaf_hash" else getattr(e, c)
+                for c in CSV_COLUMNS
+            ]
+
     return csv_chunks(CSV_COLUMNS, rows())
 
 

@@ -6,6 +6,7 @@ their hashes, so proofs still work). A signed anchor (table audit_anchors) says 
 the archive goes and what the tree's root was there: the live log continues the tree
 from it, and nobody without the audit key can cut more off the beginning. The file
 verifies on its own, against that anchor and the signed heads in the sinks."""
+
 import base64
 import os
 import struct
@@ -15,7 +16,19 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 
 from models import AuditAnchor, AuditEntry, utcnow
-from renkei import audit, audit_keys, audit_sealer, audit_tree, audit_verify, crypto, db, merkle, signed_note, vault, work
+from renkei import (
+    audit,
+    audit_keys,
+    audit_sealer,
+    audit_tree,
+    audit_verify,
+    crypto,
+    db,
+    merkle,
+    signed_note,
+    vault,
+    work,
+)
 from renkei.backup import file_key
 
 ARCHIVE_MAGIC = b"RENKEI-AUDIT-ARCHIVE-2\n"
@@ -28,6 +41,7 @@ class ArchiveError(Exception):
 
 
 # --- retention -----------------------------------------------------------------
+
 
 def _entry_dict(e: AuditEntry) -> dict:
     return {f: e.at.isoformat(timespec="microseconds") if f == "at" else getattr(e, f) for f in ENTRY_FIELDS}
@@ -47,8 +61,10 @@ def archive(before: datetime, out: Path, master: bytes) -> dict:
     audit_sealer.catch_up()  # entries before the cutoff that still wait for their place
     check = audit_verify.verify()
     if not check["ok"]:
-        raise ArchiveError(f"the access log does not verify (first bad entry {check.get('first_bad')}: "
-                           f"{check.get('reason')}); nothing was archived")
+        raise ArchiveError(
+            f"the access log does not verify (first bad entry {check.get('first_bad')}: "
+            f"{check.get('reason')}); nothing was archived"
+        )
     db.no_idle_timeout()
     start = audit_verify.live_start(audit_verify.heads().anchors)
     sealed, _ = audit_sealer.head()
@@ -61,8 +77,12 @@ def archive(before: datetime, out: Path, master: bytes) -> dict:
     tree = merkle.Frontier(start.size, start.hashes)  # the entries as written must give that root
 
     key, count, index, frame = file_key(master, "audit archive"), 0, 0, []
-    rows = db.session.execute(select(AuditEntry).where(AuditEntry.seq > start.size, AuditEntry.seq <= through)
-                              .order_by(AuditEntry.seq).execution_options(yield_per=FRAME_ENTRIES)).scalars()
+    rows = db.session.execute(
+        select(AuditEntry)
+        .where(AuditEntry.seq > start.size, AuditEntry.seq <= through)
+        .order_by(AuditEntry.seq)
+        .execution_options(yield_per=FRAME_ENTRIES)
+    ).scalars()
     tmp = out.with_name(out.name + ".partial")
     with open(tmp, "wb") as f:
         os.fchmod(f.fileno(), 0o600)
@@ -76,9 +96,19 @@ def archive(before: datetime, out: Path, master: bytes) -> dict:
         if frame:
             _write_frame(f, key, index, {"entries": frame})
             index, count = index + 1, count + len(frame)
-        _write_frame(f, key, index, {"end": {"from_seq": start.size + 1, "through_seq": through,
-                                             "frontier": [audit.b64(h) for h in start.hashes],
-                                             "anchor": anchor}})
+        _write_frame(
+            f,
+            key,
+            index,
+            {
+                "end": {
+                    "from_seq": start.size + 1,
+                    "through_seq": through,
+                    "frontier": [audit.b64(h) for h in start.hashes],
+                    "anchor": anchor,
+                }
+            },
+        )
         f.flush()
         os.fsync(f.fileno())
     if tree.size != through or tree.root() != root:  # an entry changed since the check above
@@ -107,11 +137,11 @@ def read_archive(src: Path, master: bytes):
             raise ArchiveError("unexpected data after the end of the archive")
         if pos + 4 > len(data):
             raise ArchiveError("the archive was cut short (a partial frame)")
-        (size,) = struct.unpack(">I", data[pos:pos + 4])
+        (size,) = struct.unpack(">I", data[pos : pos + 4])
         if pos + 4 + size > len(data):
             raise ArchiveError("the archive was cut short (a partial frame)")
         try:
-            frame = crypto.unseal_json(key, data[pos + 4:pos + 4 + size], vault.archive_frame_aad(index))
+            frame = crypto.unseal_json(key, data[pos + 4 : pos + 4 + size], vault.archive_frame_aad(index))
         except crypto.DecryptionError:
             raise ArchiveError(f"frame {index} does not decrypt: another key, altered or reordered") from None
         entries.extend(frame.get("entries", []))

@@ -7,6 +7,7 @@ line is the current key, earlier lines are retired keys kept so that old heads a
 entries still verify after a rotation. From each seed come the Ed25519 key that signs
 tree heads and the MAC key that seals each entry (docs/ARCHITECTURE.md, "The access
 log"); a MAC names its key by the signing key's 4-byte id."""
+
 import base64
 import hmac
 
@@ -35,14 +36,18 @@ class AuditKeys:
         return base64.b64encode(self.publics[-1]).decode()
 
     def mac(self, text: str) -> str:
-        """"<key id hex><mac hex>" of an entry's text, with the current key."""
+        """ "<key id hex><mac hex>" of an entry's text, with the current key."""
         digest = hmac.digest(self._mac_keys[self.current_id], text.encode(), "sha256")[:MAC_BYTES]
         return self.current_id + digest.hex()
 
     def mac_ok(self, text: str, mac: str | None) -> bool:
         key = self._mac_keys.get((mac or "")[:8])
-        return key is not None and hmac.compare_digest(  # as bytes: a forged non-ASCII MAC is just wrong
-            mac[8:].encode(), hmac.digest(key, text.encode(), "sha256")[:MAC_BYTES].hex().encode())
+        return (
+            key is not None
+            and hmac.compare_digest(  # as bytes: a forged non-ASCII MAC is just wrong
+                mac[8:].encode(), hmac.digest(key, text.encode(), "sha256")[:MAC_BYTES].hex().encode()
+            )
+        )
 
     def sign(self, text: str) -> str:
         return signed_note.sign(text, self.origin, self._signers[-1])

@@ -11,6 +11,7 @@ transaction is rolled back) and another process takes over once the lease expire
 A batch takes the entries with no position in insertion order, gives them seq and MAC,
 extends the tiles, signs the new head, commits, and only then appends the head to the
 sinks (a head must never name a tree the database does not hold)."""
+
 import atexit
 import logging
 import os
@@ -48,19 +49,27 @@ def acquire() -> int | None:
     now, ttl = utcnow(), timedelta(seconds=_settings().audit_lease_seconds)
     # A lease row locked is a holder sealing a batch right now: not free, and not worth
     # waiting for (SKIP LOCKED).
-    free = select(AuditLease.id).where(AuditLease.id == LEASE, (AuditLease.expires_at < now)
-                                       | (AuditLease.expires_at > now + 2 * ttl)).with_for_update(skip_locked=True)
+    free = (
+        select(AuditLease.id)
+        .where(AuditLease.id == LEASE, (AuditLease.expires_at < now) | (AuditLease.expires_at > now + 2 * ttl))
+        .with_for_update(skip_locked=True)
+    )
     taken = db.session.execute(
-        update(AuditLease).where(AuditLease.id.in_(free))
+        update(AuditLease)
+        .where(AuditLease.id.in_(free))
         .values(holder=HOLDER, epoch=AuditLease.epoch + 1, expires_at=now + ttl)
-        .returning(AuditLease.epoch)).scalar()
+        .returning(AuditLease.epoch)
+    ).scalar()
     db.session.commit()
     return taken
 
 
 def release(epoch: int):
-    db.session.execute(update(AuditLease).where(AuditLease.id == LEASE, AuditLease.epoch == epoch)
-                       .values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.execute(
+        update(AuditLease)
+        .where(AuditLease.id == LEASE, AuditLease.epoch == epoch)
+        .values(expires_at=utcnow() - timedelta(seconds=1))
+    )
     db.session.commit()
 
 
@@ -85,15 +94,21 @@ def seal_batch(epoch: int) -> int:
     LeaseLost if another sealer holds the lease now."""
     settings = _settings()
     renewed = db.session.execute(
-        update(AuditLease).where(AuditLease.id == LEASE, AuditLease.epoch == epoch)
-        .values(expires_at=utcnow() + timedelta(seconds=settings.audit_lease_seconds))).rowcount
+        update(AuditLease)
+        .where(AuditLease.id == LEASE, AuditLease.epoch == epoch)
+        .values(expires_at=utcnow() + timedelta(seconds=settings.audit_lease_seconds))
+    ).rowcount
     if not renewed:
         db.session.rollback()
         raise LeaseLost()
     size, _ = head()
     fields = [getattr(AuditEntry, f) for f in audit.LEAF_FIELDS]
-    rows = db.session.execute(select(AuditEntry.id, *fields).where(AuditEntry.seq.is_(None))
-                              .order_by(AuditEntry.id).limit(settings.audit_seal_batch)).all()
+    rows = db.session.execute(
+        select(AuditEntry.id, *fields)
+        .where(AuditEntry.seq.is_(None))
+        .order_by(AuditEntry.id)
+        .limit(settings.audit_seal_batch)
+    ).all()
     if not rows:
         db.session.commit()  # the renewal
         return 0

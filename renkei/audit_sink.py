@@ -3,6 +3,7 @@ log's heads"). A sink has `append(note)`; one that can be read back also has `no
 which verification checks the log against. Today: a directory (RENKEI_AUDIT_SINK). A
 syslog host, an object store with a retention lock or an auditor's mailbox would be
 further classes with the same two methods, listed by `sinks`."""
+
 import os
 from pathlib import Path
 

@@ -1,6 +1,7 @@
 """The access log's Merkle tree as stored: tiles of hashes (models/audit.py AuditTile,
 the layout of c2sp.org/tlog-tiles), from which any node, root or proof is a few reads.
 The sealer extends it (renkei/audit_sealer.py); proofs and verification read it."""
+
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -25,8 +26,12 @@ class Tiles:
     def tile(self, level: int, index: int) -> bytes:
         key = (level, index)
         if key not in self._cache:
-            self._cache[key] = db.session.execute(select(AuditTile.hashes).where(
-                AuditTile.level == level, AuditTile.index == index)).scalar() or b""
+            self._cache[key] = (
+                db.session.execute(
+                    select(AuditTile.hashes).where(AuditTile.level == level, AuditTile.index == index)
+                ).scalar()
+                or b""
+            )
         return self._cache[key]
 
     def node(self, level: int, index: int) -> bytes:
@@ -37,7 +42,7 @@ class Tiles:
         data = self.tile(tile_level, tile)
         if len(data) < (offset + count) * HASH:
             raise TreeError(f"no node at level {level}, index {index}")
-        return merkle.perfect_root([data[i * HASH:(i + 1) * HASH] for i in range(offset, offset + count)])
+        return merkle.perfect_root([data[i * HASH : (i + 1) * HASH] for i in range(offset, offset + count)])
 
     def subtree(self, start: int, end: int) -> bytes:
         return merkle.range_hash(start, end, self.node)
@@ -65,10 +70,10 @@ class Tiles:
                 raise TreeError(f"tile {level}/{first} does not end where the tree does")
             full = []
             for n, at in enumerate(range(0, len(data), WIDTH * HASH)):
-                chunk = data[at:at + WIDTH * HASH]
+                chunk = data[at : at + WIDTH * HASH]
                 self._store(level, first + n, chunk)
                 if len(chunk) == WIDTH * HASH:
-                    full.append(merkle.perfect_root([chunk[i:i + HASH] for i in range(0, len(chunk), HASH)]))
+                    full.append(merkle.perfect_root([chunk[i : i + HASH] for i in range(0, len(chunk), HASH)]))
             level, start, hashes = level + 1, start // WIDTH, full
 
     def _store(self, level: int, index: int, hashes: bytes):

@@ -3,6 +3,7 @@ log"): recompute the tree from the entries and compare its root at the size of e
 head in the sinks. A head proves everything under it; the first bad entry under a head
 that does not match is named by the entries' MACs. Entries sealed after the newest head
 are checked by MAC; entries not yet sealed are counted, with the age of the oldest."""
+
 import hashlib
 import queue
 import threading
@@ -16,7 +17,9 @@ from renkei import audit, audit_keys, audit_sink, audit_tree, db, merkle, offloa
 
 BATCH = 10000
 STALLED_SECONDS = 60  # an entry waiting longer for its place means the sealer is not running
-SQLITE_TIME = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
+SQLITE_TIME = (
+    "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
+)
 FETCHERS = 2  # PostgreSQL connections building leaves at once while one thread hashes
 
 
@@ -146,19 +149,29 @@ def _leaf_query(after: int, through: int | None, dialect, lines: bool = False):
     `odd`: an empty string in a field, which `write` never stores (a separator inside a
     field shows as one too many in the text). With `lines`, only the text, empty for an
     odd row. The database joins the text faster than Python unpacks the columns."""
-    at = (func.to_char(AuditEntry.at, 'YYYY-MM-DD"T"HH24:MI:SS.US') if dialect.name == "postgresql"
-          else func.replace(AuditEntry.at, " ", "T"))  # SQLite holds "YYYY-MM-DD HH:MM:SS.ffffff"
+    at = (
+        func.to_char(AuditEntry.at, 'YYYY-MM-DD"T"HH24:MI:SS.US')
+        if dialect.name == "postgresql"
+        else func.replace(AuditEntry.at, " ", "T")
+    )  # SQLite holds "YYYY-MM-DD HH:MM:SS.ffffff"
     columns = [getattr(AuditEntry, f) for f in audit.LEAF_FIELDS[1:]] + [AuditEntry.mac]
     text = cast(AuditEntry.seq, String).op("||")(literal(audit.SEP)).op("||")(at)
     for column in columns:
         text = text.op("||")(literal(audit.SEP)).op("||")(func.coalesce(column, ""))
     odd = or_(*(c == "" for c in columns))
     if dialect.name == "postgresql":  # a time to_char cannot write as the sealer's isoformat does
-        odd = or_(odd, AuditEntry.at < literal_column("TIMESTAMP '1000-01-01'"),
-                  AuditEntry.at > literal_column("TIMESTAMP '9999-12-31'"))
+        odd = or_(
+            odd,
+            AuditEntry.at < literal_column("TIMESTAMP '1000-01-01'"),
+            AuditEntry.at > literal_column("TIMESTAMP '9999-12-31'"),
+        )
     else:  # SQLite keeps any type in any column: only text as SQLAlchemy writes it reads back the same
-        odd = or_(odd, *(func.typeof(c).not_in(["text", "null"]) for c in columns),
-                  func.typeof(AuditEntry.at) != "text", AuditEntry.at.op("NOT GLOB")(SQLITE_TIME))
+        odd = or_(
+            odd,
+            *(func.typeof(c).not_in(["text", "null"]) for c in columns),
+            func.typeof(AuditEntry.at) != "text",
+            AuditEntry.at.op("NOT GLOB")(SQLITE_TIME),
+        )
     stmt = select(case((odd, ""), else_=text)) if lines else select(AuditEntry.seq, text, odd)
     stmt = stmt.where(AuditEntry.seq > after)
     if through is not None:
@@ -215,6 +228,7 @@ def _leaf_lines(after: int, through: int | None):
     def ranges(k: int, step: int):  # lazily: a forged huge seq must not make a list of billions
         for lo in range(after + k * BATCH, last, step * BATCH):
             yield lo, min(lo + BATCH, last)
+
     slots, stop = [queue.Queue(maxsize=2) for _ in range(FETCHERS)], threading.Event()
 
     def fetch(i):
@@ -229,8 +243,10 @@ def _leaf_lines(after: int, through: int | None):
                     slots[i].put([text for (text,) in rows])
         except Exception as exc:  # handed to the reader, raised there
             slots[i].put(exc)
-    fetchers = [threading.Thread(target=fetch, args=(i,), name="audit-verify-fetch", daemon=True)
-                for i in range(FETCHERS)]
+
+    fetchers = [
+        threading.Thread(target=fetch, args=(i,), name="audit-verify-fetch", daemon=True) for i in range(FETCHERS)
+    ]
     for t in fetchers:
         t.start()
     try:
@@ -260,8 +276,12 @@ def first_bad_entry(after: int, through: int, keys) -> int | None:
     return expected if expected <= through else None
 
 
-def verify(extra: dict[int, bytes] | None = None, entries=None, start: merkle.Frontier | None = None,
-           through: int | None = None) -> dict:
+def verify(
+    extra: dict[int, bytes] | None = None,
+    entries=None,
+    start: merkle.Frontier | None = None,
+    through: int | None = None,
+) -> dict:
     """Recompute the tree and check it against every signed head (and `extra` heads, e.g.
     one an auditor kept). `entries` — batches as `_leaf_lines` gives them — from
     `start` through `through` verify an archive's entries instead of the live log.
@@ -291,15 +311,19 @@ def _verify(extra, entries, start, through) -> dict:
     for lo, hi, lines in batches:  # the hot loop of a whole-log check: whole batches at C speed
         offload.pause()  # ~0.1 s a batch: the worker's other connections go on between them
         first = frontier.size + 1
-        if lo + 1 != first or len(lines) != hi - lo or "" in lines \
-                or any(line.count(sep) != separators for line in lines):
+        if (
+            lo + 1 != first
+            or len(lines) != hi - lo
+            or "" in lines
+            or any(line.count(sep) != separators for line in lines)
+        ):
             return _bad(_first_misfit(lines, first), frontier.size - begin)
         leaves = [sha256(b"\x00" + line.encode()).digest() for line in lines]  # merkle.leaf_hash, inlined
         last = first + len(lines) - 1
         at = 0
         while next_head < len(sizes) and sizes[next_head] <= last:  # a head inside this batch: its root there
             head, next_head = sizes[next_head], next_head + 1
-            frontier.extend(leaves[at:head - first + 1])
+            frontier.extend(leaves[at : head - first + 1])
             at = head - first + 1
             agrees = found.agrees(head, frontier.root())
             if agrees is False:
@@ -317,14 +341,24 @@ def _verify(extra, entries, start, through) -> dict:
         bad = first_bad_entry(good, size, keys)
         if bad is not None:
             return _bad(bad, size - begin)
-    result = {"ok": True, "entries": size - begin, "first_bad": None, "tree_size": size, "heads": checked,
-              "archived_through": begin, "unverifiable_heads": found.foreign}
+    result = {
+        "ok": True,
+        "entries": size - begin,
+        "first_bad": None,
+        "tree_size": size,
+        "heads": checked,
+        "archived_through": begin,
+        "unverifiable_heads": found.foreign,
+    }
     if entries is None:
         result |= unsealed()
         if result["unsealed_oldest_seconds"] > STALLED_SECONDS:  # those entries are unprotected meanwhile
-            result |= {"ok": False, "problem": "stalled",
-                       "reason": f"entries have waited {result['unsealed_oldest_seconds']:.0f} s "
-                                 "for their place: the sealer is not running"}
+            result |= {
+                "ok": False,
+                "problem": "stalled",
+                "reason": f"entries have waited {result['unsealed_oldest_seconds']:.0f} s "
+                "for their place: the sealer is not running",
+            }
     return result
 
 
@@ -338,15 +372,17 @@ def _first_misfit(lines: list[str], first: int) -> int:
     return first + len(lines)
 
 
-def _bad(seq: int, entries: int, problem: str = "altered",
-         reason: str = "an entry was altered, removed or reordered") -> dict:
+def _bad(
+    seq: int, entries: int, problem: str = "altered", reason: str = "an entry was altered, removed or reordered"
+) -> dict:
     return {"ok": False, "entries": entries, "first_bad": seq, "reason": reason, "problem": problem}
 
 
 def unsealed() -> dict:
     """Entries written but not yet in the tree: how many, and how old the oldest is."""
-    count, oldest = db.session.execute(select(func.count(), func.min(AuditEntry.at))
-                                       .where(AuditEntry.seq.is_(None))).one()
+    count, oldest = db.session.execute(
+        select(func.count(), func.min(AuditEntry.at)).where(AuditEntry.seq.is_(None))
+    ).one()
     age = round((utcnow() - oldest).total_seconds(), 1) if oldest else 0
     return {"unsealed": count, "unsealed_oldest_seconds": age}
 
@@ -359,6 +395,10 @@ def verify_checkpoint(note: str) -> dict:
         return {"ok": False, "reason": "signature", "problem": "signature"}
     result = verify({size: root})
     if result["ok"] and size <= result["archived_through"] and size:
-        return {"ok": False, "reason": "archived: verify it against the archive file", "problem": "archived",
-                "entries": result["entries"]}
+        return {
+            "ok": False,
+            "reason": "archived: verify it against the archive file",
+            "problem": "archived",
+            "entries": result["entries"],
+        }
     return result

@@ -1,5 +1,6 @@
 """Who is calling: Argon2id passwords, TOTP, lockout, bearer tokens, cookie sessions
 and their CSRF protection (docs/ARCHITECTURE.md, "Authentication")."""
+
 import contextlib
 import hashlib
 import ipaddress
@@ -11,7 +12,8 @@ from datetime import datetime, timedelta
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, request, session as cookie_session
+from flask import current_app, request
+from flask import session as cookie_session
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import bindparam, case, delete, func, select, update
@@ -69,8 +71,9 @@ def hashing():
             yield
     except offload.Full:
         audit.count_outside("auth.shed", work.current().client_addr)
-        raise Problem(503, "Too many sign-ins at this moment; try again shortly.",
-                      headers={"Retry-After": "2"}) from None
+        raise Problem(
+            503, "Too many sign-ins at this moment; try again shortly.", headers={"Retry-After": "2"}
+        ) from None
 
 
 _first_measure = threading.Lock()
@@ -90,6 +93,7 @@ def _sha256(text: str) -> str:
 
 
 # --- TOTP -------------------------------------------------------------------
+
 
 def new_totp_secret(user: User) -> str:
     secret = pyotp.random_base32()
@@ -116,9 +120,12 @@ def check_totp(user: User, code: str | None) -> bool:
         if counter > user.totp_last_counter and secrets.compare_digest(totp.at(at), code):
             # Compare-and-set: of parallel requests with one code, exactly one moves the
             # counter (the others wait on the row, then match nothing).
-            moved = db.session.execute(update(User).where(User.id == user.id, User.totp_last_counter < counter)
-                                       .values(totp_last_counter=counter)
-                                       .execution_options(synchronize_session=False)).rowcount
+            moved = db.session.execute(
+                update(User)
+                .where(User.id == user.id, User.totp_last_counter < counter)
+                .values(totp_last_counter=counter)
+                .execution_options(synchronize_session=False)
+            ).rowcount
             if moved:
                 set_committed_value(user, "totp_last_counter", counter)
             return bool(moved)
@@ -148,8 +155,7 @@ def start_totp(user: User) -> dict:
     if user.totp_enabled:
         raise Problem(409, "A second factor is already enrolled.")
     secret = new_totp_secret(user)
-    return {"secret": secret,
-            "otpauth_uri": pyotp.TOTP(secret).provisioning_uri(name=user.login, issuer_name="Renkei")}
+    return {"secret": secret, "otpauth_uri": pyotp.TOTP(secret).provisioning_uri(name=user.login, issuer_name="Renkei")}
 
 
 def confirm_totp(user: User, code: str):
@@ -172,17 +178,24 @@ def confirm_totp(user: User, code: str):
 # So one address hammering a physician's login locks it for that address only; the
 # physician's own device keeps working. Counting restarts after `lockout_seconds`.
 
+
 def _throttle_keys(login: str, address: str) -> dict[str, str]:
     name = login.lower()
     if ":" in address:  # IPv6: one subscriber holds a whole /64
         address = str(ipaddress.ip_network(address + "/64", strict=False))
-    return {"account": _sha256(f"login|{name}|addr|{address}"), "login": _sha256(f"login|{name}"),
-            "address": _sha256(f"addr|{address}")}  # the login's own digest is keys["login"]
+    return {
+        "account": _sha256(f"login|{name}|addr|{address}"),
+        "login": _sha256(f"login|{name}"),
+        "address": _sha256(f"addr|{address}"),
+    }  # the login's own digest is keys["login"]
 
 
 def _locked_until(keys, now) -> datetime | None:
-    return db.session.execute(select(func.max(LoginThrottle.locked_until)).where(
-        LoginThrottle.login_hash.in_(list(keys)), LoginThrottle.locked_until > now)).scalar()
+    return db.session.execute(
+        select(func.max(LoginThrottle.locked_until)).where(
+            LoginThrottle.login_hash.in_(list(keys)), LoginThrottle.locked_until > now
+        )
+    ).scalar()
 
 
 def _count(key: str, lock_at: int, now: datetime, login_digest: str | None = None) -> datetime | None:
@@ -193,15 +206,25 @@ def _count(key: str, lock_at: int, now: datetime, login_digest: str | None = Non
     window = timedelta(seconds=current_app.config["RENKEI"].lockout_seconds)
     insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stale = t.c.window_start.is_(None) | (t.c.window_start < now - window) | (t.c.locked_until <= now)
-    upsert = insert(t).values(login_hash=key, failures=1, window_start=now, login_digest=login_digest).on_conflict_do_update(
-        index_elements=[t.c.login_hash],
-        set_={"failures": case((stale, 1), else_=t.c.failures + 1),
-              "window_start": case((stale, now), else_=t.c.window_start),
-              "locked_until": case((stale, None), else_=t.c.locked_until)})
+    upsert = (
+        insert(t)
+        .values(login_hash=key, failures=1, window_start=now, login_digest=login_digest)
+        .on_conflict_do_update(
+            index_elements=[t.c.login_hash],
+            set_={
+                "failures": case((stale, 1), else_=t.c.failures + 1),
+                "window_start": case((stale, now), else_=t.c.window_start),
+                "locked_until": case((stale, None), else_=t.c.locked_until),
+            },
+        )
+    )
     failures = db.session.execute(upsert.returning(t.c.failures)).scalar_one()
     if failures >= lock_at:
-        db.session.execute(update(t).where(t.c.login_hash == key, t.c.locked_until.is_(None) | (t.c.locked_until <= now))
-                           .values(locked_until=now + window))
+        db.session.execute(
+            update(t)
+            .where(t.c.login_hash == key, t.c.locked_until.is_(None) | (t.c.locked_until <= now))
+            .values(locked_until=now + window)
+        )
     return _locked_until([key], now)
 
 
@@ -211,8 +234,11 @@ def unlock(login: str):
 
 
 def _too_many(until: datetime, now: datetime) -> Problem:
-    return Problem(429, "Too many failed sign-ins; try again later.",
-                   headers={"Retry-After": str(int((until - now).total_seconds()) + 1)})
+    return Problem(
+        429,
+        "Too many failed sign-ins; try again later.",
+        headers={"Retry-After": str(int((until - now).total_seconds()) + 1)},
+    )
 
 
 def count_lookup(purpose: str, user: User, limit: int):
@@ -224,8 +250,11 @@ def count_lookup(purpose: str, user: User, limit: int):
     locked = _locked_until([key], now) or _count(key, limit + 1, now)
     db.session.commit()
     if locked:
-        raise Problem(429, "Too many lookups; try again later.",
-                      headers={"Retry-After": str(int((locked - now).total_seconds()) + 1)})
+        raise Problem(
+            429,
+            "Too many lookups; try again later.",
+            headers={"Retry-After": str(int((locked - now).total_seconds()) + 1)},
+        )
 
 
 def _anonymous_key(purpose: str) -> str:
@@ -259,8 +288,9 @@ def begin_attempt(login: str) -> User | None:
     locked = _locked_until(keys.values(), now)
     if locked:
         raise _too_many(locked, now)
-    locked = (_count(keys["account"], s.lockout_threshold + 1, now, keys["login"])
-              or _count(keys["login"], s.login_lockout_threshold + 1, now, keys["login"]))
+    locked = _count(keys["account"], s.lockout_threshold + 1, now, keys["login"]) or _count(
+        keys["login"], s.login_lockout_threshold + 1, now, keys["login"]
+    )
     db.session.commit()
     if locked:
         raise _too_many(locked, now)
@@ -279,8 +309,11 @@ def failed_attempt(login: str):
 def succeeded_attempt(login: str):
     """Clear this login's counts, unless a parallel attempt already locked it."""
     keys = _throttle_keys(login, work.current().client_addr or "-")
-    db.session.execute(delete(LoginThrottle).where(LoginThrottle.login_hash.in_([keys["account"], keys["login"]]),
-                                                   LoginThrottle.locked_until.is_(None)))
+    db.session.execute(
+        delete(LoginThrottle).where(
+            LoginThrottle.login_hash.in_([keys["account"], keys["login"]]), LoginThrottle.locked_until.is_(None)
+        )
+    )
 
 
 def authenticate(login: str, password: str, otp: str | None) -> User:
@@ -308,6 +341,7 @@ def authenticate(login: str, password: str, otp: str | None) -> User:
 
 # --- bearer tokens ----------------------------------------------------------
 
+
 def issue_token(user: User) -> tuple[str, object]:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires = utcnow() + timedelta(seconds=current_app.config["RENKEI"].token_ttl_seconds)
@@ -317,9 +351,17 @@ def issue_token(user: User) -> tuple[str, object]:
 
 # One query for token and user: this runs on every API request, so it is built once,
 # and without the user's organisation (loaded when asked for: few requests need it).
-_TOKEN_USER = select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(
-    ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None),
-    ApiToken.expires_at > bindparam("now"), User.disabled.is_(False)).options(lazyload(User.organization))
+_TOKEN_USER = (
+    select(ApiToken, User)
+    .join(User, User.id == ApiToken.user_id)
+    .where(
+        ApiToken.token_hash == bindparam("token_hash"),
+        ApiToken.revoked_at.is_(None),
+        ApiToken.expires_at > bindparam("now"),
+        User.disabled.is_(False),
+    )
+    .options(lazyload(User.organization))
+)
 
 
 def user_for_token(token: str) -> User | None:
@@ -372,8 +414,9 @@ def sign_out(user: User):
 def revoke_all(user: User):
     """End every token, browser session and socket of a user (disable, password reset)."""
     now = utcnow()
-    for row in db.session.execute(select(ApiToken).where(ApiToken.user_id == user.id,
-                                                         ApiToken.revoked_at.is_(None))).scalars():
+    for row in db.session.execute(
+        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    ).scalars():
         row.revoked_at = now
     user.session_generation += 1
     work.current().end_sessions(user_id=user.id)
@@ -389,8 +432,12 @@ def socket_credential(user: User, token: ApiToken | None) -> dict:
     else:  # session["seen"] is written by idle_check on every request
         idle_for = int(now.timestamp()) - cookie_session.get("seen", int(now.timestamp()))
         until = now + timedelta(seconds=s.session_idle_seconds - idle_for)
-    return {"user_id": user.id, "token_id": token.id if token else None,
-            "generation": user.session_generation, "until": until}
+    return {
+        "user_id": user.id,
+        "token_id": token.id if token else None,
+        "generation": user.session_generation,
+        "until": until,
+    }
 
 
 def credential_holds(credential: dict) -> bool:

@@ -7,6 +7,7 @@ not exist), 403 when they may see it but not do this. `require_staff` is the che
 for administrator and auditor pages and routes. This module and the `writers` of
 each section in renkei/sections.py are the whole policy: who may write a section is
 decided in `may_write`, from that declaration."""
+
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
@@ -16,8 +17,15 @@ from renkei import db, notify, work
 from renkei.problems import Problem, not_found
 from renkei.sections import SECTIONS
 
-ROLES = ("primary_physician", "backup_physician", "nurse", "care_manager",
-         "disability_support_worker", "pharmacist", "therapist")
+ROLES = (
+    "primary_physician",
+    "backup_physician",
+    "nurse",
+    "care_manager",
+    "disability_support_worker",
+    "pharmacist",
+    "therapist",
+)
 
 # Which team roles a profession may hold; the first is what a registrant becomes.
 PROFESSION_ROLES = {
@@ -34,10 +42,10 @@ CLINICIANS = frozenset({"primary_physician", "backup_physician", "nurse"})  # se
 BREAKGLASS_PROFESSIONS = frozenset({"physician", "nurse"})
 
 # What a caller wants to do with a patient.
-READ = "read"            # demographics, record, revisions, timeline
-WRITE = "write"          # a section (needs `section`)
-POST = "post"            # timeline notes and acknowledgements
-OBSERVE = "observe"      # record a vital sign or other observation (any team member)
+READ = "read"  # demographics, record, revisions, timeline
+WRITE = "write"  # a section (needs `section`)
+POST = "post"  # timeline notes and acknowledgements
+OBSERVE = "observe"  # record a vital sign or other observation (any team member)
 THRESHOLDS = "thresholds"  # set the patient's alert thresholds (CLINICIANS)
 TEAM_VIEW = "team.view"
 TEAM_MANAGE = "team.manage"
@@ -59,21 +67,29 @@ class Access:
 
 
 def current_membership(patient_id: str, user_id: str) -> TeamMember | None:
-    return db.session.execute(select(TeamMember).where(
-        TeamMember.patient_id == patient_id, TeamMember.user_id == user_id,
-        TeamMember.removed_at.is_(None))).scalar_one_or_none()
+    return db.session.execute(
+        select(TeamMember).where(
+            TeamMember.patient_id == patient_id, TeamMember.user_id == user_id, TeamMember.removed_at.is_(None)
+        )
+    ).scalar_one_or_none()
 
 
 def active_breakglass(patient_id: str, user_id: str) -> BreakGlass | None:
-    return db.session.execute(select(BreakGlass).where(
-        BreakGlass.patient_id == patient_id, BreakGlass.user_id == user_id,
-        BreakGlass.expires_at > utcnow()).order_by(BreakGlass.expires_at.desc()).limit(1)
+    return db.session.execute(
+        select(BreakGlass)
+        .where(BreakGlass.patient_id == patient_id, BreakGlass.user_id == user_id, BreakGlass.expires_at > utcnow())
+        .order_by(BreakGlass.expires_at.desc())
+        .limit(1)
     ).scalar_one_or_none()
 
 
 def has_consent(patient_id: str) -> bool:
-    return db.session.execute(select(Consent.id).where(
-        Consent.patient_id == patient_id, Consent.withdrawn_at.is_(None)).limit(1)).first() is not None
+    return (
+        db.session.execute(
+            select(Consent.id).where(Consent.patient_id == patient_id, Consent.withdrawn_at.is_(None)).limit(1)
+        ).first()
+        is not None
+    )
 
 
 def live_patient(patient_id: str) -> Patient | None:
@@ -83,20 +99,28 @@ def live_patient(patient_id: str) -> Patient | None:
 
 # Patient, membership and consent in one query: this runs on every patient request, so
 # the statement is built once (bench/read_path.py measured its construction).
-_ACCESS = (select(Patient, TeamMember,
-                  select(Consent.id).where(Consent.patient_id == Patient.id, Consent.withdrawn_at.is_(None)).exists(),
-                  select(Consent.id).where(Consent.patient_id == Patient.id).exists())
-           .outerjoin(TeamMember, (TeamMember.patient_id == Patient.id) & (TeamMember.user_id == bindparam("user_id"))
-                      & TeamMember.removed_at.is_(None))
-           .where(Patient.id == bindparam("patient_id"), Patient.deleted_at.is_(None)))
+_ACCESS = (
+    select(
+        Patient,
+        TeamMember,
+        select(Consent.id).where(Consent.patient_id == Patient.id, Consent.withdrawn_at.is_(None)).exists(),
+        select(Consent.id).where(Consent.patient_id == Patient.id).exists(),
+    )
+    .outerjoin(
+        TeamMember,
+        (TeamMember.patient_id == Patient.id)
+        & (TeamMember.user_id == bindparam("user_id"))
+        & TeamMember.removed_at.is_(None),
+    )
+    .where(Patient.id == bindparam("patient_id"), Patient.deleted_at.is_(None))
+)
 
 
 def require_confirmed(user: User):
     """An account an administrator created or changed opens nothing until a second person
     confirms it (renkei/confirmations.py). Checked before any patient is looked up."""
     if user.confirmed_at is None:
-        raise Problem(403, "This account awaits a second person's confirmation.",
-                      type_="/problems/account-unconfirmed")
+        raise Problem(403, "This account awaits a second person's confirmation.", type_="/problems/account-unconfirmed")
 
 
 def patient_access(user: User, patient_id: str, need: str, section: str | None = None) -> Access:
@@ -128,14 +152,17 @@ def patient_access(user: User, patient_id: str, need: str, section: str | None =
     # has been withdrawn, nobody reads or writes clinical content until a new one.
     setting_up = user.id == patient.registered_by and not ever_consented
     if need in _NEEDS_CONSENT and not consent and not setting_up:
-        raise Problem(403, "The patient's consent to share information has not been recorded.",
-                      type_="/problems/consent-missing")
+        raise Problem(
+            403, "The patient's consent to share information has not been recorded.", type_="/problems/consent-missing"
+        )
     if need == WRITE and not may_write(member.role, section):
-        raise Problem(403, f"The role {member.role} may not write the section {section}.",
-                      type_="/problems/section-not-writable")
+        raise Problem(
+            403, f"The role {member.role} may not write the section {section}.", type_="/problems/section-not-writable"
+        )
     if need == THRESHOLDS and not sets_thresholds(member.role):
-        raise Problem(403, "Only the physicians and nurses set alert thresholds.",
-                      type_="/problems/thresholds-not-writable")
+        raise Problem(
+            403, "Only the physicians and nurses set alert thresholds.", type_="/problems/thresholds-not-writable"
+        )
     if need in (TEAM_MANAGE, CONSENT) and not manages_team(user, patient, member):
         raise Problem(403, "Only the care manager, the physicians or the registrant may do this.")
     if need == DELETE:
@@ -147,9 +174,20 @@ def patient_access(user: User, patient_id: str, need: str, section: str | None =
 
 def team_has_manager(patient_id: str) -> bool:
     """An active care manager or physician on the team (a disabled one manages nothing)."""
-    return db.session.execute(select(TeamMember.user_id).join(User, User.id == TeamMember.user_id).where(
-        TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None), User.disabled.is_(False),
-        TeamMember.role.in_(TEAM_MANAGERS)).limit(1)).first() is not None
+    return (
+        db.session.execute(
+            select(TeamMember.user_id)
+            .join(User, User.id == TeamMember.user_id)
+            .where(
+                TeamMember.patient_id == patient_id,
+                TeamMember.removed_at.is_(None),
+                User.disabled.is_(False),
+                TeamMember.role.in_(TEAM_MANAGERS),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def _watched_read(user: User, patient_id: str):
@@ -157,9 +195,16 @@ def _watched_read(user: User, patient_id: str):
     the patient's team hears of the first one (whoever holds the new password may not
     be the person)."""
     work.current().mark("after_reset")
-    earlier = db.session.execute(select(AuditEntry.seq).where(
-        AuditEntry.actor_id == user.id, AuditEntry.patient_id == patient_id, AuditEntry.at >= user.reset_at,
-        AuditEntry.detail.like("%after_reset%")).limit(1)).first()
+    earlier = db.session.execute(
+        select(AuditEntry.seq)
+        .where(
+            AuditEntry.actor_id == user.id,
+            AuditEntry.patient_id == patient_id,
+            AuditEntry.at >= user.reset_at,
+            AuditEntry.detail.like("%after_reset%"),
+        )
+        .limit(1)
+    ).first()
     if earlier is None and not work.current().announced_reset(patient_id):
         notify.queue("access.after_reset", patient_id, {"user_id": user.id})
 
@@ -168,10 +213,12 @@ def visible_patients(user: User, patient_ids: set[str]) -> set[str]:
     """Of these patients, the ones the user may see now: on the team or under break-glass."""
     if not patient_ids:
         return set()
-    members = select(TeamMember.patient_id).where(TeamMember.user_id == user.id, TeamMember.removed_at.is_(None),
-                                                  TeamMember.patient_id.in_(patient_ids))
-    grants = select(BreakGlass.patient_id).where(BreakGlass.user_id == user.id, BreakGlass.expires_at > utcnow(),
-                                                 BreakGlass.patient_id.in_(patient_ids))
+    members = select(TeamMember.patient_id).where(
+        TeamMember.user_id == user.id, TeamMember.removed_at.is_(None), TeamMember.patient_id.in_(patient_ids)
+    )
+    grants = select(BreakGlass.patient_id).where(
+        BreakGlass.user_id == user.id, BreakGlass.expires_at > utcnow(), BreakGlass.patient_id.in_(patient_ids)
+    )
     return set(db.session.execute(members.union(grants)).scalars())
 
 

@@ -8,6 +8,7 @@ Format 2 streams: the dump is sealed in frames (renkei/frames.py) as pg_dump wri
 it, so memory stays flat however large the database (attachments included). A restore
 first authenticates every frame, then streams them into pg_restore: a tampered or cut
 file changes nothing. Format 1 (one sealed message) is still read."""
+
 import os
 import sqlite3
 import subprocess
@@ -34,8 +35,16 @@ def file_key(master: bytes, purpose: str) -> bytes:
 def _pg_args(url: str) -> tuple[list[str], dict]:
     u = make_url(url)
     env = os.environ | ({"PGPASSWORD": u.password} if u.password else {})
-    return ["-h", u.host or "127.0.0.1", "-p", str(u.port or 5432), "-U", u.username or "postgres",
-            "-d", u.database], env
+    return [
+        "-h",
+        u.host or "127.0.0.1",
+        "-p",
+        str(u.port or 5432),
+        "-U",
+        u.username or "postgres",
+        "-d",
+        u.database,
+    ], env
 
 
 def _tool(name: str) -> str:
@@ -97,7 +106,7 @@ def restore(url: str, master: bytes, src: Path):
         magic = f.read(len(MAGIC_FRAMED))
     if magic == MAGIC:
         data = src.read_bytes()
-        return _restore_from(url, [crypto.unseal(file_key(master, "backup"), data[len(MAGIC):], "backup")])
+        return _restore_from(url, [crypto.unseal(file_key(master, "backup"), data[len(MAGIC) :], "backup")])
     if magic != MAGIC_FRAMED:
         raise SystemExit(f"{src} is not a Renkei backup")
     try:
@@ -119,8 +128,13 @@ def _restore_from(url: str, chunks):
         return
     args, env = _pg_args(url)
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", *args],
-                                env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", *args],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
         try:
             for chunk in chunks:
                 proc.stdin.write(chunk)

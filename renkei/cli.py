@@ -1,5 +1,6 @@
 """`flask --app wsgi <command>`: schema, administrators, keys, backups, the access log,
 demo data. Commands are plain click commands; `init_app` adds them to the app."""
+
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -9,7 +10,21 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from models import utcnow
-from renkei import audit, audit_archive, audit_sealer, audit_verify, backup, confirmations, db, demo, directory, patients, resets, vault, work
+from renkei import (
+    audit,
+    audit_archive,
+    audit_sealer,
+    audit_verify,
+    backup,
+    confirmations,
+    db,
+    demo,
+    directory,
+    patients,
+    resets,
+    vault,
+    work,
+)
 from renkei.problems import Problem
 from renkei.schema import upgrade_schema
 from renkei.timefmt import iso, parse_iso
@@ -84,8 +99,7 @@ def reset_access(login):
 @with_appcontext
 def rotate_master_key():
     """Rewrap every data key under RENKEI_MASTER_KEY (old key in RENKEI_MASTER_KEY_PREVIOUS)."""
-    click.echo(json.dumps({"rewrapped": vault.rotate_master_key(),
-                           "master_key_id": vault.keyring().current_id}))
+    click.echo(json.dumps({"rewrapped": vault.rotate_master_key(), "master_key_id": vault.keyring().current_id}))
 
 
 @click.command("backup")
@@ -128,10 +142,18 @@ def audit_seal():
 
 
 @click.command("audit-verify")
-@click.option("--checkpoint", "checkpoint_file", type=click.Path(exists=True, dir_okay=False),
-              help="a signed tree head kept elsewhere (from audit-checkpoint)")
-@click.option("--archive", "archive_file", type=click.Path(exists=True, dir_okay=False),
-              help="verify an archive file instead of the live log")
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="a signed tree head kept elsewhere (from audit-checkpoint)",
+)
+@click.option(
+    "--archive",
+    "archive_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="verify an archive file instead of the live log",
+)
 @with_appcontext
 def audit_verify_cmd(checkpoint_file, archive_file):
     """Recompute the access log's tree and check it against every signed head in the sink
@@ -140,7 +162,8 @@ def audit_verify_cmd(checkpoint_file, archive_file):
     if archive_file:
         try:
             result = audit_archive.check_archive(
-                *audit_archive.read_archive(Path(archive_file), _settings().master_key), note)
+                *audit_archive.read_archive(Path(archive_file), _settings().master_key), note
+            )
         except audit_archive.ArchiveError as exc:
             result = {"ok": False, "reason": str(exc)}
     else:
@@ -226,8 +249,23 @@ def seed_demo():
     click.echo(demo.seed())
 
 
-COMMANDS = (init_db, create_admin, reset_admin_totp, reset_access, rotate_master_key, backup_cmd, restore_cmd, audit_checkpoint,
-            audit_seal, audit_verify_cmd, audit_archive_cmd, audit_export, confirm_user, confirm_appointment, seed_demo)
+COMMANDS = (
+    init_db,
+    create_admin,
+    reset_admin_totp,
+    reset_access,
+    rotate_master_key,
+    backup_cmd,
+    restore_cmd,
+    audit_checkpoint,
+    audit_seal,
+    audit_verify_cmd,
+    audit_archive_cmd,
+    audit_export,
+    confirm_user,
+    confirm_appointment,
+    seed_demo,
+)
 
 
 def init_app(app):

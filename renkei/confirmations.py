@@ -9,6 +9,7 @@ confirms it — another confirmed administrator, never the one who made the chan
 an account that person made — or on the server (`flask --app wsgi confirm-user`,
 `confirm-appointment`) where one administrator runs the service. Each step is audited
 (the route's or command's entry) and the team concerned hears of it."""
+
 from sqlalchemy import select
 
 from models import Appointment, Patient, TeamMember, User, utcnow
@@ -43,11 +44,16 @@ def _may_confirm(actor: User | None, changed_by: str | None, made_by: str | None
     changer = db.session.get(User, changed_by) if changed_by else None
     tied = ({changed_by, made_by} & {actor.id, actor.changed_by, actor.made_by}) - {None}
     if tied or (changer is not None and actor.id in (changer.made_by, changer.changed_by)):
-        raise Problem(403, "A second administrator confirms this: not the one who made the change, "
-                           "nor an account tied to them by creation.", type_="/problems/second-person-needed")
+        raise Problem(
+            403,
+            "A second administrator confirms this: not the one who made the change, "
+            "nor an account tied to them by creation.",
+            type_="/problems/second-person-needed",
+        )
 
 
 # --- accounts -----------------------------------------------------------------------
+
 
 def confirm_user(actor: User | None, user: User) -> User:
     _may_confirm(actor, user.changed_by, user.made_by)
@@ -57,10 +63,14 @@ def confirm_user(actor: User | None, user: User) -> User:
         raise Problem(409, "This account is confirmed already.")
     user.confirmed_at, user.confirmed_by = utcnow(), actor.id if actor else None
     work.describe(detail=f"user={user.id}")
-    for patient_id in db.session.execute(select(TeamMember.patient_id).where(
-            TeamMember.user_id == user.id, TeamMember.removed_at.is_(None))).scalars():
-        notify.queue("team.updated", patient_id, {"user_id": user.id, "change": "confirmed",
-                                                  "actor_id": actor.id if actor else None})
+    for patient_id in db.session.execute(
+        select(TeamMember.patient_id).where(TeamMember.user_id == user.id, TeamMember.removed_at.is_(None))
+    ).scalars():
+        notify.queue(
+            "team.updated",
+            patient_id,
+            {"user_id": user.id, "change": "confirmed", "actor_id": actor.id if actor else None},
+        )
     return user
 
 
@@ -70,6 +80,7 @@ def confirm_user_on_server(login: str) -> User | None:
 
 
 # --- appointments -------------------------------------------------------------------
+
 
 def appoint(actor: User, patient: Patient, user: User, role: str) -> dict:
     """An administrator's appointment to a team without an active manager: pending, and
@@ -81,26 +92,35 @@ def appoint(actor: User, patient: Patient, user: User, role: str) -> dict:
     db.session.add(appointment)
     db.session.flush()
     work.describe(detail=f"user={user.id};appointment={appointment.id}")
-    notify.queue("team.updated", patient.id, {"user_id": user.id, "change": "appointment_pending",
-                                              "actor_id": actor.id})
+    notify.queue(
+        "team.updated", patient.id, {"user_id": user.id, "change": "appointment_pending", "actor_id": actor.id}
+    )
     return appointment_out(appointment)
 
 
 def appointment_out(a: Appointment) -> dict:
-    return {"id": a.id, "user_id": a.user_id, "role": a.role,
-            "requested_by": a.requested_by, "requested_at": a.requested_at,
-            "status": "pending" if a.closed_at is None else "closed"}
+    return {
+        "id": a.id,
+        "user_id": a.user_id,
+        "role": a.role,
+        "requested_by": a.requested_by,
+        "requested_at": a.requested_at,
+        "status": "pending" if a.closed_at is None else "closed",
+    }
 
 
 def _pending(patient_id: str) -> Appointment | None:
-    return db.session.execute(select(Appointment).where(Appointment.patient_id == patient_id,
-                                                        Appointment.closed_at.is_(None))
-                              .with_for_update()).scalar()  # one confirmation, however many clicks
+    return db.session.execute(
+        select(Appointment)
+        .where(Appointment.patient_id == patient_id, Appointment.closed_at.is_(None))
+        .with_for_update()
+    ).scalar()  # one confirmation, however many clicks
 
 
 def pending_appointments(patient_id: str) -> list[dict]:
-    rows = db.session.execute(select(Appointment).where(Appointment.patient_id == patient_id,
-                                                        Appointment.closed_at.is_(None))).scalars()
+    rows = db.session.execute(
+        select(Appointment).where(Appointment.patient_id == patient_id, Appointment.closed_at.is_(None))
+    ).scalars()
     return [appointment_out(a) for a in rows]
 
 
@@ -117,16 +137,21 @@ def confirm_appointment(actor: User | None, patient_id: str, user_id: str) -> Te
     _may_confirm(actor, appointment.requested_by)
     user = db.session.get(User, user_id)
     if authz.team_has_manager(patient.id) or user.disabled or user.confirmed_at is None:
-        raise Problem(409, "The team has an active manager again, or the appointee's account is not "
-                           "confirmed and active: this appointment cannot be confirmed.")
+        raise Problem(
+            409,
+            "The team has an active manager again, or the appointee's account is not "
+            "confirmed and active: this appointment cannot be confirmed.",
+        )
     appointment.closed_at, appointment.confirmed_by = utcnow(), actor.id if actor else None
-    member = TeamMember(patient_id=patient.id, user_id=user.id, role=appointment.role,
-                        added_by=appointment.requested_by)
+    member = TeamMember(
+        patient_id=patient.id, user_id=user.id, role=appointment.role, added_by=appointment.requested_by
+    )
     db.session.add(member)
     db.session.flush()
     work.describe(detail=f"user={user.id};appointment={appointment.id}")
-    notify.queue("team.updated", patient.id, {"user_id": user.id, "change": "added",
-                                              "actor_id": actor.id if actor else None})
+    notify.queue(
+        "team.updated", patient.id, {"user_id": user.id, "change": "added", "actor_id": actor.id if actor else None}
+    )
     return member
 
 

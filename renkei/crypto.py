@@ -7,6 +7,7 @@ row does not decrypt. DEKs are stored only wrapped by the master key, which live
 outside the database; the wrapping records the master key's id so the master key
 can be rotated by rewrapping DEKs alone. Destroying a DEK crypto-shreds a patient.
 """
+
 import hashlib
 import hmac
 import json
@@ -54,6 +55,7 @@ def opener(key: bytes):
             return json.loads(cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad.encode()))
         except (InvalidTag, ValueError) as exc:
             raise DecryptionError(aad.split("|")[0]) from exc
+
     return open_json
 
 
@@ -124,15 +126,23 @@ def prefix_tokens(index_key: bytes, patient_id: str, name: str, kana: str) -> li
     """The patient's prefix tokens. The padding is derived from the patient id, so
     indexing the same name again writes the same set (nothing tells padding from
     prefixes by what changes)."""
-    real = {prefix_token(index_key, family[:n]) for family in (family_name(name), family_name(kana))
-            for n in range(1, min(len(family), FAMILY_PREFIX_MAX) + 1)}
-    padding = (hmac.new(_prefix_key(index_key), f"padding|{patient_id}|{i}".encode(), hashlib.sha256).hexdigest()
-               for i in range(PREFIX_TOKENS))
-    return sorted(real | set(list(padding)[:PREFIX_TOKENS - len(real)]))
+    real = {
+        prefix_token(index_key, family[:n])
+        for family in (family_name(name), family_name(kana))
+        for n in range(1, min(len(family), FAMILY_PREFIX_MAX) + 1)
+    }
+    padding = (
+        hmac.new(_prefix_key(index_key), f"padding|{patient_id}|{i}".encode(), hashlib.sha256).hexdigest()
+        for i in range(PREFIX_TOKENS)
+    )
+    return sorted(real | set(list(padding)[: PREFIX_TOKENS - len(real)]))
 
 
 def name_matches(typed: str, name: str, kana: str) -> bool:
     """The full name or kana, or a prefix of the family name in either (spelling-insensitive)."""
     q = normalize_name(typed)
-    return bool(q) and (q in (normalize_name(name), normalize_name(kana))
-                        or family_name(name).startswith(q) or family_name(kana).startswith(q))
+    return bool(q) and (
+        q in (normalize_name(name), normalize_name(kana))
+        or family_name(name).startswith(q)
+        or family_name(kana).startswith(q)
+    )

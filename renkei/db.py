@@ -1,5 +1,6 @@
 """Engine and session. Who commits, and what else a commit carries (the audit entry,
 the realtime events), is renkei/work.py's business."""
+
 import logging
 import time
 
@@ -7,8 +8,8 @@ from psycopg import ServerCursor
 from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import DisconnectionError, TimeoutError
-from sqlalchemy.sql import Select
 from sqlalchemy.orm import scoped_session, sessionmaker
+from sqlalchemy.sql import Select
 
 log = logging.getLogger("renkei")
 
@@ -19,12 +20,17 @@ def normalize_url(url: str) -> str:
     # psycopg (v3) is the driver we ship; plain postgresql:// would ask for psycopg2.
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
-def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10, lock_timeout_ms: int = 2000,
-                idle_transaction_timeout_ms: int = 5000):
+def make_engine(
+    url: str,
+    pool_size: int = 10,
+    pool_timeout: float = 10,
+    lock_timeout_ms: int = 2000,
+    idle_transaction_timeout_ms: int = 5000,
+):
     """pool_size: connections a worker may hold at once (platform/gunicorn.conf.py says how
     to size it); a request that waits pool_timeout seconds for one gets 503, never 500.
     On PostgreSQL a request waits at most lock_timeout_ms for a lock (then 503), and the
@@ -53,10 +59,17 @@ def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10, lock_ti
             # One writer at a time: a transaction that reads a version (or the access
             # log's tree head) and then writes cannot interleave with another one.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
     options = f"-c lock_timeout={lock_timeout_ms} -c idle_in_transaction_session_timeout={idle_transaction_timeout_ms}"
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=pool_size, max_overflow=0,
-                           pool_timeout=pool_timeout, connect_args={"options": options})
+    engine = create_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=pool_timeout,
+        connect_args={"options": options},
+    )
     event.listen(engine, "before_cursor_execute", _begin_before_writing)
     _ping_when_idle(engine)
     return engine
@@ -80,8 +93,7 @@ def _plain_read(context, cursor) -> bool:
     """A compiled SELECT that locks nothing, on a client-side cursor (a server-side one
     lives in a transaction)."""
     statement = getattr(context.compiled, "statement", None)
-    return (isinstance(statement, Select) and statement._for_update_arg is None
-            and not isinstance(cursor, ServerCursor))
+    return isinstance(statement, Select) and statement._for_update_arg is None and not isinstance(cursor, ServerCursor)
 
 
 def _begin_before_writing(conn, cursor, statement, parameters, context, executemany):
@@ -199,5 +211,6 @@ def purge_freed_space():
             if busy:
                 raise RuntimeError("checkpoint busy")
     except Exception as exc:  # the shred itself has committed; only the purge waits
-        log.warning("freed space not purged after a shred (%s); run VACUUM FULL %s", type(exc).__name__,
-                    SHREDDED_TABLES)
+        log.warning(
+            "freed space not purged after a shred (%s); run VACUUM FULL %s", type(exc).__name__, SHREDDED_TABLES
+        )

@@ -8,6 +8,7 @@ process, whose claim has not run out, is skipped: exactly one sends it), commits
 with no transaction open, then deletes what went out or schedules a retry with back-off.
 A process that dies mid-send leaves its claim to run out, and the row is sent again:
 a device may then get a message twice, never none."""
+
 import json
 import logging
 import smtplib
@@ -32,13 +33,19 @@ def claim(now=None) -> list[SimpleNamespace]:
     copied out: the rows may change or go while they are being sent."""
     now, token = now or utcnow(), uuid.uuid4().hex
     free = or_(Delivery.claimed_until.is_(None), Delivery.claimed_until < now)
-    ids = list(db.session.execute(select(Delivery.id).where(Delivery.next_at <= now, free)
-                                  .order_by(Delivery.id).limit(BATCH)).scalars())
+    ids = list(
+        db.session.execute(
+            select(Delivery.id).where(Delivery.next_at <= now, free).order_by(Delivery.id).limit(BATCH)
+        ).scalars()
+    )
     if not ids:
         db.session.commit()
         return []
-    db.session.execute(update(Delivery).where(Delivery.id.in_(ids), free)
-                       .values(claim=token, claimed_until=now + timedelta(seconds=CLAIM_SECONDS)))
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), free)
+        .values(claim=token, claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+    )
     db.session.commit()
     rows = db.session.execute(select(Delivery).where(Delivery.claim == token).order_by(Delivery.id)).scalars()
     claimed = [SimpleNamespace(**{c: getattr(row, c) for c in FIELDS}) for row in rows]
@@ -57,8 +64,9 @@ def _mine(row):
 def deliver(row: SimpleNamespace):
     """Send one claimed delivery and record the outcome. The claim is renewed first: a
     row another sender took over (this one was slow) is left to it."""
-    renewed = db.session.execute(update(Delivery).where(_mine(row)).values(
-        claimed_until=utcnow() + timedelta(seconds=CLAIM_SECONDS))).rowcount
+    renewed = db.session.execute(
+        update(Delivery).where(_mine(row)).values(claimed_until=utcnow() + timedelta(seconds=CLAIM_SECONDS))
+    ).rowcount
     db.session.commit()
     if not renewed:
         return
@@ -99,8 +107,9 @@ def _push(row):
         if (sub := db.session.get(PushSubscription, row.subscription_id)) is not None:
             webpush.remove(sub)
         return
-    db.session.execute(update(PushSubscription).where(PushSubscription.id == row.subscription_id)
-                       .values(last_used_at=utcnow()))
+    db.session.execute(
+        update(PushSubscription).where(PushSubscription.id == row.subscription_id).values(last_used_at=utcnow())
+    )
 
 
 def _mail(row):
@@ -113,13 +122,22 @@ def _mail(row):
 def _later(row, retry_after: float | None, why):
     now = utcnow()
     if now - row.created_at > GIVE_UP:
-        log.warning("delivery %s (%s, %s) given up after %s attempts: %s", row.id, row.channel, row.kind,
-                    row.attempts + 1, _why(why))
+        log.warning(
+            "delivery %s (%s, %s) given up after %s attempts: %s",
+            row.id,
+            row.channel,
+            row.kind,
+            row.attempts + 1,
+            _why(why),
+        )
         db.session.execute(delete(Delivery).where(_mine(row)))
     else:
-        wait = min(retry_after or 5 * 2 ** row.attempts, 3600)
-        db.session.execute(update(Delivery).where(_mine(row)).values(
-            attempts=row.attempts + 1, next_at=now + timedelta(seconds=wait), claim=None, claimed_until=None))
+        wait = min(retry_after or 5 * 2**row.attempts, 3600)
+        db.session.execute(
+            update(Delivery)
+            .where(_mine(row))
+            .values(attempts=row.attempts + 1, next_at=now + timedelta(seconds=wait), claim=None, claimed_until=None)
+        )
     db.session.commit()
 
 

@@ -1,6 +1,7 @@
 """Demo organisations, people and patients for the embedded default. Everything goes
 through the same services as real data (renkei/patients.py, teams.py, record.py,
 notes.py, directory.py): sealed, announced and audited alike."""
+
 import sys
 from datetime import date, timedelta
 
@@ -15,45 +16,92 @@ from renkei.settings import INSTANCE
 DEMO_PASSWORD = "renkei-demo-2026"
 
 # name, kind, phone (the 555 numbers of Japanese fiction: nobody's real line)
-ORGS = [("あおぞら在宅クリニック", "clinic", "03-5550-0101"),
-        ("さくら訪問看護ステーション", "visiting_nurse_station", "03-5550-0202"),
-        ("みどり居宅介護支援事業所", "care_management_office", "03-5550-0303"),
-        ("ひかり薬局", "pharmacy", "03-5550-0404"),
-        ("はばたき相談支援センター", "disability_consultation_office", "03-5550-0505")]
+ORGS = [
+    ("あおぞら在宅クリニック", "clinic", "03-5550-0101"),
+    ("さくら訪問看護ステーション", "visiting_nurse_station", "03-5550-0202"),
+    ("みどり居宅介護支援事業所", "care_management_office", "03-5550-0303"),
+    ("ひかり薬局", "pharmacy", "03-5550-0404"),
+    ("はばたき相談支援センター", "disability_consultation_office", "03-5550-0505"),
+]
 # login, name, org index, profession, work phone
-PEOPLE = [("dr.sato", "佐藤 一郎", 0, "physician", "090-5550-1001"),
-          ("ns.suzuki", "鈴木 花子", 1, "nurse", "090-5550-1002"),
-          ("cm.tanaka", "田中 美咲", 2, "care_manager", "090-5550-1003"),
-          ("ph.ito", "伊藤 健", 3, "pharmacist", None),
-          ("sw.kato", "加藤 陽子", 4, "disability_support_worker", None),
-          ("dr.kobayashi", "小林 誠", 0, "physician", "090-5550-1006")]
+PEOPLE = [
+    ("dr.sato", "佐藤 一郎", 0, "physician", "090-5550-1001"),
+    ("ns.suzuki", "鈴木 花子", 1, "nurse", "090-5550-1002"),
+    ("cm.tanaka", "田中 美咲", 2, "care_manager", "090-5550-1003"),
+    ("ph.ito", "伊藤 健", 3, "pharmacist", None),
+    ("sw.kato", "加藤 陽子", 4, "disability_support_worker", None),
+    ("dr.kobayashi", "小林 誠", 0, "physician", "090-5550-1006"),
+]
 
 PATIENTS = [
-    ({"name": "山田 太郎", "name_kana": "やまだ たろう", "birth_date": "1938-04-12", "sex": "male",
-      "address": "東京都〇〇市本町1-2-3"},
-     {"wishes": {"patient_wishes": "できる限り自宅で過ごしたい。", "family_wishes": "本人の希望を尊重したい。",
-                 "preferred_place_of_care": "自宅", "preferred_place_of_death": "自宅",
-                 "resuscitation": "do_not_attempt", "acp_notes": "長女同席で人生会議を実施。",
-                 "discussed_on": "2026-10-01"},
-      "adl": {"eating": {"level": "supervision", "note": "むせ込みあり、とろみ剤使用"},
-              "excretion": {"level": "partial_assist"}, "mobility": {"level": "partial_assist", "note": "歩行器"},
-              "bathing": {"level": "full_assist", "note": "訪問入浴 週2回"}},
-      "diseases_medications": {"conditions": [{"name": "慢性心不全"}, {"name": "2型糖尿病"}],
-                               "medications": [{"name": "フロセミド錠20mg", "dose": "1錠", "route": "内服",
-                                                "frequency": "朝食後", "prescriber": "佐藤 一郎"}],
-                               "allergies": [{"substance": "ペニシリン", "reaction": "発疹"}]},
-      "expected_changes": {"items": [{"change": "心不全の増悪", "warning_signs": "体重2kg以上増加、息切れ、下肢浮腫",
-                                      "response": "フロセミド頓用、主治医に連絡", "whom_to_call": "あおぞら在宅クリニック"}]},
-      "condition": {"summary": "息切れは安静時なし。下肢浮腫軽度。", "recent_changes": "先週より体重+1kg"},
-      "family_care": {"main_carer": "長女", "key_contacts": [
-          {"name": "山田 花子", "relationship": "長女", "phone": "090-5550-2001"}]}},
-     ["dr.sato", "ns.suzuki", "ph.ito"]),
-    ({"name": "高橋 ハル", "name_kana": "たかはし はる", "birth_date": "1931-11-03", "sex": "female"},
-     {"condition": {"summary": "食欲やや低下。", "medication_adherence": "partial"},
-      "family_care": {"main_carer": "長男の妻", "availability": {"morning": "可", "night": "不可"}}},
-     ["dr.sato", "ns.suzuki"]),
-    ({"name": "中村 翔", "name_kana": "なかむら しょう", "birth_date": "1995-07-21", "sex": "male"},
-     {"care_notes": {"notes": "訪問は午後を希望。大きな音が苦手。"}}, ["sw.kato", "dr.kobayashi"]),
+    (
+        {
+            "name": "山田 太郎",
+            "name_kana": "やまだ たろう",
+            "birth_date": "1938-04-12",
+            "sex": "male",
+            "address": "東京都〇〇市本町1-2-3",
+        },
+        {
+            "wishes": {
+                "patient_wishes": "できる限り自宅で過ごしたい。",
+                "family_wishes": "本人の希望を尊重したい。",
+                "preferred_place_of_care": "自宅",
+                "preferred_place_of_death": "自宅",
+                "resuscitation": "do_not_attempt",
+                "acp_notes": "長女同席で人生会議を実施。",
+                "discussed_on": "2026-10-01",
+            },
+            "adl": {
+                "eating": {"level": "supervision", "note": "むせ込みあり、とろみ剤使用"},
+                "excretion": {"level": "partial_assist"},
+                "mobility": {"level": "partial_assist", "note": "歩行器"},
+                "bathing": {"level": "full_assist", "note": "訪問入浴 週2回"},
+            },
+            "diseases_medications": {
+                "conditions": [{"name": "慢性心不全"}, {"name": "2型糖尿病"}],
+                "medications": [
+                    {
+                        "name": "フロセミド錠20mg",
+                        "dose": "1錠",
+                        "route": "内服",
+                        "frequency": "朝食後",
+                        "prescriber": "佐藤 一郎",
+                    }
+                ],
+                "allergies": [{"substance": "ペニシリン", "reaction": "発疹"}],
+            },
+            "expected_changes": {
+                "items": [
+                    {
+                        "change": "心不全の増悪",
+                        "warning_signs": "体重2kg以上増加、息切れ、下肢浮腫",
+                        "response": "フロセミド頓用、主治医に連絡",
+                        "whom_to_call": "あおぞら在宅クリニック",
+                    }
+                ]
+            },
+            "condition": {"summary": "息切れは安静時なし。下肢浮腫軽度。", "recent_changes": "先週より体重+1kg"},
+            "family_care": {
+                "main_carer": "長女",
+                "key_contacts": [{"name": "山田 花子", "relationship": "長女", "phone": "090-5550-2001"}],
+            },
+        },
+        ["dr.sato", "ns.suzuki", "ph.ito"],
+    ),
+    (
+        {"name": "高橋 ハル", "name_kana": "たかはし はる", "birth_date": "1931-11-03", "sex": "female"},
+        {
+            "condition": {"summary": "食欲やや低下。", "medication_adherence": "partial"},
+            "family_care": {"main_carer": "長男の妻", "availability": {"morning": "可", "night": "不可"}},
+        },
+        ["dr.sato", "ns.suzuki"],
+    ),
+    (
+        {"name": "中村 翔", "name_kana": "なかむら しょう", "birth_date": "1995-07-21", "sex": "male"},
+        {"care_notes": {"notes": "訪問は午後を希望。大きな音が苦手。"}},
+        ["sw.kato", "dr.kobayashi"],
+    ),
 ]
 
 
@@ -77,11 +125,11 @@ def seed() -> str:
     people = {u.login: u for u in db.session.execute(select(User)).scalars()}
     for demographics, sections, members in PATIENTS:
         registrant = people["sw.kato" if "sw.kato" in members else "cm.tanaka"]
-        _demo_patient(registrant, demographics, sections,
-                      [people[m] for m in members if m != registrant.login])
-    text = (f"Demo users (password {DEMO_PASSWORD}): "
-            + ", ".join(login for login, *_ in PEOPLE) + ", auditor\n"
-            f"Demo administrator: admin / {DEMO_PASSWORD}, TOTP secret {admin['totp_secret']}\n")
+        _demo_patient(registrant, demographics, sections, [people[m] for m in members if m != registrant.login])
+    text = (
+        f"Demo users (password {DEMO_PASSWORD}): " + ", ".join(login for login, *_ in PEOPLE) + ", auditor\n"
+        f"Demo administrator: admin / {DEMO_PASSWORD}, TOTP secret {admin['totp_secret']}\n"
+    )
     # The credentials are on disk before the data commits: never users nobody can sign in as.
     INSTANCE.mkdir(parents=True, exist_ok=True)
     credentials = INSTANCE / "demo-credentials.txt"
@@ -98,8 +146,13 @@ def seed() -> str:
 
 def _demo_patient(registrant, demographics, sections, members):
     patient_id = patients.register(registrant, demographics)["id"]
-    patients.record_consent(registrant, patient_id, date(2026, 10, 1), registrant.display_name,
-                            "在宅療養に関わる医療・介護関係者間での情報共有")
+    patients.record_consent(
+        registrant,
+        patient_id,
+        date(2026, 10, 1),
+        registrant.display_name,
+        "在宅療養に関わる医療・介護関係者間での情報共有",
+    )
     team = [(registrant, authz.PROFESSION_ROLES[registrant.profession][0])]
     for member in members:
         team.append((member, authz.PROFESSION_ROLES[member.profession][0]))
@@ -116,22 +169,40 @@ def _demo_patient(registrant, demographics, sections, members):
 def _demo_vitals(nurse, patient_id):
     """Two weeks of a visiting nurse's morning and evening readings, and the thresholds
     a heart-failure patient's physician would set: the charts have something to show."""
-    observations.set_thresholds(nurse, patient_id, {"body_temperature": {"max": 37.9}, "spo2": {"min": 92},
-                                                    "body_weight": {"rise": 2, "within_days": 3},
-                                                    "blood_pressure": {"systolic": {"max": 160}}}, 0)
+    observations.set_thresholds(
+        nurse,
+        patient_id,
+        {
+            "body_temperature": {"max": 37.9},
+            "spo2": {"min": 92},
+            "body_weight": {"rise": 2, "within_days": 3},
+            "blood_pressure": {"systolic": {"max": 160}},
+        },
+        0,
+    )
     start = utcnow().replace(hour=23, minute=0, second=0, microsecond=0) - timedelta(days=15)  # 08:00 JST
     items = []
     for i in range(28):
         at = (start + timedelta(hours=12 * i)).isoformat()
         wave = (i * 7) % 5  # a little day-to-day variation, the same in every demo
-        items += [{"kind": "body_temperature", "value": round(36.4 + wave * 0.1 + (0.6 if i in (17, 18) else 0), 1), "measured_at": at},
-                  {"kind": "blood_pressure", "components": {"systolic": 124 + wave * 3, "diastolic": 72 + wave}, "measured_at": at},
-                  {"kind": "heart_rate", "value": 70 + wave * 2, "measured_at": at},
-                  {"kind": "spo2", "value": 97 - (wave % 3), "measured_at": at}]
+        items += [
+            {
+                "kind": "body_temperature",
+                "value": round(36.4 + wave * 0.1 + (0.6 if i in (17, 18) else 0), 1),
+                "measured_at": at,
+            },
+            {
+                "kind": "blood_pressure",
+                "components": {"systolic": 124 + wave * 3, "diastolic": 72 + wave},
+                "measured_at": at,
+            },
+            {"kind": "heart_rate", "value": 70 + wave * 2, "measured_at": at},
+            {"kind": "spo2", "value": 97 - (wave % 3), "measured_at": at},
+        ]
         if i % 2 == 0:
             items.append({"kind": "body_weight", "value": round(48.0 + i * 0.05, 1), "measured_at": at})
     for chunk in range(0, len(items), MAX_ITEMS):
-        observations.record(nurse, patient_id, items[chunk:chunk + MAX_ITEMS], many=True)
+        observations.record(nurse, patient_id, items[chunk : chunk + MAX_ITEMS], many=True)
 
 
 def prepare_embedded(engine):

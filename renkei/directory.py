@@ -1,6 +1,7 @@
 """Organisations and people: administrators create and change them (each operation
 checks its actor, renkei.authz.require_staff); everyone may look people up to build a
 team. `create_admin` is how the first administrator comes to be (a command, no actor)."""
+
 import unicodedata
 
 from sqlalchemy import func, select
@@ -17,13 +18,20 @@ def org_out(org: Organization) -> dict:
 
 
 def user_out(user: User) -> dict:
-    return {"id": user.id, "login": user.login if invitations.has_login(user) else None,
-            "display_name": user.display_name, "phone": user.phone,
-            "organization_id": user.organization_id,
-            "organization_name": user.organization.name if user.organization else None,
-            "profession": user.profession, "is_admin": user.is_admin,
-            "is_auditor": user.is_auditor, "disabled": user.disabled,
-            "totp_enabled": user.totp_enabled, "confirmed": user.confirmed_at is not None}
+    return {
+        "id": user.id,
+        "login": user.login if invitations.has_login(user) else None,
+        "display_name": user.display_name,
+        "phone": user.phone,
+        "organization_id": user.organization_id,
+        "organization_name": user.organization.name if user.organization else None,
+        "profession": user.profession,
+        "is_admin": user.is_admin,
+        "is_auditor": user.is_auditor,
+        "disabled": user.disabled,
+        "totp_enabled": user.totp_enabled,
+        "confirmed": user.confirmed_at is not None,
+    }
 
 
 def create_organization(actor: User, name: str, kind: str, phone: str | None = None) -> dict:
@@ -39,9 +47,16 @@ def organizations() -> list[dict]:
     return [org_out(o) for o in db.session.execute(select(Organization).order_by(Organization.name)).scalars()]
 
 
-def create_user(actor: User | None, login: str | None, display_name: str, organization_id: str,
-                profession: str, is_admin: bool = False, is_auditor: bool = False,
-                phone: str | None = None) -> dict:
+def create_user(
+    actor: User | None,
+    login: str | None,
+    display_name: str,
+    organization_id: str,
+    profession: str,
+    is_admin: bool = False,
+    is_auditor: bool = False,
+    phone: str | None = None,
+) -> dict:
     """A new account and its invitation: the person chooses their own password (and login,
     if none is given here). Made by an administrator, it awaits a second person's
     confirmation; made on the server (actor None: the demo loader), it is confirmed."""
@@ -50,14 +65,21 @@ def create_user(actor: User | None, login: str | None, display_name: str, organi
     if is_admin and is_auditor:  # separation of duties: one role per account
         raise invalid({"is_auditor": ["An account is an administrator or an auditor, not both."]})
     if (is_admin or is_auditor) and profession != "other":
-        raise invalid({"profession": ["Administrators and auditors hold no clinical profession (use \"other\")."]})
+        raise invalid({"profession": ['Administrators and auditors hold no clinical profession (use "other").']})
     if db.session.get(Organization, organization_id) is None:
         raise invalid({"organization_id": ["No such organisation."]})
     if login and login_taken(login):
         raise Problem(409, "That login is taken.", errors={"login": ["That login is taken."]})
-    user = User(id=new_id(), password_hash=auth.unusable_password(), display_name=display_name,
-                organization_id=organization_id, profession=profession, is_admin=is_admin,
-                is_auditor=is_auditor, phone=phone or None)
+    user = User(
+        id=new_id(),
+        password_hash=auth.unusable_password(),
+        display_name=display_name,
+        organization_id=organization_id,
+        profession=profession,
+        is_admin=is_admin,
+        is_auditor=is_auditor,
+        phone=phone or None,
+    )
     user.login = login or invitations.placeholder_login(user.id)
     confirmations.made_by_administrator(user, actor)
     db.session.add(user)
@@ -83,15 +105,21 @@ def confirm(actor: User, user_id: str) -> dict:
 def create_admin(login: str, password: str, display_name: str | None = None) -> dict:
     """An administrator, who always signs in with a second factor: {"id", "totp_secret"}."""
     passwords.check(password, login=login, display_name=display_name or "")
-    org = db.session.execute(select(Organization).where(Organization.kind == "other",
-                                                        Organization.name == ADMIN_ORGANIZATION)).scalar()
+    org = db.session.execute(
+        select(Organization).where(Organization.kind == "other", Organization.name == ADMIN_ORGANIZATION)
+    ).scalar()
     if org is None:
         org = Organization(name=ADMIN_ORGANIZATION, kind="other")
         db.session.add(org)
         db.session.flush()
-    user = User(login=login, password_hash=auth.hash_password(password),
-                display_name=display_name or login, organization_id=org.id,
-                profession="other", is_admin=True)
+    user = User(
+        login=login,
+        password_hash=auth.hash_password(password),
+        display_name=display_name or login,
+        organization_id=org.id,
+        profession="other",
+        is_admin=True,
+    )
     confirmations.changed_by_administrator(user, None)  # made on the server: confirmed
     db.session.add(user)
     db.session.flush()
@@ -118,8 +146,9 @@ def login_taken(login: str) -> bool:
 PICKER_LIMIT = 20
 
 
-def people(viewer: User, include_disabled: bool = False, words: str | None = None,
-           limit: int | None = None) -> list[dict]:
+def people(
+    viewer: User, include_disabled: bool = False, words: str | None = None, limit: int | None = None
+) -> list[dict]:
     """The directory. Only administrators see logins and second-factor status, and
     (include_disabled) people who were disabled. `words`: only people whose name or
     organisation holds every word (the team picker: 「鈴木 訪問看護」)."""
@@ -130,8 +159,9 @@ def people(viewer: User, include_disabled: bool = False, words: str | None = Non
         stmt = stmt.outerjoin(Organization, Organization.id == User.organization_id)
         unspaced = func.replace(func.replace(User.display_name, " ", ""), "\u3000", "")  # 伊藤健 finds 伊藤 健
         for word in unicodedata.normalize("NFKC", words).split():
-            stmt = stmt.where(unspaced.icontains(word, autoescape=True)
-                              | Organization.name.icontains(word, autoescape=True))
+            stmt = stmt.where(
+                unspaced.icontains(word, autoescape=True) | Organization.name.icontains(word, autoescape=True)
+            )
         limit = limit or PICKER_LIMIT
     if limit:
         stmt = stmt.limit(limit)
@@ -139,8 +169,13 @@ def people(viewer: User, include_disabled: bool = False, words: str | None = Non
     found = [{k: v for k, v in user_out(u).items() if k not in hidden} for u in db.session.execute(stmt).scalars()]
     if viewer.is_admin:
         waiting = invitations.awaiting_among([u["id"] for u in found])
-        made_by = dict(db.session.execute(select(User.id, User.changed_by).where(
-            User.id.in_([u["id"] for u in found]))).all()) if found else {}
+        made_by = (
+            dict(
+                db.session.execute(select(User.id, User.changed_by).where(User.id.in_([u["id"] for u in found]))).all()
+            )
+            if found
+            else {}
+        )
         for u in found:
             u["awaiting_invitation"] = u["id"] in waiting
             u["changed_by"] = made_by.get(u["id"])  # who may not confirm it (the page hides the button)
@@ -151,8 +186,10 @@ def people_named(user_ids: list[str]) -> list[dict]:
     """Names for ids (a team's pending appointees)."""
     if not user_ids:
         return []
-    return [{"id": u.id, "display_name": u.display_name}
-            for u in db.session.execute(select(User).where(User.id.in_(user_ids))).scalars()]
+    return [
+        {"id": u.id, "display_name": u.display_name}
+        for u in db.session.execute(select(User).where(User.id.in_(user_ids))).scalars()
+    ]
 
 
 def managed_user(actor: User, user_id: str) -> User:
@@ -186,15 +223,22 @@ def update_user(actor: User, user_id: str, changes: dict) -> dict:
 
 
 def _active_admins() -> int:
-    return db.session.execute(select(func.count(User.id)).where(User.is_admin.is_(True),
-                                                                User.disabled.is_(False))).scalar()
+    return db.session.execute(
+        select(func.count(User.id)).where(User.is_admin.is_(True), User.disabled.is_(False))
+    ).scalar()
 
 
 def second_administrator_exists() -> bool:
     """Another active, confirmed administrator could approve a reset or confirm an account;
     else only whoever runs the server can (the pages say so)."""
-    return db.session.execute(select(func.count(User.id)).where(
-        User.is_admin.is_(True), User.disabled.is_(False), User.confirmed_at.is_not(None))).scalar() > 1
+    return (
+        db.session.execute(
+            select(func.count(User.id)).where(
+                User.is_admin.is_(True), User.disabled.is_(False), User.confirmed_at.is_not(None)
+            )
+        ).scalar()
+        > 1
+    )
 
 
 def unlock(actor: User, user_id: str):

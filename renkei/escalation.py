@@ -10,14 +10,25 @@ The schedule is in the database, so a restart loses nothing. The senders of all 
 processes look for due escalations (renkei/deliveries.py); each round moves `due_at`
 forward with a compare-and-set in the round's own transaction, so exactly one process
 escalates it."""
+
 import json
 import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from models import (Escalation, EscalationRound, EscalationRule, Note, NoteAck, NotificationSettings, PushSubscription,
-                    TeamMember, User, utcnow)
+from models import (
+    Escalation,
+    EscalationRound,
+    EscalationRule,
+    Note,
+    NoteAck,
+    NotificationSettings,
+    PushSubscription,
+    TeamMember,
+    User,
+    utcnow,
+)
 from renkei import authz, db, notify, outreach, work
 from renkei.authz import patient_access
 from renkei.problems import Problem, invalid
@@ -32,8 +43,11 @@ def _rule(patient_id: str) -> dict:
     row = db.session.get(EscalationRule, patient_id)
     if row is None:
         return dict(DEFAULTS)
-    return {"after_minutes": row.after_minutes, "repeat_minutes": row.repeat_minutes,
-            "call_list": json.loads(row.call_list)}
+    return {
+        "after_minutes": row.after_minutes,
+        "repeat_minutes": row.repeat_minutes,
+        "call_list": json.loads(row.call_list),
+    }
 
 
 def rule(actor: User, patient_id: str) -> dict:
@@ -59,8 +73,10 @@ def set_rule(actor: User, patient_id: str, body: dict) -> dict:
     db.session.add(row)
     added = sorted(set(current["call_list"]) - set(before["call_list"]))
     removed = sorted(set(before["call_list"]) - set(current["call_list"]))
-    work.describe(detail=f"after={current['after_minutes']};repeat={current['repeat_minutes']}"
-                         f";added={','.join(added)};removed={','.join(removed)}")
+    work.describe(
+        detail=f"after={current['after_minutes']};repeat={current['repeat_minutes']}"
+        f";added={','.join(added)};removed={','.join(removed)}"
+    )
     db.session.flush()
     return _rule(patient.id)
 
@@ -68,8 +84,11 @@ def set_rule(actor: User, patient_id: str, body: dict) -> dict:
 def schedule(note: Note):
     """An urgent note was posted: escalate it after the team's time unless acknowledged."""
     minutes = _rule(note.patient_id)["after_minutes"]
-    db.session.add(Escalation(note_id=note.id, patient_id=note.patient_id, rounds=0,
-                              due_at=note.created_at + timedelta(minutes=minutes)))
+    db.session.add(
+        Escalation(
+            note_id=note.id, patient_id=note.patient_id, rounds=0, due_at=note.created_at + timedelta(minutes=minutes)
+        )
+    )
 
 
 def acknowledged(note: Note, member: TeamMember | None):
@@ -77,8 +96,11 @@ def acknowledged(note: Note, member: TeamMember | None):
     nurse who posted "the patient fell" has not been answered by reading it back), and
     what was queued to tell people it is still unread is not sent."""
     if member is not None and member.role in ACKNOWLEDGERS and member.user_id != note.created_by:
-        db.session.execute(update(Escalation).where(Escalation.note_id == note.id, Escalation.ended_at.is_(None))
-                           .values(ended_at=utcnow()))
+        db.session.execute(
+            update(Escalation)
+            .where(Escalation.note_id == note.id, Escalation.ended_at.is_(None))
+            .values(ended_at=utcnow())
+        )
         outreach.forget_kind(note.patient_id, "note.escalated", note_id=note.id)
 
 
@@ -91,8 +113,11 @@ def left_team(patient_id: str, user_id: str):
 
 def end_for_patient(patient_id: str):
     """The patient was deleted: nothing more is escalated or sent about them."""
-    db.session.execute(update(Escalation).where(Escalation.patient_id == patient_id, Escalation.ended_at.is_(None))
-                       .values(ended_at=utcnow()))
+    db.session.execute(
+        update(Escalation)
+        .where(Escalation.patient_id == patient_id, Escalation.ended_at.is_(None))
+        .values(ended_at=utcnow())
+    )
     outreach.forget_patient(patient_id)
 
 
@@ -101,8 +126,9 @@ def rounds_of(note_ids: list[str]) -> dict[str, list[dict]]:
     if not note_ids:
         return {}
     out: dict[str, list[dict]] = {}
-    for r in db.session.execute(select(EscalationRound).where(EscalationRound.note_id.in_(note_ids))
-                                .order_by(EscalationRound.id)).scalars():
+    for r in db.session.execute(
+        select(EscalationRound).where(EscalationRound.note_id.in_(note_ids)).order_by(EscalationRound.id)
+    ).scalars():
         out.setdefault(r.note_id, []).append({"at": r.at, "minutes": r.minutes, "told": json.loads(r.told)})
     return out
 
@@ -112,16 +138,21 @@ def _reachable(user_ids: set[str]) -> set[str]:
     address. The note says whom it told only if someone could be."""
     active = select(User.id).where(User.id.in_(user_ids), User.disabled.is_(False))
     with_device = select(PushSubscription.user_id).where(PushSubscription.user_id.in_(active))
-    with_mail = select(NotificationSettings.user_id).where(NotificationSettings.user_id.in_(active),
-                                                           NotificationSettings.email_ct.is_not(None))
+    with_mail = select(NotificationSettings.user_id).where(
+        NotificationSettings.user_id.in_(active), NotificationSettings.email_ct.is_not(None)
+    )
     return set(db.session.execute(with_device.union(with_mail)).scalars())
 
 
 def run_due(now: datetime | None = None) -> int:
     """Escalate every round that is due (the senders call this each turn); how many."""
     now = now or utcnow()
-    due = db.session.execute(select(Escalation.note_id, Escalation.due_at).where(
-        Escalation.due_at <= now, Escalation.ended_at.is_(None)).order_by(Escalation.due_at).limit(50)).all()
+    due = db.session.execute(
+        select(Escalation.note_id, Escalation.due_at)
+        .where(Escalation.due_at <= now, Escalation.ended_at.is_(None))
+        .order_by(Escalation.due_at)
+        .limit(50)
+    ).all()
     db.session.commit()
     done = 0
     for note_id, due_at in due:
@@ -138,18 +169,30 @@ def _escalate(note_id: str, due_at: datetime, now: datetime) -> int:
     unit = work.begin()
     note = db.session.get(Note, note_id)
     repeat = _rule(note.patient_id)["repeat_minutes"]
-    taken = db.session.execute(update(Escalation).where(
-        Escalation.note_id == note_id, Escalation.due_at == due_at, Escalation.ended_at.is_(None))
-        .values(due_at=now + timedelta(minutes=repeat), rounds=Escalation.rounds + 1)).rowcount
+    taken = db.session.execute(
+        update(Escalation)
+        .where(Escalation.note_id == note_id, Escalation.due_at == due_at, Escalation.ended_at.is_(None))
+        .values(due_at=now + timedelta(minutes=repeat), rounds=Escalation.rounds + 1)
+    ).rowcount
     if not taken:  # another process took this round
         db.session.rollback()
         return 0
-    members = {m.user_id: m.role for m in db.session.execute(select(TeamMember).where(
-        TeamMember.patient_id == note.patient_id, TeamMember.removed_at.is_(None))).scalars()}
+    members = {
+        m.user_id: m.role
+        for m in db.session.execute(
+            select(TeamMember).where(TeamMember.patient_id == note.patient_id, TeamMember.removed_at.is_(None))
+        ).scalars()
+    }
     acked = db.session.execute(select(NoteAck.user_id).where(NoteAck.note_id == note_id)).scalars()
-    ended = ("acknowledged" if any(members.get(uid) in ACKNOWLEDGERS for uid in acked if uid != note.created_by)
-             else "no consent" if not authz.has_consent(note.patient_id)  # nobody could open it to read it
-             else "a day passed" if now - note.created_at > GIVE_UP else None)
+    ended = (
+        "acknowledged"
+        if any(members.get(uid) in ACKNOWLEDGERS for uid in acked if uid != note.created_by)
+        else "no consent"
+        if not authz.has_consent(note.patient_id)  # nobody could open it to read it
+        else "a day passed"
+        if now - note.created_at > GIVE_UP
+        else None
+    )
     if ended:
         db.session.execute(update(Escalation).where(Escalation.note_id == note_id).values(ended_at=now))
         unit.record("note.escalate", "ok", patient_id=note.patient_id, detail=f"note={note_id};ended={ended}")
@@ -163,7 +206,11 @@ def _escalate(note_id: str, due_at: datetime, now: datetime) -> int:
     db.session.add(EscalationRound(note_id=note_id, at=now, minutes=minutes, told=json.dumps(told)))
     outreach.tell("note.escalated", note.patient_id, backups + calls, actor_id=note.created_by, note_id=note_id)
     notify.queue("note.escalated", note.patient_id, {"note_id": note_id, "minutes": minutes, "told": told})
-    unit.record("note.escalate", "ok", patient_id=note.patient_id,
-                detail=f"note={note_id};after={minutes}min;told={'+'.join(told) or 'nobody'}")
+    unit.record(
+        "note.escalate",
+        "ok",
+        patient_id=note.patient_id,
+        detail=f"note={note_id};after={minutes}min;told={'+'.join(told) or 'nobody'}",
+    )
     unit.commit()
     return 1

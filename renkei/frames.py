@@ -10,6 +10,7 @@ Uploads arrive through `SpoolingRequest`: Werkzeug would write a file part over 
 to a temporary file in plaintext; here every file part goes into a `Spool`, which
 seals each frame under a key that lives only in memory before anything reaches the
 disk, so a temporary file holds ciphertext only and is gone with the request."""
+
 import hashlib
 import tempfile
 from typing import Callable, Iterable, Iterator
@@ -120,6 +121,7 @@ class SpoolingRequest(Request):
     """A route that takes files sets `upload_limit` (bytes per file) before the form is
     read, and each file part is spooled sealed (`Spool`); any other route refuses file
     parts (415) rather than keep them anywhere."""
+
     upload_limit: int | None = None
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):

@@ -9,6 +9,7 @@ repeat while the first still runs is 409. Answers that are not kept: 4xx (the fa
 request changed nothing, so running it again is safe) and 5xx. Kept answers can hold
 clinical text, so they are sealed under the patient's key and re-checked against the
 person's access when replayed."""
+
 import json
 import re
 from dataclasses import dataclass
@@ -47,8 +48,11 @@ def key_from(headers) -> str | None:
         return None
     found = _KEY.match(value.strip())
     if not found:
-        raise Problem(400, f"{HEADER} must be 1 to 255 visible ASCII characters.",
-                      errors={HEADER: ["1 to 255 visible ASCII characters, without quotes inside."]})
+        raise Problem(
+            400,
+            f"{HEADER} must be 1 to 255 visible ASCII characters.",
+            errors={HEADER: ["1 to 255 visible ASCII characters, without quotes inside."]},
+        )
     return found.group(1)
 
 
@@ -56,8 +60,7 @@ def claim(user, key: str, method: str, path: str, body: dict) -> Claim | Respons
     """Claim `key` for this request (committed at once), or answer a repeat: the kept
     answer, 409 while the first still runs, 422 for a different request."""
     digest = vault.keyed_digest("idempotency", key)
-    fingerprint = vault.keyed_digest("idempotency", json.dumps(
-        [method, path, body], sort_keys=True, default=str))
+    fingerprint = vault.keyed_digest("idempotency", json.dumps([method, path, body], sort_keys=True, default=str))
     now = utcnow()
     _expire(now)
     db.session.add(IdempotentRequest(user_id=user.id, key_digest=digest, fingerprint=fingerprint, claimed_at=now))
@@ -66,21 +69,31 @@ def claim(user, key: str, method: str, path: str, body: dict) -> Claim | Respons
         return Claim(user.id, digest, now)
     except IntegrityError:
         db.session.rollback()
-    row = db.session.execute(select(IdempotentRequest).where(
-        IdempotentRequest.user_id == user.id, IdempotentRequest.key_digest == digest)).scalar_one_or_none()
+    row = db.session.execute(
+        select(IdempotentRequest).where(IdempotentRequest.user_id == user.id, IdempotentRequest.key_digest == digest)
+    ).scalar_one_or_none()
     if row is None:  # it expired between our insert and this read
         raise _still_running()
     if row.fingerprint != fingerprint:
-        raise Problem(422, f"This {HEADER} was used for a different request.",
-                      errors={HEADER: ["Already used for a different request; send a new key."]})
+        raise Problem(
+            422,
+            f"This {HEADER} was used for a different request.",
+            errors={HEADER: ["Already used for a different request; send a new key."]},
+        )
     if row.status is not None:
         return _replay(user, row)
     if row.claimed_at > now - ABANDONED:
         raise _still_running()
-    taken = db.session.execute(update(IdempotentRequest).where(
-        IdempotentRequest.user_id == user.id, IdempotentRequest.key_digest == digest,
-        IdempotentRequest.claimed_at == row.claimed_at, IdempotentRequest.status.is_(None))
-        .values(claimed_at=now)).rowcount
+    taken = db.session.execute(
+        update(IdempotentRequest)
+        .where(
+            IdempotentRequest.user_id == user.id,
+            IdempotentRequest.key_digest == digest,
+            IdempotentRequest.claimed_at == row.claimed_at,
+            IdempotentRequest.status.is_(None),
+        )
+        .values(claimed_at=now)
+    ).rowcount
     db.session.commit()
     if not taken:
         raise _still_running()
@@ -90,14 +103,22 @@ def claim(user, key: str, method: str, path: str, body: dict) -> Claim | Respons
 def keep(held: Claim, resp: Response, patient_id: str | None):
     """Keep a successful answer, in the transaction of the change it reports — unless a
     retry took the claim over meanwhile: then nothing of this request may commit."""
-    answer = {"headers": {h: resp.headers[h] for h in KEPT_HEADERS if h in resp.headers},
-              "body": resp.get_data(as_text=True)}
+    answer = {
+        "headers": {h: resp.headers[h] for h in KEPT_HEADERS if h in resp.headers},
+        "body": resp.get_data(as_text=True),
+    }
     sealed = crypto.seal_json(_key(patient_id), answer, vault.answer_aad(patient_id, held.user_id, held.key_digest))
-    kept = db.session.execute(update(IdempotentRequest).where(*_mine(held))
-                              .values(status=resp.status_code, patient_id=patient_id, answer_ct=sealed)).rowcount
+    kept = db.session.execute(
+        update(IdempotentRequest)
+        .where(*_mine(held))
+        .values(status=resp.status_code, patient_id=patient_id, answer_ct=sealed)
+    ).rowcount
     if not kept:
-        raise Problem(409, "This request took too long and a retry took its place; nothing was changed.",
-                      headers={"Retry-After": "1"})
+        raise Problem(
+            409,
+            "This request took too long and a retry took its place; nothing was changed.",
+            headers={"Retry-After": "1"},
+        )
 
 
 def release(held: Claim):
@@ -110,8 +131,7 @@ def release(held: Claim):
 
 
 def _still_running() -> Problem:
-    return Problem(409, "The first request with this key is still running; try again.",
-                   headers={"Retry-After": "1"})
+    return Problem(409, "The first request with this key is still running; try again.", headers={"Retry-After": "1"})
 
 
 def forget(patient_id: str):
@@ -122,16 +142,25 @@ def forget(patient_id: str):
 def _expire(now):
     """Delete a small batch of rows older than 24 h: each claim does a little, so no claim
     ever sweeps a long backlog (and other claims skip rows one is already deleting)."""
-    old = select(IdempotentRequest.user_id, IdempotentRequest.key_digest).where(
-        IdempotentRequest.claimed_at < now - LIFETIME).limit(20).with_for_update(skip_locked=True)
-    db.session.execute(delete(IdempotentRequest).where(
-        tuple_(IdempotentRequest.user_id, IdempotentRequest.key_digest).in_(old)))
+    old = (
+        select(IdempotentRequest.user_id, IdempotentRequest.key_digest)
+        .where(IdempotentRequest.claimed_at < now - LIFETIME)
+        .limit(20)
+        .with_for_update(skip_locked=True)
+    )
+    db.session.execute(
+        delete(IdempotentRequest).where(tuple_(IdempotentRequest.user_id, IdempotentRequest.key_digest).in_(old))
+    )
 
 
 def _mine(held: Claim) -> tuple:
     """The claim row as this request made it (not one a retry has taken over since)."""
-    return (IdempotentRequest.user_id == held.user_id, IdempotentRequest.key_digest == held.key_digest,
-            IdempotentRequest.claimed_at == held.claimed_at, IdempotentRequest.status.is_(None))
+    return (
+        IdempotentRequest.user_id == held.user_id,
+        IdempotentRequest.key_digest == held.key_digest,
+        IdempotentRequest.claimed_at == held.claimed_at,
+        IdempotentRequest.status.is_(None),
+    )
 
 
 def _replay(user, row: IdempotentRequest) -> Response:
@@ -140,8 +169,9 @@ def _replay(user, row: IdempotentRequest) -> Response:
         authz.patient_access(user, row.patient_id, authz.TEAM_VIEW if user.is_admin else authz.READ)
     work.describe(patient_id=row.patient_id)
     work.current().mark("replayed")
-    answer = crypto.unseal_json(_key(row.patient_id), row.answer_ct,
-                                vault.answer_aad(row.patient_id, row.user_id, row.key_digest))
+    answer = crypto.unseal_json(
+        _key(row.patient_id), row.answer_ct, vault.answer_aad(row.patient_id, row.user_id, row.key_digest)
+    )
     return Response(answer["body"], status=row.status, headers={**answer["headers"], "Idempotent-Replayed": "true"})
 
 

@@ -3,6 +3,7 @@ decoded and encoded again with the EXIF orientation applied and every piece of
 metadata left behind — above all GPS coordinates, which would reveal the patient's
 home. The uploaded bytes themselves are never stored (docs/ARCHITECTURE.md,
 "Attachments")."""
+
 import io
 import threading
 import warnings
@@ -30,8 +31,12 @@ PDF = "application/pdf"
 THUMB_EDGE = 320
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"heif"}
 # What a stored image is encoded as: JPEG stays JPEG, HEIC becomes JPEG (browsers show it).
-_STORED_AS = {"jpeg": ("JPEG", "image/jpeg"), "heif": ("JPEG", "image/jpeg"),
-              "png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
+_STORED_AS = {
+    "jpeg": ("JPEG", "image/jpeg"),
+    "heif": ("JPEG", "image/jpeg"),
+    "png": ("PNG", "image/png"),
+    "webp": ("WEBP", "image/webp"),
+}
 # Only the decoder the bytes announced: a file that starts like a JPEG is not handed to
 # every other decoder Pillow has when it fails as one. MPO: a phone's JPEG with a preview.
 _DECODERS = {"jpeg": ["JPEG", "MPO"], "png": ["PNG"], "webp": ["WEBP"], "heif": ["HEIF"]}
@@ -50,8 +55,11 @@ def kind_of(head: bytes) -> str:
         return "heif"
     if head.startswith(b"%PDF-"):
         return "pdf"
-    raise Problem(415, "Only JPEG, PNG, WebP and HEIC photos and PDF documents can be attached.",
-                  type_="/problems/unsupported-file-type")
+    raise Problem(
+        415,
+        "Only JPEG, PNG, WebP and HEIC photos and PDF documents can be attached.",
+        type_="/problems/unsupported-file-type",
+    )
 
 
 def reencode(data: bytes, kind: str) -> tuple[bytes, str, int, int, bytes]:
@@ -80,7 +88,7 @@ def _reencode(data: bytes, kind: str) -> tuple[bytes, str, int, int, bytes]:
     clean.save(out, fmt, **({"quality": 90} if fmt in ("JPEG", "WEBP") else {}))
     width, height = clean.size
     clean.thumbnail((THUMB_EDGE, THUMB_EDGE))  # in place (the full image is saved already), then
-    if clean.mode not in ("RGB", "L"):         # converted small: no third full-size copy
+    if clean.mode not in ("RGB", "L"):  # converted small: no third full-size copy
         clean = clean.convert("RGB")
     small = io.BytesIO()
     clean.save(small, "JPEG", quality=80)

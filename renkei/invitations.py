@@ -6,6 +6,7 @@ valid for a week, stored hashed; its link carries it in the #fragment, which no 
 or proxy log keeps. Accepting is throttled like a sign-in; the person enrols a second
 factor at their first sign-in (renkei/auth.py, must_enrol_totp), and until a second
 person confirms the account it opens no patient (renkei/confirmations.py)."""
+
 import hashlib
 import secrets
 from datetime import timedelta
@@ -41,8 +42,13 @@ def issue(user: User, actor: User | None) -> dict:
     now = utcnow()
     cancel(user.id)
     code = secrets.token_urlsafe(16)  # 128 bits
-    invitation = Invitation(user_id=user.id, code_hash=_digest(code), created_by=actor.id if actor else None,
-                            created_at=now, expires_at=now + LIFETIME)
+    invitation = Invitation(
+        user_id=user.id,
+        code_hash=_digest(code),
+        created_by=actor.id if actor else None,
+        created_at=now,
+        expires_at=now + LIFETIME,
+    )
     db.session.add(invitation)
     db.session.flush()
     base = current_app.config["RENKEI"].public_url or (request.url_root.rstrip("/") if has_request_context() else "")
@@ -58,9 +64,12 @@ def awaiting(user_id: str) -> bool:
 def cancel(user_id: str):
     """End every open invitation of this person (a new one, or a reset of their access)."""
     now = utcnow()
-    db.session.execute(update(Invitation).where(Invitation.user_id == user_id, Invitation.used_at.is_(None),
-                                                Invitation.expires_at > now)
-                       .values(expires_at=now).execution_options(synchronize_session=False))
+    db.session.execute(
+        update(Invitation)
+        .where(Invitation.user_id == user_id, Invitation.used_at.is_(None), Invitation.expires_at > now)
+        .values(expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def awaiting_among(user_ids: list[str]) -> set[str]:
@@ -68,11 +77,18 @@ def awaiting_among(user_ids: list[str]) -> set[str]:
     invitation accepted, no recovery code used (one query each, for a list)."""
     if not user_ids:
         return set()
-    rows = db.session.execute(select(Invitation.user_id, Invitation.used_at)
-                              .where(Invitation.user_id.in_(user_ids))).all()
-    recovered = set(db.session.execute(select(AccessReset.user_id).where(
-        AccessReset.user_id.in_(user_ids), AccessReset.used_at.is_not(None),
-        AccessReset.approved_at.is_not(None))).scalars())
+    rows = db.session.execute(
+        select(Invitation.user_id, Invitation.used_at).where(Invitation.user_id.in_(user_ids))
+    ).all()
+    recovered = set(
+        db.session.execute(
+            select(AccessReset.user_id).where(
+                AccessReset.user_id.in_(user_ids),
+                AccessReset.used_at.is_not(None),
+                AccessReset.approved_at.is_not(None),
+            )
+        ).scalars()
+    )
     invited, accepted = {uid for uid, _ in rows}, {uid for uid, used in rows if used is not None}
     return invited - accepted - recovered
 
@@ -94,15 +110,19 @@ def redeem(code: str, password: str, login: str | None, release: bool = False) -
     """Accepting, without the per-address count (the demo loader, on the server).
     release: end the read-only transaction before hashing, so no database connection is
     held while the hash waits for a thread (a request; the loader keeps its one)."""
-    found = db.session.execute(select(Invitation, User).join(User, User.id == Invitation.user_id)
-                               .where(Invitation.code_hash == _digest(code))).first()
+    found = db.session.execute(
+        select(Invitation, User).join(User, User.id == Invitation.user_id).where(Invitation.code_hash == _digest(code))
+    ).first()
     if found is None:
         raise not_found()
     invitation, user = found
     work.describe(detail=f"user={user.id};invitation={invitation.id}")
     if invitation.used_at is not None or invitation.expires_at <= utcnow() or user.disabled:
-        raise Problem(410, "This invitation was used or has expired; ask your administrator for a new one.",
-                      type_="/problems/invitation-gone")
+        raise Problem(
+            410,
+            "This invitation was used or has expired; ask your administrator for a new one.",
+            type_="/problems/invitation-gone",
+        )
     chosen = user.login if has_login(user) else _new_login(login)
     passwords.check(password, login=chosen, display_name=user.display_name)
     if release:
@@ -111,12 +131,18 @@ def redeem(code: str, password: str, login: str | None, release: bool = False) -
         new_hash = auth.hash_password(password)
     # Used once, also by parallel requests: only one of them moves used_at.
     now = utcnow()
-    claimed = db.session.execute(update(Invitation).where(Invitation.id == invitation.id, Invitation.used_at.is_(None),
-                                                          Invitation.expires_at > now)
-                                 .values(used_at=now).execution_options(synchronize_session=False)).rowcount
+    claimed = db.session.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation.id, Invitation.used_at.is_(None), Invitation.expires_at > now)
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     if not claimed:
-        raise Problem(410, "This invitation was used or has expired; ask your administrator for a new one.",
-                      type_="/problems/invitation-gone")
+        raise Problem(
+            410,
+            "This invitation was used or has expired; ask your administrator for a new one.",
+            type_="/problems/invitation-gone",
+        )
     user.login, user.password_hash = chosen, new_hash
     user.totp_reenrol = not user.totp_enabled  # a second factor before anything else
     try:

@@ -1,6 +1,7 @@
 """Sending e-mail through the deployment's SMTP server (RENKEI_SMTP_URL). Mails carry
 a fixed text and a link behind sign-in, never a name or clinical text
 (docs/ARCHITECTURE.md, "Push and e-mail")."""
+
 import smtplib
 import ssl
 from email.message import EmailMessage

@@ -2,6 +2,7 @@
 root of a growing tree, inclusion and consistency proofs. Storage-free: a proof asks
 `subtree(start, end)` for the hashes it needs (renkei/audit_tree.py serves them from
 stored tiles). docs/ARCHITECTURE.md, "The access log", says how the log uses it."""
+
 import hashlib
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # MTH({}) = SHA-256 of the empty string

@@ -1,4 +1,5 @@
 """The 連絡帳 timeline: short posts, urgent flags, acknowledgements (既読)."""
+
 from sqlalchemy import select, tuple_
 
 from models import Note, NoteAck, Patient, User, new_id, utcnow
@@ -11,36 +12,64 @@ from renkei.timefmt import iso, parse_iso
 def notes_out(patient: Patient, notes: list[Note], viewer: User) -> list[dict]:
     key = vault.patient_key(patient)
     ids = [n.id for n in notes]
-    acks = db.session.execute(select(NoteAck, User.display_name).join(User, User.id == NoteAck.user_id)
-                              .where(NoteAck.note_id.in_(ids)).order_by(NoteAck.at)).all() if ids else []
-    authors = dict(db.session.execute(select(User.id, User.display_name).where(
-        User.id.in_({n.created_by for n in notes}))).all()) if notes else {}
+    acks = (
+        db.session.execute(
+            select(NoteAck, User.display_name)
+            .join(User, User.id == NoteAck.user_id)
+            .where(NoteAck.note_id.in_(ids))
+            .order_by(NoteAck.at)
+        ).all()
+        if ids
+        else []
+    )
+    authors = (
+        dict(
+            db.session.execute(
+                select(User.id, User.display_name).where(User.id.in_({n.created_by for n in notes}))
+            ).all()
+        )
+        if notes
+        else {}
+    )
     team = set(notify.team_user_ids(patient.id)) if notes else set()
     rounds = escalation.rounds_of([n.id for n in notes if n.urgent])
     out = []
     for n in notes:
         mine = [{"user_id": a.user_id, "display_name": name, "at": a.at} for a, name in acks if a.note_id == n.id]
-        out.append({"id": n.id, "patient_id": patient.id, "category": n.category,
-                    "urgent": n.urgent, "created_at": n.created_at, "author_id": n.created_by,
-                    "author_name": authors.get(n.created_by),
-                    "body": crypto.unseal(key, n.body_ct, vault.note_aad(n)).decode(),
-                    "acks": mine, "readers": len(team - {n.created_by}),  # 既読 len(acks)/readers
-                    "acknowledged_by_me": any(a["user_id"] == viewer.id for a in mine),
-                    "escalations": rounds.get(n.id, [])})
+        out.append(
+            {
+                "id": n.id,
+                "patient_id": patient.id,
+                "category": n.category,
+                "urgent": n.urgent,
+                "created_at": n.created_at,
+                "author_id": n.created_by,
+                "author_name": authors.get(n.created_by),
+                "body": crypto.unseal(key, n.body_ct, vault.note_aad(n)).decode(),
+                "acks": mine,
+                "readers": len(team - {n.created_by}),  # 既読 len(acks)/readers
+                "acknowledged_by_me": any(a["user_id"] == viewer.id for a in mine),
+                "escalations": rounds.get(n.id, []),
+            }
+        )
     return out
 
 
 def post(actor: User, patient_id: str, body: str, category: str, urgent: bool = False) -> dict:
     """Post to the timeline; the team hears of it (identifiers only)."""
     patient = patient_access(actor, patient_id, authz.POST).patient
-    note = Note(id=new_id(), patient_id=patient.id, category=category, urgent=urgent,
-                created_by=actor.id, created_at=utcnow())
+    note = Note(
+        id=new_id(), patient_id=patient.id, category=category, urgent=urgent, created_by=actor.id, created_at=utcnow()
+    )
     note.body_ct = crypto.seal(vault.patient_key(patient), body.encode(), vault.note_aad(note))
     db.session.add(note)
     db.session.flush()
     work.describe(detail="note=" + note.id)
-    notify.queue("note.created", patient.id, {"note_id": note.id, "category": note.category,
-                                              "urgent": note.urgent, "actor_id": actor.id})
+    notify.queue(
+        "note.created",
+        patient.id,
+        {"note_id": note.id, "category": note.category, "urgent": note.urgent, "actor_id": actor.id},
+    )
     if urgent or "@" in body:  # beyond the open pages: pushes and mails (renkei/outreach.py)
         members = teams.members(patient.id)
         if urgent:
@@ -68,8 +97,7 @@ def timeline(actor: User, patient_id: str, limit: int = 50, cursor: str | None =
     after = page_cursor(cursor)
     if after:
         stmt = stmt.where(tuple_(Note.created_at, Note.id) < tuple_(*after))
-    rows = list(db.session.execute(stmt.order_by(Note.created_at.desc(), Note.id.desc())
-                                   .limit(limit + 1)).scalars())
+    rows = list(db.session.execute(stmt.order_by(Note.created_at.desc(), Note.id.desc()).limit(limit + 1)).scalars())
     page, more = rows[:limit], len(rows) > limit
     next_cursor = f"{iso(page[-1].created_at)}|{page[-1].id}" if more else None
     return {"items": notes_out(patient, page, actor), "next_cursor": next_cursor}

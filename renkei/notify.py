@@ -7,6 +7,7 @@ open sockets in every server process. So a client that missed a push (network, R
 another process) gets it from `resume`, and a rolled-back change sends nothing.
 Recipients are the patient's team *at the time of the change*: a removed member
 stops receiving at once."""
+
 import json
 
 from sqlalchemy import case, insert, select, update
@@ -17,13 +18,15 @@ from renkei.timefmt import iso
 
 
 def team_user_ids(patient_id: str) -> list[str]:
-    return list(db.session.execute(select(TeamMember.user_id).where(
-        TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None))).scalars())
+    return list(
+        db.session.execute(
+            select(TeamMember.user_id).where(TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None))
+        ).scalars()
+    )
 
 
 def admin_user_ids() -> list[str]:
-    return list(db.session.execute(select(User.id).where(User.is_admin.is_(True),
-                                                         User.disabled.is_(False))).scalars())
+    return list(db.session.execute(select(User.id).where(User.is_admin.is_(True), User.disabled.is_(False))).scalars())
 
 
 def queue(name: str, patient_id: str, payload: dict, also_to=()):
@@ -51,15 +54,19 @@ def store(outbox: list) -> list[tuple[str, dict, dict[str, int]]]:
     # deadlock on PostgreSQL (an UPDATE alone locks in whatever order its plan visits rows).
     # FOR NO KEY UPDATE (key_share): the write's own foreign keys (note author, event owner)
     # hold KEY SHARE on user rows, which a plain FOR UPDATE would wait on (tests/test_integrity.py).
-    db.session.execute(select(User.id).where(User.id.in_(recipients)).order_by(User.id)
-                       .with_for_update(key_share=True))
+    db.session.execute(select(User.id).where(User.id.in_(recipients)).order_by(User.id).with_for_update(key_share=True))
     counts = {user_id: 0 for user_id in recipients}
     for *_, users, _ in outbox:
         for user_id in users:
             counts[user_id] += 1
-    last = dict(db.session.execute(
-        update(User).where(User.id.in_(recipients)).values(event_seq=User.event_seq + _case(counts))
-        .returning(User.id, User.event_seq)).all())
+    last = dict(
+        db.session.execute(
+            update(User)
+            .where(User.id.in_(recipients))
+            .values(event_seq=User.event_seq + _case(counts))
+            .returning(User.id, User.event_seq)
+        ).all()
+    )
     seq = {user_id: last[user_id] - counts[user_id] for user_id in recipients}
     rows, sent = [], []
     for name, patient_id, payload, users, at in outbox:
@@ -67,8 +74,15 @@ def store(outbox: list) -> list[tuple[str, dict, dict[str, int]]]:
         for user_id in users:
             seq[user_id] += 1
             seqs[user_id] = seq[user_id]
-            rows.append({"user_id": user_id, "seq": seq[user_id], "name": name, "created_at": at,
-                         "payload": json.dumps({**body, "seq": seq[user_id]}, ensure_ascii=False)})
+            rows.append(
+                {
+                    "user_id": user_id,
+                    "seq": seq[user_id],
+                    "name": name,
+                    "created_at": at,
+                    "payload": json.dumps({**body, "seq": seq[user_id]}, ensure_ascii=False),
+                }
+            )
         sent.append((name, body, seqs))
     db.session.execute(insert(UserEvent), rows)
     return sent
@@ -82,6 +96,10 @@ def _case(counts: dict):
 
 
 def events_since(user_id: str, since: int, limit: int = 1000) -> list[tuple[str, dict]]:
-    rows = db.session.execute(select(UserEvent.name, UserEvent.payload).where(
-        UserEvent.user_id == user_id, UserEvent.seq > since).order_by(UserEvent.seq).limit(limit))
+    rows = db.session.execute(
+        select(UserEvent.name, UserEvent.payload)
+        .where(UserEvent.user_id == user_id, UserEvent.seq > since)
+        .order_by(UserEvent.seq)
+        .limit(limit)
+    )
     return [(name, json.loads(payload)) for name, payload in rows]

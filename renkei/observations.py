@@ -9,6 +9,7 @@ author (renkei/vault.py, observation_aad); the kind and times stay plain for que
 once per crossing: only when the reading before it of that kind was not beyond one.
 Readings measured more than a day before they are recorded, and imported ones, are
 marked with the threshold but alert nobody: that news is old."""
+
 import csv
 import io
 import json
@@ -19,7 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from flask_babel import force_locale, gettext as _, lazy_gettext as _l
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
@@ -31,10 +34,10 @@ from renkei.problems import Problem, invalid, not_found
 from renkei.record import Stale, display_names, parse_version
 from renkei.timefmt import JAPAN, parse_iso
 
-LATE = timedelta(hours=24)       # measured this long before it is recorded: marked, no alert
+LATE = timedelta(hours=24)  # measured this long before it is recorded: marked, no alert
 CLOCK_SKEW = timedelta(minutes=5)  # a tablet's clock a little ahead is not "the future"
 EARLIEST = datetime(2000, 1, 1)
-MAX_ITEMS = 50                   # readings in one request
+MAX_ITEMS = 50  # readings in one request
 NOTE_MAX = 500
 
 
@@ -42,6 +45,7 @@ NOTE_MAX = 500
 class Measure:
     """One number: `low`..`high` is possible (outside is refused), `usual_low`..`usual_high`
     is ordinary (outside, the form asks to confirm); `places` decimals at most."""
+
     low: Decimal
     high: Decimal
     usual_low: Decimal
@@ -57,33 +61,45 @@ def _m(low, high, usual_low, usual_high, places=0) -> Measure:
 class Kind:
     key: str
     loinc: str | None  # None: no LOINC code maps it one to one; a FHIR export codes it locally
-    unit: str          # UCUM
-    label: object      # Japanese source, translated by Flask-Babel
-    shown_unit: str    # how people write the unit
+    unit: str  # UCUM
+    label: object  # Japanese source, translated by Flask-Babel
+    shown_unit: str  # how people write the unit
     measure: Measure | None = None
     components: dict = field(default_factory=dict)  # name → (LOINC, Measure, label)
 
 
-KINDS = {k.key: k for k in (
-    Kind("body_temperature", "8310-5", "Cel", _l("体温"), "℃", _m(30, 45, 34, 41, 1)),
-    Kind("blood_pressure", "85354-9", "mm[Hg]", _l("血圧"), "mmHg", components={
-        "systolic": ("8480-6", _m(50, 300, 70, 220), _l("収縮期血圧")),
-        "diastolic": ("8462-4", _m(20, 200, 35, 130), _l("拡張期血圧"))}),
-    Kind("heart_rate", "8867-4", "/min", _l("脈拍"), "回/分", _m(20, 300, 40, 160)),
-    Kind("spo2", "59408-5", "%", _l("SpO2"), "%", _m(50, 100, 85, 100)),
-    Kind("respiratory_rate", "9279-1", "/min", _l("呼吸数"), "回/分", _m(2, 80, 8, 40)),
-    Kind("body_weight", "29463-7", "kg", _l("体重"), "kg", _m(1, 300, 20, 150, 1)),
-    Kind("blood_glucose", "2339-0", "mg/dL", _l("血糖"), "mg/dL", _m(10, 1000, 50, 400)),
-    Kind("food_intake", None, "%", _l("食事摂取"), "%", _m(0, 100, 0, 100)),
-    Kind("fluid_intake", "9000-1", "mL", _l("水分摂取"), "mL", _m(0, 10000, 0, 4000)),
-    Kind("bowel_movement", None, "{count}", _l("排便"), "回", _m(0, 20, 0, 8)),
-    Kind("urine_output", "9187-6", "mL", _l("排尿"), "mL", _m(0, 10000, 0, 4000)),
-    Kind("pain_score", "72514-3", "{score}", _l("疼痛"), "", _m(0, 10, 0, 10)),
-)}
+KINDS = {
+    k.key: k
+    for k in (
+        Kind("body_temperature", "8310-5", "Cel", _l("体温"), "℃", _m(30, 45, 34, 41, 1)),
+        Kind(
+            "blood_pressure",
+            "85354-9",
+            "mm[Hg]",
+            _l("血圧"),
+            "mmHg",
+            components={
+                "systolic": ("8480-6", _m(50, 300, 70, 220), _l("収縮期血圧")),
+                "diastolic": ("8462-4", _m(20, 200, 35, 130), _l("拡張期血圧")),
+            },
+        ),
+        Kind("heart_rate", "8867-4", "/min", _l("脈拍"), "回/分", _m(20, 300, 40, 160)),
+        Kind("spo2", "59408-5", "%", _l("SpO2"), "%", _m(50, 100, 85, 100)),
+        Kind("respiratory_rate", "9279-1", "/min", _l("呼吸数"), "回/分", _m(2, 80, 8, 40)),
+        Kind("body_weight", "29463-7", "kg", _l("体重"), "kg", _m(1, 300, 20, 150, 1)),
+        Kind("blood_glucose", "2339-0", "mg/dL", _l("血糖"), "mg/dL", _m(10, 1000, 50, 400)),
+        Kind("food_intake", None, "%", _l("食事摂取"), "%", _m(0, 100, 0, 100)),
+        Kind("fluid_intake", "9000-1", "mL", _l("水分摂取"), "mL", _m(0, 10000, 0, 4000)),
+        Kind("bowel_movement", None, "{count}", _l("排便"), "回", _m(0, 20, 0, 8)),
+        Kind("urine_output", "9187-6", "mL", _l("排尿"), "mL", _m(0, 10000, 0, 4000)),
+        Kind("pain_score", "72514-3", "{score}", _l("疼痛"), "", _m(0, 10, 0, 10)),
+    )
+}
 BRISTOL = (1, 7)  # Bristol stool form scale, with a bowel movement
 
 
 # --- reading numbers as people type them ---------------------------------------------
+
 
 class Refused(Exception):
     """A value that cannot be recorded; the message says why, on the field."""
@@ -105,11 +121,15 @@ def number(raw, measure: Measure, label) -> Decimal:
     if not value.is_finite():
         raise Refused(_("%(label)sには数値を入力してください。", label=label))
     if not measure.low <= value <= measure.high:
-        raise Refused(_("%(label)sは%(low)s〜%(high)sの範囲で入力してください。",
-                        label=label, low=measure.low, high=measure.high))
+        raise Refused(
+            _("%(label)sは%(low)s〜%(high)sの範囲で入力してください。", label=label, low=measure.low, high=measure.high)
+        )
     if value != value.quantize(Decimal(1).scaleb(-measure.places)):
-        raise Refused(_("%(label)sは整数で入力してください。", label=label) if measure.places == 0 else
-                      _("%(label)sは小数第%(places)s位までで入力してください。", label=label, places=measure.places))
+        raise Refused(
+            _("%(label)sは整数で入力してください。", label=label)
+            if measure.places == 0
+            else _("%(label)sは小数第%(places)s位までで入力してください。", label=label, places=measure.places)
+        )
     return value
 
 
@@ -153,8 +173,13 @@ def clean_reading(item: dict, now: datetime) -> dict:
     else:
         given = item.get("components")
         if "value" in item or not isinstance(given, dict):
-            errors["components"] = [_("%(label)sは components に %(names)s を送ってください。",
-                                      label=kind.label, names=", ".join(kind.components))]
+            errors["components"] = [
+                _(
+                    "%(label)sは components に %(names)s を送ってください。",
+                    label=kind.label,
+                    names=", ".join(kind.components),
+                )
+            ]
         else:
             parts, part_errors = {}, {}
             for name in given.keys() - kind.components.keys():
@@ -194,6 +219,7 @@ def clean_reading(item: dict, now: datetime) -> dict:
 
 # --- thresholds ------------------------------------------------------------------------
 
+
 def clean_thresholds(raw: dict) -> dict:
     """Thresholds as the core keeps them, or Problem 422 naming each refused field.
     Per kind: "min"/"max", and "rise" with "within_days" (a rise over a window, e.g.
@@ -214,12 +240,16 @@ def clean_thresholds(raw: dict) -> dict:
             kept = _bounds(spec, kind.measure, kind.label, problems, ("min", "max", "rise", "within_days"))
             if ("rise" in spec) != ("within_days" in spec):
                 problems.setdefault("within_days" if "rise" in spec else "rise", []).append(
-                    _("増加幅と日数は組にして送ってください。"))
+                    _("増加幅と日数は組にして送ってください。")
+                )
             if "rise" in spec:
                 try:
                     m = kind.measure
-                    rise = number(spec["rise"], Measure(Decimal(0), m.high - m.low, Decimal(0), m.high - m.low,
-                                                        m.places), _l("増加幅"))
+                    rise = number(
+                        spec["rise"],
+                        Measure(Decimal(0), m.high - m.low, Decimal(0), m.high - m.low, m.places),
+                        _l("増加幅"),
+                    )
                     if rise <= 0:
                         raise Refused(_("増加幅は0より大きい値を入力してください。"))
                     kept["rise"] = _plain(rise, m)
@@ -271,23 +301,41 @@ def _bounds(spec: dict, measure: Measure, label, problems: dict, allowed: tuple)
 
 
 def _current_thresholds(patient: Patient) -> ThresholdRevision | None:
-    return db.session.execute(select(ThresholdRevision).where(ThresholdRevision.patient_id == patient.id)
-                              .order_by(ThresholdRevision.version.desc()).limit(1)).scalar_one_or_none()
+    return db.session.execute(
+        select(ThresholdRevision)
+        .where(ThresholdRevision.patient_id == patient.id)
+        .order_by(ThresholdRevision.version.desc())
+        .limit(1)
+    ).scalar_one_or_none()
 
 
 def _thresholds_out(patient: Patient, rev: ThresholdRevision | None, writable: bool) -> dict:
     if rev is None:
-        return {"thresholds": {}, "version": 0, "updated_at": None, "updated_by": None,
-                "updated_by_name": None, "writable": writable}
-    return {"thresholds": crypto.unseal_json(vault.patient_key(patient), rev.content_ct, vault.threshold_aad(rev)),
-            "version": rev.version, "updated_at": rev.created_at, "updated_by": rev.created_by,
-            "updated_by_name": display_names([rev.created_by]).get(rev.created_by), "writable": writable}
+        return {
+            "thresholds": {},
+            "version": 0,
+            "updated_at": None,
+            "updated_by": None,
+            "updated_by_name": None,
+            "writable": writable,
+        }
+    return {
+        "thresholds": crypto.unseal_json(vault.patient_key(patient), rev.content_ct, vault.threshold_aad(rev)),
+        "version": rev.version,
+        "updated_at": rev.created_at,
+        "updated_by": rev.created_by,
+        "updated_by_name": display_names([rev.created_by]).get(rev.created_by),
+        "writable": writable,
+    }
 
 
 def thresholds(actor: User, patient_id: str) -> dict:
     access = patient_access(actor, patient_id, authz.READ)
-    return _thresholds_out(access.patient, _current_thresholds(access.patient),
-                           not access.breakglass and authz.sets_thresholds(access.role))
+    return _thresholds_out(
+        access.patient,
+        _current_thresholds(access.patient),
+        not access.breakglass and authz.sets_thresholds(access.role),
+    )
 
 
 def set_thresholds(actor: User, patient_id: str, raw: dict, based_on) -> dict:
@@ -304,8 +352,9 @@ def set_thresholds(actor: User, patient_id: str, raw: dict, based_on) -> dict:
         return current
     if current["version"] != expected:
         raise Stale(current, "thresholds")
-    new = ThresholdRevision(id=new_id(), patient_id=patient.id, version=expected + 1,
-                            created_by=actor.id, created_at=utcnow())
+    new = ThresholdRevision(
+        id=new_id(), patient_id=patient.id, version=expected + 1, created_by=actor.id, created_at=utcnow()
+    )
     new.content_ct = crypto.seal_json(vault.patient_key(patient), content, vault.threshold_aad(new))
     try:
         with db.session.begin_nested():
@@ -348,6 +397,7 @@ def _outside(value, bounds: dict) -> dict | None:
 
 # --- recording and reading ---------------------------------------------------------------
 
+
 def record(actor: User, patient_id: str, items: list[dict], many: bool = False, source: str = "entry") -> list[dict]:
     """Record readings (any team member; break-glass reads only). Each is checked first:
     one refused value refuses them all (422; sent as a list, the fields are items.N.…)."""
@@ -367,14 +417,24 @@ def record(actor: User, patient_id: str, items: list[dict], many: bool = False, 
     if errors:
         raise invalid({"items": errors} if many else errors[0])
     key, alerts = vault.patient_key(patient), []
-    known = {kind: _history(patient, key, kind, [r for r in cleaned if r["kind"] == kind], limits[kind])
-             for kind in {r["kind"] for r in cleaned} if kind in limits}
+    known = {
+        kind: _history(patient, key, kind, [r for r in cleaned if r["kind"] == kind], limits[kind])
+        for kind in {r["kind"] for r in cleaned}
+        if kind in limits
+    }
     order = sorted(range(len(cleaned)), key=lambda i: cleaned[i]["measured_at"])  # decided in time order
     rows: list = [None] * len(cleaned)
     for index in order:
         reading = cleaned[index]
-        obs = Observation(id=new_id(), patient_id=patient.id, kind=reading["kind"], measured_at=reading["measured_at"],
-                          recorded_at=now, recorded_by=actor.id, source=source)
+        obs = Observation(
+            id=new_id(),
+            patient_id=patient.id,
+            kind=reading["kind"],
+            measured_at=reading["measured_at"],
+            recorded_at=now,
+            recorded_by=actor.id,
+            source=source,
+        )
         crossed, fires = None, False
         if obs.kind in known:
             kind, bounds, history = KINDS[obs.kind], limits[obs.kind], known[obs.kind]
@@ -385,9 +445,13 @@ def record(actor: User, patient_id: str, items: list[dict], many: bool = False, 
             # it, before or (back-dated) after, is beyond too and its crossing was told.
             # A late or imported reading beyond tells nobody, so it passes nothing on.
             told = bool(crossed) and (
-                bool(earlier) and earlier[-1][1].get("told", False) and bool(beyond(kind, earlier[-1][1], bounds, earlier[:-1]))
-                or bool(later) and later[0][1].get("told", False)
-                and bool(beyond(kind, later[0][1], bounds, [*earlier, (obs.measured_at, reading)])))
+                bool(earlier)
+                and earlier[-1][1].get("told", False)
+                and bool(beyond(kind, earlier[-1][1], bounds, earlier[:-1]))
+                or bool(later)
+                and later[0][1].get("told", False)
+                and bool(beyond(kind, later[0][1], bounds, [*earlier, (obs.measured_at, reading)]))
+            )
             fires = bool(crossed) and not told and source == "entry" and now - obs.measured_at <= LATE
             reading["told"] = fires or told
             insort(history, (obs.measured_at, reading), key=lambda h: h[0])  # the next reading sees this one
@@ -404,10 +468,16 @@ def record(actor: User, patient_id: str, items: list[dict], many: bool = False, 
     work.describe(detail=f"observation={rows[0].id}" if len(rows) == 1 else f"observations={len(rows)}")
     for obs in alerts:
         work.current().mark("alert")
-        notify.queue("observation.alert", patient.id, {"observation_id": obs.id, "kind": obs.kind,
-                                                       "actor_id": actor.id})
-        outreach.tell("observation.alert", patient.id, [m.id for m in teams.members(patient.id)],
-                      actor_id=actor.id, observation_id=obs.id)
+        notify.queue(
+            "observation.alert", patient.id, {"observation_id": obs.id, "kind": obs.kind, "actor_id": actor.id}
+        )
+        outreach.tell(
+            "observation.alert",
+            patient.id,
+            [m.id for m in teams.members(patient.id)],
+            actor_id=actor.id,
+            observation_id=obs.id,
+        )
     return _out(patient, rows)
 
 
@@ -423,16 +493,22 @@ def _history(patient: Patient, key: bytes, kind: str, new: list[dict], limits: d
     rise window, which that one's own state needs — to the one just after the latest."""
     first, last = min(r["measured_at"] for r in new), max(r["measured_at"] for r in new)
     live = (Observation.patient_id == patient.id) & (Observation.kind == kind) & Observation.error_at.is_(None)
-    before = db.session.execute(select(func.max(Observation.measured_at)).where(
-        live, Observation.measured_at <= first)).scalar()
-    after = db.session.execute(select(func.min(Observation.measured_at)).where(
-        live, Observation.measured_at > last)).scalar()
+    before = db.session.execute(
+        select(func.max(Observation.measured_at)).where(live, Observation.measured_at <= first)
+    ).scalar()
+    after = db.session.execute(
+        select(func.min(Observation.measured_at)).where(live, Observation.measured_at > last)
+    ).scalar()
     start = (before or first) - timedelta(days=limits.get("within_days", 0))
-    rows = db.session.execute(select(Observation).where(live, Observation.measured_at >= start,
-                                                        Observation.measured_at <= (after or last))
-                              .order_by(Observation.measured_at, Observation.recorded_at)).scalars()
-    return [(o.measured_at, {**crypto.unseal_json(key, o.value_ct, vault.observation_aad(o)),
-                             "measured_at": o.measured_at}) for o in rows]
+    rows = db.session.execute(
+        select(Observation)
+        .where(live, Observation.measured_at >= start, Observation.measured_at <= (after or last))
+        .order_by(Observation.measured_at, Observation.recorded_at)
+    ).scalars()
+    return [
+        (o.measured_at, {**crypto.unseal_json(key, o.value_ct, vault.observation_aad(o)), "measured_at": o.measured_at})
+        for o in rows
+    ]
 
 
 def _out(patient: Patient, rows: list[Observation]) -> list[dict]:
@@ -441,12 +517,25 @@ def _out(patient: Patient, rows: list[Observation]) -> list[dict]:
     out = []
     for o in rows:
         sealed, kind = open_json(o.value_ct, vault.observation_aad(o)), KINDS[o.kind]
-        item = {"id": o.id, "patient_id": o.patient_id, "kind": o.kind, "loinc": kind.loinc, "unit": kind.unit,
-                "measured_at": o.measured_at, "recorded_at": o.recorded_at, "recorded_by": o.recorded_by,
-                "recorded_by_name": names.get(o.recorded_by), "source": o.source,
-                "late": o.recorded_at - o.measured_at > LATE, "note": sealed.get("note"),
-                "alert": o.alert, "threshold": sealed.get("threshold"),
-                "entered_in_error": o.error_at is not None, "error_at": o.error_at, "error_by": o.error_by}
+        item = {
+            "id": o.id,
+            "patient_id": o.patient_id,
+            "kind": o.kind,
+            "loinc": kind.loinc,
+            "unit": kind.unit,
+            "measured_at": o.measured_at,
+            "recorded_at": o.recorded_at,
+            "recorded_by": o.recorded_by,
+            "recorded_by_name": names.get(o.recorded_by),
+            "source": o.source,
+            "late": o.recorded_at - o.measured_at > LATE,
+            "note": sealed.get("note"),
+            "alert": o.alert,
+            "threshold": sealed.get("threshold"),
+            "entered_in_error": o.error_at is not None,
+            "error_at": o.error_at,
+            "error_by": o.error_by,
+        }
         if kind.components:
             item["components"] = sealed["components"]
         else:
@@ -466,8 +555,15 @@ def _moment(name: str, text: str | None) -> datetime | None:
         raise invalid({name: [_("測定日時はISO 8601の日時で入力してください。")]})
 
 
-def series(actor: User, patient_id: str, kind: str | None = None, since: str | None = None,
-           until: str | None = None, limit: int = 100, cursor: str | None = None) -> dict:
+def series(
+    actor: User,
+    patient_id: str,
+    kind: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> dict:
     """Readings oldest first, a page at a time; those marked 誤入力 included (and said so)."""
     patient = patient_access(actor, patient_id, authz.READ).patient
     stmt = select(Observation).where(Observation.patient_id == patient.id)
@@ -482,8 +578,10 @@ def series(actor: User, patient_id: str, kind: str | None = None, since: str | N
         stmt = stmt.where(tuple_(Observation.measured_at, Observation.id) > tuple_(*after))
     rows = list(db.session.execute(stmt.order_by(Observation.measured_at, Observation.id).limit(limit + 1)).scalars())
     page, more = rows[:limit], len(rows) > limit
-    return {"items": _out(patient, page),
-            "next_cursor": f"{page[-1].measured_at.isoformat(timespec='microseconds')}|{page[-1].id}" if more else None}
+    return {
+        "items": _out(patient, page),
+        "next_cursor": f"{page[-1].measured_at.isoformat(timespec='microseconds')}|{page[-1].id}" if more else None,
+    }
 
 
 def mark_error(actor: User, patient_id: str, observation_id: str) -> dict:
@@ -504,9 +602,19 @@ def mark_error(actor: User, patient_id: str, observation_id: str) -> dict:
 
 # --- what a chart and the care list show ------------------------------------------------
 
-_RANGE = select(Observation.id, Observation.kind, Observation.measured_at, Observation.recorded_at,
-                Observation.recorded_by, Observation.source, Observation.value_ct, Observation.alert,
-                Observation.error_at, Observation.error_by, Observation.patient_id)
+_RANGE = select(
+    Observation.id,
+    Observation.kind,
+    Observation.measured_at,
+    Observation.recorded_at,
+    Observation.recorded_by,
+    Observation.source,
+    Observation.value_ct,
+    Observation.alert,
+    Observation.error_at,
+    Observation.error_by,
+    Observation.patient_id,
+)
 
 
 def overview(actor: User, patient_id: str, days: int, since: datetime | None = None, table: bool = False) -> dict:
@@ -520,16 +628,20 @@ def overview(actor: User, patient_id: str, days: int, since: datetime | None = N
     patient, now = access.patient, utcnow()
     start = now - timedelta(days=days)
     key = vault.patient_key(patient)
-    rows = db.session.execute(_RANGE.where(Observation.patient_id == patient.id, Observation.measured_at >= start)
-                              .order_by(Observation.measured_at, Observation.recorded_at)).all()
+    rows = db.session.execute(
+        _RANGE.where(Observation.patient_id == patient.id, Observation.measured_at >= start).order_by(
+            Observation.measured_at, Observation.recorded_at
+        )
+    ).all()
     open_json = crypto.opener(key)
     readings = [_opened(row, open_json) if table else _charted(row, open_json) for row in rows]
     if table:  # charts name nobody
         names = display_names({r["recorded_by"] for r in readings})
         for r in readings:
             r["recorded_by_name"] = names.get(r["recorded_by"])
-    thresholds_now = _thresholds_out(patient, _current_thresholds(patient),
-                                     not access.breakglass and authz.sets_thresholds(access.role))
+    thresholds_now = _thresholds_out(
+        patient, _current_thresholds(patient), not access.breakglass and authz.sets_thresholds(access.role)
+    )
     limits = thresholds_now["thresholds"]
     series = {}
     for r in readings:
@@ -542,37 +654,65 @@ def overview(actor: User, patient_id: str, days: int, since: datetime | None = N
             continue
         latest = points[-1]
         seen = [p for p in points if since is not None and p["recorded_at"] <= since]
-        charts.append({"kind": kind, "points": points, "latest": latest, "limits": limits.get(kind.key, {}),
-                       "change": _change(kind, seen[-1], latest) if seen and seen[-1] is not latest else None})
-    return {"charts": charts, "readings": readings[::-1], "thresholds": thresholds_now, "days": days, "start": start,
-            "end": now, "may_record": not access.breakglass,
-            "may_mark_any": not access.breakglass and authz.sets_thresholds(access.role)}
+        charts.append(
+            {
+                "kind": kind,
+                "points": points,
+                "latest": latest,
+                "limits": limits.get(kind.key, {}),
+                "change": _change(kind, seen[-1], latest) if seen and seen[-1] is not latest else None,
+            }
+        )
+    return {
+        "charts": charts,
+        "readings": readings[::-1],
+        "thresholds": thresholds_now,
+        "days": days,
+        "start": start,
+        "end": now,
+        "may_record": not access.breakglass,
+        "may_mark_any": not access.breakglass and authz.sets_thresholds(access.role),
+    }
 
 
 def _charted(row, open_json) -> dict:
     """What a chart needs of a reading (_opened has the rest, for the table)."""
     reading = open_json(row.value_ct, vault.observation_aad(row))
-    reading.update(id=row.id, kind=row.kind, measured_at=row.measured_at, recorded_at=row.recorded_at,
-                   entered_in_error=row.error_at is not None)
+    reading.update(
+        id=row.id,
+        kind=row.kind,
+        measured_at=row.measured_at,
+        recorded_at=row.recorded_at,
+        entered_in_error=row.error_at is not None,
+    )
     return reading
 
 
 def _opened(row, open_json) -> dict:
     reading = open_json(row.value_ct, vault.observation_aad(row))
-    reading.update(id=row.id, kind=row.kind, measured_at=row.measured_at, recorded_at=row.recorded_at,
-                   recorded_by=row.recorded_by, source=row.source, alert=row.alert,
-                   late=row.recorded_at - row.measured_at > LATE, entered_in_error=row.error_at is not None,
-                   error_by=row.error_by)
+    reading.update(
+        id=row.id,
+        kind=row.kind,
+        measured_at=row.measured_at,
+        recorded_at=row.recorded_at,
+        recorded_by=row.recorded_by,
+        source=row.source,
+        alert=row.alert,
+        late=row.recorded_at - row.measured_at > LATE,
+        entered_in_error=row.error_at is not None,
+        error_by=row.error_by,
+    )
     return reading
 
 
 def _change(kind: Kind, before: dict, now: dict) -> dict:
     """How the latest reading differs from the one seen at the last look."""
     if kind.components:
-        return {name: _plain(Decimal(str(now["components"][name])) - Decimal(str(before["components"][name])), m)
-                for name, (_loinc, m, _label) in kind.components.items()}
+        return {
+            name: _plain(Decimal(str(now["components"][name])) - Decimal(str(before["components"][name])), m)
+            for name, (_loinc, m, _label) in kind.components.items()
+        }
     return {"value": _plain(Decimal(str(now["value"])) - Decimal(str(before["value"])), kind.measure)}
-
 
 
 # --- importing a device's CSV -------------------------------------------------------------
@@ -634,8 +774,15 @@ def read_csv(text: str) -> list[dict]:
         kind = names.get(unicodedata.normalize("NFKC", row.get("kind", "")).strip())
         at = _csv_time(row.get("measured_at", ""))
         if kind is None or at is None:  # a row without a time is not "now": it would never be a duplicate
-            out.append({"line": line, "errors": {**({"kind": [_("この種類はありません。")]} if kind is None else {}),
-                                                 **({"measured_at": [_("測定日時を入力してください。")]} if at is None else {})}})
+            out.append(
+                {
+                    "line": line,
+                    "errors": {
+                        **({"kind": [_("この種類はありません。")]} if kind is None else {}),
+                        **({"measured_at": [_("測定日時を入力してください。")]} if at is None else {}),
+                    },
+                }
+            )
             continue
         item = {"kind": kind, "measured_at": at}
         value = row.get("value", "")
@@ -680,21 +827,42 @@ def import_csv(actor: User, patient_id: str, text: str, save: bool) -> dict:
     saved = []
     if save:
         if refused:
-            raise invalid({"csv": {str(r["line"]): r["errors"] for r in refused}},
-                          "Some rows are refused; nothing was saved.")
+            raise invalid(
+                {"csv": {str(r["line"]): r["errors"] for r in refused}}, "Some rows are refused; nothing was saved."
+            )
         if fresh:
             saved = record(actor, patient_id, [_as_item(r) for r in fresh], many=True, source="import")
     work.describe(detail=f"import={'saved' if save else 'preview'};rows={len(rows)};new={len(fresh)}")
-    return {"rows": [{"line": r["line"], "errors": r.get("errors"), "duplicate": r.get("duplicate", False),
-                      **({"kind": r["reading"]["kind"], "measured_at": r["reading"]["measured_at"],
-                          **{k: r["reading"][k] for k in ("value", "components", "note") if k in r["reading"]}}
-                         if "reading" in r else {})} for r in rows],
-            "new": len(fresh), "duplicates": sum(1 for r in good if r["duplicate"]), "refused": len(refused),
-            "saved": [o["id"] for o in saved]}
+    return {
+        "rows": [
+            {
+                "line": r["line"],
+                "errors": r.get("errors"),
+                "duplicate": r.get("duplicate", False),
+                **(
+                    {
+                        "kind": r["reading"]["kind"],
+                        "measured_at": r["reading"]["measured_at"],
+                        **{k: r["reading"][k] for k in ("value", "components", "note") if k in r["reading"]},
+                    }
+                    if "reading" in r
+                    else {}
+                ),
+            }
+            for r in rows
+        ],
+        "new": len(fresh),
+        "duplicates": sum(1 for r in good if r["duplicate"]),
+        "refused": len(refused),
+        "saved": [o["id"] for o in saved],
+    }
 
 
 def _as_item(reading: dict) -> dict:
-    return {**{k: v for k, v in reading.items() if k != "measured_at"}, "measured_at": reading["measured_at"].isoformat()}
+    return {
+        **{k: v for k, v in reading.items() if k != "measured_at"},
+        "measured_at": reading["measured_at"].isoformat(),
+    }
 
 
 def _fingerprint(reading: dict) -> tuple:
@@ -708,9 +876,14 @@ def _existing(patient: Patient, times: set) -> set:
         return set()
     open_json, found = crypto.opener(vault.patient_key(patient)), set()
     stamps = sorted(times)
-    rows = db.session.execute(_RANGE.where(Observation.patient_id == patient.id, Observation.error_at.is_(None),
-                                           Observation.measured_at >= stamps[0].replace(microsecond=0),
-                                           Observation.measured_at < stamps[-1] + timedelta(seconds=1))).all()
+    rows = db.session.execute(
+        _RANGE.where(
+            Observation.patient_id == patient.id,
+            Observation.error_at.is_(None),
+            Observation.measured_at >= stamps[0].replace(microsecond=0),
+            Observation.measured_at < stamps[-1] + timedelta(seconds=1),
+        )
+    ).all()
     for row in rows:
         found.add(_fingerprint({"kind": row.kind, "measured_at": row.measured_at, **_opened(row, open_json)}))
     return found

@@ -9,6 +9,7 @@ batches instead.
 process's pool, without the app context, under gevent and under `python wsgi.py`,
 commands and tests alike. (It once called directly outside gevent, so a function that
 needed the app context passed every test and answered 500 under gunicorn: issue 29.)"""
+
 import concurrent.futures
 import contextlib
 import functools
@@ -29,11 +30,13 @@ def run(fn, *args):
     """fn(*args) on a real thread, its result or its exception. fn gets no app context:
     read what it needs (settings, keys) before and pass it in."""
     if gevent_serves():
+
         def caught():  # raised here, not logged by gevent's pool as a failure
             try:
                 return fn(*args), None
             except Exception as exc:
                 return None, exc
+
         result, exc = _gevent_threads().apply(caught)
         if exc is not None:
             raise exc

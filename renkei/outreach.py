@@ -3,6 +3,7 @@
 the request commits, each person's settings decide what is queued as a delivery
 (models/notifications.py), in the same transaction; renkei/deliveries.py sends it after
 the commit. A message names a kind and identifiers, never a name or clinical text."""
+
 import json
 import re
 import secrets
@@ -21,17 +22,29 @@ from renkei.problems import Problem, invalid
 # one request gets one message, the weightiest.
 KINDS = ("note.urgent", "note.escalated", "observation.alert", "breakglass.opened", "note.mention", "patient.updated")
 URGENT = {"note.urgent", "note.escalated", "observation.alert"}  # through quiet hours, and by mail too
-PUSH_SETTING = {"note.urgent": "push_urgent", "note.escalated": "push_urgent", "observation.alert": "push_urgent",
-                "breakglass.opened": "push_breakglass",
-                "note.mention": "push_mentions", "patient.updated": "push_changes"}
+PUSH_SETTING = {
+    "note.urgent": "push_urgent",
+    "note.escalated": "push_urgent",
+    "observation.alert": "push_urgent",
+    "breakglass.opened": "push_breakglass",
+    "note.mention": "push_mentions",
+    "patient.updated": "push_changes",
+}
 CHANGES = {"record.updated", "note.created", "attachment.created", "team.updated"}  # realtime events
 EMAIL_CODE_SECONDS = 24 * 3600
 CONFIRMATION_MAILS = 5  # per person and day
-DEFAULTS = NotificationSettings(push_urgent=True, push_breakglass=True, push_mentions=True,
-                                push_changes=False, email_urgent=True, email_digest=False)
+DEFAULTS = NotificationSettings(
+    push_urgent=True,
+    push_breakglass=True,
+    push_mentions=True,
+    push_changes=False,
+    email_urgent=True,
+    email_digest=False,
+)
 
 
 # --- naming what happened (services call these inside their request) ---------------------
+
 
 def tell(kind: str, patient_id: str, user_ids, *, actor_id: str | None = None, **ids):
     """`user_ids` should hear that `kind` happened to the patient (never the actor, by
@@ -51,11 +64,16 @@ def tell(kind: str, patient_id: str, user_ids, *, actor_id: str | None = None, *
 def mentioned(body: str, members: list[User]) -> list[str]:
     """The members a note names as @login (not as the start of a longer login) or as
     @display name with its spaces left out (Japanese names run on into the sentence)."""
+
     def squeezed(text: str) -> str:
         return text.replace(" ", "").replace("\u3000", "")
-    return [m.id for m in members
-            if re.search("@" + re.escape(m.login) + r"(?![A-Za-z0-9._-])", body)
-            or (squeezed(m.display_name) and "@" + squeezed(m.display_name) in squeezed(body))]
+
+    return [
+        m.id
+        for m in members
+        if re.search("@" + re.escape(m.login) + r"(?![A-Za-z0-9._-])", body)
+        or (squeezed(m.display_name) and "@" + squeezed(m.display_name) in squeezed(body))
+    ]
 
 
 # Set after a commit that queued deliveries: this process's sender (renkei/deliveries.py)
@@ -75,9 +93,13 @@ def _queue(told: list):
     kinds: dict[tuple[str, str], dict[str, dict]] = {}
     for kind, patient_id, user_id, ids in told:
         kinds.setdefault((user_id, patient_id), {}).setdefault(kind, ids)
-    prefs = dict(db.session.execute(
-        select(User.id, NotificationSettings).outerjoin(NotificationSettings, NotificationSettings.user_id == User.id)
-        .where(User.id.in_({user_id for user_id, _ in kinds}), User.disabled.is_(False))).all())
+    prefs = dict(
+        db.session.execute(
+            select(User.id, NotificationSettings)
+            .outerjoin(NotificationSettings, NotificationSettings.user_id == User.id)
+            .where(User.id.in_({user_id for user_id, _ in kinds}), User.disabled.is_(False))
+        ).all()
+    )
     pushes, rows = {}, []
     for (user_id, patient_id), told_kinds in kinds.items():
         if user_id not in prefs:  # disabled
@@ -86,21 +108,44 @@ def _queue(told: list):
         push = next((k for k in KINDS if k in told_kinds and _wants_push(setting, k)), None)
         if push:
             pushes[(user_id, patient_id)] = push
-        rows += [dict(channel="mail", subscription_id=None, kind=kind, user_id=user_id, patient_id=patient_id,
-                      payload=_payload(kind, patient_id, told_kinds[kind]))
-                 for kind in told_kinds if _wants_mail(prefs[user_id], kind)]
+        rows += [
+            dict(
+                channel="mail",
+                subscription_id=None,
+                kind=kind,
+                user_id=user_id,
+                patient_id=patient_id,
+                payload=_payload(kind, patient_id, told_kinds[kind]),
+            )
+            for kind in told_kinds
+            if _wants_mail(prefs[user_id], kind)
+        ]
     if pushes:
         devices: dict[str, list[str]] = {}
-        for sub_id, user_id in db.session.execute(select(PushSubscription.id, PushSubscription.user_id).where(
-                PushSubscription.user_id.in_({user_id for user_id, _ in pushes}))):
+        for sub_id, user_id in db.session.execute(
+            select(PushSubscription.id, PushSubscription.user_id).where(
+                PushSubscription.user_id.in_({user_id for user_id, _ in pushes})
+            )
+        ):
             devices.setdefault(user_id, []).append(sub_id)
-        pending = _pending_changes([key for key, kind in pushes.items() if kind == "patient.updated" and devices.get(key[0])])
+        pending = _pending_changes(
+            [key for key, kind in pushes.items() if kind == "patient.updated" and devices.get(key[0])]
+        )
         for (user_id, patient_id), push in pushes.items():
             if (user_id, patient_id) in pending:
                 continue
             payload = _payload(push, patient_id, kinds[(user_id, patient_id)][push])
-            rows += [dict(channel="push", subscription_id=sub_id, kind=push, payload=payload, user_id=user_id,
-                          patient_id=patient_id) for sub_id in devices.get(user_id, ())]
+            rows += [
+                dict(
+                    channel="push",
+                    subscription_id=sub_id,
+                    kind=push,
+                    payload=payload,
+                    user_id=user_id,
+                    patient_id=patient_id,
+                )
+                for sub_id in devices.get(user_id, ())
+            ]
     now = utcnow()
     db.session.add_all(Delivery(**row, next_at=now, created_at=now) for row in rows)
 
@@ -124,22 +169,29 @@ def _pending_changes(pairs: list[tuple[str, str]]) -> set:
     """Of these (person, patient), those with a 'patient.updated' push still waiting: one is enough."""
     if not pairs:
         return set()
-    rows = db.session.execute(select(Delivery.user_id, Delivery.patient_id).where(
-        Delivery.kind == "patient.updated", Delivery.user_id.in_({u for u, _ in pairs}))).all()
+    rows = db.session.execute(
+        select(Delivery.user_id, Delivery.patient_id).where(
+            Delivery.kind == "patient.updated", Delivery.user_id.in_({u for u, _ in pairs})
+        )
+    ).all()
     return {(user_id, patient_id) for user_id, patient_id in rows} & set(pairs)
 
 
 def forget_patient(patient_id: str, user_id: str | None = None):
     """A person left the patient's team (or the patient was deleted: everyone): what was
     queued about the patient is not sent."""
-    db.session.execute(delete(Delivery).where(Delivery.patient_id == patient_id,
-                                              *([Delivery.user_id == user_id] if user_id else [])))
+    db.session.execute(
+        delete(Delivery).where(Delivery.patient_id == patient_id, *([Delivery.user_id == user_id] if user_id else []))
+    )
 
 
 def forget_kind(patient_id: str, kind: str, note_id: str):
     """What was queued of one kind about one note is not sent (e.g. "still unread" once read)."""
-    db.session.execute(delete(Delivery).where(Delivery.patient_id == patient_id, Delivery.kind == kind,
-                                              Delivery.payload.contains(note_id)))
+    db.session.execute(
+        delete(Delivery).where(
+            Delivery.patient_id == patient_id, Delivery.kind == kind, Delivery.payload.contains(note_id)
+        )
+    )
 
 
 def end_for(user_id: str):
@@ -148,8 +200,11 @@ def end_for(user_id: str):
     subscribe and confirm an address again — whoever held their account may have
     changed both."""
     webpush.remove_all(user_id)
-    db.session.execute(update(NotificationSettings).where(NotificationSettings.user_id == user_id).values(
-        email_ct=None, email_pending_ct=None, email_code_expires=None))
+    db.session.execute(
+        update(NotificationSettings)
+        .where(NotificationSettings.user_id == user_id)
+        .values(email_ct=None, email_pending_ct=None, email_code_expires=None)
+    )
     db.session.execute(delete(Delivery).where(Delivery.user_id == user_id))
 
 
@@ -169,6 +224,7 @@ def _japan(utc: datetime) -> datetime:
 
 # --- a person's settings -------------------------------------------------------------
 
+
 def _row(user: User, lock: bool = False) -> NotificationSettings:
     stmt = select(NotificationSettings).where(NotificationSettings.user_id == user.id)
     row = db.session.execute(stmt.with_for_update() if lock else stmt).scalar()
@@ -184,11 +240,21 @@ _FLAGS = ("push_urgent", "push_breakglass", "push_mentions", "push_changes", "em
 def settings_out(user: User) -> dict:
     row = db.session.get(NotificationSettings, user.id) or DEFAULTS
     quiet = {"start": row.quiet_start, "end": row.quiet_end} if row.quiet_start else None
-    return {"push": {"urgent": row.push_urgent, "breakglass": row.push_breakglass,
-                     "mentions": row.push_mentions, "changes": row.push_changes},
-            "quiet_hours": quiet,
-            "email": {"address": _address(row, "email_ct"), "pending": _pending(row).get("address"),
-                      "urgent": row.email_urgent, "digest": row.email_digest}}
+    return {
+        "push": {
+            "urgent": row.push_urgent,
+            "breakglass": row.push_breakglass,
+            "mentions": row.push_mentions,
+            "changes": row.push_changes,
+        },
+        "quiet_hours": quiet,
+        "email": {
+            "address": _address(row, "email_ct"),
+            "pending": _pending(row).get("address"),
+            "urgent": row.email_urgent,
+            "digest": row.email_digest,
+        },
+    }
 
 
 def update_settings(user: User, body: dict) -> dict:
@@ -207,6 +273,7 @@ def update_settings(user: User, body: dict) -> dict:
 
 
 # --- a person's e-mail address ----------------------------------------------------------
+
 
 def _aad(row: NotificationSettings, column: str) -> str:
     return f"{column}|{row.user_id}"
@@ -239,15 +306,27 @@ def change_email(user: User, address: str | None):
     if row.email_mails_since is None or now - row.email_mails_since > timedelta(days=1):
         row.email_mails_since, row.email_mails_sent = now, 0
     if (row.email_mails_sent or 0) >= CONFIRMATION_MAILS:
-        raise Problem(429, "Too many confirmation mails today; try again tomorrow.",
-                      headers={"Retry-After": str(int((row.email_mails_since + timedelta(days=1) - now).total_seconds()) + 1)})
+        raise Problem(
+            429,
+            "Too many confirmation mails today; try again tomorrow.",
+            headers={"Retry-After": str(int((row.email_mails_since + timedelta(days=1) - now).total_seconds()) + 1)},
+        )
     row.email_mails_sent = (row.email_mails_sent or 0) + 1
     code = secrets.token_urlsafe(24)
-    row.email_pending_ct = crypto.seal_json(vault.system_key("contacts"), {"address": address, "code": code},
-                                            _aad(row, "email_pending_ct"))
+    row.email_pending_ct = crypto.seal_json(
+        vault.system_key("contacts"), {"address": address, "code": code}, _aad(row, "email_pending_ct")
+    )
     row.email_code_expires = utcnow() + timedelta(seconds=EMAIL_CODE_SECONDS)
-    db.session.add(Delivery(channel="mail", user_id=user.id, kind="email.confirm",
-                            payload=json.dumps({"kind": "email.confirm"}), next_at=utcnow(), created_at=utcnow()))
+    db.session.add(
+        Delivery(
+            channel="mail",
+            user_id=user.id,
+            kind="email.confirm",
+            payload=json.dumps({"kind": "email.confirm"}),
+            next_at=utcnow(),
+            created_at=utcnow(),
+        )
+    )
     work.current().later(_wake_sender)
     db.session.flush()
     return settings_out(user)
@@ -275,28 +354,44 @@ def mail_for(delivery: Delivery) -> tuple[str, str, str] | None:
         pending = _pending(row) if row else {}
         if not pending:
             return None
-        return (pending["address"], "[Renkei] メールアドレスの確認 / Confirm your e-mail address",
-                "Renkei の通知先としてこのアドレスが登録されました。\n"
-                "確認するには次のリンクを開き、サインインしてください（24時間有効）。\n"
-                f"{base}/account/email#code={pending['code']}\n\n"
-                "心当たりがなければ、このメールは無視してください。\n")
+        return (
+            pending["address"],
+            "[Renkei] メールアドレスの確認 / Confirm your e-mail address",
+            "Renkei の通知先としてこのアドレスが登録されました。\n"
+            "確認するには次のリンクを開き、サインインしてください（24時間有効）。\n"
+            f"{base}/account/email#code={pending['code']}\n\n"
+            "心当たりがなければ、このメールは無視してください。\n",
+        )
     to = _address(row, "email_ct") if row else None
     if to is None:
         return None
     if delivery.kind == "digest":
-        return (to, "[Renkei] 担当利用者の更新 / Updates on your patients",
-                f"担当利用者に{payload['count']}件の更新があります。\n{base}{payload['url']}\n")
+        return (
+            to,
+            "[Renkei] 担当利用者の更新 / Updates on your patients",
+            f"担当利用者に{payload['count']}件の更新があります。\n{base}{payload['url']}\n",
+        )
     if delivery.kind == "note.escalated":
-        return (to, "[Renkei] 至急の連絡が未確認です / An urgent message is unacknowledged",
-                f"担当利用者への至急の連絡が、まだ医師・看護師に確認されていません。サインインして確認してください。\n{base}{payload['url']}\n")
+        return (
+            to,
+            "[Renkei] 至急の連絡が未確認です / An urgent message is unacknowledged",
+            f"担当利用者への至急の連絡が、まだ医師・看護師に確認されていません。サインインして確認してください。\n{base}{payload['url']}\n",
+        )
     if delivery.kind == "observation.alert":
-        return (to, "[Renkei] バイタルが閾値を超えました / A reading crossed a threshold",
-                f"担当利用者のバイタル・観察値がチームの設定した閾値を超えました。サインインして確認してください。\n{base}{payload['url']}\n")
-    return (to, "[Renkei] 至急の連絡があります / Urgent message",
-            f"担当利用者に至急の連絡があります。サインインして確認してください。\n{base}{payload['url']}\n")
+        return (
+            to,
+            "[Renkei] バイタルが閾値を超えました / A reading crossed a threshold",
+            f"担当利用者のバイタル・観察値がチームの設定した閾値を超えました。サインインして確認してください。\n{base}{payload['url']}\n",
+        )
+    return (
+        to,
+        "[Renkei] 至急の連絡があります / Urgent message",
+        f"担当利用者に至急の連絡があります。サインインして確認してください。\n{base}{payload['url']}\n",
+    )
 
 
 # --- the daily digest -----------------------------------------------------------------
+
 
 def queue_digests(now: datetime | None = None) -> int:
     """Once a day, from the configured hour (Japan time), a mail to each person who asked
@@ -307,19 +402,33 @@ def queue_digests(now: datetime | None = None) -> int:
     if local.hour < current_app.config["RENKEI"].digest_hour:
         return 0
     today = local.date()
-    taken = list(db.session.execute(
-        update(NotificationSettings).where(NotificationSettings.email_digest.is_(True),
-                                           NotificationSettings.email_ct.is_not(None),
-                                           NotificationSettings.user_id.in_(select(User.id).where(User.disabled.is_(False))),
-                                           or_(NotificationSettings.digest_sent_on.is_(None),
-                                               NotificationSettings.digest_sent_on < today))
-        .values(digest_sent_on=today).returning(NotificationSettings.user_id)).scalars())
+    taken = list(
+        db.session.execute(
+            update(NotificationSettings)
+            .where(
+                NotificationSettings.email_digest.is_(True),
+                NotificationSettings.email_ct.is_not(None),
+                NotificationSettings.user_id.in_(select(User.id).where(User.disabled.is_(False))),
+                or_(NotificationSettings.digest_sent_on.is_(None), NotificationSettings.digest_sent_on < today),
+            )
+            .values(digest_sent_on=today)
+            .returning(NotificationSettings.user_id)
+        ).scalars()
+    )
     queued = 0
     for user_id in taken:
         count = _changes_for(user_id, now - timedelta(days=1))
         if count:
-            db.session.add(Delivery(channel="mail", user_id=user_id, kind="digest", next_at=utcnow(), created_at=utcnow(),
-                                    payload=json.dumps({"kind": "digest", "count": count, "url": "/summary"})))
+            db.session.add(
+                Delivery(
+                    channel="mail",
+                    user_id=user_id,
+                    kind="digest",
+                    next_at=utcnow(),
+                    created_at=utcnow(),
+                    payload=json.dumps({"kind": "digest", "count": count, "url": "/summary"}),
+                )
+            )
             queued += 1
     db.session.commit()
     return queued
@@ -327,6 +436,9 @@ def queue_digests(now: datetime | None = None) -> int:
 
 def _changes_for(user_id: str, since: datetime) -> int:
     """Changes others made to the person's patients since `since` (their realtime events)."""
-    rows = db.session.execute(select(UserEvent.name, UserEvent.payload).where(
-        and_(UserEvent.user_id == user_id, UserEvent.created_at >= since, UserEvent.name.in_(CHANGES))))
+    rows = db.session.execute(
+        select(UserEvent.name, UserEvent.payload).where(
+            and_(UserEvent.user_id == user_id, UserEvent.created_at >= since, UserEvent.name.in_(CHANGES))
+        )
+    )
     return sum(1 for _, payload in rows if json.loads(payload).get("actor_id") != user_id)

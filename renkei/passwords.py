@@ -2,6 +2,7 @@
 200, not a common or breached one (renkei/common-passwords.txt, shipped with the
 project), not the person's own login or name. No composition rules: length is what
 makes a password strong, and people write long phrases more easily than symbols."""
+
 from functools import cache
 from pathlib import Path
 
@@ -23,8 +24,7 @@ def check(password: str, *, login: str = "", display_name: str = "", field: str 
         reason = f"At least {MIN_LENGTH} characters."
     elif folded in _common() or len(set(folded)) < 4:
         reason = "This password is too common; choose a longer phrase of your own."
-    elif any(part and len(part) >= 4 and part.casefold() in folded
-             for part in (login, display_name.replace(" ", ""))):
+    elif any(part and len(part) >= 4 and part.casefold() in folded for part in (login, display_name.replace(" ", ""))):
         reason = "The password must not contain your login or name."
     else:
         return

@@ -1,17 +1,31 @@
 """Patients and their consent: register, list, read, delete (crypto-shred), and the
 consent to share that every team member but the registrant needs."""
+
 from datetime import date
 
 from sqlalchemy import func, select, true, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from models import BreakGlass, Consent, Note, NoteAck, Observation, Patient, PatientSearchToken, SectionRevision, TeamMember, User, new_id, utcnow
+from models import (
+    BreakGlass,
+    Consent,
+    Note,
+    NoteAck,
+    Observation,
+    Patient,
+    PatientSearchToken,
+    SectionRevision,
+    TeamMember,
+    User,
+    new_id,
+    utcnow,
+)
 from renkei import attachments, authz, crypto, db, escalation, idempotency, vault, work
 from renkei.authz import PROFESSION_ROLES, patient_access
 from renkei.problems import Problem, not_found
 
-
 # --- demographics -------------------------------------------------------------------
+
 
 def seal_demographics(patient: Patient, key: bytes, data: dict):
     patient.demographics_ct = crypto.seal_json(key, data, vault.demographics_aad(patient.id))
@@ -23,8 +37,11 @@ def index_missing_names() -> list[str]:
     run by `init-db`, which holds the keys a migration does not. Each decryption is
     in the access log (no person asked for it: no actor)."""
     indexed = select(PatientSearchToken.patient_id)
-    todo = db.session.execute(select(Patient).where(Patient.demographics_ct.is_not(None),
-                                                    Patient.id.not_in(indexed))).scalars().all()
+    todo = (
+        db.session.execute(select(Patient).where(Patient.demographics_ct.is_not(None), Patient.id.not_in(indexed)))
+        .scalars()
+        .all()
+    )
     for patient in todo:
         data = demographics(patient)
         vault.index_name(patient, data["name"], data["name_kana"])
@@ -37,11 +54,22 @@ def demographics(patient: Patient) -> dict:
     return crypto.unseal_json(key, patient.demographics_ct, vault.demographics_aad(patient.id))
 
 
-def patient_out(patient: Patient, role: str | None, *, breakglass=False, member=None,
-                consent: bool | None = None, show_demographics=True) -> dict:
-    out = {"id": patient.id, "my_role": role, "breakglass": breakglass,
-           "consent": authz.has_consent(patient.id) if consent is None else consent,
-           "created_at": patient.created_at}
+def patient_out(
+    patient: Patient,
+    role: str | None,
+    *,
+    breakglass=False,
+    member=None,
+    consent: bool | None = None,
+    show_demographics=True,
+) -> dict:
+    out = {
+        "id": patient.id,
+        "my_role": role,
+        "breakglass": breakglass,
+        "consent": authz.has_consent(patient.id) if consent is None else consent,
+        "created_at": patient.created_at,
+    }
     if show_demographics:
         out.update(demographics(patient))
     if member is not None:
@@ -50,6 +78,7 @@ def patient_out(patient: Patient, role: str | None, *, breakglass=False, member=
 
 
 # --- what changed since my last look --------------------------------------------------
+
 
 def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
     """For each patient: sections others changed since the member's last look, when the
@@ -60,32 +89,60 @@ def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
     mine = (TeamMember.user_id == user_id) & TeamMember.removed_at.is_(None)
     changed: dict[str, set] = {}
     for pid, section in db.session.execute(
-            select(SectionRevision.patient_id, SectionRevision.section)
-            .join(TeamMember, (TeamMember.patient_id == SectionRevision.patient_id) & mine)
-            .where(SectionRevision.patient_id.in_(ids), SectionRevision.created_by != user_id,
-                   SectionRevision.created_at > func.coalesce(TeamMember.last_viewed_at, TeamMember.added_at))
-            .distinct()):
+        select(SectionRevision.patient_id, SectionRevision.section)
+        .join(TeamMember, (TeamMember.patient_id == SectionRevision.patient_id) & mine)
+        .where(
+            SectionRevision.patient_id.in_(ids),
+            SectionRevision.created_by != user_id,
+            SectionRevision.created_at > func.coalesce(TeamMember.last_viewed_at, TeamMember.added_at),
+        )
+        .distinct()
+    ):
         changed.setdefault(pid, set()).add(section)
-    updated = dict(db.session.execute(select(SectionRevision.patient_id, func.max(SectionRevision.created_at))
-                                      .where(SectionRevision.patient_id.in_(ids))
-                                      .group_by(SectionRevision.patient_id)).all())
+    updated = dict(
+        db.session.execute(
+            select(SectionRevision.patient_id, func.max(SectionRevision.created_at))
+            .where(SectionRevision.patient_id.in_(ids))
+            .group_by(SectionRevision.patient_id)
+        ).all()
+    )
     acked = select(NoteAck.note_id).where(NoteAck.user_id == user_id)
-    urgent = dict(db.session.execute(select(Note.patient_id, func.count(Note.id)).where(
-        Note.patient_id.in_(ids), Note.urgent.is_(True), Note.created_by != user_id,
-        Note.id.not_in(acked)).group_by(Note.patient_id)).all())
-    emergency = set(db.session.execute(select(BreakGlass.patient_id).where(
-        BreakGlass.patient_id.in_(ids), BreakGlass.expires_at > utcnow())).scalars())
-    alerts = dict(db.session.execute(  # readings by others that alerted the team since my look
-        select(Observation.patient_id, func.count(Observation.id))
-        .join(TeamMember, (TeamMember.patient_id == Observation.patient_id) & mine)
-        .where(Observation.patient_id.in_(ids), Observation.alert == true(), Observation.error_at.is_(None),
-               Observation.recorded_by != user_id,
-               Observation.recorded_at > func.coalesce(TeamMember.last_viewed_at, TeamMember.added_at))
-        .group_by(Observation.patient_id)).all())
-    return {pid: {"changed_since_my_last_view": sorted(changed.get(pid, ())), "updated_at": updated.get(pid),
-                  "urgent_unacknowledged": urgent.get(pid, 0), "emergency_access_open": pid in emergency,
-                  "alerts_since_my_last_view": alerts.get(pid, 0)}
-            for pid in ids}
+    urgent = dict(
+        db.session.execute(
+            select(Note.patient_id, func.count(Note.id))
+            .where(Note.patient_id.in_(ids), Note.urgent.is_(True), Note.created_by != user_id, Note.id.not_in(acked))
+            .group_by(Note.patient_id)
+        ).all()
+    )
+    emergency = set(
+        db.session.execute(
+            select(BreakGlass.patient_id).where(BreakGlass.patient_id.in_(ids), BreakGlass.expires_at > utcnow())
+        ).scalars()
+    )
+    alerts = dict(
+        db.session.execute(  # readings by others that alerted the team since my look
+            select(Observation.patient_id, func.count(Observation.id))
+            .join(TeamMember, (TeamMember.patient_id == Observation.patient_id) & mine)
+            .where(
+                Observation.patient_id.in_(ids),
+                Observation.alert == true(),
+                Observation.error_at.is_(None),
+                Observation.recorded_by != user_id,
+                Observation.recorded_at > func.coalesce(TeamMember.last_viewed_at, TeamMember.added_at),
+            )
+            .group_by(Observation.patient_id)
+        ).all()
+    )
+    return {
+        pid: {
+            "changed_since_my_last_view": sorted(changed.get(pid, ())),
+            "updated_at": updated.get(pid),
+            "urgent_unacknowledged": urgent.get(pid, 0),
+            "emergency_access_open": pid in emergency,
+            "alerts_since_my_last_view": alerts.get(pid, 0),
+        }
+        for pid in ids
+    }
 
 
 def mark_viewed(member: TeamMember | None):
@@ -95,16 +152,20 @@ def mark_viewed(member: TeamMember | None):
     read moving the same mark; or a change to the membership), the mark is left as it
     is this time (SKIP LOCKED) — the safe direction."""
     now = utcnow()
-    if member is not None and (member.last_viewed_at is None
-                               or (now - member.last_viewed_at).total_seconds() > 60):
+    if member is not None and (member.last_viewed_at is None or (now - member.last_viewed_at).total_seconds() > 60):
         free = select(TeamMember.id).where(TeamMember.id == member.id).with_for_update(skip_locked=True)
-        moved = db.session.execute(update(TeamMember).where(TeamMember.id.in_(free)).values(last_viewed_at=now)
-                                   .execution_options(synchronize_session=False)).rowcount
+        moved = db.session.execute(
+            update(TeamMember)
+            .where(TeamMember.id.in_(free))
+            .values(last_viewed_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
         if moved:
             set_committed_value(member, "last_viewed_at", now)
 
 
 # --- operations ---------------------------------------------------------------------
+
 
 def register(actor: User, data: dict) -> dict:
     """Register a patient; the registrant joins the team in the role of their profession."""
@@ -120,14 +181,20 @@ def register(actor: User, data: dict) -> dict:
     seal_demographics(patient, key, {**data, "birth_date": birth.isoformat() if isinstance(birth, date) else birth})
     db.session.add(patient)
     db.session.flush()
-    db.session.add(TeamMember(patient_id=patient.id, user_id=actor.id, role=roles[0],
-                              added_by=actor.id, last_viewed_at=utcnow()))
+    db.session.add(
+        TeamMember(patient_id=patient.id, user_id=actor.id, role=roles[0], added_by=actor.id, last_viewed_at=utcnow())
+    )
     db.session.flush()
     work.describe(patient_id=patient.id)
     if consent:  # its own access-log entry, found where auditors look for consents
         recorded = record_consent(actor, patient.id, **consent)
-        work.current().record("consent.create", "ok", actor=actor, patient_id=patient.id,
-                              detail=f"consent={recorded['id']};at_registration")
+        work.current().record(
+            "consent.create",
+            "ok",
+            actor=actor,
+            patient_id=patient.id,
+            detail=f"consent={recorded['id']};at_registration",
+        )
     return patient_out(patient, roles[0], consent=bool(consent))
 
 
@@ -136,26 +203,32 @@ def care_list(actor: User, name: str | None = None) -> list[dict]:
     their urgent unacknowledged notes: a fixed number of queries however many patients.
     `name`: only patients whose full name or kana, or family-name prefix, it is."""
     authz.require_confirmed(actor)
-    stmt = (select(Patient, TeamMember).join(TeamMember, TeamMember.patient_id == Patient.id)
-            .where(TeamMember.user_id == actor.id, TeamMember.removed_at.is_(None),
-                   Patient.deleted_at.is_(None)).order_by(Patient.created_at))
+    stmt = (
+        select(Patient, TeamMember)
+        .join(TeamMember, TeamMember.patient_id == Patient.id)
+        .where(TeamMember.user_id == actor.id, TeamMember.removed_at.is_(None), Patient.deleted_at.is_(None))
+        .order_by(Patient.created_at)
+    )
     if name is not None:
         # Only patients whose name the caller may see are searched at all (the rule of
         # renkei/authz.py, as below), so neither the answer nor how long it takes says
         # anything about the others. The blind index finds the candidates; their
         # decrypted names confirm them (a prefix token stands for five characters at most).
-        may_see = (Patient.id.in_(select(Consent.patient_id).where(Consent.withdrawn_at.is_(None)))
-                   | ((Patient.registered_by == actor.id) & Patient.id.not_in(select(Consent.patient_id))))
+        may_see = Patient.id.in_(select(Consent.patient_id).where(Consent.withdrawn_at.is_(None))) | (
+            (Patient.registered_by == actor.id) & Patient.id.not_in(select(Consent.patient_id))
+        )
         wanted = vault.name_index(name)
         prefixed = select(PatientSearchToken.patient_id).where(PatientSearchToken.token == vault.prefix_token(name))
-        stmt = stmt.where(may_see, (Patient.name_index == wanted) | (Patient.kana_index == wanted)
-                          | Patient.id.in_(prefixed))
+        stmt = stmt.where(
+            may_see, (Patient.name_index == wanted) | (Patient.kana_index == wanted) | Patient.id.in_(prefixed)
+        )
     rows = db.session.execute(stmt).all()
     ids = [p.id for p, _ in rows]
     if not ids:
         return []
-    consents = db.session.execute(select(Consent.patient_id, Consent.withdrawn_at).where(
-        Consent.patient_id.in_(ids))).all()
+    consents = db.session.execute(
+        select(Consent.patient_id, Consent.withdrawn_at).where(Consent.patient_id.in_(ids))
+    ).all()
     consented = {pid for pid, withdrawn in consents if withdrawn is None}
     ever = {pid for pid, _ in consents}
     recent = activity(actor.id, ids)
@@ -188,14 +261,20 @@ def sheet_code(actor: User, patient_id: str) -> str:
 def by_sheet_code(typed: str) -> Patient | None:
     """The live patient whose printed sheet carries this code. No access check: callers
     decide what the caller may learn (renkei/breakglass.py, web/pages.py open_by_code)."""
-    return db.session.execute(select(Patient).where(Patient.sheet_code_index == vault.sheet_code_index(typed),
-                                                    Patient.deleted_at.is_(None))).scalar_one_or_none()
+    return db.session.execute(
+        select(Patient).where(Patient.sheet_code_index == vault.sheet_code_index(typed), Patient.deleted_at.is_(None))
+    ).scalar_one_or_none()
 
 
 def ids_of(actor: User) -> list[str]:
     """The patients whose team the caller is on, in the order they joined."""
-    return list(db.session.execute(select(TeamMember.patient_id).where(
-        TeamMember.user_id == actor.id, TeamMember.removed_at.is_(None)).order_by(TeamMember.added_at)).scalars())
+    return list(
+        db.session.execute(
+            select(TeamMember.patient_id)
+            .where(TeamMember.user_id == actor.id, TeamMember.removed_at.is_(None))
+            .order_by(TeamMember.added_at)
+        ).scalars()
+    )
 
 
 def read(actor: User, patient_id: str, activity: bool = True) -> dict:
@@ -203,8 +282,9 @@ def read(actor: User, patient_id: str, activity: bool = True) -> dict:
     none of it) what changed since my last look, before this look is marked. Under
     break-glass, also when the grant ends."""
     access = patient_access(actor, patient_id, authz.READ)
-    out = patient_out(access.patient, access.role, breakglass=access.breakglass,
-                      member=access.member if activity else None)
+    out = patient_out(
+        access.patient, access.role, breakglass=access.breakglass, member=access.member if activity else None
+    )
     if access.member is not None:  # what "since my last look" is measured from
         out["my_last_look"] = access.member.last_viewed_at or access.member.added_at
     if access.breakglass:
@@ -225,19 +305,28 @@ def delete(actor: User, patient_id: str):
 
 # --- consent ------------------------------------------------------------------------
 
+
 def consent_out(patient: Patient, c: Consent) -> dict:
     details = crypto.unseal_json(vault.patient_key(patient), c.details_ct, vault.consent_aad(patient.id, c.id))
-    return {"id": c.id, "obtained_on": c.obtained_on.isoformat(), **details,
-            "recorded_by": c.recorded_by, "recorded_at": c.recorded_at,
-            "withdrawn_at": c.withdrawn_at, "active": c.withdrawn_at is None}
+    return {
+        "id": c.id,
+        "obtained_on": c.obtained_on.isoformat(),
+        **details,
+        "recorded_by": c.recorded_by,
+        "recorded_at": c.recorded_at,
+        "withdrawn_at": c.withdrawn_at,
+        "active": c.withdrawn_at is None,
+    }
 
 
 def record_consent(actor: User, patient_id: str, obtained_on: date, obtained_by: str, scope: str) -> dict:
     patient = patient_access(actor, patient_id, authz.CONSENT).patient
     consent = Consent(id=new_id(), patient_id=patient.id, obtained_on=obtained_on, recorded_by=actor.id)
-    consent.details_ct = crypto.seal_json(vault.patient_key(patient),
-                                          {"obtained_by": obtained_by, "scope": scope},
-                                          vault.consent_aad(patient.id, consent.id))
+    consent.details_ct = crypto.seal_json(
+        vault.patient_key(patient),
+        {"obtained_by": obtained_by, "scope": scope},
+        vault.consent_aad(patient.id, consent.id),
+    )
     db.session.add(consent)
     db.session.flush()
     return consent_out(patient, consent)
@@ -247,11 +336,20 @@ def consents(actor: User, patient_id: str) -> list[dict]:
     """The patient's consents. Administrators see that consent exists and its dates, not
     who gave it or its scope (sealed text they have no need to read)."""
     patient = patient_access(actor, patient_id, authz.TEAM_VIEW).patient
-    rows = db.session.execute(select(Consent).where(Consent.patient_id == patient.id)
-                              .order_by(Consent.recorded_at.desc())).scalars()
+    rows = db.session.execute(
+        select(Consent).where(Consent.patient_id == patient.id).order_by(Consent.recorded_at.desc())
+    ).scalars()
     if actor.is_admin:
-        return [{"id": c.id, "obtained_on": c.obtained_on.isoformat(), "recorded_at": c.recorded_at,
-                 "withdrawn_at": c.withdrawn_at, "active": c.withdrawn_at is None} for c in rows]
+        return [
+            {
+                "id": c.id,
+                "obtained_on": c.obtained_on.isoformat(),
+                "recorded_at": c.recorded_at,
+                "withdrawn_at": c.withdrawn_at,
+                "active": c.withdrawn_at is None,
+            }
+            for c in rows
+        ]
     return [consent_out(patient, c) for c in rows]
 
 

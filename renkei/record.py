@@ -1,6 +1,7 @@
 """The shared record: ten versioned sections (renkei/sections.py). A write creates a
 new immutable revision, sealed under the patient's key and bound to its section and
 version; a write based on an old version is refused (412) so nobody's edit is lost."""
+
 import re
 
 from marshmallow import ValidationError
@@ -15,15 +16,24 @@ from renkei.problems import Problem, invalid, not_found
 from renkei.sections import SECTIONS, clean_content
 
 
-def section_out(patient: Patient, key: bytes, section: str, rev: SectionRevision | None,
-                names: dict) -> dict:
+def section_out(patient: Patient, key: bytes, section: str, rev: SectionRevision | None, names: dict) -> dict:
     if rev is None:  # never written: version 0, empty content (docs/API.md, "The record")
-        return {"section": section, "version": 0, "content": {}, "updated_at": None,
-                "updated_by": None, "updated_by_name": None}
-    return {"section": section, "version": rev.version,
-            "content": crypto.unseal_json(key, rev.content_ct, vault.revision_aad(rev)),
-            "updated_at": rev.created_at, "updated_by": rev.created_by,
-            "updated_by_name": names.get(rev.created_by)}
+        return {
+            "section": section,
+            "version": 0,
+            "content": {},
+            "updated_at": None,
+            "updated_by": None,
+            "updated_by_name": None,
+        }
+    return {
+        "section": section,
+        "version": rev.version,
+        "content": crypto.unseal_json(key, rev.content_ct, vault.revision_aad(rev)),
+        "updated_at": rev.created_at,
+        "updated_by": rev.created_by,
+        "updated_by_name": names.get(rev.created_by),
+    }
 
 
 def display_names(user_ids) -> dict:
@@ -33,13 +43,18 @@ def display_names(user_ids) -> dict:
     return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
 
 
-_NEWEST = (select(SectionRevision.section, func.max(SectionRevision.version).label("v"))
-           .where(SectionRevision.patient_id == bindparam("patient_id"))
-           .group_by(SectionRevision.section).subquery())
-_LATEST = (select(*SectionRevision.__table__.c, User.display_name)  # built once: every record read runs it
-           .join(_NEWEST, (SectionRevision.section == _NEWEST.c.section) & (SectionRevision.version == _NEWEST.c.v))
-           .join(User, User.id == SectionRevision.created_by)
-           .where(SectionRevision.patient_id == bindparam("patient_id")))
+_NEWEST = (
+    select(SectionRevision.section, func.max(SectionRevision.version).label("v"))
+    .where(SectionRevision.patient_id == bindparam("patient_id"))
+    .group_by(SectionRevision.section)
+    .subquery()
+)
+_LATEST = (
+    select(*SectionRevision.__table__.c, User.display_name)  # built once: every record read runs it
+    .join(_NEWEST, (SectionRevision.section == _NEWEST.c.section) & (SectionRevision.version == _NEWEST.c.v))
+    .join(User, User.id == SectionRevision.created_by)
+    .where(SectionRevision.patient_id == bindparam("patient_id"))
+)
 
 
 def latest_revisions(patient_id: str) -> tuple[dict[str, SectionRevision], dict[str, str]]:
@@ -49,11 +64,15 @@ def latest_revisions(patient_id: str) -> tuple[dict[str, SectionRevision], dict[
 
 
 def current_section(patient: Patient, section: str) -> dict:
-    rev = db.session.execute(select(SectionRevision).where(
-        SectionRevision.patient_id == patient.id, SectionRevision.section == section)
-        .order_by(SectionRevision.version.desc()).limit(1)).scalar_one_or_none()
-    return section_out(patient, vault.patient_key(patient), section, rev,
-                       display_names([rev.created_by] if rev else []))
+    rev = db.session.execute(
+        select(SectionRevision)
+        .where(SectionRevision.patient_id == patient.id, SectionRevision.section == section)
+        .order_by(SectionRevision.version.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return section_out(
+        patient, vault.patient_key(patient), section, rev, display_names([rev.created_by] if rev else [])
+    )
 
 
 def _known(section: str):
@@ -69,9 +88,11 @@ def read(actor: User, patient_id: str, look: bool = True) -> dict:
     revs, names = latest_revisions(patient.id)
     if look:
         mark_viewed(access.member)
-    return {"patient_id": patient.id,
-            "sections": {s: section_out(patient, key, s, revs.get(s), names) for s in SECTIONS},
-            "writable": [] if access.breakglass else authz.writable_sections(access.role)}
+    return {
+        "patient_id": patient.id,
+        "sections": {s: section_out(patient, key, s, revs.get(s), names) for s in SECTIONS},
+        "writable": [] if access.breakglass else authz.writable_sections(access.role),
+    }
 
 
 def read_section(actor: User, patient_id: str, section: str) -> dict:
@@ -92,9 +113,13 @@ def since_last_look(actor: User, patient_id: str) -> dict:
     if access.member is None:  # break-glass: no earlier look to compare with
         return {"since": None, "sections": {}}
     since = access.member.last_viewed_at or access.member.added_at
-    revs = list(db.session.execute(select(SectionRevision).where(
-        SectionRevision.patient_id == access.patient.id).order_by(SectionRevision.section,
-                                                                  SectionRevision.version)).scalars())
+    revs = list(
+        db.session.execute(
+            select(SectionRevision)
+            .where(SectionRevision.patient_id == access.patient.id)
+            .order_by(SectionRevision.section, SectionRevision.version)
+        ).scalars()
+    )
     key, names = vault.patient_key(access.patient), display_names(r.created_by for r in revs)
     out = {}
     for section in SECTIONS:
@@ -103,10 +128,11 @@ def since_last_look(actor: User, patient_id: str) -> dict:
         if not any(r.created_by != actor.id for r in new):
             continue
         old = [r for r in mine if r.created_at <= since]
-        out[section] = {"before": section_out(access.patient, key, section, old[-1] if old else None, names)["content"],
-                        "after": section_out(access.patient, key, section, new[-1], names)["content"],
-                        "revisions": [{"version": r.version, "by": names.get(r.created_by), "at": r.created_at}
-                                      for r in new]}
+        out[section] = {
+            "before": section_out(access.patient, key, section, old[-1] if old else None, names)["content"],
+            "after": section_out(access.patient, key, section, new[-1], names)["content"],
+            "revisions": [{"version": r.version, "by": names.get(r.created_by), "at": r.created_at} for r in new],
+        }
     return {"since": since, "sections": out}
 
 
@@ -114,9 +140,13 @@ def versions(actor: User, patient_id: str, section: str) -> list[dict]:
     """Every revision of a section, newest first."""
     patient = patient_access(actor, patient_id, authz.READ).patient
     _known(section)
-    revs = list(db.session.execute(select(SectionRevision).where(
-        SectionRevision.patient_id == patient.id, SectionRevision.section == section)
-        .order_by(SectionRevision.version.desc())).scalars())
+    revs = list(
+        db.session.execute(
+            select(SectionRevision)
+            .where(SectionRevision.patient_id == patient.id, SectionRevision.section == section)
+            .order_by(SectionRevision.version.desc())
+        ).scalars()
+    )
     key, names = vault.patient_key(patient), display_names(r.created_by for r in revs)
     return [section_out(patient, key, section, r, names) for r in revs]
 
@@ -126,7 +156,7 @@ def parse_version(if_match: int | str | None) -> int:
     if isinstance(if_match, int):
         return if_match
     if if_match is None:
-        raise Problem(428, "Send If-Match with the version you edited (\"0\" for a new section).")
+        raise Problem(428, 'Send If-Match with the version you edited ("0" for a new section).')
     value = if_match.strip()
     if value.startswith("W/"):
         value = value[2:]
@@ -136,8 +166,7 @@ def parse_version(if_match: int | str | None) -> int:
     return int(value)
 
 
-def write_section(actor: User, patient_id: str, section: str, content: dict,
-                  based_on: int | str | None) -> dict:
+def write_section(actor: User, patient_id: str, section: str, content: dict, based_on: int | str | None) -> dict:
     """Write a new revision of a section, based on version `based_on` (412 if the
     section has moved on since; the problem carries the current section to merge with).
     Content equal to the current content writes nothing and answers the current version,
@@ -159,8 +188,9 @@ def write_section(actor: User, patient_id: str, section: str, content: dict,
     if current["version"] != expected:
         raise Stale(current)
     version = expected + 1
-    rev = SectionRevision(patient_id=patient.id, section=section, version=version,
-                          created_by=actor.id, created_at=utcnow())
+    rev = SectionRevision(
+        patient_id=patient.id, section=section, version=version, created_by=actor.id, created_at=utcnow()
+    )
     rev.content_ct = crypto.seal_json(vault.patient_key(patient), content, vault.revision_aad(rev))
     try:
         with db.session.begin_nested():
@@ -176,6 +206,10 @@ class Stale(Problem):
     read it. `current` is it now, version included."""
 
     def __init__(self, current: dict, what: str = "section"):
-        super().__init__(412, f"The {what} changed since you read it; merge with the current version and retry.",
-                         type_="/problems/stale-version", headers={"ETag": f'"{current["version"]}"'})
+        super().__init__(
+            412,
+            f"The {what} changed since you read it; merge with the current version and retry.",
+            type_="/problems/stale-version",
+            headers={"ETag": f'"{current["version"]}"'},
+        )
         self.current = current

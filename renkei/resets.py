@@ -8,6 +8,7 @@ factor (to be enrolled again); it issues a short-lived one-time recovery code, s
 hashed, cancelling any other, with which the person chooses a new password themselves.
 They are told who reset their access and when at their next sign-in, and for a day
 after they set the new password each patient whose record they read hears of it."""
+
 import hashlib
 import secrets
 from datetime import timedelta
@@ -29,7 +30,7 @@ def _digest(code: str) -> str:
 
 def _new_code() -> str:
     raw = secrets.token_hex(10).upper()  # 80 bits
-    return "-".join(raw[i:i + 5] for i in range(0, 20, 5))
+    return "-".join(raw[i : i + 5] for i in range(0, 20, 5))
 
 
 def request(actor: User, user_id: str) -> dict:
@@ -47,27 +48,39 @@ def request(actor: User, user_id: str) -> dict:
 def waiting(viewer: User) -> list[dict]:
     """Requests still waiting for a second administrator, for the administrators' page."""
     authz.require_staff(viewer, "admin")
-    rows = db.session.execute(select(AccessReset).where(
-        AccessReset.approved_at.is_(None), AccessReset.used_at.is_(None),
-        AccessReset.requested_by.is_not(None),
-        AccessReset.requested_at > utcnow() - REQUEST_LIFETIME).order_by(AccessReset.requested_at)).scalars()
-    return [{"id": r.id, "user_id": r.user_id, "requested_by": r.requested_by, "requested_at": r.requested_at}
-            for r in rows]
+    rows = db.session.execute(
+        select(AccessReset)
+        .where(
+            AccessReset.approved_at.is_(None),
+            AccessReset.used_at.is_(None),
+            AccessReset.requested_by.is_not(None),
+            AccessReset.requested_at > utcnow() - REQUEST_LIFETIME,
+        )
+        .order_by(AccessReset.requested_at)
+    ).scalars()
+    return [
+        {"id": r.id, "user_id": r.user_id, "requested_by": r.requested_by, "requested_at": r.requested_at} for r in rows
+    ]
 
 
 def approve(actor: User, user_id: str, reset_id: str) -> dict:
     """A second administrator approves: the reset happens and the code is handed over."""
     authz.require_staff(actor, "admin")
-    reset = db.session.execute(select(AccessReset).where(AccessReset.id == reset_id)
-                               .with_for_update()).scalar()  # one approval, however many clicks
+    reset = db.session.execute(
+        select(AccessReset).where(AccessReset.id == reset_id).with_for_update()
+    ).scalar()  # one approval, however many clicks
     work.describe(detail=audit.ref("reset", reset_id, reset is not None))
     if reset is None or reset.user_id != user_id or reset.approved_at is not None or reset.used_at is not None:
         raise not_found()
     if actor.id in (reset.requested_by, reset.user_id):
         raise Problem(403, "A second administrator approves a reset.")
     requester = db.session.get(User, reset.requested_by)
-    if utcnow() - reset.requested_at > REQUEST_LIFETIME or requester is None or requester.disabled \
-            or not requester.is_admin:
+    if (
+        utcnow() - reset.requested_at > REQUEST_LIFETIME
+        or requester is None
+        or requester.disabled
+        or not requester.is_admin
+    ):
         raise Problem(409, "This request has lapsed (a day old, or its administrator is no longer active).")
     return carry_out(reset, db.session.get(User, reset.user_id), actor)
 
@@ -92,9 +105,12 @@ def carry_out(reset: AccessReset, user: User, approver: User | None) -> dict:
     code, now = _new_code(), utcnow()
     ttl = current_app.config["RENKEI"].recovery_code_seconds
     # Only the newest code works: every other request or code for this person is cancelled.
-    db.session.execute(update(AccessReset).where(AccessReset.user_id == user.id, AccessReset.id != reset.id,
-                                                 AccessReset.used_at.is_(None))
-                       .values(used_at=now, code_hash=None).execution_options(synchronize_session=False))
+    db.session.execute(
+        update(AccessReset)
+        .where(AccessReset.user_id == user.id, AccessReset.id != reset.id, AccessReset.used_at.is_(None))
+        .values(used_at=now, code_hash=None)
+        .execution_options(synchronize_session=False)
+    )
     reset.approved_by, reset.approved_at = approver.id if approver else None, now
     reset.code_hash, reset.code_expires_at = _digest(code), now + timedelta(seconds=ttl)
     user.password_hash = auth.unusable_password()
@@ -105,17 +121,30 @@ def carry_out(reset: AccessReset, user: User, approver: User | None) -> dict:
         user.totp_reenrol = True
     user.reset_at, user.reset_by, user.reset_notice = now, reset.requested_by, True
     work.describe(detail=f"user={user.id};reset={reset.id}")
-    return {"id": reset.id, "user_id": user.id, "status": "approved", "recovery_code": code,
-            "expires_at": reset.code_expires_at}
+    return {
+        "id": reset.id,
+        "user_id": user.id,
+        "status": "approved",
+        "recovery_code": code,
+        "expires_at": reset.code_expires_at,
+    }
 
 
 def recover(login: str, code: str, new_password: str):
     """The person sets their new password with the recovery code. Every failure answers
     alike and counts as a failed sign-in (renkei/auth.py throttling)."""
     user = auth.begin_attempt(login)
-    reset = db.session.execute(select(AccessReset).where(
-        AccessReset.code_hash == _digest(code), AccessReset.used_at.is_(None),
-        AccessReset.code_expires_at > utcnow())).scalar() if user else None
+    reset = (
+        db.session.execute(
+            select(AccessReset).where(
+                AccessReset.code_hash == _digest(code),
+                AccessReset.used_at.is_(None),
+                AccessReset.code_expires_at > utcnow(),
+            )
+        ).scalar()
+        if user
+        else None
+    )
     if reset is None or reset.user_id != user.id or user.disabled:
         auth.failed_attempt(login)
         raise Problem(401, "The login or recovery code is not valid (codes work once, for a short time).")
@@ -125,8 +154,12 @@ def recover(login: str, code: str, new_password: str):
         new_hash = auth.hash_password(new_password)
     now = utcnow()
     # Used once, even by parallel requests: only one of them moves used_at.
-    claimed = db.session.execute(update(AccessReset).where(AccessReset.id == reset.id, AccessReset.used_at.is_(None))
-                                 .values(used_at=now).execution_options(synchronize_session=False)).rowcount
+    claimed = db.session.execute(
+        update(AccessReset)
+        .where(AccessReset.id == reset.id, AccessReset.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     if not claimed:
         auth.failed_attempt(login)
         raise Problem(401, "The login or recovery code is not valid (codes work once, for a short time).")
@@ -139,7 +172,7 @@ def recover(login: str, code: str, new_password: str):
 
 
 def notice(user: User) -> dict | None:
-    """"Your access was reset by X at T": once, at the first sign-in after a reset."""
+    """ "Your access was reset by X at T": once, at the first sign-in after a reset."""
     if not user.reset_notice:
         return None
     user.reset_notice = False

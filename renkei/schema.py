@@ -1,4 +1,5 @@
 """The database schema is managed by Alembic (migrations/); this brings it up to date."""
+
 from alembic import command
 from alembic.config import Config
 

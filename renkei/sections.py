@@ -6,32 +6,58 @@ and OpenAPI description, the pages' forms) is derived from SECTIONS below.
 Every content field is optional so a team can fill a section bit by bit; free text is
 Japanese-friendly plain text. Layout labels are Japanese source strings translated by
 Flask-Babel (translations/en.txt)."""
+
 import re
 import unicodedata
 from dataclasses import dataclass
 
-from flask_babel import get_locale, lazy_gettext as _l
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, ValidationError, fields, validate
 
 PHYSICIANS = ("primary_physician", "backup_physician")
 ADL_LEVELS = ("independent", "supervision", "partial_assist", "full_assist")
-ADL_ITEMS = ("eating", "excretion", "mobility", "transfer", "bathing", "dressing",
-             "grooming", "communication", "cognition")
-ADL_LABELS = {"eating": _l("食事"), "excretion": _l("排泄"), "mobility": _l("移動"),
-              "transfer": _l("移乗"), "bathing": _l("入浴"), "dressing": _l("更衣"),
-              "grooming": _l("整容"), "communication": _l("コミュニケーション"),
-              "cognition": _l("認知")}
-ADL_LEVEL_LABELS = {"independent": _l("自立"), "supervision": _l("見守り"),
-                    "partial_assist": _l("一部介助"), "full_assist": _l("全介助")}
+ADL_ITEMS = (
+    "eating",
+    "excretion",
+    "mobility",
+    "transfer",
+    "bathing",
+    "dressing",
+    "grooming",
+    "communication",
+    "cognition",
+)
+ADL_LABELS = {
+    "eating": _l("食事"),
+    "excretion": _l("排泄"),
+    "mobility": _l("移動"),
+    "transfer": _l("移乗"),
+    "bathing": _l("入浴"),
+    "dressing": _l("更衣"),
+    "grooming": _l("整容"),
+    "communication": _l("コミュニケーション"),
+    "cognition": _l("認知"),
+}
+ADL_LEVEL_LABELS = {
+    "independent": _l("自立"),
+    "supervision": _l("見守り"),
+    "partial_assist": _l("一部介助"),
+    "full_assist": _l("全介助"),
+}
 CHOICES = {
-    "resuscitation": {"attempt": _l("希望する"), "do_not_attempt": _l("希望しない"),
-                      "undecided": _l("未定")},
-    "medication_adherence": {"good": _l("良好"), "partial": _l("時々飲み忘れ"),
-                             "poor": _l("不良"), "unknown": _l("不明")},
+    "resuscitation": {"attempt": _l("希望する"), "do_not_attempt": _l("希望しない"), "undecided": _l("未定")},
+    "medication_adherence": {
+        "good": _l("良好"),
+        "partial": _l("時々飲み忘れ"),
+        "poor": _l("不良"),
+        "unknown": _l("不明"),
+    },
 }
 
 
 # --- content schemas -------------------------------------------------------------
+
 
 class Content(Schema):
     """Section content is a plain dict: a missing key is missing, never a dict method
@@ -58,8 +84,9 @@ class WishesContent(Content):
     family_wishes = text(metadata={"description": "家族の希望"})
     preferred_place_of_care = short(metadata={"description": "療養したい場所"})
     preferred_place_of_death = short(metadata={"description": "最期を迎えたい場所"})
-    resuscitation = fields.String(validate=validate.OneOf(tuple(CHOICES["resuscitation"])),
-                                  metadata={"description": "心肺蘇生の希望"})
+    resuscitation = fields.String(
+        validate=validate.OneOf(tuple(CHOICES["resuscitation"])), metadata={"description": "心肺蘇生の希望"}
+    )
     acp_notes = text(metadata={"description": "人生会議(ACP)の記録"})
     discussed_on = fields.Date(metadata={"description": "話し合った日"})
 
@@ -67,8 +94,9 @@ class WishesContent(Content):
 class ConditionContent(Content):
     summary = text(metadata={"description": "現在の状態"})
     recent_changes = text(metadata={"description": "最近の変化"})
-    medication_adherence = fields.String(validate=validate.OneOf(tuple(CHOICES["medication_adherence"])),
-                                         metadata={"description": "服薬状況"})
+    medication_adherence = fields.String(
+        validate=validate.OneOf(tuple(CHOICES["medication_adherence"])), metadata={"description": "服薬状況"}
+    )
     medication_note = text()
 
 
@@ -77,8 +105,9 @@ class AdlItem(Content):
     note = text()
 
 
-AdlContent = Content.from_dict({item: fields.Nested(AdlItem) for item in ADL_ITEMS}
-                              | {"note": text()}, name="AdlContent")
+AdlContent = Content.from_dict(
+    {item: fields.Nested(AdlItem) for item in ADL_ITEMS} | {"note": text()}, name="AdlContent"
+)
 
 
 class HomeContent(Content):
@@ -187,6 +216,7 @@ class CareNotesContent(Content):
 
 # --- form layout: one entry per schema field, in display order ---------------------
 
+
 def line(name, label):
     return {"name": name, "label": label, "type": "text"}
 
@@ -213,6 +243,7 @@ def group(name, label, *members):
 
 # --- the ten sections --------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Section:
     key: str
@@ -232,64 +263,169 @@ def section(key, title_ja, title_en, schema, layout, writers) -> Section:
     return Section(key, title_ja, title_en, schema, layout, frozenset((*PHYSICIANS, "nurse", *writers)))
 
 
-SECTIONS: dict[str, Section] = {s.key: s for s in (
-    section("wishes", "本人・家族の療養の希望", "Wishes of patient and family", WishesContent,
-            [area("patient_wishes", _l("本人の希望")), area("family_wishes", _l("家族の希望")),
-             line("preferred_place_of_care", _l("療養したい場所")),
-             line("preferred_place_of_death", _l("最期を迎えたい場所")),
-             choice("resuscitation", _l("心肺蘇生")), area("acp_notes", _l("人生会議（ACP）の記録")),
-             day("discussed_on", _l("話し合った日"))],
-            writers=("care_manager", "disability_support_worker")),
-    section("condition", "状況・体調の変化、服薬状況", "Condition, changes and medication adherence",
+SECTIONS: dict[str, Section] = {
+    s.key: s
+    for s in (
+        section(
+            "wishes",
+            "本人・家族の療養の希望",
+            "Wishes of patient and family",
+            WishesContent,
+            [
+                area("patient_wishes", _l("本人の希望")),
+                area("family_wishes", _l("家族の希望")),
+                line("preferred_place_of_care", _l("療養したい場所")),
+                line("preferred_place_of_death", _l("最期を迎えたい場所")),
+                choice("resuscitation", _l("心肺蘇生")),
+                area("acp_notes", _l("人生会議（ACP）の記録")),
+                day("discussed_on", _l("話し合った日")),
+            ],
+            writers=("care_manager", "disability_support_worker"),
+        ),
+        section(
+            "condition",
+            "状況・体調の変化、服薬状況",
+            "Condition, changes and medication adherence",
             ConditionContent,
-            [area("summary", _l("現在の状態")), area("recent_changes", _l("最近の変化")),
-             choice("medication_adherence", _l("服薬状況")), area("medication_note", _l("服薬の補足"))],
-            writers=("care_manager", "disability_support_worker", "pharmacist", "therapist")),
-    section("adl", "ADL（食事・排泄など）", "ADL (eating, excretion, …)", AdlContent,
+            [
+                area("summary", _l("現在の状態")),
+                area("recent_changes", _l("最近の変化")),
+                choice("medication_adherence", _l("服薬状況")),
+                area("medication_note", _l("服薬の補足")),
+            ],
+            writers=("care_manager", "disability_support_worker", "pharmacist", "therapist"),
+        ),
+        section(
+            "adl",
+            "ADL（食事・排泄など）",
+            "ADL (eating, excretion, …)",
+            AdlContent,
             [{"name": item, "label": ADL_LABELS[item], "type": "adl"} for item in ADL_ITEMS]
             + [area("note", _l("補足"))],
-            writers=("care_manager", "disability_support_worker", "therapist")),
-    section("home", "家屋の状況", "Home", HomeContent,
-            [area("housing", _l("住まい")), area("steps_stairs", _l("段差・階段")), area("bed", _l("ベッド")),
-             area("bathroom", _l("浴室・トイレ")), area("adaptations", _l("住宅改修・福祉用具")),
-             area("access_notes", _l("訪問時の出入り"))],
-            writers=("care_manager", "disability_support_worker", "therapist")),
-    section("family_care", "家族による介護", "Family care", FamilyCareContent,
-            [line("main_carer", _l("主介護者")),
-             group("availability", _l("時間帯別の対応"), line("morning", _l("朝")),
-                   line("daytime", _l("日中")), line("evening", _l("夕方")), line("night", _l("夜間"))),
-             area("limits", _l("介護の限界・負担")),
-             table("key_contacts", _l("キーパーソン・連絡先"), line("name", _l("氏名")),
-                   line("relationship", _l("続柄")), line("phone", _l("電話")), line("note", _l("備考")))],
-            writers=("care_manager", "disability_support_worker")),
-    section("diseases_medications", "疾病・使用薬剤", "Diseases and medications",
+            writers=("care_manager", "disability_support_worker", "therapist"),
+        ),
+        section(
+            "home",
+            "家屋の状況",
+            "Home",
+            HomeContent,
+            [
+                area("housing", _l("住まい")),
+                area("steps_stairs", _l("段差・階段")),
+                area("bed", _l("ベッド")),
+                area("bathroom", _l("浴室・トイレ")),
+                area("adaptations", _l("住宅改修・福祉用具")),
+                area("access_notes", _l("訪問時の出入り")),
+            ],
+            writers=("care_manager", "disability_support_worker", "therapist"),
+        ),
+        section(
+            "family_care",
+            "家族による介護",
+            "Family care",
+            FamilyCareContent,
+            [
+                line("main_carer", _l("主介護者")),
+                group(
+                    "availability",
+                    _l("時間帯別の対応"),
+                    line("morning", _l("朝")),
+                    line("daytime", _l("日中")),
+                    line("evening", _l("夕方")),
+                    line("night", _l("夜間")),
+                ),
+                area("limits", _l("介護の限界・負担")),
+                table(
+                    "key_contacts",
+                    _l("キーパーソン・連絡先"),
+                    line("name", _l("氏名")),
+                    line("relationship", _l("続柄")),
+                    line("phone", _l("電話")),
+                    line("note", _l("備考")),
+                ),
+            ],
+            writers=("care_manager", "disability_support_worker"),
+        ),
+        section(
+            "diseases_medications",
+            "疾病・使用薬剤",
+            "Diseases and medications",
             DiseasesMedicationsContent,
-            [table("conditions", _l("疾病"), line("name", _l("病名")), line("since", _l("発症・診断")),
-                   line("note", _l("備考"))),
-             table("medications", _l("使用薬剤"), line("name", _l("薬剤名")), line("dose", _l("用量")),
-                   line("route", _l("経路")), line("frequency", _l("用法")), line("prescriber", _l("処方医")),
-                   line("note", _l("備考"))),
-             table("allergies", _l("アレルギー"), line("substance", _l("原因")), line("reaction", _l("症状")))],
-            writers=("pharmacist",)),
-    section("illness_explanation", "病状説明と受け止め", "Explanation of the illness and how it was received",
+            [
+                table(
+                    "conditions",
+                    _l("疾病"),
+                    line("name", _l("病名")),
+                    line("since", _l("発症・診断")),
+                    line("note", _l("備考")),
+                ),
+                table(
+                    "medications",
+                    _l("使用薬剤"),
+                    line("name", _l("薬剤名")),
+                    line("dose", _l("用量")),
+                    line("route", _l("経路")),
+                    line("frequency", _l("用法")),
+                    line("prescriber", _l("処方医")),
+                    line("note", _l("備考")),
+                ),
+                table("allergies", _l("アレルギー"), line("substance", _l("原因")), line("reaction", _l("症状"))),
+            ],
+            writers=("pharmacist",),
+        ),
+        section(
+            "illness_explanation",
+            "病状説明と受け止め",
+            "Explanation of the illness and how it was received",
             IllnessExplanationContent,
-            [table("entries", _l("説明の記録"), day("explained_on", _l("日付")),
-                   line("explained_by", _l("説明者")), line("explained_to", _l("説明を受けた人")),
-                   area("content", _l("説明内容")), area("reception", _l("受け止め方")))],
-            writers=()),
-    section("expected_changes", "予測される変化と対応", "Expected changes and agreed response",
+            [
+                table(
+                    "entries",
+                    _l("説明の記録"),
+                    day("explained_on", _l("日付")),
+                    line("explained_by", _l("説明者")),
+                    line("explained_to", _l("説明を受けた人")),
+                    area("content", _l("説明内容")),
+                    area("reception", _l("受け止め方")),
+                )
+            ],
+            writers=(),
+        ),
+        section(
+            "expected_changes",
+            "予測される変化と対応",
+            "Expected changes and agreed response",
             ExpectedChangesContent,
-            [table("items", _l("予測される変化"), area("change", _l("変化")),
-                   area("warning_signs", _l("兆候")), area("response", _l("対応方法")),
-                   line("whom_to_call", _l("連絡先")))],
-            writers=()),
-    section("home_care_cautions", "在宅療養の注意点", "Cautions for home care", HomeCareCautionsContent,
+            [
+                table(
+                    "items",
+                    _l("予測される変化"),
+                    area("change", _l("変化")),
+                    area("warning_signs", _l("兆候")),
+                    area("response", _l("対応方法")),
+                    line("whom_to_call", _l("連絡先")),
+                )
+            ],
+            writers=(),
+        ),
+        section(
+            "home_care_cautions",
+            "在宅療養の注意点",
+            "Cautions for home care",
+            HomeCareCautionsContent,
             [area("cautions", _l("注意点"))],
-            writers=("care_manager",)),
-    section("care_notes", "生活支援・介護の留意点", "Points for daily-life support and care", CareNotesContent,
+            writers=("care_manager",),
+        ),
+        section(
+            "care_notes",
+            "生活支援・介護の留意点",
+            "Points for daily-life support and care",
+            CareNotesContent,
             [area("notes", _l("留意点"))],
-            writers=("care_manager", "disability_support_worker", "therapist")),
-)}
+            writers=("care_manager", "disability_support_worker", "therapist"),
+        ),
+    )
+}
 SECTION_KEYS = tuple(SECTIONS)
 
 

@@ -1,5 +1,6 @@
 """Settings from the environment (docs/API.md, "Configuration"). The embedded default keeps everything
 under instance/ so `python wsgi.py` works on a fresh clone."""
+
 import base64
 import os
 import secrets
@@ -41,9 +42,11 @@ def _decode_key(text: str, source: str) -> bytes:
     return key
 
 
-MISSING_KEY = ("{name} is not set. Outside the embedded default (no RENKEI_DATABASE_URL) every "
-               "process must be given the same keys (platform/KEYS.md); RENKEI_ENV=development "
-               "generates throwaway ones under instance/.")
+MISSING_KEY = (
+    "{name} is not set. Outside the embedded default (no RENKEI_DATABASE_URL) every "
+    "process must be given the same keys (platform/KEYS.md); RENKEI_ENV=development "
+    "generates throwaway ones under instance/."
+)
 
 
 def _master_keys(may_generate: bool) -> tuple[bytes, list[bytes]]:
@@ -64,9 +67,13 @@ def _master_keys(may_generate: bool) -> tuple[bytes, list[bytes]]:
             "master.key",
             "\n*** WARNING: using a DEVELOPMENT master key generated at {path}.\n"
             "*** Patient data encrypted with it is only as safe as that file.\n"
-            "*** Set RENKEI_MASTER_KEY or RENKEI_MASTER_KEY_FILE in production.\n")
-    previous = [_decode_key(k, "RENKEI_MASTER_KEY_PREVIOUS")
-                for k in os.environ.get("RENKEI_MASTER_KEY_PREVIOUS", "").split(",") if k.strip()]
+            "*** Set RENKEI_MASTER_KEY or RENKEI_MASTER_KEY_FILE in production.\n",
+        )
+    previous = [
+        _decode_key(k, "RENKEI_MASTER_KEY_PREVIOUS")
+        for k in os.environ.get("RENKEI_MASTER_KEY_PREVIOUS", "").split(",")
+        if k.strip()
+    ]
     return current, previous
 
 
@@ -79,9 +86,13 @@ def _audit_seeds(embedded: bool, may_generate: bool) -> list[bytes]:
     if not path:
         if not may_generate:
             raise SystemExit(MISSING_KEY.format(name="RENKEI_AUDIT_KEY_FILE"))
-        _generated_secret("audit.key", None if embedded else
-                          "*** RENKEI_AUDIT_KEY_FILE is not set: the access log's heads are signed with {path}.\n"
-                          "*** Development only: every machine must use the same audit key file (platform/KEYS.md).")
+        _generated_secret(
+            "audit.key",
+            None
+            if embedded
+            else "*** RENKEI_AUDIT_KEY_FILE is not set: the access log's heads are signed with {path}.\n"
+            "*** Development only: every machine must use the same audit key file (platform/KEYS.md).",
+        )
         path = INSTANCE / "audit.key"
     try:
         lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
@@ -113,7 +124,7 @@ class Settings:
     db_lock_timeout_ms: int = 2000  # PostgreSQL: a lock not free by then is a 503
     db_idle_transaction_timeout_ms: int = 5000  # PostgreSQL ends transactions idle this long
     attachment_max_bytes: int = 20 * 1024 * 1024  # one uploaded file
-    attachment_patient_quota_bytes: int = 2 * 1024 ** 3  # all of one patient's attachments
+    attachment_patient_quota_bytes: int = 2 * 1024**3  # all of one patient's attachments
     breakglass_seconds: int = 4 * 3600
     recovery_code_seconds: int = 3600  # a reset's one-time code: handed over by phone, used soon
     # Sign-in throttling (docs/ARCHITECTURE.md, "Authentication"): failures of one login
@@ -178,9 +189,15 @@ class Settings:
         port = int(env.get("RENKEI_PORT", "5000"))
         origins = [o for o in env.get("RENKEI_ALLOWED_ORIGINS", "").split(",") if o]
         values = dict(
-            database_url=db_url, master_key=master, previous_master_keys=previous,
-            secret_key=secret, redis_url=env.get("RENKEI_REDIS_URL") or None,
-            host=host, port=port, embedded=embedded, allowed_origins=origins,
+            database_url=db_url,
+            master_key=master,
+            previous_master_keys=previous,
+            secret_key=secret,
+            redis_url=env.get("RENKEI_REDIS_URL") or None,
+            host=host,
+            port=port,
+            embedded=embedded,
+            allowed_origins=origins,
             token_ttl_seconds=int(env.get("RENKEI_TOKEN_TTL", 12 * 3600)),
             session_idle_seconds=int(env.get("RENKEI_SESSION_IDLE", 30 * 60)),
             socket_sweep_seconds=float(env.get("RENKEI_SOCKET_SWEEP_SECONDS", 15)),
@@ -191,7 +208,7 @@ class Settings:
             db_idle_transaction_timeout_ms=int(env.get("RENKEI_DB_IDLE_TRANSACTION_TIMEOUT_MS", 5000)),
             trusted_proxies=int(env.get("RENKEI_TRUSTED_PROXIES", "0")),
             attachment_max_bytes=int(env.get("RENKEI_ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024)),
-            attachment_patient_quota_bytes=int(env.get("RENKEI_ATTACHMENT_QUOTA_BYTES", 2 * 1024 ** 3)),
+            attachment_patient_quota_bytes=int(env.get("RENKEI_ATTACHMENT_QUOTA_BYTES", 2 * 1024**3)),
             public_url=(env.get("RENKEI_PUBLIC_URL") or "").rstrip("/") or None,
             development=env.get("RENKEI_ENV") == "development",
             smtp_url=env.get("RENKEI_SMTP_URL") or None,

@@ -1,6 +1,7 @@
 """C2SP signed notes (c2sp.org/signed-note) with Ed25519, and the tree heads written in
 them (c2sp.org/tlog-checkpoint): origin, tree size, base64 root hash, then after a blank
 line one signature line per key: "— <key name> <base64(key id || signature)>"."""
+
 import base64
 import hashlib
 

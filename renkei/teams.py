@@ -1,4 +1,5 @@
 """A patient's team: who is on it, in which role; adding and removing members."""
+
 from sqlalchemy import func, select
 
 from models import Patient, TeamMember, User, utcnow
@@ -8,17 +9,28 @@ from renkei.problems import Problem, invalid, not_found
 
 
 def member_out(m: TeamMember, u: User) -> dict:
-    return {"user_id": u.id, "role": m.role, "display_name": u.display_name,
-            "profession": u.profession, "organization_id": u.organization_id,
-            "organization_name": u.organization.name, "added_at": m.added_at,
-            "phone": u.phone, "organization_phone": u.organization.phone,
-            "added_by": m.added_by, "disabled": u.disabled}
+    return {
+        "user_id": u.id,
+        "role": m.role,
+        "display_name": u.display_name,
+        "profession": u.profession,
+        "organization_id": u.organization_id,
+        "organization_name": u.organization.name,
+        "added_at": m.added_at,
+        "phone": u.phone,
+        "organization_phone": u.organization.phone,
+        "added_by": m.added_by,
+        "disabled": u.disabled,
+    }
 
 
 def _rows(patient_id: str):
-    return db.session.execute(select(TeamMember, User).join(User, User.id == TeamMember.user_id)
-                              .where(TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None))
-                              .order_by(TeamMember.added_at)).all()
+    return db.session.execute(
+        select(TeamMember, User)
+        .join(User, User.id == TeamMember.user_id)
+        .where(TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None))
+        .order_by(TeamMember.added_at)
+    ).all()
 
 
 def members(patient_id: str) -> list[User]:
@@ -29,11 +41,16 @@ def members(patient_id: str) -> list[User]:
 def team(actor: User, patient_id: str) -> dict:
     """The current team, and whether the caller may change it."""
     access = patient_access(actor, patient_id, authz.TEAM_VIEW)
-    return {"items": [member_out(m, u) for m, u in _rows(access.patient.id)],
-            "pending": confirmations.pending_appointments(access.patient.id),
-            # an administrator appoints only where the team has no active manager
-            "can_manage": (not authz.team_has_manager(access.patient.id) if actor.is_admin
-                           else authz.manages_team(actor, access.patient, access.member))}
+    return {
+        "items": [member_out(m, u) for m, u in _rows(access.patient.id)],
+        "pending": confirmations.pending_appointments(access.patient.id),
+        # an administrator appoints only where the team has no active manager
+        "can_manage": (
+            not authz.team_has_manager(access.patient.id)
+            if actor.is_admin
+            else authz.manages_team(actor, access.patient, access.member)
+        ),
+    }
 
 
 def add_member(actor: User, patient_id: str, user_id: str, role: str) -> dict:
@@ -57,8 +74,11 @@ def add_member(actor: User, patient_id: str, user_id: str, role: str) -> dict:
     if any(m.user_id == user.id for m, _ in current):
         raise Problem(409, "Already on the team.")
     if role == "primary_physician" and any(m.role == "primary_physician" for m, _ in current):
-        raise Problem(409, "The team already has a primary physician.",
-                      errors={"role": ["The team already has a primary physician."]})
+        raise Problem(
+            409,
+            "The team already has a primary physician.",
+            errors={"role": ["The team already has a primary physician."]},
+        )
     if actor.is_admin:
         return confirmations.appoint(actor, patient, user, role)
     member = TeamMember(patient_id=patient.id, user_id=user.id, role=role, added_by=actor.id)
@@ -95,6 +115,14 @@ def _care_managers(patient_id: str) -> int:
     """Active care managers on the team; the patient row is locked first, so two care
     managers leaving at once cannot both see the other still there."""
     db.session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update())
-    return db.session.execute(select(func.count()).select_from(TeamMember).join(User, User.id == TeamMember.user_id)
-                              .where(TeamMember.patient_id == patient_id, TeamMember.removed_at.is_(None),
-                                     TeamMember.role == "care_manager", User.disabled.is_(False))).scalar_one()
+    return db.session.execute(
+        select(func.count())
+        .select_from(TeamMember)
+        .join(User, User.id == TeamMember.user_id)
+        .where(
+            TeamMember.patient_id == patient_id,
+            TeamMember.removed_at.is_(None),
+            TeamMember.role == "care_manager",
+            User.disabled.is_(False),
+        )
+    ).scalar_one()

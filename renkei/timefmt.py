@@ -1,5 +1,6 @@
 """Timestamps leave the service as ISO 8601 UTC with a Z; people read and type them in
 Japan time."""
+
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 

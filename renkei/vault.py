@@ -2,6 +2,7 @@
 label (the associated data that binds a sealed value to its place) is built here, so
 what ties a value to its row is in one spot: patient id, then field / section+revision /
 note / observation / thresholds / consent / break-glass grant; and the labels of the service-wide keys' values."""
+
 import base64
 import hashlib
 import hmac
@@ -34,28 +35,42 @@ def _moment(at) -> str:
 def revision_aad(rev) -> str:
     """A section revision's content is bound to its place and to who wrote it when: a
     database writer cannot re-attribute or re-date it without breaking decryption."""
-    return aad(rev.patient_id, "section=" + rev.section, f"version={rev.version}",
-               "by=" + rev.created_by, "at=" + _moment(rev.created_at))
+    return aad(
+        rev.patient_id,
+        "section=" + rev.section,
+        f"version={rev.version}",
+        "by=" + rev.created_by,
+        "at=" + _moment(rev.created_at),
+    )
 
 
 def note_aad(note) -> str:
     """A note's body is bound to its author, time, category and urgency likewise."""
-    return aad(note.patient_id, "note=" + note.id, "by=" + note.created_by, "at=" + _moment(note.created_at),
-               "category=" + note.category, f"urgent={int(bool(note.urgent))}")
+    return aad(
+        note.patient_id,
+        "note=" + note.id,
+        "by=" + note.created_by,
+        "at=" + _moment(note.created_at),
+        "category=" + note.category,
+        f"urgent={int(bool(note.urgent))}",
+    )
 
 
 def observation_aad(obs) -> str:
     """A reading is bound to its kind, measurement time and author: a database writer
     cannot move a value to another kind, day or person without breaking decryption."""
     # aad(patient, "observation=…", …) written out: a chart opens a thousand of these (bench/vitals.py)
-    return (f"patient={obs.patient_id}|observation={obs.id}|kind={obs.kind}|at={_moment(obs.measured_at)}"
-            f"|by={obs.recorded_by}|recorded={_moment(obs.recorded_at)}|source={obs.source}")
+    return (
+        f"patient={obs.patient_id}|observation={obs.id}|kind={obs.kind}|at={_moment(obs.measured_at)}"
+        f"|by={obs.recorded_by}|recorded={_moment(obs.recorded_at)}|source={obs.source}"
+    )
 
 
 def threshold_aad(rev) -> str:
     """A version of a patient's alert thresholds, bound like a section revision."""
-    return aad(rev.patient_id, "thresholds", f"version={rev.version}", "by=" + rev.created_by,
-               "at=" + _moment(rev.created_at))
+    return aad(
+        rev.patient_id, "thresholds", f"version={rev.version}", "by=" + rev.created_by, "at=" + _moment(rev.created_at)
+    )
 
 
 def consent_aad(patient_id: str, consent_id: str) -> str:
@@ -138,8 +153,9 @@ def index_name(patient: Patient, name: str, kana: str):
     key = system_key("blind_index")
     patient.name_index, patient.kana_index = crypto.blind_index(key, name), crypto.blind_index(key, kana)
     db.session.execute(delete(PatientSearchToken).where(PatientSearchToken.patient_id == patient.id))
-    db.session.add_all(PatientSearchToken(patient_id=patient.id, token=t)
-                       for t in crypto.prefix_tokens(key, patient.id, name, kana))
+    db.session.add_all(
+        PatientSearchToken(patient_id=patient.id, token=t) for t in crypto.prefix_tokens(key, patient.id, name, kana)
+    )
 
 
 def sheet_code(patient_id: str) -> str:
@@ -185,8 +201,7 @@ def rotate_master_key() -> int:
             key = ring.unwrap(row.kek_id, row.wrapped_key, _system_owner(row.name))
             row.kek_id, row.wrapped_key = ring.wrap(key, _system_owner(row.name))
             count += 1
-    stale = select(Patient).where(Patient.wrapped_key.is_not(None),
-                                  Patient.kek_id != ring.current_id)
+    stale = select(Patient).where(Patient.wrapped_key.is_not(None), Patient.kek_id != ring.current_id)
     for patient in db.session.execute(stale).scalars():
         key = patient_key(patient)
         patient.kek_id, patient.wrapped_key = ring.wrap(key, _patient_owner(patient.id))

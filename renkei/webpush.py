@@ -2,6 +2,7 @@
 (RFC 8292), and sending one message, encrypted for the device (RFC 8291, aes128gcm)
 by pywebpush. A message names a kind and identifiers only; the device shows a fixed
 text (static/sw.js). docs/ARCHITECTURE.md, "Push and e-mail"."""
+
 import base64
 import ipaddress
 import json
@@ -12,12 +13,12 @@ import threading
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import current_app
 from py_vapid import Vapid02
 from pywebpush import WebPushException, webpush
+from requests.adapters import HTTPAdapter
 from sqlalchemy import delete, func, select
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -49,8 +50,9 @@ def vapid() -> Vapid02:
 
 def public_key() -> str:
     """The application server key a browser subscribes with (base64url, uncompressed point)."""
-    return b64url(vapid().public_key.public_bytes(serialization.Encoding.X962,
-                                                  serialization.PublicFormat.UncompressedPoint))
+    return b64url(
+        vapid().public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
 
 
 # --- who may be sent to --------------------------------------------------------------
@@ -58,7 +60,9 @@ def public_key() -> str:
 # Push service URLs as browsers hand them out: a scheme, a plain host name or address,
 # maybe a port, a path and query — nothing in the host part that another URL parser could
 # read a different host from (a backslash, "@", "%", spaces).
-ENDPOINT = re.compile(r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:/?%-]*)?$")
+ENDPOINT = re.compile(
+    r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:/?%-]*)?$"
+)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 SIIT = ipaddress.ip_network("::ffff:0:0:0/96")  # IPv4-translated (RFC 2765): an IPv4 address in the low 32 bits
 # Never a push service, whatever Python's tables say of them (issue 29): local-use NAT64
@@ -75,8 +79,11 @@ def forbidden_address(ip: ipaddress._BaseAddress, development: bool) -> bool:
     if isinstance(ip, ipaddress.IPv6Address):
         if any(ip in network for network in NOT_THE_INTERNET):
             return True
-        embedded = ip.ipv4_mapped or ip.sixtofour or (
-            ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 or ip in SIIT else None)
+        embedded = (
+            ip.ipv4_mapped
+            or ip.sixtofour
+            or (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 or ip in SIIT else None)
+        )
         if embedded is not None:
             return forbidden_address(embedded, development)
         if ip.teredo or ip.is_site_local or int(ip) >> 32 == 0:  # tunnels, fec0::/10, ::a.b.c.d
@@ -101,8 +108,9 @@ def check_endpoint(url: str) -> str | None:
     if not development and parts.port not in (None, PUSH_PORT):
         return f"A push endpoint is on port {PUSH_PORT}."
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                                   proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(
+            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP
+        )
     except (OSError, UnicodeError, ValueError):
         return "The endpoint's host does not resolve."
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
@@ -133,6 +141,7 @@ def _device_keys(keys) -> dict:
 
 # --- a person's devices ---------------------------------------------------------------
 
+
 def _aad(row: PushSubscription) -> str:
     return f"push|{row.id}|{row.user_id}"
 
@@ -143,8 +152,13 @@ def opened(row: PushSubscription) -> dict:
 
 def _out(row: PushSubscription) -> dict:
     info = opened(row)
-    return {"id": row.id, "endpoint": info["endpoint"], "label": info.get("label"),
-            "created_at": row.created_at, "last_used_at": row.last_used_at}
+    return {
+        "id": row.id,
+        "endpoint": info["endpoint"],
+        "label": info.get("label"),
+        "created_at": row.created_at,
+        "last_used_at": row.last_used_at,
+    }
 
 
 def subscribe(user: User, body: dict) -> tuple[dict, bool]:
@@ -156,28 +170,34 @@ def subscribe(user: User, body: dict) -> tuple[dict, bool]:
         raise invalid({"endpoint": [reason]})
     keys = _device_keys(body.get("keys"))
     digest = vault.keyed_digest("push endpoint", endpoint)
-    row = db.session.execute(select(PushSubscription).where(PushSubscription.endpoint_digest == digest)
-                             .with_for_update()).scalar()
+    row = db.session.execute(
+        select(PushSubscription).where(PushSubscription.endpoint_digest == digest).with_for_update()
+    ).scalar()
     if row is not None and row.user_id != user.id:
         remove(row)
         db.session.flush()
         row = None
     created = row is None
-    if created and db.session.execute(select(func.count()).where(PushSubscription.user_id == user.id)).scalar() >= MAX_DEVICES:
+    if (
+        created
+        and db.session.execute(select(func.count()).where(PushSubscription.user_id == user.id)).scalar() >= MAX_DEVICES
+    ):
         raise Problem(409, f"At most {MAX_DEVICES} devices receive pushes; remove one first.")
     if created:
         row = PushSubscription(id=new_id(), user_id=user.id, endpoint_digest=digest, created_at=utcnow())
     label = body.get("label") or (opened(row).get("label") if not created else None)
-    row.sealed = crypto.seal_json(vault.system_key("contacts"),
-                                  {"endpoint": endpoint, "keys": keys, "label": label}, _aad(row))
+    row.sealed = crypto.seal_json(
+        vault.system_key("contacts"), {"endpoint": endpoint, "keys": keys, "label": label}, _aad(row)
+    )
     db.session.add(row)
     db.session.flush()
     return _out(row), created
 
 
 def subscriptions(user: User) -> list[dict]:
-    rows = db.session.execute(select(PushSubscription).where(PushSubscription.user_id == user.id)
-                              .order_by(PushSubscription.created_at)).scalars()
+    rows = db.session.execute(
+        select(PushSubscription).where(PushSubscription.user_id == user.id).order_by(PushSubscription.created_at)
+    ).scalars()
     return [_out(row) for row in rows]
 
 
@@ -217,8 +237,7 @@ class _CheckedConnection:
 
     def _new_conn(self):
         sock = super()._new_conn()
-        if forbidden_address(ipaddress.ip_address(sock.getpeername()[0].split("%")[0]),
-                             self.renkei_development):
+        if forbidden_address(ipaddress.ip_address(sock.getpeername()[0].split("%")[0]), self.renkei_development):
             sock.close()
             raise ForbiddenAddress("the push endpoint resolved to an address that is not on the internet")
         self.renkei_deadline = threading.Timer(SEND_SECONDS, _shut, (sock,))
@@ -250,7 +269,8 @@ def _session(development: bool) -> requests.Session:
             super().init_poolmanager(*args, **kwargs)
             self.poolmanager.pool_classes_by_scheme = {
                 "http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": http}),
-                "https": type("Pool", (HTTPSConnectionPool,), {"ConnectionCls": https})}
+                "https": type("Pool", (HTTPSConnectionPool,), {"ConnectionCls": https}),
+            }
 
     class Session(requests.Session):
         def request(self, *args, **kwargs):
@@ -294,10 +314,16 @@ def send(info: dict, payload: dict, urgent: bool):
         raise ValueError("not a push service URL")
     with _session(current_app.config["RENKEI"].development) as session:
         try:
-            webpush({"endpoint": info["endpoint"], "keys": info["keys"]},
-                    json.dumps(payload, separators=(",", ":")), vapid_private_key=vapid(),
-                    vapid_claims={"sub": _subject()}, ttl=TTL_SECONDS, timeout=TIMEOUT,
-                    headers={"Urgency": "high" if urgent else "normal"}, requests_session=session)
+            webpush(
+                {"endpoint": info["endpoint"], "keys": info["keys"]},
+                json.dumps(payload, separators=(",", ":")),
+                vapid_private_key=vapid(),
+                vapid_claims={"sub": _subject()},
+                ttl=TTL_SECONDS,
+                timeout=TIMEOUT,
+                headers={"Urgency": "high" if urgent else "normal"},
+                requests_session=session,
+            )
         except WebPushException as exc:
             status = exc.response.status_code if exc.response is not None else None
             if status in (404, 410):

@@ -6,12 +6,14 @@ the change together with its audit entry, then tell the after-commit listeners
 
 Every door ends its requests through `finish`: API routes (api/pipeline.py), pages
 (web/pipeline.py), Socket.IO handlers, the CLI and the demo loader (`commit`)."""
+
 import logging
 import uuid
 from typing import Callable
 
 from flask import Response, current_app, g, has_request_context, request
-from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from renkei import audit, db, problems
 
@@ -30,8 +32,8 @@ class Work:
         else:  # a command (CLI, demo loader) has no request to name
             self.request_id = uuid.uuid4().hex if has_request_context() else None
         self.client_addr = audit.address(request.remote_addr) if has_request_context() else None
-        self.audit_fields: dict = {}   # patient / section / detail of this request's entry
-        self.marks: list[str] = []     # added to the entry's detail, e.g. break-glass
+        self.audit_fields: dict = {}  # patient / section / detail of this request's entry
+        self.marks: list[str] = []  # added to the entry's detail, e.g. break-glass
         self.patients_found: set[str] = set()  # patient ids the access check has read
         self.reset_announced: set[str] = set()  # patients told of a reset person's read
         self.entries: list[audit.Pending] = []
@@ -41,8 +43,8 @@ class Work:
         self.closing: list[Callable[[], None]] = []  # the last writes before COMMIT
         self.ended: list[tuple[str, str]] = []  # ("user" | "token", id) whose sockets must close
         self.afterwards: list[Callable[[], None]] = []  # core work that must follow the commit
-        self.actor = None        # who is signing in, for the audit entry of a failed attempt
-        self.token = None        # the ApiToken row the caller authenticated with, if any
+        self.actor = None  # who is signing in, for the audit entry of a failed attempt
+        self.token = None  # the ApiToken row the caller authenticated with, if any
         self.cookie_auth = False  # the caller came with the browser's session cookie
 
     def describe(self, **fields):
@@ -61,15 +63,20 @@ class Work:
         if note not in self.marks:
             self.marks.append(note)
 
-    def record(self, action: str, outcome: str, *, actor=None, patient_id=None, section=None,
-               detail=None):
+    def record(self, action: str, outcome: str, *, actor=None, patient_id=None, section=None, detail=None):
         """Queue an access-log entry; it is written in this transaction by `commit`.
         Only validated values enter its columns (renkei/audit.py `place`)."""
         patient_id, section, notes = audit.place(patient_id, section, self.patients_found)
         detail = ";".join(([str(detail)] if detail else []) + notes) or None
-        entry = audit.Pending(action=action, outcome=outcome, patient_id=patient_id, section=section,
-                              detail=audit.whole_or_digest(detail),
-                              client_addr=self.client_addr, request_id=self.request_id)
+        entry = audit.Pending(
+            action=action,
+            outcome=outcome,
+            patient_id=patient_id,
+            section=section,
+            detail=audit.whole_or_digest(detail),
+            client_addr=self.client_addr,
+            request_id=self.request_id,
+        )
         if actor is not None:
             entry.actor_id, entry.actor_org_id = actor.id, actor.organization_id
         self.entries.append(entry)
@@ -151,22 +158,36 @@ class Work:
         """A database error as the client should see it: 503 to retry, never details."""
         if db.pool_exhausted(exc):
             log.warning("no database connection free in %s (request %s)", where, self.request_id)
-            return problems.response(503, "The service is busy; nothing was changed. Try again.",
-                                     headers={"Retry-After": RETRY_AFTER})
+            return problems.response(
+                503, "The service is busy; nothing was changed. Try again.", headers={"Retry-After": RETRY_AFTER}
+            )
         if db.conflict(exc):
-            log.warning("transaction rolled back by the database in %s (request %s): %s", where,
-                        self.request_id, type(exc.orig).__name__)
-            return problems.response(503, "A concurrent change got in the way; nothing was changed. Try again.",
-                                     headers={"Retry-After": "1"})
+            log.warning(
+                "transaction rolled back by the database in %s (request %s): %s",
+                where,
+                self.request_id,
+                type(exc.orig).__name__,
+            )
+            return problems.response(
+                503, "A concurrent change got in the way; nothing was changed. Try again.", headers={"Retry-After": "1"}
+            )
         if db.out_of_resources(exc):
-            log.error("the database is out of space or resources in %s (request %s): %s", where,
-                      self.request_id, type(exc.orig).__name__)
-            return problems.response(503, "The database cannot take this now; nothing was changed. Try again later.",
-                                     headers={"Retry-After": RETRY_AFTER})
+            log.error(
+                "the database is out of space or resources in %s (request %s): %s",
+                where,
+                self.request_id,
+                type(exc.orig).__name__,
+            )
+            return problems.response(
+                503,
+                "The database cannot take this now; nothing was changed. Try again later.",
+                headers={"Retry-After": RETRY_AFTER},
+            )
         if db.database_down(exc):
             log.warning("database unavailable in %s (request %s)", where, self.request_id)
-            return problems.response(503, "The database is not reachable; nothing was read or changed.",
-                                     headers={"Retry-After": RETRY_AFTER})
+            return problems.response(
+                503, "The database is not reachable; nothing was read or changed.", headers={"Retry-After": RETRY_AFTER}
+            )
         log.exception("database error in %s (request %s)", where, self.request_id)
         return problems.response(500, "Internal error; nothing was changed.")
 

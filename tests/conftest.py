@@ -1,5 +1,6 @@
 """Fixtures: a fresh database per test on SQLite and on a real PostgreSQL server,
 an app bound to it, and an `Api` (tests/helpers.py) that signs people in with tokens."""
+
 import os
 import shutil
 import subprocess
@@ -35,8 +36,9 @@ def pg_server(tmp_path_factory):
     data = Path(tempfile.mkdtemp(prefix="renkei-pg-"))  # the postgres user must reach it
     os.chmod(data, 0o777)
     port = str(free_port())  # a fixed range can collide with a client port in use
-    proc = subprocess.run(["bash", str(ROOT / "platform/postgres.sh"), "start", str(data), port],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "platform/postgres.sh"), "start", str(data), port], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL did not start: " + proc.stderr)
@@ -133,8 +135,9 @@ def _require_redis():
 def redis_url():
     _require_redis()
     folder, port = tempfile.mkdtemp(prefix="renkei-redis-"), str(free_port())
-    url = subprocess.run(["bash", str(ROOT / "platform/redis.sh"), "start", folder, port],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    url = subprocess.run(
+        ["bash", str(ROOT / "platform/redis.sh"), "start", folder, port], capture_output=True, text=True, check=True
+    ).stdout.strip()
     yield url
     subprocess.run(["bash", str(ROOT / "platform/redis.sh"), "stop", folder])
     shutil.rmtree(folder, ignore_errors=True)
@@ -152,9 +155,12 @@ def own_redis(tmp_path):
     """A Redis of this test's own, so the test may stop and start it: (url, control)."""
     _require_redis()
     script, folder, port = str(ROOT / "platform/redis.sh"), str(tmp_path / "redis"), str(free_port())
-    control = {"start": lambda: subprocess.run(["bash", script, "start", folder, port], capture_output=True,
-                                               text=True, check=True).stdout.strip(),
-               "stop": lambda: subprocess.run(["bash", script, "stop", folder], check=True)}
+    control = {
+        "start": lambda: subprocess.run(
+            ["bash", script, "start", folder, port], capture_output=True, text=True, check=True
+        ).stdout.strip(),
+        "stop": lambda: subprocess.run(["bash", script, "stop", folder], check=True),
+    }
     url = control["start"]()
     yield url, control
     subprocess.run(["bash", script, "stop", folder])
@@ -167,8 +173,9 @@ def own_postgres(tmp_path):
     os.chmod(folder, 0o777)
     script = str(ROOT / "platform/postgres.sh")
     port = str(free_port())
-    url = subprocess.run(["bash", script, "start", str(folder), port], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    url = subprocess.run(
+        ["bash", script, "start", str(folder), port], capture_output=True, text=True, check=True
+    ).stdout.strip()
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text("CREATE DATABASE renkei"))
@@ -177,9 +184,10 @@ def own_postgres(tmp_path):
     engine = make_engine(db_url)
     upgrade_schema(engine)
     engine.dispose()
-    control = {"start": lambda: subprocess.run(["bash", script, "start", str(folder), port], check=True,
-                                               capture_output=True),
-               "stop": lambda: subprocess.run(["bash", script, "stop", str(folder)], check=True)}
+    control = {
+        "start": lambda: subprocess.run(["bash", script, "start", str(folder), port], check=True, capture_output=True),
+        "stop": lambda: subprocess.run(["bash", script, "stop", str(folder)], check=True),
+    }
     yield db_url, control
     control["stop"]()
 
@@ -192,6 +200,7 @@ def browser():
             pytest.fail("chromium is not installed")
         pytest.skip("chromium is not installed")
     from playwright.sync_api import sync_playwright  # heavy; only modules that drive a browser
+
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
@@ -208,7 +217,10 @@ def demo_server(tmp_path_factory):
         pytest.skip("chromium is not installed")
     folder = tmp_path_factory.mktemp("demo")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
-    env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_PORT": str(free_port()),
-            "RENKEI_MASTER_KEY": random_master_key()}
+    env |= {
+        "RENKEI_INSTANCE_DIR": str(folder),
+        "RENKEI_PORT": str(free_port()),
+        "RENKEI_MASTER_KEY": random_master_key(),
+    }
     with start_server(env, timeout=60) as base:
         yield base

@@ -1,5 +1,6 @@
 """What the tests share: the app builder, `Api` (a client that calls the API as a person
 would, with bearer tokens) and a small care team to start from."""
+
 import base64
 import contextlib
 import re
@@ -23,11 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 R = "/api/v1/patients"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; Playwright never downloads one
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 JST = timezone(timedelta(hours=9))
-TABLET = {"viewport": {"width": 1280, "height": 800}, "has_touch": True, "is_mobile": False,
-          "device_scale_factor": 1}
+TABLET = {"viewport": {"width": 1280, "height": 800}, "has_touch": True, "is_mobile": False, "device_scale_factor": 1}
 
 
 def days_ago(days: int) -> date:
@@ -67,9 +73,15 @@ def enrol_second_factor(base, login, password) -> pyotp.TOTP:
 
 
 def _settings(url, master_key=None, **overrides):
-    return Settings(database_url=url, master_key=master_key or secrets.token_bytes(32), previous_master_keys=[],
-                    secret_key=secrets.token_bytes(32), redis_url=None, embedded=False,
-                    **({"argon2_time_cost": 1, "argon2_memory_cost": 1024} | overrides))
+    return Settings(
+        database_url=url,
+        master_key=master_key or secrets.token_bytes(32),
+        previous_master_keys=[],
+        secret_key=secrets.token_bytes(32),
+        redis_url=None,
+        embedded=False,
+        **({"argon2_time_cost": 1, "argon2_memory_cost": 1024} | overrides),
+    )
 
 
 @contextlib.contextmanager
@@ -106,8 +118,9 @@ class Api:
         self.admin_id, self.admin_totp = self._bootstrap_admin()
         self.totps["admin"] = pyotp.TOTP(self.admin_totp)
         self.tokens["admin"] = self.sign_in("admin", PASSWORD)
-        self.org = self.call("admin", "POST", "/api/v1/organizations",
-                             {"name": "テスト診療所", "kind": "clinic"}).json["id"]
+        self.org = self.call("admin", "POST", "/api/v1/organizations", {"name": "テスト診療所", "kind": "clinic"}).json[
+            "id"
+        ]
 
     def _bootstrap_admin(self):
         with self.app.app_context():
@@ -138,12 +151,22 @@ class Api:
         a second person confirms it (here on the server, as `flask --app wsgi
         confirm-user` does), and at the first sign-in the person enrols a second factor
         (second_factor=False: not yet — everything but enrolment answers 403)."""
-        r = self.call("admin", "POST", "/api/v1/users", {
-            "login": name, "display_name": name.upper(), "organization_id": self.org,
-            "profession": profession, **extra})
+        r = self.call(
+            "admin",
+            "POST",
+            "/api/v1/users",
+            {
+                "login": name,
+                "display_name": name.upper(),
+                "organization_id": self.org,
+                "profession": profession,
+                **extra,
+            },
+        )
         assert r.status_code == 201, r.json
-        accepted = self.client.post("/api/v1/invitations/accept",
-                                    json={"code": r.json["invitation"]["code"], "password": PASSWORD})
+        accepted = self.client.post(
+            "/api/v1/invitations/accept", json={"code": r.json["invitation"]["code"], "password": PASSWORD}
+        )
         assert accepted.status_code == 201, accepted.json
         self.confirm(name)
         self.users[name] = {k: v for k, v in r.json.items() if k != "invitation"} | {"confirmed": True}
@@ -167,6 +190,7 @@ class Api:
         """Another bearer token for `login`, issued on the server without a sign-in (a test
         that revokes tokens over and over would otherwise wait for a one-time code each)."""
         from renkei import auth
+
         with self.app.app_context():
             user = db.session.execute(select(User).where(User.login == login)).scalar_one()
             token, _ = auth.issue_token(user)
@@ -178,6 +202,7 @@ class Api:
         """The second person for an administrator's appointment, on the server (as
         `flask --app wsgi confirm-appointment` does)."""
         from renkei import work
+
         with self.app.app_context():
             confirmations.confirm_appointment_on_server(pid, login)
             work.current().commit()
@@ -185,6 +210,7 @@ class Api:
 
     def confirm(self, login):
         from renkei import work
+
         with self.app.app_context():
             confirmations.confirm_user_on_server(login)
             work.current().commit()
@@ -216,20 +242,27 @@ class Api:
         return self.client.open(path, method=method, json=json, headers=h)
 
     def patient(self, who, consent=True, **demographics) -> str:
-        body = {"name": "連携 花子", "name_kana": "れんけい はなこ", "birth_date": "1940-02-03",
-                "sex": "female"} | demographics
+        body = {
+            "name": "連携 花子",
+            "name_kana": "れんけい はなこ",
+            "birth_date": "1940-02-03",
+            "sex": "female",
+        } | demographics
         r = self.call(who, "POST", "/api/v1/patients", body)
         assert r.status_code == 201, r.json
         pid = r.json["id"]
         if consent:
-            r = self.call(who, "POST", f"/api/v1/patients/{pid}/consents",
-                          {"obtained_on": str(days_ago(30)), "obtained_by": who, "scope": "情報共有"})
+            r = self.call(
+                who,
+                "POST",
+                f"/api/v1/patients/{pid}/consents",
+                {"obtained_on": str(days_ago(30)), "obtained_by": who, "scope": "情報共有"},
+            )
             assert r.status_code == 201, r.json
         return pid
 
     def join(self, pid, name, role, by="admin"):
-        r = self.call(by, "POST", f"/api/v1/patients/{pid}/team",
-                      {"user_id": self.users[name]["id"], "role": role})
+        r = self.call(by, "POST", f"/api/v1/patients/{pid}/team", {"user_id": self.users[name]["id"], "role": role})
         assert r.status_code == 201, r.json
 
 
@@ -246,6 +279,7 @@ def grant_breakglass(api, who, pid, reason="夜間の急変対応"):
     one-time code each time: for fixtures that need one per test (the route itself is
     tested with its code and its limits)."""
     from renkei import breakglass, work
+
     with api.app.app_context():
         actor = db.session.get(User, api.users[who]["id"])
         breakglass._open(actor, authz.live_patient(pid), reason, None, otp_checked=True)

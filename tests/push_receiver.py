@@ -2,6 +2,7 @@
 push service and the device behind it. It checks the VAPID JWT (RFC 8292: ES256 under
 the key in `k`, audience = this origin, expiry within a day, a contact in `sub`) and
 decrypts the body as the device would (RFC 8291 aes128gcm, with http_ece)."""
+
 import base64
 import json
 import os
@@ -39,17 +40,33 @@ class Device:
         return f"{self.receiver.origin}/push/{self.name}"
 
     def subscription(self, label: str | None = None) -> dict:
-        point = self.key.public_key().public_bytes(serialization.Encoding.X962,
-                                                    serialization.PublicFormat.UncompressedPoint)
-        sub = {"endpoint": self.endpoint, "expirationTime": None,
-               "keys": {"p256dh": b64url(point), "auth": b64url(self.auth)}}
+        point = self.key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        sub = {
+            "endpoint": self.endpoint,
+            "expirationTime": None,
+            "keys": {"p256dh": b64url(point), "auth": b64url(self.auth)},
+        }
         return sub | ({"label": label} if label else {})
 
 
 class Received:
-    def __init__(self, device: str, payload: dict, headers: dict,  # header names in lower case
-                 vapid_key: str, claims: dict):
-        self.device, self.payload, self.headers, self.vapid_key, self.claims = device, payload, headers, vapid_key, claims
+    def __init__(
+        self,
+        device: str,
+        payload: dict,
+        headers: dict,  # header names in lower case
+        vapid_key: str,
+        claims: dict,
+    ):
+        self.device, self.payload, self.headers, self.vapid_key, self.claims = (
+            device,
+            payload,
+            headers,
+            vapid_key,
+            claims,
+        )
         self.at = time.perf_counter()  # when it arrived (bench/push.py)
 
 

@@ -1,11 +1,12 @@
 """Start real Renkei server processes (python wsgi.py, or gunicorn) for tests that need them."""
+
+import base64
 import contextlib
 import os
+import secrets
 import socket
 import subprocess
 import sys
-import base64
-import secrets
 import threading
 import time
 from pathlib import Path
@@ -28,8 +29,11 @@ def start_server(env: dict, timeout: float = 30, gunicorn: bool = False, handle:
     `handle`, if given, receives the Popen so a test can kill the server."""
     port = env["RENKEI_PORT"]
     log = open(os.path.join(env.get("RENKEI_INSTANCE_DIR", "/tmp"), f"server-{port}.log"), "w")
-    command = ([sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "wsgi:app"]
-               if gunicorn else [sys.executable, "wsgi.py"])
+    command = (
+        [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "wsgi:app"]
+        if gunicorn
+        else [sys.executable, "wsgi.py"]
+    )
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     if handle is not None:
         handle.append(proc)
@@ -95,13 +99,21 @@ class World:
 
     def __init__(self, url, tmp: Path):
         self.key = secrets.token_bytes(32)
-        self.env = os.environ | {"RENKEI_DATABASE_URL": url, "RENKEI_INSTANCE_DIR": str(tmp),
-                                 "RENKEI_MASTER_KEY": base64.b64encode(self.key).decode(),
-                                 "RENKEI_SECRET_KEY": "t" * 32}
+        self.env = os.environ | {
+            "RENKEI_DATABASE_URL": url,
+            "RENKEI_INSTANCE_DIR": str(tmp),
+            "RENKEI_MASTER_KEY": base64.b64encode(self.key).decode(),
+            "RENKEI_SECRET_KEY": "t" * 32,
+        }
         self.app = app = build_app(url, self.key)
         self.api = Api(app)
-        for name, prof in [("cm", "care_manager"), ("doc", "physician"), ("ns", "nurse"), ("out", "nurse"),
-                           ("er", "physician")]:
+        for name, prof in [
+            ("cm", "care_manager"),
+            ("doc", "physician"),
+            ("ns", "nurse"),
+            ("out", "nurse"),
+            ("er", "physician"),
+        ]:
             self.api.user(name, prof)
         self.pid = self.api.patient("cm")
         self.api.join(self.pid, "doc", "primary_physician", by="cm")
@@ -116,7 +128,10 @@ class World:
         return start_server(self.env | {"RENKEI_PORT": str(free_port())} | workers | env, gunicorn=gunicorn)
 
     def put(self, base, who, section, content, version):
-        r = requests.put(f"{base}/api/v1/patients/{self.pid}/record/{section}", json={"content": content},
-                         headers={"Authorization": "Bearer " + self.tokens[who], "If-Match": f'"{version}"'})
+        r = requests.put(
+            f"{base}/api/v1/patients/{self.pid}/record/{section}",
+            json={"content": content},
+            headers={"Authorization": "Bearer " + self.tokens[who], "If-Match": f'"{version}"'},
+        )
         assert r.status_code == 200, r.text
         return r.json()

@@ -3,6 +3,7 @@ gets an invitation link instead of a password the administrator chose; the perso
 their own password (the rules shown before typing) and is asked for a second factor at
 their first sign-in; kinds read in Japanese; 停止 asks first; nobody sees a button they
 cannot use; a lone administrator is told to reset and confirm on the server."""
+
 import os
 import re
 
@@ -22,7 +23,11 @@ def demo(tmp_path_factory):
     """The embedded default with its demo data, and the folder holding its credentials."""
     folder = tmp_path_factory.mktemp("admin-demo")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
-    env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_PORT": str(free_port()), "RENKEI_MASTER_KEY": random_master_key()}
+    env |= {
+        "RENKEI_INSTANCE_DIR": str(folder),
+        "RENKEI_PORT": str(free_port()),
+        "RENKEI_MASTER_KEY": random_master_key(),
+    }
     with start_server(env, timeout=60) as base:
         secret = re.search(r"TOTP secret (\w+)", (folder / "demo-credentials.txt").read_text()).group(1)
         yield base, pyotp.TOTP(secret)

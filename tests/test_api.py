@@ -1,4 +1,5 @@
 """The API contract of docs/API.md, on SQLite and on PostgreSQL."""
+
 import pyotp
 from sqlalchemy import select
 
@@ -6,8 +7,8 @@ from models import Patient, PatientSearchToken
 from renkei import db
 from tests.helpers import PASSWORD, R, days_ago, team
 
-
 # --- authentication --------------------------------------------------------
+
 
 def test_bad_credentials_answer_alike_for_unknown_and_known_logins(api):
     api.user("cm", "care_manager")
@@ -56,9 +57,12 @@ def test_revoked_token_stops_working(api):
 
 def test_expired_token_is_refused(api):
     from datetime import timedelta
+
     from sqlalchemy import update
+
     from models import ApiToken, utcnow
     from renkei import db
+
     api.user("cm", "care_manager")
     with api.app.app_context():
         db.session.execute(update(ApiToken).values(expires_at=utcnow() - timedelta(seconds=1)))
@@ -72,7 +76,12 @@ def test_totp_enrolment_then_required(api):
     r = api.call("doc", "POST", "/api/v1/auth/totp")
     assert r.status_code == 201
     totp = pyotp.TOTP(r.json["secret"])
-    assert api.call("doc", "POST", "/api/v1/auth/totp/confirm", {"otp": "123456" if totp.now() != "123456" else "654321"}).status_code == 422
+    assert (
+        api.call(
+            "doc", "POST", "/api/v1/auth/totp/confirm", {"otp": "123456" if totp.now() != "123456" else "654321"}
+        ).status_code
+        == 422
+    )
     assert api.call("doc", "POST", "/api/v1/auth/totp/confirm", {"otp": totp.now()}).status_code == 204
     r = api.client.post("/api/v1/auth/tokens", json={"login": "doc", "password": PASSWORD})
     assert r.status_code == 401
@@ -87,17 +96,23 @@ def test_disabled_user_loses_access_at_once(api):
 
 # --- directory -------------------------------------------------------------
 
+
 def test_only_administrators_create_users_and_organisations(api):
     api.user("cm", "care_manager")
     assert api.call("cm", "POST", "/api/v1/organizations", {"name": "x", "kind": "clinic"}).status_code == 403
     r = api.call("admin", "POST", "/api/v1/organizations", {"name": "x", "kind": "bakery"})
     assert r.status_code == 422 and "kind" in r.json["errors"]
-    r = api.call("admin", "POST", "/api/v1/users", {"login": "cm", "display_name": "x",
-                                                   "organization_id": api.org, "profession": "nurse"})
+    r = api.call(
+        "admin",
+        "POST",
+        "/api/v1/users",
+        {"login": "cm", "display_name": "x", "organization_id": api.org, "profession": "nurse"},
+    )
     assert r.status_code == 409
 
 
 # --- patients, consent, team -------------------------------------------------
+
 
 def test_registrant_joins_with_the_role_of_their_profession(api):
     api.user("cm", "care_manager")
@@ -128,12 +143,13 @@ def test_search_finds_a_family_name_prefix_in_kanji_or_either_kana(api):
 
     def found(typed):
         return sorted(i["id"] for i in api.call("cm", "POST", R + "/search", {"name": typed}).json["items"])
+
     assert found("ヤマダ") == found("やまだ") == found("ﾔﾏﾀﾞ") == found("山田") == [yamada]
     assert found("やま") == found("ヤマ") == found("山") == sorted([yamada, yamamoto])
-    assert found("やまだた") == []        # a prefix of the family name, not of the whole name
+    assert found("やまだた") == []  # a prefix of the family name, not of the whole name
     assert found("たろう") == found("山子") == []  # given names alone are not searched
     assert found("山本一二三四五六") == [yamamoto]  # longer than the prefix tokens: full name
-    assert found("やまもとひ") == []       # five characters: the prefix token matches, the name does not
+    assert found("やまもとひ") == []  # five characters: the prefix token matches, the name does not
 
 
 def test_a_name_the_caller_may_not_see_is_not_searched_at_all(api):
@@ -141,6 +157,7 @@ def test_a_name_the_caller_may_not_see_is_not_searched_at_all(api):
     a matching hidden patient cost four more statements (and ~2 ms) than a miss, so the
     family name could be rebuilt a character at a time."""
     from sqlalchemy import event
+
     pid = team(api)  # 連携 花子, with consent; the physician is on the team
     consent = api.call("cm", "GET", f"{R}/{pid}/consents").json["items"][0]["id"]
     assert api.call("cm", "DELETE", f"{R}/{pid}/consents/{consent}").status_code == 204
@@ -148,10 +165,12 @@ def test_a_name_the_caller_may_not_see_is_not_searched_at_all(api):
     listener = lambda *_: counted.append(1)  # noqa: E731
     event.listen(engine, "before_cursor_execute", listener)
     try:
+
         def statements(typed):
             counted.clear()
             assert api.call("doc", "POST", R + "/search", {"name": typed}).json["items"] == []
             return len(counted)
+
         assert statements("れんけい") == statements("レン") == statements("すずき") == statements("連携 花子")
     finally:
         event.remove(engine, "before_cursor_execute", listener)
@@ -163,16 +182,22 @@ def test_the_name_index_holds_a_fixed_number_of_opaque_tokens(api):
     long = api.patient("cm", name="長谷川 一郎", name_kana="はせがわ いちろう")
     pid = api.patient("cm", name="山田 太郎", name_kana="やまだ たろう")
     with api.app.app_context():
-        tokens = {p: db.session.execute(select(PatientSearchToken.token).where(
-            PatientSearchToken.patient_id == p)).scalars().all() for p in (short, long, pid)}
-        assert len(tokens[short]) == len(tokens[long]) == 10   # the count says nothing of a name's length
+        tokens = {
+            p: db.session.execute(select(PatientSearchToken.token).where(PatientSearchToken.patient_id == p))
+            .scalars()
+            .all()
+            for p in (short, long, pid)
+        }
+        assert len(tokens[short]) == len(tokens[long]) == 10  # the count says nothing of a name's length
         assert all(len(t) == 64 and int(t, 16) >= 0 for ts in tokens.values() for t in ts)
         # What the index reveals (docs/ARCHITECTURE.md): はやし and はせがわ share their first
         # kana, so one token is the same; nothing else is.
         assert len(set(tokens[short]) & set(tokens[long])) == 1
     assert api.call("admin", "DELETE", f"{R}/{pid}").status_code == 204
     with api.app.app_context():
-        assert db.session.execute(select(PatientSearchToken).where(PatientSearchToken.patient_id == pid)).first() is None
+        assert (
+            db.session.execute(select(PatientSearchToken).where(PatientSearchToken.patient_id == pid)).first() is None
+        )
         assert db.session.get(Patient, pid).name_index is None
 
 
@@ -184,8 +209,12 @@ def test_consent_missing_blocks_other_members(api):
     r = api.call("doc", "GET", f"{R}/{pid}/record")
     assert r.status_code == 403 and "consent" in r.json["detail"]
     assert api.call("cm", "GET", f"{R}/{pid}/record").status_code == 200  # the registrant
-    api.call("cm", "POST", f"{R}/{pid}/consents", {"obtained_on": str(days_ago(30)), "obtained_by": "田中",
-                                                 "scope": "在宅チーム内での共有"})
+    api.call(
+        "cm",
+        "POST",
+        f"{R}/{pid}/consents",
+        {"obtained_on": str(days_ago(30)), "obtained_by": "田中", "scope": "在宅チーム内での共有"},
+    )
     assert api.call("doc", "GET", f"{R}/{pid}/record").status_code == 200
 
 
@@ -216,12 +245,24 @@ def test_removed_member_sees_nothing(api):
 
 # --- the record ------------------------------------------------------------
 
+
 def test_empty_record_has_ten_sections_at_version_zero(api):
     pid = team(api)
     sections = api.call("doc", "GET", f"{R}/{pid}/record").json["sections"]
-    assert sorted(sections) == sorted(["wishes", "condition", "adl", "home", "family_care",
-                                       "diseases_medications", "illness_explanation",
-                                       "expected_changes", "home_care_cautions", "care_notes"])
+    assert sorted(sections) == sorted(
+        [
+            "wishes",
+            "condition",
+            "adl",
+            "home",
+            "family_care",
+            "diseases_medications",
+            "illness_explanation",
+            "expected_changes",
+            "home_care_cautions",
+            "care_notes",
+        ]
+    )
     assert all(s["version"] == 0 and s["content"] == {} for s in sections.values())
 
 
@@ -230,8 +271,13 @@ def test_section_write_versions_and_history(api):
     url = f"{R}/{pid}/record/adl"
     r = api.call("cm", "GET", url)
     assert r.headers["ETag"] == '"0"'
-    r = api.call("cm", "PUT", url, {"content": {"eating": {"level": "supervision", "note": "とろみ"}}},
-                 headers={"If-Match": '"0"'})
+    r = api.call(
+        "cm",
+        "PUT",
+        url,
+        {"content": {"eating": {"level": "supervision", "note": "とろみ"}}},
+        headers={"If-Match": '"0"'},
+    )
     assert r.status_code == 200 and r.json["version"] == 1 and r.headers["ETag"] == '"1"'
     assert r.json["updated_by"] == api.users["cm"]["id"]
     r = api.call("doc", "PUT", url, {"content": {"eating": {"level": "full_assist"}}}, headers={"If-Match": '"1"'})
@@ -260,8 +306,13 @@ def test_write_matrix_is_enforced(api):
     pid = team(api)
     r = api.call("pharm", "PUT", f"{R}/{pid}/record/adl", {"content": {}}, headers={"If-Match": '"0"'})
     assert r.status_code == 403
-    r = api.call("pharm", "PUT", f"{R}/{pid}/record/diseases_medications",
-                 {"content": {"medications": [{"name": "アムロジピン", "dose": "5mg"}]}}, headers={"If-Match": '"0"'})
+    r = api.call(
+        "pharm",
+        "PUT",
+        f"{R}/{pid}/record/diseases_medications",
+        {"content": {"medications": [{"name": "アムロジピン", "dose": "5mg"}]}},
+        headers={"If-Match": '"0"'},
+    )
     assert r.status_code == 200
     r = api.call("cm", "PUT", f"{R}/{pid}/record/diseases_medications", {"content": {}}, headers={"If-Match": '"1"'})
     assert r.status_code == 403
@@ -283,13 +334,19 @@ def test_invalid_content_is_422_naming_the_field_and_writes_nothing(api):
 def test_unknown_section_is_404(api):
     pid = team(api)
     assert api.call("cm", "GET", f"{R}/{pid}/record/horoscope").status_code == 404
-    assert api.call("cm", "PUT", f"{R}/{pid}/record/horoscope", {"content": {}}, headers={"If-Match": '"0"'}).status_code == 404
+    assert (
+        api.call("cm", "PUT", f"{R}/{pid}/record/horoscope", {"content": {}}, headers={"If-Match": '"0"'}).status_code
+        == 404
+    )
 
 
 def test_malformed_json_is_a_problem_not_a_500(api):
     pid = team(api)
-    r = api.client.put(f"{R}/{pid}/record/adl", data="{not json", headers={
-        "Authorization": "Bearer " + api.tokens["cm"], "If-Match": '"0"', "Content-Type": "application/json"})
+    r = api.client.put(
+        f"{R}/{pid}/record/adl",
+        data="{not json",
+        headers={"Authorization": "Bearer " + api.tokens["cm"], "If-Match": '"0"', "Content-Type": "application/json"},
+    )
     assert r.status_code == 400 and r.mimetype == "application/problem+json"
     r = api.call("cm", "PUT", f"{R}/{pid}/record/adl", ["a list"], headers={"If-Match": '"0"'})
     assert r.status_code == 422
@@ -297,12 +354,16 @@ def test_malformed_json_is_a_problem_not_a_500(api):
 
 # --- timeline --------------------------------------------------------------
 
+
 def test_notes_newest_first_paginated_and_acknowledged(api):
     pid = team(api)
-    ids = [api.call("cm", "POST", f"{R}/{pid}/notes", {"body": f"記録{i}", "category": "observation"}).json["id"]
-           for i in range(5)]
-    urgent = api.call("doc", "POST", f"{R}/{pid}/notes", {"body": "発熱38.5℃", "category": "vital_signs",
-                                                        "urgent": True}).json
+    ids = [
+        api.call("cm", "POST", f"{R}/{pid}/notes", {"body": f"記録{i}", "category": "observation"}).json["id"]
+        for i in range(5)
+    ]
+    urgent = api.call(
+        "doc", "POST", f"{R}/{pid}/notes", {"body": "発熱38.5℃", "category": "vital_signs", "urgent": True}
+    ).json
     assert urgent["urgent"] is True
     page = api.call("cm", "GET", f"{R}/{pid}/notes?limit=4").json
     assert [n["id"] for n in page["items"]] == [urgent["id"], *ids[::-1][:3]]
@@ -325,6 +386,7 @@ def test_bad_note_category_names_the_field(api):
 
 # --- break-glass -----------------------------------------------------------
 
+
 def test_breakglass_reads_for_a_limited_time_and_writes_nothing(api):
     pid = team(api)
     api.user("er", "physician")
@@ -336,8 +398,10 @@ def test_breakglass_reads_for_a_limited_time_and_writes_nothing(api):
     assert r.status_code == 403
     assert api.call("er", "POST", f"{R}/{pid}/notes", {"body": "x", "category": "other"}).status_code == 403
     from sqlalchemy import update
+
     from models import BreakGlass, utcnow
     from renkei import db
+
     with api.app.app_context():
         db.session.execute(update(BreakGlass).values(expires_at=utcnow()))
         db.session.commit()
@@ -354,6 +418,7 @@ def test_breakglass_is_for_physicians_and_nurses_only(api):
 
 # --- audit -----------------------------------------------------------------
 
+
 def test_every_access_leaves_one_audit_entry_including_denials(api):
     pid = team(api)
     api.user("outsider", "nurse")
@@ -365,7 +430,8 @@ def test_every_access_leaves_one_audit_entry_including_denials(api):
     assert [(i["action"], i["actor_id"], i["outcome"]) for i in items] == [
         ("record.write", api.users["pharm"]["id"], "denied"),
         ("record.read", api.users["outsider"]["id"], "not_found"),
-        ("record.read", api.users["doc"]["id"], "ok")]
+        ("record.read", api.users["doc"]["id"], "ok"),
+    ]
     assert items[2]["seq"] == before + 2  # the audit read in between was logged too
     assert all(i["request_id"] and i["client_addr"] for i in items)
 
@@ -394,6 +460,7 @@ def test_audit_is_for_administrators_and_auditors(api):
 
 def test_audit_export_streams_the_whole_log_in_pages(api, monkeypatch):
     from renkei import access_log
+
     monkeypatch.setattr(access_log, "EXPORT_BATCH", 4)
     for name in ("e1", "e2", "e3", "e4", "e5"):
         api.user(name, "nurse")
@@ -416,14 +483,18 @@ def test_audit_pages_with_a_cursor(api):
 
 # --- deletion ----------------------------------------------------------------
 
+
 def test_deleting_a_patient_shreds_its_key(api):
     pid = team(api)
-    api.call("cm", "PUT", f"{R}/{pid}/record/wishes", {"content": {"patient_wishes": "家で"}}, headers={"If-Match": '"0"'})
+    api.call(
+        "cm", "PUT", f"{R}/{pid}/record/wishes", {"content": {"patient_wishes": "家で"}}, headers={"If-Match": '"0"'}
+    )
     assert api.call("cm", "DELETE", f"{R}/{pid}").status_code == 403
     assert api.call("admin", "DELETE", f"{R}/{pid}").status_code == 204
     assert api.call("cm", "GET", f"{R}/{pid}/record").status_code == 404
     from models import Patient
     from renkei import db
+
     with api.app.app_context():
         p = db.session.get(Patient, pid)
         assert p.wrapped_key is None and p.demographics_ct is None and p.name_index is None

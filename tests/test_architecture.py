@@ -1,6 +1,7 @@
 """The layering rules of docs/ARCHITECTURE.md, checked on the source with `ast`:
 no import cycles (imports inside functions count), the core does not reach up into
 its doors (only the app factory wires them), and the pages do not import the API."""
+
 import ast
 import re
 from pathlib import Path
@@ -38,10 +39,10 @@ def imports_of(path: Path, name: str, modules) -> list[tuple[str, int, bool]]:
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
                 if child.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - child.level + 1]
-                                    + ([base] if base else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                           for a in child.names]
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - child.level + 1] + ([base] if base else [])
+                    )
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in child.names]
             else:
                 visit(child, nested)
                 continue
@@ -50,6 +51,7 @@ def imports_of(path: Path, name: str, modules) -> list[tuple[str, int, bool]]:
                     target = target.rpartition(".")[0]
                 if target and target != name:
                     out.append((target, child.lineno, in_function))
+
     visit(tree, False)
     return out
 
@@ -83,6 +85,7 @@ def cycles(graph) -> list[list[str]]:
                     break
             if len(component) > 1:
                 found.append(sorted(component))
+
     for v in graph:
         if v not in index:
             strong(v)
@@ -95,22 +98,37 @@ def test_no_import_cycles():
 
 def test_the_core_does_not_import_its_doors():
     graph = import_graph()
-    wrong = [(m, t, line) for m, edges in graph.items() if m.split(".")[0] == "renkei" and m != APP_FACTORY
-             for t, line, _ in edges if t.split(".")[0] in DOORS]
+    wrong = [
+        (m, t, line)
+        for m, edges in graph.items()
+        if m.split(".")[0] == "renkei" and m != APP_FACTORY
+        for t, line, _ in edges
+        if t.split(".")[0] in DOORS
+    ]
     assert wrong == []
 
 
 def test_models_import_nothing_above_them():
     graph = import_graph()
-    wrong = [(m, t) for m, edges in graph.items() if m.split(".")[0] == "models"
-             for t, _, _ in edges if t.split(".")[0] != "models"]
+    wrong = [
+        (m, t)
+        for m, edges in graph.items()
+        if m.split(".")[0] == "models"
+        for t, _, _ in edges
+        if t.split(".")[0] != "models"
+    ]
     assert wrong == []
 
 
 def test_pages_do_not_import_the_api():
     graph = import_graph()
-    wrong = [(m, t, line) for m, edges in graph.items() if m.split(".")[0] == "web"
-             for t, line, _ in edges if t.split(".")[0] == "api"]
+    wrong = [
+        (m, t, line)
+        for m, edges in graph.items()
+        if m.split(".")[0] == "web"
+        for t, line, _ in edges
+        if t.split(".")[0] == "api"
+    ]
     assert wrong == []
 
 
@@ -134,13 +152,17 @@ def test_few_function_level_imports_each_with_a_reason():
 # A date written into a test ages: readings fall out of a week's sheet, a consent out of
 # a window (issue 29: the suite failed on a fresh clone a week after it landed). Tests take
 # dates from tests.helpers.days_ago; far past (birth dates) and far future stay literal.
-LITERAL_DATE = re.compile(r"\b(20[0-8]\d)[-/](?:0?[1-9]|1[0-2])[-/](?:0?[1-9]|[12]\d|3[01])\b"
-                          r"|\bdate(?:time)?\((20[0-8]\d),")
+LITERAL_DATE = re.compile(
+    r"\b(20[0-8]\d)[-/](?:0?[1-9]|1[0-2])[-/](?:0?[1-9]|[12]\d|3[01])\b"
+    r"|\bdate(?:time)?\((20[0-8]\d),"
+)
 
 
 def test_no_test_depends_on_the_calendar():
-    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
-             for path in sorted((ROOT / "tests").rglob("*.py"))
-             for number, line in enumerate(path.read_text().splitlines(), 1)
-             if LITERAL_DATE.search(line)]
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if LITERAL_DATE.search(line)
+    ]
     assert found == []

@@ -1,6 +1,7 @@
 """Photos and documents in the record (issue 15): what a team member uploads is kept
 without its location, encrypted frame by frame, shown only to the patient's team, and
 never written to a disk in plaintext."""
+
 import io
 import os
 import re
@@ -39,14 +40,17 @@ def photo(size=(40, 20), orientation=None, gps=True, fmt="JPEG") -> bytes:
 
 def pdf(size: int, canary: bytes = b"CANARY-7f3a") -> bytes:
     body = b"%PDF-1.4\n% " + (canary + b" ") * (size // (len(canary) + 1))
-    return body[:size - 6] + b"\n%%EOF"
+    return body[: size - 6] + b"\n%%EOF"
 
 
 def upload(api, who, pid, data: bytes, filename="photo.jpg", mimetype="image/jpeg", headers=None, **fields):
     h = {"Authorization": "Bearer " + api.tokens[who]} | (headers or {})
-    return api.client.post(f"/api/v1/patients/{pid}/attachments", headers=h,
-                           data={"file": (io.BytesIO(data), filename, mimetype), **fields},
-                           content_type="multipart/form-data")
+    return api.client.post(
+        f"/api/v1/patients/{pid}/attachments",
+        headers=h,
+        data={"file": (io.BytesIO(data), filename, mimetype), **fields},
+        content_type="multipart/form-data",
+    )
 
 
 def has_exif(data: bytes) -> bool:
@@ -62,7 +66,12 @@ def test_a_photo_is_kept_upright_and_without_its_location(api):
     assert r.status_code == 201, r.json
     a = r.json
     assert (a["content_type"], a["width"], a["height"]) == ("image/jpeg", 20, 40)  # upright
-    assert (a["caption"], a["series"], a["created_by_name"], a["thumbnail"]) == ("仙骨部 2cm", "仙骨部褥瘡", "DOC", True)
+    assert (a["caption"], a["series"], a["created_by_name"], a["thumbnail"]) == (
+        "仙骨部 2cm",
+        "仙骨部褥瘡",
+        "DOC",
+        True,
+    )
 
     served = api.call("pharm", "GET", f"/api/v1/patients/{pid}/attachments/{a['id']}")
     assert served.status_code == 200 and served.mimetype == "image/jpeg"
@@ -132,15 +141,21 @@ def test_only_the_team_sees_attachments_and_break_glass_only_looks(api):
     aid = upload(api, "doc", pid, photo()).json["id"]
     api.user("outsider", "nurse")
     base = f"/api/v1/patients/{pid}/attachments"
-    for method, path in (("GET", base), ("GET", f"{base}/{aid}"), ("GET", f"{base}/{aid}/thumbnail"),
-                         ("DELETE", f"{base}/{aid}")):
+    for method, path in (
+        ("GET", base),
+        ("GET", f"{base}/{aid}"),
+        ("GET", f"{base}/{aid}/thumbnail"),
+        ("DELETE", f"{base}/{aid}"),
+    ):
         r = api.call("outsider", method, path)
         assert r.status_code == 404 and b"attachment" not in r.data.lower(), (method, path)
     assert upload(api, "outsider", pid, photo()).status_code == 404
 
     # Break-glass: an emergency physician may look, never add.
     api.user("er", "physician")
-    r = api.call("er", "POST", f"/api/v1/patients/{pid}/breakglass", {"reason": "夜間の急変で往診", "otp": api.otp("er")})
+    r = api.call(
+        "er", "POST", f"/api/v1/patients/{pid}/breakglass", {"reason": "夜間の急変で往診", "otp": api.otp("er")}
+    )
     assert r.status_code == 201, r.json
     assert api.call("er", "GET", f"{base}/{aid}").status_code == 200
     assert api.call("er", "GET", base).json["items"][0]["id"] == aid
@@ -182,8 +197,10 @@ def test_a_section_takes_attachments_from_its_writers_only(sqlite_api):
 def test_a_photo_series_groups_one_body_site_and_pages(sqlite_api):
     api = sqlite_api
     pid = team(api)
-    ids = [upload(api, "doc", pid, photo(), series=s).json["id"]
-           for s in ("仙骨部褥瘡", "仙骨部褥瘡 ", "踵", "ｾﾝｺﾂ", "センコツ")]
+    ids = [
+        upload(api, "doc", pid, photo(), series=s).json["id"]
+        for s in ("仙骨部褥瘡", "仙骨部褥瘡 ", "踵", "ｾﾝｺﾂ", "センコツ")
+    ]
     base = f"/api/v1/patients/{pid}/attachments"
     same = api.call("doc", "GET", base + "?series=仙骨部褥瘡").json["items"]
     assert {i["id"] for i in same} == set(ids[:2])
@@ -229,9 +246,14 @@ def test_every_upload_view_and_download_leaves_one_audit_entry(sqlite_api):
     api.call("cm", "GET", base)
     log = api.call("admin", "GET", f"/api/v1/audit?patient_id={pid}").json["items"]
     mine = [(e["action"], e["detail"]) for e in log if e["action"].startswith("attachment.")]
-    assert sorted(mine) == sorted([("attachment.create", f"attachment={aid}"), ("attachment.read", f"attachment={aid}"),
-                                   ("attachment.thumbnail", f"attachment={aid} thumbnail"),
-                                   ("attachment.list", None)])
+    assert sorted(mine) == sorted(
+        [
+            ("attachment.create", f"attachment={aid}"),
+            ("attachment.read", f"attachment={aid}"),
+            ("attachment.thumbnail", f"attachment={aid} thumbnail"),
+            ("attachment.list", None),
+        ]
+    )
 
 
 def test_crypto_shredding_the_patient_makes_its_attachments_unreadable(sqlite_api):
@@ -250,16 +272,20 @@ def test_crypto_shredding_the_patient_makes_its_attachments_unreadable(sqlite_ap
 
 def _frames_of(app, aid):
     with app.app_context():
-        return db.session.execute(select(AttachmentFrame.index, AttachmentFrame.data).where(
-            AttachmentFrame.attachment_id == aid, AttachmentFrame.part == "file")
-            .order_by(AttachmentFrame.index)).all()
+        return db.session.execute(
+            select(AttachmentFrame.index, AttachmentFrame.data)
+            .where(AttachmentFrame.attachment_id == aid, AttachmentFrame.part == "file")
+            .order_by(AttachmentFrame.index)
+        ).all()
 
 
 def _set_frame(app, aid, index, data):
     with app.app_context():
-        db.session.execute(AttachmentFrame.__table__.update().where(
-            AttachmentFrame.attachment_id == aid, AttachmentFrame.part == "file",
-            AttachmentFrame.index == index).values(data=data))
+        db.session.execute(
+            AttachmentFrame.__table__.update()
+            .where(AttachmentFrame.attachment_id == aid, AttachmentFrame.part == "file", AttachmentFrame.index == index)
+            .values(data=data)
+        )
         db.session.commit()
 
 
@@ -296,8 +322,9 @@ def test_frames_cannot_be_swapped_reordered_moved_or_cut(sqlite_api):
     _set_frame(api.app, a, 2, fa[2].data)
 
     with api.app.app_context():  # cut off the end, and the count with it
-        db.session.execute(AttachmentFrame.__table__.delete().where(
-            AttachmentFrame.attachment_id == a, AttachmentFrame.index == 5))
+        db.session.execute(
+            AttachmentFrame.__table__.delete().where(AttachmentFrame.attachment_id == a, AttachmentFrame.index == 5)
+        )
         db.session.execute(Attachment.__table__.update().where(Attachment.id == a).values(frames=5))
         db.session.commit()
     assert _download(api, pid, a)[0] == "broken off"  # frame 4 was sealed as "more follows"
@@ -317,11 +344,13 @@ def test_an_upload_never_writes_plaintext_to_disk(sqlite_api, tmp_path, monkeypa
         f = tempfile.NamedTemporaryFile(dir=spool_dir, delete=False)
         kept.append(f.name)
         return f
+
     monkeypatch.setattr(frames.tempfile, "TemporaryFile", visible_temporary_file)
     canary = b"CANARY-9d41e2"
     content = pdf(2_000_000, canary)
-    r = upload(api, "doc", pid, content, filename="退院サマリー.pdf", mimetype="application/pdf",
-               caption="退院時サマリー")
+    r = upload(
+        api, "doc", pid, content, filename="退院サマリー.pdf", mimetype="application/pdf", caption="退院時サマリー"
+    )
     assert r.status_code == 201
     assert kept, "the upload went through the sealed spool"
     written = [p for p in spool_dir.rglob("*") if p.is_file()]
@@ -344,8 +373,10 @@ def test_an_oversized_upload_is_refused_without_reading_it_whole(sqlite_url, tmp
     # A client streaming 40 MB with no Content-Length is cut off at the limit: memory
     # stays flat, nothing is stored.
     boundary = "renkeiboundary"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.pdf\"\r\n"
-            "Content-Type: application/pdf\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.pdf"\r\n'
+        "Content-Type: application/pdf\r\n\r\n"
+    ).encode()
 
     class Endless(io.RawIOBase):
         sent = 0
@@ -359,13 +390,24 @@ def test_an_oversized_upload_is_refused_without_reading_it_whole(sqlite_url, tmp
             b[:n] = chunk[:n]
             self.sent += n
             return n if self.sent < 40_000_000 else 0
+
     stream = Endless()
-    environ = EnvironBuilder(path=f"/api/v1/patients/{pid}/attachments", method="POST", headers={
-        "Authorization": "Bearer " + api.tokens["doc"],
-        "Content-Type": f"multipart/form-data; boundary={boundary}"}).get_environ()
+    environ = EnvironBuilder(
+        path=f"/api/v1/patients/{pid}/attachments",
+        method="POST",
+        headers={
+            "Authorization": "Bearer " + api.tokens["doc"],
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+    ).get_environ()
     environ.pop("CONTENT_LENGTH", None)  # chunked: the server says where the body ends
-    environ.update({"wsgi.input": stream, "wsgi.input_terminated": True,
-                    "CONTENT_TYPE": f"multipart/form-data; boundary={boundary}"})
+    environ.update(
+        {
+            "wsgi.input": stream,
+            "wsgi.input_terminated": True,
+            "CONTENT_TYPE": f"multipart/form-data; boundary={boundary}",
+        }
+    )
     status = []
     tracemalloc.start()
     body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
@@ -400,7 +442,7 @@ def test_sealed_frames_round_trip_with_flat_memory():
     aad = lambda i, last: f"t|{i}|{last}"  # noqa: E731
     for size in (0, 1, frames.FRAME - 1, frames.FRAME, frames.FRAME + 1, 3 * frames.FRAME):
         data = os.urandom(size)
-        sealed = list(frames.seal_frames(key, aad, [data[i:i + 1000] for i in range(0, size, 1000)] or [b""]))
+        sealed = list(frames.seal_frames(key, aad, [data[i : i + 1000] for i in range(0, size, 1000)] or [b""]))
         assert len(sealed) == max(1, -(-size // frames.FRAME))
         assert b"".join(frames.open_frames(key, aad, sealed, len(sealed))) == data
         with pytest.raises(crypto.DecryptionError):
@@ -409,6 +451,7 @@ def test_sealed_frames_round_trip_with_flat_memory():
     def chunks():  # 50 MB, never all at once
         for _ in range(800):
             yield b"z" * 65536
+
     tracemalloc.start()
     total = sum(len(b) for b in frames.open_frames(key, aad, frames.seal_frames(key, aad, chunks()), 800))
     _, peak = tracemalloc.get_traced_memory()
@@ -419,7 +462,9 @@ def test_sealed_frames_round_trip_with_flat_memory():
 def test_the_timeline_shows_thumbnails_and_the_emergency_sheet_never_photos(sqlite_api):
     api = sqlite_api
     pid = team(api)
-    note = api.call("cm", "POST", f"/api/v1/patients/{pid}/notes", {"body": "右踵の発赤", "category": "observation"}).json
+    note = api.call(
+        "cm", "POST", f"/api/v1/patients/{pid}/notes", {"body": "右踵の発赤", "category": "observation"}
+    ).json
     aid = upload(api, "cm", pid, photo(), note_id=note["id"], series="右踵").json["id"]
     doc = upload(api, "cm", pid, pdf(5000), note_id=note["id"], caption="紹介状").json["id"]
     page = api.web("doc").get(f"/patients/{pid}").get_data(as_text=True)
@@ -429,7 +474,9 @@ def test_the_timeline_shows_thumbnails_and_the_emergency_sheet_never_photos(sqli
     assert "右踵" in photos_page and f"attachments/{aid}/thumbnail" in photos_page
     sheet = api.web("doc").get(f"/patients/{pid}/sheet").get_data(as_text=True)
     assert "/attachments/" not in sheet
-    assert all(src.startswith("data:image/svg") for src in re.findall(r'<img[^>]*\bsrc="([^"]*)"', sheet))  # the QR code only
+    assert all(
+        src.startswith("data:image/svg") for src in re.findall(r'<img[^>]*\bsrc="([^"]*)"', sheet)
+    )  # the QR code only
 
 
 def test_an_upload_holds_no_database_work_while_its_bytes_arrive(sqlite_api):
@@ -439,8 +486,14 @@ def test_an_upload_holds_no_database_work_while_its_bytes_arrive(sqlite_api):
     api = sqlite_api
     pid = team(api)
     boundary = "slowtablet"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"scan.pdf\"\r\n"
-            "Content-Type: application/pdf\r\n\r\n").encode() + pdf(600_000) + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="scan.pdf"\r\n'
+            "Content-Type: application/pdf\r\n\r\n"
+        ).encode()
+        + pdf(600_000)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     seen = {}
 
     class Slow(io.RawIOBase):
@@ -451,21 +504,38 @@ def test_an_upload_holds_no_database_work_while_its_bytes_arrive(sqlite_api):
 
         def readinto(self, b):
             if self.sent > 300_000 and not seen:  # halfway: someone else writes, from another thread
+
                 def post():
-                    seen["note"] = api.call("pharm", "POST", f"/api/v1/patients/{pid}/notes",
-                                            {"body": "残薬を確認しました", "category": "medication"}).status_code
+                    seen["note"] = api.call(
+                        "pharm",
+                        "POST",
+                        f"/api/v1/patients/{pid}/notes",
+                        {"body": "残薬を確認しました", "category": "medication"},
+                    ).status_code
+
                 seen["thread"] = threading.Thread(target=post, daemon=True)
                 seen["thread"].start()
                 seen["thread"].join(10)
             n = min(len(b), 16384, len(body) - self.sent)
-            b[:n] = body[self.sent:self.sent + n]
+            b[:n] = body[self.sent : self.sent + n]
             self.sent += n
             return n
-    environ = EnvironBuilder(path=f"/api/v1/patients/{pid}/attachments", method="POST", headers={
-        "Authorization": "Bearer " + api.tokens["doc"],
-        "Content-Type": f"multipart/form-data; boundary={boundary}"}).get_environ()
-    environ.update({"wsgi.input": Slow(), "CONTENT_LENGTH": str(len(body)),
-                    "CONTENT_TYPE": f"multipart/form-data; boundary={boundary}"})
+
+    environ = EnvironBuilder(
+        path=f"/api/v1/patients/{pid}/attachments",
+        method="POST",
+        headers={
+            "Authorization": "Bearer " + api.tokens["doc"],
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+    ).get_environ()
+    environ.update(
+        {
+            "wsgi.input": Slow(),
+            "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": f"multipart/form-data; boundary={boundary}",
+        }
+    )
     status = []
     answer = b"".join(api.app(environ, lambda s, headers, exc_info=None: status.append(s)))
     assert status[0].startswith("201") and seen.get("note") == 201, (status, answer, seen)
@@ -492,12 +562,19 @@ def test_a_browser_session_uploads_like_a_token_does(sqlite_api):
     token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
     scan = pdf(3_000_000)
     form = {"file": (io.BytesIO(scan), "scan.pdf", "application/pdf"), "caption": "退院サマリー"}
-    r = browser.post(f"/api/v1/patients/{pid}/attachments", data=form, content_type="multipart/form-data",
-                     headers={"X-CSRFToken": token})
+    r = browser.post(
+        f"/api/v1/patients/{pid}/attachments",
+        data=form,
+        content_type="multipart/form-data",
+        headers={"X-CSRFToken": token},
+    )
     assert r.status_code == 201, r.json
     assert browser.get(f"/api/v1/patients/{pid}/attachments/{r.json['id']}").data == scan
-    forged = browser.post(f"/api/v1/patients/{pid}/attachments", content_type="multipart/form-data",
-                          data={"file": (io.BytesIO(scan), "scan.pdf", "application/pdf")})
+    forged = browser.post(
+        f"/api/v1/patients/{pid}/attachments",
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(scan), "scan.pdf", "application/pdf")},
+    )
     assert forged.status_code == 400 and "CSRF" in forged.json["detail"]
 
 
@@ -509,8 +586,12 @@ def test_file_parts_are_refused_where_no_file_is_expected(sqlite_api, tmp_path, 
     monkeypatch.setattr(frames.tempfile, "TemporaryFile", lambda **kw: opened.append(1) or real(**kw))
     for path, status in ((f"/api/v1/patients/{pid}/notes", 400), ("/login", 415)):  # a JSON route never parses it
         many = {f"f{i}": (io.BytesIO(b"x"), f"{i}.jpg", "image/jpeg") for i in range(50)}
-        r = api.client.post(path, data=many, content_type="multipart/form-data",
-                            headers={"Authorization": "Bearer " + api.tokens["doc"]})
+        r = api.client.post(
+            path,
+            data=many,
+            content_type="multipart/form-data",
+            headers={"Authorization": "Bearer " + api.tokens["doc"]},
+        )
         assert r.status_code == status, (path, r.status_code)
     r = upload(api, "doc", pid, photo(), **{f"extra{i}": "x" for i in range(10)})
     assert r.status_code == 413  # an upload has a file and a few fields, not hundreds of parts
@@ -540,9 +621,15 @@ def test_concurrent_uploads_cannot_pass_the_patients_quota(database_url):
 
     def send():
         client = app.test_client()
-        answers.append(client.post(f"/api/v1/patients/{pid}/attachments", content_type="multipart/form-data",
-                                   headers={"Authorization": "Bearer " + api.tokens["doc"]},
-                                   data={"file": (io.BytesIO(pdf(200_000)), "a.pdf", "application/pdf")}).status_code)
+        answers.append(
+            client.post(
+                f"/api/v1/patients/{pid}/attachments",
+                content_type="multipart/form-data",
+                headers={"Authorization": "Bearer " + api.tokens["doc"]},
+                data={"file": (io.BytesIO(pdf(200_000)), "a.pdf", "application/pdf")},
+            ).status_code
+        )
+
     threads = [threading.Thread(target=send) for _ in range(2)]
     [t.start() for t in threads]
     [t.join() for t in threads]

@@ -2,6 +2,7 @@
 
 The proofs are checked here by verifiers written from RFC 9162 §2.1.3.2 and §2.1.4.2
 and the signed note by c2sp.org/signed-note, not by the project's own code."""
+
 import base64
 import hashlib
 import threading
@@ -98,6 +99,7 @@ def checkpoint(api):
 
 def sql(api, *statements, **params):
     from renkei import db
+
     with api.app.app_context():
         for s in statements:
             db.session.execute(text(s), params)
@@ -110,40 +112,59 @@ def test_proofs_verify_with_an_independent_rfc9162_verifier(api):
     for _ in range(7):
         api.call("doc", "GET", f"{R}/{pid}/record")
     second = checkpoint(api)
-    entries = [e for e in api.call("admin", "GET", "/api/v1/audit?limit=1000").json["items"]
-               if e["seq"] <= second["tree_size"]]  # every one has its place: reading the log seals first
+    entries = [
+        e for e in api.call("admin", "GET", "/api/v1/audit?limit=1000").json["items"] if e["seq"] <= second["tree_size"]
+    ]  # every one has its place: reading the log seals first
     assert second["tree_size"] > first["tree_size"] >= 5 and len(entries) == second["tree_size"]
     root = base64.b64decode(second["root_hash"])
     for e in entries:
-        proof = api.call("admin", "GET", f"/api/v1/audit/proof/inclusion?seq={e['seq']}"
-                                         f"&tree_size={second['tree_size']}").json
+        proof = api.call(
+            "admin", "GET", f"/api/v1/audit/proof/inclusion?seq={e['seq']}&tree_size={second['tree_size']}"
+        ).json
         assert proof["leaf_index"] == e["seq"] - 1 and proof["leaf_hash"] == e["leaf_hash"]
-        assert rfc_inclusion_ok(proof["leaf_index"], proof["tree_size"], base64.b64decode(proof["leaf_hash"]),
-                                [base64.b64decode(h) for h in proof["audit_path"]], root)
+        assert rfc_inclusion_ok(
+            proof["leaf_index"],
+            proof["tree_size"],
+            base64.b64decode(proof["leaf_hash"]),
+            [base64.b64decode(h) for h in proof["audit_path"]],
+            root,
+        )
     # a proof for the wrong root fails: the verifier above can fail
-    assert not rfc_inclusion_ok(0, second["tree_size"], base64.b64decode(entries[0]["leaf_hash"]),
-                                [base64.b64decode(h) for h in proof["audit_path"]], root)
+    assert not rfc_inclusion_ok(
+        0,
+        second["tree_size"],
+        base64.b64decode(entries[0]["leaf_hash"]),
+        [base64.b64decode(h) for h in proof["audit_path"]],
+        root,
+    )
     leaves = {e["seq"]: base64.b64decode(e["leaf_hash"]) for e in entries}
     assert mth([leaves[i] for i in range(1, second["tree_size"] + 1)]) == root
     for m in sorted({1, 2, 4, 5, first["tree_size"], second["tree_size"] - 1}):
-        proof = [base64.b64decode(h) for h in api.call(
-            "admin", "GET", f"/api/v1/audit/proof/consistency?first={m}&second={second['tree_size']}").json["proof"]]
+        proof = [
+            base64.b64decode(h)
+            for h in api.call(
+                "admin", "GET", f"/api/v1/audit/proof/consistency?first={m}&second={second['tree_size']}"
+            ).json["proof"]
+        ]
         old_root = mth([leaves[i] for i in range(1, m + 1)])
         assert rfc_consistency_ok(m, second["tree_size"], old_root, root, proof), m
         assert not rfc_consistency_ok(m, second["tree_size"], H(b"another tree"), root, proof)
     assert base64.b64decode(first["root_hash"]) == mth([leaves[i] for i in range(1, first["tree_size"] + 1)])
-    assert api.call("admin", "GET", f"/api/v1/audit/proof/consistency?first={second['tree_size']}"
-                                    f"&second={second['tree_size']}").json == {"proof": []}
+    assert api.call(
+        "admin", "GET", f"/api/v1/audit/proof/consistency?first={second['tree_size']}&second={second['tree_size']}"
+    ).json == {"proof": []}
 
 
 def test_proof_requests_beyond_the_sealed_tree_are_422_naming_the_field(api):
     team(api)
     size = checkpoint(api)["tree_size"]
-    for query, field in ((f"seq={size + 5}&tree_size={size}", "seq"),
-                         (f"seq=1&tree_size={size + 1000}", "tree_size"),
-                         ("seq=0&tree_size=1", "seq"),
-                         (f"first={size}&second={size + 1000}", "second"),
-                         ("first=3&second=2", "first")):
+    for query, field in (
+        (f"seq={size + 5}&tree_size={size}", "seq"),
+        (f"seq=1&tree_size={size + 1000}", "tree_size"),
+        ("seq=0&tree_size=1", "seq"),
+        (f"first={size}&second={size + 1000}", "second"),
+        ("first=3&second=2", "first"),
+    ):
         kind = "consistency" if "first" in query else "inclusion"
         r = api.call("admin", "GET", f"/api/v1/audit/proof/{kind}?{query}")
         assert r.status_code == 422 and field in r.json["errors"], (query, r.json)
@@ -151,8 +172,11 @@ def test_proof_requests_beyond_the_sealed_tree_are_422_naming_the_field(api):
 
 def test_only_administrators_and_auditors_get_heads_and_proofs(api):
     pid = team(api)
-    for path in ("/api/v1/audit/checkpoint", "/api/v1/audit/proof/inclusion?seq=1&tree_size=1",
-                 "/api/v1/audit/proof/consistency?first=1&second=1"):
+    for path in (
+        "/api/v1/audit/checkpoint",
+        "/api/v1/audit/proof/inclusion?seq=1&tree_size=1",
+        "/api/v1/audit/proof/consistency?first=1&second=1",
+    ):
         assert api.call("doc", "GET", path).status_code == 403
     assert api.call("doc", "GET", f"{R}/{pid}/record").status_code == 200
 
@@ -181,8 +205,10 @@ def test_the_auditors_page_says_what_was_checked_and_what_a_failure_means(api):
     assert 'class="chain ok"' in page and "署名付きチェックポイント" in page and "件と照合しました" in page, page
     size = checkpoint(api)["tree_size"]
     sql(api, "UPDATE audit_log SET detail = 'nothing to see' WHERE seq = :s", s=size - 1)
-    for html in (web.get("/admin/audit/verify").get_data(as_text=True),
-                 web.get("/admin/audit?verify=1&limit=100").get_data(as_text=True)):
+    for html in (
+        web.get("/admin/audit/verify").get_data(as_text=True),
+        web.get("/admin/audit?verify=1&limit=100").get_data(as_text=True),
+    ):
         assert f"改ざんを検出：{size - 1}番目の記録" in html and "書き換えられたか、削除されたか" in html, html
         assert "情報セキュリティの責任者に連絡" in html and f'data-first-bad="{size - 1}"' in html
     assert f'bad-entry" data-seq="{size - 1}"' in html  # the row itself is marked on the page
@@ -196,6 +222,7 @@ def test_an_attacker_with_database_write_access_cannot_hide_a_removed_entry(api)
     from models import AuditEntry
     from renkei import audit, db
     from renkei.audit_tree import Tiles
+
     pid = team(api)
     for _ in range(4):
         api.call("doc", "GET", f"{R}/{pid}/record")
@@ -209,8 +236,10 @@ def test_an_attacker_with_database_write_access_cannot_hide_a_removed_entry(api)
         db.session.execute(text("DELETE FROM audit_tiles"))
         tiles = Tiles()
         tiles.extend(0, leaves)
-        db.session.execute(text("UPDATE audit_head SET tree_size = :n, root_hash = :r"),
-                           {"n": len(leaves), "r": tiles.root(len(leaves))})
+        db.session.execute(
+            text("UPDATE audit_head SET tree_size = :n, root_hash = :r"),
+            {"n": len(leaves), "r": tiles.root(len(leaves))},
+        )
         db.session.commit()
     result = api.call("admin", "GET", "/api/v1/audit/verify").json
     assert result["ok"] is False and result["first_bad"] == k, result
@@ -218,6 +247,7 @@ def test_an_attacker_with_database_write_access_cannot_hide_a_removed_entry(api)
 
 def test_entries_not_yet_sealed_are_reported_with_their_age(api):
     from renkei import audit_verify
+
     pid = team(api)
     api.call("doc", "GET", f"{R}/{pid}/record")
     with api.app.app_context():  # as `flask audit-verify` sees it while no sealer has run
@@ -229,6 +259,7 @@ def test_entries_not_yet_sealed_are_reported_with_their_age(api):
 
 def test_every_signed_head_is_kept_outside_the_database(api):
     from renkei.audit_sink import DirectorySink
+
     pid = team(api)
     api.call("doc", "GET", f"{R}/{pid}/record")
     cp = checkpoint(api)
@@ -246,8 +277,10 @@ def test_notes_in_the_sink_that_our_key_did_not_sign_change_nothing_but_a_signed
     disagrees with the tree, or names entries that are gone): unsigned noise in the
     sink is counted and ignored, a head our key signed is always held to the tree."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from renkei import audit_keys, signed_note
     from renkei.audit_sink import DirectorySink
+
     pid = team(api)
     for _ in range(3):
         api.call("doc", "GET", f"{R}/{pid}/record")
@@ -307,14 +340,21 @@ def test_two_processes_seal_every_entry_once_with_the_sealer_killed_mid_batch(pg
             assert time.monotonic() < deadline, "timed out"
             time.sleep(0.05)
 
-    with start_server(env | {"RENKEI_PORT": str(free_port())}, handle=procs) as a, \
-            start_server(env | {"RENKEI_PORT": str(free_port())}, handle=procs) as b:
+    with (
+        start_server(env | {"RENKEI_PORT": str(free_port())}, handle=procs) as a,
+        start_server(env | {"RENKEI_PORT": str(free_port())}, handle=procs) as b,
+    ):
         auth = {"Authorization": "Bearer " + w.tokens["doc"]}
         for base in (a, b):
             assert requests.get(f"{base}/api/v1/patients/{w.pid}/record", headers=auth).status_code == 200
         with engine.connect() as c:
-            wait_until(lambda: c.execute(unsealed).scalar() == 0 and c.execute(
-                text("SELECT count(*) FROM audit_head")).scalar() == 1 or c.rollback())
+            wait_until(
+                lambda: (
+                    c.execute(unsealed).scalar() == 0
+                    and c.execute(text("SELECT count(*) FROM audit_head")).scalar() == 1
+                    or c.rollback()
+                )
+            )
             holder = int(c.execute(text("SELECT holder FROM audit_lease")).scalar().split(":")[1])
         sealer = next(p for p in procs if p.pid == holder)
         bases = {procs[0].pid: a, procs[1].pid: b}
@@ -324,21 +364,33 @@ def test_two_processes_seal_every_entry_once_with_the_sealer_killed_mid_batch(pg
             while not stop.is_set():
                 rid = uuid.uuid4().hex
                 try:
-                    r = requests.get(f"{base}/api/v1/patients/{w.pid}/record", timeout=5,
-                                     headers=auth | {"X-Request-Id": rid})
+                    r = requests.get(
+                        f"{base}/api/v1/patients/{w.pid}/record", timeout=5, headers=auth | {"X-Request-Id": rid}
+                    )
                 except requests.RequestException:
                     continue
                 if r.status_code == 200:
                     answered.append(rid)
+
         threads = [threading.Thread(target=load, args=(base,)) for base in (a, b) for _ in range(2)]
         with engine.connect() as blocker:  # hold the head row: the next batch stops half-way
             blocker.execute(text("SELECT 1 FROM audit_head FOR UPDATE"))
             for t in threads:
                 t.start()
             with engine.connect() as c:
-                wait_until(lambda: c.execute(text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE 'UPDATE audit_head%'")).scalar() == 1 or c.rollback(), timeout=10)
+                wait_until(
+                    lambda: (
+                        c.execute(
+                            text(
+                                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                "AND query LIKE 'UPDATE audit_head%'"
+                            )
+                        ).scalar()
+                        == 1
+                        or c.rollback()
+                    ),
+                    timeout=10,
+                )
                 half_written = c.execute(text("SELECT count(*) FROM audit_log WHERE seq IS NULL")).scalar()
             sealer.kill()  # mid-batch: its seq assignments and tiles are uncommitted
             sealer.wait()
@@ -350,14 +402,16 @@ def test_two_processes_seal_every_entry_once_with_the_sealer_killed_mid_batch(pg
             t.join()
         with engine.connect() as c:
             wait_until(lambda: c.execute(unsealed).scalar() == 0 or c.rollback(), timeout=30)
-            count, placed, distinct, low, high = c.execute(text(
-                "SELECT count(*), count(seq), count(DISTINCT seq), min(seq), max(seq) FROM audit_log")).one()
+            count, placed, distinct, low, high = c.execute(
+                text("SELECT count(*), count(seq), count(DISTINCT seq), min(seq), max(seq) FROM audit_log")
+            ).one()
             ids = [r for (r,) in c.execute(text("SELECT request_id FROM audit_log WHERE action = 'record.read'"))]
         assert half_written > 0 and len(answered) > 50
         assert count == placed == distinct == high and low == 1  # gapless, each once
         assert all(ids.count(rid) == 1 for rid in answered)
-        check = requests.get(survivor + "/api/v1/audit/verify", headers={
-            "Authorization": "Bearer " + w.tokens["admin"]}).json()
+        check = requests.get(
+            survivor + "/api/v1/audit/verify", headers={"Authorization": "Bearer " + w.tokens["admin"]}
+        ).json()
         assert check["ok"] is True and check["heads"] >= 2 and check["entries"] >= count, check
     engine.dispose()
 
@@ -366,7 +420,9 @@ def test_the_hash_chained_log_becomes_the_first_leaves_in_its_order(api):
     """Migration 0010: the old chain is verified once (a broken one stops the upgrade,
     changing nothing), then its entries become the tree's first leaves, same numbers."""
     from alembic import command
+
     from renkei.schema import alembic_config
+
     pid = team(api)
     api.call("doc", "GET", f"{R}/{pid}/record")
     api.call("pharm", "GET", f"{R}/{pid}/record")
@@ -375,6 +431,7 @@ def test_the_hash_chained_log_becomes_the_first_leaves_in_its_order(api):
     def migrate(step, revision):
         with api.app.app_context(), engine.begin() as conn:
             step(alembic_config(conn), revision)
+
     migrate(command.downgrade, "0009")
     with engine.connect() as c:
         chain = c.execute(text("SELECT seq, action, outcome, actor_id FROM audit_log ORDER BY seq")).all()
@@ -387,8 +444,9 @@ def test_the_hash_chained_log_becomes_the_first_leaves_in_its_order(api):
     sql(api, "UPDATE audit_log SET outcome = :o WHERE seq = 7", o=chain[6].outcome)
     migrate(command.upgrade, "head")
     entries = api.call("admin", "GET", "/api/v1/audit?limit=1000").json["items"][::-1]
-    assert [(e["seq"], e["action"], e["outcome"], e["actor_id"]) for e in entries[:len(chain)]] == \
-        [tuple(r) for r in chain]
+    assert [(e["seq"], e["action"], e["outcome"], e["actor_id"]) for e in entries[: len(chain)]] == [
+        tuple(r) for r in chain
+    ]
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
 
 
@@ -398,14 +456,24 @@ def test_the_database_builds_each_leaf_exactly_as_the_sealer_does(api):
     empty fields and non-ASCII detail. A row whose text could be read two ways (an empty
     string where the log keeps NULL, a separator inside a field) is found."""
     from datetime import datetime, timedelta
+
     from models import AuditEntry
     from renkei import audit, audit_sealer, audit_verify, db, merkle
+
     team(api)
     with api.app.app_context():
-        audit.write([audit.Pending(action="audit.read", outcome="ok", at=datetime.now().replace(microsecond=0) - timedelta(days=1),
-                                   detail="name~検索;x=1"),
-                     audit.Pending(action="login.password", outcome="denied", detail=""),
-                     audit.Pending(action="audit.read", outcome="ok", detail="back\\slash\ttab\nline")])
+        audit.write(
+            [
+                audit.Pending(
+                    action="audit.read",
+                    outcome="ok",
+                    at=datetime.now().replace(microsecond=0) - timedelta(days=1),
+                    detail="name~検索;x=1",
+                ),
+                audit.Pending(action="login.password", outcome="denied", detail=""),
+                audit.Pending(action="audit.read", outcome="ok", detail="back\\slash\ttab\nline"),
+            ]
+        )
         db.session.commit()
         audit_sealer.seal_all()
         entries = db.session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars().all()
@@ -418,16 +486,23 @@ def test_the_database_builds_each_leaf_exactly_as_the_sealer_does(api):
         db.session.rollback()
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True  # the fast path reads them alike
     sep = "char(30)" if api.app.config["RENKEI"].database_url.startswith("sqlite") else "chr(30)"
-    for seq, tamper in ((3, "UPDATE audit_log SET detail = '' WHERE seq = 3"),
-                        # the same text: address and request id made one field
-                        (2, f"UPDATE audit_log SET client_addr = client_addr || {sep} || request_id, "
-                            "request_id = NULL WHERE seq = 2")):
+    for seq, tamper in (
+        (3, "UPDATE audit_log SET detail = '' WHERE seq = 3"),
+        # the same text: address and request id made one field
+        (2, f"UPDATE audit_log SET client_addr = client_addr || {sep} || request_id, request_id = NULL WHERE seq = 2"),
+    ):
         assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
         sql(api, tamper)
         result = api.call("admin", "GET", "/api/v1/audit/verify").json
         assert result["ok"] is False and result["first_bad"] == seq, (tamper, result)
-        sql(api, "UPDATE audit_log SET client_addr = :a, request_id = :o, detail = :d WHERE seq = :s",
-            a=original[seq][0], o=original[seq][1], d=original[seq][2], s=seq)
+        sql(
+            api,
+            "UPDATE audit_log SET client_addr = :a, request_id = :o, detail = :d WHERE seq = :s",
+            a=original[seq][0],
+            o=original[seq][1],
+            d=original[seq][2],
+            s=seq,
+        )
 
 
 def test_what_a_database_writer_tries_after_the_review_is_found(api):
@@ -435,26 +510,41 @@ def test_what_a_database_writer_tries_after_the_review_is_found(api):
     in any column; PostgreSQL times to_char cannot write alike), a forged non-ASCII MAC,
     a lease pushed into the far future to stop sealing, and entries left waiting."""
     from datetime import timedelta
+
     from models import utcnow
     from renkei import audit, audit_verify, db
+
     pid = team(api)
     for _ in range(3):
         api.call("doc", "GET", f"{R}/{pid}/record")
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
     sqlite = api.app.config["RENKEI"].database_url.startswith("sqlite")
-    tampers = ([(3, "UPDATE audit_log SET patient_id = CAST(actor_id AS BLOB) WHERE seq = 3"),
-                (4, "UPDATE audit_log SET at = replace(at, ' ', 'T') WHERE seq = 4")] if sqlite else
-               [(3, "UPDATE audit_log SET at = 'infinity' WHERE seq = 3")])
+    tampers = (
+        [
+            (3, "UPDATE audit_log SET patient_id = CAST(actor_id AS BLOB) WHERE seq = 3"),
+            (4, "UPDATE audit_log SET at = replace(at, ' ', 'T') WHERE seq = 4"),
+        ]
+        if sqlite
+        else [(3, "UPDATE audit_log SET at = 'infinity' WHERE seq = 3")]
+    )
     tampers.append((5, "UPDATE audit_log SET mac = substr(mac, 1, 8) || 'é' WHERE seq = 5"))
     with api.app.app_context():
-        before = {r[0]: r for r in db.session.execute(text("SELECT seq, at, patient_id, mac FROM audit_log "
-                                                           "WHERE seq IN (3, 4, 5)"))}
+        before = {
+            r[0]: r
+            for r in db.session.execute(text("SELECT seq, at, patient_id, mac FROM audit_log WHERE seq IN (3, 4, 5)"))
+        }
     for seq, tamper in tampers:
         sql(api, tamper)
         result = api.call("admin", "GET", "/api/v1/audit/verify").json
         assert result["ok"] is False and result["first_bad"] == seq, (tamper, result)
-        sql(api, "UPDATE audit_log SET at = :at, patient_id = :p, mac = :m WHERE seq = :s",
-            at=before[seq][1], p=before[seq][2], m=before[seq][3], s=seq)
+        sql(
+            api,
+            "UPDATE audit_log SET at = :at, patient_id = :p, mac = :m WHERE seq = :s",
+            at=before[seq][1],
+            p=before[seq][2],
+            m=before[seq][3],
+            s=seq,
+        )
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
     # a lease written far ahead does not stop sealing
     sql(api, "UPDATE audit_lease SET epoch = epoch + 1, expires_at = :t", t=utcnow() + timedelta(days=3650))
@@ -473,9 +563,11 @@ def test_an_anchor_signed_with_a_leaked_key_cannot_cut_the_log_short(api):
     """Whoever holds an old audit key and the database could sign an archive anchor and
     delete the entries before it; the anchor is also kept in the sink, so it does not fit."""
     from datetime import datetime, timedelta
+
     from models import AuditAnchor
     from renkei import audit_keys, db
     from renkei.audit_tree import Tiles
+
     pid = team(api)
     api.call("doc", "GET", f"{R}/{pid}/record")
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
@@ -494,7 +586,9 @@ def test_every_verification_answers_under_gunicorn_as_deployed(pg_world):
     """Issue 29: under gunicorn's gevent worker the heads were read on a thread without
     the app context, so the API, the checkpoint check and the auditor's page said 500."""
     import pyotp
+
     from tests.helpers import PASSWORD
+
     w = pg_world
     admin = {"Authorization": "Bearer " + w.tokens["admin"]}
     with w.server(gunicorn=True) as base:
@@ -502,15 +596,20 @@ def test_every_verification_answers_under_gunicorn_as_deployed(pg_world):
         verified = requests.get(base + "/api/v1/audit/verify", headers=admin)
         assert verified.status_code == 200 and verified.json()["ok"] is True, verified.text
         cp = requests.get(base + "/api/v1/audit/checkpoint", headers=admin).json()
-        checked = requests.post(base + "/api/v1/audit/checkpoint/verify", json={"checkpoint": cp["checkpoint"]},
-                                headers=admin)
+        checked = requests.post(
+            base + "/api/v1/audit/checkpoint/verify", json={"checkpoint": cp["checkpoint"]}, headers=admin
+        )
         assert checked.status_code == 200 and checked.json()["ok"] is True, checked.text
         # The session cookie is Secure (not embedded): sent by hand over this plain HTTP.
         form = requests.get(base + "/login")
         csrf = form.text.split('name="csrf_token" value="')[1].split('"')[0]
         otp = pyotp.TOTP(w.api.admin_totp).at(time.time() + 30)  # the API sign-in used this step's code
-        signed = requests.post(base + "/login", allow_redirects=False, cookies={"session": form.cookies["session"]},
-                               data={"login": "admin", "password": PASSWORD, "otp": otp, "csrf_token": csrf})
+        signed = requests.post(
+            base + "/login",
+            allow_redirects=False,
+            cookies={"session": form.cookies["session"]},
+            data={"login": "admin", "password": PASSWORD, "otp": otp, "csrf_token": csrf},
+        )
         assert signed.status_code == 302
         shown = requests.get(base + "/admin/audit/verify", cookies={"session": signed.cookies["session"]})
         assert shown.status_code == 200 and 'class="chain ok"' in shown.text and "件と照合しました" in shown.text

@@ -1,6 +1,7 @@
 """Issue 13: the auditor's question, "who saw my record?" — paging the whole access log,
 a reversed date range refused, Japanese labels, a CSV a spreadsheet opens, and the
 app's own page for an unknown address."""
+
 import csv
 import io
 import re
@@ -9,19 +10,22 @@ import pytest
 import requests
 
 from renkei import work
-from tests.helpers import R, TABLET, days_ago, signed_in_page, team
+from tests.helpers import TABLET, R, days_ago, signed_in_page, team
 
 DEMO_PASSWORD = "renkei-demo-2026"
 
 
 # --- through the API -------------------------------------------------------------------
 
+
 def test_keyset_paging_walks_the_whole_log_once_newest_first(api):
     pid = team(api)
     for _ in range(12):
         api.call("cm", "GET", f"{R}/{pid}")
-    everything = [int(line.split(",")[0]) for line in
-                  api.call("admin", "GET", "/api/v1/audit/export.csv").get_data(as_text=True).strip().splitlines()[1:]]
+    everything = [
+        int(line.split(",")[0])
+        for line in api.call("admin", "GET", "/api/v1/audit/export.csv").get_data(as_text=True).strip().splitlines()[1:]
+    ]
     seen, cursor = [], None
     while True:
         page = api.call("admin", "GET", "/api/v1/audit?limit=7" + (f"&cursor={cursor}" if cursor else "")).json
@@ -40,7 +44,9 @@ def test_a_reversed_date_range_is_a_422_naming_the_field(api):
     assert r.status_code == 422 and "until" in r.json["errors"]
     same = api.call("admin", "GET", f"/api/v1/audit?since={earlier}T00:00:00Z&until={earlier}T00:00:00Z")
     assert same.status_code == 200  # an empty range is not an error
-    csv_reversed = api.call("admin", "GET", f"/api/v1/audit/export.csv?since={later}T00:00:00Z&until={earlier}T00:00:00Z")
+    csv_reversed = api.call(
+        "admin", "GET", f"/api/v1/audit/export.csv?since={later}T00:00:00Z&until={earlier}T00:00:00Z"
+    )
     assert csv_reversed.status_code == 422
 
 
@@ -53,6 +59,7 @@ def test_live_connections_can_be_left_out_of_the_log_view(api):
 
     def actions(query=""):
         return {e["action"] for e in api.call("admin", "GET", "/api/v1/audit?limit=1000" + query).json["items"]}
+
     assert "realtime.connect" in actions()  # the API keeps every entry unless asked
     assert "realtime.connect" not in actions("&connections=false")
     assert actions("&connections=false&action=realtime.connect") == {"realtime.connect"}  # asked for by name
@@ -78,14 +85,19 @@ def test_an_auditor_finds_a_patient_by_name_in_a_post_body_and_the_log_keeps_no_
 
 # --- in the browser ----------------------------------------------------------------------
 
+
 @pytest.mark.browser
 def test_the_auditor_pages_back_past_100_entries_and_reads_labels_and_a_spreadsheet_csv(browser, demo_server):
-    token = requests.post(demo_server + "/api/v1/auth/tokens",
-                          json={"login": "cm.tanaka", "password": DEMO_PASSWORD}).json()["token"]
+    token = requests.post(
+        demo_server + "/api/v1/auth/tokens", json={"login": "cm.tanaka", "password": DEMO_PASSWORD}
+    ).json()["token"]
     for _ in range(110):  # enough entries for more than one page
         requests.get(demo_server + R, headers={"Authorization": "Bearer " + token})
-    yamada = next(p["id"] for p in requests.get(demo_server + R, headers={"Authorization": "Bearer " + token}).json()["items"]
-                  if p["name"] == "山田 太郎")
+    yamada = next(
+        p["id"]
+        for p in requests.get(demo_server + R, headers={"Authorization": "Bearer " + token}).json()["items"]
+        if p["name"] == "山田 太郎"
+    )
     requests.get(f"{demo_server}{R}/{yamada}/record", headers={"Authorization": "Bearer " + token})  # who saw it
     signed_in_page(browser, demo_server, "cm.tanaka", DEMO_PASSWORD, **TABLET).context.close()  # a socket connects
     page = signed_in_page(browser, demo_server, "auditor", DEMO_PASSWORD, viewport={"width": 1366, "height": 900})
@@ -95,8 +107,16 @@ def test_the_auditor_pages_back_past_100_entries_and_reads_labels_and_a_spreadsh
     actions = set(page.locator("table.audit td:nth-child(4)").all_inner_texts())
     assert "担当利用者一覧" in actions and "patient.list" not in actions  # labels, not codes
     assert "リアルタイム接続" not in actions  # left out unless asked for
-    assert set(page.locator("table.audit td:nth-child(7)").all_inner_texts()) <= {"成功", "拒否", "該当なし", "入力エラー",
-                                                                                "競合", "未認証", "回数制限", "失敗"}
+    assert set(page.locator("table.audit td:nth-child(7)").all_inner_texts()) <= {
+        "成功",
+        "拒否",
+        "該当なし",
+        "入力エラー",
+        "競合",
+        "未認証",
+        "回数制限",
+        "失敗",
+    }
     newest = [int(s) for s in page.locator("table.audit td:nth-child(1)").all_inner_texts()]
     page.locator("#older").click()
     page.wait_for_url("**cursor=*")
@@ -159,7 +179,12 @@ def test_the_usage_page_counts_consents_emergency_accesses_and_notes_by_professi
     api.patient("cm", consent=False)
     api.user("er", "nurse")
     api.user("aud", "other", is_auditor=True)
-    assert api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": "夜間の急変で確認", "otp": api.otp("er")}).status_code == 201
+    assert (
+        api.call(
+            "er", "POST", f"{R}/{pid}/breakglass", {"reason": "夜間の急変で確認", "otp": api.otp("er")}
+        ).status_code
+        == 201
+    )
     for who in ("doc", "doc", "pharm"):
         api.call(who, "POST", f"{R}/{pid}/notes", {"body": "訪問しました", "category": "observation"})
     web = api.web("aud")
@@ -177,7 +202,10 @@ def test_the_usage_page_counts_consents_emergency_accesses_and_notes_by_professi
 
 def test_an_auditors_name_searches_are_rate_limited(api):
     from renkei import access_log
+
     api.user("aud", "other", is_auditor=True)
-    answers = [api.call("aud", "POST", "/api/v1/audit/patients", {"name": f"名前{i}"}).status_code
-               for i in range(access_log.SEARCHES_PER_WINDOW + 1)]
+    answers = [
+        api.call("aud", "POST", "/api/v1/audit/patients", {"name": f"名前{i}"}).status_code
+        for i in range(access_log.SEARCHES_PER_WINDOW + 1)
+    ]
     assert answers[:-1] == [200] * access_log.SEARCHES_PER_WINDOW and answers[-1] == 429

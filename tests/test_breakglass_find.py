@@ -1,13 +1,12 @@
 """Issue 13: the on-call physician finds the patient by the emergency sheet's code, or by
 full name and birth date together — only with a second factor, rate-limited, and with
 nothing of what was typed in the access log but a keyed hash."""
+
 from sqlalchemy import select
 
 from models import AuditEntry, User
 from renkei import breakglass, db, patients, vault, work
 from tests.helpers import R, team
-
-
 
 
 def printed_code(api, pid) -> str:
@@ -53,7 +52,9 @@ def test_name_and_birth_date_together_find_exactly_one_patient(api):
     opened = find(api, "er2", name="レンケイハナコ", birth_date="1940-02-03", otp=api.otp("er2"))
     assert opened.status_code == 201 and opened.json["patient_id"] == pid
     with api.app.app_context():
-        details = db.session.execute(select(AuditEntry.detail).where(AuditEntry.action == "breakglass.open")).scalars().all()
+        details = (
+            db.session.execute(select(AuditEntry.detail).where(AuditEntry.action == "breakglass.open")).scalars().all()
+        )
     assert len(details) == 2 and all("lookup=" in d for d in details)
     # "1940-02-03" as typed; a hex digest may contain "1940" by chance, never a hyphen
     assert not any(word in d for d in details for word in ("連携", "花子", "レンケイ", "1940-02"))
@@ -62,9 +63,11 @@ def test_name_and_birth_date_together_find_exactly_one_patient(api):
 def test_lookups_are_rate_limited_per_person(api):
     team(api)
     api.user("er", "physician")
-    answers = [find(api, "er", code=f"ZZZZZ-ZZZ{i:02d}", otp="000000").status_code
-               for i in range(breakglass.LOOKUPS_PER_WINDOW + 2)]
-    assert answers[:breakglass.LOOKUPS_PER_WINDOW] == [401] * breakglass.LOOKUPS_PER_WINDOW
+    answers = [
+        find(api, "er", code=f"ZZZZZ-ZZZ{i:02d}", otp="000000").status_code
+        for i in range(breakglass.LOOKUPS_PER_WINDOW + 2)
+    ]
+    assert answers[: breakglass.LOOKUPS_PER_WINDOW] == [401] * breakglass.LOOKUPS_PER_WINDOW
     assert answers[-1] == 429
 
 
@@ -80,7 +83,12 @@ def test_a_request_names_one_way_to_find_the_patient(api):
 def test_administrators_see_open_emergency_accesses_without_their_reasons(api):
     pid = team(api)
     api.user("er", "physician", display_name="救急 医師")
-    assert api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": "夜間救急で服薬を確認", "otp": api.otp("er")}).status_code == 201
+    assert (
+        api.call(
+            "er", "POST", f"{R}/{pid}/breakglass", {"reason": "夜間救急で服薬を確認", "otp": api.otp("er")}
+        ).status_code
+        == 201
+    )
     web = api.web("admin")
     page = web.get("/admin").get_data(as_text=True)
     section = page.split('id="open-breakglass"')[1].split("</section>")[0]
@@ -105,7 +113,9 @@ def test_a_break_glass_reader_sees_only_their_own_grant(api):
     api.user("er", "physician")
     api.user("er2", "nurse")
     for who, reason in (("er", "一人目の救急対応"), ("er2", "二人目の救急対応")):
-        assert api.call(who, "POST", f"{R}/{pid}/breakglass", {"reason": reason, "otp": api.otp(who)}).status_code == 201
+        assert (
+            api.call(who, "POST", f"{R}/{pid}/breakglass", {"reason": reason, "otp": api.otp(who)}).status_code == 201
+        )
     seen = api.call("er2", "GET", f"{R}/{pid}/breakglass").json["items"]
     assert [g["reason"] for g in seen] == ["二人目の救急対応"]
     assert len(api.call("cm", "GET", f"{R}/{pid}/breakglass").json["items"]) == 2  # the team sees both
@@ -119,6 +129,8 @@ def test_a_code_leaves_one_digest_in_the_log_however_it_was_typed(api):
     assert find(api, "er", code=code, otp=api.otp("er")).status_code == 201
     assert find(api, "er2", code=code.lower().replace("-", "").replace("O", "0"), otp=api.otp("er2")).status_code == 201
     with api.app.app_context():
-        details = db.session.execute(select(AuditEntry.detail).where(AuditEntry.action == "breakglass.open")).scalars().all()
+        details = (
+            db.session.execute(select(AuditEntry.detail).where(AuditEntry.action == "breakglass.open")).scalars().all()
+        )
     with api.app.app_context():
         assert details == ["code=" + vault.sheet_code_digest(code)] * 2

@@ -1,6 +1,7 @@
 """The pages in real Chromium (Debian's, driven by Playwright), against a real server
 with the demo data: tablet editing, live updates, conflicts, urgent notes, printing,
 the auditor's log. Screenshots go to test-artifacts/screenshots/."""
+
 import re
 import time
 from datetime import datetime, timedelta
@@ -97,7 +98,9 @@ def test_teammate_change_arrives_live_and_a_conflict_is_merged(browser, server):
     choice.locator(".choice-theirs").click()
     cm.locator("#section-condition .conflict button.primary").click()
     cm.wait_for_selector("#section-condition:has-text('看護師の記録')")
-    assert int(cm.locator("#section-condition").get_attribute("data-version")) == version + 1  # theirs kept: nothing to write
+    assert (
+        int(cm.locator("#section-condition").get_attribute("data-version")) == version + 1
+    )  # theirs kept: nothing to write
     ns.wait_for_timeout(500)
     cm.context.close()
     ns.context.close()
@@ -121,6 +124,7 @@ def test_urgent_note_is_posted_seen_live_and_acknowledged(browser, server):
 
 def test_a_nurse_records_vitals_in_one_save_and_the_physician_sees_the_alert_live(browser, server):
     from tests.helpers import TABLET
+
     doc = signed_in(browser, server, "dr.sato")
     open_patient(doc)
     doc.wait_for_timeout(500)  # the socket is up
@@ -168,14 +172,18 @@ def test_a_nurse_records_vitals_in_one_save_and_the_physician_sees_the_alert_liv
 
 def test_a_physician_imports_an_excel_csv_and_marks_a_reading_entered_in_error(browser, server, tmp_path):
     from tests.helpers import TABLET
+
     doc = signed_in(browser, server, "dr.sato", **TABLET, timezone_id="Asia/Tokyo")
     open_patient(doc, "高橋 ハル")
     doc.click("text=推移と一覧")
     doc.wait_for_selector("#thresholds")
     csv_file = tmp_path / "device.csv"  # as Excel in Japan saves it: Shift_JIS
     day = f"{days_ago(1):%Y/%m/%d}"  # yesterday: inside the sheet's window whatever the date
-    csv_file.write_bytes(f"measured_at,kind,value,unit,note\n{day} 7:30,体温,36.9,℃,起床時\n"
-                         f"{day} 7:31,血圧,141/88,mmHg,\n".encode("shift_jis"))
+    csv_file.write_bytes(
+        f"measured_at,kind,value,unit,note\n{day} 7:30,体温,36.9,℃,起床時\n{day} 7:31,血圧,141/88,mmHg,\n".encode(
+            "shift_jis"
+        )
+    )
     doc.set_input_files("#import-form input[name=csv]", str(csv_file))
     preview = doc.locator("#import-preview")
     expect(preview.locator("thead")).to_contain_text("測定日時")
@@ -198,6 +206,7 @@ def test_a_photo_taken_on_the_tablet_reaches_a_teammate_and_opens_full_screen(br
     tablet layout; the nurse's open page shows the thumbnails within 5 s, without a
     reload, and they open full screen and swipe; the photos page lines the series up."""
     from PIL import Image
+
     shots = []
     for i, colour in enumerate(((200, 40, 40), (60, 140, 60))):
         path = tmp_path / f"IMG_000{i}.jpg"
@@ -212,8 +221,11 @@ def test_a_photo_taken_on_the_tablet_reaches_a_teammate_and_opens_full_screen(br
     started = time.monotonic()
     thumbs = ns.locator(".note:has-text('前回より縮小') .thumbs img")
     expect(thumbs).to_have_count(2, timeout=5000)
-    ns.wait_for_function("""() => [...document.querySelectorAll('.note .thumbs img')]
-                            .filter(i => i.complete && i.naturalWidth > 0).length >= 2""", timeout=5000)
+    ns.wait_for_function(
+        """() => [...document.querySelectorAll('.note .thumbs img')]
+                            .filter(i => i.complete && i.naturalWidth > 0).length >= 2""",
+        timeout=5000,
+    )
     assert time.monotonic() - started < 5
     ns.locator(".note:has-text('前回より縮小')").screenshot(path=str(SHOTS / "tablet-note-with-photos.png"))
 
@@ -254,10 +266,18 @@ def test_emergency_sheet_prints_without_navigation(browser, server):
     page.emulate_media(media="print")
     assert not page.locator("header.top").is_visible()
     body = page.locator(".sheet").inner_text()
-    for expected in ("山田 太郎", "昭和13年", "フロセミド", "ペニシリン", "心不全の増悪", "佐藤 一郎",
-                     "090-5550-1001", "03-5550-0101",  # the physician's and the clinic's phones
-                     "090-5550-2001",  # the key person's
-                     condition):  # the recent condition, as the record has it now
+    for expected in (
+        "山田 太郎",
+        "昭和13年",
+        "フロセミド",
+        "ペニシリン",
+        "心不全の増悪",
+        "佐藤 一郎",
+        "090-5550-1001",
+        "03-5550-0101",  # the physician's and the clinic's phones
+        "090-5550-2001",  # the key person's
+        condition,
+    ):  # the recent condition, as the record has it now
         assert expected in body
     assert "心肺蘇生を希望しない" in page.locator(".sheet .dnar").inner_text()  # a box, not a line in a list
     assert page.locator(".sheet .dnar").is_visible()
@@ -313,7 +333,9 @@ def test_an_edit_made_offline_stays_and_is_sent_when_back_online(browser, server
     page.locator("#section-care_notes button[type=submit]").click()
     page.wait_for_selector("#section-care_notes .status:has-text('未送信')")
     assert page.locator("#offline").is_visible()
-    assert page.locator('#section-care_notes textarea[data-key="notes"]').input_value() == "電波が切れても失われない記録"
+    assert (
+        page.locator('#section-care_notes textarea[data-key="notes"]').input_value() == "電波が切れても失われない記録"
+    )
     page.context.set_offline(False)
     page.wait_for_selector(f"#section-care_notes[data-version='{version + 1}']", timeout=15000)
     assert "電波が切れても失われない記録" in page.locator("#section-care_notes dl").inner_text()

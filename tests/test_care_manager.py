@@ -4,6 +4,7 @@ whole day walked in landscape and portrait, in Japanese and English, counting ta
 
 The walk leaves screenshots and the tap counts in test-artifacts/screenshots/ (walk-*);
 the README's gallery is made from them."""
+
 import json
 from datetime import date, timedelta
 
@@ -12,22 +13,26 @@ from sqlalchemy import select
 
 from models import AuditEntry
 from renkei import db
-
-from tests.helpers import R, ROOT, TABLET, days_ago, signed_in_page, team
+from tests.helpers import ROOT, TABLET, R, days_ago, signed_in_page, team
 
 DEMO_PASSWORD = "renkei-demo-2026"
-PORTRAIT = {"viewport": {"width": 800, "height": 1280}, "has_touch": True, "is_mobile": False,
-            "device_scale_factor": 1}
+PORTRAIT = {"viewport": {"width": 800, "height": 1280}, "has_touch": True, "is_mobile": False, "device_scale_factor": 1}
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 
 
 # --- through the API -------------------------------------------------------------------
 
+
 def test_registering_with_consent_is_one_step_and_a_refused_consent_registers_nobody(api):
     api.user("cm", "care_manager")
     api.user("doc", "physician")
-    body = {"name": "佐藤 一", "name_kana": "さとう はじめ", "birth_date": "1940-01-01", "sex": "male",
-            "consent": {"obtained_on": str(days_ago(7)), "obtained_by": "田中", "scope": "在宅療養の情報共有"}}
+    body = {
+        "name": "佐藤 一",
+        "name_kana": "さとう はじめ",
+        "birth_date": "1940-01-01",
+        "sex": "male",
+        "consent": {"obtained_on": str(days_ago(7)), "obtained_by": "田中", "scope": "在宅療養の情報共有"},
+    }
     future = (date.today() + timedelta(days=1)).isoformat()
     bad = api.call("cm", "POST", R, dict(body, consent=dict(body["consent"], obtained_on=future)))
     assert bad.status_code == 422 and "obtained_on" in bad.json["errors"]["consent"]
@@ -40,8 +45,9 @@ def test_registering_with_consent_is_one_step_and_a_refused_consent_registers_no
     consents = api.call("cm", "GET", f"{R}/{pid}/consents").json["items"]
     assert [(c["obtained_on"], c["active"]) for c in consents] == [(body["consent"]["obtained_on"], True)]
     with api.app.app_context():  # auditors find it where consents are: its own entry
-        logged = db.session.execute(select(AuditEntry.action, AuditEntry.detail).where(
-            AuditEntry.patient_id == pid).order_by(AuditEntry.seq)).all()
+        logged = db.session.execute(
+            select(AuditEntry.action, AuditEntry.detail).where(AuditEntry.patient_id == pid).order_by(AuditEntry.seq)
+        ).all()
     assert [a for a, _ in logged][:2] == ["consent.create", "patient.create"]
     assert logged[0][1] == f"consent={consents[0]['id']};at_registration"
 
@@ -55,6 +61,7 @@ def test_the_team_picker_finds_people_by_name_and_organisation(api):
         r = api.call("cm", "GET", "/api/v1/users?" + "&".join(f"{k}={v}" for k, v in {"q": q, **extra}.items()))
         assert r.status_code == 200, r.json
         return sorted(u["display_name"] for u in r.json["items"])
+
     assert found("伊藤") == ["伊藤 100%", "伊藤 健"]
     assert found("伊藤 健") == found("伊藤　健") == found("伊藤健") == ["伊藤 健"]  # every word; spaces optional
     assert found("100%25") == ["伊藤 100%"]  # % is a character, not a wildcard
@@ -66,6 +73,7 @@ def test_the_team_picker_finds_people_by_name_and_organisation(api):
 
 
 # --- in the browser ----------------------------------------------------------------------
+
 
 def team_page(browser, base, patient):
     """The care manager's チーム・同意 page of a patient, reached from the care list."""
@@ -88,10 +96,18 @@ def test_a_care_manager_registers_a_patient_with_consent_from_the_page(browser, 
     form.locator("button[type=submit]").tap()
     # each problem in Japanese on its field; what was typed stays
     page.wait_for_selector("#register-form .field-error")
-    errors = {el.evaluate("e => e.previousElementSibling.getAttribute('name') || e.previousElementSibling.dataset.key"):
-              el.inner_text() for el in form.locator(".field-error").all()}
-    assert errors == {"name_kana": "入力してください", "birth_date": "入力してください", "sex": "選んでください",
-                      "obtained_on": "同意日は今日以前の日付にしてください"}, errors
+    errors = {
+        el.evaluate(
+            "e => e.previousElementSibling.getAttribute('name') || e.previousElementSibling.dataset.key"
+        ): el.inner_text()
+        for el in form.locator(".field-error").all()
+    }
+    assert errors == {
+        "name_kana": "入力してください",
+        "birth_date": "入力してください",
+        "sex": "選んでください",
+        "obtained_on": "同意日は今日以前の日付にしてください",
+    }, errors
     assert form.locator("input[name=name]").input_value() == "渡辺 千代"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "register-errors.png"))
@@ -219,10 +235,13 @@ class Taps:
 def test_the_care_managers_day_takes_few_taps(browser, demo_server, layout, lang):
     """From the care list: open a patient, change an ADL level and post a note; at most 3
     taps for the ADL change and 2 for the note once the patient is open."""
-    page = signed_in_page(browser, demo_server, "cm.tanaka", DEMO_PASSWORD,
-                          **(TABLET if layout == "landscape" else PORTRAIT))
-    words = {"ja": {"edit": "編集", "save": "保存", "post": "投稿", "register": "利用者を登録"},
-             "en": {"edit": "Edit", "save": "Save", "post": "Post", "register": "Register a patient"}}[lang]
+    page = signed_in_page(
+        browser, demo_server, "cm.tanaka", DEMO_PASSWORD, **(TABLET if layout == "landscape" else PORTRAIT)
+    )
+    words = {
+        "ja": {"edit": "編集", "save": "保存", "post": "投稿", "register": "利用者を登録"},
+        "en": {"edit": "Edit", "save": "Save", "post": "Post", "register": "Register a patient"},
+    }[lang]
     if lang == "en":
         page.goto("/?lang=en")
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -230,6 +249,7 @@ def test_the_care_managers_day_takes_few_taps(browser, demo_server, layout, lang
     def shot(step):
         page.wait_for_timeout(200)
         page.screenshot(path=str(SHOTS / f"walk-{layout}-{lang}-{step}.png"))
+
     assert page.locator(f"a:has-text('{words['register']}')").is_visible()
     shot("1-list")
     page.locator(".patient-list a:has-text('山田 太郎')").tap()

@@ -3,6 +3,7 @@ of the team has acknowledged in the team's time is pushed and mailed to the back
 physician and the call list, again after each interval until someone acknowledges;
 each round is shown on the note and audited; with two server processes exactly one
 sends it, and an acknowledgement in time stops it."""
+
 import time
 from datetime import datetime, timedelta
 
@@ -12,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from models import AuditEntry, Delivery, Escalation, EscalationRound
 from renkei import db, escalation
-from tests.helpers import R, Api, build_app, team
+from tests.helpers import Api, R, build_app, team
 from tests.push_receiver import PushReceiver
 from tests.servers import free_port, start_server
 from tests.test_notifications import NAME, TEXT, assert_identifiers_only, note, send_all, subscribe
@@ -56,12 +57,17 @@ def care_team(api):
     return pid
 
 
-def test_an_unacknowledged_urgent_note_goes_to_the_backup_physician_and_the_call_list_until_a_nurse_reads_it(dev_api, receiver):
+def test_an_unacknowledged_urgent_note_goes_to_the_backup_physician_and_the_call_list_until_a_nurse_reads_it(
+    dev_api, receiver
+):
     api = dev_api
     pid = care_team(api)
     r = api.call("cm", "PUT", f"/api/v1/patients/{pid}/escalation", {"call_list": [api.users["pharm"]["id"]]})
-    assert r.status_code == 200 and r.json == {"after_minutes": 15, "repeat_minutes": 15,
-                                               "call_list": [api.users["pharm"]["id"]]}
+    assert r.status_code == 200 and r.json == {
+        "after_minutes": 15,
+        "repeat_minutes": 15,
+        "call_list": [api.users["pharm"]["id"]],
+    }
     for who in ("backup", "pharm", "ns"):
         subscribe(api, who, receiver.device(who))
     note_id = note(api, "doc", pid)
@@ -91,8 +97,9 @@ def test_an_unacknowledged_urgent_note_goes_to_the_backup_physician_and_the_call
     send_all(api)
     assert receiver.received == []
     with api.app.app_context():
-        entries = db.session.execute(select(AuditEntry.patient_id, AuditEntry.detail).where(
-            AuditEntry.action == "note.escalate")).all()
+        entries = db.session.execute(
+            select(AuditEntry.patient_id, AuditEntry.detail).where(AuditEntry.action == "note.escalate")
+        ).all()
         assert len(entries) == 2 and all(p == pid and note_id in d for p, d in entries)
         assert NAME not in str(entries) and TEXT not in str(entries)
 
@@ -110,8 +117,12 @@ def test_a_team_without_a_backup_physician_or_call_list_sees_that_nobody_could_b
 def test_the_teams_own_time_and_a_deleted_patient(dev_api):
     api = dev_api
     pid = care_team(api)
-    assert api.call("doc", "PUT", f"/api/v1/patients/{pid}/escalation",
-                    {"after_minutes": 5, "repeat_minutes": 30}).status_code == 200
+    assert (
+        api.call(
+            "doc", "PUT", f"/api/v1/patients/{pid}/escalation", {"after_minutes": 5, "repeat_minutes": 30}
+        ).status_code
+        == 200
+    )
     note(api, "cm", pid)
     assert escalate_at(api, 4) == 0 and escalate_at(api, 6) == 1 and escalate_at(api, 20) == 0
     assert api.call("admin", "DELETE", f"/api/v1/patients/{pid}").status_code == 204
@@ -120,14 +131,17 @@ def test_the_teams_own_time_and_a_deleted_patient(dev_api):
         assert db.session.execute(select(func.count()).select_from(Delivery)).scalar() == 0
 
 
-@pytest.mark.parametrize("who, body, status, field", [
-    ("pharm", {"after_minutes": 30}, 403, None),            # does not manage the team
-    ("out", {"after_minutes": 30}, 404, None),              # not on it
-    ("cm", {"after_minutes": 0}, 422, "after_minutes"),
-    ("cm", {"repeat_minutes": 2000}, 422, "repeat_minutes"),
-    ("cm", {"call_list": ["someone-else"]}, 422, "call_list"),
-    ("cm", {"who": "everyone"}, 422, "who"),
-])
+@pytest.mark.parametrize(
+    "who, body, status, field",
+    [
+        ("pharm", {"after_minutes": 30}, 403, None),  # does not manage the team
+        ("out", {"after_minutes": 30}, 404, None),  # not on it
+        ("cm", {"after_minutes": 0}, 422, "after_minutes"),
+        ("cm", {"repeat_minutes": 2000}, 422, "repeat_minutes"),
+        ("cm", {"call_list": ["someone-else"]}, 422, "call_list"),
+        ("cm", {"who": "everyone"}, 422, "who"),
+    ],
+)
 def test_escalation_settings_are_the_teams_managers_to_change(sqlite_api, who, body, status, field):
     api = sqlite_api
     pid = team(api)
@@ -145,22 +159,31 @@ def test_with_two_server_processes_exactly_one_escalates_and_an_acknowledgement_
     world = pg_world
     world.api.join(world.pid, "er", "backup_physician", by="cm")
     env = world.env | {"RENKEI_ENV": "development"}
-    with start_server(env | {"RENKEI_PORT": str(free_port())}) as a, \
-            start_server(env | {"RENKEI_PORT": str(free_port())}) as b:
+    with (
+        start_server(env | {"RENKEI_PORT": str(free_port())}) as a,
+        start_server(env | {"RENKEI_PORT": str(free_port())}) as b,
+    ):
         h = {who: {"Authorization": "Bearer " + world.tokens[who]} for who in world.tokens}
-        requests.post(a + "/api/v1/push/subscriptions", json=receiver.device("er").subscription(),
-                      headers=h["er"]).raise_for_status()
+        requests.post(
+            a + "/api/v1/push/subscriptions", json=receiver.device("er").subscription(), headers=h["er"]
+        ).raise_for_status()
 
         def urgent(base):
-            r = requests.post(f"{base}/api/v1/patients/{world.pid}/notes", headers=h["doc"],
-                              json={"body": TEXT, "category": "incident", "urgent": True})
+            r = requests.post(
+                f"{base}/api/v1/patients/{world.pid}/notes",
+                headers=h["doc"],
+                json={"body": TEXT, "category": "incident", "urgent": True},
+            )
             r.raise_for_status()
             return r.json()["id"]
 
         def time_passes(note_id):  # the team's 15 minutes, without waiting for them
             with world.app.app_context():
-                db.session.execute(update(Escalation).where(Escalation.note_id == note_id)
-                                   .values(due_at=datetime.utcnow() - timedelta(seconds=1)))
+                db.session.execute(
+                    update(Escalation)
+                    .where(Escalation.note_id == note_id)
+                    .values(due_at=datetime.utcnow() - timedelta(seconds=1))
+                )
                 db.session.commit()
                 db.session.remove()
 
@@ -189,25 +212,40 @@ def test_with_two_server_processes_exactly_one_escalates_and_an_acknowledgement_
 @pytest.mark.slow
 def test_the_physician_sees_the_escalation_on_the_note_and_the_team_sets_its_time(browser, tmp_path):
     import os
+
     from sqlalchemy import create_engine
+
     from tests.helpers import ROOT, random_master_key, signed_in_page
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
-    env |= {"RENKEI_INSTANCE_DIR": str(tmp_path), "RENKEI_PORT": str(free_port()), "RENKEI_MASTER_KEY": random_master_key()}
+    env |= {
+        "RENKEI_INSTANCE_DIR": str(tmp_path),
+        "RENKEI_PORT": str(free_port()),
+        "RENKEI_MASTER_KEY": random_master_key(),
+    }
     password = "renkei-demo-2026"
     with start_server(env, timeout=60) as base:
         page = signed_in_page(browser, base, "dr.sato", password)
         page.click("text=山田 太郎")
         page.wait_for_selector("#notes")
         pid = page.evaluate("document.body.dataset.patient")
-        token = requests.post(base + "/api/v1/auth/tokens", json={"login": "cm.tanaka", "password": password}).json()["token"]
-        r = requests.post(f"{base}/api/v1/patients/{pid}/notes", headers={"Authorization": "Bearer " + token},
-                          json={"body": "呼吸苦の訴えあり、往診の要否を判断してください", "category": "observation", "urgent": True})
+        token = requests.post(base + "/api/v1/auth/tokens", json={"login": "cm.tanaka", "password": password}).json()[
+            "token"
+        ]
+        r = requests.post(
+            f"{base}/api/v1/patients/{pid}/notes",
+            headers={"Authorization": "Bearer " + token},
+            json={"body": "呼吸苦の訴えあり、往診の要否を判断してください", "category": "observation", "urgent": True},
+        )
         note_id = r.json()["id"]
         page.locator(f'li[data-note="{note_id}"]').wait_for(timeout=10000)
         engine = create_engine(f"sqlite:///{tmp_path / 'renkei.db'}")
         with engine.begin() as c:  # the team's 15 minutes pass
-            c.execute(update(Escalation).where(Escalation.note_id == note_id)
-                      .values(due_at=datetime.utcnow() - timedelta(seconds=1)))
+            c.execute(
+                update(Escalation)
+                .where(Escalation.note_id == note_id)
+                .values(due_at=datetime.utcnow() - timedelta(seconds=1))
+            )
         engine.dispose()
         shown = page.locator(f'li[data-note="{note_id}"] .escalated')
         shown.wait_for(timeout=10000)  # live: the sender's next turn, then the team's event
@@ -221,12 +259,15 @@ def test_the_physician_sees_the_escalation_on_the_note_and_the_team_sets_its_tim
         page.check('#escalation-form [name="call_list"] >> nth=1')
         page.click("#escalation-form button[type=submit]")
         page.locator("#escalation-form .status:has-text('保存しました')").wait_for(timeout=5000)
-        got = requests.get(f"{base}/api/v1/patients/{pid}/escalation", headers={"Authorization": "Bearer " + token}).json()
+        got = requests.get(
+            f"{base}/api/v1/patients/{pid}/escalation", headers={"Authorization": "Bearer " + token}
+        ).json()
         assert got["after_minutes"] == 10 and len(got["call_list"]) == 1
         page.context.close()
 
 
 # --- what an independent review found (each failed on the first version) ----------------
+
 
 def test_the_authors_own_read_does_not_end_it(dev_api, receiver):
     api = dev_api
@@ -246,7 +287,11 @@ def test_without_consent_nobody_can_open_the_note_so_it_stops(dev_api, receiver)
     assert api.call("cm", "DELETE", f"/api/v1/patients/{pid}/consents/{consent}").status_code == 204
     assert escalate_at(api, 16) == 0 and escalate_at(api, 40) == 0
     with api.app.app_context():
-        assert db.session.execute(select(AuditEntry.detail).where(AuditEntry.action == "note.escalate")).scalar().endswith("ended=no consent")
+        assert (
+            db.session.execute(select(AuditEntry.detail).where(AuditEntry.action == "note.escalate"))
+            .scalar()
+            .endswith("ended=no consent")
+        )
 
 
 def test_one_round_that_fails_does_not_hold_up_the_others(dev_api, monkeypatch):
@@ -260,6 +305,7 @@ def test_one_round_that_fails_does_not_hold_up_the_others(dev_api, monkeypatch):
         if patient_id == first:
             raise RuntimeError("a defect in one round")
         return real(kind, patient_id, *args, **kwargs)
+
     monkeypatch.setattr(escalation.outreach, "tell", broken)
     assert escalate_at(api, 16) == 1  # the second patient's round went out
     monkeypatch.setattr(escalation.outreach, "tell", real)
@@ -286,8 +332,12 @@ def test_a_read_drops_the_still_unread_messages_not_yet_sent(dev_api, receiver):
     send_all(api)
     assert api.call("ns", "POST", f"/api/v1/patients/{pid}/notes/{note_id}/ack").status_code == 204
     with api.app.app_context():
-        assert db.session.execute(select(func.count()).select_from(Delivery).where(
-            Delivery.kind == "note.escalated")).scalar() == 0
+        assert (
+            db.session.execute(
+                select(func.count()).select_from(Delivery).where(Delivery.kind == "note.escalated")
+            ).scalar()
+            == 0
+        )
 
 
 def test_a_member_who_leaves_is_off_the_call_list(dev_api):

@@ -1,5 +1,6 @@
 """Faults lose nothing and stall nothing (issue 11): slow clients, a busy pool, the
 database away while sockets connect and resume, the message queue down."""
+
 import socket
 import time
 
@@ -12,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from models import User
 from renkei import db, notes, work
 from renkei.db import make_engine
-from tests.helpers import PASSWORD, R, Api, build_app, signed_in_page
+from tests.helpers import PASSWORD, Api, R, build_app, signed_in_page
 from tests.servers import Listener, World, free_port, start_server
 
 
@@ -44,9 +45,13 @@ def test_slow_uploaders_do_not_hold_database_connections(pg_world):
         slow = []
         for _ in range(35):
             s = socket.create_connection(("127.0.0.1", port))
-            s.sendall((f"POST /api/v1/patients/{w.pid}/notes HTTP/1.1\r\nHost: x\r\n"
-                       f"Authorization: Bearer {w.tokens['cm']}\r\nContent-Type: application/json\r\n"
-                       "Content-Length: 1000\r\n\r\n{").encode())
+            s.sendall(
+                (
+                    f"POST /api/v1/patients/{w.pid}/notes HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: Bearer {w.tokens['cm']}\r\nContent-Type: application/json\r\n"
+                    "Content-Length: 1000\r\n\r\n{"
+                ).encode()
+            )
             slow.append(s)
         time.sleep(1)
         try:
@@ -123,6 +128,7 @@ def test_a_killed_servers_socket_rows_are_removed_by_the_others(pg_world):
     def rows():
         with engine.connect() as c:
             return c.execute(text("SELECT count(*) FROM socket_sessions")).scalar()
+
     try:
         handle = []
         with start_server(w.env | {"RENKEI_PORT": str(free_port())} | fast, handle=handle) as a:
@@ -153,8 +159,12 @@ def test_a_stuck_transaction_does_not_stall_everyone_else(pg_world):
         frozen = engine.connect()
         frozen.execute(text("SELECT 1 FROM users WHERE id = :u FOR UPDATE"), {"u": w.ids["ns"]})  # then silence
         started = time.monotonic()
-        r = requests.put(f"{base}{R}/{w.pid}/record/condition", json={"content": {"summary": "x"}}, timeout=20,
-                         headers={"Authorization": "Bearer " + w.tokens["doc"], "If-Match": '"0"'})
+        r = requests.put(
+            f"{base}{R}/{w.pid}/record/condition",
+            json={"content": {"summary": "x"}},
+            timeout=20,
+            headers={"Authorization": "Bearer " + w.tokens["doc"], "If-Match": '"0"'},
+        )
         assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1 and time.monotonic() - started < 5
         time.sleep(3.5)
         w.put(base, "doc", "condition", {"summary": "書けた"}, 0)
@@ -174,8 +184,12 @@ def test_a_request_frozen_mid_write_does_not_hold_its_teams_event_rows(pg_world)
         work.begin()
         notes.post(db.session.get(User, w.ids["cm"]), w.pid, "書きかけ", "other")  # ...and the worker freezes here
         started = time.monotonic()
-        r = requests.post(f"{base}{R}/{w.pid}/notes", json={"body": "届く", "category": "other"}, timeout=20,
-                          headers={"Authorization": "Bearer " + w.tokens["doc"]})
+        r = requests.post(
+            f"{base}{R}/{w.pid}/notes",
+            json={"body": "届く", "category": "other"},
+            timeout=20,
+            headers={"Authorization": "Bearer " + w.tokens["doc"]},
+        )
         assert r.status_code == 201, r.text
         assert time.monotonic() - started < 1.5
         db.session.rollback()
@@ -200,6 +214,7 @@ def test_after_redis_returns_a_change_reaches_other_processes_before_their_subsc
             except socketio.exceptions.SocketIOError:
                 return  # the listener was closed while asking: the test is over (a missed event fails wait_for)
             seq["last"] = max(seq["last"], ack.get("seq", 0))
+
         listener.sio.on("resync", lambda *_: listener.sio.start_background_task(resume))
         w.put(b, "doc", "condition", {"summary": "前"}, 0)
         seq["last"] = listener.wait_for(1)[0][1]["seq"]

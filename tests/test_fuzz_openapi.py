@@ -1,12 +1,15 @@
 """Fuzz every operation from the service's own OpenAPI description: whatever the
 input, never a 500, and every answer matches what the description promises."""
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
-                                               status_code_conformance)
 from schemathesis.checks import not_a_server_error
-
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 
 @pytest.fixture(scope="module")
@@ -16,10 +19,12 @@ def fuzz_world(module_api):
     api.user("doc", "physician")
     api.pid = api.patient("cm")
     api.join(api.pid, "doc", "primary_physician", by="cm")
-    api.note = api.call("cm", "POST", f"/api/v1/patients/{api.pid}/notes",
-                        {"body": "x", "category": "other"}).json["id"]
-    api.observation = api.call("cm", "POST", f"/api/v1/patients/{api.pid}/observations",
-                               {"kind": "spo2", "value": 97}).json["id"]
+    api.note = api.call("cm", "POST", f"/api/v1/patients/{api.pid}/notes", {"body": "x", "category": "other"}).json[
+        "id"
+    ]
+    api.observation = api.call(
+        "cm", "POST", f"/api/v1/patients/{api.pid}/observations", {"kind": "spo2", "value": 97}
+    ).json["id"]
     return api
 
 
@@ -27,8 +32,7 @@ def fuzz_world(module_api):
 def api_schema(fuzz_world):
     loaded = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", fuzz_world.app)
     # Valid and invalid inputs both: bad input must be a 4xx problem, never a 500.
-    loaded.config.generation.update(modes=[schemathesis.GenerationMode.POSITIVE,
-                                           schemathesis.GenerationMode.NEGATIVE])
+    loaded.config.generation.update(modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
     return loaded
 
 
@@ -56,5 +60,7 @@ def test_no_input_breaks_the_api(case, fuzz_world):
     else:
         token = fuzz_world.tokens["cm"]
     response = case.call(headers={"Authorization": "Bearer " + token})
-    case.validate_response(response, checks=[not_a_server_error, status_code_conformance,
-                                             content_type_conformance, response_schema_conformance])
+    case.validate_response(
+        response,
+        checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
+    )

@@ -1,5 +1,6 @@
 """Issue 11 (4): a creating POST sent again with the same Idempotency-Key creates
 nothing new (docs/API.md, "Retrying safely: Idempotency-Key")."""
+
 import threading
 from datetime import timedelta
 
@@ -30,8 +31,10 @@ def test_a_repeated_note_answers_the_first_response_and_posts_once(api):
     other = api.call("cm", "POST", f"{R}/{pid}/notes", NOTE, headers={"Idempotency-Key": "k-2"})
     assert other.json["id"] != first.json["id"] and len(timeline(api, "doc", pid)) == 2
     # The key is the person's own: a colleague's same key is a request of their own.
-    assert api.call("doc", "POST", f"{R}/{pid}/notes", NOTE, headers={"Idempotency-Key": "k-1"}).json["id"] \
+    assert (
+        api.call("doc", "POST", f"{R}/{pid}/notes", NOTE, headers={"Idempotency-Key": "k-1"}).json["id"]
         != first.json["id"]
+    )
 
 
 def test_every_creating_route_replays_instead_of_creating_twice(api):
@@ -47,18 +50,23 @@ def test_every_creating_route_replays_instead_of_creating_twice(api):
     pid = a.json["id"]
     assert len(api.call("cm", "GET", "/api/v1/patients").json["items"]) == 1
     for who, path, payload in [
-            ("cm", f"{R}/{pid}/consents", {"obtained_on": str(days_ago(30)), "obtained_by": "cm", "scope": "情報共有"}),
-            ("cm", f"{R}/{pid}/team", {"user_id": api.users["doc"]["id"], "role": "primary_physician"}),
-            ("er", f"{R}/{pid}/breakglass", {"reason": "夜間の急変で往診", "otp": api.otp("er")}),
-            ("admin", "/api/v1/organizations", {"name": "二つ目の事業所", "kind": "clinic"})]:
+        ("cm", f"{R}/{pid}/consents", {"obtained_on": str(days_ago(30)), "obtained_by": "cm", "scope": "情報共有"}),
+        ("cm", f"{R}/{pid}/team", {"user_id": api.users["doc"]["id"], "role": "primary_physician"}),
+        ("er", f"{R}/{pid}/breakglass", {"reason": "夜間の急変で往診", "otp": api.otp("er")}),
+        ("admin", "/api/v1/organizations", {"name": "二つ目の事業所", "kind": "clinic"}),
+    ]:
         a = api.call(who, "POST", path, payload, headers={"Idempotency-Key": "for-" + path})
         b = api.call(who, "POST", path, payload, headers={"Idempotency-Key": "for-" + path})
         assert a.status_code == 201, (path, a.json)
         assert b.status_code == 201 and b.json == a.json, path
     note = api.call("doc", "POST", f"{R}/{pid}/notes", NOTE).json["id"]
     for _ in range(2):
-        assert api.call("cm", "POST", f"{R}/{pid}/notes/{note}/ack", headers={"Idempotency-Key": "ack"}).status_code == 204
-    assert [o["name"] for o in api.call("admin", "GET", "/api/v1/organizations").json["items"]].count("二つ目の事業所") == 1
+        assert (
+            api.call("cm", "POST", f"{R}/{pid}/notes/{note}/ack", headers={"Idempotency-Key": "ack"}).status_code == 204
+        )
+    assert [o["name"] for o in api.call("admin", "GET", "/api/v1/organizations").json["items"]].count(
+        "二つ目の事業所"
+    ) == 1
 
 
 def test_the_same_key_with_a_different_body_is_422_and_posts_nothing(api):
@@ -85,6 +93,7 @@ def test_a_failed_first_request_is_not_kept_so_its_retry_runs(api, monkeypatch):
 
     def broken(*a, **kw):
         raise RuntimeError("the worker fell over")
+
     monkeypatch.setattr(notes, "post", broken)
     assert api.call("cm", "POST", f"{R}/{pid}/notes", NOTE, headers={"Idempotency-Key": "k"}).status_code == 500
     monkeypatch.setattr(notes, "post", real)
@@ -100,8 +109,9 @@ def test_while_the_first_runs_a_repeat_is_409_and_an_abandoned_claim_is_taken_ov
     r = api.call("cm", "POST", f"{R}/{pid}/notes", NOTE, headers={"Idempotency-Key": "k"})
     assert r.status_code == 409 and int(r.headers["Retry-After"]) >= 1
     with api.app.app_context():  # ...and was stuck for 20 s (its process died, say)
-        db.session.execute(update(IdempotentRequest).values(
-            claimed_at=IdempotentRequest.claimed_at - timedelta(seconds=20)))
+        db.session.execute(
+            update(IdempotentRequest).values(claimed_at=IdempotentRequest.claimed_at - timedelta(seconds=20))
+        )
         db.session.commit()
     assert api.call("cm", "POST", f"{R}/{pid}/notes", NOTE, headers={"Idempotency-Key": "k"}).status_code == 201
     assert timeline(api, "cm", pid) == [NOTE["body"]]
@@ -143,8 +153,9 @@ def test_kept_answers_go_after_24_hours(api):
     pid = team(api)
     api.call("cm", "POST", f"{R}/{pid}/notes", NOTE, headers={"Idempotency-Key": "old"})
     with api.app.app_context():
-        db.session.execute(update(IdempotentRequest).values(
-            claimed_at=IdempotentRequest.claimed_at - timedelta(hours=25)))
+        db.session.execute(
+            update(IdempotentRequest).values(claimed_at=IdempotentRequest.claimed_at - timedelta(hours=25))
+        )
         db.session.commit()
     api.call("cm", "POST", f"{R}/{pid}/notes", NOTE, headers={"Idempotency-Key": "new"})
     with api.app.app_context():
@@ -160,9 +171,14 @@ def test_concurrent_repeats_make_one_note(pg_world):
 
         def send():
             go.wait()
-            r = requests.post(f"{base}{R}/{w.pid}/notes", json=NOTE, timeout=30,
-                              headers={"Authorization": "Bearer " + w.tokens["ns"], "Idempotency-Key": "once"})
+            r = requests.post(
+                f"{base}{R}/{w.pid}/notes",
+                json=NOTE,
+                timeout=30,
+                headers={"Authorization": "Bearer " + w.tokens["ns"], "Idempotency-Key": "once"},
+            )
             results.append((r.status_code, r.json().get("id")))
+
         threads = [threading.Thread(target=send) for _ in range(8)]
         for t in threads:
             t.start()
@@ -190,6 +206,7 @@ def test_the_page_resends_a_note_whose_answer_was_lost_and_it_appears_once(pg_wo
                 route.abort("connectionreset")  # ...and the answer is lost on the way back
             else:
                 route.continue_()
+
         page.route(f"**/api/v1/patients/{w.pid}/notes", lose_first_answer)
         page.goto(f"/patients/{w.pid}")
         page.fill("#note-form textarea[name=body]", "電波の悪い訪問先から")
@@ -224,7 +241,13 @@ def test_deleting_a_patient_forgets_its_kept_answers_and_fingerprints(api):
 
 def test_a_lone_surrogate_in_a_body_is_400_not_500(api):
     pid = team(api)
-    r = api.client.post(f"{R}/{pid}/notes", data='{"body": "\\ud800", "category": "other"}',
-                        headers={"Authorization": "Bearer " + api.tokens["cm"], "Content-Type": "application/json",
-                                 "Idempotency-Key": "s"})
+    r = api.client.post(
+        f"{R}/{pid}/notes",
+        data='{"body": "\\ud800", "category": "other"}',
+        headers={
+            "Authorization": "Bearer " + api.tokens["cm"],
+            "Content-Type": "application/json",
+            "Idempotency-Key": "s",
+        },
+    )
     assert r.status_code == 400 and r.json["status"] == 400

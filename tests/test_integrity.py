@@ -1,5 +1,6 @@
 """Nothing is lost, nothing is readable at rest, nothing in the log can be altered
 unnoticed. On SQLite and PostgreSQL."""
+
 import threading
 
 import pytest
@@ -22,8 +23,11 @@ def test_concurrent_writers_exactly_one_wins_and_nothing_is_lost(api):
     def write(i, who):
         client = api.app.test_client()
         barrier.wait()
-        r = client.put(f"{R}/{pid}/record/condition", json={"content": {"summary": f"writer {i}"}},
-                       headers={"Authorization": "Bearer " + api.tokens[who], "If-Match": '"0"'})
+        r = client.put(
+            f"{R}/{pid}/record/condition",
+            json={"content": {"summary": f"writer {i}"}},
+            headers={"Authorization": "Bearer " + api.tokens[who], "If-Match": '"0"'},
+        )
         results[i] = (r.status_code, r.json)
 
     threads = [threading.Thread(target=write, args=(i, w)) for i, w in enumerate(writers)]
@@ -40,8 +44,9 @@ def test_concurrent_writers_exactly_one_wins_and_nothing_is_lost(api):
     versions = api.call("cm", "GET", f"{R}/{pid}/record/condition/versions").json["items"]
     assert [v["content"] for v in versions] == [winner["content"]]
     # the loser merges and retries against the version it was given
-    r = api.call("doc", "PUT", f"{R}/{pid}/record/condition", {"content": {"summary": "merged"}},
-                 headers={"If-Match": '"1"'})
+    r = api.call(
+        "doc", "PUT", f"{R}/{pid}/record/condition", {"content": {"summary": "merged"}}, headers={"If-Match": '"1"'}
+    )
     assert r.status_code == 200 and r.json["version"] == 2
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
 
@@ -59,8 +64,11 @@ def test_concurrent_notes_to_overlapping_teams_all_commit_with_gapless_event_seq
     def post(pid, who):
         client = api.app.test_client()
         barrier.wait()
-        r = client.post(f"{R}/{pid}/notes", json={"body": "同時投稿", "category": "other"},
-                        headers={"Authorization": "Bearer " + api.tokens[who]})
+        r = client.post(
+            f"{R}/{pid}/notes",
+            json={"body": "同時投稿", "category": "other"},
+            headers={"Authorization": "Bearer " + api.tokens[who]},
+        )
         codes.append(r.status_code)
 
     threads = [threading.Thread(target=post, args=p) for p in posts]
@@ -68,17 +76,25 @@ def test_concurrent_notes_to_overlapping_teams_all_commit_with_gapless_event_seq
     [t.join() for t in threads]
     assert codes == [201] * len(posts)
     from renkei import db
+
     with api.app.app_context():
         for who in ("cm", "doc", "pharm"):
-            seqs = db.session.execute(text("SELECT seq FROM user_events WHERE user_id = :u ORDER BY seq"),
-                                      {"u": api.users[who]["id"]}).scalars().all()
+            seqs = (
+                db.session.execute(
+                    text("SELECT seq FROM user_events WHERE user_id = :u ORDER BY seq"), {"u": api.users[who]["id"]}
+                )
+                .scalars()
+                .all()
+            )
             assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= len(posts)
 
 
 def test_a_deadlock_victim_is_told_to_retry_not_that_the_database_is_down(sqlite_app):
     import psycopg.errors
     from sqlalchemy.exc import OperationalError
+
     from renkei import work
+
     with sqlite_app.test_request_context():
         database_problem = work.begin().database_problem
         victim = database_problem(OperationalError("UPDATE users ...", {}, psycopg.errors.DeadlockDetected()), "t")
@@ -89,8 +105,9 @@ def test_a_deadlock_victim_is_told_to_retry_not_that_the_database_is_down(sqlite
 
 def _all_stored_bytes(api) -> bytes:
     """Every value of every table, as the database hands it out."""
-    from renkei import db
     from models import Base
+    from renkei import db
+
     chunks = []
     with api.app.app_context():
         for table in Base.metadata.sorted_tables:
@@ -106,11 +123,16 @@ def _all_stored_bytes(api) -> bytes:
 def _fill_with_canaries(api):
     api.user("cm", "care_manager")
     pid = api.patient("cm", name=CANARY_NAME, name_kana="かなりあしけんたろう", address="カナリア町1-1")
-    api.call("cm", "PUT", f"{R}/{pid}/record/care_notes", {"content": {"notes": CANARY_TEXT}},
-             headers={"If-Match": '"0"'})
+    api.call(
+        "cm", "PUT", f"{R}/{pid}/record/care_notes", {"content": {"notes": CANARY_TEXT}}, headers={"If-Match": '"0"'}
+    )
     api.call("cm", "POST", f"{R}/{pid}/notes", {"body": CANARY_TEXT, "category": "observation"})
-    r = api.call("cm", "POST", f"{R}/{pid}/observations",  # "73.6" cannot be part of an id or a time
-                 {"kind": "body_weight", "value": CANARY_WEIGHT, "note": CANARY_TEXT})
+    r = api.call(
+        "cm",
+        "POST",
+        f"{R}/{pid}/observations",  # "73.6" cannot be part of an id or a time
+        {"kind": "body_weight", "value": CANARY_WEIGHT, "note": CANARY_TEXT},
+    )
     assert r.status_code == 201 and r.json["value"] == CANARY_WEIGHT
     api.call("cm", "GET", f"{R}/{pid}/record")
     assert api.call("cm", "GET", f"{R}/{pid}").json["name"] == CANARY_NAME
@@ -125,7 +147,9 @@ def test_no_plaintext_patient_data_at_rest(api, tmp_path):
     url = api.app.config["RENKEI"].database_url
     if url.startswith("sqlite"):
         import glob
+
         from renkei import db
+
         db.session.remove()
         api.app.extensions["renkei.engine"].dispose()  # the last close checkpoints the WAL
         path = url.removeprefix("sqlite:///")
@@ -139,15 +163,21 @@ def test_ciphertext_copied_to_another_row_does_not_decrypt(api):
     pid = _fill_with_canaries(api)
     other = api.patient("cm")
     for url in (f"{R}/{pid}/record/wishes", f"{R}/{other}/record/care_notes"):
-        api.call("cm", "PUT", url, {"content": {"patient_wishes": "自宅"} if "wishes" in url else {"notes": "x"}},
-                 headers={"If-Match": '"0"'})
+        api.call(
+            "cm",
+            "PUT",
+            url,
+            {"content": {"patient_wishes": "自宅"} if "wishes" in url else {"notes": "x"}},
+            headers={"If-Match": '"0"'},
+        )
     from models import SectionRevision
     from renkei import db
+
     with api.app.app_context():
         revs = {(r.patient_id, r.section): r for r in db.session.query(SectionRevision)}
         stolen = revs[(pid, "care_notes")].content_ct
-        revs[(pid, "wishes")].content_ct = stolen           # same patient, other section
-        revs[(other, "care_notes")].content_ct = stolen     # same section, other patient
+        revs[(pid, "wishes")].content_ct = stolen  # same patient, other section
+        revs[(other, "care_notes")].content_ct = stolen  # same section, other patient
         db.session.commit()
     for target in (f"{R}/{pid}/record/wishes", f"{R}/{other}/record/care_notes"):
         r = api.call("cm", "GET", target)
@@ -158,8 +188,10 @@ def test_ciphertext_copied_to_another_row_does_not_decrypt(api):
 
 def test_master_key_rotation_rewraps_data_keys(api):
     import secrets
+
     from renkei import crypto, vault
     from renkei.crypto import Keyring
+
     pid = _fill_with_canaries(api)
     old = api.app.config["RENKEI"].master_key
     new = secrets.token_bytes(32)
@@ -183,18 +215,25 @@ def test_audit_log_holds_no_clinical_content(api):
         assert canary not in csv
 
 
-@pytest.mark.parametrize("tamper, first_bad", [
-    ("UPDATE audit_log SET outcome = 'tampered' WHERE seq = 4", 4),
-    ("UPDATE audit_log SET actor_id = NULL WHERE seq = 3", 3),
-    ("DELETE FROM audit_log WHERE seq = 5", 5),
-    ("UPDATE audit_log SET seq = CASE seq WHEN 3 THEN 1003 WHEN 4 THEN 3 END WHERE seq IN (3, 4);"
-     "UPDATE audit_log SET seq = 4 WHERE seq = 1003", 3),
-])
+@pytest.mark.parametrize(
+    "tamper, first_bad",
+    [
+        ("UPDATE audit_log SET outcome = 'tampered' WHERE seq = 4", 4),
+        ("UPDATE audit_log SET actor_id = NULL WHERE seq = 3", 3),
+        ("DELETE FROM audit_log WHERE seq = 5", 5),
+        (
+            "UPDATE audit_log SET seq = CASE seq WHEN 3 THEN 1003 WHEN 4 THEN 3 END WHERE seq IN (3, 4);"
+            "UPDATE audit_log SET seq = 4 WHERE seq = 1003",
+            3,
+        ),
+    ],
+)
 def test_audit_tampering_is_detected(api, tamper, first_bad):
     pid = team(api)
     api.call("doc", "GET", f"{R}/{pid}/record")
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
     from renkei import db
+
     with api.app.app_context():
         for statement in tamper.split(";"):
             db.session.execute(text(statement))

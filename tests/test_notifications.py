@@ -2,6 +2,7 @@
 device, mail for urgent notes and a daily digest — carrying identifiers and fixed text,
 never a name or a word of the record — sent after commit by a sender that survives a
 restart; and the safeguards around endpoints a person hands the server."""
+
 import email
 import email.policy
 import json
@@ -97,6 +98,7 @@ def assert_identifiers_only(payload: dict, pid: str):
 
 # --- Web Push ----------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_an_urgent_note_reaches_each_device_of_the_team_once_with_identifiers_only(sqlite_url, tmp_path, receiver):
     world = World(sqlite_url, tmp_path)
@@ -104,12 +106,18 @@ def test_an_urgent_note_reaches_each_device_of_the_team_once_with_identifiers_on
     with world.server(RENKEI_ENV="development") as base:
         key = requests.get(base + "/api/v1/push/vapid-public-key").json()["public_key"]
         for name, who in devices.items():
-            r = requests.post(base + "/api/v1/push/subscriptions", json=receiver.device(name).subscription(name),
-                              headers={"Authorization": "Bearer " + world.tokens[who]})
+            r = requests.post(
+                base + "/api/v1/push/subscriptions",
+                json=receiver.device(name).subscription(name),
+                headers={"Authorization": "Bearer " + world.tokens[who]},
+            )
             assert r.status_code == 201, r.text
         auth = {"Authorization": "Bearer " + world.tokens["cm"]}
         url = f"{base}/api/v1/patients/{world.pid}/notes"
-        assert requests.post(url, json={"body": "定期訪問、変わりなし", "category": "contact"}, headers=auth).status_code == 201
+        assert (
+            requests.post(url, json={"body": "定期訪問、変わりなし", "category": "contact"}, headers=auth).status_code
+            == 201
+        )
         started = time.monotonic()
         r = requests.post(url, json={"body": TEXT, "category": "incident", "urgent": True}, headers=auth)
         assert r.status_code == 201
@@ -130,18 +138,34 @@ def test_an_alert_is_pushed_like_an_urgent_note_and_carries_no_value(dev_api, re
     api.user("ns", "nurse")
     api.join(pid, "ns", "nurse", by="cm")
     subscribe(api, "doc", receiver.device("doc-phone"))
-    quiet = api.call("doc", "PUT", "/api/v1/users/me/notifications",  # the physician sleeps, all day
-                     {"quiet_hours": {"start": "00:00", "end": "23:59"}})
+    quiet = api.call(
+        "doc",
+        "PUT",
+        "/api/v1/users/me/notifications",  # the physician sleeps, all day
+        {"quiet_hours": {"start": "00:00", "end": "23:59"}},
+    )
     assert quiet.status_code == 200, quiet.json
     path = f"/api/v1/patients/{pid}/observations"
-    assert api.call("doc", "PUT", path + "/thresholds", {"thresholds": {"body_temperature": {"max": 37.9}}},
-                    headers={"If-Match": '"0"'}).status_code == 200
+    assert (
+        api.call(
+            "doc",
+            "PUT",
+            path + "/thresholds",
+            {"thresholds": {"body_temperature": {"max": 37.9}}},
+            headers={"If-Match": '"0"'},
+        ).status_code
+        == 200
+    )
     first = api.call("ns", "POST", path, {"kind": "body_temperature", "value": 39.2, "note": TEXT}).json
     api.call("ns", "POST", path, {"kind": "body_temperature", "value": 39.4})  # the same crossing: no second push
     assert send_all(api) == 1
     (got,) = receiver.received
-    assert got.payload == {"kind": "observation.alert", "patient_id": pid, "observation_id": first["id"],
-                           "url": f"/patients/{pid}"}
+    assert got.payload == {
+        "kind": "observation.alert",
+        "patient_id": pid,
+        "observation_id": first["id"],
+        "url": f"/patients/{pid}",
+    }
     assert got.headers.get("urgency") == "high"
 
 
@@ -176,10 +200,16 @@ def test_a_restart_in_the_middle_loses_nothing(sqlite_url, tmp_path, receiver):
     device.status = 503  # the push service is down when the note is posted
     procs = []
     with start_server(world.env | {"RENKEI_PORT": str(free_port()), "RENKEI_ENV": "development"}, handle=procs) as base:
-        requests.post(base + "/api/v1/push/subscriptions", json=device.subscription(),
-                      headers={"Authorization": "Bearer " + world.tokens["doc"]}).raise_for_status()
-        requests.post(f"{base}/api/v1/patients/{world.pid}/notes", json={"body": TEXT, "category": "incident", "urgent": True},
-                      headers={"Authorization": "Bearer " + world.tokens["cm"]}).raise_for_status()
+        requests.post(
+            base + "/api/v1/push/subscriptions",
+            json=device.subscription(),
+            headers={"Authorization": "Bearer " + world.tokens["doc"]},
+        ).raise_for_status()
+        requests.post(
+            f"{base}/api/v1/patients/{world.pid}/notes",
+            json={"body": TEXT, "category": "incident", "urgent": True},
+            headers={"Authorization": "Bearer " + world.tokens["cm"]},
+        ).raise_for_status()
         deadline = time.monotonic() + 10
         while not receiver.answers and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -194,12 +224,26 @@ def test_a_restart_in_the_middle_loses_nothing(sqlite_url, tmp_path, receiver):
     assert got[0].payload["kind"] == "note.urgent"
 
 
-@pytest.mark.parametrize("endpoint", [
-    "http://127.0.0.1:8080/push/x", "https://127.0.0.1/push/x", "https://localhost/push/x",
-    "https://10.1.2.3/push/x", "https://192.168.0.10/push/x", "https://169.254.169.254/latest/meta-data",
-    "https://[::1]/push/x", "https://[::ffff:10.0.0.1]/push/x", "https://[fe80::1]/push/x",
-    "https://100.64.0.1/push/x", "https://0.0.0.0/push/x", "https://no-such-host.invalid/push/x",
-    "ftp://push.example/x", "https://user:pw@8.8.8.8/x", "not a url"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://127.0.0.1:8080/push/x",
+        "https://127.0.0.1/push/x",
+        "https://localhost/push/x",
+        "https://10.1.2.3/push/x",
+        "https://192.168.0.10/push/x",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/push/x",
+        "https://[::ffff:10.0.0.1]/push/x",
+        "https://[fe80::1]/push/x",
+        "https://100.64.0.1/push/x",
+        "https://0.0.0.0/push/x",
+        "https://no-such-host.invalid/push/x",
+        "ftp://push.example/x",
+        "https://user:pw@8.8.8.8/x",
+        "not a url",
+    ],
+)
 def test_a_push_endpoint_must_be_https_on_the_internet(sqlite_api, endpoint, receiver):
     api = sqlite_api
     api.user("doc", "physician")
@@ -225,7 +269,12 @@ def test_a_development_server_accepts_a_loopback_http_endpoint_only(dev_api, rec
     api = dev_api
     api.user("doc", "physician")
     assert subscribe(api, "doc", receiver.device("d")).status_code == 201
-    r = api.call("doc", "POST", "/api/v1/push/subscriptions", receiver.device("e").subscription() | {"endpoint": "http://10.0.0.1/x"})
+    r = api.call(
+        "doc",
+        "POST",
+        "/api/v1/push/subscriptions",
+        receiver.device("e").subscription() | {"endpoint": "http://10.0.0.1/x"},
+    )
     assert r.status_code == 422 and "endpoint" in r.json["errors"]
 
 
@@ -239,8 +288,9 @@ def test_subscriptions_are_a_persons_own_and_sealed_at_rest(sqlite_url, receiver
     again = subscribe(api, "doc", device)
     assert again.status_code == 200 and again.json["id"] == first.json["id"]
     mine = api.call("doc", "GET", "/api/v1/push/subscriptions").json["items"]
-    assert [(s["id"], s["endpoint"], s["label"], s["last_used_at"]) for s in mine] == \
-        [(first.json["id"], device.endpoint, "診療所タブレット", None)]
+    assert [(s["id"], s["endpoint"], s["label"], s["last_used_at"]) for s in mine] == [
+        (first.json["id"], device.endpoint, "診療所タブレット", None)
+    ]
     assert api.call("pharm", "DELETE", f"/api/v1/push/subscriptions/{first.json['id']}").status_code == 404
     raw = Path(sqlite_url.removeprefix("sqlite:///")).read_bytes()
     assert device.endpoint.encode() not in raw and "診療所タブレット".encode() not in raw
@@ -315,20 +365,25 @@ def test_emergency_access_pushes_to_the_team(dev_api, receiver):
     api.user("er", "physician")
     for who in ("doc", "er"):
         subscribe(api, who, receiver.device(who))
-    r = api.call("er", "POST", f"/api/v1/patients/{pid}/breakglass", {"reason": "救急搬送先での確認", "otp": api.otp("er")})
+    r = api.call(
+        "er", "POST", f"/api/v1/patients/{pid}/breakglass", {"reason": "救急搬送先での確認", "otp": api.otp("er")}
+    )
     assert r.status_code == 201, r.json
     send_all(api)
     assert [(g.device, g.payload["kind"]) for g in receiver.received] == [("doc", "breakglass.opened")]
     assert_identifiers_only(receiver.received[0].payload, pid)
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"quiet_hours": {"start": "25:00", "end": "07:00"}}, "quiet_hours"),
-    ({"quiet_hours": {"start": "22:00", "end": "22:00"}}, "quiet_hours"),
-    ({"push": {"urgent": "sometimes"}}, "push"),
-    ({"push": {"everything": True}}, "push"),
-    ({"sms": True}, "sms"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"quiet_hours": {"start": "25:00", "end": "07:00"}}, "quiet_hours"),
+        ({"quiet_hours": {"start": "22:00", "end": "22:00"}}, "quiet_hours"),
+        ({"push": {"urgent": "sometimes"}}, "push"),
+        ({"push": {"everything": True}}, "push"),
+        ({"sms": True}, "sms"),
+    ],
+)
 def test_settings_that_make_no_sense_are_refused_naming_the_field(sqlite_api, body, field):
     sqlite_api.user("ns", "nurse")
     before = sqlite_api.call("ns", "GET", "/api/v1/users/me/notifications").json
@@ -339,13 +394,19 @@ def test_settings_that_make_no_sense_are_refused_naming_the_field(sqlite_api, bo
 
 # --- e-mail ------------------------------------------------------------------------
 
+
 def test_urgent_mail_and_the_daily_digest_hold_no_name_or_clinical_text(database_url, mailbox):
-    app = build_app(database_url, smtp_url=mailbox.url, mail_from="renkei@clinic.example.jp",
-                    public_url="https://renkei.example.jp")
+    app = build_app(
+        database_url, smtp_url=mailbox.url, mail_from="renkei@clinic.example.jp", public_url="https://renkei.example.jp"
+    )
     api = Api(app)
     pid = team(api)
     r = api.call("doc", "PUT", "/api/v1/users/me/email", {"address": "doc@clinic.example.jp"})
-    assert r.status_code == 202 and r.json["email"]["pending"] == "doc@clinic.example.jp" and r.json["email"]["address"] is None
+    assert (
+        r.status_code == 202
+        and r.json["email"]["pending"] == "doc@clinic.example.jp"
+        and r.json["email"]["address"] is None
+    )
     send_all(api)
     subject, text = mailbox.text(0)
     code = re.search(r"https://renkei\.example\.jp/account/email#code=(\S+)", text).group(1)
@@ -404,14 +465,20 @@ FAKE_PUSH_MANAGER = """
 @pytest.fixture(scope="module")
 def dev_demo_server(tmp_path_factory):
     """`python wsgi.py` with the demo data, in development mode (loopback push endpoints)."""
-    from tests.helpers import CHROMIUM, random_master_key
     import os
+
+    from tests.helpers import CHROMIUM, random_master_key
+
     if not os.path.exists(CHROMIUM):
         pytest.skip("chromium is not installed") if not os.environ.get("CI") else pytest.fail("no chromium")
     folder = tmp_path_factory.mktemp("demo-push")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
-    env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_PORT": str(free_port()),
-            "RENKEI_MASTER_KEY": random_master_key(), "RENKEI_ENV": "development"}
+    env |= {
+        "RENKEI_INSTANCE_DIR": str(folder),
+        "RENKEI_PORT": str(free_port()),
+        "RENKEI_MASTER_KEY": random_master_key(),
+        "RENKEI_ENV": "development",
+    }
     with start_server(env, timeout=60) as base:
         yield base
 
@@ -420,6 +487,7 @@ def dev_demo_server(tmp_path_factory):
 @pytest.mark.slow
 def test_the_app_installs_and_a_tablet_subscribes_from_the_account_page(browser, dev_demo_server, receiver):
     from tests.helpers import signed_in_page
+
     base, password = dev_demo_server, "renkei-demo-2026"
     device = receiver.device("sato-tablet")
     page = signed_in_page(browser, base, "dr.sato", password)
@@ -439,15 +507,23 @@ def test_the_app_installs_and_a_tablet_subscribes_from_the_account_page(browser,
     row = page.locator("#push-devices li:has-text('訪問用タブレット')")
     row.wait_for(timeout=10000)
     row.locator(".this-device").wait_for(state="visible", timeout=5000)
-    page.screenshot(path=str(Path(__file__).parent.parent / "test-artifacts" / "screenshots" / "account-notifications.png"),
-                    full_page=True)
+    page.screenshot(
+        path=str(Path(__file__).parent.parent / "test-artifacts" / "screenshots" / "account-notifications.png"),
+        full_page=True,
+    )
 
     cm = requests.post(base + "/api/v1/auth/tokens", json={"login": "cm.tanaka", "password": password}).json()["token"]
     auth = {"Authorization": "Bearer " + cm}
-    pid = next(p["id"] for p in requests.get(base + "/api/v1/patients", headers=auth).json()["items"]
-               if p["name"] == "山田 太郎")
-    r = requests.post(f"{base}/api/v1/patients/{pid}/notes", headers=auth,
-                      json={"body": "夜間に38.5℃の発熱、往診を検討してください", "category": "vital_signs", "urgent": True})
+    pid = next(
+        p["id"]
+        for p in requests.get(base + "/api/v1/patients", headers=auth).json()["items"]
+        if p["name"] == "山田 太郎"
+    )
+    r = requests.post(
+        f"{base}/api/v1/patients/{pid}/notes",
+        headers=auth,
+        json={"body": "夜間に38.5℃の発熱、往診を検討してください", "category": "vital_signs", "urgent": True},
+    )
     assert r.status_code == 201
     got = receiver.wait_for(1, timeout=10)
     assert [(g.device, g.payload["kind"]) for g in got] == [("sato-tablet", "note.urgent")]
@@ -462,6 +538,7 @@ def test_the_app_installs_and_a_tablet_subscribes_from_the_account_page(browser,
 
 
 # --- what an independent review found (each failed on the first version) ----------------
+
 
 def _private_address() -> str | None:
     """This machine's address on its network (not loopback), if it has one."""
@@ -491,6 +568,7 @@ def test_a_push_goes_only_to_an_address_that_was_checked_even_if_the_name_change
             calls.append(host)
             host = "127.0.0.1" if len(calls) <= 2 else private
         return real(host, *args, **kwargs)
+
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
     sub = device.subscription() | {"endpoint": device.endpoint.replace("127.0.0.1", "push.rebind.test")}
     assert api.call("doc", "POST", "/api/v1/push/subscriptions", sub).status_code == 201
@@ -500,21 +578,39 @@ def test_a_push_goes_only_to_an_address_that_was_checked_even_if_the_name_change
     assert private not in receiver.reached_at, receiver.reached_at
 
 
-@pytest.mark.parametrize("endpoint", ["https://169.254.169.254\\x.push.example/x", "https://8.8.8.8\\@10.0.0.1/x",
-                                      "https://8.8.8.8 /x", "https://[64:ff9b::a00:5]/x", "https://[2002:a00:5::]/x",
-                                      "https://[::7f00:1]/x", "https://[fec0::1]/x", "https://[2001:0:4136:e378::1]/x",
-                                      # issue 29: translated and special-use IPv6, and ports other than 443
-                                      "https://[64:ff9b:1::a00:5]/x", "https://[::ffff:0:a00:5]/x",
-                                      "https://[5f00::1]/x", "https://[3fff::1]/x", "https://8.8.8.8:22/x",
-                                      "https://8.8.8.8:6379/x"])
-def test_endpoints_another_parser_reads_differently_or_that_tunnel_to_private_addresses_are_refused(sqlite_api, endpoint, receiver):
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://169.254.169.254\\x.push.example/x",
+        "https://8.8.8.8\\@10.0.0.1/x",
+        "https://8.8.8.8 /x",
+        "https://[64:ff9b::a00:5]/x",
+        "https://[2002:a00:5::]/x",
+        "https://[::7f00:1]/x",
+        "https://[fec0::1]/x",
+        "https://[2001:0:4136:e378::1]/x",
+        # issue 29: translated and special-use IPv6, and ports other than 443
+        "https://[64:ff9b:1::a00:5]/x",
+        "https://[::ffff:0:a00:5]/x",
+        "https://[5f00::1]/x",
+        "https://[3fff::1]/x",
+        "https://8.8.8.8:22/x",
+        "https://8.8.8.8:6379/x",
+    ],
+)
+def test_endpoints_another_parser_reads_differently_or_that_tunnel_to_private_addresses_are_refused(
+    sqlite_api, endpoint, receiver
+):
     sqlite_api.user("doc", "physician")
-    r = sqlite_api.call("doc", "POST", "/api/v1/push/subscriptions", receiver.device("d").subscription() | {"endpoint": endpoint})
+    r = sqlite_api.call(
+        "doc", "POST", "/api/v1/push/subscriptions", receiver.device("d").subscription() | {"endpoint": endpoint}
+    )
     assert r.status_code == 422 and "endpoint" in r.json["errors"], r.json
 
 
 def test_a_push_service_that_answers_a_byte_at_a_time_does_not_hold_the_sender(dev_api, receiver, monkeypatch):
     from renkei import webpush
+
     monkeypatch.setattr(webpush, "SEND_SECONDS", 1.5, raising=False)
     api = dev_api
     pid = team(api)
@@ -564,6 +660,7 @@ def test_a_sender_whose_claim_ran_out_leaves_the_row_to_the_one_that_took_it(dev
 
 def test_a_device_removed_while_its_push_is_retried_stops_nothing(dev_api, receiver, monkeypatch):
     from renkei import webpush
+
     api = dev_api
     pid = team(api)
     sub_id = subscribe(api, "doc", receiver.device("d")).json["id"]
@@ -574,13 +671,17 @@ def test_a_device_removed_while_its_push_is_retried_stops_nothing(dev_api, recei
     def removed_meanwhile(info, payload, urgent):
         if info["endpoint"].endswith("/d"):  # the person removes the device (another request, another thread)
             answers = []
-            t = threading.Thread(target=lambda: answers.append(
-                api.call("doc", "DELETE", f"/api/v1/push/subscriptions/{sub_id}").status_code))
+            t = threading.Thread(
+                target=lambda: answers.append(
+                    api.call("doc", "DELETE", f"/api/v1/push/subscriptions/{sub_id}").status_code
+                )
+            )
             t.start()
             t.join()
             assert answers == [204]
             raise webpush.Later()
         return real(info, payload, urgent)
+
     monkeypatch.setattr(webpush, "send", removed_meanwhile)
     assert send_all(api) == 2
     assert [g.device for g in receiver.received] == ["p"]
@@ -604,6 +705,7 @@ def test_a_disabled_person_gets_no_mail_and_loses_their_address(sqlite_url, mail
     assert len(mailbox.messages) == 1  # the confirmation only
     with app.app_context():
         from models import NotificationSettings
+
         assert db.session.get(NotificationSettings, api.users["doc"]["id"]).email_ct is None
     app.extensions["renkei.engine"].dispose()
 
@@ -657,7 +759,10 @@ def test_leaving_a_team_drops_what_was_queued_about_its_patient(dev_api, receive
 
 def test_a_display_name_of_only_spaces_mentions_nobody():
     from types import SimpleNamespace
-    members = [SimpleNamespace(id="blank", login="x1", display_name="\u3000"),
-               SimpleNamespace(id="sato", login="dr.sato", display_name="佐藤 一郎")]
+
+    members = [
+        SimpleNamespace(id="blank", login="x1", display_name="\u3000"),
+        SimpleNamespace(id="sato", login="dr.sato", display_name="佐藤 一郎"),
+    ]
     assert outreach.mentioned("メールは doc@example.jp まで", members) == []
     assert outreach.mentioned("@佐藤一郎 先生、確認をお願いします", members) == ["sato"]

@@ -1,6 +1,7 @@
 """Vital signs and other observations (docs/API.md, "Observations"): recorded one or
 several at a time, read back as a series, refused with the field named when impossible,
 and alerting the team exactly once per threshold crossing."""
+
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -37,39 +38,66 @@ def ago(**delta) -> str:
 def alerts_heard_by(api, who) -> list[dict]:
     """The observation.alert events stored for a person (what their sockets are sent)."""
     import json
+
     with api.app.app_context():
-        rows = db.session.execute(select(UserEvent.payload).where(
-            UserEvent.user_id == api.users[who]["id"], UserEvent.name == "observation.alert")
-            .order_by(UserEvent.seq)).scalars()
+        rows = db.session.execute(
+            select(UserEvent.payload)
+            .where(UserEvent.user_id == api.users[who]["id"], UserEvent.name == "observation.alert")
+            .order_by(UserEvent.seq)
+        ).scalars()
         return [json.loads(p) for p in rows]
 
 
 def set_thresholds(api, thresholds, who="doc"):
     current = api.call(who, "GET", f"{R}/{api.pid}/observations/thresholds")
-    r = api.call(who, "PUT", f"{R}/{api.pid}/observations/thresholds", {"thresholds": thresholds},
-                 headers={"If-Match": current.headers["ETag"]})
+    r = api.call(
+        who,
+        "PUT",
+        f"{R}/{api.pid}/observations/thresholds",
+        {"thresholds": thresholds},
+        headers={"If-Match": current.headers["ETag"]},
+    )
     assert r.status_code == 200, r.json
     return r
 
 
 def test_a_nurse_records_one_or_several_readings_and_the_team_reads_them_oldest_first(world):
-    r = post(world, "ns", {"kind": "body_temperature", "value": 38.4, "unit": "Cel",
-                           "measured_at": ago(hours=1), "note": "悪寒あり"})
+    r = post(
+        world,
+        "ns",
+        {"kind": "body_temperature", "value": 38.4, "unit": "Cel", "measured_at": ago(hours=1), "note": "悪寒あり"},
+    )
     assert r.status_code == 201, r.json
     one = r.json
     assert (one["kind"], one["loinc"], one["value"], one["unit"], one["note"]) == (
-        "body_temperature", "8310-5", 38.4, "Cel", "悪寒あり")
+        "body_temperature",
+        "8310-5",
+        38.4,
+        "Cel",
+        "悪寒あり",
+    )
     assert one["recorded_by"] == world.users["ns"]["id"] and one["alert"] is False and one["threshold"] is None
     assert one["measured_at"].endswith("Z") and one["late"] is False and one["entered_in_error"] is False
 
-    r = post(world, "ns", {"items": [
-        {"kind": "blood_pressure", "components": {"systolic": 150, "diastolic": 90}, "unit": "mm[Hg]"},
-        {"kind": "heart_rate", "value": 88},
-        {"kind": "bowel_movement", "value": 1, "bristol": 4}]})
+    r = post(
+        world,
+        "ns",
+        {
+            "items": [
+                {"kind": "blood_pressure", "components": {"systolic": 150, "diastolic": 90}, "unit": "mm[Hg]"},
+                {"kind": "heart_rate", "value": 88},
+                {"kind": "bowel_movement", "value": 1, "bristol": 4},
+            ]
+        },
+    )
     assert r.status_code == 201, r.json
     bp, hr, bowel = r.json["items"]
     assert (bp["kind"], bp["loinc"], bp["components"], bp["unit"]) == (
-        "blood_pressure", "85354-9", {"systolic": 150, "diastolic": 90}, "mm[Hg]")
+        "blood_pressure",
+        "85354-9",
+        {"systolic": 150, "diastolic": 90},
+        "mm[Hg]",
+    )
     assert "value" not in bp and (hr["value"], hr["unit"]) == (88, "/min")
     assert (bowel["unit"], bowel["bristol"]) == ("{count}", 4)
 
@@ -82,8 +110,9 @@ def test_a_nurse_records_one_or_several_readings_and_the_team_reads_them_oldest_
     assert {o["kind"] for o in recent} == {"blood_pressure", "heart_rate", "bowel_movement"}
     seen, cursor = [], None
     while True:
-        page = world.call("doc", "GET", f"{R}/{world.pid}/observations?limit=3"
-                          + (f"&cursor={cursor}" if cursor else "")).json
+        page = world.call(
+            "doc", "GET", f"{R}/{world.pid}/observations?limit=3" + (f"&cursor={cursor}" if cursor else "")
+        ).json
         seen += [o["id"] for o in page["items"]]
         cursor = page["next_cursor"]
         if not cursor:
@@ -92,13 +121,25 @@ def test_a_nurse_records_one_or_several_readings_and_the_team_reads_them_oldest_
 
 
 def test_full_width_digits_and_a_decimal_comma_are_read_as_typed(world):
-    r = post(world, "ns", {"items": [{"kind": "body_temperature", "value": "３６，８"},
-                                     {"kind": "blood_pressure", "components": {"systolic": "１３２", "diastolic": "７８"}},
-                                     {"kind": "fluid_intake", "value": "1,200"},
-                                     {"kind": "body_weight", "value": "４８．５"}]})
+    r = post(
+        world,
+        "ns",
+        {
+            "items": [
+                {"kind": "body_temperature", "value": "３６，８"},
+                {"kind": "blood_pressure", "components": {"systolic": "１３２", "diastolic": "７８"}},
+                {"kind": "fluid_intake", "value": "1,200"},
+                {"kind": "body_weight", "value": "４８．５"},
+            ]
+        },
+    )
     assert r.status_code == 201, r.json
     assert [o.get("value", o.get("components")) for o in r.json["items"]] == [
-        36.8, {"systolic": 132, "diastolic": 78}, 1200, 48.5]
+        36.8,
+        {"systolic": 132, "diastolic": 78},
+        1200,
+        48.5,
+    ]
 
 
 def test_one_refused_reading_of_several_refuses_them_all(world):
@@ -115,7 +156,12 @@ def test_outsiders_get_404_and_break_glass_reads_but_cannot_record(world):
     assert post(world, "out", {"kind": "spo2", "value": 96}).status_code == 404
     assert world.call("out", "GET", f"{R}/{world.pid}/observations").status_code == 404
     assert world.call("out", "GET", f"{R}/{world.pid}/observations/thresholds").status_code == 404
-    assert world.call("out", "POST", f"{R}/{world.pid}/breakglass", {"reason": "救急搬送時の確認", "otp": world.otp("out")}).status_code == 201
+    assert (
+        world.call(
+            "out", "POST", f"{R}/{world.pid}/breakglass", {"reason": "救急搬送時の確認", "otp": world.otp("out")}
+        ).status_code
+        == 201
+    )
     r = post(world, "out", {"kind": "spo2", "value": 90})
     assert r.status_code == 403 and r.json["type"] == "/problems/breakglass-read-only"
     assert [o["value"] for o in world.call("out", "GET", f"{R}/{world.pid}/observations").json["items"]] == [96]
@@ -126,9 +172,12 @@ def test_thresholds_are_versioned_like_a_section_and_only_physicians_and_nurses_
     empty = world.call("pharm", "GET", path)
     assert (empty.json["thresholds"], empty.json["version"], empty.headers["ETag"]) == ({}, 0, '"0"')
     assert empty.json["writable"] is False
-    wanted = {"spo2": {"min": 90}, "body_temperature": {"max": 37.9},
-              "body_weight": {"rise": 2, "within_days": 3},
-              "blood_pressure": {"systolic": {"max": 160}, "diastolic": {"max": 100}}}
+    wanted = {
+        "spo2": {"min": 90},
+        "body_temperature": {"max": 37.9},
+        "body_weight": {"rise": 2, "within_days": 3},
+        "blood_pressure": {"systolic": {"max": 160}, "diastolic": {"max": 100}},
+    }
     assert world.call("doc", "PUT", path, {"thresholds": wanted}).status_code == 428
     for who in ("pharm", "cm"):
         r = world.call(who, "PUT", path, {"thresholds": wanted}, headers={"If-Match": '"0"'})
@@ -145,8 +194,7 @@ def test_thresholds_are_versioned_like_a_section_and_only_physicians_and_nurses_
 
 def test_a_threshold_alerts_the_team_once_per_crossing(world):
     set_thresholds(world, {"body_temperature": {"max": 37.9}})
-    got = [post(world, "ns", {"kind": "body_temperature", "value": v}).json
-           for v in (37.5, 38.4, 38.6, 37.0, 38.1)]
+    got = [post(world, "ns", {"kind": "body_temperature", "value": v}).json for v in (37.5, 38.4, 38.6, 37.0, 38.1)]
     assert [o["alert"] for o in got] == [False, True, False, False, True]
     assert [o["threshold"] for o in got] == [None, {"max": 37.9}, {"max": 37.9}, None, {"max": 37.9}]
     for who in ("doc", "pharm", "cm"):
@@ -166,7 +214,10 @@ def test_a_blood_pressure_threshold_names_the_component_crossed(world):
 def test_a_weight_rise_over_three_days_alerts_once(world):
     set_thresholds(world, {"body_weight": {"rise": 2, "within_days": 3}})
     for days, kg in ((2.9, 50.0), (2, 50.6), (1, 51.2)):  # older than a day: marked, never alerting
-        assert post(world, "ns", {"kind": "body_weight", "value": kg, "measured_at": ago(days=days)}).json["alert"] is False
+        assert (
+            post(world, "ns", {"kind": "body_weight", "value": kg, "measured_at": ago(days=days)}).json["alert"]
+            is False
+        )
     first = post(world, "ns", {"kind": "body_weight", "value": 52.1}).json
     assert (first["alert"], first["threshold"]) == (True, {"rise": 2, "within_days": 3})
     still = post(world, "ns", {"kind": "body_weight", "value": 52.3}).json
@@ -207,6 +258,7 @@ def test_a_reading_marked_entered_in_error_is_kept_and_no_longer_counts(world):
 def test_two_nurses_saving_the_same_crossing_at_once_raise_one_alert(api):
     """Requests side by side (on PostgreSQL they really overlap)."""
     import threading
+
     with_nurse(api)
     set_thresholds(api, {"heart_rate": {"max": 120}})
     barrier, answers = threading.Barrier(4), []
@@ -214,8 +266,11 @@ def test_two_nurses_saving_the_same_crossing_at_once_raise_one_alert(api):
     def save(who):
         client = api.app.test_client()
         barrier.wait()
-        r = client.post(f"{R}/{api.pid}/observations", json={"kind": "heart_rate", "value": 130},
-                        headers={"Authorization": "Bearer " + api.tokens[who]})
+        r = client.post(
+            f"{R}/{api.pid}/observations",
+            json={"kind": "heart_rate", "value": 130},
+            headers={"Authorization": "Bearer " + api.tokens[who]},
+        )
         answers.append(r)
 
     threads = [threading.Thread(target=save, args=(w,)) for w in ("ns", "doc", "ns", "doc")]
@@ -232,15 +287,23 @@ def test_two_people_importing_one_file_at_once_save_it_once(api):
     """Requests side by side (on PostgreSQL they really overlap); no thresholds, so only
     the import itself waits for the other."""
     import threading
+
     with_nurse(api)
     barrier, answers = threading.Barrier(2), []
-    text = "measured_at,kind,value,unit\n" + "".join(f"{days_ago(d)} 07:30,body_weight,5{d}.0,kg\n" for d in range(1, 9))
+    text = "measured_at,kind,value,unit\n" + "".join(
+        f"{days_ago(d)} 07:30,body_weight,5{d}.0,kg\n" for d in range(1, 9)
+    )
 
     def send(who):
         client = api.app.test_client()
         barrier.wait()
-        answers.append(client.post(f"{R}/{api.pid}/observations/import", json={"csv": text},
-                                   headers={"Authorization": "Bearer " + api.tokens[who]}))
+        answers.append(
+            client.post(
+                f"{R}/{api.pid}/observations/import",
+                json={"csv": text},
+                headers={"Authorization": "Bearer " + api.tokens[who]},
+            )
+        )
 
     threads = [threading.Thread(target=send, args=(w,)) for w in ("ns", "doc")]
     [t.start() for t in threads]
@@ -264,7 +327,7 @@ def test_a_value_moved_to_another_kind_or_day_does_not_decrypt(world):
     earlier = post(world, "ns", {"kind": "body_weight", "value": 47.0, "measured_at": ago(days=1)}).json
     with world.app.app_context():
         rows = {o.id: o for o in db.session.execute(select(Observation)).scalars()}
-        rows[fever["id"]].value_ct = rows[weight["id"]].value_ct    # same time, other kind
+        rows[fever["id"]].value_ct = rows[weight["id"]].value_ct  # same time, other kind
         rows[earlier["id"]].value_ct = rows[weight["id"]].value_ct  # same kind, other day
         db.session.commit()
     for kind in ("body_temperature", "body_weight"):
@@ -296,7 +359,10 @@ def test_a_device_csv_is_previewed_then_saved_and_duplicates_are_skipped(world):
     assert saved.status_code == 201 and len(saved.json["saved"]) == 2
     listed = world.call("doc", "GET", f"{R}/{world.pid}/observations").json["items"]
     assert [(o["kind"], o["source"]) for o in listed] == [
-        ("body_temperature", "entry"), ("blood_pressure", "import"), ("body_weight", "import")]
+        ("body_temperature", "entry"),
+        ("blood_pressure", "import"),
+        ("body_weight", "import"),
+    ]
     assert listed[1]["note"] == "起床時" and listed[2]["value"] == 51.2
     again = world.call("ns", "POST", path, {"csv": CSV})  # the same file twice: nothing new
     assert again.status_code == 201 and again.json["saved"] == [] and again.json["duplicates"] == 4
@@ -304,8 +370,12 @@ def test_a_device_csv_is_previewed_then_saved_and_duplicates_are_skipped(world):
 
 def test_an_imported_reading_beyond_a_threshold_is_marked_but_alerts_nobody(world):
     set_thresholds(world, {"spo2": {"min": 90}})
-    r = world.call("ns", "POST", f"{R}/{world.pid}/observations/import",
-                   {"csv": f"measured_at,kind,value,unit\n{ago(minutes=5)},spo2,86,%\n"})
+    r = world.call(
+        "ns",
+        "POST",
+        f"{R}/{world.pid}/observations/import",
+        {"csv": f"measured_at,kind,value,unit\n{ago(minutes=5)},spo2,86,%\n"},
+    )
     assert r.status_code == 201, r.json
     (reading,) = world.call("doc", "GET", f"{R}/{world.pid}/observations").json["items"]
     assert (reading["source"], reading["alert"], reading["threshold"]) == ("import", False, {"min": 90})
@@ -340,6 +410,7 @@ def test_a_patient_whose_reading_alerted_me_tops_my_care_list_until_i_look(world
         page = doc.get("/").get_data(as_text=True)
         rows = re.findall(r'<li data-search="[^"]*" data-patient="([^"]+)">(.*?)</li>', page, re.S)
         return [(pid, "バイタル閾値超え" in row) for pid, row in rows]
+
     assert care_list() == [(world.pid, True), (first, False)]
     page = doc.get(f"/patients/{world.pid}").get_data(as_text=True)
     assert "バイタルの閾値超え 1件（前回確認後）" in page
@@ -373,8 +444,12 @@ def test_the_table_strikes_through_an_error_and_offers_marking_only_to_who_may(w
 
 def test_an_imported_or_late_reading_beyond_does_not_silence_the_next_live_one(world):
     set_thresholds(world, {"body_temperature": {"max": 37.9}, "spo2": {"min": 90}})
-    world.call("ns", "POST", f"{R}/{world.pid}/observations/import",
-               {"csv": f"measured_at,kind,value,unit\n{ago(hours=1)},body_temperature,38.6,Cel\n"})
+    world.call(
+        "ns",
+        "POST",
+        f"{R}/{world.pid}/observations/import",
+        {"csv": f"measured_at,kind,value,unit\n{ago(hours=1)},body_temperature,38.6,Cel\n"},
+    )
     assert post(world, "ns", {"kind": "body_temperature", "value": 38.7}).json["alert"] is True
     assert post(world, "ns", {"kind": "spo2", "value": 86, "measured_at": ago(hours=25)}).json["alert"] is False
     assert post(world, "ns", {"kind": "spo2", "value": 87}).json["alert"] is True
@@ -394,29 +469,44 @@ def test_a_reading_entered_later_inside_a_told_crossing_does_not_alert_again(wor
     post(world, "ns", {"kind": "body_temperature", "value": 36.5, "measured_at": ago(hours=3)})
     assert post(world, "ns", {"kind": "body_temperature", "value": 38.5}).json["alert"] is True
     # The evening nurse types in the reading she took an hour ago, between the two.
-    assert post(world, "ns", {"kind": "body_temperature", "value": 38.4, "measured_at": ago(hours=1)}).json["alert"] is False
+    assert (
+        post(world, "ns", {"kind": "body_temperature", "value": 38.4, "measured_at": ago(hours=1)}).json["alert"]
+        is False
+    )
     assert len(alerts_heard_by(world, "doc")) == 1
 
 
 def test_several_readings_are_answered_in_the_order_sent(world):
-    r = post(world, "ns", {"items": [{"kind": "spo2", "value": 97},
-                                     {"kind": "heart_rate", "value": 70, "measured_at": ago(hours=2)}]})
+    r = post(
+        world,
+        "ns",
+        {"items": [{"kind": "spo2", "value": 97}, {"kind": "heart_rate", "value": 70, "measured_at": ago(hours=2)}]},
+    )
     assert [o["kind"] for o in r.json["items"]] == ["spo2", "heart_rate"]
 
 
 def test_a_csv_is_read_as_devices_and_people_write_it(world):
-    text = ("ｍｅａｓｕｒｅｄ＿ａｔ,kind,value,unit\n"  # a full-width header
-            f"{DAY:%Y/%m/%d} 7:05,体温,36.6,℃\n"        # a one-digit hour
-            ",体温,36.7,℃\n")                          # no time: refused, not "now"
+    text = (
+        "ｍｅａｓｕｒｅｄ＿ａｔ,kind,value,unit\n"  # a full-width header
+        f"{DAY:%Y/%m/%d} 7:05,体温,36.6,℃\n"  # a one-digit hour
+        ",体温,36.7,℃\n"
+    )  # no time: refused, not "now"
     preview = world.call("ns", "POST", f"{R}/{world.pid}/observations/import/preview", {"csv": text}).json
     assert preview["rows"][0]["measured_at"] == japan_time_utc(DAY, "07:05") and not preview["rows"][0]["errors"]
     assert "measured_at" in preview["rows"][1]["errors"]
     english = world.web("ns")
     english.get("/?lang=en")
     csrf = re.search(r'name="csrf-token" content="([^"]+)"', english.get("/").get_data(as_text=True)).group(1)
-    r = english.post(f"{R}/{world.pid}/observations/import/preview", json={"csv": f"measured_at,kind,value\n{DAY} 07:30,体温,36.5\n"},
-                     headers={"X-CSRFToken": csrf})
+    r = english.post(
+        f"{R}/{world.pid}/observations/import/preview",
+        json={"csv": f"measured_at,kind,value\n{DAY} 07:30,体温,36.5\n"},
+        headers={"X-CSRFToken": csrf},
+    )
     assert r.status_code == 200 and not r.json["rows"][0]["errors"]  # 体温 is a kind in English too
-    huge = world.call("ns", "POST", f"{R}/{world.pid}/observations/import/preview",
-                      {"csv": f'measured_at,kind,value,unit,note\n{DAY} 07:30,体温,36.5,℃,"' + "x" * 140_000 + '"\n'})
+    huge = world.call(
+        "ns",
+        "POST",
+        f"{R}/{world.pid}/observations/import/preview",
+        {"csv": f'measured_at,kind,value,unit,note\n{DAY} 07:30,体温,36.5,℃,"' + "x" * 140_000 + '"\n'},
+    )
     assert huge.status_code == 422 and "csv" in huge.json["errors"]

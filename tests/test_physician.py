@@ -2,12 +2,13 @@
 look field by field (deletions included, with who and when), what must not be missed
 (DNAR, allergies), every note since then, patients that need me first, and
 「すべて既読」. Debian Chromium against the demo service."""
+
 import time
 
 import pytest
 import requests
 
-from tests.helpers import R, ROOT, TABLET, enrol_second_factor, signed_in_page
+from tests.helpers import ROOT, TABLET, R, enrol_second_factor, signed_in_page
 
 DEMO_PASSWORD = "renkei-demo-2026"
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -18,8 +19,9 @@ def token(base, login):
 
 
 def call(base, login, method, path, body=None, **headers):
-    r = requests.request(method, base + path, json=body, headers={"Authorization": "Bearer " + token(base, login),
-                                                                  **headers})
+    r = requests.request(
+        method, base + path, json=body, headers={"Authorization": "Bearer " + token(base, login), **headers}
+    )
     assert r.status_code < 300, r.text
     return r
 
@@ -38,11 +40,28 @@ def test_the_summary_shows_each_change_since_my_last_look_and_what_must_not_be_m
     content = dict(adl["content"])
     del content["bathing"]
     content["eating"] = {"level": "partial_assist", "note": "むせ込み増加"}
-    call(demo_server, "cm.tanaka", "PUT", f"{R}/{pid}/record/adl", {"content": content},
-         **{"If-Match": f'"{adl["version"]}"'})
-    call(demo_server, "cm.tanaka", "POST", f"{R}/{pid}/notes", {"body": "デイサービスの曜日が変わりました", "category": "contact"})
-    call(demo_server, "ns.suzuki", "POST", f"{R}/{pid}/notes", {"body": "夜間の息切れ、至急相談", "category": "observation",
-                                                               "urgent": True})
+    call(
+        demo_server,
+        "cm.tanaka",
+        "PUT",
+        f"{R}/{pid}/record/adl",
+        {"content": content},
+        **{"If-Match": f'"{adl["version"]}"'},
+    )
+    call(
+        demo_server,
+        "cm.tanaka",
+        "POST",
+        f"{R}/{pid}/notes",
+        {"body": "デイサービスの曜日が変わりました", "category": "contact"},
+    )
+    call(
+        demo_server,
+        "ns.suzuki",
+        "POST",
+        f"{R}/{pid}/notes",
+        {"body": "夜間の息切れ、至急相談", "category": "observation", "urgent": True},
+    )
 
     doctor.goto("/summary")
     first = doctor.locator("article.summary").first
@@ -51,8 +70,10 @@ def test_the_summary_shows_each_change_since_my_last_look_and_what_must_not_be_m
     assert "ペニシリン" in first.locator(".allergies").inner_text()
     change = first.locator('[data-changed="adl"]')
     assert "田中 美咲" in change.locator("h4").inner_text()  # who changed it, and when
-    rows = {r.locator("td").nth(0).inner_text(): (r.locator(".old").inner_text(), r.locator(".new").inner_text())
-            for r in change.locator("tr:has(td)").all()}
+    rows = {
+        r.locator("td").nth(0).inner_text(): (r.locator(".old").inner_text(), r.locator(".new").inner_text())
+        for r in change.locator("tr:has(td)").all()
+    }
     assert rows["入浴"] == ("全介助（訪問入浴 週2回）", "（削除）")  # a deletion is shown
     assert rows["食事"] == ("見守り（むせ込みあり、とろみ剤使用）", "一部介助（むせ込み増加）")
     assert "排泄" not in rows  # unchanged fields are not repeated
@@ -94,11 +115,20 @@ def test_the_on_call_finds_a_patient_by_name_and_birth_date_and_the_team_sees_it
     team.wait_for_selector("#section-adl")
     team.wait_for_timeout(500)  # the socket is connected
 
-    find_by_name(doctor, "中村 翔", "1995-07-22", enrol_second_factor(demo_server, "dr.sato", DEMO_PASSWORD).at(time.time() + 30))
-    doctor.wait_for_selector("#breakglass-form .status:has-text('該当する利用者が見つかりません')")  # Japanese, not "No such resource"
+    find_by_name(
+        doctor, "中村 翔", "1995-07-22", enrol_second_factor(demo_server, "dr.sato", DEMO_PASSWORD).at(time.time() + 30)
+    )
+    doctor.wait_for_selector(
+        "#breakglass-form .status:has-text('該当する利用者が見つかりません')"
+    )  # Japanese, not "No such resource"
     doctor.context.close()
 
-    find_by_name(nurse, "なかむら しょう", "1995-07-21", enrol_second_factor(demo_server, "ns.suzuki", DEMO_PASSWORD).at(time.time() + 30))
+    find_by_name(
+        nurse,
+        "なかむら しょう",
+        "1995-07-21",
+        enrol_second_factor(demo_server, "ns.suzuki", DEMO_PASSWORD).at(time.time() + 30),
+    )
     nurse.wait_for_selector(".banner.breakglass")
     assert "中村 翔" in nurse.locator("h1").inner_text() and nurse.locator("[data-edit]").count() == 0
     nurse.context.close()

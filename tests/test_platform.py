@@ -1,6 +1,7 @@
 """Production topology and faults: several gunicorn workers sharing Socket.IO through
 Redis; the database going away (503, never stale, never anonymous) and coming back;
 a server killed in the middle of writes losing nothing it acknowledged."""
+
 import os
 import signal
 import subprocess
@@ -24,8 +25,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 def test_two_gunicorn_workers_deliver_to_every_listener(pg_world, redis_url):
     w = pg_world
-    env = w.env | {"RENKEI_REDIS_URL": redis_url, "RENKEI_WORKERS": "2", "RENKEI_CONNECTIONS": "50",
-                   "RENKEI_PORT": str(free_port())}
+    env = w.env | {
+        "RENKEI_REDIS_URL": redis_url,
+        "RENKEI_WORKERS": "2",
+        "RENKEI_CONNECTIONS": "50",
+        "RENKEI_PORT": str(free_port()),
+    }
     log = os.path.join(env["RENKEI_INSTANCE_DIR"], f"server-{env['RENKEI_PORT']}.log")
     with start_server(env, gunicorn=True) as base:
         deadline = time.monotonic() + 30  # /healthz answers once the first worker is up
@@ -58,9 +63,17 @@ def test_gunicorn_refuses_sqlite_and_says_why(tmp_path):
     """A worker's greenlets share one thread: on SQLite one waiting for the write lock
     would hold up the one holding it (the first sign-in hung for 30 s)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")} | {
-        "RENKEI_DATABASE_URL": f"sqlite:///{tmp_path}/r.db", "RENKEI_PORT": str(free_port())}
-    done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "wsgi:app"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        "RENKEI_DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
+        "RENKEI_PORT": str(free_port()),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0 and "PostgreSQL" in done.stderr, done.stderr[-2000:]
 
 
@@ -97,8 +110,9 @@ print(ok, end - start, max(b - a for a, b in zip(seen, seen[1:])))
 def test_a_password_check_does_not_hold_up_the_workers_other_connections():
     """A sign-in's hash (Argon2, ~170 ms) runs beside the worker's greenlets, not in
     their one thread: other people's pages and events do not wait for it."""
-    done = subprocess.run([sys.executable, "-c", PASSWORD_CHECK_IN_A_GEVENT_WORKER], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PASSWORD_CHECK_IN_A_GEVENT_WORKER], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     ok, took, longest_wait = done.stdout.split()
     assert ok == "True" and float(took) > 0.05  # a real hash, long enough to matter
@@ -113,8 +127,11 @@ def test_database_down_is_503_then_recovers_by_itself(own_postgres, tmp_path):
         record = f"{base}/api/v1/patients/{w.pid}/record"
         assert requests.get(record, headers=auth).status_code == 200
         control["stop"]()
-        for target, headers in ((record, auth), (base + "/api/v1/users/me", auth),
-                                (base + "/api/v1/patients", {"Authorization": "Bearer rk_not_a_token"})):
+        for target, headers in (
+            (record, auth),
+            (base + "/api/v1/users/me", auth),
+            (base + "/api/v1/patients", {"Authorization": "Bearer rk_not_a_token"}),
+        ):
             r = requests.get(target, headers=headers)
             assert r.status_code == 503, r.text  # not stale data, not 401 as if anonymous
             assert r.headers["Content-Type"].startswith("application/problem+json")
@@ -137,21 +154,27 @@ def test_server_killed_mid_writes_loses_no_acknowledged_write(pg_world):
         pass  # warm-up: the first start migrates nothing more and proves the env works
     env = w.env | {"RENKEI_PORT": str(free_port())}
     with start_server(env, handle=proc_holder) as base:
+
         def writer(who, section):
             version = 0
             session = requests.Session()
             while not stop.is_set():
                 try:
-                    r = session.put(f"{base}/api/v1/patients/{w.pid}/record/{section}",
-                                    json={"content": {"notes" if section == "care_notes" else "cautions": f"v{version + 1}"}},
-                                    headers={"Authorization": "Bearer " + w.tokens[who], "If-Match": f'"{version}"'},
-                                    timeout=5)
+                    r = session.put(
+                        f"{base}/api/v1/patients/{w.pid}/record/{section}",
+                        json={"content": {"notes" if section == "care_notes" else "cautions": f"v{version + 1}"}},
+                        headers={"Authorization": "Bearer " + w.tokens[who], "If-Match": f'"{version}"'},
+                        timeout=5,
+                    )
                 except requests.RequestException:
                     return
                 if r.status_code == 200:
                     version = r.json()["version"]
                     acknowledged.append((section, version))
-        threads = [threading.Thread(target=writer, args=a) for a in (("cm", "care_notes"), ("doc", "home_care_cautions"))]
+
+        threads = [
+            threading.Thread(target=writer, args=a) for a in (("cm", "care_notes"), ("doc", "home_care_cautions"))
+        ]
         [t.start() for t in threads]
         while len(acknowledged) < 20:
             time.sleep(0.05)
@@ -161,8 +184,10 @@ def test_server_killed_mid_writes_loses_no_acknowledged_write(pg_world):
     assert len(acknowledged) >= 20
     with w.server() as base:  # a new process on the same database
         for section in ("care_notes", "home_care_cautions"):
-            versions = requests.get(f"{base}/api/v1/patients/{w.pid}/record/{section}/versions",
-                                    headers={"Authorization": "Bearer " + w.tokens["cm"]}).json()["items"]
+            versions = requests.get(
+                f"{base}/api/v1/patients/{w.pid}/record/{section}/versions",
+                headers={"Authorization": "Bearer " + w.tokens["cm"]},
+            ).json()["items"]
             stored = {v["version"] for v in versions}
             acked = {v for s, v in acknowledged if s == section}
             assert acked <= stored
@@ -175,8 +200,9 @@ def test_the_built_in_servers_request_log_keeps_no_query_string(pg_world):
     """Issue 29: a name sent in a query string (refused with 422) was printed in the log."""
     w = pg_world
     with w.server() as base:
-        r = requests.get(base + "/api/v1/patients?name=山田太郎&kana=やまだ",
-                         headers={"Authorization": "Bearer " + w.tokens["cm"]})
+        r = requests.get(
+            base + "/api/v1/patients?name=山田太郎&kana=やまだ", headers={"Authorization": "Bearer " + w.tokens["cm"]}
+        )
         assert r.status_code == 422
         requests.get(base + "/healthz?probe=canary-in-a-query")
         port = base.rsplit(":", 1)[1]

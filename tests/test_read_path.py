@@ -3,6 +3,7 @@ every promise of the expensive one (docs/ARCHITECTURE.md, "Round trips of a read
 
 Round trips are counted on the wire: libpq's protocol trace of the app's connections,
 where every Query or Sync message the client sends waits for one answer."""
+
 import os
 import uuid
 
@@ -11,7 +12,6 @@ from psycopg import pq
 from sqlalchemy import event, select, text, update
 
 from models import User
-
 from renkei import audit, db
 from tests.helpers import days_ago, team
 
@@ -41,8 +41,11 @@ class Wire:
         sent = [line.split("\t") for line in self.file.read().splitlines() if line.startswith("F\t")]
         trips = sum(1 for m in sent if m[2] in ("Query", "Sync"))
         # Parse: ' "" "SELECT …' (the statement's first line); Query: ' "BEGIN"'
-        statements = [m[3].split('"', 3)[3] if m[2] == "Parse" else m[3].strip().strip('"')
-                      for m in sent if m[2] in ("Query", "Parse")]
+        statements = [
+            m[3].split('"', 3)[3] if m[2] == "Parse" else m[3].strip().strip('"')
+            for m in sent
+            if m[2] in ("Query", "Parse")
+        ]
         return result, trips, statements
 
 
@@ -56,8 +59,13 @@ def entries(api, action):
 @pytest.mark.parametrize("database_url", ON_POSTGRES, indirect=True)
 def test_an_audited_record_read_is_four_round_trips_and_its_writes_stay_one_transaction(api, tmp_path):
     pid = team(api)
-    api.call("cm", "PUT", f"/api/v1/patients/{pid}/record/home_care_cautions",
-             {"content": {"cautions": "階段に注意"}}, headers={"If-Match": '"0"'})
+    api.call(
+        "cm",
+        "PUT",
+        f"/api/v1/patients/{pid}/record/home_care_cautions",
+        {"content": {"cautions": "階段に注意"}},
+        headers={"If-Match": '"0"'},
+    )
     wire = Wire(api.app.extensions["renkei.engine"], tmp_path / "trace")
     read = lambda: api.call("doc", "GET", f"/api/v1/patients/{pid}/record")  # noqa: E731
     before = entries(api, "record.read")
@@ -67,7 +75,7 @@ def test_an_audited_record_read_is_four_round_trips_and_its_writes_stay_one_tran
     r, trips, sent = wire.during(read)
     assert r.status_code == 200 and r.json["sections"]["home_care_cautions"]["content"]["cautions"] == "階段に注意"
     assert sent[0].startswith("SELECT api_tokens") and "BEGIN" in sent and sent[-1] == "COMMIT"
-    between = sent[sent.index("BEGIN") + 1:-1]
+    between = sent[sent.index("BEGIN") + 1 : -1]
     assert sorted(s.split()[0] for s in between) == ["INSERT", "UPDATE"], sent
 
     # Every later read within the minute: token, patient with membership and consent,
@@ -97,6 +105,7 @@ def test_a_write_that_fails_after_its_first_statement_changes_nothing(api, monke
 
     def broken(pending, alone=False):
         raise RuntimeError("the disk went away")
+
     monkeypatch.setattr(audit, "write", broken)
     r = api.call("cm", "PUT", path, {"content": {"cautions": "二"}}, headers={"If-Match": '"1"'})
     assert r.status_code == 500
@@ -121,10 +130,16 @@ def test_connections_the_database_dropped_are_replaced_after_a_pause_and_never_a
     def drop_connections():
         admin = engine.url.set(database="postgres")
         from sqlalchemy import create_engine
+
         killer = create_engine(admin, isolation_level="AUTOCOMMIT")
         with killer.connect() as c:
-            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": engine.url.database})
+            c.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :d AND pid <> pg_backend_pid()"
+                ),
+                {"d": engine.url.database},
+            )
         killer.dispose()
 
     assert read().status_code == 200
@@ -156,8 +171,9 @@ def test_a_read_is_not_held_up_by_another_transaction_moving_the_same_last_look(
     r = api.call("doc", "GET", f"/api/v1/patients/{pid}/record")
     assert r.status_code == 200
     with api.app.app_context():
-        mark = db.session.execute(text("SELECT last_viewed_at FROM team_members WHERE user_id = :u"),
-                                  {"u": doc}).scalar()
+        mark = db.session.execute(
+            text("SELECT last_viewed_at FROM team_members WHERE user_id = :u"), {"u": doc}
+        ).scalar()
         db.session.commit()
     assert mark is not None  # the mark moves once the row is free
 
@@ -167,14 +183,25 @@ def test_a_patient_rolled_back_with_its_request_is_not_named_in_the_failure_entr
     a registration that fails after its consent was checked leaves no patient, and its
     failure entry holds the id only as a digest, like any id that names nobody."""
     from renkei import patients
+
     api.user("cm", "care_manager")
 
     def broken(*args, **kwargs):
         raise RuntimeError("failed after the consent was recorded")
+
     monkeypatch.setattr(patients, "patient_out", broken)
-    r = api.call("cm", "POST", "/api/v1/patients", {
-        "name": "連携 花子", "name_kana": "れんけい はなこ", "birth_date": "1940-02-03", "sex": "female",
-        "consent": {"obtained_on": str(days_ago(30)), "obtained_by": "cm", "scope": "情報共有"}})
+    r = api.call(
+        "cm",
+        "POST",
+        "/api/v1/patients",
+        {
+            "name": "連携 花子",
+            "name_kana": "れんけい はなこ",
+            "birth_date": "1940-02-03",
+            "sex": "female",
+            "consent": {"obtained_on": str(days_ago(30)), "obtained_by": "cm", "scope": "情報共有"},
+        },
+    )
     assert r.status_code == 500
     with api.app.app_context():
         row = db.session.execute(text("SELECT patient_id, detail FROM audit_log WHERE action = 'patient.create'")).one()

@@ -1,5 +1,6 @@
 """Socket.IO (docs/API.md, "Realtime events") against real server processes with a real Socket.IO client,
 and across two processes through a real Redis."""
+
 import json
 import socket
 import subprocess
@@ -35,12 +36,15 @@ def world(sqlite_url, tmp_path):
 def test_team_receives_outsider_does_not_and_payloads_hold_no_content(world):
     with world.server() as base:
         doc, ns_tablet, ns_pc, cm_other_device, out = (
-            Listener(base, world.tokens[w]) for w in ("doc", "ns", "ns", "cm", "out"))
+            Listener(base, world.tokens[w]) for w in ("doc", "ns", "ns", "cm", "out")
+        )
         try:
             world.put(base, "cm", "care_notes", {"notes": "秘密の内容"}, 0)
-            r = requests.post(f"{base}/api/v1/patients/{world.pid}/notes",
-                              json={"body": "発熱あり", "category": "vital_signs", "urgent": True},
-                              headers={"Authorization": "Bearer " + world.tokens["doc"]})
+            r = requests.post(
+                f"{base}/api/v1/patients/{world.pid}/notes",
+                json={"body": "発熱あり", "category": "vital_signs", "urgent": True},
+                headers={"Authorization": "Bearer " + world.tokens["doc"]},
+            )
             assert r.status_code == 201
             for listener in (doc, ns_tablet, ns_pc, cm_other_device):
                 events = listener.wait_for(2)
@@ -50,7 +54,11 @@ def test_team_receives_outsider_does_not_and_payloads_hold_no_content(world):
                     assert "秘密" not in str(payload) and "発熱" not in str(payload)
                 rec, note = events[0][1], events[1][1]
                 assert (rec["patient_id"], rec["section"], rec["version"], rec["actor_id"]) == (
-                    world.pid, "care_notes", 1, world.ids["cm"])
+                    world.pid,
+                    "care_notes",
+                    1,
+                    world.ids["cm"],
+                )
                 assert note["urgent"] is True and note["category"] == "vital_signs"
                 assert note["seq"] > rec["seq"]
             time.sleep(0.5)
@@ -68,11 +76,20 @@ def test_unauthenticated_and_revoked_connections_are_refused(world):
                 client.connect(base, auth=auth, transports=["websocket"], wait_timeout=5)
         foreign = socketio.Client(reconnection=False)  # a valid token from another site's page
         with pytest.raises(socketio.exceptions.ConnectionError):
-            foreign.connect(base, auth={"token": world.tokens["doc"]}, transports=["websocket"],
-                            headers={"Origin": "https://evil.example"}, wait_timeout=5)
+            foreign.connect(
+                base,
+                auth={"token": world.tokens["doc"]},
+                transports=["websocket"],
+                headers={"Origin": "https://evil.example"},
+                wait_timeout=5,
+            )
         listener = Listener(base, world.tokens["doc"])
-        assert requests.delete(base + "/api/v1/auth/tokens/current",
-                               headers={"Authorization": "Bearer " + world.tokens["doc"]}).status_code == 204
+        assert (
+            requests.delete(
+                base + "/api/v1/auth/tokens/current", headers={"Authorization": "Bearer " + world.tokens["doc"]}
+            ).status_code
+            == 204
+        )
         deadline = time.monotonic() + 5
         while listener.sio.connected and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -85,8 +102,10 @@ def test_removed_member_stops_receiving_at_once(world):
     with world.server() as base:
         ns, doc = Listener(base, world.tokens["ns"]), Listener(base, world.tokens["doc"])
         try:
-            r = requests.delete(f"{base}/api/v1/patients/{world.pid}/team/{world.ids['ns']}",
-                                headers={"Authorization": "Bearer " + world.tokens["cm"]})
+            r = requests.delete(
+                f"{base}/api/v1/patients/{world.pid}/team/{world.ids['ns']}",
+                headers={"Authorization": "Bearer " + world.tokens["cm"]},
+            )
             assert r.status_code == 204
             assert doc.wait_for(1)[0][0] == "team.updated"
             world.put(base, "cm", "adl", {"eating": {"level": "independent"}}, 0)
@@ -102,9 +121,11 @@ def test_breakglass_is_announced_to_the_team_and_administrators(world):
     with world.server() as base:
         cm, admin = Listener(base, world.tokens["cm"]), Listener(base, world.tokens["admin"])
         try:
-            r = requests.post(f"{base}/api/v1/patients/{world.pid}/breakglass",
-                              json={"reason": "救急外来で既往歴確認", "otp": world.api.otp("er")},
-                              headers={"Authorization": "Bearer " + world.tokens["er"]})
+            r = requests.post(
+                f"{base}/api/v1/patients/{world.pid}/breakglass",
+                json={"reason": "救急外来で既往歴確認", "otp": world.api.otp("er")},
+                headers={"Authorization": "Bearer " + world.tokens["er"]},
+            )
             assert r.status_code == 201
             for listener in (cm, admin):
                 name, payload = listener.wait_for(1)[0]
@@ -119,18 +140,27 @@ def test_a_reading_beyond_a_threshold_reaches_the_teammates_socket_without_its_v
     with world.server() as base:
         doc, out = Listener(base, world.tokens["doc"]), Listener(base, world.tokens["out"])
         try:
-            path, auth = f"{base}/api/v1/patients/{world.pid}/observations", {
-                "Authorization": "Bearer " + world.tokens["doc"]}
-            r = requests.put(path + "/thresholds", json={"thresholds": {"spo2": {"min": 90}}},
-                             headers=auth | {"If-Match": '"0"'})
+            path, auth = (
+                f"{base}/api/v1/patients/{world.pid}/observations",
+                {"Authorization": "Bearer " + world.tokens["doc"]},
+            )
+            r = requests.put(
+                path + "/thresholds", json={"thresholds": {"spo2": {"min": 90}}}, headers=auth | {"If-Match": '"0"'}
+            )
             assert r.status_code == 200, r.text
-            r = requests.post(path, json={"kind": "spo2", "value": 86, "note": "呼吸苦の訴え"},
-                              headers={"Authorization": "Bearer " + world.tokens["ns"]})
+            r = requests.post(
+                path,
+                json={"kind": "spo2", "value": 86, "note": "呼吸苦の訴え"},
+                headers={"Authorization": "Bearer " + world.tokens["ns"]},
+            )
             assert r.status_code == 201 and r.json()["alert"] is True
             name, payload = doc.wait_for(1)[0]
             assert name == "observation.alert" and set(payload) == EVENT_KEYS[name]
             assert (payload["observation_id"], payload["kind"], payload["actor_id"]) == (
-                r.json()["id"], "spo2", world.ids["ns"])
+                r.json()["id"],
+                "spo2",
+                world.ids["ns"],
+            )
             assert "呼吸" not in json.dumps(payload, ensure_ascii=False)
             time.sleep(0.5)
             assert out.events == []
@@ -151,8 +181,11 @@ def test_resume_returns_exactly_the_missed_events_in_order(world):
         try:
             ack = back.sio.call("resume", {"since": last_seen}, timeout=10)
             events = back.wait_for(3)
-            assert [(n, p["version"]) for n, p in events] == [("record.updated", 2), ("record.updated", 3),
-                                                              ("record.updated", 4)]
+            assert [(n, p["version"]) for n, p in events] == [
+                ("record.updated", 2),
+                ("record.updated", 3),
+                ("record.updated", 4),
+            ]
             assert [p["seq"] for _, p in events] == [last_seen + 1, last_seen + 2, last_seen + 3]
             assert ack == {"replayed": 3, "seq": last_seen + 3}
             assert back.sio.call("resume", {"since": "x"}, timeout=5)["error"]
@@ -165,18 +198,23 @@ def handshake_extensions(base: str) -> tuple[str, str]:
     line and the extensions the server agreed to."""
     host, port = base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(("GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
-                   f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                   "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n").encode())
+        s.sendall(
+            (
+                "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+            ).encode()
+        )
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = s.recv(4096)
             assert chunk, head
             head += chunk
     lines = head.split(b"\r\n\r\n")[0].decode().split("\r\n")
-    agreed = [v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
-              if k.lower() == "sec-websocket-extensions"]
+    agreed = [
+        v.strip() for k, _, v in (line.partition(":") for line in lines[1:]) if k.lower() == "sec-websocket-extensions"
+    ]
     return lines[0], ",".join(agreed)
 
 
@@ -185,12 +223,20 @@ def test_a_socket_behind_the_trusted_proxy_is_audited_with_the_clients_address(w
     for a socket's connection, as for any request — not the proxy's."""
     with world.server(RENKEI_TRUSTED_PROXIES="1") as base:
         client = socketio.Client(reconnection=False)
-        client.connect(base, auth={"token": world.tokens["doc"]}, transports=["websocket"],
-                       headers={"X-Forwarded-For": "203.0.113.9"}, wait_timeout=10)
+        client.connect(
+            base,
+            auth={"token": world.tokens["doc"]},
+            transports=["websocket"],
+            headers={"X-Forwarded-For": "203.0.113.9"},
+            wait_timeout=10,
+        )
         client.disconnect()
     with world.app.app_context():
-        addresses = db.session.execute(select(AuditEntry.client_addr)
-                                       .where(AuditEntry.action == "realtime.connect")).scalars().all()
+        addresses = (
+            db.session.execute(select(AuditEntry.client_addr).where(AuditEntry.action == "realtime.connect"))
+            .scalars()
+            .all()
+        )
         db.session.remove()
     assert addresses == ["203.0.113.9"]
 
@@ -212,17 +258,24 @@ def test_two_processes_behave_as_one_through_redis(pg_world, redis_url):
     """A: a gunicorn worker (gevent), B: `python wsgi.py` (threads), sharing Redis."""
     w = pg_world
     with w.server(gunicorn=True, RENKEI_REDIS_URL=redis_url) as a, w.server(RENKEI_REDIS_URL=redis_url) as b:
-        on_b, ns_on_a, out_on_b = (Listener(b, w.tokens["doc"]), Listener(a, w.tokens["ns"]),
-                                   Listener(b, w.tokens["out"]))
+        on_b, ns_on_a, out_on_b = (
+            Listener(b, w.tokens["doc"]),
+            Listener(a, w.tokens["ns"]),
+            Listener(b, w.tokens["out"]),
+        )
         try:
-            w.put(a, "cm", "home", {"bed": "介護ベッド"}, 0)   # written on A
-            w.put(b, "ns", "home", {"bed": "電動ベッド"}, 1)    # written on B
+            w.put(a, "cm", "home", {"bed": "介護ベッド"}, 0)  # written on A
+            w.put(b, "ns", "home", {"bed": "電動ベッド"}, 1)  # written on B
             for listener in (on_b, ns_on_a):
                 assert [(n, p["version"]) for n, p in listener.wait_for(2)] == [
-                    ("record.updated", 1), ("record.updated", 2)]
+                    ("record.updated", 1),
+                    ("record.updated", 2),
+                ]
             # removal on A is honoured by B at once
-            requests.delete(f"{a}/api/v1/patients/{w.pid}/team/{w.ids['doc']}",
-                            headers={"Authorization": "Bearer " + w.tokens["cm"]})
+            requests.delete(
+                f"{a}/api/v1/patients/{w.pid}/team/{w.ids['doc']}",
+                headers={"Authorization": "Bearer " + w.tokens["cm"]},
+            )
             w.put(a, "cm", "home", {"bed": "布団"}, 2)
             assert [n for n, _ in ns_on_a.wait_for(4)][2:] == ["team.updated", "record.updated"]
             time.sleep(0.5)
@@ -258,9 +311,16 @@ def test_a_write_is_one_message_on_the_queue_and_each_person_gets_their_own_seq(
     queue = redis.Redis.from_url(redis_url)
     watch = queue.pubsub(ignore_subscribe_messages=True)
     watch.psubscribe("*")
-    with w.server(gunicorn=True, RENKEI_REDIS_URL=redis_url) as a, w.server(gunicorn=True, RENKEI_REDIS_URL=redis_url) as b:
-        sockets = {"doc on B": Listener(b, w.tokens["doc"]), "doc on A": Listener(a, w.tokens["doc"]),
-                   "ns on A": Listener(a, w.tokens["ns"]), "cm on B": Listener(b, w.tokens["cm"])}
+    with (
+        w.server(gunicorn=True, RENKEI_REDIS_URL=redis_url) as a,
+        w.server(gunicorn=True, RENKEI_REDIS_URL=redis_url) as b,
+    ):
+        sockets = {
+            "doc on B": Listener(b, w.tokens["doc"]),
+            "doc on A": Listener(a, w.tokens["doc"]),
+            "ns on A": Listener(a, w.tokens["ns"]),
+            "cm on B": Listener(b, w.tokens["cm"]),
+        }
         try:
             deadline = time.monotonic() + 10  # each process subscribes when its first socket connects
             while sum(n for _, n in queue.pubsub_numsub(*queue.pubsub_channels())) < 2:
@@ -277,13 +337,17 @@ def test_a_write_is_one_message_on_the_queue_and_each_person_gets_their_own_seq(
             assert len(published) == 1, published  # was one per recipient: every process got all of them
             message = json.loads(published[0])  # identifiers, seqs and sids only
             assert {(name, tuple(sorted(body))) for name, body, _ in message["events"]} == {
-                ("record.updated", ("actor_id", "at", "patient_id", "section", "version"))}
+                ("record.updated", ("actor_id", "at", "patient_id", "section", "version"))
+            }
             assert "介護ベッド" not in json.dumps(message, ensure_ascii=False) and "田中" not in published[0]
             with w.app.app_context():
                 own = {who: notify.events_since(w.ids[who], 0)[-1][1]["seq"] for who in ("doc", "ns", "cm")}
             assert {where: (name, p["version"], p["seq"]) for where, (name, p) in got.items()} == {
-                "doc on B": ("record.updated", 1, own["doc"]), "doc on A": ("record.updated", 1, own["doc"]),
-                "ns on A": ("record.updated", 1, own["ns"]), "cm on B": ("record.updated", 1, own["cm"])}
+                "doc on B": ("record.updated", 1, own["doc"]),
+                "doc on A": ("record.updated", 1, own["doc"]),
+                "ns on A": ("record.updated", 1, own["ns"]),
+                "cm on B": ("record.updated", 1, own["cm"]),
+            }
             assert len(set(own.values())) > 1  # the people's seqs differ, so each got their own
         finally:
             watch.close()
@@ -301,8 +365,9 @@ def test_with_redis_down_writes_commit_and_clients_catch_up(pg_world, tmp_path):
             started = time.monotonic()
             w.put(a, "cm", "condition", {"summary": "安定"}, 0)
             assert time.monotonic() - started < 10
-            r = requests.get(f"{a}/api/v1/patients/{w.pid}/record/condition",
-                             headers={"Authorization": "Bearer " + w.tokens["doc"]})
+            r = requests.get(
+                f"{a}/api/v1/patients/{w.pid}/record/condition", headers={"Authorization": "Bearer " + w.tokens["doc"]}
+            )
             assert r.json()["version"] == 1
             ack = doc.sio.call("resume", {"since": 0}, timeout=10)
             names = [n for n, _ in doc.wait_for(1)]
@@ -324,9 +389,14 @@ def test_a_reset_on_the_command_line_closes_the_persons_sockets_in_the_server(pg
             while redis.Redis.from_url(redis_url).pubsub_numsub("renkei:realtime")[0][1] < 1:
                 assert time.monotonic() < deadline, "the server never subscribed"
                 time.sleep(0.05)
-            done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "reset-access", "--login", "doc"],
-                                  cwd=ROOT, env=w.env | {"RENKEI_REDIS_URL": redis_url}, capture_output=True,
-                                  text=True, timeout=60)
+            done = subprocess.run(
+                [sys.executable, "-m", "flask", "--app", "wsgi", "reset-access", "--login", "doc"],
+                cwd=ROOT,
+                env=w.env | {"RENKEI_REDIS_URL": redis_url},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert done.returncode == 0, done.stderr
             deadline = time.monotonic() + 5
             while doc.sio.connected and time.monotonic() < deadline:
@@ -354,6 +424,7 @@ def test_a_message_redis_did_not_take_makes_the_next_one_tell_others_to_resume(r
     lost for the other processes' sockets — the next message that gets through tells
     them to resume, and they fetch it from the database."""
     from realtime.fanout import CHANNEL, Fanout, _redis
+
     a, b = Fanout("process-a"), Fanout("process-b")
     a.init(FakeSockets(), redis_url, None)
     b.init(FakeSockets(), redis_url, None)
@@ -363,8 +434,9 @@ def test_a_message_redis_did_not_take_makes_the_next_one_tell_others_to_resume(r
     channel.subscribe(CHANNEL)
     channel.get_message(timeout=1)
     event = [("record.updated", {"patient_id": "p1", "section": "home", "version": 1}, {"ns": 7})]
-    a._publish(_redis("redis://127.0.0.1:1/0"), {"from": "process-a", "committed": 0, "events": event,
-                                                  "disconnect": []})  # Redis refuses this one
+    a._publish(
+        _redis("redis://127.0.0.1:1/0"), {"from": "process-a", "committed": 0, "events": event, "disconnect": []}
+    )  # Redis refuses this one
     a.publish_after = 0  # a second later
     event = [("record.updated", {"patient_id": "p1", "section": "home", "version": 2}, {"ns": 8})]
     a._publish(_redis(redis_url), {"from": "process-a", "committed": 0, "events": event, "disconnect": []})
@@ -372,9 +444,10 @@ def test_a_message_redis_did_not_take_makes_the_next_one_tell_others_to_resume(r
         b._receive(message["data"])
         a._receive(message["data"])
     channel.close()
-    assert b.server.sent == [("sid-of-ns", "record.updated", {"patient_id": "p1", "section": "home", "version": 2,
-                                                              "seq": 8}),
-                             ("sid-of-ns", "resync", {})]  # seq 7 never arrived: resume fetches it
+    assert b.server.sent == [
+        ("sid-of-ns", "record.updated", {"patient_id": "p1", "section": "home", "version": 2, "seq": 8}),
+        ("sid-of-ns", "resync", {}),
+    ]  # seq 7 never arrived: resume fetches it
     assert a.server.sent == []  # a's own message is not delivered twice to a's sockets
 
 
@@ -384,8 +457,9 @@ def test_a_socket_hears_nothing_after_its_token_expires_even_before_the_sweep(pg
     sweep (up to 15 s). The server's tokens here live 3 s; the sweep is a minute away."""
     w = pg_world
     with w.server(RENKEI_TOKEN_TTL="3", RENKEI_SOCKET_SWEEP_SECONDS="60") as base:
-        signed = requests.post(base + "/api/v1/auth/tokens",
-                               json={"login": "doc", "password": PASSWORD, "otp": w.api.otp("doc")})
+        signed = requests.post(
+            base + "/api/v1/auth/tokens", json={"login": "doc", "password": PASSWORD, "otp": w.api.otp("doc")}
+        )
         assert signed.status_code == 201, signed.text
         doc = Listener(base, signed.json()["token"])
         try:

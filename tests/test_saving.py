@@ -1,5 +1,6 @@
 """Issue 12: nothing a person types is lost, and nothing that changes nothing is saved —
 through the API and in the care manager's tablet (Debian Chromium)."""
+
 import json
 
 import pytest
@@ -140,17 +141,32 @@ def test_a_note_and_an_edit_made_offline_arrive_exactly_once(browser, demo_serve
 def test_full_width_phone_numbers_and_extensions_are_accepted_as_typed(api):
     """Japanese input: ０９０－１２３４－５６７８ and （内線12） were refused."""
     pid = team(api)
-    r = api.call("cm", "POST", "/api/v1/patients", {"name": "電話 太郎", "name_kana": "でんわ たろう",
-                                                    "birth_date": "1940-01-01", "sex": "male",
-                                                    "phone": "０９０－１２３４－５６７８"})
+    r = api.call(
+        "cm",
+        "POST",
+        "/api/v1/patients",
+        {
+            "name": "電話 太郎",
+            "name_kana": "でんわ たろう",
+            "birth_date": "1940-01-01",
+            "sex": "male",
+            "phone": "０９０－１２３４－５６７８",
+        },
+    )
     assert r.status_code == 201, r.json
     assert r.json["phone"] == "090-1234-5678"
     contacts = {"key_contacts": [{"name": "長男", "phone": "０３－１２３４－５６７８（内線１２）"}]}
-    r = api.call("cm", "PUT", f"/api/v1/patients/{pid}/record/family_care", {"content": contacts},
-                 headers={"If-Match": '"0"'})
+    r = api.call(
+        "cm", "PUT", f"/api/v1/patients/{pid}/record/family_care", {"content": contacts}, headers={"If-Match": '"0"'}
+    )
     assert r.status_code == 200 and r.json["content"]["key_contacts"][0]["phone"] == "03-1234-5678(内線12)"
-    bad = api.call("cm", "PUT", f"/api/v1/patients/{pid}/record/family_care",
-                   {"content": {"key_contacts": [{"name": "長男", "phone": "いつでも"}]}}, headers={"If-Match": '"0"'})
+    bad = api.call(
+        "cm",
+        "PUT",
+        f"/api/v1/patients/{pid}/record/family_care",
+        {"content": {"key_contacts": [{"name": "長男", "phone": "いつでも"}]}},
+        headers={"If-Match": '"0"'},
+    )
     assert bad.status_code == 422 and "いつでも" not in bad.get_data(as_text=True)
 
 
@@ -171,7 +187,9 @@ def test_the_tablet_page_wraps_long_text_folds_long_notes_and_says_who_may_edit(
     page.wait_for_function("([el, h]) => el.getBoundingClientRect().height > h", arg=[body.element_handle(), folded])
     # 疾病・使用薬剤 is not the care manager's to write: the page says whose it is
     why = page.locator("#section-diseases_medications .readonly-why").inner_text()
-    assert "主治医" in why and "薬剤師" in why and page.locator("#section-diseases_medications [data-edit]").count() == 0
+    assert (
+        "主治医" in why and "薬剤師" in why and page.locator("#section-diseases_medications [data-edit]").count() == 0
+    )
     # Escape closes a form and keeps what was typed
     page.locator("#section-home [data-edit]").tap()
     page.locator('#section-home textarea[data-key="bed"]').fill("途中まで書いた")
@@ -217,8 +235,11 @@ def test_the_author_sees_who_read_the_note_out_of_how_many_and_hears_it_live(api
     with api.app.app_context():
         acked = db.session.execute(select(UserEvent.payload).where(UserEvent.name == "note.acked")).scalars().all()
     assert len(acked) == 3  # to cm, doc and pharm, once
-    assert all(json.loads(p) | {"at": None, "seq": None} == {"patient_id": pid, "note_id": note["id"],
-               "user_id": api.users["doc"]["id"], "at": None, "seq": None} for p in acked)
+    assert all(
+        json.loads(p) | {"at": None, "seq": None}
+        == {"patient_id": pid, "note_id": note["id"], "user_id": api.users["doc"]["id"], "at": None, "seq": None}
+        for p in acked
+    )
 
 
 def test_the_only_care_manager_cannot_leave_the_team(api):
@@ -244,8 +265,9 @@ def test_the_authors_page_counts_readers_live(browser, demo_server):
     theirs = sw.locator("#timeline li", has_text="明日の訪問時間を変更します")
     theirs.wait_for(timeout=10000)
     theirs.locator("[data-ack]").click()
-    cm.wait_for_selector("#timeline li:has-text('明日の訪問時間を変更します') .read-count:has-text('既読 1/')",
-                         timeout=10000)
+    cm.wait_for_selector(
+        "#timeline li:has-text('明日の訪問時間を変更します') .read-count:has-text('既読 1/')", timeout=10000
+    )
     assert "鈴木 花子" in cm.locator("#timeline li", has_text="明日の訪問時間を変更します").inner_text()
     cm.context.close()
     sw.context.close()
@@ -274,8 +296,12 @@ def test_on_a_portrait_tablet_the_notes_and_urgent_ones_are_one_tap_away(browser
     first = page.locator('#section-adl fieldset[data-key="eating"] button.level').first
     first.focus()
     page.keyboard.press("ArrowRight")
-    assert page.locator('#section-adl fieldset[data-key="eating"] button[data-level="supervision"]').get_attribute(
-        "aria-pressed") == "true"
+    assert (
+        page.locator('#section-adl fieldset[data-key="eating"] button[data-level="supervision"]').get_attribute(
+            "aria-pressed"
+        )
+        == "true"
+    )
     assert page.locator("#section-adl .form-actions button[type=submit]").is_visible()
     box = page.locator("#section-adl .form-actions").bounding_box()
     assert box["y"] + box["height"] <= 1280 + 1

@@ -1,6 +1,7 @@
 """renkei/sections.py declares each section once; what is derived from it must agree:
 the edit form offers exactly the fields the schema accepts, and every section has both
 titles and at least the physicians and nurses among its writers."""
+
 from marshmallow import fields
 
 from renkei.sections import SECTIONS

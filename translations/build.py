@@ -1,6 +1,7 @@
 """Rebuild the English catalogue: extract the Japanese source strings, apply
 translations/en.txt ("日本語|English" per line), write and compile the .po/.mo.
 Run after changing UI text:  python translations/build.py"""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,28 @@ OUT = ROOT / "translations" / "en" / "LC_MESSAGES"
 
 def main() -> int:
     pot = ROOT / "translations" / "messages.pot"
-    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", str(ROOT / "babel.cfg"),
-                    "-k", "_l", "-o", str(pot), "--no-location", "--omit-header", str(ROOT)], check=True,
-                   capture_output=True)
-    table = dict(line.split("|", 1) for line in (ROOT / "translations" / "en.txt").read_text().splitlines() if "|" in line)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "babel.messages.frontend",
+            "extract",
+            "-F",
+            str(ROOT / "babel.cfg"),
+            "-k",
+            "_l",
+            "-o",
+            str(pot),
+            "--no-location",
+            "--omit-header",
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    table = dict(
+        line.split("|", 1) for line in (ROOT / "translations" / "en.txt").read_text().splitlines() if "|" in line
+    )
     catalog = read_po(pot.open("rb"), locale="en")
     missing = []
     for message in catalog:

@@ -5,13 +5,13 @@ grey: values are a solid line with dots, a second series (diastolic) dashed with
 dots, thresholds long dashes with their value written on them, and a reading beyond a
 threshold a larger square. Both are built here in Python rather than in a template: a
 month of readings is a thousand cells (bench/vitals.py)."""
-from datetime import datetime, timezone
 
-from renkei.observations import KINDS
+from datetime import datetime, timezone
 
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
 
+from renkei.observations import KINDS
 from renkei.timefmt import JAPAN
 
 WIDTH, HEIGHT = 320, 132
@@ -23,13 +23,19 @@ def number(value, places: int) -> str:
     return f"{value:.{places}f}" if places else str(int(round(value)))
 
 
-def trend(chart: dict, start: datetime, end: datetime, label: str, start_label: str, end_label: str,
-          dots: bool = True) -> Markup:
+def trend(
+    chart: dict, start: datetime, end: datetime, label: str, start_label: str, end_label: str, dots: bool = True
+) -> Markup:
     kind, points, limits = chart["kind"], chart["points"], chart["limits"]
     places = next(iter(kind.components.values()))[1].places if kind.components else kind.measure.places
     names = list(kind.components) or ["value"]
-    series = {n: [(p["measured_at"], p["components"][n] if kind.components else p["value"], bool(p.get("threshold")))
-                  for p in points] for n in names}
+    series = {
+        n: [
+            (p["measured_at"], p["components"][n] if kind.components else p["value"], bool(p.get("threshold")))
+            for p in points
+        ]
+        for n in names
+    }
     lines = _threshold_lines(limits, kind)
     data = [v for s in series.values() for _, v, _ in s]
     values = data + [v for v, _ in lines]
@@ -44,15 +50,19 @@ def trend(chart: dict, start: datetime, end: datetime, label: str, start_label: 
     def y(v):
         return TOP + (HEIGHT - TOP - BOTTOM) * (high - v) / (high - low)
 
-    out = [f'<svg class="trend" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(label)}">',
-           f"<title>{escape(label)}</title>",
-           f'<line class="axis" x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" y2="{HEIGHT - BOTTOM}"/>']
+    out = [
+        f'<svg class="trend" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(label)}">',
+        f"<title>{escape(label)}</title>",
+        f'<line class="axis" x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" y2="{HEIGHT - BOTTOM}"/>',
+    ]
     for v in sorted({min(data), max(data)}):  # the lowest and highest reading
         out.append(f'<text class="tick" x="{LEFT - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{number(v, places)}</text>')
     for v, text in lines:
-        out.append(f'<line class="limit" x1="{LEFT}" y1="{y(v):.1f}" x2="{WIDTH - RIGHT}" y2="{y(v):.1f}"/>'
-                   f'<text class="limit-label" x="{LEFT + 3}" y="{y(v) - 3:.1f}">'
-                   f"{escape(text)}</text>")
+        out.append(
+            f'<line class="limit" x1="{LEFT}" y1="{y(v):.1f}" x2="{WIDTH - RIGHT}" y2="{y(v):.1f}"/>'
+            f'<text class="limit-label" x="{LEFT + 3}" y="{y(v) - 3:.1f}">'
+            f"{escape(text)}</text>"
+        )
     for i, (name, s) in enumerate(series.items()):
         cls = "second" if i else "first"
         if len(s) > 1:
@@ -63,9 +73,11 @@ def trend(chart: dict, start: datetime, end: datetime, label: str, start_label: 
                 out.append(f'<rect class="beyond" x="{x(at) - 4:.1f}" y="{y(v) - 4:.1f}" width="8" height="8"/>')
             elif dots and len(s) <= DOTS_UP_TO:
                 out.append(f'<circle class="dot {cls}" cx="{x(at):.1f}" cy="{y(v):.1f}" r="2.5"/>')
-    out.append(f'<text class="tick" x="{LEFT}" y="{HEIGHT - 6}">{escape(start_label)}</text>'
-               f'<text class="tick" x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" text-anchor="end">'
-               f'{escape(end_label)}</text></svg>')
+    out.append(
+        f'<text class="tick" x="{LEFT}" y="{HEIGHT - 6}">{escape(start_label)}</text>'
+        f'<text class="tick" x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" text-anchor="end">'
+        f"{escape(end_label)}</text></svg>"
+    )
     return Markup("".join(out))
 
 
@@ -84,10 +96,18 @@ def trend_chart(chart: dict, view: dict, dots: bool = True) -> Markup:
     """A chart of the overview (renkei/observations.py overview) for its period; without
     dots on the summary, where thirty patients' charts share one page."""
     kind, latest = chart["kind"], chart["latest"]
-    shown = (f'{latest["components"]["systolic"]}/{latest["components"]["diastolic"]}' if kind.components
-             else str(latest["value"]))
-    label = _("%(kind)s、%(days)s日間の推移。最新 %(value)s %(unit)s", kind=kind.label, days=view["days"],
-              value=shown, unit=kind.shown_unit)
+    shown = (
+        f"{latest['components']['systolic']}/{latest['components']['diastolic']}"
+        if kind.components
+        else str(latest["value"])
+    )
+    label = _(
+        "%(kind)s、%(days)s日間の推移。最新 %(value)s %(unit)s",
+        kind=kind.label,
+        days=view["days"],
+        value=shown,
+        unit=kind.shown_unit,
+    )
     return trend(chart, view["start"], view["end"], label, _day(view["start"]), _day(view["end"]), dots)
 
 
@@ -104,8 +124,12 @@ def sheet(view: dict, viewer_id: str) -> Markup:
     rows: dict = {}
     for r in readings:
         rows.setdefault(r["measured_at"].replace(second=0, microsecond=0), {}).setdefault(r["kind"], []).append(r)
-    words = {"error": escape(_("誤入力")), "beyond": escape(_("閾値超え")), "import": escape(_("取り込み")),
-             "late": escape(_("後から記録"))}
+    words = {
+        "error": escape(_("誤入力")),
+        "beyond": escape(_("閾値超え")),
+        "import": escape(_("取り込み")),
+        "late": escape(_("後から記録")),
+    }
     may_mark = view["may_record"]
     out = ['<table class="grid readings" id="vital-sheet"><thead><tr><th>', escape(_("測定日時")), "</th>"]
     out += [f"<th>{escape(k.label)}<br><small>{escape(k.shown_unit)}</small></th>" for k in kinds]
@@ -116,11 +140,14 @@ def sheet(view: dict, viewer_id: str) -> Markup:
         for kind in kinds:
             out.append("<td>")
             for r in cells.get(kind.key, ()):
-                shown = (f'{r["components"]["systolic"]}/{r["components"]["diastolic"]}' if kind.components
-                         else str(r["value"]))
+                shown = (
+                    f"{r['components']['systolic']}/{r['components']['diastolic']}"
+                    if kind.components
+                    else str(r["value"])
+                )
                 marks = []
                 if r.get("bristol"):
-                    shown += f'<small>（{escape(_("ブリストル %(n)s", n=r["bristol"]))}）</small>'
+                    shown += f"<small>（{escape(_('ブリストル %(n)s', n=r['bristol']))}）</small>"
                 if r["entered_in_error"]:
                     shown, marks = f"<s>{shown}</s>", [words["error"]]
                 elif r.get("threshold"):
@@ -129,11 +156,19 @@ def sheet(view: dict, viewer_id: str) -> Markup:
                     marks.append(words["import"])
                 elif r["late"]:
                     marks.append(words["late"])
-                mark = (' data-mark="1"' if may_mark and not r["entered_in_error"]
-                        and (view["may_mark_any"] or r["recorded_by"] == viewer_id) else "")
+                mark = (
+                    ' data-mark="1"'
+                    if may_mark
+                    and not r["entered_in_error"]
+                    and (view["may_mark_any"] or r["recorded_by"] == viewer_id)
+                    else ""
+                )
                 cls = "error" if r["entered_in_error"] else "beyond" if r.get("threshold") else ""
-                out.append(f'<div data-reading="{r["id"]}" class="{cls}"{mark}>{shown}'
-                           + "".join(f' <span class="badge">{m}</span>' for m in marks) + "</div>")
+                out.append(
+                    f'<div data-reading="{r["id"]}" class="{cls}"{mark}>{shown}'
+                    + "".join(f' <span class="badge">{m}</span>' for m in marks)
+                    + "</div>"
+                )
                 if r.get("note") and r["note"] not in notes:
                     notes.append(r["note"])
                 if r["recorded_by_name"] not in people:

@@ -2,20 +2,48 @@
 account, administration, access log. Each page calls the core's services (which do the
 authorisation, renkei.authz) and renders what they return; writes go from the page to
 the JSON API with the session cookie and a CSRF header."""
+
 from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 import segno
-from flask import (Response, current_app, make_response, redirect, render_template, request, session,
-                   stream_with_context, url_for)
+from flask import (
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from marshmallow import ValidationError
 
 from models import utcnow
-
-from renkei import (access_log, attachments, audit, auth, authz, breakglass, db, directory, escalation, notes,
-                    observations, outreach, patients, record, resets, teams, vault, webpush, work)
+from renkei import (
+    access_log,
+    attachments,
+    audit,
+    auth,
+    authz,
+    breakglass,
+    db,
+    directory,
+    escalation,
+    notes,
+    observations,
+    outreach,
+    patients,
+    record,
+    resets,
+    teams,
+    vault,
+    webpush,
+    work,
+)
 from renkei.authz import PROFESSION_ROLES
 from renkei.problems import Problem
 from renkei.sections import SECTIONS
@@ -32,14 +60,16 @@ SUMMARY_NOTES = 50  # notes since my last look shown per patient on the summary 
 
 # --- signing in and out ---------------------------------------------------------------
 
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "GET":
         return render_template("login.html", error=None, otp_required=False)
     unit = work.current()
     try:
-        user = auth.authenticate(request.form.get("login", ""), request.form.get("password", ""),
-                                 request.form.get("otp") or None)
+        user = auth.authenticate(
+            request.form.get("login", ""), request.form.get("password", ""), request.form.get("otp") or None
+        )
     except Problem as p:
         resp = render_template("login.html", error=p, otp_required=p.extra.get("otp_required"))
         return unit.finish(make_response(resp, p.status, p.headers), "auth.login", None, "login")  # Retry-After
@@ -49,8 +79,9 @@ def login():
     notice = resets.notice(user)
     if notice:
         session["notice"] = {"by": notice["by"], "at": iso(notice["at"])}
-    return unit.finish(redirect(local_path(request.args.get("next")) or url_for("web.patients")),
-                       "auth.login", user, "login")
+    return unit.finish(
+        redirect(local_path(request.args.get("next")) or url_for("web.patients")), "auth.login", user, "login"
+    )
 
 
 def local_path(target: str | None) -> str | None:
@@ -71,8 +102,9 @@ def recover():
         return render_template("recover.html", error=None)
     unit = work.current()
     try:
-        resets.recover(request.form.get("login", ""), request.form.get("code", ""),
-                       request.form.get("new_password", ""))
+        resets.recover(
+            request.form.get("login", ""), request.form.get("code", ""), request.form.get("new_password", "")
+        )
     except Problem as p:
         resp = make_response(render_template("recover.html", error=p), p.status)
         return unit.finish(resp, "auth.recover", None, "recover")
@@ -103,18 +135,23 @@ def logout():
 
 # --- the care list and a patient's record -----------------------------------------------
 
+
 @page("/", action="patient.list", name="patients")
 def care_list():
     items = patients.care_list(current_user)  # in kana order; a reading that alerted me puts its patient on top
-    return render_template("patients.html", items=sorted(items, key=lambda i: not i.get("alerts_since_my_last_view")),
-                           may_register=bool(PROFESSION_ROLES[current_user.profession]))
+    return render_template(
+        "patients.html",
+        items=sorted(items, key=lambda i: not i.get("alerts_since_my_last_view")),
+        may_register=bool(PROFESSION_ROLES[current_user.profession]),
+    )
 
 
 @page("/patients/new")
 def register_patient():
     """利用者の登録: demographics and, usually, the consent obtained at intake (one request)."""
-    return render_template("register.html", today=date.today().isoformat(),
-                           may_register=bool(PROFESSION_ROLES[current_user.profession]))
+    return render_template(
+        "register.html", today=date.today().isoformat(), may_register=bool(PROFESSION_ROLES[current_user.profession])
+    )
 
 
 def timeline_entries(p: dict) -> tuple[list[dict], list[dict]]:
@@ -125,9 +162,12 @@ def timeline_entries(p: dict) -> tuple[list[dict], list[dict]]:
     grants = [] if p["breakglass"] else breakglass.grants(current_user, p["id"])
     oldest = page["items"][-1]["created_at"] if page["next_cursor"] else None
     files = attachments.of_notes(current_user, p["id"], [n["id"] for n in page["items"]])
-    entries = [{"kind": "note", "at": n["created_at"], "attachments": files.get(n["id"], []), **n}
-               for n in page["items"]]
-    entries += [{"kind": "breakglass", "at": g["opened_at"], **g} for g in grants if not oldest or g["opened_at"] >= oldest]
+    entries = [
+        {"kind": "note", "at": n["created_at"], "attachments": files.get(n["id"], []), **n} for n in page["items"]
+    ]
+    entries += [
+        {"kind": "breakglass", "at": g["opened_at"], **g} for g in grants if not oldest or g["opened_at"] >= oldest
+    ]
     return sorted(entries, key=lambda e: e["at"], reverse=True), [g for g in grants if g["open"]]
 
 
@@ -137,10 +177,19 @@ def patient(patient_id):
     vitals = observations.overview(current_user, patient_id, PATIENT_PAGE_DAYS, p.get("my_last_look"))
     chart = record.read(current_user, patient_id)
     entries, emergency = timeline_entries(p)
-    return render_template("patient.html", p=p, demo=p, sections=chart["sections"], v=vitals,
-                           section_files=attachments.of_sections(current_user, patient_id),
-                           writable=chart["writable"], changed=p.get("changed_since_my_last_view", []),
-                           notes=entries, emergency=emergency, team=teams.team(current_user, patient_id)["items"])
+    return render_template(
+        "patient.html",
+        p=p,
+        demo=p,
+        sections=chart["sections"],
+        v=vitals,
+        section_files=attachments.of_sections(current_user, patient_id),
+        writable=chart["writable"],
+        changed=p.get("changed_since_my_last_view", []),
+        notes=entries,
+        emergency=emergency,
+        team=teams.team(current_user, patient_id)["items"],
+    )
 
 
 def _days() -> int:
@@ -167,16 +216,22 @@ def vitals_sheet(patient_id):
 def vitals_charts(patient_id):
     """The charts alone, for the page to refresh after a save or an alert."""
     p = patients.read(current_user, patient_id, activity=False)
-    return render_template("_vitals_charts.html",
-                           v=observations.overview(current_user, patient_id, _days(), p.get("my_last_look")))
+    return render_template(
+        "_vitals_charts.html", v=observations.overview(current_user, patient_id, _days(), p.get("my_last_look"))
+    )
 
 
 @page("/patients/<patient_id>/sections/<section>", action="record.read")
 def section_fragment(patient_id, section):
     s = record.read_section(current_user, patient_id, section)
-    return render_template("_section.html", p={"id": patient_id}, key=section, s=s,
-                           writable=[section] if s["writable"] else [],
-                           section_files=attachments.of_sections(current_user, patient_id, section))
+    return render_template(
+        "_section.html",
+        p={"id": patient_id},
+        key=section,
+        s=s,
+        writable=[section] if s["writable"] else [],
+        section_files=attachments.of_sections(current_user, patient_id, section),
+    )
 
 
 @page("/patients/<patient_id>/sections/<section>/history", action="record.history")
@@ -220,12 +275,23 @@ def emergency_sheet(patient_id):
     work.describe(detail="emergency_sheet")
     code = patients.sheet_code(current_user, patient_id)
     link = (current_app.config["RENKEI"].public_url or request.url_root.rstrip("/")) + "/p/" + code
-    urgent = [n for n in notes.timeline(current_user, patient_id, SUMMARY_NOTES)["items"]
-              if n["urgent"] and not [a for a in n["acks"] if a["user_id"] != n["author_id"]]]
-    return render_template("sheet.html", p=p, demo=p, code=code, link=link,
-                           qr=segno.make(link, error="m").svg_data_uri(scale=3), urgent=urgent,
-                           sections=record.read(current_user, patient_id, look=False)["sections"],
-                           team=teams.team(current_user, patient_id)["items"], now=utcnow())
+    urgent = [
+        n
+        for n in notes.timeline(current_user, patient_id, SUMMARY_NOTES)["items"]
+        if n["urgent"] and not [a for a in n["acks"] if a["user_id"] != n["author_id"]]
+    ]
+    return render_template(
+        "sheet.html",
+        p=p,
+        demo=p,
+        code=code,
+        link=link,
+        qr=segno.make(link, error="m").svg_data_uri(scale=3),
+        urgent=urgent,
+        sections=record.read(current_user, patient_id, look=False)["sections"],
+        team=teams.team(current_user, patient_id)["items"],
+        now=utcnow(),
+    )
 
 
 @page("/p/<code>", action="patient.by_code")
@@ -257,19 +323,40 @@ def summary():
         changes = record.since_last_look(current_user, patient_id)
         # One read of the newest notes serves both lists (the newest SUMMARY_NOTES since my
         # last look are the newest SUMMARY_NOTES overall whenever there are that many).
-        others = [n for n in notes.timeline(current_user, patient_id, SUMMARY_NOTES)["items"]
-                  if n["author_id"] != current_user.id]
+        others = [
+            n
+            for n in notes.timeline(current_user, patient_id, SUMMARY_NOTES)["items"]
+            if n["author_id"] != current_user.id
+        ]
         recent = [n for n in others if changes["since"] is None or n["created_at"] > changes["since"]]
         unread_urgent = [n for n in others if n["urgent"] and not n["acknowledged_by_me"]]
-        changed = [{"section": s, "revisions": c["revisions"], "lines": diff(SECTIONS[s].layout, c["before"], c["after"])}
-                   for s, c in changes["sections"].items()]
+        changed = [
+            {"section": s, "revisions": c["revisions"], "lines": diff(SECTIONS[s].layout, c["before"], c["after"])}
+            for s, c in changes["sections"].items()
+        ]
         unread = {n["id"] for n in recent + unread_urgent if not n["acknowledged_by_me"]}
         vitals = observations.overview(current_user, patient_id, SUMMARY_DAYS, changes["since"])
-        items.append({"p": p, "demo": p, "record": chart, "changed": changed, "urgent": unread_urgent,
-                      "notes": recent, "since": changes["since"], "unread": sorted(unread), "v": vitals})
+        items.append(
+            {
+                "p": p,
+                "demo": p,
+                "record": chart,
+                "changed": changed,
+                "urgent": unread_urgent,
+                "notes": recent,
+                "since": changes["since"],
+                "unread": sorted(unread),
+                "v": vitals,
+            }
+        )
         unit.record("record.read", "ok", actor=current_user, patient_id=p["id"], detail="visit_summary")
-    items.sort(key=lambda it: (-len(it["urgent"]), -it["p"].get("alerts_since_my_last_view", 0),
-                               -(len(it["changed"]) + len(it["notes"]))))
+    items.sort(
+        key=lambda it: (
+            -len(it["urgent"]),
+            -it["p"].get("alerts_since_my_last_view", 0),
+            -(len(it["changed"]) + len(it["notes"])),
+        )
+    )
     return render_template("summary.html", items=items, now=utcnow())
 
 
@@ -277,21 +364,38 @@ def summary():
 def team_page(patient_id):
     team = teams.team(current_user, patient_id)
     names = {u["id"]: u["display_name"] for u in directory.people_named([a["user_id"] for a in team["pending"]])}
-    return render_template("team.html", p={"id": patient_id}, team=team["items"], pending=team["pending"],
-                           people_names=names,
-                           consents=patients.consents(current_user, patient_id),
-                           can_manage=team["can_manage"], today=date.today().isoformat(),
-                           roles=PROFESSION_ROLES, escalation=escalation.rule(current_user, patient_id))
+    return render_template(
+        "team.html",
+        p={"id": patient_id},
+        team=team["items"],
+        pending=team["pending"],
+        people_names=names,
+        consents=patients.consents(current_user, patient_id),
+        can_manage=team["can_manage"],
+        today=date.today().isoformat(),
+        roles=PROFESSION_ROLES,
+        escalation=escalation.rule(current_user, patient_id),
+    )
 
 
 # --- the person's account -------------------------------------------------------------
 
+
 def render_account(**shown):
     """The account page: second factor, this device's pushes, what I hear of, my e-mail."""
     user = current_user._get_current_object()
-    return render_template("account.html", **{
-        "qr": None, "secret": None, "confirming": False, "devices": webpush.subscriptions(user),
-        "notify": outreach.settings_out(user), "mail_enabled": bool(current_app.config["RENKEI"].smtp_url)} | shown)
+    return render_template(
+        "account.html",
+        **{
+            "qr": None,
+            "secret": None,
+            "confirming": False,
+            "devices": webpush.subscriptions(user),
+            "notify": outreach.settings_out(user),
+            "mail_enabled": bool(current_app.config["RENKEI"].smtp_url),
+        }
+        | shown,
+    )
 
 
 @page("/account")
@@ -319,13 +423,19 @@ def account_totp():
 
 # --- administration and the access log ----------------------------------------------------
 
+
 @page("/admin", who="admin")
 def admin():
     people = directory.people(current_user, include_disabled=True)
-    return render_template("admin.html", orgs=directory.organizations(), resets=resets.waiting(current_user),
-                           second_admin=directory.second_administrator_exists(),
-                           names={u["id"]: u["display_name"] for u in people}, users=people,
-                           emergency=breakglass.open_now(current_user))
+    return render_template(
+        "admin.html",
+        orgs=directory.organizations(),
+        resets=resets.waiting(current_user),
+        second_admin=directory.second_administrator_exists(),
+        names={u["id"]: u["display_name"] for u in people},
+        users=people,
+        emergency=breakglass.open_now(current_user),
+    )
 
 
 def audit_query() -> tuple[dict, dict]:
@@ -335,8 +445,11 @@ def audit_query() -> tuple[dict, dict]:
     for name in ("since", "until"):  # the page's date pickers give whole days (JST)
         if len(args.get(name, "")) == 10:
             day = args[name] + "T00:00:00+09:00"
-            args[name] = day if name == "since" else (
-                date.fromisoformat(args[name]) + timedelta(days=1)).isoformat() + "T00:00:00+09:00"
+            args[name] = (
+                day
+                if name == "since"
+                else (date.fromisoformat(args[name]) + timedelta(days=1)).isoformat() + "T00:00:00+09:00"
+            )
     args.setdefault("connections", "false")
     try:
         return access_log.Query().load(args), {}
@@ -354,9 +467,19 @@ def filtered_patient(query: dict) -> dict | None:
 def render_audit(**shown):
     """The access-log page: the people who may appear in it, and nothing shown unless given."""
     people = access_log.everyone(current_user)
-    page = dict(entries=[], next_cursor=None, args={}, filters={}, errors={}, chain=None, patient=None,
-                choices=None, names={u.id: u.display_name for u in people}, users=people,
-                anchor=access_log.archived_through())
+    page = dict(
+        entries=[],
+        next_cursor=None,
+        args={},
+        filters={},
+        errors={},
+        chain=None,
+        patient=None,
+        choices=None,
+        names={u.id: u.display_name for u in people},
+        users=people,
+        anchor=access_log.archived_through(),
+    )
     return render_template("audit.html", **(page | shown))
 
 
@@ -368,8 +491,15 @@ def audit_page():
     # API for it after loading; without JavaScript, ?verify=1 does it here.
     chain = access_log.verify(current_user) if request.args.get("verify") else None
     filters = {k: v for k, v in request.args.items() if k not in ("verify", "cursor") and v}
-    return render_audit(entries=found["items"], next_cursor=found["next_cursor"], args=request.args,
-                        filters=filters, errors=errors, chain=chain, patient=filtered_patient(query))
+    return render_audit(
+        entries=found["items"],
+        next_cursor=found["next_cursor"],
+        args=request.args,
+        filters=filters,
+        errors=errors,
+        chain=chain,
+        patient=filtered_patient(query),
+    )
 
 
 @page("/admin/audit/verify", action="audit.verify", who="audit")
@@ -399,19 +529,26 @@ def audit_export():
         raise Problem(422, "invalid filters")
     query["connections"] = True  # the file is the whole log for its filters: no silent gaps in the numbers
     people, patient = access_log.everyone(current_user), filtered_patient(query)
-    lines = audit_sheet(access_log.export_entries(current_user, query), {u.id: u.display_name for u in people},
-                        {o["id"]: o["name"] for o in directory.organizations()},
-                        {patient["id"]: patient["name"]} if patient else {})
-    return Response(stream_with_context(lines), mimetype="text/csv",
-                    headers={"Content-Disposition": 'attachment; filename="renkei-access-log.csv"'})
+    lines = audit_sheet(
+        access_log.export_entries(current_user, query),
+        {u.id: u.display_name for u in people},
+        {o["id"]: o["name"] for o in directory.organizations()},
+        {patient["id"]: patient["name"]} if patient else {},
+    )
+    return Response(
+        stream_with_context(lines),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="renkei-access-log.csv"'},
+    )
 
 
 @page("/admin/usage", action="usage.read", who="audit")
 def usage():
     """活用状況: organisations and people active, by profession, updates and notes per week."""
     figures = access_log.usage(current_user)
-    return render_template("usage.html", **figures,
-                           peak=max([1] + [max(w["updates"], w["notes"]) for w in figures["weeks"]]))
+    return render_template(
+        "usage.html", **figures, peak=max([1] + [max(w["updates"], w["notes"]) for w in figures["weeks"]])
+    )
 
 
 @page("/admin/usage.csv", action="usage.read", who="audit")
@@ -424,8 +561,9 @@ def usage_csv():
     rows += [(_("週 %(d)s: 記録の更新", d=w["start"]), w["updates"]) for w in f["weeks"]]
     rows += [(_("週 %(d)s: 連絡帳の投稿", d=w["start"]), w["notes"]) for w in f["weeks"]]
     sheet = audit.csv_chunks([_("項目"), _("値")], ((str(a), b) for a, b in rows), start=BOM)
-    return Response("".join(sheet), mimetype="text/csv",
-                    headers={"Content-Disposition": 'attachment; filename="renkei-usage.csv"'})
+    return Response(
+        "".join(sheet), mimetype="text/csv", headers={"Content-Disposition": 'attachment; filename="renkei-usage.csv"'}
+    )
 
 
 @page("/breakglass")

@@ -2,34 +2,55 @@
 checks their standing (renkei.authz), renders, and ends the request through the unit
 of work (renkei/work.py) with one audit entry, exactly as an API call does. Also the
 Jinja filters (和暦, Japan time) and Flask-Babel's locale choice (Japanese by default)."""
+
 import logging
 from datetime import date, datetime, timezone
 from functools import wraps
 
 from flask import Blueprint, has_request_context, make_response, redirect, render_template, request, session, url_for
-from flask_babel import Babel, format_date, lazy_gettext as _l
+from flask_babel import Babel, format_date
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from renkei import auth, authz, work
 from renkei.crypto import DecryptionError
+from renkei.observations import KINDS
 from renkei.problems import Problem
 from renkei.sections import ADL_LEVEL_LABELS, ADL_LEVELS, CHOICES, SECTIONS
 from renkei.settings import ROOT
-from renkei.observations import KINDS
-from web.charts import sheet, trend_chart
 from renkei.timefmt import JAPAN
-from web.forms import (ACTION_LABELS, COMPONENT_LABELS, ESCALATION_TARGETS, KIND_LABELS, ORGANIZATION_LABELS,
-                       OUTCOME_LABELS, PROFESSION_LABELS,
-                       ROLE_LABELS, SEX_LABELS, VERIFY_PROBLEMS, flatten, vital_fields)
+from web.charts import sheet, trend_chart
+from web.forms import (
+    ACTION_LABELS,
+    COMPONENT_LABELS,
+    ESCALATION_TARGETS,
+    KIND_LABELS,
+    ORGANIZATION_LABELS,
+    OUTCOME_LABELS,
+    PROFESSION_LABELS,
+    ROLE_LABELS,
+    SEX_LABELS,
+    VERIFY_PROBLEMS,
+    flatten,
+    vital_fields,
+)
 
 log = logging.getLogger("renkei.web")
 bp = Blueprint("web", __name__)
 babel = Babel()
 LANGUAGES = ("ja", "en")
-STAFF_ONLY = {"admin": _l("管理者のみが利用できます。"), "audit": _l("管理者・監査担当者のみが利用できます。"),
-              "auditor": _l("監査担当者のみが利用できます。")}
-ERAS = [(date(2019, 5, 1), "令和"), (date(1989, 1, 8), "平成"), (date(1926, 12, 25), "昭和"),
-        (date(1912, 7, 30), "大正"), (date(1868, 1, 25), "明治")]
+STAFF_ONLY = {
+    "admin": _l("管理者のみが利用できます。"),
+    "audit": _l("管理者・監査担当者のみが利用できます。"),
+    "auditor": _l("監査担当者のみが利用できます。"),
+}
+ERAS = [
+    (date(2019, 5, 1), "令和"),
+    (date(1989, 1, 8), "平成"),
+    (date(1926, 12, 25), "昭和"),
+    (date(1912, 7, 30), "大正"),
+    (date(1868, 1, 25), "明治"),
+]
 
 
 def select_locale():
@@ -77,21 +98,34 @@ def init_app(app):
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Tokyo")
     babel.init_app(app, locale_selector=select_locale)
     app.jinja_env.filters.update(wareki=wareki, age=age, jst=jst)
-    app.jinja_env.globals.update(SECTIONS=SECTIONS, ADL_LEVELS=ADL_LEVELS,
-                                 ADL_LEVEL_LABELS=ADL_LEVEL_LABELS, flatten=flatten,
-                                 ROLE_LABELS=ROLE_LABELS, PROFESSION_LABELS=PROFESSION_LABELS, SEX_LABELS=SEX_LABELS,
-                                 ORGANIZATION_LABELS=ORGANIZATION_LABELS,
-                                 ACTION_LABELS=ACTION_LABELS, OUTCOME_LABELS=OUTCOME_LABELS, CHOICE_LABELS=CHOICES,
-                                 VERIFY_PROBLEMS=VERIFY_PROBLEMS, ESCALATION_TARGETS=ESCALATION_TARGETS,
-                                 KINDS=KINDS, KIND_LABELS=KIND_LABELS, COMPONENT_LABELS=COMPONENT_LABELS,
-                                 vital_fields=vital_fields, vital_sheet=sheet,
-                                 trend_chart=trend_chart,
-                                 idle_seconds=app.config["RENKEI"].session_idle_seconds)
+    app.jinja_env.globals.update(
+        SECTIONS=SECTIONS,
+        ADL_LEVELS=ADL_LEVELS,
+        ADL_LEVEL_LABELS=ADL_LEVEL_LABELS,
+        flatten=flatten,
+        ROLE_LABELS=ROLE_LABELS,
+        PROFESSION_LABELS=PROFESSION_LABELS,
+        SEX_LABELS=SEX_LABELS,
+        ORGANIZATION_LABELS=ORGANIZATION_LABELS,
+        ACTION_LABELS=ACTION_LABELS,
+        OUTCOME_LABELS=OUTCOME_LABELS,
+        CHOICE_LABELS=CHOICES,
+        VERIFY_PROBLEMS=VERIFY_PROBLEMS,
+        ESCALATION_TARGETS=ESCALATION_TARGETS,
+        KINDS=KINDS,
+        KIND_LABELS=KIND_LABELS,
+        COMPONENT_LABELS=COMPONENT_LABELS,
+        vital_fields=vital_fields,
+        vital_sheet=sheet,
+        trend_chart=trend_chart,
+        idle_seconds=app.config["RENKEI"].session_idle_seconds,
+    )
 
 
 def page(rule, action=None, methods=("GET",), who="user", name=None):
     """A page: signed-in users only (else to the sign-in page); one audit entry per
     request, like an API call. who: "user", "admin", "audit" or "auditor" (renkei.authz.require_staff)."""
+
     def decorate(view):
         @wraps(view)
         def handle(**kwargs):
@@ -117,6 +151,8 @@ def page(rule, action=None, methods=("GET",), who="user", name=None):
                 log.error("decryption failed on a page (request %s)", unit.request_id)
                 resp = make_response(render_template("error.html", status=500, problem=None), 500)
             return unit.finish(resp, action, user, view.__name__)
+
         bp.add_url_rule(rule, endpoint=name or view.__name__, view_func=handle, methods=list(methods))
         return view
+
     return decorate

@@ -3,12 +3,12 @@
 Revision ID: 0009
 Revises: 0008
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0009'
-down_revision = '0008'
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -16,14 +16,14 @@ depends_on = None
 # Plain ADD/DROP COLUMN and an index (no batch table copies): on SQLite, recreating
 # `patients` would trip the foreign keys that point at it.
 def upgrade():
-    op.add_column('organizations', sa.Column('phone', sa.String(length=40), nullable=True))
-    op.add_column('users', sa.Column('phone', sa.String(length=40), nullable=True))
-    op.add_column('patients', sa.Column('sheet_code_index', sa.String(length=64), nullable=True))
-    op.create_index(op.f('ix_patients_sheet_code_index'), 'patients', ['sheet_code_index'], unique=True)
+    op.add_column("organizations", sa.Column("phone", sa.String(length=40), nullable=True))
+    op.add_column("users", sa.Column("phone", sa.String(length=40), nullable=True))
+    op.add_column("patients", sa.Column("sheet_code_index", sa.String(length=64), nullable=True))
+    op.create_index(op.f("ix_patients_sheet_code_index"), "patients", ["sheet_code_index"], unique=True)
 
 
 def downgrade():
-    op.drop_index(op.f('ix_patients_sheet_code_index'), table_name='patients')
-    op.drop_column('patients', 'sheet_code_index')
-    op.drop_column('users', 'phone')
-    op.drop_column('organizations', 'phone')
+    op.drop_index(op.f("ix_patients_sheet_code_index"), table_name="patients")
+    op.drop_column("patients", "sheet_code_index")
+    op.drop_column("users", "phone")
+    op.drop_column("organizations", "phone")

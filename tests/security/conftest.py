@@ -1,5 +1,6 @@
 """Fixtures for the security regression tests: an Api on a fresh PostgreSQL database
 (races only show there) and a helper that fires requests at once."""
+
 import threading
 
 import pytest

@@ -1,5 +1,6 @@
 """Findings 4 and 15 (and 14's printed TOTP secret): what an administrator can and
 cannot do to other people's accounts."""
+
 import os
 import stat
 
@@ -31,13 +32,25 @@ def test_the_last_active_administrator_cannot_be_disabled(api):
 def test_new_passwords_follow_asvs(api):
     """Finding 15: at least 12 characters, not a common one, not the login; no composition
     rules. The person chooses it, accepting their invitation (issue 29)."""
+
     def accept(login, password):
-        made = api.call("admin", "POST", "/api/v1/users", {"login": login, "display_name": "Taro Renkei",
-                                                           "organization_id": api.org, "profession": "nurse"})
-        return api.client.post("/api/v1/invitations/accept",
-                                json={"code": made.json["invitation"]["code"], "password": password})
-    for login, weak in [("n1", "eleven char"), ("n2", "password1234"), ("n3", "Qwerty123456"),
-                        ("nurse.sato", "nurse.sato is me"), ("n4", "aaaaaaaaaaaaaa")]:
+        made = api.call(
+            "admin",
+            "POST",
+            "/api/v1/users",
+            {"login": login, "display_name": "Taro Renkei", "organization_id": api.org, "profession": "nurse"},
+        )
+        return api.client.post(
+            "/api/v1/invitations/accept", json={"code": made.json["invitation"]["code"], "password": password}
+        )
+
+    for login, weak in [
+        ("n1", "eleven char"),
+        ("n2", "password1234"),
+        ("n3", "Qwerty123456"),
+        ("nurse.sato", "nurse.sato is me"),
+        ("n4", "aaaaaaaaaaaaaa"),
+    ]:
         r = accept(login, weak)
         assert r.status_code == 422 and "password" in r.json["errors"], (weak, r.json)
     assert accept("n5", "しずかな朝に珈琲を淹れる").status_code == 201  # a phrase, no symbols needed
@@ -64,8 +77,11 @@ def test_administrators_unlock_and_reset_a_second_factor_audited(api):
 def test_the_demo_administrators_totp_secret_stays_out_of_the_server_log(tmp_path):
     """Finding 14: the embedded server printed it into its log."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
-    env |= {"RENKEI_INSTANCE_DIR": str(tmp_path), "RENKEI_PORT": str(free_port()),
-            "RENKEI_MASTER_KEY": random_master_key()}
+    env |= {
+        "RENKEI_INSTANCE_DIR": str(tmp_path),
+        "RENKEI_PORT": str(free_port()),
+        "RENKEI_MASTER_KEY": random_master_key(),
+    }
     with start_server(env):
         pass
     credentials = tmp_path / "demo-credentials.txt"
@@ -85,7 +101,9 @@ def test_a_reset_takes_two_administrators_and_the_person_chooses_the_password(ap
     hears who reset them, enrols their second factor again, and their clinical reads
     for a day are marked and announced to the team."""
     from sqlalchemy import text
+
     from renkei import db
+
     _second_admin(api)
     pid = team(api)
     doc = api.users["doc"]["id"]
@@ -100,18 +118,27 @@ def test_a_reset_takes_two_administrators_and_the_person_chooses_the_password(ap
     assert approved.status_code == 201 and approved.json["recovery_code"]
     code = approved.json["recovery_code"]
     assert api.call("doc", "GET", "/api/v1/users/me").status_code == 401
-    assert api.client.post(TOKENS, json={"login": "doc", "password": PASSWORD,
-                                         "otp": api.otp("doc")}).status_code == 401
+    assert (
+        api.client.post(TOKENS, json={"login": "doc", "password": PASSWORD, "otp": api.otp("doc")}).status_code == 401
+    )
 
     recover = "/api/v1/auth/recover"
-    assert api.client.post(recover, json={"login": "doc", "code": "AAAAA-BBBBB-CCCCC-DDDDD",
-                                          "new_password": "my own new phrase"}).status_code == 401
+    assert (
+        api.client.post(
+            recover, json={"login": "doc", "code": "AAAAA-BBBBB-CCCCC-DDDDD", "new_password": "my own new phrase"}
+        ).status_code
+        == 401
+    )
     weak = api.client.post(recover, json={"login": "doc", "code": code, "new_password": "password1234"})
     assert weak.status_code == 422 and "new_password" in weak.json["errors"]
-    assert api.client.post(recover, json={"login": "doc", "code": code,
-                                          "new_password": "my own new phrase"}).status_code == 204
-    assert api.client.post(recover, json={"login": "doc", "code": code,
-                                          "new_password": "another new phrase"}).status_code == 401
+    assert (
+        api.client.post(recover, json={"login": "doc", "code": code, "new_password": "my own new phrase"}).status_code
+        == 204
+    )
+    assert (
+        api.client.post(recover, json={"login": "doc", "code": code, "new_password": "another new phrase"}).status_code
+        == 401
+    )
 
     first = api.client.post(TOKENS, json={"login": "doc", "password": "my own new phrase"})
     assert first.status_code == 201 and first.json["notice"]["kind"] == "access_reset"
@@ -125,12 +152,17 @@ def test_a_reset_takes_two_administrators_and_the_person_chooses_the_password(ap
     assert api.call("doc", "POST", "/api/v1/auth/totp/confirm", {"otp": pyotp.TOTP(secret).now()}).status_code == 204
     assert api.call("doc", "GET", f"{R}/{pid}/record").status_code == 200
     assert api.call("doc", "GET", f"{R}/{pid}/record").status_code == 200
-    reads = [e for e in api.call("admin", "GET", f"/api/v1/audit?actor_id={doc}&action=record.read").json["items"]
-             if e["outcome"] == "ok"]
+    reads = [
+        e
+        for e in api.call("admin", "GET", f"/api/v1/audit?actor_id={doc}&action=record.read").json["items"]
+        if e["outcome"] == "ok"
+    ]
     assert len(reads) == 2 and all("after_reset" in e["detail"] for e in reads)
     with api.app.app_context():
-        told = db.session.execute(text("SELECT count(*) FROM user_events WHERE user_id = :u AND name = :n"),
-                                  {"u": api.users["cm"]["id"], "n": "access.after_reset"}).scalar()
+        told = db.session.execute(
+            text("SELECT count(*) FROM user_events WHERE user_id = :u AND name = :n"),
+            {"u": api.users["cm"]["id"], "n": "access.after_reset"},
+        ).scalar()
     assert told == 1  # once per patient, not per read
 
 
@@ -156,13 +188,25 @@ def test_only_the_newest_code_works_once_and_ends_earlier_sessions(api):
         rid = api.call("admin", "POST", f"/api/v1/users/{doc}/reset").json["id"]
         codes.append(api.call("admin2", "POST", f"/api/v1/users/{doc}/reset/{rid}/approve").json["recovery_code"])
     recover = "/api/v1/auth/recover"
-    assert api.client.post(recover, json={"login": "doc", "code": codes[0],
-                                          "new_password": "first new phrase"}).status_code == 401
-    assert api.client.post(recover, json={"login": "doc", "code": codes[1],
-                                          "new_password": "second new phrase"}).status_code == 204
+    assert (
+        api.client.post(
+            recover, json={"login": "doc", "code": codes[0], "new_password": "first new phrase"}
+        ).status_code
+        == 401
+    )
+    assert (
+        api.client.post(
+            recover, json={"login": "doc", "code": codes[1], "new_password": "second new phrase"}
+        ).status_code
+        == 204
+    )
     token = api.sign_in("doc", "second new phrase")
-    assert api.client.post(recover, json={"login": "doc", "code": codes[1],
-                                          "new_password": "third new phrase"}).status_code == 401
+    assert (
+        api.client.post(
+            recover, json={"login": "doc", "code": codes[1], "new_password": "third new phrase"}
+        ).status_code
+        == 401
+    )
     assert api.client.get("/api/v1/users/me", headers={"Authorization": "Bearer " + token}).status_code == 200
 
 
@@ -179,9 +223,18 @@ def test_removing_a_second_factor_forces_enrolment_and_ends_sessions(api):
 
 def test_auditors_and_administrators_hold_no_clinical_profession_nor_team_place(api):
     """Finding 4b."""
-    r = api.call("admin", "POST", "/api/v1/users", {"login": "aud", "display_name": "監査",
-                                                     "organization_id": api.org, "profession": "physician",
-                                                     "is_auditor": True})
+    r = api.call(
+        "admin",
+        "POST",
+        "/api/v1/users",
+        {
+            "login": "aud",
+            "display_name": "監査",
+            "organization_id": api.org,
+            "profession": "physician",
+            "is_auditor": True,
+        },
+    )
     assert r.status_code == 422 and "profession" in r.json["errors"]
     aud = api.user("aud", "other", is_auditor=True)
     pid = team(api)
@@ -202,8 +255,9 @@ def test_administrators_only_appoint_a_manager_to_a_team_without_one(api):
     api.user("dr2", "physician")
     r = api.call("admin", "POST", f"{R}/{orphan}/team", {"user_id": api.users["dr2"]["id"], "role": "nurse"})
     assert r.status_code in (403, 422)
-    r = api.call("admin", "POST", f"{R}/{orphan}/team", {"user_id": api.users["dr2"]["id"],
-                                                        "role": "primary_physician"})
+    r = api.call(
+        "admin", "POST", f"{R}/{orphan}/team", {"user_id": api.users["dr2"]["id"], "role": "primary_physician"}
+    )
     assert r.status_code == 202 and r.json["status"] == "pending"  # a second person confirms (issue 29)
     api.confirm_appointment(orphan, "dr2")
     r = api.call("admin", "POST", f"{R}/{orphan}/team", {"user_id": api.users["ns"]["id"], "role": "nurse"})

@@ -1,6 +1,7 @@
 """Finding 14: who wrote a revision or a note, when, and a note's category and urgency
 are bound into the encryption label; a database writer who changes them breaks
 decryption instead of re-attributing the text. Existing rows are re-sealed by migration."""
+
 from alembic import command
 from sqlalchemy import text
 
@@ -17,8 +18,9 @@ def _sql(api, statement, **params):
 
 def test_a_revision_reattributed_in_the_database_no_longer_reads(api):
     pid = team(api)
-    api.call("doc", "PUT", f"{R}/{pid}/record/condition", {"content": {"summary": "医師の所見"}},
-             headers={"If-Match": '"0"'})
+    api.call(
+        "doc", "PUT", f"{R}/{pid}/record/condition", {"content": {"summary": "医師の所見"}}, headers={"If-Match": '"0"'}
+    )
     _sql(api, "UPDATE section_revisions SET created_by = :u", u=api.users["pharm"]["id"])
     r = api.call("cm", "GET", f"{R}/{pid}/record/condition")
     assert r.status_code == 500 and "could not be decrypted" in r.json["detail"]
@@ -34,8 +36,13 @@ def test_a_note_made_urgent_or_recategorised_in_the_database_no_longer_reads(api
 
 def test_existing_rows_are_resealed_by_the_migration_both_ways(api):
     pid = team(api)
-    api.call("doc", "PUT", f"{R}/{pid}/record/condition", {"content": {"summary": "移行前の記録"}},
-             headers={"If-Match": '"0"'})
+    api.call(
+        "doc",
+        "PUT",
+        f"{R}/{pid}/record/condition",
+        {"content": {"summary": "移行前の記録"}},
+        headers={"If-Match": '"0"'},
+    )
     api.call("doc", "POST", f"{R}/{pid}/notes", {"body": "移行前のメモ", "category": "observation", "urgent": True})
     engine = api.app.extensions["renkei.engine"]
     with api.app.app_context():

@@ -1,6 +1,7 @@
 """Finding 14 (break-glass and consent): emergency reads stand out in the log, a grant
 cannot be reopened without limit, its reason is seen by the team and the auditors, and
 a withdrawn consent binds the registrant too."""
+
 from tests.helpers import R, days_ago, team
 
 REASON = "救急搬送時の情報確認"
@@ -52,6 +53,13 @@ def test_withdrawn_consent_binds_the_registrant_too(api):
         r = api.call(who, "GET", f"{R}/{pid}/record")
         assert r.status_code == 403 and r.json["type"] == "/problems/consent-missing"
     assert api.call("cm", "GET", f"{R}/{pid}/team").status_code == 200
-    assert api.call("cm", "POST", f"{R}/{pid}/consents", {"obtained_on": str(days_ago(7)), "obtained_by": "cm",
-                                                        "scope": "情報共有"}).status_code == 201
+    assert (
+        api.call(
+            "cm",
+            "POST",
+            f"{R}/{pid}/consents",
+            {"obtained_on": str(days_ago(7)), "obtained_by": "cm", "scope": "情報共有"},
+        ).status_code
+        == 201
+    )
     assert api.call("cm", "GET", f"{R}/{pid}/record").status_code == 200

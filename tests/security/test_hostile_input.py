@@ -1,5 +1,6 @@
 """Findings 5, 6, 8, 10, 11, 12 and the 500 of finding 14: what an attacker can push
 through a path, a header, a body or a redirect, and what lands in the log."""
+
 import csv
 import io
 import json
@@ -30,6 +31,7 @@ def test_a_formula_hidden_behind_full_width_or_white_space_is_guarded(api):
     """Issue 29: full-width ＝, a leading space or a line feed before = passed the guard;
     Excel reads all three as a formula. A display name is such a cell in the auditors' CSV."""
     from renkei import audit
+
     for sneaky in ("＝HYPERLINK(A1)", " =1+1", "\n=1+1", "\u3000＋SUM(1)", "＠SUM(1)"):
         assert audit.safe_cell(sneaky) == "'" + sneaky
     assert audit.safe_cell("山田 太郎") == "山田 太郎" and audit.safe_cell("2026") == "2026"
@@ -43,8 +45,11 @@ def test_audit_columns_hold_only_real_ids_and_no_typed_text(api):
     for path in (f"{R}/{name}/breakglass", f"{R}/{name}/record"):
         api.call("er", "POST" if path.endswith("breakglass") else "GET", path, {"reason": "救急搬送で来院"})
     api.call("er", "GET", f"{R}/{pid}/record")  # a real patient the caller may not see
-    entries = [e for e in api.call("admin", "GET", f"/api/v1/audit?actor_id={api.users['er']['id']}").json["items"]
-               if not e["action"].startswith("auth.")]  # signing in and enrolling a second factor
+    entries = [
+        e
+        for e in api.call("admin", "GET", f"/api/v1/audit?actor_id={api.users['er']['id']}").json["items"]
+        if not e["action"].startswith("auth.")
+    ]  # signing in and enrolling a second factor
     assert len(entries) == 3
     assert [e["patient_id"] for e in entries] == [pid, None, None]
     assert name not in json.dumps(entries, ensure_ascii=False)
@@ -67,16 +72,26 @@ def test_a_long_path_segment_still_leaves_its_audit_entry(api):
     assert len(denied) == 2 and all(e["outcome"] == "not_found" and e["section"] is None for e in denied)
 
 
-@pytest.mark.parametrize("target", ["/%09/evil.example", "//evil.example", "/\\evil.example",
-                                    "https://evil.example/", "/%0d%0a/evil.example", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/%09/evil.example",
+        "//evil.example",
+        "/\\evil.example",
+        "https://evil.example/",
+        "/%0d%0a/evil.example",
+        "javascript:alert(1)",
+    ],
+)
 def test_sign_in_redirects_only_to_this_site(api, target):
     """Finding 8: POST /login?next=/%09/evil.example redirected to //evil.example."""
     api.user("cm", "care_manager")
     client = api.app.test_client()
     client.get("/login")
     token = _csrf(client)
-    r = client.post(f"/login?next={target}", data={"login": "cm", "password": PASSWORD, "otp": api.otp("cm"),
-                                                        "csrf_token": token})
+    r = client.post(
+        f"/login?next={target}", data={"login": "cm", "password": PASSWORD, "otp": api.otp("cm"), "csrf_token": token}
+    )
     assert r.status_code == 302
     location = r.headers["Location"]
     assert location.startswith("/") and not location.startswith("//") and "evil" not in location
@@ -89,11 +104,11 @@ def _csrf(client) -> str:
 
 def test_oversized_and_deeply_nested_bodies_are_clean_problems(api, caplog):
     """Finding 10: both were a 500 with a traceback, before any sign-in."""
-    big = api.client.post("/api/v1/auth/tokens", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
-                          content_type="application/json")
+    big = api.client.post(
+        "/api/v1/auth/tokens", data=b"{" + b" " * (2 * 1024 * 1024) + b"}", content_type="application/json"
+    )
     assert big.status_code == 413 and big.mimetype == "application/problem+json"
-    deep = api.client.post("/api/v1/auth/tokens", data=b"[" * 100000 + b"]" * 100000,
-                           content_type="application/json")
+    deep = api.client.post("/api/v1/auth/tokens", data=b"[" * 100000 + b"]" * 100000, content_type="application/json")
     assert deep.status_code == 400 and deep.mimetype == "application/problem+json"
     assert "Traceback" not in caplog.text and "Traceback" not in deep.get_data(as_text=True)
 

@@ -1,6 +1,7 @@
 """Finding 3: behind a TLS-terminating proxy (nginx from Debian, platform/tls.sh) the
 pages work in production mode: sign-in with its CSRF check, a section edit, a live
 update — in real Chromium through https://."""
+
 import os
 import shutil
 import subprocess
@@ -25,16 +26,32 @@ def https_base(tmp_path_factory, pg_template):
     folder = tmp_path_factory.mktemp("https")
     with template_copy(pg_template, "https_") as url:  # gunicorn serves on PostgreSQL only
         env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
-        env |= {"RENKEI_INSTANCE_DIR": str(folder), "RENKEI_DATABASE_URL": url,
-                "RENKEI_MASTER_KEY": random_master_key(), "RENKEI_SECRET_KEY": "p" * 40,
-                "RENKEI_AUDIT_KEY_FILE": os.environ["RENKEI_AUDIT_KEY_FILE"], "RENKEI_TRUSTED_PROXIES": "1", "RENKEI_PORT": str(free_port()), "RENKEI_WORKERS": "1"}
+        env |= {
+            "RENKEI_INSTANCE_DIR": str(folder),
+            "RENKEI_DATABASE_URL": url,
+            "RENKEI_MASTER_KEY": random_master_key(),
+            "RENKEI_SECRET_KEY": "p" * 40,
+            "RENKEI_AUDIT_KEY_FILE": os.environ["RENKEI_AUDIT_KEY_FILE"],
+            "RENKEI_TRUSTED_PROXIES": "1",
+            "RENKEI_PORT": str(free_port()),
+            "RENKEI_WORKERS": "1",
+        }
         for command in (["init-db"], ["seed-demo"]):  # production mode: not the embedded default
-            subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *command], cwd=ROOT, env=env,
-                           check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "flask", "--app", "wsgi", *command],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
         front = folder / "tls"
         with start_server(env, gunicorn=True):
-            base = subprocess.run(["bash", str(ROOT / "platform/tls.sh"), "start", str(front), str(free_port()),
-                                   env["RENKEI_PORT"]], capture_output=True, text=True, check=True).stdout.strip()
+            base = subprocess.run(
+                ["bash", str(ROOT / "platform/tls.sh"), "start", str(front), str(free_port()), env["RENKEI_PORT"]],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             try:
                 os.environ["RENKEI_TEST_CA"] = str(front / "cert.pem")  # to verify the front's certificate
                 yield base
@@ -43,8 +60,15 @@ def https_base(tmp_path_factory, pg_template):
 
 
 def _signed_in(browser, base, login):
-    return signed_in_page(browser, base, login, DEMO_PASSWORD, ignore_https_errors=True,
-                          viewport={"width": 1280, "height": 800}, has_touch=True)
+    return signed_in_page(
+        browser,
+        base,
+        login,
+        DEMO_PASSWORD,
+        ignore_https_errors=True,
+        viewport={"width": 1280, "height": 800},
+        has_touch=True,
+    )
 
 
 def test_sign_in_edit_and_live_update_through_https(browser, https_base):
@@ -75,17 +99,22 @@ def test_clinical_text_through_the_front_never_lands_in_its_temp_files(https_bas
     """A note's body (over nginx's default 16 KB buffer) and a timeline answer (over its
     proxy buffers) went through nginx's temporary files on disk: plaintext at rest."""
     ca = os.environ["RENKEI_TEST_CA"]
-    token = requests.post(https_base + "/api/v1/auth/tokens", verify=ca,
-                          json={"login": "cm.tanaka", "password": DEMO_PASSWORD}).json()["token"]
+    token = requests.post(
+        https_base + "/api/v1/auth/tokens", verify=ca, json={"login": "cm.tanaka", "password": DEMO_PASSWORD}
+    ).json()["token"]
     auth = {"Authorization": "Bearer " + token}
     pid = requests.get(https_base + "/api/v1/patients", headers=auth, verify=ca).json()["items"][0]["id"]
     for i in range(8):
-        r = requests.post(f"{https_base}/api/v1/patients/{pid}/notes", headers=auth, verify=ca,
-                          json={"body": f"長い申し送り{i}：" + "褥瘡の処置と体位変換について。" * 250, "category": "other"})
+        r = requests.post(
+            f"{https_base}/api/v1/patients/{pid}/notes",
+            headers=auth,
+            verify=ca,
+            json={"body": f"長い申し送り{i}：" + "褥瘡の処置と体位変換について。" * 250, "category": "other"},
+        )
         assert r.status_code == 201, r.text
     r = requests.get(f"{https_base}/api/v1/patients/{pid}/notes?limit=200", headers=auth, verify=ca)
     assert r.status_code == 200 and len(r.content) > 64 * 1024
-    log = (os.path.dirname(ca) + "/error.log")
+    log = os.path.dirname(ca) + "/error.log"
     assert "temporary file" not in open(log).read()
 
 
@@ -93,11 +122,16 @@ def test_the_front_takes_the_files_the_app_takes(https_base):
     """Issue 29: nginx allowed 2 MB bodies while the app allows 20 MB: a 3 MB PDF got
     nginx's HTML 413, which the app never saw or logged."""
     ca = os.environ["RENKEI_TEST_CA"]
-    token = requests.post(https_base + "/api/v1/auth/tokens", verify=ca,
-                          json={"login": "dr.sato", "password": DEMO_PASSWORD}).json()["token"]
+    token = requests.post(
+        https_base + "/api/v1/auth/tokens", verify=ca, json={"login": "dr.sato", "password": DEMO_PASSWORD}
+    ).json()["token"]
     auth = {"Authorization": "Bearer " + token}
     pid = requests.get(https_base + "/api/v1/patients", headers=auth, verify=ca).json()["items"][0]["id"]
     pdf = b"%PDF-1.4\n" + b"0" * (3 * 1024 * 1024) + b"\n%%EOF\n"
-    r = requests.post(f"{https_base}/api/v1/patients/{pid}/attachments", headers=auth, verify=ca,
-                      files={"file": ("紹介状.pdf", pdf, "application/pdf")})
+    r = requests.post(
+        f"{https_base}/api/v1/patients/{pid}/attachments",
+        headers=auth,
+        verify=ca,
+        files={"file": ("紹介状.pdf", pdf, "application/pdf")},
+    )
     assert r.status_code == 201, r.text[:300]

@@ -1,6 +1,7 @@
 """Finding 13: deleting a patient destroys its data key on disk too, not only in the
 row: no old row version, freed page or write-ahead log keeps the wrapped key (nor,
 since issue 12, the patient's name-prefix tokens)."""
+
 import glob
 import os
 
@@ -31,8 +32,9 @@ def test_a_shredded_key_is_gone_from_the_database_files(api):
     pid = team(api)
     with api.app.app_context():
         wrapped = db.session.execute(text("SELECT wrapped_key FROM patients WHERE id = :p"), {"p": pid}).scalar()
-        token = db.session.execute(text("SELECT min(token) FROM patient_search_tokens WHERE patient_id = :p"),
-                                   {"p": pid}).scalar()
+        token = db.session.execute(
+            text("SELECT min(token) FROM patient_search_tokens WHERE patient_id = :p"), {"p": pid}
+        ).scalar()
         db.session.commit()
     assert wrapped and bytes(wrapped) in _stored(_files(api))  # the test can see a key where it is
     assert token.encode() in _stored(_files(api, "patient_search_tokens"))

@@ -3,6 +3,7 @@ database pool — each held a connection while it waited for one of the two hash
 threads — so a signed-in user's reads waited 6.5 s and the sealer and the push sender
 timed out. Now a sign-in waits for a place in a bounded queue before it touches the
 database, holds no connection while hashing, and past the queue is shed at once."""
+
 import threading
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import select
 
 from models import AuditEntry
 from renkei import audit, db
-from tests.helpers import PASSWORD, R, Api, build_app, team, template_copy
+from tests.helpers import PASSWORD, Api, R, build_app, team, template_copy
 
 pytestmark = pytest.mark.postgres
 
@@ -20,8 +21,9 @@ def busy(request):
     """On PostgreSQL (where a pool really runs out), a pool of 3 connections that answers
     503 after 1 s, real-cost password hashes (~0.1 s each) and a queue of 3 hashes."""
     with template_copy(request.getfixturevalue("pg_template"), "burst_") as url:
-        app = build_app(url, db_pool_size=3, db_pool_timeout=1, signin_queue=3,
-                        argon2_time_cost=2, argon2_memory_cost=32768)
+        app = build_app(
+            url, db_pool_size=3, db_pool_timeout=1, signin_queue=3, argon2_time_cost=2, argon2_memory_cost=32768
+        )
         yield Api(app)
         app.extensions["renkei.engine"].dispose()
 
@@ -34,8 +36,11 @@ def test_a_burst_of_sign_ins_is_shed_and_starves_no_read(busy):
     def sign_in(i):
         client = api.app.test_client()
         start.wait()
-        r = client.post("/api/v1/auth/tokens", json={"login": f"nobody{i}", "password": "x" * 12},
-                        environ_base={"REMOTE_ADDR": f"198.51.100.{i}"})
+        r = client.post(
+            "/api/v1/auth/tokens",
+            json={"login": f"nobody{i}", "password": "x" * 12},
+            environ_base={"REMOTE_ADDR": f"198.51.100.{i}"},
+        )
         answers.append((r.status_code, r.headers.get("Retry-After"), r.json.get("detail")))
 
     def reader():
@@ -55,8 +60,9 @@ def test_a_burst_of_sign_ins_is_shed_and_starves_no_read(busy):
         audit.write_counted(everything=True)
         db.session.commit()
         summaries = db.session.execute(select(AuditEntry).where(AuditEntry.action == "auth.shed")).scalars().all()
-    assert sum(int(e.detail.split(";")[0].removeprefix("count=")) for e in summaries) == \
-        sum(1 for s, _, _ in answers if s == 503)
+    assert sum(int(e.detail.split(";")[0].removeprefix("count=")) for e in summaries) == sum(
+        1 for s, _, _ in answers if s == 503
+    )
     assert len(summaries) == len({e.client_addr for e in summaries})  # one entry per address and minute
 
 
@@ -64,6 +70,7 @@ def test_a_sign_in_holds_no_connection_while_it_hashes(busy, monkeypatch):
     """Three sign-ins hashing at once with a pool of three: a fourth request still gets a
     connection at once (before, each sign-in held one until its hash was done)."""
     from renkei import auth
+
     api = busy
     api.user("cm", "care_manager")
     hashing, release = threading.Barrier(4), threading.Event()
@@ -75,8 +82,14 @@ def test_a_sign_in_holds_no_connection_while_it_hashes(busy, monkeypatch):
         return slow(stored, password)
 
     monkeypatch.setattr(auth, "_password_ok", held)
-    threads = [threading.Thread(target=api.client.post, args=("/api/v1/auth/tokens",),
-                                kwargs={"json": {"login": "cm", "password": PASSWORD}}) for _ in range(3)]
+    threads = [
+        threading.Thread(
+            target=api.client.post,
+            args=("/api/v1/auth/tokens",),
+            kwargs={"json": {"login": "cm", "password": PASSWORD}},
+        )
+        for _ in range(3)
+    ]
     [t.start() for t in threads]
     hashing.wait(10)  # all three are inside their hash now
     try:

@@ -1,4 +1,5 @@
 """Finding 14 (sign-in): what a failed sign-in reveals and what it leaves in the log."""
+
 from tests.helpers import PASSWORD
 
 

@@ -1,5 +1,6 @@
 """Findings 1 and 2: lockout and one-time codes hold under parallel requests
 (PostgreSQL, 30+ at once)."""
+
 import threading
 import time
 
@@ -8,7 +9,6 @@ import pytest
 from sqlalchemy import text
 
 from renkei import db
-
 from tests.helpers import PASSWORD
 from tests.security.conftest import at_once
 
@@ -58,8 +58,9 @@ def _locked(api) -> bool:
 def test_one_address_cannot_lock_a_person_out_of_their_own_device(pg_api):
     pg_api.user("dr", "physician", second_factor=False)  # a password alone signs in
     at_once(pg_api, [_sign_in("dr", "wrong password!", addr="203.0.113.9")] * 30)
-    r = pg_api.client.post(TOKENS, json={"login": "dr", "password": PASSWORD},
-                           environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    r = pg_api.client.post(
+        TOKENS, json={"login": "dr", "password": PASSWORD}, environ_base={"REMOTE_ADDR": "198.51.100.7"}
+    )
     assert r.status_code == 201
 
 
@@ -69,11 +70,13 @@ def test_one_address_guessing_many_logins_is_throttled(pg_api):
     attempts = [_sign_in(f"n{i}", f"guess {j} wrong", addr="203.0.113.9") for i in range(8) for j in range(4)]
     codes = [r.status_code for r in at_once(pg_api, attempts)]
     assert 500 not in codes  # 32 failures from one address, no login reached its own limit
-    r = pg_api.client.post(TOKENS, json={"login": "n7", "password": PASSWORD},
-                           environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    r = pg_api.client.post(
+        TOKENS, json={"login": "n7", "password": PASSWORD}, environ_base={"REMOTE_ADDR": "203.0.113.9"}
+    )
     assert r.status_code == 429
-    r = pg_api.client.post(TOKENS, json={"login": "n7", "password": PASSWORD},
-                           environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    r = pg_api.client.post(
+        TOKENS, json={"login": "n7", "password": PASSWORD}, environ_base={"REMOTE_ADDR": "198.51.100.7"}
+    )
     assert r.status_code == 201
 
 

@@ -3,6 +3,7 @@ physician's password, disable the team's physician, appoint the new account as
 backup physician, re-enable the physician, sign in as the new account. Now nobody knows
 another person's password, and every identity and seat an administrator sets waits for
 a second person."""
+
 from datetime import datetime, timedelta
 
 from click.testing import CliRunner
@@ -33,8 +34,18 @@ def accept(api, code, password=PASSWORD, **extra):
 def test_the_assessments_takeover_no_longer_reaches_the_record(api):
     pid = team(api)
     # The administrator can no longer choose a password...
-    r = api.call("admin", "POST", "/api/v1/users", {"login": "mole", "password": PASSWORD, "display_name": "内通 者",
-                                                   "organization_id": api.org, "profession": "physician"})
+    r = api.call(
+        "admin",
+        "POST",
+        "/api/v1/users",
+        {
+            "login": "mole",
+            "password": PASSWORD,
+            "display_name": "内通 者",
+            "organization_id": api.org,
+            "profession": "physician",
+        },
+    )
     assert r.status_code == 422 and "password" in r.json["errors"]
     # ...and an account they made opens nothing, even with the invitation in their hands.
     made = invite(api)
@@ -47,7 +58,10 @@ def test_the_assessments_takeover_no_longer_reaches_the_record(api):
         assert r.status_code == 403 and r.json["type"].endswith(UNCONFIRMED), path
     # The seat: disable the team's managers, appoint, re-enable — the appointment is only pending.
     for manager in ("cm", "doc"):
-        assert api.call("admin", "PATCH", f"/api/v1/users/{api.users[manager]['id']}", {"disabled": True}).status_code == 200
+        assert (
+            api.call("admin", "PATCH", f"/api/v1/users/{api.users[manager]['id']}", {"disabled": True}).status_code
+            == 200
+        )
     api.confirm("mole")  # even a confirmed account...
     r = api.call("admin", "POST", f"{R}/{pid}/team", {"user_id": made["id"], "role": "backup_physician"})
     assert r.status_code == 202 and r.json["status"] == "pending"
@@ -70,8 +84,12 @@ def test_a_second_person_confirms_an_appointment_and_the_team_hears_of_it(api):
     assert api.call("admin", "PATCH", f"/api/v1/users/{api.users['cm']['id']}", {"disabled": True}).status_code == 200
     assert api.call("admin", "PATCH", f"/api/v1/users/{api.users['doc']['id']}", {"disabled": True}).status_code == 200
     api.user("cm2", "care_manager")
-    assert api.call("admin", "POST", f"{R}/{pid}/team",
-                    {"user_id": api.users["cm2"]["id"], "role": "care_manager"}).status_code == 202
+    assert (
+        api.call(
+            "admin", "POST", f"{R}/{pid}/team", {"user_id": api.users["cm2"]["id"], "role": "care_manager"}
+        ).status_code
+        == 202
+    )
     assert api.call("cm2", "GET", f"{R}/{pid}/record").status_code == 404
     second_admin(api)
     r = api.call("admin2", "POST", f"{R}/{pid}/team/{api.users['cm2']['id']}/confirm")
@@ -108,10 +126,20 @@ def test_an_unconfirmed_administrator_invites_confirms_and_hands_over_nothing(ap
         db.session.execute(update(User).where(User.login == "admin3").values(confirmed_at=None))
         db.session.commit()
     made = invite(api)
-    for method, path in (("POST", "/api/v1/users"), ("POST", f"/api/v1/users/{made['id']}/confirm"),
-                         ("POST", f"/api/v1/users/{made['id']}/reset"), ("GET", "/api/v1/audit")):
-        r = api.call("admin3", method, path, {"login": "x", "display_name": "x", "organization_id": api.org,
-                                              "profession": "nurse"} if path == "/api/v1/users" else None)
+    for method, path in (
+        ("POST", "/api/v1/users"),
+        ("POST", f"/api/v1/users/{made['id']}/confirm"),
+        ("POST", f"/api/v1/users/{made['id']}/reset"),
+        ("GET", "/api/v1/audit"),
+    ):
+        r = api.call(
+            "admin3",
+            method,
+            path,
+            {"login": "x", "display_name": "x", "organization_id": api.org, "profession": "nurse"}
+            if path == "/api/v1/users"
+            else None,
+        )
         assert r.status_code == 403 and r.json["type"].endswith(UNCONFIRMED), path
 
 
@@ -126,8 +154,10 @@ def test_the_server_confirms_for_a_deployment_with_one_administrator(api):
         assert runner.invoke(cli.confirm_user, ["--login", "nobody"]).exit_code != 0
     api.call("admin", "PATCH", f"/api/v1/users/{api.users['cm']['id']}", {"disabled": True})
     api.call("admin", "PATCH", f"/api/v1/users/{api.users['doc']['id']}", {"disabled": True})
-    assert api.call("admin", "POST", f"{R}/{pid}/team", {"user_id": made["id"], "role": "backup_physician"}
-                    ).status_code == 202
+    assert (
+        api.call("admin", "POST", f"{R}/{pid}/team", {"user_id": made["id"], "role": "backup_physician"}).status_code
+        == 202
+    )
     with api.app.app_context():
         result = runner.invoke(cli.confirm_appointment, ["--patient", pid, "--login", "mole"])
         assert result.exit_code == 0, result.output
@@ -163,8 +193,11 @@ def test_an_invitation_is_single_use_for_a_week_and_tells_nothing_else(api):
     assert r.status_code == 403 and r.json["type"].endswith("second-factor-required")
     late = invite(api, login="late")
     with api.app.app_context():
-        db.session.execute(update(Invitation).where(Invitation.user_id == late["id"])
-                           .values(expires_at=datetime.utcnow() - timedelta(seconds=1)))
+        db.session.execute(
+            update(Invitation)
+            .where(Invitation.user_id == late["id"])
+            .values(expires_at=datetime.utcnow() - timedelta(seconds=1))
+        )
         db.session.commit()
     assert accept(api, late["invitation"]["code"]).status_code == 410
     again = api.call("admin", "POST", f"/api/v1/users/{late['id']}/invitation")
@@ -180,8 +213,19 @@ def test_wrong_invitation_codes_are_throttled_per_address(api):
 
 
 def test_one_role_per_account_and_administrators_read_no_consent_text(api):
-    r = api.call("admin", "POST", "/api/v1/users", {"login": "both", "display_name": "x", "organization_id": api.org,
-                                                   "profession": "other", "is_admin": True, "is_auditor": True})
+    r = api.call(
+        "admin",
+        "POST",
+        "/api/v1/users",
+        {
+            "login": "both",
+            "display_name": "x",
+            "organization_id": api.org,
+            "profession": "other",
+            "is_admin": True,
+            "is_auditor": True,
+        },
+    )
     assert r.status_code == 422 and "is_auditor" in r.json["errors"]
     pid = team(api)
     seen = api.call("admin", "GET", f"{R}/{pid}/consents").json["items"]
@@ -198,8 +242,12 @@ def test_breakglass_needs_an_enrolled_second_factor_and_stops_wrong_codes(api):
     r = api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": "救急搬送時の情報確認"})
     assert r.status_code == 403 and r.json["type"].endswith("second-factor-needed")
     api.user("er2", "physician")
-    answers = [api.call("er2", "POST", f"{R}/{pid}/breakglass", {"reason": "救急搬送時の情報確認", "otp": "000000"}).status_code
-               for _ in range(12)]
+    answers = [
+        api.call(
+            "er2", "POST", f"{R}/{pid}/breakglass", {"reason": "救急搬送時の情報確認", "otp": "000000"}
+        ).status_code
+        for _ in range(12)
+    ]
     assert answers[:10] == [401] * 10 and answers[10:] == [429, 429]
 
 
@@ -220,8 +268,12 @@ def test_creation_ties_two_administrators_both_ways_and_for_good(api):
     rename by someone else let A confirm A's own creation."""
     second_admin(api)
     api.user("b2", "other", is_admin=True)  # made by admin, confirmed on the server here
-    r = api.call("b2", "POST", "/api/v1/users", {"login": "x", "display_name": "新人 甲", "organization_id": api.org,
-                                                "profession": "nurse"})
+    r = api.call(
+        "b2",
+        "POST",
+        "/api/v1/users",
+        {"login": "x", "display_name": "新人 甲", "organization_id": api.org, "profession": "nurse"},
+    )
     assert r.status_code == 201
     assert api.call("admin", "POST", f"/api/v1/users/{r.json['id']}/confirm").status_code == 403  # B2's maker
     assert api.call("admin2", "POST", f"/api/v1/users/{r.json['id']}/confirm").status_code == 200
@@ -247,11 +299,16 @@ def test_an_unknown_login_holds_its_place_in_the_queue_as_long_as_a_known_one(ap
     which logins exist. Each now holds its place for as long as a hash takes."""
     import threading
     import time
+
     from renkei import offload
+
     monkeypatch.setattr(offload.passwords, "typical", 1.0)
     api.app.config["RENKEI"].signin_queue = 1
-    first = threading.Thread(target=api.app.test_client().post, args=("/api/v1/auth/tokens",),
-                             kwargs={"json": {"login": "nobody", "password": "x" * 12}})
+    first = threading.Thread(
+        target=api.app.test_client().post,
+        args=("/api/v1/auth/tokens",),
+        kwargs={"json": {"login": "nobody", "password": "x" * 12}},
+    )
     first.start()
     time.sleep(0.3)
     r = api.client.post("/api/v1/auth/tokens", json={"login": "nobody2", "password": "x" * 12})
@@ -263,7 +320,9 @@ def test_accounts_from_before_the_rule_are_confirmed_only_if_they_hold_a_second_
     """Review: the migration confirmed everyone, also accounts still on a password an
     administrator chose."""
     from alembic import command
+
     from renkei.schema import alembic_config
+
     api.user("with2fa", "nurse")
     api.user("without", "nurse", second_factor=False)
     engine = api.app.extensions["renkei.engine"]
