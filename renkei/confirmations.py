@@ -1,14 +1,15 @@
 """Two people for every clinical identity and seat an administrator sets (issue 29).
 
-An account an administrator created, or whose name, profession, organisation or role an
-administrator changed, is unconfirmed: it opens no patient and, if it is an
-administrator's, confirms, invites and hands over nothing (renkei/authz.py,
-require_confirmed). An administrator's appointment of a manager to a team left without
-an active one is pending: it gives no access. Either becomes real when a second person
-confirms it — another confirmed administrator, never the one who made the change nor
-an account that person made — or on the server (`flask --app wsgi confirm-user`,
-`confirm-appointment`) where one administrator runs the service. Each step is audited
-(the route's or command's entry) and the team concerned hears of it."""
+An account an administrator created, whose name or phone an administrator changed, or
+for which an administrator issued a new invitation, is unconfirmed: it opens no patient
+and, if it is an administrator's, confirms, invites and hands over nothing
+(renkei/authz.py, require_confirmed). An administrator's appointment of a manager to a
+team left without an active one is pending: it gives no access. Either becomes real when
+a second person confirms it — another confirmed administrator, never the account's maker
+or last changer nor anyone tied to them by creation in either direction — or on the
+server (`flask --app wsgi confirm-user`, `confirm-appointment`) where one administrator
+runs the service. Each step is audited (the route's or command's entry) and the team
+concerned hears of it."""
 
 from sqlalchemy import select
 

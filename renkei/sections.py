@@ -5,7 +5,7 @@ and OpenAPI description, the pages' forms) is derived from SECTIONS below.
 
 Every content field is optional so a team can fill a section bit by bit; free text is
 Japanese-friendly plain text. Layout labels are Japanese source strings translated by
-Flask-Babel (translations/en.txt)."""
+Flask-Babel (translations/en/LC_MESSAGES/messages.po)."""
 
 import re
 import unicodedata

@@ -1,6 +1,6 @@
 """renkei/sections.py declares each section once; what is derived from it must agree:
 the edit form offers exactly the fields the schema accepts, and every section has both
-titles and at least the physicians and nurses among its writers."""
+titles."""
 
 from marshmallow import fields
 
@@ -26,7 +26,8 @@ def test_every_form_offers_exactly_the_fields_its_schema_accepts():
         _check(section.schema().fields, section.layout, key)
 
 
-def test_every_section_has_both_titles_and_clinical_writers():
+def test_every_section_has_both_titles():
+    """Who writes which section is tested as callers meet it, route by route and role by
+    role, in tests/test_access_matrix.py (the table there is written from docs/API.md)."""
     for section in SECTIONS.values():
         assert section.title_ja and section.title_en and section.title_ja != section.title_en
-        assert {"primary_physician", "backup_physician", "nurse"} <= section.writers

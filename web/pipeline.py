@@ -4,9 +4,13 @@ of work (renkei/work.py) with one audit entry, exactly as an API call does. Also
 Jinja filters (和暦, Japan time) and Flask-Babel's locale choice (Japanese by default)."""
 
 import logging
+import os
 from datetime import date, datetime, timezone
 from functools import wraps
+from pathlib import Path
 
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
 from flask import Blueprint, has_request_context, make_response, redirect, render_template, request, session, url_for
 from flask_babel import Babel, format_date
 from flask_babel import lazy_gettext as _l
@@ -92,7 +96,24 @@ def age(value) -> int | None:
     return today.year - d.year - ((today.month, today.day) < (d.month, d.day))
 
 
+def compile_catalogues(folder: Path):
+    """`pybabel compile`, at start: each language's messages.po (the committed source,
+    kept with `pybabel extract` and `pybabel update`: docs/ARCHITECTURE.md, "Text and
+    languages") becomes the messages.mo Flask-Babel reads, when missing or older."""
+    for po in folder.glob("*/LC_MESSAGES/messages.po"):
+        mo = po.with_suffix(".mo")
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue
+        with po.open("rb") as f:
+            catalog = read_po(f)
+        partial = mo.with_name(f".messages.{os.getpid()}.mo")  # another process may compile at once
+        with partial.open("wb") as f:
+            write_mo(f, catalog)
+        os.replace(partial, mo)
+
+
 def init_app(app):
+    compile_catalogues(ROOT / "translations")
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "translations"))
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "ja")
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Tokyo")
