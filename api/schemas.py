@@ -7,7 +7,7 @@ from datetime import date
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
 
 from models.directory import ORGANIZATION_KINDS, PROFESSIONS
-from renkei import audit
+from renkei import audit, notes
 from renkei.access_log import Query as AuditQuery  # noqa: F401  (the API validates with the core's filters)
 from renkei.audit_verify import PROBLEMS
 from renkei.authz import ROLES
@@ -17,7 +17,6 @@ from renkei.observations import MAX_ITEMS as MAX_READINGS
 from renkei.sections import SECTION_KEYS, Phone
 from renkei.timefmt import iso
 
-NOTE_CATEGORIES = ("observation", "medication", "adl", "vital_signs", "incident", "contact", "other")
 SEXES = ("male", "female", "other", "unknown")
 
 
@@ -363,7 +362,7 @@ class SectionVersions(Schema):
 # --- timeline ---------------------------------------------------------------
 class NoteIn(Strict):
     body = fields.String(required=True, validate=validate.Length(min=1, max=4000))
-    category = fields.String(required=True, validate=validate.OneOf(NOTE_CATEGORIES))
+    category = fields.String(required=True, validate=validate.OneOf(notes.CATEGORIES))
     urgent = fields.Boolean(load_default=False)
 
     @validates("body")

@@ -5,7 +5,7 @@ from sqlalchemy import select, tuple_
 from models import Note, NoteAck, Patient, User, new_id, utcnow
 from renkei import authz, crypto, db, escalation, notify, outreach, teams, vault, work
 from renkei.authz import patient_access
-from renkei.problems import Problem, not_found
+from renkei.problems import Problem, invalid, not_found
 from renkei.timefmt import iso, parse_iso
 
 
@@ -55,9 +55,16 @@ def notes_out(patient: Patient, notes: list[Note], viewer: User) -> list[dict]:
     return out
 
 
+# What a note is about, in the order the form offers them (labels: web/forms.py). A rule
+# of the 連絡帳 itself, so the core keeps it, not the API's schema (issue 30).
+CATEGORIES = ("observation", "vital_signs", "medication", "adl", "contact", "incident", "other")
+
+
 def post(actor: User, patient_id: str, body: str, category: str, urgent: bool = False) -> dict:
     """Post to the timeline; the team hears of it (identifiers only)."""
     patient = patient_access(actor, patient_id, authz.POST).patient
+    if category not in CATEGORIES:
+        raise invalid({"category": [f"One of: {', '.join(CATEGORIES)}."]})
     note = Note(
         id=new_id(), patient_id=patient.id, category=category, urgent=urgent, created_by=actor.id, created_at=utcnow()
     )

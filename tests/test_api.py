@@ -510,3 +510,25 @@ def test_an_audit_cursor_beyond_any_database_integer_is_a_422_not_a_500(api):
     """Found by the OpenAPI fuzzer: a cursor of 2**63 overflowed SQLite's INTEGER."""
     r = api.call("admin", "GET", f"/api/v1/audit?cursor={2**63}")
     assert r.status_code == 422 and "cursor" in r.json["errors"]
+
+
+def test_a_notes_category_is_the_cores_rule_not_only_the_apis(api):
+    """Issue 30: the categories lived only in the API's schema; a note written by another
+    door (a page, a command) could carry anything."""
+    from sqlalchemy import select
+
+    from models import User
+    from renkei import db, notes, work
+    from renkei.problems import Problem
+
+    pid = team(api)
+    with api.app.test_request_context():
+        work.begin()
+        cm = db.session.execute(select(User).where(User.login == "cm")).scalar_one()
+        try:
+            notes.post(cm, pid, "噂話", "gossip")
+            raised = None
+        except Problem as problem:
+            raised = problem
+        work.current().rollback()
+    assert raised is not None and raised.status == 422 and "category" in raised.errors

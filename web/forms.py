@@ -81,6 +81,16 @@ ORGANIZATION_LABELS = {
     "municipality": _l("市区町村"),
     "other": _l("その他"),
 }
+# A note's category as the timeline shows it, in the form's order (renkei/notes.py CATEGORIES).
+NOTE_CATEGORY_LABELS = {
+    "observation": _l("観察"),
+    "vital_signs": _l("バイタル"),
+    "medication": _l("服薬"),
+    "adl": "ADL",
+    "contact": _l("連絡"),
+    "incident": _l("事故・ヒヤリハット"),
+    "other": _l("その他"),
+}
 # The access log's codes as an auditor reads them (templates/audit.html, the page's CSV).
 ACTION_LABELS = {
     "auth.login": _l("ログイン"),
