@@ -165,21 +165,12 @@ def people(
         limit = limit or PICKER_LIMIT
     if limit:
         stmt = stmt.limit(limit)
-    hidden = () if viewer.is_admin else ("login", "totp_enabled")
-    found = [{k: v for k, v in user_out(u).items() if k not in hidden} for u in db.session.execute(stmt).scalars()]
-    if viewer.is_admin:
-        waiting = invitations.awaiting_among([u["id"] for u in found])
-        made_by = (
-            dict(
-                db.session.execute(select(User.id, User.changed_by).where(User.id.in_([u["id"] for u in found]))).all()
-            )
-            if found
-            else {}
-        )
-        for u in found:
-            u["awaiting_invitation"] = u["id"] in waiting
-            u["changed_by"] = made_by.get(u["id"])  # who may not confirm it (the page hides the button)
-    return found
+    users = db.session.execute(stmt).scalars().all()
+    if not viewer.is_admin:
+        return [{k: v for k, v in user_out(u).items() if k not in ("login", "totp_enabled")} for u in users]
+    waiting = invitations.awaiting_among([u.id for u in users])
+    # changed_by: who may not confirm the account (the page hides the button from them)
+    return [user_out(u) | {"awaiting_invitation": u.id in waiting, "changed_by": u.changed_by} for u in users]
 
 
 def people_named(user_ids: list[str]) -> list[dict]:
@@ -222,23 +213,17 @@ def update_user(actor: User, user_id: str, changes: dict) -> dict:
     return user_out(user)
 
 
-def _active_admins() -> int:
-    return db.session.execute(
-        select(func.count(User.id)).where(User.is_admin.is_(True), User.disabled.is_(False))
-    ).scalar()
+def _active_admins(confirmed_only: bool = False) -> int:
+    stmt = select(func.count(User.id)).where(User.is_admin.is_(True), User.disabled.is_(False))
+    if confirmed_only:
+        stmt = stmt.where(User.confirmed_at.is_not(None))
+    return db.session.execute(stmt).scalar()
 
 
 def second_administrator_exists() -> bool:
     """Another active, confirmed administrator could approve a reset or confirm an account;
     else only whoever runs the server can (the pages say so)."""
-    return (
-        db.session.execute(
-            select(func.count(User.id)).where(
-                User.is_admin.is_(True), User.disabled.is_(False), User.confirmed_at.is_not(None)
-            )
-        ).scalar()
-        > 1
-    )
+    return _active_admins(confirmed_only=True) > 1
 
 
 def unlock(actor: User, user_id: str):

@@ -570,22 +570,20 @@
   jsonForm("org-form", "/api/v1/organizations");
   // A new account: no password here — the person gets the invitation link (shown once,
   // to be handed to them alone) and chooses their own (renkei/invitations.py).
-  jsonForm("user-form", "/api/v1/users", "POST", res => {
+  const showInvitation = url => {
     const out = $("#invitation-out");
-    $("a", out).href = $("a", out).textContent = res.data.invitation.url;
-    out.hidden = false;
+    $("a", out).href = $("a", out).textContent = url;
+    out.hidden = false; out.scrollIntoView();
+  };
+  jsonForm("user-form", "/api/v1/users", "POST", res => {
+    showInvitation(res.data.invitation.url);
     $("#user-form").reset();
   }, b => given(b));
   $$("[data-confirm-user],[data-invite-user]").forEach(b => b.addEventListener("click", async () => {
     const id = b.dataset.confirmUser || b.dataset.inviteUser;
     const res = await api("POST", `/api/v1/users/${id}/${b.dataset.confirmUser ? "confirm" : "invitation"}`);
     if (res.status === 200) { location.reload(); return; }
-    if (res.status === 201) {
-      const out = $("#invitation-out");
-      $("a", out).href = $("a", out).textContent = res.data.url;
-      out.hidden = false; out.scrollIntoView();
-      return;
-    }
+    if (res.status === 201) { showInvitation(res.data.url); return; }
     b.nextElementSibling.textContent = problemText(res, b.closest("td"));
   }));
   // Access resets: asked here, approved by a second administrator, whose page shows the

@@ -91,10 +91,6 @@ def test_the_demo_administrators_totp_secret_stays_out_of_the_server_log(tmp_pat
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
 
 
-def _second_admin(api, login="admin2"):
-    return api.server_admin(login)
-
-
 def test_a_reset_takes_two_administrators_and_the_person_chooses_the_password(api):
     """Finding 4a: an administrator resets; a second one approves; the old password,
     tokens and second factor die; the person sets a new password with a one-time code,
@@ -104,7 +100,7 @@ def test_a_reset_takes_two_administrators_and_the_person_chooses_the_password(ap
 
     from renkei import db
 
-    _second_admin(api)
+    api.server_admin()
     pid = team(api)
     doc = api.users["doc"]["id"]
 
@@ -169,7 +165,7 @@ def test_a_reset_takes_two_administrators_and_the_person_chooses_the_password(ap
 def test_one_administrator_alone_never_sees_a_recovery_code(api):
     """Review of the fix: with the other administrators disabled (or none), a reset
     still waits for a second administrator; the server's operator can reset instead."""
-    admin2 = _second_admin(api)
+    admin2 = api.server_admin()
     doc = api.user("doc", "physician")
     assert api.call("admin", "PATCH", f"/api/v1/users/{admin2}", {"disabled": True}).status_code == 200
     r = api.call("admin", "POST", f"/api/v1/users/{doc}/reset")
@@ -181,7 +177,7 @@ def test_one_administrator_alone_never_sees_a_recovery_code(api):
 
 def test_only_the_newest_code_works_once_and_ends_earlier_sessions(api):
     """Review of the fix: two approved resets left two live codes; a code could be used twice."""
-    _second_admin(api)
+    api.server_admin()
     doc = api.user("doc", "physician")
     codes = []
     for _ in range(2):

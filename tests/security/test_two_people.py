@@ -16,10 +16,6 @@ from tests.helpers import PASSWORD, R, team
 UNCONFIRMED = "account-unconfirmed"
 
 
-def second_admin(api, name="admin2"):
-    return api.server_admin(name)
-
-
 def invite(api, login="mole", **extra):
     body = {"login": login, "display_name": "内通 者", "organization_id": api.org, "profession": "physician"}
     r = api.call("admin", "POST", "/api/v1/users", {k: v for k, v in (body | extra).items() if v is not None})
@@ -71,7 +67,7 @@ def test_the_assessments_takeover_no_longer_reaches_the_record(api):
     # The same administrator cannot confirm it; a second one cannot while the physician is back.
     r = api.call("admin", "POST", f"{R}/{pid}/team/{made['id']}/confirm")
     assert r.status_code == 403 and r.json["type"].endswith("second-person-needed")
-    second_admin(api)
+    api.server_admin()
     assert api.call("admin2", "POST", f"{R}/{pid}/team/{made['id']}/confirm").status_code == 409
     assert api.call("mole", "GET", f"{R}/{pid}/record").status_code == 404
 
@@ -91,7 +87,7 @@ def test_a_second_person_confirms_an_appointment_and_the_team_hears_of_it(api):
         == 202
     )
     assert api.call("cm2", "GET", f"{R}/{pid}/record").status_code == 404
-    second_admin(api)
+    api.server_admin()
     r = api.call("admin2", "POST", f"{R}/{pid}/team/{api.users['cm2']['id']}/confirm")
     assert r.status_code == 200 and r.json["role"] == "care_manager"
     assert api.call("cm2", "GET", f"{R}/{pid}/record").status_code == 200
@@ -107,7 +103,7 @@ def test_a_second_administrator_confirms_but_never_the_maker_nor_their_creature(
     api.user("admin3", "other", is_admin=True)  # made by admin: their creature, even once confirmed
     r = api.call("admin3", "POST", f"/api/v1/users/{made['id']}/confirm")
     assert r.status_code == 403
-    second_admin(api)
+    api.server_admin()
     r = api.call("admin2", "POST", f"/api/v1/users/{made['id']}/confirm")
     assert r.status_code == 200 and r.json["confirmed"] is True
     assert api.call("admin2", "POST", f"/api/v1/users/{made['id']}/confirm").status_code == 409
@@ -116,7 +112,7 @@ def test_a_second_administrator_confirms_but_never_the_maker_nor_their_creature(
     assert r.status_code == 200 and r.json["confirmed"] is False
     # admin made the account: never theirs to confirm, whoever changed it last
     assert api.call("admin", "POST", f"/api/v1/users/{made['id']}/confirm").status_code == 403
-    second_admin(api, "admin4")  # tied to neither admin nor admin2
+    api.server_admin("admin4")  # tied to neither admin nor admin2
     assert api.call("admin4", "POST", f"/api/v1/users/{made['id']}/confirm").status_code == 200
 
 
@@ -255,7 +251,7 @@ def test_a_new_invitation_needs_a_second_person_again(api):
     """Review: an administrator could re-invite someone else's new account, accept the
     code and confirm it (it had been made by another administrator), then use it alone."""
     made = invite(api)
-    second_admin(api)
+    api.server_admin()
     assert api.call("admin2", "POST", f"/api/v1/users/{made['id']}/confirm").status_code == 200
     assert api.call("admin", "POST", f"/api/v1/users/{made['id']}/invitation").status_code == 201
     r = api.call("admin", "GET", "/api/v1/users").json["items"]
@@ -266,7 +262,7 @@ def test_a_new_invitation_needs_a_second_person_again(api):
 def test_creation_ties_two_administrators_both_ways_and_for_good(api):
     """Review: A made B2; once B2 was confirmed, A could confirm whatever B2 made. And a
     rename by someone else let A confirm A's own creation."""
-    second_admin(api)
+    api.server_admin()
     api.user("b2", "other", is_admin=True)  # made by admin, confirmed on the server here
     r = api.call(
         "b2",
@@ -288,7 +284,7 @@ def test_creation_ties_two_administrators_both_ways_and_for_good(api):
 def test_a_reset_ends_an_open_invitation(api):
     """Review: an open invitation survived an access reset and could set the password again."""
     made = invite(api)
-    second_admin(api)
+    api.server_admin()
     asked = api.call("admin", "POST", f"/api/v1/users/{made['id']}/reset").json
     assert api.call("admin2", "POST", f"/api/v1/users/{made['id']}/reset/{asked['id']}/approve").status_code == 201
     assert accept(api, made["invitation"]["code"]).status_code == 410
