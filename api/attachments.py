@@ -1,4 +1,4 @@
-"""Photos and documents (renkei/attachments.py): upload as multipart/form-data, list,
+"""Photos and documents (renkei/attachments/attachments.py): upload as multipart/form-data, list,
 download a frame at a time, thumbnails, delete."""
 
 from flask import Response
@@ -6,7 +6,7 @@ from flask_login import current_user
 
 from api.pipeline import endpoint
 from api.schemas import AttachmentIn, AttachmentList, AttachmentOut, AttachmentQuery
-from renkei import attachments
+from renkei.attachments import attachments
 
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "application/pdf": "pdf"}
 

@@ -18,7 +18,7 @@ from api.schemas import (
     InclusionQuery,
     PatientSearch,
 )
-from renkei import access_log
+from renkei.oversight import reading
 
 
 @endpoint(
@@ -32,7 +32,7 @@ from renkei import access_log
     response=AuditList,
 )
 def search(query):
-    return access_log.search(current_user, query)  # entries are dumped once, by the response schema
+    return reading.search(current_user, query)  # entries are dumped once, by the response schema
 
 
 @endpoint(
@@ -48,7 +48,7 @@ def search(query):
 )
 def find_patients(body):
     # POST: the name travels in the body, never in a URL that logs would keep.
-    return {"items": access_log.find_patients(current_user, body["name"])}
+    return {"items": reading.find_patients(current_user, body["name"])}
 
 
 @endpoint(
@@ -61,7 +61,7 @@ def find_patients(body):
     response=AuditVerify,
 )
 def verify():
-    return access_log.verify(current_user)
+    return reading.verify(current_user)
 
 
 @endpoint(
@@ -74,7 +74,7 @@ def verify():
     response=Checkpoint,
 )
 def get_checkpoint():
-    return access_log.checkpoint(current_user)
+    return reading.checkpoint(current_user)
 
 
 @endpoint(
@@ -88,7 +88,7 @@ def get_checkpoint():
     response=CheckpointResult,
 )
 def verify_checkpoint(body):
-    return access_log.verify_checkpoint(current_user, body["checkpoint"])
+    return reading.verify_checkpoint(current_user, body["checkpoint"])
 
 
 @endpoint(
@@ -102,7 +102,7 @@ def verify_checkpoint(body):
     response=InclusionProof,
 )
 def inclusion_proof(query):
-    return access_log.inclusion_proof(current_user, query["seq"], query["tree_size"])
+    return reading.inclusion_proof(current_user, query["seq"], query["tree_size"])
 
 
 @endpoint(
@@ -116,7 +116,7 @@ def inclusion_proof(query):
     response=ConsistencyProof,
 )
 def consistency_proof(query):
-    return access_log.consistency_proof(current_user, query["first"], query["second"])
+    return reading.consistency_proof(current_user, query["first"], query["second"])
 
 
 @endpoint(
@@ -130,7 +130,7 @@ def consistency_proof(query):
 )
 def export(query):
     return Response(
-        stream_with_context(access_log.export_csv(current_user, query)),
+        stream_with_context(reading.export_csv(current_user, query)),
         mimetype="text/csv",
         headers={"Content-Disposition": 'attachment; filename="renkei-audit.csv"'},
     )

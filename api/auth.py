@@ -4,7 +4,8 @@ from flask_login import current_user
 
 from api.pipeline import endpoint
 from api.schemas import OtpRequest, RecoverIn, TokenRequest, TokenResponse, TotpEnrolment, UserOut
-from renkei import auth, directory, resets, work
+from renkei.common import work
+from renkei.people import auth, directory, resets
 
 
 @endpoint(

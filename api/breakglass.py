@@ -4,7 +4,7 @@ from flask_login import current_user
 
 from api.pipeline import endpoint
 from api.schemas import BreakGlassFind, BreakGlassIn, BreakGlassList, BreakGlassOut
-from renkei import breakglass
+from renkei.patients import breakglass
 
 
 @endpoint(

@@ -19,7 +19,7 @@ from api.schemas import (
     UserPatch,
     UserQuery,
 )
-from renkei import directory, invitations, resets
+from renkei.people import directory, invitations, resets
 
 
 @endpoint(

@@ -4,7 +4,8 @@ from flask_login import current_user
 
 from api.pipeline import endpoint
 from api.schemas import EscalationRuleIn, EscalationRuleOut, ListQuery, NoteIn, NoteList, NoteOut
-from renkei import escalation, notes
+from renkei.notes import notes
+from renkei.patients import escalation
 
 
 @endpoint(

@@ -1,9 +1,9 @@
 """Vital signs and other observations, and each patient's alert thresholds."""
 
-from flask import jsonify, request
+from flask import jsonify
 from flask_login import current_user
 
-from api.pipeline import endpoint
+from api.pipeline import endpoint, if_match_version
 from api.schemas import (
     ImportIn,
     ImportOut,
@@ -14,8 +14,8 @@ from api.schemas import (
     ThresholdsIn,
     ThresholdsOut,
 )
-from renkei import observations
-from renkei.record import Stale
+from renkei.observations import csv_import, readings, thresholds
+from renkei.record.versioned import Stale
 
 
 def _etag(out: dict) -> dict:
@@ -36,7 +36,7 @@ def _etag(out: dict) -> dict:
 )
 def record_observations(patient_id, body):
     many = "items" in body
-    saved = observations.record(current_user, patient_id, body["items"] if many else [body], many=many)
+    saved = readings.record(current_user, patient_id, body["items"] if many else [body], many=many)
     if not many:
         return saved[0]
     resp = jsonify(ObservationList(only=("items",)).dump({"items": saved}))
@@ -55,7 +55,7 @@ def record_observations(patient_id, body):
     errors=(403, 404),
 )
 def list_observations(patient_id, query):
-    return observations.series(
+    return readings.series(
         current_user,
         patient_id,
         query.get("kind"),
@@ -77,7 +77,7 @@ def list_observations(patient_id, query):
     errors=(403, 404, 413),
 )
 def preview_import(patient_id, body):
-    return observations.import_csv(current_user, patient_id, body["csv"], save=False)
+    return csv_import.import_csv(current_user, patient_id, body["csv"], save=False)
 
 
 @endpoint(
@@ -93,7 +93,7 @@ def preview_import(patient_id, body):
     errors=(403, 404, 413),
 )
 def import_observations(patient_id, body):
-    return observations.import_csv(current_user, patient_id, body["csv"], save=True)
+    return csv_import.import_csv(current_user, patient_id, body["csv"], save=True)
 
 
 @endpoint(
@@ -106,7 +106,7 @@ def import_observations(patient_id, body):
     errors=(403, 404),
 )
 def mark_entered_in_error(patient_id, observation_id):
-    return observations.mark_error(current_user, patient_id, observation_id)
+    return readings.mark_error(current_user, patient_id, observation_id)
 
 
 @endpoint(
@@ -119,7 +119,7 @@ def mark_entered_in_error(patient_id, observation_id):
     errors=(403, 404),
 )
 def get_thresholds(patient_id):
-    out = observations.thresholds(current_user, patient_id)
+    out = thresholds.thresholds(current_user, patient_id)
     return out, 200, _etag(out)
 
 
@@ -135,7 +135,7 @@ def get_thresholds(patient_id):
 )
 def put_thresholds(patient_id, body):
     try:
-        out = observations.set_thresholds(current_user, patient_id, body["thresholds"], request.headers.get("If-Match"))
+        out = thresholds.set_thresholds(current_user, patient_id, body["thresholds"], if_match_version())
     except Stale as stale:
         current = ThresholdsOut().dump(stale.current)
         stale.extra = {"current": current, **current}

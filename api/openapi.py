@@ -9,7 +9,7 @@ from flask import jsonify
 
 from api import schemas
 from api.pipeline import ROUTES, bp
-from renkei.sections import SECTION_KEYS, SECTIONS
+from renkei.sections.catalogue import SECTION_KEYS, SECTIONS
 
 PROBLEM = {
     "type": "object",

@@ -16,7 +16,8 @@ from api.schemas import (
     TeamList,
     TeamMemberOut,
 )
-from renkei import patients, teams
+from renkei import erasure
+from renkei.patients import consent, registry, teams
 
 
 @endpoint(
@@ -32,7 +33,7 @@ from renkei import patients, teams
     errors=(403,),
 )
 def create_patient(body):
-    out = patients.register(current_user, body)
+    out = registry.register(current_user, body)
     return out, 201, {"Location": f"/api/v1/patients/{out['id']}"}
 
 
@@ -46,7 +47,7 @@ def create_patient(body):
     response=PatientList,
 )
 def list_patients(query):
-    return {"items": patients.care_list(current_user)}
+    return {"items": registry.care_list(current_user)}
 
 
 @endpoint(
@@ -60,7 +61,7 @@ def list_patients(query):
 )
 def search_patients(body):
     # POST: the name travels in the body, never in a URL that logs would keep.
-    return {"items": patients.care_list(current_user, body["name"])}
+    return {"items": registry.care_list(current_user, body["name"])}
 
 
 @endpoint(
@@ -73,7 +74,7 @@ def search_patients(body):
     errors=(403, 404),
 )
 def get_patient(patient_id):
-    return patients.read(current_user, patient_id)
+    return registry.read(current_user, patient_id)
 
 
 @endpoint(
@@ -86,7 +87,7 @@ def get_patient(patient_id):
     errors=(403, 404),
 )
 def delete_patient(patient_id):
-    patients.delete(current_user, patient_id)
+    erasure.delete(current_user, patient_id)
 
 
 # --- consent ----------------------------------------------------------------------
@@ -105,7 +106,7 @@ def delete_patient(patient_id):
     errors=(403, 404),
 )
 def create_consent(patient_id, body):
-    return patients.record_consent(current_user, patient_id, body["obtained_on"], body["obtained_by"], body["scope"])
+    return consent.record_consent(current_user, patient_id, body["obtained_on"], body["obtained_by"], body["scope"])
 
 
 @endpoint(
@@ -118,7 +119,7 @@ def create_consent(patient_id, body):
     errors=(404,),
 )
 def list_consents(patient_id):
-    return {"items": patients.consents(current_user, patient_id)}
+    return {"items": consent.consents(current_user, patient_id)}
 
 
 @endpoint(
@@ -131,7 +132,7 @@ def list_consents(patient_id):
     errors=(403, 404),
 )
 def withdraw_consent(patient_id, consent_id):
-    patients.withdraw_consent(current_user, patient_id, consent_id)
+    consent.withdraw_consent(current_user, patient_id, consent_id)
 
 
 # --- team -------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """The API's request pipeline. Every route is declared with `endpoint`: authenticate,
-check CSRF for cookie sessions, check the caller's standing (renkei.authz), validate
+check CSRF for cookie sessions, check the caller's standing (renkei.patients.authz), validate
 the body with its marshmallow schema, call the view — which translates HTTP into one
 core service call and back — then end the request through the unit of work
-(renkei/work.py): commit with exactly one audit entry, or roll back and audit the failure."""
+(renkei/common/work.py): commit with exactly one access-log entry, or roll back and audit the failure."""
 
 import json
 import logging
+import re
 from functools import cache, wraps
 
 from flask import Blueprint, Response, jsonify, request
@@ -16,10 +17,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from renkei import auth, authz, db, idempotency, problems, work
-from renkei.auth import csrf
-from renkei.crypto import DecryptionError
-from renkei.problems import Problem
+from renkei.common import db, idempotency, problems, work
+from renkei.common.crypto import DecryptionError
+from renkei.common.problems import Problem
+from renkei.patients import authz
+from renkei.people import auth, staff
+from renkei.people.auth import csrf
 
 log = logging.getLogger("renkei.api")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -45,7 +48,7 @@ def endpoint(
     upload=None,
 ):
     """auth: "public", "user", "admin" or "audit" (administrators and auditors).
-    idempotent: a creating POST that honours Idempotency-Key (renkei/idempotency.py).
+    idempotent: a creating POST that honours Idempotency-Key (renkei/common/idempotency.py).
     upload: the body is multipart/form-data with one `file` part, at most upload()
     bytes, and `body` describes its other fields; the view gets the file as `upload`."""
 
@@ -121,7 +124,7 @@ def _expect_upload(limit: int):
 
 def _multipart_body():
     """(the fields with the file's SHA-256, the file's Spool). The file is sealed as it
-    arrives (renkei/frames.py): over the limit it is 413 before the rest is read."""
+    arrives (renkei/common/frames.py): over the limit it is 413 before the rest is read."""
     try:
         files = request.files.getlist("file")
         form = request.form.to_dict()
@@ -146,7 +149,7 @@ def _run(view, meta, kwargs):
             if unit.cookie_auth and request.method not in SAFE_METHODS:
                 csrf.protect()
             if meta["auth"] in ("admin", "audit"):
-                authz.require_staff(user, meta["auth"])
+                staff.require_staff(user, meta["auth"])
             if auth.must_enrol_totp(user) and meta["name"] not in ENROLMENT:
                 raise Problem(
                     403,
@@ -167,12 +170,18 @@ def _run(view, meta, kwargs):
             kwargs["query"] = _load(meta["query"], request.args.to_dict())
         key = idempotency.key_from(request.headers) if meta["idempotent"] else None
         held = key and idempotency.claim(user, key, request.method, request.path, raw)
-        if isinstance(held, Response):  # a repeat: the first request's answer
-            resp, held = held, None
+        if isinstance(held, idempotency.Kept):  # a repeat: the first request's answer
+            resp, held = _replay(user, held), None
         else:
             resp = _to_response(view(**kwargs), meta)
             if held and resp.status_code < 400:
-                idempotency.keep(held, resp, unit.audit_fields.get("patient_id"))
+                idempotency.keep(
+                    held,
+                    resp.status_code,
+                    {h: resp.headers[h] for h in idempotency.KEPT_HEADERS if h in resp.headers},
+                    resp.get_data(as_text=True),
+                    unit.entry_fields.get("patient_id"),
+                )
     except Problem as p:
         resp = problems.from_problem(p)
     except CSRFError as e:
@@ -180,17 +189,42 @@ def _run(view, meta, kwargs):
     except HTTPException as e:  # e.g. 413 for a body over the size limit
         resp = problems.response(e.code or 400, e.description or "")
     except (DBAPIError, PoolTimeout) as exc:
-        resp = unit.database_problem(exc, meta["name"])
+        resp = problems.from_problem(unit.database_problem(exc, meta["name"]))
     except DecryptionError:
         log.error("decryption failed in %s (request %s)", meta["name"], unit.request_id)
         resp = problems.response(500, "A stored value could not be decrypted.")
     except Exception:
         log.exception("unhandled error in %s (request %s)", meta["name"], unit.request_id)
         resp = problems.response(500, "Internal error; nothing was changed.")
-    resp = unit.finish(resp, meta["action"], user, meta["name"])
+    failed = unit.finish(resp.status_code, meta["action"], user, meta["name"])
+    if failed:
+        resp = problems.from_problem(failed)
     if held and resp.status_code >= 400:
         idempotency.release(held)
     return resp
+
+
+def if_match_version() -> int | None:
+    """The version named by If-Match ("3", W/"3"), None when the header is absent (the
+    core answers 428 after its access check: renkei/record/versioned.py)."""
+    if "If-Match" not in request.headers:
+        return None
+    tags = request.if_match.as_set(include_weak=True)
+    value = next(iter(tags)) if len(tags) == 1 else ""
+    if not re.fullmatch(r"[0-9]{1,9}", value):  # not str.isdigit: "²" is a digit to it
+        raise Problem(400, 'If-Match must be a quoted version number, like "3".')
+    return int(value)
+
+
+def _replay(user, kept: idempotency.Kept) -> Response:
+    """The first request's answer, if this person may still see its patient (else 404)."""
+    if kept.patient_id is not None:
+        # An administrator never reads a record; appointing a team's manager needs TEAM_VIEW.
+        authz.patient_access(user, kept.patient_id, authz.TEAM_VIEW if user.is_admin else authz.READ)
+    work.describe(patient_id=kept.patient_id)
+    work.current().mark("replayed")
+    answer = kept.answer()
+    return Response(answer["body"], status=kept.status, headers={**answer["headers"], "Idempotent-Replayed": "true"})
 
 
 @cache

@@ -14,7 +14,7 @@ from api.schemas import (
     PushSubscriptionOut,
     VapidKey,
 )
-from renkei import outreach, webpush
+from renkei.outreach import tell, webpush
 
 
 def _me():
@@ -84,7 +84,7 @@ def unsubscribe(subscription_id):
     response=NotificationSettingsOut,
 )
 def notification_settings():
-    return outreach.settings_out(_me())
+    return tell.settings_out(_me())
 
 
 @endpoint(
@@ -98,7 +98,7 @@ def notification_settings():
     errors=(422,),
 )
 def update_notification_settings(body):
-    return outreach.update_settings(_me(), body)
+    return tell.update_settings(_me(), body)
 
 
 @endpoint(
@@ -113,7 +113,7 @@ def update_notification_settings(body):
     errors=(409, 422, 429),
 )
 def change_email(body):
-    return outreach.change_email(_me(), body["address"])
+    return tell.change_email(_me(), body["address"])
 
 
 @endpoint(
@@ -127,4 +127,4 @@ def change_email(body):
     errors=(422,),
 )
 def confirm_email(body):
-    return outreach.confirm_email(_me(), body["code"])
+    return tell.confirm_email(_me(), body["code"])

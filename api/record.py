@@ -1,11 +1,10 @@
 """The shared record: ten versioned sections, optimistic concurrency by If-Match."""
 
-from flask import request
 from flask_login import current_user
 
-from api.pipeline import endpoint
+from api.pipeline import endpoint, if_match_version
 from api.schemas import RecordOut, SectionIn, SectionOut, SectionVersions
-from renkei import record
+from renkei.record import revisions, versioned
 
 
 def _etag(section: dict) -> dict:
@@ -22,7 +21,7 @@ def _etag(section: dict) -> dict:
     errors=(403, 404),
 )
 def get_record(patient_id):
-    return record.read(current_user, patient_id)
+    return revisions.read(current_user, patient_id)
 
 
 @endpoint(
@@ -35,7 +34,7 @@ def get_record(patient_id):
     errors=(403, 404),
 )
 def get_section(patient_id, section):
-    out = record.read_section(current_user, patient_id, section)
+    out = revisions.read_section(current_user, patient_id, section)
     return out, 200, _etag(out)
 
 
@@ -51,8 +50,8 @@ def get_section(patient_id, section):
 )
 def put_section(patient_id, section, body):
     try:
-        out = record.write_section(current_user, patient_id, section, body["content"], request.headers.get("If-Match"))
-    except record.Stale as stale:
+        out = revisions.write_section(current_user, patient_id, section, body["content"], if_match_version())
+    except versioned.Stale as stale:
         # The current section, for the client to merge with: at the top level and under "current".
         current = SectionOut().dump(stale.current)
         stale.extra = {"current": current, **current}
@@ -70,4 +69,4 @@ def put_section(patient_id, section, body):
     errors=(403, 404),
 )
 def section_versions(patient_id, section):
-    return {"items": record.versions(current_user, patient_id, section)}
+    return {"items": revisions.versions(current_user, patient_id, section)}

@@ -1,21 +1,22 @@
 """Request and response schemas. Requests are validated by these same classes that
 the OpenAPI description is generated from (api/openapi.py). What a section may hold is
-the core's (renkei/sections.py); so are the access log's filters (renkei/access_log.py)."""
-
-from datetime import date
+the core's (renkei/sections/catalogue.py); so are the access log's filters (renkei/oversight/reading.py)."""
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
 
 from models.directory import ORGANIZATION_KINDS, PROFESSIONS
-from renkei import audit, notes
-from renkei.access_log import Query as AuditQuery  # noqa: F401  (the API validates with the core's filters)
-from renkei.audit_verify import PROBLEMS
-from renkei.authz import ROLES
-from renkei.invitations import LOGIN_PATTERN
-from renkei.observations import KINDS as OBSERVATION_KINDS
-from renkei.observations import MAX_ITEMS as MAX_READINGS
-from renkei.sections import SECTION_KEYS, Phone
-from renkei.timefmt import iso
+from renkei.access_log import entries
+from renkei.access_log.verification import PROBLEMS
+from renkei.common.timefmt import iso
+from renkei.notes import notes
+from renkei.observations.kinds import KINDS as OBSERVATION_KINDS
+from renkei.observations.kinds import MAX_ITEMS as MAX_READINGS
+from renkei.oversight.reading import Query as AuditQuery  # noqa: F401  (the API validates with the core's filters)
+from renkei.patients.authz import ROLES
+from renkei.patients.consent import plausible_date
+from renkei.patients.registry import plausible_birth_date
+from renkei.people.invitations import LOGIN_PATTERN
+from renkei.sections.catalogue import SECTION_KEYS, Phone
 
 SEXES = ("male", "female", "other", "unknown")
 
@@ -126,7 +127,7 @@ class InvitationAccept(Strict):
     password = fields.String(
         required=True,
         validate=validate.Length(max=200),
-        metadata={"description": "12+ characters, not a common one (renkei/passwords.py)"},
+        metadata={"description": "12+ characters, not a common one (renkei/people/passwords.py)"},
     )
     login = login_field(metadata={"description": "required when the account has none yet"})
 
@@ -199,7 +200,7 @@ class ConsentIn(Strict):
 
     @validates("obtained_on")
     def _not_future(self, value, **_):
-        if value > date.today():
+        if not plausible_date(value):  # the core's rule (renkei/patients/consent.py)
             raise ValidationError("Consent cannot be dated in the future.")
 
 
@@ -219,7 +220,7 @@ class PatientIn(Strict):
 
     @validates("birth_date")
     def _not_future(self, value, **_):
-        if value > date.today() or value.year < 1880:
+        if not plausible_birth_date(value):  # the core's rule (renkei/patients/registry.py)
             raise ValidationError("Not a plausible birth date.")
 
 
@@ -423,7 +424,7 @@ class NoteList(Schema):
     next_cursor = fields.String(allow_none=True)
 
 
-# --- observations (renkei/observations.py) ---------------------------------------
+# --- observations (renkei/observations/readings.py) ---------------------------------------
 class ReadingIn(Strict):
     """One reading. The core checks the value against its kind (422 naming the field)."""
 
@@ -660,7 +661,7 @@ class AuditEntryOut(Schema):
     request_id = fields.String(allow_none=True)
     detail = fields.String(allow_none=True)
     leaf_hash = fields.Function(
-        lambda e: audit.b64(audit.leaf_hash_of(e)),
+        lambda e: entries.b64(entries.leaf_hash_of(e)),
         allow_none=True,
         metadata={"description": "base64 RFC 9162 leaf hash; null until sealed"},
     )
@@ -731,7 +732,7 @@ class CheckpointResult(Schema):
     first_bad = fields.Integer(allow_none=True)
 
 
-# --- push and e-mail (renkei/outreach.py, renkei/webpush.py) -----------------------------
+# --- push and e-mail (renkei/outreach/tell.py, renkei/outreach/webpush.py) -----------------------------
 CLOCK = validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$", error="A time of day as HH:MM (Japan time).")
 
 

@@ -132,7 +132,7 @@ def main():
         token = who["tokens"]["reader"]
         base = f"/api/v1/patients/{pid}/attachments"
 
-        from renkei import images
+        from renkei.attachments import images
 
         jpeg, heic = photo_12mp("JPEG"), photo_12mp("HEIF")
         for name, payload, size, mimetype in (

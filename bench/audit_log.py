@@ -175,7 +175,8 @@ def main():
 
         _, t_load = timed(lambda: data.sealed_log(app, n))
         print(f"{n} entries loaded in {t_load:.0f} s", flush=True)
-        from renkei import audit_tree, audit_verify, db
+        from renkei.access_log import tree, verification
+        from renkei.common import db
 
         with app.app_context():
 
@@ -190,17 +191,17 @@ def main():
 
             scanned, t_scan = timed(scan)
             db.session.remove()
-            verified, t_verify = timed(audit_verify.verify)
+            verified, t_verify = timed(verification.verify)
             db.session.remove()
             size = verified["tree_size"]
             rng = random.Random(14)
             inclusion, consistency = [], []
             for _ in range(args.proofs):
                 seq = rng.randint(1, size)
-                _, t = timed(lambda: audit_tree.Tiles().inclusion(seq - 1, size))
+                _, t = timed(lambda: tree.Tiles().inclusion(seq - 1, size))
                 inclusion.append(t)
                 first = rng.randint(1, size)
-                _, t = timed(lambda: audit_tree.Tiles().consistency(first, size))
+                _, t = timed(lambda: tree.Tiles().consistency(first, size))
                 consistency.append(t)
                 db.session.rollback()
         assert verified["ok"], verified

@@ -8,7 +8,9 @@ from types import SimpleNamespace
 from sqlalchemy import insert, text
 
 from models import Consent, Organization, Patient, SectionRevision, TeamMember, User, new_id, utcnow
-from renkei import auth, crypto, db, vault
+from renkei.access_log import keyring
+from renkei.common import crypto, db, vault
+from renkei.people import auth
 
 BATCH = 5000
 
@@ -141,14 +143,14 @@ def sealed_log(app, count, actors=("a" * 36,), patients_=("p" * 36,), heads_ever
     (real MACs, leaf hashes, tiles, signed heads in the sink every `heads_every`
     entries), after whatever is there, streamed in with COPY: a verifiable log of
     millions in minutes. Times run up to now, one entry per millisecond."""
-    from renkei import audit, audit_keys, audit_sealer, audit_sink, audit_tree, merkle
+    from renkei.access_log import entries, merkle, sealer, sinks, tree
 
     with app.app_context():
-        keys, sinks = audit_keys.keys(), audit_sink.sinks(app.config["RENKEI"])
-        size, _ = audit_sealer.head()
-        tiles, leaves, first = audit_tree.Tiles(), [], size
+        keys, copies = keyring.keys(), sinks.sinks(app.config["RENKEI"])
+        size, _ = sealer.head()
+        tiles, leaves, first = tree.Tiles(), [], size
         start = utcnow() - timedelta(milliseconds=count)
-        columns = ("seq",) + audit.LEAF_FIELDS + ("mac",)
+        columns = ("seq",) + entries.LEAF_FIELDS + ("mac",)
         cursor = db.session.connection().connection.driver_connection.cursor()
         for chunk in range(0, count, 65536):  # one COPY per chunk; the tiles between (one connection)
             with cursor.copy(f"COPY audit_log ({', '.join(columns)}) FROM STDIN") as copy:
@@ -166,18 +168,18 @@ def sealed_log(app, count, actors=("a" * 36,), patients_=("p" * 36,), heads_ever
                         f"{seq:032x}",
                         None,
                     )
-                    text_ = audit.entry_text(seq, at, values)
+                    text_ = entries.entry_text(seq, at, values)
                     mac = keys.mac(text_)
                     copy.write_row((seq, at, *values, mac))
-                    leaves.append(merkle.leaf_hash(audit.leaf(text_, mac)))
+                    leaves.append(merkle.leaf_hash(entries.leaf(text_, mac)))
             tiles.extend(first, leaves)
             first, leaves = first + len(leaves), []
             if first % heads_every < 65536 or first == size + count:
                 note = keys.checkpoint(first, tiles.root(first))
-                for sink in sinks:
+                for sink in copies:
                     sink.append(note)
         size += count
-        audit_sealer.store_head(size, tiles.root(size))
+        sealer.store_head(size, tiles.root(size))
         db.session.commit()
         db.session.execute(text("ANALYZE audit_log"))
         db.session.commit()

@@ -31,7 +31,8 @@ from common import PIDS, ROOT, app_context, environment, postgres_and_redis, q, 
 from sqlalchemy import insert, select
 
 from models import TeamMember, User, new_id, utcnow
-from renkei import auth, db
+from renkei.common import db
+from renkei.people import auth
 
 LOADGEN = ROOT / "bench" / "loadgen"
 

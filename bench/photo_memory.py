@@ -1,7 +1,7 @@
 """The memory one photo costs while it is cleaned (issue 29: a 190 KB, 49-megapixel PNG
 took a worker to 629 MB where the docs said about 400). Each case runs in a fresh
 process; the figure is the growth of its peak resident size (ru_maxrss) from before the
-decode to after renkei.images re-encoded the file and made its thumbnail. The baseline
+decode to after renkei.attachments.images re-encoded the file and made its thumbnail. The baseline
 is the same image's pixels held once in RGBA (width × height × 4 bytes).
 
 Usage:  python bench/photo_memory.py"""
@@ -23,7 +23,7 @@ if mode == "P":
     img.putpalette([i % 256 for i in range(768)]); img.info["transparency"] = 0
 buf = io.BytesIO(); img.save(buf, fmt); data = buf.getvalue(); del img, buf
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-from renkei import images
+from renkei.attachments import images
 images._reencode(data, fmt.lower())
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(len(data), (after - before) * 1024)

@@ -24,7 +24,8 @@ from common import ROOT, app_context, environment, free_port, postgres_and_redis
 from sqlalchemy import insert
 
 from models import TeamMember, User, new_id, utcnow
-from renkei import auth, db
+from renkei.common import db
+from renkei.people import auth
 from tests.push_receiver import PushReceiver
 
 TEAM = 10

@@ -205,7 +205,8 @@ def statement_cost(app, who, n=2000):
     from sqlalchemy import bindparam, select
 
     from models import ApiToken, User, utcnow
-    from renkei import auth, db
+    from renkei.common import db
+    from renkei.people import auth
 
     core = (
         select(*ApiToken.__table__.c, *User.__table__.c)

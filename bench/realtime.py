@@ -113,7 +113,8 @@ def main():
         who = data.people(app, fillers=args.members)
         pid = data.patients(app, who, 1, mine=1)[0]
         from models import TeamMember, User, new_id, utcnow
-        from renkei import auth, db
+        from renkei.common import db
+        from renkei.people import auth
 
         with app.app_context():
             tokens = []

@@ -47,7 +47,7 @@ def a_year_of_readings(app, patient_ids, recorder):
     from sqlalchemy import insert
 
     from models import Observation, Patient, ThresholdRevision, new_id, utcnow
-    from renkei import crypto, db, vault
+    from renkei.common import crypto, db, vault
 
     with app.app_context():
         now = utcnow()
@@ -83,7 +83,8 @@ def second_reader(app, who) -> dict:
     """Another physician of the same clinic: their patients hold the readings, so both
     summaries can be asked for in turn in one run."""
     from models import User, new_id, utcnow
-    from renkei import auth, db
+    from renkei.common import db
+    from renkei.people import auth
 
     with app.app_context():
         reader = db.session.get(User, who["reader"])

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed over by renkei/schema.py, or on
+"""Alembic environment: runs on the connection handed over by renkei/migrations.py, or on
 RENKEI_DATABASE_URL when called as plain `alembic` for autogenerate."""
 
 from alembic import context
@@ -23,7 +23,7 @@ if connection is not None:
 else:
     import os
 
-    from renkei.db import make_engine
+    from renkei.common.db import make_engine
 
     with make_engine(os.environ["RENKEI_DATABASE_URL"]).connect() as conn:
         run(conn)

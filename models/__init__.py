@@ -1,5 +1,5 @@
 """SQLAlchemy models. Every identifying or clinical value is a *_ct column holding
-AES-GCM ciphertext (see renkei/crypto.py); nothing here stores patient plaintext."""
+AES-GCM ciphertext (see renkei/common/crypto.py); nothing here stores patient plaintext."""
 
 from models.attachment import Attachment, AttachmentFrame
 from models.audit import AuditAnchor, AuditEntry, AuditHead, AuditLease, AuditTile

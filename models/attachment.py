@@ -1,5 +1,5 @@
 """Photos and documents in a patient's record. The bytes are sealed in frames
-(renkei/frames.py) under a data key of the attachment's own, stored wrapped by the
+(renkei/common/frames.py) under a data key of the attachment's own, stored wrapped by the
 patient's key; caption and series are sealed under the patient's key. What the
 database shows without keys: which patient, when, by whom, the type, size and pixel
 size, and which attachments share a series (a keyed digest, not its name)."""

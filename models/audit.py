@@ -1,5 +1,5 @@
 """The access log: entries appended by requests, sealed into a Merkle tree by the sealer
-(docs/ARCHITECTURE.md, "The access log"; renkei/audit.py, renkei/audit_sealer.py)."""
+(docs/ARCHITECTURE.md, "The access log"; renkei/access_log/entries.py, renkei/access_log/sealer.py)."""
 
 from datetime import datetime
 
@@ -30,7 +30,7 @@ class AuditEntry(Base):
     client_addr: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
     # Non-clinical detail only: a target user id, a status code, a login attempted.
-    detail: Mapped[str | None] = mapped_column(Text)  # whole: a cut list misleads (renkei/work.py)
+    detail: Mapped[str | None] = mapped_column(Text)  # whole: a cut list misleads (renkei/common/work.py)
     mac: Mapped[str | None] = mapped_column(String(40))  # key id + MAC, set with seq
     __table_args__ = (
         Index("ix_audit_actor_id", "actor_id", "id"),
@@ -77,7 +77,7 @@ class AuditLease(Base):
 
 
 class AuditAnchor(Base):
-    """Where the live log begins once older entries were archived (renkei/audit_archive.py):
+    """Where the live log begins once older entries were archived (renkei/access_log/archive.py):
     entries up to `seq` are in an archive file; `note` signs that tree size and its root,
     so nobody without the audit key can cut more off the log's beginning."""
 

@@ -34,7 +34,7 @@ class User(Base):
     __tablename__ = "users"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     # An account invited without a login holds "~" + its id until the person chooses one
-    # (renkei/invitations.py): no login anyone can type begins with "~".
+    # (renkei/people/invitations.py): no login anyone can type begins with "~".
     login: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     display_name: Mapped[str] = mapped_column(String(200))
@@ -53,7 +53,7 @@ class User(Base):
     # Last realtime sequence number handed to this user (docs/API.md, `seq`).
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    # The last reset of this person's access (renkei/resets.py): shown to them once at
+    # The last reset of this person's access (renkei/people/resets.py): shown to them once at
     # their next sign-in; until watch_until (a day after the new password) their
     # clinical reads are marked and announced.
     reset_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -61,7 +61,7 @@ class User(Base):
     reset_by: Mapped[str | None] = mapped_column(String(36))
     reset_notice: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_reenrol: Mapped[bool] = mapped_column(Boolean, default=False)  # enrol a second factor before anything else
-    # Two people for every identity an administrator sets (renkei/confirmations.py): who
+    # Two people for every identity an administrator sets (renkei/people/confirmations.py): who
     # created the account or last changed its name, profession, organisation or role
     # (None: on the server), and who confirmed it since. Unconfirmed, it opens no patient.
     changed_by: Mapped[str | None] = mapped_column(String(36))
@@ -114,7 +114,7 @@ class AccessReset(Base):
 
 class Invitation(Base):
     """How a person an administrator created sets their own password: a single-use code
-    (stored hashed) handed to them in a link, valid for a week (renkei/invitations.py)."""
+    (stored hashed) handed to them in a link, valid for a week (renkei/people/invitations.py)."""
 
     __tablename__ = "invitations"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -128,7 +128,7 @@ class Invitation(Base):
 
 class LoginThrottle(Base):
     """Sign-in attempts counted per key — a login name from one address, a login name
-    from anywhere, an address for any login (renkei/auth.py) — whether or not the login
+    from anywhere, an address for any login (renkei/people/auth.py) — whether or not the login
     exists, so a locked account and an unknown one answer alike. Keys are hashes."""
 
     __tablename__ = "login_throttle"

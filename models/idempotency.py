@@ -1,4 +1,4 @@
-"""Answers kept for `Idempotency-Key` retries (renkei/idempotency.py). A row is claimed
+"""Answers kept for `Idempotency-Key` retries (renkei/common/idempotency.py). A row is claimed
 ("running") before the request runs and holds the sealed answer once it committed."""
 
 from datetime import datetime

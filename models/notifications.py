@@ -1,7 +1,7 @@
 """Reaching people outside the app (docs/ARCHITECTURE.md, "Push and e-mail"): their
 devices' push subscriptions, what they want to hear of, the deliveries waiting to be
 sent, and the escalation of urgent notes nobody acknowledged ("Escalation"). Nothing here holds a name or clinical text; endpoints, device keys and e-mail
-addresses are sealed with a system key (renkei/vault.py)."""
+addresses are sealed with a system key (renkei/common/vault.py)."""
 
 from datetime import date, datetime
 
@@ -66,7 +66,7 @@ class Delivery(Base):
 
 
 class EscalationRule(Base):
-    """How a team escalates its urgent notes (renkei/escalation.py). No row: the defaults."""
+    """How a team escalates its urgent notes (renkei/patients/escalation.py). No row: the defaults."""
 
     __tablename__ = "escalation_rules"
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), primary_key=True)

@@ -1,4 +1,4 @@
-"""Vital signs and other observations (renkei/observations.py), and each patient's alert
+"""Vital signs and other observations (renkei/observations/readings.py), and each patient's alert
 thresholds. The value, unit details and note are sealed under the patient's key; the
 kind and the times stay plain so a series can be queried and paged
 (docs/ARCHITECTURE.md, "Observations": what the database shows without the key)."""

@@ -18,7 +18,7 @@ class Patient(Base):
     demographics_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     name_index: Mapped[str | None] = mapped_column(String(64), index=True)
     kana_index: Mapped[str | None] = mapped_column(String(64), index=True)
-    # Keyed hash of the code printed on the emergency sheet (renkei/vault.py, sheet_code),
+    # Keyed hash of the code printed on the emergency sheet (renkei/common/vault.py, sheet_code),
     # set when a sheet is first printed: break-glass finds the patient by it.
     sheet_code_index: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     registered_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
@@ -27,7 +27,7 @@ class Patient(Base):
 
 
 class PatientSearchToken(Base):
-    """Keyed hashes of the family name's prefixes, for search (renkei/crypto.py,
+    """Keyed hashes of the family name's prefixes, for search (renkei/common/crypto.py,
     prefix_tokens); deleted with the patient's key."""
 
     __tablename__ = "patient_search_tokens"
@@ -65,7 +65,7 @@ class TeamMember(Base):
 class Appointment(Base):
     """An administrator's appointment of a manager to a team left without an active one:
     no access until a second person confirms it, when it becomes a TeamMember
-    (renkei/confirmations.py)."""
+    (renkei/people/confirmations.py)."""
 
     __tablename__ = "appointments"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

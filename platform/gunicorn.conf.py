@@ -27,7 +27,7 @@ worker_connections = int(os.environ.get("RENKEI_CONNECTIONS", "4000"))
 preload_app = False
 timeout = 60
 graceful_timeout = 30
-keepalive = 5  # Retry-After (renkei/work.py) is longer, so an obedient client never races it
+keepalive = 5  # Retry-After (renkei/common/work.py) is longer, so an obedient client never races it
 # Database connections: each worker has a pool of RENKEI_DB_POOL_SIZE (default 10). Most
 # of a worker's connections are idle websockets and need none; a connection is held only
 # while a request runs its queries (never while a body is uploaded). Size it so that

@@ -1,8 +1,8 @@
 """Socket.IO (docs/API.md, "Realtime events"): a door onto the core. A connection is
 known only as its person's; the core decides recipients per event from the current
-team (renkei/notify.py), so a client can never subscribe to anything by name. Events
+team (renkei/outreach/events.py), so a client can never subscribe to anything by name. Events
 carry identifiers, never content. This package hears of committed events through the
-unit of work's after-commit listeners (renkei/work.py); the core never calls it;
+unit of work's after-commit listeners (renkei/common/work.py); the core never calls it;
 realtime/fanout.py carries them to every server process's sockets."""
 
 import collections
@@ -22,14 +22,17 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from models import SocketOwner, SocketSession, User, utcnow
 from realtime.fanout import Fanout
-from renkei import auth, authz, db, notify, offload, work
+from renkei.common import db, offload, work
+from renkei.outreach import events
+from renkei.patients import authz
+from renkei.people import auth
 
 log = logging.getLogger("renkei.realtime")
 socketio = SocketIO()
 # What a client hears when the database cannot be reached (connect error data, or the
 # resume acknowledgement): the page shows a banner and tries again after retry_after.
 UNAVAILABLE = {"error": "unavailable", "retry_after": 7}
-# This process's sockets: sid → the credential it was opened with (renkei.auth
+# This process's sockets: sid → the credential it was opened with (renkei.people.auth
 # socket_credential). A sweeper closes those whose credential lapses by time (token
 # expiry, idle session); sign-out, revocation and disabling close them within moments,
 # in every process (realtime/fanout.py; the sweeper, if that message was lost).
@@ -56,7 +59,7 @@ def init_app(app, settings):
     )
     app.wsgi_app = _uncompressed(app.wsgi_app)  # outside Socket.IO's middleware: sees the handshake first
     fanout.init(socketio.server, settings.redis_url, TRACE)
-    work.subscribe(app, after_commit)
+    work.install(app, SendCommitted())
 
 
 def async_mode() -> str:
@@ -82,10 +85,21 @@ def _uncompressed(wsgi_app):
     return without_offer
 
 
-def after_commit(events: list[tuple[str, dict, dict]], ended: list[tuple[str, str]]):
-    """Hand committed events to every process's sockets of their recipients, and close
-    the sockets of sessions that ended (sign-out, revoked token, disabled) wherever
-    they are. The events are stored: a client that misses a push gets it on resume."""
+class SendCommitted:
+    """Realtime's commit step (renkei/common/work.py): once a change has committed, hand
+    its stored events to every process's sockets of their recipients, and close the
+    sockets of sessions that ended (sign-out, revoked token, disabled) wherever they
+    are. The events are stored: a client that misses a push gets it on resume."""
+
+    def before_commit(self, unit: work.Work):
+        pass
+
+    def after_commit(self, unit: work.Work):
+        if unit.stored or unit.ended:
+            after_commit([(e.name, e.body, e.seqs) for e in unit.stored], unit.ended)
+
+
+def after_commit(committed: list[tuple[str, dict, dict]], ended: list[tuple[str, str]]):
     closing = []
     try:
         for kind, ident in ended:
@@ -93,8 +107,8 @@ def after_commit(events: list[tuple[str, dict, dict]], ended: list[tuple[str, st
     except (DBAPIError, PoolTimeout):  # the change has committed: send its events all the same
         log.warning("could not look up the sockets of ended sessions; the sweeper closes them")
         db.session.rollback()
-    if events or closing:
-        fanout.send(events, closing)
+    if committed or closing:
+        fanout.send(committed, closing)
 
 
 def _socket_user():
@@ -123,7 +137,7 @@ def on_connect(auth_data=None):
         ):  # an unconfirmed account hears of no patient
             user = None  # an idle cookie session, or a second factor still to enrol
         unit = work.current()
-        unit.record("realtime.connect", "ok" if user else "unauthenticated", actor=user)
+        unit.add_entry("realtime.connect", "ok" if user else "unauthenticated", actor=user)
         if user is not None:
             db.session.add(
                 SocketSession(sid=request.sid, user_id=user.id, token_id=token.id if token else None, owner=OWNER)
@@ -233,7 +247,7 @@ def _replay(sid: str, since: int) -> dict:
     user = db.session.get(User, row.user_id)
     last, replayed = since, 0
     while True:
-        batch = notify.events_since(row.user_id, last)
+        batch = events.events_since(row.user_id, last)
         visible = authz.visible_patients(user, {p["patient_id"] for _, p in batch})
         for name, payload in batch:
             last = payload["seq"]

@@ -80,7 +80,7 @@ class Fanout:
     # -- sending ----------------------------------------------------------------------
 
     def send(self, events: list, disconnect: list[str]):
-        """After a commit: `events` as renkei.notify.store returns them, `disconnect` the
+        """After a commit: `events` as renkei.outreach.events.store returns them, `disconnect` the
         sids to close wherever they are. Handed to the sender thread: the writer's
         response does not wait for the fan-out."""
         self._start("sender")

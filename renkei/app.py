@@ -14,11 +14,15 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import api
 import realtime
 import web
-from renkei import audit_sealer, cli, db, deliveries, problems, work
-from renkei.audit_keys import AuditKeys
-from renkei.auth import csrf, idle_check, login_manager
-from renkei.crypto import Keyring
-from renkei.frames import SpoolingRequest
+from renkei import cli
+from renkei.access_log import entries, sealer
+from renkei.access_log.keyring import AuditKeys
+from renkei.common import db, problems, work
+from renkei.common.crypto import Keyring
+from renkei.common.frames import SpoolingRequest
+from renkei.outreach import deliveries, events, tell
+from renkei.patients import escalation
+from renkei.people.auth import csrf, idle_check, login_manager
 from renkei.settings import ROOT, Settings
 
 SECURITY_HEADERS = {
@@ -54,10 +58,14 @@ def create_app(settings: Settings | None = None) -> Flask:
         WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"],
     )
     app.json.ensure_ascii = False
-    app.request_class = SpoolingRequest  # uploaded files are sealed as they arrive (renkei/frames.py)
+    app.request_class = SpoolingRequest  # uploaded files are sealed as they arrive (renkei/common/frames.py)
 
     app.extensions["renkei.keyring"] = Keyring(settings.master_key, settings.previous_master_keys)
     app.extensions["renkei.audit_keys"] = AuditKeys(settings.audit_keys, settings.audit_origin)
+    # What every commit does besides the request's own writes, in this order: events take
+    # their seqs, what was told becomes deliveries, and the access-log entries go in last
+    # (renkei/common/work.py, docs/ARCHITECTURE.md "One unit of work").
+    work.install(app, events.StoreEvents(), tell.QueueDeliveries(), entries.WriteEntries())
     app.extensions["renkei.engine"] = engine = db.make_engine(
         settings.database_url,
         settings.db_pool_size,
@@ -131,12 +139,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Raised outside a door's pipeline (e.g. loading the signed-in user for a page):
         # never fall back to anonymous, never show stale data.
         db.session.remove()
-        resp = work.current().database_problem(exc, request.endpoint or "?")
+        problem = work.current().database_problem(exc, request.endpoint or "?")
         if request.path.startswith("/api/"):
-            return resp
+            return problems.from_problem(problem)
         return (
             "The database is not reachable. / データベースに接続できません。",
-            resp.status_code,
+            problem.status,
             {"Retry-After": work.RETRY_AFTER, "Content-Type": "text/plain; charset=utf-8"},
         )
 
@@ -171,7 +179,7 @@ _background = {"lock": threading.Lock(), "apps": set()}
 
 def start_background(app: Flask):
     """The threads of a server process (settings say which): the access log's sealer
-    (renkei/audit_sealer.py) and the sender of pushes and mails (renkei/deliveries.py).
+    (renkei/access_log/sealer.py) and the sender of pushes and mails (renkei/outreach/deliveries.py).
     Started with the server, so deliveries left before a restart go out at once; once per
     process (also called on every request: the common case returns without the lock)."""
     if id(app) in _background["apps"]:
@@ -181,9 +189,9 @@ def start_background(app: Flask):
             return
         _background["apps"].add(id(app))
     settings = app.config["RENKEI"]
-    for wanted, run, name in (
-        (settings.audit_sealer, audit_sealer.run, "audit-sealer"),
-        (settings.sender, deliveries.run, "deliveries"),
+    for wanted, run, args, name in (
+        (settings.audit_sealer, sealer.run, (app,), "audit-sealer"),
+        (settings.sender, deliveries.run, (app, [escalation.run_due]), "deliveries"),
     ):
         if wanted:
-            threading.Thread(target=run, args=(app,), name=name, daemon=True).start()
+            threading.Thread(target=run, args=args, name=name, daemon=True).start()

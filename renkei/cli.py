@@ -10,24 +10,14 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from models import utcnow
-from renkei import (
-    audit,
-    audit_archive,
-    audit_sealer,
-    audit_verify,
-    backup,
-    confirmations,
-    db,
-    demo,
-    directory,
-    patients,
-    resets,
-    vault,
-    work,
-)
-from renkei.problems import Problem
-from renkei.schema import upgrade_schema
-from renkei.timefmt import iso, parse_iso
+from renkei import demo
+from renkei.access_log import archive, entries, sealer, verification
+from renkei.common import backup, db, vault, work
+from renkei.common.problems import Problem
+from renkei.common.timefmt import iso, parse_iso
+from renkei.migrations import upgrade_schema
+from renkei.patients import appointments, registry
+from renkei.people import confirmations, directory, resets
 
 # 5 years: how long 診療録 must be kept (医師法第24条). The access log is the evidence
 # of who read a record, so it is not dropped sooner than the record itself.
@@ -44,7 +34,7 @@ def init_db():
     """Create or upgrade the schema, then index the names of patients registered
     before name search by prefix existed."""
     upgrade_schema(current_app.extensions["renkei.engine"])
-    indexed = patients.index_missing_names()
+    indexed = registry.index_missing_names()
     work.current().commit()
     click.echo(f"schema is current; {len(indexed)} patients' names indexed")
 
@@ -75,7 +65,7 @@ def reset_admin_totp(login):
     if result is None:
         raise click.UsageError(f"no administrator {login}")
     unit = work.current()
-    unit.record("directory.totp_reset", "ok", detail="user=" + result["id"])
+    unit.add_entry("directory.totp_reset", "ok", detail="user=" + result["id"])
     unit.commit()
     click.echo(json.dumps(result))
 
@@ -90,7 +80,7 @@ def reset_access(login):
     if result is None:
         raise click.UsageError(f"no user {login}")
     unit = work.current()
-    unit.record("directory.reset_server", "ok", detail=f"user={result['user_id']};reset={result['id']}")
+    unit.add_entry("directory.reset_server", "ok", detail=f"user={result['user_id']};reset={result['id']}")
     unit.commit()
     click.echo(json.dumps({k: iso(v) if k == "expires_at" else v for k, v in result.items()}))
 
@@ -129,7 +119,7 @@ def restore_cmd(src, yes):
 @with_appcontext
 def audit_checkpoint():
     """Print the newest signed tree head (a C2SP signed note): keep it outside the system."""
-    note = audit_sealer.checkpoint()["checkpoint"]
+    note = sealer.checkpoint()["checkpoint"]
     db.session.commit()
     click.echo(note, nl=False)
 
@@ -138,7 +128,7 @@ def audit_checkpoint():
 @with_appcontext
 def audit_seal():
     """Seal the entries waiting now (the servers do this every half second)."""
-    click.echo(json.dumps({"sealed": audit_sealer.seal_all(), **audit_verify.unsealed()}))
+    click.echo(json.dumps({"sealed": sealer.seal_all(), **verification.unsealed()}))
 
 
 @click.command("audit-verify")
@@ -161,13 +151,11 @@ def audit_verify_cmd(checkpoint_file, archive_file):
     note = Path(checkpoint_file).read_text() if checkpoint_file else None
     if archive_file:
         try:
-            result = audit_archive.check_archive(
-                *audit_archive.read_archive(Path(archive_file), _settings().master_key), note
-            )
-        except audit_archive.ArchiveError as exc:
+            result = archive.check_archive(*archive.read_archive(Path(archive_file), _settings().master_key), note)
+        except archive.ArchiveError as exc:
             result = {"ok": False, "reason": str(exc)}
     else:
-        result = audit_verify.verify_checkpoint(note) if note else audit_verify.verify()
+        result = verification.verify_checkpoint(note) if note else verification.verify()
     click.echo(json.dumps(result, ensure_ascii=False))
     raise SystemExit(0 if result["ok"] else 1)
 
@@ -184,8 +172,8 @@ def audit_archive_cmd(out, older_than_days, before):
     except ValueError:
         raise click.BadParameter("not an ISO 8601 time", param_hint="--before")
     try:
-        result = audit_archive.archive(cutoff, Path(out), _settings().master_key)
-    except audit_archive.ArchiveError as exc:
+        result = archive.archive(cutoff, Path(out), _settings().master_key)
+    except archive.ArchiveError as exc:
         raise click.ClickException(str(exc))
     click.echo(json.dumps(result))
 
@@ -196,13 +184,13 @@ def audit_archive_cmd(out, older_than_days, before):
 def audit_export(archive_file):
     """Print a verified archive file as CSV (the live log: GET /api/v1/audit/export.csv)."""
     try:
-        entries, end = audit_archive.read_archive(Path(archive_file), _settings().master_key)
-        check = audit_archive.check_archive(entries, end)
+        rows, end = archive.read_archive(Path(archive_file), _settings().master_key)
+        check = archive.check_archive(rows, end)
         if not check["ok"]:
-            raise audit_archive.ArchiveError(check["reason"])
-    except audit_archive.ArchiveError as exc:
+            raise archive.ArchiveError(check["reason"])
+    except archive.ArchiveError as exc:
         raise click.ClickException(str(exc))
-    for line in audit.csv_lines(entries):
+    for line in entries.csv_lines(rows):
         click.echo(line, nl=False)
 
 
@@ -219,7 +207,7 @@ def confirm_user(login):
     if user is None:
         raise click.UsageError(f"no user {login}")
     unit = work.current()
-    unit.record("directory.confirm_server", "ok", detail=f"user={user.id}")
+    unit.add_entry("directory.confirm_server", "ok", detail=f"user={user.id}")
     unit.commit()
     click.echo(json.dumps({"id": user.id, "login": user.login, "confirmed": True}))
 
@@ -231,13 +219,13 @@ def confirm_user(login):
 def confirm_appointment(patient_id, login):
     """Confirm an administrator's pending appointment to a team, as the second person."""
     try:
-        member = confirmations.confirm_appointment_on_server(patient_id, login)
+        member = appointments.confirm_appointment_on_server(patient_id, login)
     except Problem as refused:
         raise click.UsageError(refused.detail)
     if member is None:
         raise click.UsageError(f"no user {login}")
     unit = work.current()
-    unit.record("team.confirm_server", "ok", patient_id=member.patient_id, detail=f"user={member.user_id}")
+    unit.add_entry("team.confirm_server", "ok", patient_id=member.patient_id, detail=f"user={member.user_id}")
     unit.commit()
     click.echo(json.dumps({"patient_id": member.patient_id, "user_id": member.user_id, "role": member.role}))
 

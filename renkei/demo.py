@@ -1,5 +1,5 @@
 """Demo organisations, people and patients for the embedded default. Everything goes
-through the same services as real data (renkei/patients.py, teams.py, record.py,
+through the same services as real data (renkei/patients/registry.py, teams.py, revisions.py,
 notes.py, directory.py): sealed, announced and audited alike."""
 
 import sys
@@ -8,9 +8,14 @@ from datetime import date, timedelta
 from sqlalchemy import select
 
 from models import User, utcnow
-from renkei import authz, db, directory, invitations, notes, observations, patients, record, teams, work
-from renkei.observations import MAX_ITEMS
-from renkei.schema import upgrade_schema
+from renkei.common import db, work
+from renkei.migrations import upgrade_schema
+from renkei.notes import notes
+from renkei.observations import readings, thresholds
+from renkei.observations.kinds import MAX_ITEMS
+from renkei.patients import authz, consent, registry, teams
+from renkei.people import directory, invitations
+from renkei.record import revisions
 from renkei.settings import INSTANCE
 
 DEMO_PASSWORD = "renkei-demo-2026"
@@ -115,7 +120,7 @@ def seed() -> str:
     orgs = [directory.create_organization(administrator, name, kind, phone)["id"] for name, kind, phone in ORGS]
     # People are made as an administrator makes them — an invitation each, which the
     # person accepts with their own password — but by the loader, on the server, so they
-    # are confirmed (renkei/confirmations.py). Unlike a real invitation, the demo's
+    # are confirmed (renkei/people/confirmations.py). Unlike a real invitation, the demo's
     # people may sign in without a second factor, so the demo can be tried at once.
     invited = [(login, name, orgs[org], profession, phone, False) for login, name, org, profession, phone in PEOPLE]
     invited.append(("auditor", "監査 担当", administrator.organization_id, "other", None, True))
@@ -137,16 +142,16 @@ def seed() -> str:
     credentials.chmod(0o600)  # also when an older copy was readable by others
     credentials.write_text(text)
     unit = work.current()
-    unit.audit_fields.clear()
-    unit.record("demo.seed", "ok")
+    unit.entry_fields.clear()
+    unit.add_entry("demo.seed", "ok")
     unit.commit()
     # The administrator's second factor goes to that file only, never to the server's log.
     return text.split("Demo administrator")[0] + f"Demo administrator: admin (TOTP secret in {credentials})\n"
 
 
 def _demo_patient(registrant, demographics, sections, members):
-    patient_id = patients.register(registrant, demographics)["id"]
-    patients.record_consent(
+    patient_id = registry.register(registrant, demographics)["id"]
+    consent.record_consent(
         registrant,
         patient_id,
         date(2026, 10, 1),
@@ -159,7 +164,7 @@ def _demo_patient(registrant, demographics, sections, members):
         teams.add_member(registrant, patient_id, member.id, team[-1][1])
     for section, content in sections.items():
         writer = next(user for user, role in team if authz.may_write(role, section))
-        record.write_section(writer, patient_id, section, content, based_on=0)
+        revisions.write_section(writer, patient_id, section, content, based_on=0)
     notes.post(registrant, patient_id, "初回訪問。ご本人・ご家族と面談しました。", "observation")
     nurse = next((user for user, role in team if role == "nurse"), None)
     if nurse is not None:
@@ -169,7 +174,7 @@ def _demo_patient(registrant, demographics, sections, members):
 def _demo_vitals(nurse, patient_id):
     """Two weeks of a visiting nurse's morning and evening readings, and the thresholds
     a heart-failure patient's physician would set: the charts have something to show."""
-    observations.set_thresholds(
+    thresholds.set_thresholds(
         nurse,
         patient_id,
         {
@@ -202,7 +207,7 @@ def _demo_vitals(nurse, patient_id):
         if i % 2 == 0:
             items.append({"kind": "body_weight", "value": round(48.0 + i * 0.05, 1), "measured_at": at})
     for chunk in range(0, len(items), MAX_ITEMS):
-        observations.record(nurse, patient_id, items[chunk : chunk + MAX_ITEMS], many=True)
+        readings.record(nurse, patient_id, items[chunk : chunk + MAX_ITEMS], many=True)
 
 
 def prepare_embedded(engine):

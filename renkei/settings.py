@@ -78,7 +78,7 @@ def _master_keys(may_generate: bool) -> tuple[bytes, list[bytes]]:
 
 
 def _audit_seeds(embedded: bool, may_generate: bool) -> list[bytes]:
-    """The access log's keys (renkei/audit_keys.py): RENKEI_AUDIT_KEY_FILE, one base64
+    """The access log's keys (renkei/access_log/keyring.py): RENKEI_AUDIT_KEY_FILE, one base64
     seed per line, the last one current. Required like the master key: several machines
     must share one file (platform/KEYS.md), and each would otherwise sign with its own
     (issue 29). Generated under instance/ only for the embedded default or development."""
@@ -132,7 +132,7 @@ class Settings:
     # address on any login, lock more widely at higher counts.
     lockout_threshold: int = 5
     lockout_seconds: int = 15 * 60
-    # Password hashes a process lets wait or run at once (renkei/auth.py `hashing`); past
+    # Password hashes a process lets wait or run at once (renkei/people/auth.py `hashing`); past
     # it a sign-in is 503 at once. A hash takes ~0.17 s on one of two threads: 8 is
     # about 0.7 s of waiting, within a sign-in's patience and far below the pool's size.
     signin_queue: int = 8

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from renkei.db import make_engine
-from renkei.schema import upgrade_schema
+from renkei.common.db import make_engine
+from renkei.migrations import upgrade_schema
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, Api, build_app, random_master_key, template_copy
 from tests.servers import World, free_port, start_server
 

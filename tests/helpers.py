@@ -16,8 +16,10 @@ import requests
 from sqlalchemy import select, text
 
 from models import User
-from renkei import authz, confirmations, db, directory
 from renkei.app import create_app
+from renkei.common import db
+from renkei.patients import appointments, authz
+from renkei.people import confirmations, directory
 from renkei.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +191,7 @@ class Api:
     def spare_token(self, login) -> str:
         """Another bearer token for `login`, issued on the server without a sign-in (a test
         that revokes tokens over and over would otherwise wait for a one-time code each)."""
-        from renkei import auth
+        from renkei.people import auth
 
         with self.app.app_context():
             user = db.session.execute(select(User).where(User.login == login)).scalar_one()
@@ -201,15 +203,15 @@ class Api:
     def confirm_appointment(self, pid, login):
         """The second person for an administrator's appointment, on the server (as
         `flask --app wsgi confirm-appointment` does)."""
-        from renkei import work
+        from renkei.common import work
 
         with self.app.app_context():
-            confirmations.confirm_appointment_on_server(pid, login)
+            appointments.confirm_appointment_on_server(pid, login)
             work.current().commit()
             db.session.remove()
 
     def confirm(self, login):
-        from renkei import work
+        from renkei.common import work
 
         with self.app.app_context():
             confirmations.confirm_user_on_server(login)
@@ -278,7 +280,8 @@ def grant_breakglass(api, who, pid, reason="夜間の急変対応"):
     """An open break-glass grant for `who`, made as the route makes it but without a
     one-time code each time: for fixtures that need one per test (the route itself is
     tested with its code and its limits)."""
-    from renkei import breakglass, work
+    from renkei.common import work
+    from renkei.patients import breakglass
 
     with api.app.app_context():
         actor = db.session.get(User, api.users[who]["id"])

@@ -4,7 +4,7 @@ import pyotp
 from sqlalchemy import select
 
 from models import Patient, PatientSearchToken
-from renkei import db
+from renkei.common import db
 from tests.helpers import PASSWORD, R, days_ago, team
 
 # --- authentication --------------------------------------------------------
@@ -61,7 +61,7 @@ def test_expired_token_is_refused(api):
     from sqlalchemy import update
 
     from models import ApiToken, utcnow
-    from renkei import db
+    from renkei.common import db
 
     api.user("cm", "care_manager")
     with api.app.app_context():
@@ -400,7 +400,7 @@ def test_breakglass_reads_for_a_limited_time_and_writes_nothing(api):
     from sqlalchemy import update
 
     from models import BreakGlass, utcnow
-    from renkei import db
+    from renkei.common import db
 
     with api.app.app_context():
         db.session.execute(update(BreakGlass).values(expires_at=utcnow()))
@@ -459,9 +459,10 @@ def test_audit_is_for_administrators_and_auditors(api):
 
 
 def test_audit_export_streams_the_whole_log_in_pages(api, monkeypatch):
-    from renkei import access_log
 
-    monkeypatch.setattr(access_log, "EXPORT_BATCH", 4)
+    from renkei.oversight import reading
+
+    monkeypatch.setattr(reading, "EXPORT_BATCH", 4)
     for name in ("e1", "e2", "e3", "e4", "e5"):
         api.user(name, "nurse")
     total = api.call("admin", "GET", "/api/v1/audit/verify").json["entries"]
@@ -493,7 +494,7 @@ def test_deleting_a_patient_shreds_its_key(api):
     assert api.call("admin", "DELETE", f"{R}/{pid}").status_code == 204
     assert api.call("cm", "GET", f"{R}/{pid}/record").status_code == 404
     from models import Patient
-    from renkei import db
+    from renkei.common import db
 
     with api.app.app_context():
         p = db.session.get(Patient, pid)
@@ -518,8 +519,9 @@ def test_a_notes_category_is_the_cores_rule_not_only_the_apis(api):
     from sqlalchemy import select
 
     from models import User
-    from renkei import db, notes, work
-    from renkei.problems import Problem
+    from renkei.common import db, work
+    from renkei.common.problems import Problem
+    from renkei.notes import notes
 
     pid = team(api)
     with api.app.test_request_context():

@@ -166,3 +166,78 @@ def test_no_test_depends_on_the_calendar():
         if LITERAL_DATE.search(line)
     ]
     assert found == []
+
+
+# --- the core's folders (issue 30) ---------------------------------------------------
+# renkei/ is a few top-level modules (the app factory, settings, the CLI, the demo
+# loader, migrations, erasure) and one folder per domain. The folders' imports point one
+# way, from the domains down to the common layer, so each can be read without the ones
+# above it; no folder grows past what a newcomer can scan; no module past one screenful
+# of screenfuls.
+CORE = ROOT / "renkei"
+COMMON = "renkei.common"
+MOST_MODULES = 12
+MOST_LINES = 500
+
+
+def core_packages() -> list[str]:
+    return sorted(p.name for p in CORE.iterdir() if (p / "__init__.py").exists())
+
+
+def package_of(module: str) -> str | None:
+    parts = module.split(".")
+    if len(parts) < 2 or parts[0] != "renkei" or not (CORE / parts[1] / "__init__.py").exists():
+        return None
+    return ".".join(parts[:2])
+
+
+def package_graph() -> dict[str, set[str]]:
+    graph = {f"renkei.{p}": set() for p in core_packages()}
+    for module, edges in import_graph().items():
+        here = package_of(module)
+        if here:
+            graph[here] |= {package_of(t) for t, _, _ in edges if package_of(t) not in (None, here)}
+    return graph
+
+
+def test_the_core_is_folders_not_a_flat_heap():
+    flat = [p.name for p in CORE.glob("*.py") if p.name != "__init__.py"]
+    assert len(flat) <= 8, flat
+    assert len(core_packages()) >= 8
+
+
+def test_no_cycle_between_the_cores_folders():
+    graph = package_graph()
+    as_modules = {p: [(t, 0, False) for t in targets] for p, targets in graph.items()}
+    assert cycles(as_modules) == []
+
+
+def test_the_common_layer_imports_no_domain():
+    assert package_graph()[COMMON] == set()
+
+
+def test_every_folder_says_what_it_owns():
+    silent = [
+        p
+        for p in core_packages()
+        if len(ast.get_docstring(ast.parse((CORE / p / "__init__.py").read_text())) or "") < 80
+    ]
+    assert silent == []
+
+
+def test_no_folder_of_more_than_a_dozen_modules():
+    crowded = {
+        p: n
+        for p in core_packages()
+        if (n := len([f for f in (CORE / p).glob("*.py") if f.name != "__init__.py"])) > MOST_MODULES
+    }
+    assert crowded == {}
+
+
+def test_no_core_module_over_500_lines():
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in CORE.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > MOST_LINES
+    }
+    assert long == {}

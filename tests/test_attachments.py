@@ -16,7 +16,9 @@ from sqlalchemy import select
 from werkzeug.test import EnvironBuilder
 
 from models import Attachment, AttachmentFrame
-from renkei import authz, crypto, db, frames, notify
+from renkei.common import crypto, db, frames
+from renkei.outreach import events
+from renkei.patients import authz
 from tests.helpers import Api, build_app, team
 
 GPS_IFD = 0x8825
@@ -87,7 +89,7 @@ def test_a_photo_is_kept_upright_and_without_its_location(api):
 
     # The team hears of it with identifiers only.
     with api.app.app_context():
-        heard = [p for name, p in notify.events_since(api.users["pharm"]["id"], 0) if name == "attachment.created"]
+        heard = [p for name, p in events.events_since(api.users["pharm"]["id"], 0) if name == "attachment.created"]
     assert heard and set(heard[0]) == {"patient_id", "attachment_id", "note_id", "section", "actor_id", "at", "seq"}
     assert heard[0]["attachment_id"] == a["id"]
 

@@ -14,7 +14,8 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import create_engine, select, text
 
-from renkei import audit_sealer, db
+from renkei.access_log import sealer
+from renkei.common import db
 from tests.helpers import R, team
 from tests.servers import free_port, start_server
 
@@ -98,7 +99,7 @@ def checkpoint(api):
 
 
 def sql(api, *statements, **params):
-    from renkei import db
+    from renkei.common import db
 
     with api.app.app_context():
         for s in statements:
@@ -220,8 +221,9 @@ def test_an_attacker_with_database_write_access_cannot_hide_a_removed_entry(api)
     """Remove entry k, renumber everything after it, rebuild the tiles and the head row
     from the public algorithm: without the keys the MACs and signatures cannot follow."""
     from models import AuditEntry
-    from renkei import audit, db
-    from renkei.audit_tree import Tiles
+    from renkei.access_log import entries
+    from renkei.access_log.tree import Tiles
+    from renkei.common import db
 
     pid = team(api)
     for _ in range(4):
@@ -232,7 +234,7 @@ def test_an_attacker_with_database_write_access_cannot_hide_a_removed_entry(api)
     sql(api, "UPDATE audit_log SET seq = seq - 1 WHERE seq > :k", k=k)
     with api.app.app_context():
         rows = db.session.execute(select(AuditEntry).where(AuditEntry.seq.is_not(None)).order_by(AuditEntry.seq))
-        leaves = [audit.leaf_hash_of(e) for e in rows.scalars()]
+        leaves = [entries.leaf_hash_of(e) for e in rows.scalars()]
         db.session.execute(text("DELETE FROM audit_tiles"))
         tiles = Tiles()
         tiles.extend(0, leaves)
@@ -246,19 +248,19 @@ def test_an_attacker_with_database_write_access_cannot_hide_a_removed_entry(api)
 
 
 def test_entries_not_yet_sealed_are_reported_with_their_age(api):
-    from renkei import audit_verify
+    from renkei.access_log import verification
 
     pid = team(api)
     api.call("doc", "GET", f"{R}/{pid}/record")
     with api.app.app_context():  # as `flask audit-verify` sees it while no sealer has run
-        result = audit_verify.verify()
+        result = verification.verify()
     assert result["ok"] is True and result["unsealed"] >= 1 and result["unsealed_oldest_seconds"] >= 0
     after = api.call("admin", "GET", "/api/v1/audit/verify").json  # an auditor's check seals first
     assert after["ok"] is True and after["unsealed"] <= 1 and after["heads"] >= 1
 
 
 def test_every_signed_head_is_kept_outside_the_database(api):
-    from renkei.audit_sink import DirectorySink
+    from renkei.access_log.sinks import DirectorySink
 
     pid = team(api)
     api.call("doc", "GET", f"{R}/{pid}/record")
@@ -278,8 +280,8 @@ def test_notes_in_the_sink_that_our_key_did_not_sign_change_nothing_but_a_signed
     sink is counted and ignored, a head our key signed is always held to the tree."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from renkei import audit_keys, signed_note
-    from renkei.audit_sink import DirectorySink
+    from renkei.access_log import signed_note
+    from renkei.access_log.sinks import DirectorySink
 
     pid = team(api)
     for _ in range(3):
@@ -295,7 +297,9 @@ def test_notes_in_the_sink_that_our_key_did_not_sign_change_nothing_but_a_signed
     assert result["ok"] is True and result["unverifiable_heads"] == 3 and result["heads"] >= 1, result
     # the same wrong root signed with the log's own key (someone who holds it rewrote history)
     with api.app.app_context():
-        sink.append(audit_keys.keys().checkpoint(size - 1, b"\x03" * 32))
+        from renkei.access_log import keyring
+
+        sink.append(keyring.keys().checkpoint(size - 1, b"\x03" * 32))
     result = api.call("admin", "GET", "/api/v1/audit/verify").json
     assert result["ok"] is False and result.get("problem") in ("forked", "altered"), result
 
@@ -308,14 +312,14 @@ def test_a_sealer_asking_for_the_lease_while_the_holder_seals_is_told_no_at_once
     w = pg_world
     engine = create_engine(w.env["RENKEI_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://"))
     with w.app.app_context():
-        epoch = audit_sealer.acquire()
+        epoch = sealer.acquire()
         assert epoch is not None
-        audit_sealer.release(epoch)  # as the holder does when nothing waits: the lease looks free
+        sealer.release(epoch)  # as the holder does when nothing waits: the lease looks free
         with engine.connect() as holder:  # the holder takes it again and seals: the row is locked
             holder.execute(text("UPDATE audit_lease SET holder = holder"))
             started = time.monotonic()
             try:
-                assert audit_sealer.acquire() is None
+                assert sealer.acquire() is None
             finally:
                 db.session.rollback()
             assert time.monotonic() - started < 1
@@ -421,7 +425,7 @@ def test_the_hash_chained_log_becomes_the_first_leaves_in_its_order(api):
     changing nothing), then its entries become the tree's first leaves, same numbers."""
     from alembic import command
 
-    from renkei.schema import alembic_config
+    from renkei.migrations import alembic_config
 
     pid = team(api)
     api.call("doc", "GET", f"{R}/{pid}/record")
@@ -458,30 +462,31 @@ def test_the_database_builds_each_leaf_exactly_as_the_sealer_does(api):
     from datetime import datetime, timedelta
 
     from models import AuditEntry
-    from renkei import audit, audit_sealer, audit_verify, db, merkle
+    from renkei.access_log import entries, merkle, sealer, verification
+    from renkei.common import db
 
     team(api)
     with api.app.app_context():
-        audit.write(
+        entries.write(
             [
-                audit.Pending(
+                entries.Pending(
                     action="audit.read",
                     outcome="ok",
                     at=datetime.now().replace(microsecond=0) - timedelta(days=1),
                     detail="name~検索;x=1",
                 ),
-                audit.Pending(action="login.password", outcome="denied", detail=""),
-                audit.Pending(action="audit.read", outcome="ok", detail="back\\slash\ttab\nline"),
+                entries.Pending(action="login.password", outcome="denied", detail=""),
+                entries.Pending(action="audit.read", outcome="ok", detail="back\\slash\ttab\nline"),
             ]
         )
         db.session.commit()
-        audit_sealer.seal_all()
-        entries = db.session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars().all()
-        texts = list(audit_verify.leaf_texts(0))
-        assert len(texts) == len(entries) > 5
-        for (seq, text_, odd), e in zip(texts, entries):
-            assert seq == e.seq and not odd and merkle.leaf_hash(text_.encode()) == audit.leaf_hash_of(e)
-        original = {e.seq: (e.client_addr, e.request_id, e.detail) for e in entries[:3]}
+        sealer.seal_all()
+        rows = db.session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars().all()
+        texts = list(verification.leaf_texts(0))
+        assert len(texts) == len(rows) > 5
+        for (seq, text_, odd), e in zip(texts, rows):
+            assert seq == e.seq and not odd and merkle.leaf_hash(text_.encode()) == entries.leaf_hash_of(e)
+        original = {e.seq: (e.client_addr, e.request_id, e.detail) for e in rows[:3]}
         assert all(original[2][:2])
         db.session.rollback()
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True  # the fast path reads them alike
@@ -512,7 +517,8 @@ def test_what_a_database_writer_tries_after_the_review_is_found(api):
     from datetime import timedelta
 
     from models import utcnow
-    from renkei import audit, audit_verify, db
+    from renkei.access_log import entries, verification
+    from renkei.common import db
 
     pid = team(api)
     for _ in range(3):
@@ -553,9 +559,9 @@ def test_what_a_database_writer_tries_after_the_review_is_found(api):
     assert result["ok"] is True and result["unsealed"] <= 1
     # entries left waiting for a minute mean nobody seals: not "ok"
     with api.app.app_context():
-        audit.write([audit.Pending(action="record.read", outcome="ok", at=utcnow() - timedelta(minutes=2))])
+        entries.write([entries.Pending(action="record.read", outcome="ok", at=utcnow() - timedelta(minutes=2))])
         db.session.commit()
-        stalled = audit_verify.verify()
+        stalled = verification.verify()
     assert stalled["ok"] is False and "sealer is not running" in stalled["reason"]
 
 
@@ -565,14 +571,16 @@ def test_an_anchor_signed_with_a_leaked_key_cannot_cut_the_log_short(api):
     from datetime import datetime, timedelta
 
     from models import AuditAnchor
-    from renkei import audit_keys, db
-    from renkei.audit_tree import Tiles
+    from renkei.access_log.tree import Tiles
+    from renkei.common import db
 
     pid = team(api)
     api.call("doc", "GET", f"{R}/{pid}/record")
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True
     with api.app.app_context():
-        note = audit_keys.keys().anchor(6, Tiles().root(6))
+        from renkei.access_log import keyring
+
+        note = keyring.keys().anchor(6, Tiles().root(6))
         db.session.add(AuditAnchor(seq=6, note=note, entries=6, archived_at=datetime.now() - timedelta(days=30)))
         db.session.execute(text("DELETE FROM audit_log WHERE seq <= 6"))
         db.session.commit()

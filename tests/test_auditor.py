@@ -9,7 +9,7 @@ import re
 import pytest
 import requests
 
-from renkei import work
+from renkei.common import work
 from tests.helpers import TABLET, R, days_ago, signed_in_page, team
 
 DEMO_PASSWORD = "renkei-demo-2026"
@@ -54,7 +54,7 @@ def test_live_connections_can_be_left_out_of_the_log_view(api):
     with api.app.test_request_context():
         unit = work.begin()
         for _ in range(3):
-            unit.record("realtime.connect", "ok")
+            unit.add_entry("realtime.connect", "ok")
         unit.commit()
 
     def actions(query=""):
@@ -201,11 +201,11 @@ def test_the_usage_page_counts_consents_emergency_accesses_and_notes_by_professi
 
 
 def test_an_auditors_name_searches_are_rate_limited(api):
-    from renkei import access_log
+    from renkei.oversight import reading
 
     api.user("aud", "other", is_auditor=True)
     answers = [
         api.call("aud", "POST", "/api/v1/audit/patients", {"name": f"名前{i}"}).status_code
-        for i in range(access_log.SEARCHES_PER_WINDOW + 1)
+        for i in range(reading.SEARCHES_PER_WINDOW + 1)
     ]
-    assert answers[:-1] == [200] * access_log.SEARCHES_PER_WINDOW and answers[-1] == 429
+    assert answers[:-1] == [200] * reading.SEARCHES_PER_WINDOW and answers[-1] == 429

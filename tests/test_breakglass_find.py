@@ -5,7 +5,8 @@ nothing of what was typed in the access log but a keyed hash."""
 from sqlalchemy import select
 
 from models import AuditEntry, User
-from renkei import breakglass, db, patients, vault, work
+from renkei.common import db, vault, work
+from renkei.patients import breakglass, registry
 from tests.helpers import R, team
 
 
@@ -14,7 +15,7 @@ def printed_code(api, pid) -> str:
     with api.app.test_request_context():
         work.begin()
         cm = db.session.execute(select(User).where(User.login == "cm")).scalar_one()
-        code = patients.sheet_code(cm, pid)
+        code = registry.sheet_code(cm, pid)
         work.current().commit()
     return code
 

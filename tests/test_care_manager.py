@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from models import AuditEntry
-from renkei import db
+from renkei.common import db
 from tests.helpers import ROOT, TABLET, R, days_ago, signed_in_page, team
 
 DEMO_PASSWORD = "renkei-demo-2026"

@@ -78,7 +78,7 @@ def test_migrations_build_the_schema_the_models_describe(database_url):
     from alembic.migration import MigrationContext
 
     from models import Base
-    from renkei.db import make_engine
+    from renkei.common.db import make_engine
 
     engine = make_engine(database_url)
     with engine.connect() as conn:

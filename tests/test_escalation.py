@@ -12,7 +12,8 @@ import requests
 from sqlalchemy import func, select, update
 
 from models import AuditEntry, Delivery, Escalation, EscalationRound
-from renkei import db, escalation
+from renkei.common import db
+from renkei.patients import escalation
 from tests.helpers import Api, R, build_app, team
 from tests.push_receiver import PushReceiver
 from tests.servers import free_port, start_server
@@ -299,16 +300,16 @@ def test_one_round_that_fails_does_not_hold_up_the_others(dev_api, monkeypatch):
     first, second = team(api), api.patient("cm")
     note(api, "cm", first)
     note(api, "cm", second)
-    real = escalation.outreach.tell
+    real = escalation.tell.tell
 
     def broken(kind, patient_id, *args, **kwargs):
         if patient_id == first:
             raise RuntimeError("a defect in one round")
         return real(kind, patient_id, *args, **kwargs)
 
-    monkeypatch.setattr(escalation.outreach, "tell", broken)
+    monkeypatch.setattr(escalation.tell, "tell", broken)
     assert escalate_at(api, 16) == 1  # the second patient's round went out
-    monkeypatch.setattr(escalation.outreach, "tell", real)
+    monkeypatch.setattr(escalation.tell, "tell", real)
     assert escalate_at(api, 17) == 1  # the first stayed due
 
 

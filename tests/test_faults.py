@@ -11,8 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from models import User
-from renkei import db, notes, work
-from renkei.db import make_engine
+from renkei.common import db, work
+from renkei.common.db import make_engine
+from renkei.notes import notes
 from tests.helpers import PASSWORD, Api, R, build_app, signed_in_page
 from tests.servers import Listener, World, free_port, start_server
 

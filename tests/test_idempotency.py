@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import pytest
 import requests
-from flask import Response
 from sqlalchemy import select, update
 
 from models import IdempotentRequest, Note, User
-from renkei import db, idempotency, notes, work
-from renkei.problems import Problem
+from renkei.common import db, idempotency, work
+from renkei.common.problems import Problem
+from renkei.notes import notes
 from tests.helpers import PASSWORD, R, days_ago, signed_in_page, team
 
 NOTE = {"body": "夜間に発熱 38.2℃", "category": "vital_signs", "urgent": True}
@@ -131,7 +131,7 @@ def test_a_first_request_that_lost_its_claim_to_a_retry_commits_nothing(api):
         work.begin()
         notes.post(db.session.get(User, api.users["cm"]["id"]), pid, NOTE["body"], "other")
         with pytest.raises(Problem) as stopped:
-            idempotency.keep(first, Response("{}", status=201), pid)
+            idempotency.keep(first, 201, {}, "{}", pid)
         assert stopped.value.status == 409
         db.session.rollback()
     assert timeline(api, "cm", pid) == [NOTE["body"]]

@@ -20,7 +20,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 
 from models import Delivery, PushSubscription
-from renkei import db, deliveries, outreach
+from renkei.common import db
+from renkei.outreach import deliveries, tell
 from tests.helpers import Api, build_app, team
 from tests.push_receiver import PushReceiver
 from tests.servers import World, free_port, start_server
@@ -427,8 +428,8 @@ def test_urgent_mail_and_the_daily_digest_hold_no_name_or_clinical_text(database
     note(api, "cm", pid, "定期訪問、変わりなし", urgent=False)
     morning = datetime.utcnow().replace(hour=23, minute=30)  # 08:30 in Japan
     with app.app_context():
-        assert outreach.queue_digests(morning) == 1
-        assert outreach.queue_digests(morning + timedelta(minutes=5)) == 0  # once a day
+        assert tell.queue_digests(morning) == 1
+        assert tell.queue_digests(morning + timedelta(minutes=5)) == 0  # once a day
         db.session.remove()
     send_all(api)
     subject, text = mailbox.text(2)
@@ -609,7 +610,7 @@ def test_endpoints_another_parser_reads_differently_or_that_tunnel_to_private_ad
 
 
 def test_a_push_service_that_answers_a_byte_at_a_time_does_not_hold_the_sender(dev_api, receiver, monkeypatch):
-    from renkei import webpush
+    from renkei.outreach import webpush
 
     monkeypatch.setattr(webpush, "SEND_SECONDS", 1.5, raising=False)
     api = dev_api
@@ -659,7 +660,7 @@ def test_a_sender_whose_claim_ran_out_leaves_the_row_to_the_one_that_took_it(dev
 
 
 def test_a_device_removed_while_its_push_is_retried_stops_nothing(dev_api, receiver, monkeypatch):
-    from renkei import webpush
+    from renkei.outreach import webpush
 
     api = dev_api
     pid = team(api)
@@ -699,7 +700,7 @@ def test_a_disabled_person_gets_no_mail_and_loses_their_address(sqlite_url, mail
     assert api.call("admin", "PATCH", f"/api/v1/users/{api.users['doc']['id']}", {"disabled": True}).status_code == 200
     note(api, "cm", pid)
     with app.app_context():
-        assert outreach.queue_digests(datetime.utcnow().replace(hour=23)) == 0
+        assert tell.queue_digests(datetime.utcnow().replace(hour=23)) == 0
         db.session.remove()
     send_all(api)
     assert len(mailbox.messages) == 1  # the confirmation only
@@ -717,7 +718,7 @@ def test_confirmation_mails_go_to_mail_domains_a_few_times_a_day(sqlite_url, mai
     for address in ("x@localhost", "x@[10.0.0.1]", "x@10.0.0.1"):
         r = api.call("doc", "PUT", "/api/v1/users/me/email", {"address": address})
         assert r.status_code == 422 and "address" in r.json["errors"], (address, r.json)
-    for i in range(outreach.CONFIRMATION_MAILS):
+    for i in range(tell.CONFIRMATION_MAILS):
         assert api.call("doc", "PUT", "/api/v1/users/me/email", {"address": f"x{i}@example.jp"}).status_code == 202
     r = api.call("doc", "PUT", "/api/v1/users/me/email", {"address": "victim@example.jp"})
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
@@ -764,5 +765,5 @@ def test_a_display_name_of_only_spaces_mentions_nobody():
         SimpleNamespace(id="blank", login="x1", display_name="\u3000"),
         SimpleNamespace(id="sato", login="dr.sato", display_name="佐藤 一郎"),
     ]
-    assert outreach.mentioned("メールは doc@example.jp まで", members) == []
-    assert outreach.mentioned("@佐藤一郎 先生、確認をお願いします", members) == ["sato"]
+    assert tell.mentioned("メールは doc@example.jp まで", members) == []
+    assert tell.mentioned("@佐藤一郎 先生、確認をお願いします", members) == ["sato"]

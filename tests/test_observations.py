@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from models import Observation, TeamMember, UserEvent
-from renkei import db
+from renkei.common import db
 from tests.helpers import days_ago, japan_time_utc, team
 
 R = "/api/v1/patients"

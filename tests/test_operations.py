@@ -88,7 +88,7 @@ def test_backup_is_encrypted_and_a_restore_drill_reads_everything(api, request, 
     aid = upload(api, "doc", pid, letter, filename="紹介状.pdf", mimetype="application/pdf").json["id"]
     assert api.call("admin", "GET", "/api/v1/audit/verify").json["ok"] is True  # sealed, heads signed
     settings = api.app.config["RENKEI"]
-    from renkei import db
+    from renkei.common import db
 
     db.session.remove()
     file = tmp_path / "renkei.backup"
@@ -125,9 +125,9 @@ def test_backup_is_encrypted_and_a_restore_drill_reads_everything(api, request, 
     assert notes[0]["body"] == "復元後も読めること"
     assert restored_api.call("doc", "GET", f"{R}/{pid}/attachments/{aid}").data == letter
     with restored.app_context():
-        from renkei import audit_verify
+        from renkei.access_log import verification
 
-        restored_log = audit_verify.verify()  # the same audit key and heads: the log restored verifies
+        restored_log = verification.verify()  # the same audit key and heads: the log restored verifies
         assert restored_log["ok"] is True and restored_log["heads"] >= 1 and restored_log["entries"] > 10
     restored.extensions["renkei.engine"].dispose()
     # a backup is useless without the master key
@@ -161,7 +161,7 @@ def test_a_kept_signed_head_is_checked_against_the_log(api):
         "reason": "signature",
     }
     size = int(lines[1])
-    from renkei import db
+    from renkei.common import db
 
     with api.app.app_context():  # someone removes the newest entries, hiding what happened
         db.session.execute(text("DELETE FROM audit_log WHERE seq >= :s OR seq IS NULL"), {"s": size - 2})
@@ -173,7 +173,7 @@ def test_a_kept_signed_head_is_checked_against_the_log(api):
 def test_checkpoint_commands(sqlite_app, tmp_path):
     settings = sqlite_app.config["RENKEI"]
     Api(sqlite_app)
-    from renkei import db
+    from renkei.common import db
 
     db.session.remove()
     env = audit_env(settings, tmp_path)
@@ -219,8 +219,8 @@ def run_flask(args, settings, tmp_path):
 
 def test_retention_archives_old_entries_and_the_rest_still_verifies(api, tmp_path):
     from models import utcnow
-    from renkei import db
-    from renkei.timefmt import iso
+    from renkei.common import db
+    from renkei.common.timefmt import iso
 
     pid = team(api)
     api.call("doc", "GET", f"{R}/{pid}/record")  # evidence that will be archived
@@ -330,7 +330,7 @@ def test_a_backup_streams_and_an_old_one_still_restores(sqlite_api, tmp_path):
     of megabytes of attachments. A format-1 file (one sealed message) still restores."""
     import tracemalloc
 
-    from renkei import backup, crypto
+    from renkei.common import backup, crypto
 
     api = sqlite_api
     pid = team(api)

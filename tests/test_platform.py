@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from models import SocketSession
 from realtime.fanout import CHANNEL
-from renkei import db
+from renkei.common import db
 from tests.helpers import ROOT
 from tests.servers import Listener, World, free_port, start_server
 
@@ -84,7 +84,7 @@ PASSWORD_CHECK_IN_A_GEVENT_WORKER = """
 from gevent import monkey
 monkey.patch_all()
 import time, gevent
-from renkei import auth
+from renkei.people import auth
 from renkei.settings import Settings
 from tests.helpers import build_app
 app = build_app("sqlite://", argon2_time_cost=Settings.argon2_time_cost,

@@ -5,6 +5,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -14,7 +15,8 @@ import socketio
 from sqlalchemy import select
 
 from models import AuditEntry
-from renkei import db, notify
+from renkei.common import db
+from renkei.outreach import events
 from tests.helpers import PASSWORD, ROOT
 from tests.servers import Listener, World, free_port
 
@@ -341,7 +343,7 @@ def test_a_write_is_one_message_on_the_queue_and_each_person_gets_their_own_seq(
             }
             assert "介護ベッド" not in json.dumps(message, ensure_ascii=False) and "田中" not in published[0]
             with w.app.app_context():
-                own = {who: notify.events_since(w.ids[who], 0)[-1][1]["seq"] for who in ("doc", "ns", "cm")}
+                own = {who: events.events_since(w.ids[who], 0)[-1][1]["seq"] for who in ("doc", "ns", "cm")}
             assert {where: (name, p["version"], p["seq"]) for where, (name, p) in got.items()} == {
                 "doc on B": ("record.updated", 1, own["doc"]),
                 "doc on A": ("record.updated", 1, own["doc"]),
@@ -419,36 +421,89 @@ class FakeSockets:
         self.sent.append((sid, "closed", None))
 
 
-def test_a_message_redis_did_not_take_makes_the_next_one_tell_others_to_resume(redis_url):
-    """Between processes (realtime/fanout.py): a commit whose message Redis refused is not
-    lost for the other processes' sockets — the next message that gets through tells
-    them to resume, and they fetch it from the database."""
-    from realtime.fanout import CHANNEL, Fanout, _redis
+class CuttablePath:
+    """A TCP path to Redis that can be cut, as a network fault cuts one server process
+    off while the others still reach Redis."""
 
+    def __init__(self, target_port: int):
+        self.target, self.open, self.conns = target_port, True, []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            conn, _ = self.listener.accept()
+            if not self.open:
+                conn.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [conn, upstream]
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self):
+        self.open = False
+        for conn in self.conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.conns = []
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_message_redis_did_not_take_makes_the_next_one_tell_others_to_resume(redis_url):
+    """Between processes (realtime/fanout.py): when one process cannot reach Redis, the
+    commit whose message was lost is not lost for the other processes' sockets — once it
+    reaches Redis again, it tells them to resume, and they fetch it from the database. Two fan-outs as two processes run them, through a real Redis; only the
+    first's path to it is cut."""
+    from realtime.fanout import Fanout
+
+    host_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    path = CuttablePath(host_port)
     a, b = Fanout("process-a"), Fanout("process-b")
-    a.init(FakeSockets(), redis_url, None)
+    a.init(FakeSockets(), f"redis://127.0.0.1:{path.port}/0", None)
     b.init(FakeSockets(), redis_url, None)
-    with b.lock:  # b holds ns's socket (without starting b's listener thread: the test reads for it)
-        b.users["sid-of-ns"], b.sids["ns"] = "ns", ("sid-of-ns",)
-    channel = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
-    channel.subscribe(CHANNEL)
-    channel.get_message(timeout=1)
-    event = [("record.updated", {"patient_id": "p1", "section": "home", "version": 1}, {"ns": 7})]
-    a._publish(
-        _redis("redis://127.0.0.1:1/0"), {"from": "process-a", "committed": 0, "events": event, "disconnect": []}
-    )  # Redis refuses this one
-    a.publish_after = 0  # a second later
-    event = [("record.updated", {"patient_id": "p1", "section": "home", "version": 2}, {"ns": 8})]
-    a._publish(_redis(redis_url), {"from": "process-a", "committed": 0, "events": event, "disconnect": []})
-    while (message := channel.get_message(timeout=1)) is not None:
-        b._receive(message["data"])
-        a._receive(message["data"])
-    channel.close()
-    assert b.server.sent == [
+    b.opened("sid-of-ns", "ns")  # a socket of ns's in the other process
+    wait_for(lambda: ("sid-of-ns", "resync", {}) in b.server.sent)  # b's subscription is up
+    b.server.sent.clear()
+    a.send([("record.updated", {"patient_id": "p1", "section": "home", "version": 0}, {"ns": 6})], [])
+    wait_for(lambda: b.server.sent)  # a reaches Redis: b delivers
+    b.server.sent.clear()
+
+    path.cut()
+    a.send([("record.updated", {"patient_id": "p1", "section": "home", "version": 1}, {"ns": 7})], [])
+    a.flush()
+    path.open = True  # the network is back; Redis never went away for b
+    # the next message a gets through (or its own, when it has none) tells b's sockets to
+    # resume: they fetch seq 7 from the database
+    wait_for(lambda: ("sid-of-ns", "resync", {}) in b.server.sent)
+    a.send([("record.updated", {"patient_id": "p1", "section": "home", "version": 2}, {"ns": 8})], [])
+    wait_for(lambda: any(name == "record.updated" for _, name, _ in b.server.sent))
+    assert [(sid, name, body) for sid, name, body in b.server.sent if name == "record.updated"] == [
         ("sid-of-ns", "record.updated", {"patient_id": "p1", "section": "home", "version": 2, "seq": 8}),
-        ("sid-of-ns", "resync", {}),
-    ]  # seq 7 never arrived: resume fetches it
-    assert a.server.sent == []  # a's own message is not delivered twice to a's sockets
+    ]  # seq 7 never arrived by the queue
 
 
 @pytest.mark.postgres

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from models import UserEvent
-from renkei import db
+from renkei.common import db
 from tests.helpers import ROOT, signed_in_page, team
 
 DEMO_PASSWORD = "renkei-demo-2026"

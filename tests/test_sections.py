@@ -1,10 +1,10 @@
-"""renkei/sections.py declares each section once; what is derived from it must agree:
+"""renkei/sections/catalogue.py declares each section once; what is derived from it must agree:
 the edit form offers exactly the fields the schema accepts, and every section has both
 titles."""
 
 from marshmallow import fields
 
-from renkei.sections import SECTIONS
+from renkei.sections.catalogue import SECTIONS
 
 
 def _layout_names(layout) -> dict:

@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
 
-from renkei.observations import KINDS
-from renkei.timefmt import JAPAN
+from renkei.common.timefmt import JAPAN
+from renkei.observations.kinds import KINDS
 
 WIDTH, HEIGHT = 320, 132
 LEFT, RIGHT, TOP, BOTTOM = 40, 10, 10, 22
@@ -93,7 +93,7 @@ def _threshold_lines(limits: dict, kind) -> list[tuple[float, str]]:
 
 
 def trend_chart(chart: dict, view: dict, dots: bool = True) -> Markup:
-    """A chart of the overview (renkei/observations.py overview) for its period; without
+    """A chart of the overview (renkei/observations/readings.py overview) for its period; without
     dots on the summary, where thirty patients' charts share one page."""
     kind, latest = chart["kind"], chart["latest"]
     shown = (

@@ -1,5 +1,5 @@
 """How section content reads on screen: labelled lines for display and the diff
-between two revisions, from each section's layout (renkei/sections.py). And the
+between two revisions, from each section's layout (renkei/sections/catalogue.py). And the
 labels of team roles and professions, and the vitals form's inputs. Labels are Japanese source strings translated
 by Flask-Babel (translations/)."""
 
@@ -7,10 +7,10 @@ from datetime import timezone
 
 from flask_babel import lazy_gettext as _l
 
-from renkei import audit
-from renkei.observations import KINDS
-from renkei.sections import ADL_LEVEL_LABELS, SECTIONS
-from renkei.timefmt import JAPAN
+from renkei.common import csvfile
+from renkei.common.timefmt import JAPAN
+from renkei.observations.kinds import KINDS
+from renkei.sections.catalogue import ADL_LEVEL_LABELS, SECTIONS
 
 
 def flatten(layout, content, prefix="") -> list[tuple[str, str, str]]:
@@ -81,7 +81,7 @@ ORGANIZATION_LABELS = {
     "municipality": _l("市区町村"),
     "other": _l("その他"),
 }
-# A note's category as the timeline shows it, in the form's order (renkei/notes.py CATEGORIES).
+# A note's category as the timeline shows it, in the form's order (renkei/notes/notes.py CATEGORIES).
 NOTE_CATEGORY_LABELS = {
     "observation": _l("観察"),
     "vital_signs": _l("バイタル"),
@@ -166,7 +166,7 @@ ACTION_LABELS = {
     "usage.read": _l("活用状況の閲覧"),
     "demo.seed": _l("デモデータの作成"),
 }
-# What a failed check of the access log means (renkei/audit_verify.py PROBLEMS).
+# What a failed check of the access log means (renkei/access_log/verification.py PROBLEMS).
 VERIFY_PROBLEMS = {
     "altered": _l("記録が書き換えられたか、削除されたか、順序が入れ替えられています。番号はその最初の記録です。"),
     "truncated": _l(
@@ -248,7 +248,7 @@ def audit_sheet(entries, names: dict, org_names: dict, patient_names: dict):
             }
             yield [row[name] for name, _ in AUDIT_SHEET_COLUMNS]
 
-    return audit.csv_chunks([str(label) for _, label in AUDIT_SHEET_COLUMNS], rows(), start=BOM)
+    return csvfile.chunks([str(label) for _, label in AUDIT_SHEET_COLUMNS], rows(), start=BOM)
 
 
 BOM = "\ufeff"  # Excel reads UTF-8 only with it
@@ -260,7 +260,7 @@ KIND_LABELS = {key: kind.label for key, kind in KINDS.items()}
 
 
 def vital_fields() -> list[dict]:
-    """The form's inputs from the kinds' declaration (renkei/observations.py KINDS)."""
+    """The form's inputs from the kinds' declaration (renkei/observations/readings.py KINDS)."""
     out = []
     for kind in KINDS.values():
         parts = [(name, m) for name, (_loinc, m, _label) in kind.components.items()] or [(None, kind.measure)]

@@ -1,6 +1,6 @@
 """The pages: sign-in, care list, patient record, timeline, summaries, sheets, team,
 account, administration, access log. Each page calls the core's services (which do the
-authorisation, renkei.authz) and renders what they return; writes go from the page to
+authorisation, renkei.patients.authz) and renders what they return; writes go from the page to
 the JSON API with the session cookie and a CSRF header."""
 
 from datetime import date, timedelta
@@ -23,33 +23,21 @@ from flask_login import current_user, login_user, logout_user
 from marshmallow import ValidationError
 
 from models import utcnow
-from renkei import (
-    access_log,
-    attachments,
-    audit,
-    auth,
-    authz,
-    breakglass,
-    db,
-    directory,
-    escalation,
-    notes,
-    observations,
-    outreach,
-    patients,
-    record,
-    resets,
-    teams,
-    vault,
-    webpush,
-    work,
-)
-from renkei.authz import PROFESSION_ROLES
-from renkei.problems import Problem
-from renkei.sections import SECTIONS
-from renkei.timefmt import iso
+from renkei.attachments import attachments
+from renkei.common import csvfile, db, vault, work
+from renkei.common.problems import Problem
+from renkei.common.timefmt import iso
+from renkei.notes import notes
+from renkei.observations import charts
+from renkei.outreach import tell, webpush
+from renkei.oversight import reading
+from renkei.patients import authz, breakglass, consent, escalation, registry, teams
+from renkei.patients.authz import PROFESSION_ROLES
+from renkei.people import auth, directory, resets
+from renkei.record import revisions
+from renkei.sections.catalogue import SECTIONS
 from web.forms import BOM, PROFESSION_LABELS, USAGE_FIGURES, audit_sheet, diff
-from web.pipeline import bp, page
+from web.pipeline import bp, finish, page
 
 TIMELINE_ON_PAGE = 30
 PATIENT_PAGE_DAYS = 7  # the charts on the patient page; the trend page offers 7, 30 and 90
@@ -65,21 +53,20 @@ SUMMARY_NOTES = 50  # notes since my last look shown per patient on the summary 
 def login():
     if request.method == "GET":
         return render_template("login.html", error=None, otp_required=False)
-    unit = work.current()
     try:
         user = auth.authenticate(
             request.form.get("login", ""), request.form.get("password", ""), request.form.get("otp") or None
         )
     except Problem as p:
         resp = render_template("login.html", error=p, otp_required=p.extra.get("otp_required"))
-        return unit.finish(make_response(resp, p.status, p.headers), "auth.login", None, "login")  # Retry-After
+        return finish(make_response(resp, p.status, p.headers), "auth.login", None, "login")  # Retry-After
     session.clear()
     session.permanent = True
     login_user(user)
     notice = resets.notice(user)
     if notice:
         session["notice"] = {"by": notice["by"], "at": iso(notice["at"])}
-    return unit.finish(
+    return finish(
         redirect(local_path(request.args.get("next")) or url_for("web.patients")), "auth.login", user, "login"
     )
 
@@ -100,15 +87,14 @@ def recover():
     """After an access reset: the person chooses a new password with the one-time code."""
     if request.method == "GET":
         return render_template("recover.html", error=None)
-    unit = work.current()
     try:
         resets.recover(
             request.form.get("login", ""), request.form.get("code", ""), request.form.get("new_password", "")
         )
     except Problem as p:
         resp = make_response(render_template("recover.html", error=p), p.status)
-        return unit.finish(resp, "auth.recover", None, "recover")
-    return unit.finish(redirect(url_for("web.login", recovered=1)), "auth.recover", None, "recover")
+        return finish(resp, "auth.recover", None, "recover")
+    return finish(redirect(url_for("web.login", recovered=1)), "auth.recover", None, "recover")
 
 
 @bp.get("/invitation")
@@ -130,7 +116,7 @@ def logout():
         return redirect(url_for("web.login"))
     user = db.session.merge(user)
     auth.sign_out(user)  # a copied cookie dies with the session
-    return work.current().finish(redirect(url_for("web.login")), "auth.logout", user, "logout")
+    return finish(redirect(url_for("web.login")), "auth.logout", user, "logout")
 
 
 # --- the care list and a patient's record -----------------------------------------------
@@ -138,7 +124,7 @@ def logout():
 
 @page("/", action="patient.list", name="patients")
 def care_list():
-    items = patients.care_list(current_user)  # in kana order; a reading that alerted me puts its patient on top
+    items = registry.care_list(current_user)  # in kana order; a reading that alerted me puts its patient on top
     return render_template(
         "patients.html",
         items=sorted(items, key=lambda i: not i.get("alerts_since_my_last_view")),
@@ -173,9 +159,9 @@ def timeline_entries(p: dict) -> tuple[list[dict], list[dict]]:
 
 @page("/patients/<patient_id>", action="record.read")
 def patient(patient_id):
-    p = patients.read(current_user, patient_id)  # before record.read marks this look
-    vitals = observations.overview(current_user, patient_id, PATIENT_PAGE_DAYS, p.get("my_last_look"))
-    chart = record.read(current_user, patient_id)
+    p = registry.read(current_user, patient_id)  # before revisions.read marks this look
+    vitals = charts.overview(current_user, patient_id, PATIENT_PAGE_DAYS, p.get("my_last_look"))
+    chart = revisions.read(current_user, patient_id)
     entries, emergency = timeline_entries(p)
     return render_template(
         "patient.html",
@@ -201,29 +187,29 @@ def _days() -> int:
 def vitals_page(patient_id):
     """バイタルの推移: charts over 7, 30 or 90 days, the thresholds, every reading as a
     table (for print), and importing a device's CSV."""
-    p = patients.read(current_user, patient_id, activity=False)
-    v = observations.overview(current_user, patient_id, _days(), p.get("my_last_look"))
+    p = registry.read(current_user, patient_id, activity=False)
+    v = charts.overview(current_user, patient_id, _days(), p.get("my_last_look"))
     return render_template("vitals.html", p=p, demo=p, t=v["thresholds"], v=v)
 
 
 @page("/patients/<patient_id>/vitals/sheet", action="observation.list")
 def vitals_sheet(patient_id):
     """The trend page's table of every reading, when it is opened or printed."""
-    return render_template("_vital_sheet.html", v=observations.overview(current_user, patient_id, _days(), table=True))
+    return render_template("_vital_sheet.html", v=charts.overview(current_user, patient_id, _days(), table=True))
 
 
 @page("/patients/<patient_id>/vitals/charts", action="observation.list")
 def vitals_charts(patient_id):
     """The charts alone, for the page to refresh after a save or an alert."""
-    p = patients.read(current_user, patient_id, activity=False)
+    p = registry.read(current_user, patient_id, activity=False)
     return render_template(
-        "_vitals_charts.html", v=observations.overview(current_user, patient_id, _days(), p.get("my_last_look"))
+        "_vitals_charts.html", v=charts.overview(current_user, patient_id, _days(), p.get("my_last_look"))
     )
 
 
 @page("/patients/<patient_id>/sections/<section>", action="record.read")
 def section_fragment(patient_id, section):
-    s = record.read_section(current_user, patient_id, section)
+    s = revisions.read_section(current_user, patient_id, section)
     return render_template(
         "_section.html",
         p={"id": patient_id},
@@ -236,7 +222,7 @@ def section_fragment(patient_id, section):
 
 @page("/patients/<patient_id>/sections/<section>/history", action="record.history")
 def section_history(patient_id, section):
-    versions = record.versions(current_user, patient_id, section)
+    versions = revisions.versions(current_user, patient_id, section)
     for newer, older in zip(versions, versions[1:] + [{"content": {}}]):
         newer["changes"] = diff(SECTIONS[section].layout, older["content"], newer["content"])
     return render_template("_history.html", key=section, versions=versions)
@@ -244,14 +230,14 @@ def section_history(patient_id, section):
 
 @page("/patients/<patient_id>/timeline", action="note.list")
 def timeline_fragment(patient_id):
-    p = patients.read(current_user, patient_id)
+    p = registry.read(current_user, patient_id)
     return render_template("_timeline.html", p=p, notes=timeline_entries(p)[0])
 
 
 @page("/patients/<patient_id>/photos", action="attachment.list")
 def photos(patient_id):
     """写真の経過: each series (one body site) side by side, oldest first, then the rest."""
-    p = patients.read(current_user, patient_id)
+    p = registry.read(current_user, patient_id)
     items = []
     cursor = None
     while True:  # every attachment of the patient: a page holds its thumbnails, not the files
@@ -271,9 +257,9 @@ def photos(patient_id):
 def emergency_sheet(patient_id):
     """急変時情報シート, to print and leave at the bedside: DNAR in a box, allergies, recent
     condition, open urgent notes, phones, and a code + QR code for whoever comes."""
-    p = patients.read(current_user, patient_id)
+    p = registry.read(current_user, patient_id)
     work.describe(detail="emergency_sheet")
-    code = patients.sheet_code(current_user, patient_id)
+    code = registry.sheet_code(current_user, patient_id)
     link = (current_app.config["RENKEI"].public_url or request.url_root.rstrip("/")) + "/p/" + code
     urgent = [
         n
@@ -288,7 +274,7 @@ def emergency_sheet(patient_id):
         link=link,
         qr=segno.make(link, error="m").svg_data_uri(scale=3),
         urgent=urgent,
-        sections=record.read(current_user, patient_id, look=False)["sections"],
+        sections=revisions.read(current_user, patient_id, look=False)["sections"],
         team=teams.team(current_user, patient_id)["items"],
         now=utcnow(),
     )
@@ -299,7 +285,7 @@ def open_by_code(code):
     """Where the sheet's QR code leads: a team member to the record; anyone else to the
     break-glass form with the code filled in — the same answer whether or not the code
     matched, so the address tells a non-member nothing."""
-    patient = patients.by_sheet_code(code)
+    patient = registry.by_sheet_code(code)
     work.describe(detail="code=" + vault.sheet_code_digest(code))  # the code itself is not kept
     if patient is not None and authz.current_membership(patient.id, current_user.id) is not None:
         return redirect(url_for("web.patient", patient_id=patient.id))
@@ -312,15 +298,15 @@ def summary():
     then readings that alerted, then the most that changed): the last week's vitals, allergies, resuscitation wish and ACP, diseases and
     medicines, each section changed since my last look field by field (old → new, with
     who and when), and every note since then. A glance, not a look: reading the summary
-    does not restart "since my last look". One audit entry per patient shown."""
+    does not restart "since my last look". One access-log entry per patient shown."""
     items, unit = [], work.current()
-    for patient_id in patients.ids_of(current_user):
+    for patient_id in registry.ids_of(current_user):
         try:
-            p = patients.read(current_user, patient_id)
+            p = registry.read(current_user, patient_id)
         except Problem:
             continue  # no consent yet: not on the summary
-        chart = record.read(current_user, patient_id, look=False)["sections"]
-        changes = record.since_last_look(current_user, patient_id)
+        chart = revisions.read(current_user, patient_id, look=False)["sections"]
+        changes = revisions.since_last_look(current_user, patient_id)
         # One read of the newest notes serves both lists (the newest SUMMARY_NOTES since my
         # last look are the newest SUMMARY_NOTES overall whenever there are that many).
         others = [
@@ -335,7 +321,7 @@ def summary():
             for s, c in changes["sections"].items()
         ]
         unread = {n["id"] for n in recent + unread_urgent if not n["acknowledged_by_me"]}
-        vitals = observations.overview(current_user, patient_id, SUMMARY_DAYS, changes["since"])
+        vitals = charts.overview(current_user, patient_id, SUMMARY_DAYS, changes["since"])
         items.append(
             {
                 "p": p,
@@ -349,7 +335,7 @@ def summary():
                 "v": vitals,
             }
         )
-        unit.record("record.read", "ok", actor=current_user, patient_id=p["id"], detail="visit_summary")
+        unit.add_entry("record.read", "ok", actor=current_user, patient_id=p["id"], detail="visit_summary")
     items.sort(
         key=lambda it: (
             -len(it["urgent"]),
@@ -370,7 +356,7 @@ def team_page(patient_id):
         team=team["items"],
         pending=team["pending"],
         people_names=names,
-        consents=patients.consents(current_user, patient_id),
+        consents=consent.consents(current_user, patient_id),
         can_manage=team["can_manage"],
         today=date.today().isoformat(),
         roles=PROFESSION_ROLES,
@@ -391,7 +377,7 @@ def render_account(**shown):
             "secret": None,
             "confirming": False,
             "devices": webpush.subscriptions(user),
-            "notify": outreach.settings_out(user),
+            "outreach_settings": tell.settings_out(user),
             "mail_enabled": bool(current_app.config["RENKEI"].smtp_url),
         }
         | shown,
@@ -452,7 +438,7 @@ def audit_query() -> tuple[dict, dict]:
             )
     args.setdefault("connections", "false")
     try:
-        return access_log.Query().load(args), {}
+        return reading.Query().load(args), {}
     except ValidationError as err:
         return {"limit": 100, "connections": False}, err.messages_dict
 
@@ -460,13 +446,13 @@ def audit_query() -> tuple[dict, dict]:
 def filtered_patient(query: dict) -> dict | None:
     """Whose record the log is filtered to, named for auditors (administrators see the id)."""
     if query.get("patient_id") and current_user.is_auditor:
-        return access_log.patient_identity(current_user, query["patient_id"])
+        return reading.patient_identity(current_user, query["patient_id"])
     return None
 
 
 def render_audit(**shown):
     """The access-log page: the people who may appear in it, and nothing shown unless given."""
-    people = access_log.everyone(current_user)
+    people = reading.everyone(current_user)
     page = dict(
         entries=[],
         next_cursor=None,
@@ -478,7 +464,7 @@ def render_audit(**shown):
         choices=None,
         names={u.id: u.display_name for u in people},
         users=people,
-        anchor=access_log.archived_through(),
+        anchor=reading.archived_through(),
     )
     return render_template("audit.html", **(page | shown))
 
@@ -486,10 +472,10 @@ def render_audit(**shown):
 @page("/admin/audit", action="audit.read", who="audit")
 def audit_page():
     query, errors = audit_query()
-    found = access_log.search(current_user, query)
+    found = reading.search(current_user, query)
     # Verifying re-hashes the whole log (minutes at millions of entries): the page asks the
     # API for it after loading; without JavaScript, ?verify=1 does it here.
-    chain = access_log.verify(current_user) if request.args.get("verify") else None
+    chain = reading.verify(current_user) if request.args.get("verify") else None
     filters = {k: v for k, v in request.args.items() if k not in ("verify", "cursor") and v}
     return render_audit(
         entries=found["items"],
@@ -506,14 +492,14 @@ def audit_page():
 def audit_verify_status():
     """The check's result as a fragment of the access-log page, which fetches it after
     loading (a check re-hashes the whole log)."""
-    return render_template("_verify_status.html", chain=access_log.verify(current_user))
+    return render_template("_verify_status.html", chain=reading.verify(current_user))
 
 
 @page("/admin/audit/patient", action="audit.patient_search", who="auditor", methods=("POST",))
 def audit_find_patient():
     """The auditor types a name (in the form's body, never a URL): one patient → the log
     filtered to them; several → choose by birth date; none → say so."""
-    found = access_log.find_patients(current_user, request.form.get("name", ""))
+    found = reading.find_patients(current_user, request.form.get("name", ""))
     if len(found) == 1:
         return redirect(url_for("web.audit_page", patient_id=found[0]["id"]))
     return render_audit(choices=found)
@@ -528,9 +514,9 @@ def audit_export():
     if errors:
         raise Problem(422, "invalid filters")
     query["connections"] = True  # the file is the whole log for its filters: no silent gaps in the numbers
-    people, patient = access_log.everyone(current_user), filtered_patient(query)
+    people, patient = reading.everyone(current_user), filtered_patient(query)
     lines = audit_sheet(
-        access_log.export_entries(current_user, query),
+        reading.export_entries(current_user, query),
         {u.id: u.display_name for u in people},
         {o["id"]: o["name"] for o in directory.organizations()},
         {patient["id"]: patient["name"]} if patient else {},
@@ -545,7 +531,7 @@ def audit_export():
 @page("/admin/usage", action="usage.read", who="audit")
 def usage():
     """活用状況: organisations and people active, by profession, updates and notes per week."""
-    figures = access_log.usage(current_user)
+    figures = reading.usage(current_user)
     return render_template(
         "usage.html", **figures, peak=max([1] + [max(w["updates"], w["notes"]) for w in figures["weeks"]])
     )
@@ -554,13 +540,13 @@ def usage():
 @page("/admin/usage.csv", action="usage.read", who="audit")
 def usage_csv():
     """The 活用状況 figures as a CSV for the municipality's report (BOM: Excel)."""
-    f = access_log.usage(current_user)
+    f = reading.usage(current_user)
     rows = [(label, f["totals"][key]) for key, label in USAGE_FIGURES]
     rows += [(_("利用のあった人（%(p)s）", p=PROFESSION_LABELS[p]), n) for p, n in f["by_profession"]]
     rows += [(_("連絡帳の投稿（%(p)s）", p=PROFESSION_LABELS[p]), n) for p, n in f["notes_by_profession"]]
     rows += [(_("週 %(d)s: 記録の更新", d=w["start"]), w["updates"]) for w in f["weeks"]]
     rows += [(_("週 %(d)s: 連絡帳の投稿", d=w["start"]), w["notes"]) for w in f["weeks"]]
-    sheet = audit.csv_chunks([_("項目"), _("値")], ((str(a), b) for a, b in rows), start=BOM)
+    sheet = csvfile.chunks([_("項目"), _("値")], ((str(a), b) for a, b in rows), start=BOM)
     return Response(
         "".join(sheet), mimetype="text/csv", headers={"Content-Disposition": 'attachment; filename="renkei-usage.csv"'}
     )

@@ -1,6 +1,6 @@
 """The pages' request pipeline: `page` signs people in (else to the sign-in page),
-checks their standing (renkei.authz), renders, and ends the request through the unit
-of work (renkei/work.py) with one audit entry, exactly as an API call does. Also the
+checks their standing (renkei.patients.authz), renders, and ends the request through the unit
+of work (renkei/common/work.py) with one access-log entry, exactly as an API call does. Also the
 Jinja filters (和暦, Japan time) and Flask-Babel's locale choice (Japanese by default)."""
 
 import logging
@@ -11,18 +11,29 @@ from pathlib import Path
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Blueprint, has_request_context, make_response, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    has_request_context,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import Babel, format_date
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
-from renkei import auth, authz, work
-from renkei.crypto import DecryptionError
-from renkei.observations import KINDS
-from renkei.problems import Problem
-from renkei.sections import ADL_LEVEL_LABELS, ADL_LEVELS, CHOICES, SECTIONS
+from renkei.common import problems, work
+from renkei.common.crypto import DecryptionError
+from renkei.common.problems import Problem
+from renkei.common.timefmt import JAPAN
+from renkei.observations.kinds import KINDS
+from renkei.people import auth, staff
+from renkei.sections.catalogue import ADL_LEVEL_LABELS, ADL_LEVELS, CHOICES, SECTIONS
 from renkei.settings import ROOT
-from renkei.timefmt import JAPAN
 from web.charts import sheet, trend_chart
 from web.forms import (
     ACTION_LABELS,
@@ -145,9 +156,16 @@ def init_app(app):
     )
 
 
+def finish(resp: Response, action: str | None, user, where: str) -> Response:
+    """End a page's request through the unit of work (renkei/common/work.py): its answer,
+    or the problem if committing failed."""
+    failed = work.current().finish(resp.status_code, action, user, where)
+    return problems.from_problem(failed) if failed else resp
+
+
 def page(rule, action=None, methods=("GET",), who="user", name=None):
-    """A page: signed-in users only (else to the sign-in page); one audit entry per
-    request, like an API call. who: "user", "admin", "audit" or "auditor" (renkei.authz.require_staff)."""
+    """A page: signed-in users only (else to the sign-in page); one access-log entry per
+    request, like an API call. who: "user", "admin", "audit" or "auditor" (renkei/people/staff.py require_staff)."""
 
     def decorate(view):
         @wraps(view)
@@ -159,10 +177,10 @@ def page(rule, action=None, methods=("GET",), who="user", name=None):
             user = current_user._get_current_object()
             try:
                 if auth.must_enrol_totp(user) and view.__name__ not in ("account", "account_totp"):
-                    return unit.finish(redirect(url_for("web.account")), None, user, view.__name__)
+                    return finish(redirect(url_for("web.account")), None, user, view.__name__)
                 if who != "user":
                     try:
-                        authz.require_staff(user, who)
+                        staff.require_staff(user, who)
                     except Problem as refused:
                         if refused.type.endswith("account-unconfirmed"):
                             raise
@@ -173,7 +191,7 @@ def page(rule, action=None, methods=("GET",), who="user", name=None):
             except DecryptionError:
                 log.error("decryption failed on a page (request %s)", unit.request_id)
                 resp = make_response(render_template("error.html", status=500, problem=None), 500)
-            return unit.finish(resp, action, user, view.__name__)
+            return finish(resp, action, user, view.__name__)
 
         bp.add_url_rule(rule, endpoint=name or view.__name__, view_func=handle, methods=list(methods))
         return view

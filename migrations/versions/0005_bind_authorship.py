@@ -62,7 +62,7 @@ def _reseal(forward: bool):
 
     if not has_app_context():
         raise RuntimeError("re-sealing existing rows needs the master key: run `flask --app wsgi init-db`")
-    from renkei import crypto, vault
+    from renkei.common import crypto, vault
 
     for p in conn.execute(sa.select(patients).where(patients.c.wrapped_key.is_not(None))).all():
         key = vault.patient_key(SimpleNamespace(id=p.id, kek_id=p.kek_id, wrapped_key=p.wrapped_key))

@@ -4,7 +4,7 @@ Revision ID: 0008
 Revises: 0007
 
 Existing patients get their tokens from `flask --app wsgi init-db`, which can decrypt
-their names (renkei/patients.py, index_missing_names); a migration holds no keys.
+their names (renkei/patients/registry.py, index_missing_names); a migration holds no keys.
 """
 
 import sqlalchemy as sa

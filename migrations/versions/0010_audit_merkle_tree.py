@@ -47,7 +47,7 @@ OLD_ANCHORS = sa.table("audit_anchors", sa.column("seq", sa.Integer), sa.column(
 
 
 def chain_hash(prev: str, seq: int, row) -> str:
-    """The hash chain's entry hash (renkei/audit.py before this revision)."""
+    """The hash chain's entry hash (renkei/access_log/entries.py before this revision)."""
     fields = [seq, row.at.isoformat(timespec="microseconds"), *(getattr(row, f) for f in FIELDS[1:]), prev]
     return hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode()).hexdigest()
 

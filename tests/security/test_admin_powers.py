@@ -98,7 +98,7 @@ def test_a_reset_takes_two_administrators_and_the_person_chooses_the_password(ap
     for a day are marked and announced to the team."""
     from sqlalchemy import text
 
-    from renkei import db
+    from renkei.common import db
 
     api.server_admin()
     pid = team(api)

@@ -5,8 +5,8 @@ decryption instead of re-attributing the text. Existing rows are re-sealed by mi
 from alembic import command
 from sqlalchemy import text
 
-from renkei import db
-from renkei.schema import alembic_config
+from renkei.common import db
+from renkei.migrations import alembic_config
 from tests.helpers import R, team
 
 

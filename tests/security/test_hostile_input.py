@@ -30,11 +30,11 @@ def test_csv_export_never_starts_a_cell_with_a_formula(api):
 def test_a_formula_hidden_behind_full_width_or_white_space_is_guarded(api):
     """Issue 29: full-width ＝, a leading space or a line feed before = passed the guard;
     Excel reads all three as a formula. A display name is such a cell in the auditors' CSV."""
-    from renkei import audit
+    from renkei.common import csvfile
 
     for sneaky in ("＝HYPERLINK(A1)", " =1+1", "\n=1+1", "\u3000＋SUM(1)", "＠SUM(1)"):
-        assert audit.safe_cell(sneaky) == "'" + sneaky
-    assert audit.safe_cell("山田 太郎") == "山田 太郎" and audit.safe_cell("2026") == "2026"
+        assert csvfile.safe_cell(sneaky) == "'" + sneaky
+    assert csvfile.safe_cell("山田 太郎") == "山田 太郎" and csvfile.safe_cell("2026") == "2026"
 
 
 def test_audit_columns_hold_only_real_ids_and_no_typed_text(api):

@@ -7,7 +7,7 @@ import os
 
 from sqlalchemy import text
 
-from renkei import db
+from renkei.common import db
 from tests.helpers import team
 
 

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from models import AuditEntry
-from renkei import audit, db
+from renkei.access_log import entries
+from renkei.common import db
 from tests.helpers import PASSWORD, Api, R, build_app, team, template_copy
 
 pytestmark = pytest.mark.postgres
@@ -57,7 +58,7 @@ def test_a_burst_of_sign_ins_is_shed_and_starves_no_read(busy):
     shed = {(retry, detail) for s, retry, detail in answers if s == 503}
     assert len(shed) == 1 and next(iter(shed))[0]  # one answer whatever the login, with Retry-After
     with api.app.app_context():
-        audit.write_counted(everything=True)
+        entries.write_counted(everything=True)
         db.session.commit()
         summaries = db.session.execute(select(AuditEntry).where(AuditEntry.action == "auth.shed")).scalars().all()
     assert sum(int(e.detail.split(";")[0].removeprefix("count=")) for e in summaries) == sum(
@@ -69,7 +70,7 @@ def test_a_burst_of_sign_ins_is_shed_and_starves_no_read(busy):
 def test_a_sign_in_holds_no_connection_while_it_hashes(busy, monkeypatch):
     """Three sign-ins hashing at once with a pool of three: a fourth request still gets a
     connection at once (before, each sign-in held one until its hash was done)."""
-    from renkei import auth
+    from renkei.people import auth
 
     api = busy
     api.user("cm", "care_manager")

@@ -8,7 +8,7 @@ import pyotp
 import pytest
 from sqlalchemy import text
 
-from renkei import db
+from renkei.common import db
 from tests.helpers import PASSWORD
 from tests.security.conftest import at_once
 

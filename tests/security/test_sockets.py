@@ -9,7 +9,8 @@ import requests
 import socketio
 from sqlalchemy import create_engine, text
 
-from renkei import db, directory
+from renkei.common import db
+from renkei.people import directory
 from tests.helpers import PASSWORD
 from tests.servers import Listener
 

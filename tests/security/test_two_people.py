@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from models import Invitation, User
-from renkei import cli, db
+from renkei import cli
+from renkei.common import db
 from tests.helpers import PASSWORD, R, team
 
 UNCONFIRMED = "account-unconfirmed"
@@ -296,7 +297,7 @@ def test_an_unknown_login_holds_its_place_in_the_queue_as_long_as_a_known_one(ap
     import threading
     import time
 
-    from renkei import offload
+    from renkei.common import offload
 
     monkeypatch.setattr(offload.passwords, "typical", 1.0)
     api.app.config["RENKEI"].signin_queue = 1
@@ -317,7 +318,7 @@ def test_accounts_from_before_the_rule_are_confirmed_only_if_they_hold_a_second_
     administrator chose."""
     from alembic import command
 
-    from renkei.schema import alembic_config
+    from renkei.migrations import alembic_config
 
     api.user("with2fa", "nurse")
     api.user("without", "nurse", second_factor=False)

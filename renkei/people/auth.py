@@ -1,0 +1,468 @@
+"""Who is calling: Argon2id passwords, TOTP, lockout, bearer tokens, cookie sessions
+and their CSRF protection (docs/ARCHITECTURE.md, "Authentication")."""
+
+import contextlib
+import hashlib
+import ipaddress
+import secrets
+import threading
+import time
+from datetime import datetime, timedelta
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app, request
+from flask import session as cookie_session
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import bindparam, case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import lazyload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from models import ApiToken, LoginThrottle, User, utcnow
+from renkei.access_log import entries
+from renkei.common import crypto, db, offload, vault, work
+from renkei.common.problems import Problem
+from renkei.outreach import tell
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+TOKEN_PREFIX = "rk_"
+
+
+def hasher() -> PasswordHasher:
+    s = current_app.config["RENKEI"]
+    return PasswordHasher(time_cost=s.argon2_time_cost, memory_cost=s.argon2_memory_cost)
+
+
+def hash_password(password: str) -> str:
+    return offload.passwords.run(hasher().hash, password)
+
+
+def unusable_password() -> str:
+    """A real Argon2 hash of a secret nobody knows: checking it takes as long as any
+    other, so a reset account is not told apart by timing."""
+    return hash_password(secrets.token_urlsafe(32))
+
+
+def _dummy_hash() -> str:
+    ext = current_app.extensions
+    if "renkei.dummy_hash" not in ext:
+        ext["renkei.dummy_hash"] = hash_password(secrets.token_urlsafe(16))
+    return ext["renkei.dummy_hash"]
+
+
+def _password_ok(stored: str, password: str) -> bool:
+    try:
+        return offload.passwords.run(hasher().verify, stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@contextlib.contextmanager
+def hashing():
+    """A place in this process's queue of password hashes (`signin_queue`), taken before
+    the login is looked up: past it a 503 with Retry-After at once, the same whatever the
+    login, touching no database connection (a burst of sign-ins once drained the pool
+    while each held a connection waiting for the two hashing threads: issue 29). Shed
+    attempts are counted in the log, one entry per address and minute."""
+    try:
+        with offload.passwords.admit(current_app.config["RENKEI"].signin_queue):
+            yield
+    except offload.Full:
+        entries.count_outside("auth.shed", work.current().client_addr)
+        raise Problem(
+            503, "Too many sign-ins at this moment; try again shortly.", headers={"Retry-After": "2"}
+        ) from None
+
+
+_first_measure = threading.Lock()
+
+
+def _as_long_as_a_hash():
+    """An unknown login takes as long as a known one, without using a hashing thread."""
+    if not offload.passwords.typical:
+        with _first_measure:  # once per process, however many arrive at its start
+            if not offload.passwords.typical:
+                _password_ok(_dummy_hash(), "-")
+    time.sleep(offload.passwords.typical)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- TOTP -------------------------------------------------------------------
+
+
+def new_totp_secret(user: User) -> str:
+    secret = pyotp.random_base32()
+    user.totp_secret_ct = crypto.seal(vault.system_key("totp"), secret.encode(), vault.totp_aad(user.id))
+    user.totp_last_counter = 0  # a new secret: the old one's used steps mean nothing
+    return secret
+
+
+def totp_secret(user: User) -> str | None:
+    if user.totp_secret_ct is None:
+        return None
+    return crypto.unseal(vault.system_key("totp"), user.totp_secret_ct, vault.totp_aad(user.id)).decode()
+
+
+def check_totp(user: User, code: str | None) -> bool:
+    """Valid for ±1 step, and each code once (totp_last_counter)."""
+    secret = totp_secret(user)
+    if not secret or not code or not code.isdigit():
+        return False
+    totp, now = pyotp.TOTP(secret), utcnow()
+    for drift in (-1, 0, 1):
+        at = now + timedelta(seconds=30 * drift)
+        counter = totp.timecode(at)
+        if counter > user.totp_last_counter and secrets.compare_digest(totp.at(at), code):
+            # Compare-and-set: of parallel requests with one code, exactly one moves the
+            # counter (the others wait on the row, then match nothing).
+            moved = db.session.execute(
+                update(User)
+                .where(User.id == user.id, User.totp_last_counter < counter)
+                .values(totp_last_counter=counter)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if moved:
+                set_committed_value(user, "totp_last_counter", counter)
+            return bool(moved)
+    return False
+
+
+def remove_totp(user: User):
+    """The second factor is gone; the person enrols a new one before anything else."""
+    if user.totp_enabled or user.totp_secret_ct is not None:
+        user.totp_reenrol = True
+    user.totp_secret_ct, user.totp_enabled = None, False
+
+
+def second_factor_required(user: User) -> bool:
+    """At sign-in. An administrator always needs one — except at the first sign-in after
+    accepting an invitation, which opens only the enrolment of it (must_enrol_totp)."""
+    return user.totp_enabled or (user.is_admin and not must_enrol_totp(user))
+
+
+def must_enrol_totp(user: User) -> bool:
+    """Had a second factor before their access was reset: nothing else until it is back."""
+    return bool(user.totp_reenrol) and not user.totp_enabled
+
+
+def start_totp(user: User) -> dict:
+    """Begin enrolling a second factor: a new secret, shown once."""
+    if user.totp_enabled:
+        raise Problem(409, "A second factor is already enrolled.")
+    secret = new_totp_secret(user)
+    return {"secret": secret, "otpauth_uri": pyotp.TOTP(secret).provisioning_uri(name=user.login, issuer_name="Renkei")}
+
+
+def confirm_totp(user: User, code: str):
+    if user.totp_secret_ct is None or user.totp_enabled:
+        raise Problem(409, "Start enrolment first.")
+    if not check_totp(user, code):
+        raise Problem(422, "The code does not match.", errors={"otp": ["The code does not match."]})
+    user.totp_enabled, user.totp_reenrol = True, False
+
+
+# --- sign-in ----------------------------------------------------------------
+# Three counters guard sign-in (docs/ARCHITECTURE.md, "Authentication"):
+# - this login from this address: every attempt is counted *before* the password is
+#   checked and the count is committed at once, so parallel attempts see each other;
+#   past `lockout_threshold` every attempt, right or wrong, is 429 until the lock ends;
+# - this login from any address (`login_lockout_threshold` attempts, counted like the
+#   first) and this address on any login (`address_lockout_threshold` failures — failures
+#   only, so an office of colleagues behind one address signing in is never counted)
+#   lock more widely. An IPv6 address counts as its /64.
+# So one address hammering a physician's login locks it for that address only; the
+# physician's own device keeps working. Counting restarts after `lockout_seconds`.
+
+
+def _throttle_keys(login: str, address: str) -> dict[str, str]:
+    name = login.lower()
+    if ":" in address:  # IPv6: one subscriber holds a whole /64
+        address = str(ipaddress.ip_network(address + "/64", strict=False))
+    return {
+        "account": _sha256(f"login|{name}|addr|{address}"),
+        "login": _sha256(f"login|{name}"),
+        "address": _sha256(f"addr|{address}"),
+    }  # the login's own digest is keys["login"]
+
+
+def _locked_until(keys, now) -> datetime | None:
+    return db.session.execute(
+        select(func.max(LoginThrottle.locked_until)).where(
+            LoginThrottle.login_hash.in_(list(keys)), LoginThrottle.locked_until > now
+        )
+    ).scalar()
+
+
+def _count(key: str, lock_at: int, now: datetime, login_digest: str | None = None) -> datetime | None:
+    """One more on this counter, atomically (INSERT … ON CONFLICT DO UPDATE); lock it
+    once the count reaches `lock_at`. Returns the lock's end, if locked. Counters of a
+    login carry its digest, so an administrator can unlock it from every address."""
+    t = LoginThrottle.__table__
+    window = timedelta(seconds=current_app.config["RENKEI"].lockout_seconds)
+    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stale = t.c.window_start.is_(None) | (t.c.window_start < now - window) | (t.c.locked_until <= now)
+    upsert = (
+        insert(t)
+        .values(login_hash=key, failures=1, window_start=now, login_digest=login_digest)
+        .on_conflict_do_update(
+            index_elements=[t.c.login_hash],
+            set_={
+                "failures": case((stale, 1), else_=t.c.failures + 1),
+                "window_start": case((stale, now), else_=t.c.window_start),
+                "locked_until": case((stale, None), else_=t.c.locked_until),
+            },
+        )
+    )
+    failures = db.session.execute(upsert.returning(t.c.failures)).scalar_one()
+    if failures >= lock_at:
+        db.session.execute(
+            update(t)
+            .where(t.c.login_hash == key, t.c.locked_until.is_(None) | (t.c.locked_until <= now))
+            .values(locked_until=now + window)
+        )
+    return _locked_until([key], now)
+
+
+def unlock(login: str):
+    """Lift every lock on this login: from each address and from anywhere."""
+    db.session.execute(delete(LoginThrottle).where(LoginThrottle.login_digest == _sha256(f"login|{login.lower()}")))
+
+
+def _too_many(until: datetime, now: datetime) -> Problem:
+    return Problem(
+        429,
+        "Too many failed sign-ins; try again later.",
+        headers={"Retry-After": str(int((until - now).total_seconds()) + 1)},
+    )
+
+
+def count_lookup(purpose: str, user: User, limit: int):
+    """Rate-limit a lookup that could tell who is a patient (break-glass by code or by
+    name): counted before anything is checked and committed at once, like a sign-in;
+    429 past `limit` lookups in a lockout window."""
+    now = utcnow()
+    key = _sha256(f"lookup|{purpose}|{user.id}")
+    locked = _locked_until([key], now) or _count(key, limit + 1, now)
+    db.session.commit()
+    if locked:
+        raise Problem(
+            429,
+            "Too many lookups; try again later.",
+            headers={"Retry-After": str(int((locked - now).total_seconds()) + 1)},
+        )
+
+
+def _anonymous_key(purpose: str) -> str:
+    return _sha256(f"{purpose}|" + _throttle_keys("-", work.current().client_addr or "-")["address"])
+
+
+def check_anonymous(purpose: str):
+    """429 while this address is locked for an unauthenticated attempt (an invitation's
+    code): checked before anything is looked up."""
+    now = utcnow()
+    locked = _locked_until([_anonymous_key(purpose)], now)
+    if locked:
+        raise _too_many(locked, now)
+
+
+def failed_anonymous(purpose: str, limit: int):
+    """Count a failed attempt from this address, committed at once (the request itself
+    fails and changes nothing else). Failures only, as for an address's sign-ins: an
+    office accepting forty invitations from one address is never locked."""
+    _count(_anonymous_key(purpose), limit, utcnow())
+    db.session.commit()
+
+
+def begin_attempt(login: str) -> User | None:
+    """Start a sign-in (or recovery) attempt: 429 while any counter of it is locked;
+    else count it before anything is checked — committed at once, so parallel attempts
+    see each other — and return the person the login names, if any."""
+    s, unit, now = current_app.config["RENKEI"], work.current(), utcnow()
+    unit.describe(detail="login=" + vault.keyed_digest("audit_login", login.lower()))
+    keys = _throttle_keys(login, unit.client_addr or "-")
+    locked = _locked_until(keys.values(), now)
+    if locked:
+        raise _too_many(locked, now)
+    locked = _count(keys["account"], s.lockout_threshold + 1, now, keys["login"]) or _count(
+        keys["login"], s.login_lockout_threshold + 1, now, keys["login"]
+    )
+    db.session.commit()
+    if locked:
+        raise _too_many(locked, now)
+    user = db.session.execute(select(User).where(User.login == login)).scalar_one_or_none()
+    unit.actor = user  # for the access-log entry of this attempt
+    return user
+
+
+def failed_attempt(login: str):
+    s, now = current_app.config["RENKEI"], utcnow()
+    keys = _throttle_keys(login, work.current().client_addr or "-")
+    _count(keys["address"], s.address_lockout_threshold, now)
+    db.session.commit()
+
+
+def succeeded_attempt(login: str):
+    """Clear this login's counts, unless a parallel attempt already locked it."""
+    keys = _throttle_keys(login, work.current().client_addr or "-")
+    db.session.execute(
+        delete(LoginThrottle).where(
+            LoginThrottle.login_hash.in_([keys["account"], keys["login"]]), LoginThrottle.locked_until.is_(None)
+        )
+    )
+
+
+def authenticate(login: str, password: str, otp: str | None) -> User:
+    """Check credentials: 401 with one answer for an unknown login, a wrong password or
+    a wrong or missing one-time code (so a right password is not revealed), or 429
+    while locked. Failures are counted (committed) even though the request fails;
+    on success the caller commits. The typed login enters the access-log entry only as a
+    keyed digest (a password typed into the login field must not land in the log)."""
+    ok = False
+    with hashing():  # known or not, an attempt holds its place as long: the queue tells nothing
+        user = begin_attempt(login)
+        db.session.commit()  # no connection held while the hash waits for a thread and runs
+        if user is not None:
+            ok = _password_ok(user.password_hash, password)
+        else:
+            _as_long_as_a_hash()
+    if ok and (user.disabled or (second_factor_required(user) and not check_totp(user, otp))):
+        ok = False
+    if not ok or user is None:
+        failed_attempt(login)
+        raise Problem(401, "Login or password (or one-time code) is incorrect.")
+    succeeded_attempt(login)
+    return user
+
+
+# --- bearer tokens ----------------------------------------------------------
+
+
+def issue_token(user: User) -> tuple[str, object]:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = utcnow() + timedelta(seconds=current_app.config["RENKEI"].token_ttl_seconds)
+    db.session.add(ApiToken(user_id=user.id, token_hash=_sha256(token), expires_at=expires))
+    return token, expires
+
+
+# One query for token and user: this runs on every API request, so it is built once,
+# and without the user's organisation (loaded when asked for: few requests need it).
+_TOKEN_USER = (
+    select(ApiToken, User)
+    .join(User, User.id == ApiToken.user_id)
+    .where(
+        ApiToken.token_hash == bindparam("token_hash"),
+        ApiToken.revoked_at.is_(None),
+        ApiToken.expires_at > bindparam("now"),
+        User.disabled.is_(False),
+    )
+    .options(lazyload(User.organization))
+)
+
+
+def user_for_token(token: str) -> User | None:
+    found = db.session.execute(_TOKEN_USER, {"token_hash": _sha256(token), "now": utcnow()}).first()
+    if found is None:
+        return None
+    work.current().token = found.ApiToken
+    return found.User
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return None
+
+
+@login_manager.request_loader
+def _load_from_bearer(req):
+    token = bearer_token()
+    return user_for_token(token) if token else None
+
+
+@login_manager.user_loader
+def _load_from_session(session_id: str):
+    """Cookie sessions name user and session generation; bumping the generation
+    (logout everywhere, disable) ends every session of the user at once."""
+    user_id, _, generation = session_id.partition(":")
+    user = db.session.get(User, user_id)
+    if user is None or user.disabled or str(user.session_generation) != generation:
+        return None
+    work.current().cookie_auth = True
+    return user
+
+
+def revoke_token(token: ApiToken | None):
+    """Sign out the bearer token used for this request."""
+    if token is None:
+        raise Problem(400, "This request was not made with a bearer token.")
+    token.revoked_at = utcnow()
+    work.current().end_sessions(token_id=token.id)
+
+
+def sign_out(user: User):
+    """End the browser session (and a copied cookie with it) and its sockets."""
+    user.session_generation += 1
+    work.current().end_sessions(user_id=user.id)
+
+
+def revoke_all(user: User):
+    """End every token, browser session and socket of a user (disable, password reset)."""
+    now = utcnow()
+    for row in db.session.execute(
+        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    ).scalars():
+        row.revoked_at = now
+    user.session_generation += 1
+    work.current().end_sessions(user_id=user.id)
+    tell.end_for(user.id)  # no device or address of theirs hears anything more
+
+
+def socket_credential(user: User, token: ApiToken | None) -> dict:
+    """What a socket's right to stay open rests on, and when it lapses by itself: the
+    token's expiry, or the cookie session's idle timeout (counted from its last request)."""
+    s, now = current_app.config["RENKEI"], utcnow()
+    if token is not None:
+        until = token.expires_at
+    else:  # session["seen"] is written by idle_check on every request
+        idle_for = int(now.timestamp()) - cookie_session.get("seen", int(now.timestamp()))
+        until = now + timedelta(seconds=s.session_idle_seconds - idle_for)
+    return {
+        "user_id": user.id,
+        "token_id": token.id if token else None,
+        "generation": user.session_generation,
+        "until": until,
+    }
+
+
+def credential_holds(credential: dict) -> bool:
+    """Is a socket's credential still good: not lapsed, token not revoked, person not
+    disabled, sessions not ended since (sign-out, reset)?"""
+    now = utcnow()
+    if credential["until"] <= now:
+        return False
+    user = db.session.get(User, credential["user_id"])
+    if user is None or user.disabled or user.session_generation != credential["generation"]:
+        return False
+    if credential["token_id"] is None:
+        return True
+    token = db.session.get(ApiToken, credential["token_id"])
+    return token is not None and token.revoked_at is None and token.expires_at > now
+
+
+def idle_check():
+    """Idle timeout for cookie sessions: session['seen'] is refreshed each request."""
+    s = current_app.config["RENKEI"]
+    now = int(utcnow().timestamp())
+    seen = cookie_session.get("seen")
+    if seen and now - seen > s.session_idle_seconds:
+        cookie_session.clear()
+    elif "_user_id" in cookie_session:
+        cookie_session["seen"] = now
