@@ -3,8 +3,8 @@ translates HTTP into calls of renkei's services and back; api/pipeline.py is the
 request pipeline they all go through."""
 
 from api import (  # noqa: F401  (routes register on import)
+    access_log,
     attachments,
-    audit_log,
     auth,
     breakglass,
     directory,

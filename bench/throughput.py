@@ -7,7 +7,7 @@ baseline measured in the same run on the same machine:
     10k vs 10M audit entries;
   * 1 vs 2 gunicorn worker processes.
 
-The access log's verification and retention rates: bench/audit_log.py.
+The access log's verification and retention rates: bench/access_log.py.
 
 Usage:  python bench/throughput.py [--patients-large 100000] [--audit-large 10000000] [--seconds 6]
 Needs PostgreSQL 15 server binaries and redis-server (as the tests do)."""

@@ -207,7 +207,7 @@ def test_master_key_rotation_rewraps_data_keys(api):
         crypto.unseal(new, crypto.seal(new, b"x", "patient=a"), "patient=b")
 
 
-def test_audit_log_holds_no_clinical_content(api):
+def test_access_log_holds_no_clinical_content(api):
     _fill_with_canaries(api)
     csv = api.call("admin", "GET", "/api/v1/audit/export.csv").get_data(as_text=True)
     assert "record.write" in csv and "note.create" in csv

@@ -252,7 +252,7 @@ def test_retention_archives_old_entries_and_the_rest_still_verifies(api, tmp_pat
     moved = api.call("admin", "POST", "/api/v1/audit/checkpoint/verify", {"checkpoint": old_cp["checkpoint"]}).json
     assert moved["ok"] is False and moved["reason"].startswith("archived")
     # archived entries keep their places in the tree: their proofs still verify
-    from tests.test_audit_log import rfc_inclusion_ok
+    from tests.test_access_log import rfc_inclusion_ok
 
     now = api.call("admin", "GET", "/api/v1/audit/checkpoint").json
     proof = api.call("admin", "GET", f"/api/v1/audit/proof/inclusion?seq=2&tree_size={now['tree_size']}").json

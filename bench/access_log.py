@@ -11,7 +11,7 @@ run:
     ordered scan of the same rows with the same query and driver;
   * proofs at that size: inclusion and consistency, p50/p99.
 
-Usage:  python bench/audit_log.py [--entries 10000000] [--rate 500]"""
+Usage:  python bench/access_log.py [--entries 10000000] [--rate 500]"""
 
 import argparse
 import os
@@ -222,7 +222,7 @@ def main():
         / ceiling["hash chain (advisory lock, head, insert) tx/s"],
         "verify time / scan time": t_verify / t_scan,
     }
-    save("audit_log", {"args": vars(args), "results": results, "ratios": ratios})
+    save("access_log", {"args": vars(args), "results": results, "ratios": ratios})
 
 
 if __name__ == "__main__":
