@@ -62,10 +62,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.extensions["renkei.keyring"] = Keyring(settings.master_key, settings.previous_master_keys)
     app.extensions["renkei.audit_keys"] = AuditKeys(settings.audit_keys, settings.audit_origin)
-    # What every commit does besides the request's own writes, in this order: events take
-    # their seqs, what was told becomes deliveries, and the access-log entries go in last
+    # What every commit does besides the request's own writes, in this order: what was told
+    # becomes deliveries, events take their recipients' seqs (rows every write of a team
+    # shares: locked as late as possible), and the access-log entries go in last
     # (renkei/common/work.py, docs/ARCHITECTURE.md "One unit of work").
-    work.install(app, events.StoreEvents(), tell.QueueDeliveries(), entries.WriteEntries())
+    work.install(app, tell.QueueDeliveries(), events.StoreEvents(), entries.WriteEntries())
     app.extensions["renkei.engine"] = engine = db.make_engine(
         settings.database_url,
         settings.db_pool_size,

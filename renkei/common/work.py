@@ -161,11 +161,13 @@ class Work:
         for step in steps:
             step.before_commit(self)
         db.session.commit()
-        for step in steps:
-            step.after_commit(self)
-        if self.freed_space:
-            db.purge_freed_space()
-        self._clear()
+        try:
+            for step in steps:
+                step.after_commit(self)
+            if self.freed_space:
+                db.purge_freed_space()
+        finally:  # what this commit carried never rides on the next one
+            self._clear()
 
     def rollback(self):
         db.session.rollback()

@@ -260,6 +260,7 @@ class Section:
 
 
 def section(key, title_ja, title_en, schema, layout, writers) -> Section:
+    """`writers`: the team roles besides the physicians and the nurse, who write every section."""
     return Section(key, title_ja, title_en, schema, layout, frozenset((*PHYSICIANS, "nurse", *writers)))
 
 
