@@ -266,6 +266,8 @@ class PatientOut(Schema):
     updated_at = UTCDateTime(allow_none=True)
     changed_since_my_last_view = fields.List(fields.String())
     urgent_unacknowledged = fields.Integer()
+    unread_notes = fields.Integer(metadata={"description": "notes by others I have not seen, urgent ones included"})
+    unread_urgent = fields.Integer(metadata={"description": "the urgent notes among them"})
     alerts_since_my_last_view = fields.Integer(
         metadata={"description": "readings by others that alerted the team since my last look"}
     )
@@ -365,6 +367,11 @@ class NoteIn(Strict):
     body = fields.String(required=True, validate=validate.Length(min=1, max=4000))
     category = fields.String(required=True, validate=validate.OneOf(notes.CATEGORIES))
     urgent = fields.Boolean(load_default=False)
+    reply_to = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=64),
+        metadata={"description": "the note this answers; a reply to a reply answers its thread's first note"},
+    )
 
     @validates("body")
     def _not_blank(self, value, **_):
@@ -390,6 +397,9 @@ class NoteOut(Schema):
     acks = fields.List(fields.Nested(AckOut))
     readers = fields.Integer(metadata={"description": "current team members other than the author (既読 acks/readers)"})
     acknowledged_by_me = fields.Boolean()
+    reply_to = fields.String(allow_none=True, metadata={"description": "the first note of the thread it answers"})
+    seen_by = fields.List(fields.Nested(AckOut), metadata={"description": "who has seen it (既読); 確認 implies seen"})
+    seen_by_me = fields.Boolean()
     escalations = fields.List(
         fields.Nested("EscalationRoundOut"),
         metadata={"description": "urgent notes: each time nobody had acknowledged it in time"},
@@ -422,6 +432,21 @@ class EscalationRuleOut(Schema):
 class NoteList(Schema):
     items = fields.List(fields.Nested(NoteOut))
     next_cursor = fields.String(allow_none=True)
+
+
+class NoteSearch(Strict):
+    text = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "a word of the body; full- and half-width alike. Never logged."},
+    )
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=validate.Length(max=100))
+
+    @validates("text")
+    def _not_blank(self, value, **_):
+        if not value.strip():
+            raise ValidationError("Type a word to search for.")
 
 
 # --- observations (renkei/observations/readings.py) ---------------------------------------

@@ -102,6 +102,8 @@ class Note(Base):
     body_ct: Mapped[bytes] = mapped_column(LargeBinary)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The first note of the thread this one answers (a reply to a reply answers it too).
+    reply_to: Mapped[str | None] = mapped_column(ForeignKey("notes.id"), index=True)
     __table_args__ = (Index("ix_notes_patient_created", "patient_id", "created_at"),)
 
 
@@ -110,6 +112,16 @@ class NoteAck(Base):
     note_id: Mapped[str] = mapped_column(ForeignKey("notes.id"), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class NoteSeen(Base):
+    """A note shown to a person (既読, automatic); 確認 (NoteAck) is the explicit one."""
+
+    __tablename__ = "note_seen"
+    note_id: Mapped[str] = mapped_column(ForeignKey("notes.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (Index("ix_note_seen_user", "user_id", "note_id"),)
 
 
 class BreakGlass(Base):

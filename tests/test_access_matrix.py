@@ -110,6 +110,18 @@ CASES = {
         None,
         dict(zip(ROLES, [204, 204, 204, 204, 204, 204, 404, 404, 404, 404, 403, 401])),
     ),
+    "POST note search": (
+        "POST",
+        "/api/v1/patients/{pid}/notes/search",
+        {"text": "確認"},
+        dict(zip(ROLES, [200, 200, 200, 200, 200, 200, 404, 404, 404, 404, 200, 401])),
+    ),
+    "POST note seen": (
+        "POST",
+        "/api/v1/patients/{pid}/notes/{note}/seen",
+        None,
+        dict(zip(ROLES, [204, 204, 204, 204, 204, 204, 404, 404, 404, 404, 204, 401])),
+    ),
     "POST observation": (
         "POST",
         "/api/v1/patients/{pid}/observations",

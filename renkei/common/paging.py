@@ -19,9 +19,13 @@ def page(stmt, at, id_, *, cursor: str | None, limit: int, newest_first: bool = 
     rows = list(db.session.execute(stmt.order_by(*order).limit(limit + 1)).scalars())
     if len(rows) <= limit:
         return rows, None
-    last = rows[limit - 1]
+    return rows[:limit], cursor_of(rows[limit - 1], at, id_)
+
+
+def cursor_of(row, at, id_) -> str:
+    """The cursor of the page that ends with `row`."""
     # Microseconds, as stored: a cursor cut to milliseconds would skip rows within it.
-    return rows[:limit], f"{getattr(last, at.key).isoformat(timespec='microseconds')}|{getattr(last, id_.key)}"
+    return f"{getattr(row, at.key).isoformat(timespec='microseconds')}|{getattr(row, id_.key)}"
 
 
 def _decode(text: str | None):

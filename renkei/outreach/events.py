@@ -42,6 +42,12 @@ def queue(name: str, patient_id: str, payload: dict, also_to=()):
     work.current().events.append(work.Event(name, patient_id, payload, recipients))
 
 
+def queue_for(name: str, patient_id: str, payload: dict, user_ids):
+    """Name `name` for these people only (their own other pages: what they have seen)."""
+    if user_ids:
+        work.current().events.append(work.Event(name, patient_id, payload, sorted(set(user_ids))))
+
+
 class StoreEvents:
     """The commit step (renkei/common/work.py): the request's events, stored last."""
 
@@ -55,7 +61,7 @@ class StoreEvents:
 
 def store(outbox: list[work.Event]) -> list[work.Stored]:
     """Store the queued events with each recipient's next seq; the commit step calls
-    this last before COMMIT, so the recipients' rows stay locked for milliseconds, not
+    this as late as possible before COMMIT, so the recipients' rows stay locked for milliseconds, not
     for the rest of the request (docs/ARCHITECTURE.md, "One unit of work"). Returns each
     event once: its name, its payload without seq, and each recipient's seq."""
     recipients = sorted({user_id for event in outbox for user_id in event.recipients})

@@ -3,7 +3,7 @@ consent to share that every team member but the registrant needs."""
 
 from datetime import date
 
-from sqlalchemy import func, select, true, update
+from sqlalchemy import case, func, select, true, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import (
@@ -11,6 +11,7 @@ from models import (
     Consent,
     Note,
     NoteAck,
+    NoteSeen,
     Observation,
     Patient,
     PatientSearchToken,
@@ -88,7 +89,7 @@ def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
     """For each patient: sections others changed since the member's last look, when the
     record last changed, urgent notes the member has not acknowledged, whether someone
     off the team has it open in an emergency now, and readings by others that alerted
-    the team since that look. Six queries however many patients (the care list and the
+    the team since that look, and the member's unread notes. Seven queries however many patients (the care list and the
     patient page share this)."""
     mine = (TeamMember.user_id == user_id) & TeamMember.removed_at.is_(None)
     changed: dict[str, set] = {}
@@ -118,6 +119,20 @@ def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
             .group_by(Note.patient_id)
         ).all()
     )
+    unread = {
+        pid: (count, int(urgent_count or 0))
+        for pid, count, urgent_count in db.session.execute(  # notes by others since I joined, not yet seen
+            select(Note.patient_id, func.count(Note.id), func.sum(case((Note.urgent.is_(True), 1), else_=0)))
+            .join(TeamMember, (TeamMember.patient_id == Note.patient_id) & mine)
+            .where(
+                Note.patient_id.in_(ids),
+                Note.created_by != user_id,
+                Note.created_at >= TeamMember.added_at,
+                Note.id.not_in(select(NoteSeen.note_id).where(NoteSeen.user_id == user_id)),
+            )
+            .group_by(Note.patient_id)
+        )
+    }
     emergency = set(
         db.session.execute(
             select(BreakGlass.patient_id).where(BreakGlass.patient_id.in_(ids), BreakGlass.expires_at > utcnow())
@@ -142,6 +157,8 @@ def activity(user_id: str, ids: list[str]) -> dict[str, dict]:
             "changed_since_my_last_view": sorted(changed.get(pid, ())),
             "updated_at": updated.get(pid),
             "urgent_unacknowledged": urgent.get(pid, 0),
+            "unread_notes": unread.get(pid, (0, 0))[0],
+            "unread_urgent": unread.get(pid, (0, 0))[1],
             "emergency_access_open": pid in emergency,
             "alerts_since_my_last_view": alerts.get(pid, 0),
         }
