@@ -181,6 +181,7 @@ def main():
         with app.app_context():
 
             def scan():  # every column of every sealed entry in order, same driver, nothing done with them
+                db.begin_now()  # a server-side cursor needs a transaction; connections autocommit
                 cursor = db.session.connection().connection.driver_connection.cursor(name="scan")
                 cursor.itersize = 10000
                 cursor.execute(
