@@ -23,6 +23,7 @@ from renkei.common.problems import Problem
 from renkei.patients import authz
 from renkei.people import auth, staff
 from renkei.people.auth import csrf
+from renkei.record import versioned
 
 log = logging.getLogger("renkei.api")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -140,6 +141,8 @@ def _run(view, meta, kwargs):
     user, unit, held = None, work.current(), None
     unit.describe(patient_id=kwargs.get("patient_id"), section=kwargs.get("section"))
     try:
+        if any(isinstance(v, str) and "\x00" in v for v in kwargs.values()):
+            raise problems.not_found()  # PostgreSQL refuses NUL in text: no id holds one
         user = _caller()
         if meta["auth"] != "public":
             if user is None:
@@ -171,7 +174,8 @@ def _run(view, meta, kwargs):
         key = idempotency.key_from(request.headers) if meta["idempotent"] else None
         held = key and idempotency.claim(user, key, request.method, request.path, raw)
         if isinstance(held, idempotency.Kept):  # a repeat: the first request's answer
-            resp, held = _replay(user, held), None
+            kept, held = held, None  # nothing of ours to release, whatever the replay answers
+            resp = _replay(user, kept)
         else:
             resp = _to_response(view(**kwargs), meta)
             if held and resp.status_code < 400:
@@ -204,15 +208,16 @@ def _run(view, meta, kwargs):
     return resp
 
 
-def if_match_version() -> int | None:
-    """The version named by If-Match ("3", W/"3"), None when the header is absent (the
-    core answers 428 after its access check: renkei/record/versioned.py)."""
+def if_match_version() -> int | versioned.Unreadable | None:
+    """The version named by If-Match ("3", W/"3"): None when the header is absent,
+    UNREADABLE when it is not a version; the core answers 428 or 400 after its access
+    check (renkei/record/versioned.py), so a patient one may not see stays 404."""
     if "If-Match" not in request.headers:
         return None
     tags = request.if_match.as_set(include_weak=True)
     value = next(iter(tags)) if len(tags) == 1 else ""
     if not re.fullmatch(r"[0-9]{1,9}", value):  # not str.isdigit: "²" is a digit to it
-        raise Problem(400, 'If-Match must be a quoted version number, like "3".')
+        return versioned.UNREADABLE
     return int(value)
 
 

@@ -176,6 +176,8 @@ def page(rule, action=None, methods=("GET",), who="user", name=None):
             unit.describe(patient_id=kwargs.get("patient_id"), section=kwargs.get("section"))
             user = current_user._get_current_object()
             try:
+                if any(isinstance(v, str) and "\x00" in v for v in kwargs.values()):
+                    raise problems.not_found()  # PostgreSQL refuses NUL in text: no id holds one
                 if auth.must_enrol_totp(user) and view.__name__ not in ("account", "account_totp"):
                     return finish(redirect(url_for("web.account")), None, user, view.__name__)
                 if who != "user":

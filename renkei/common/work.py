@@ -162,17 +162,22 @@ class Work:
             step.before_commit(self)
         db.session.commit()
         try:
-            for step in steps:
-                step.after_commit(self)
             if self.freed_space:
                 db.purge_freed_space()
+            for step in steps:
+                try:
+                    step.after_commit(self)
+                except Exception:  # the change is durable: say so in the log, not to the client
+                    log.exception("after-commit step %s failed (request %s)", type(step).__name__, self.request_id)
         finally:  # what this commit carried never rides on the next one
             self._clear()
 
     def rollback(self):
-        db.session.rollback()
-        self.patients_found = set()  # one found inside the rolled-back work may be gone with it
-        self._clear()  # marks stay: they describe the attempt
+        try:
+            db.session.rollback()
+        finally:  # even when the connection is gone: nothing of the failed work is sent
+            self.patients_found = set()  # one found inside the rolled-back work may be gone with it
+            self._clear()  # marks stay: they describe the attempt
 
     def finish(self, status: int, action: str | None, user, where: str) -> Problem | None:
         """End a request that answers `status`: commit its work with its access-log entry, or

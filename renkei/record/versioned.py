@@ -25,11 +25,21 @@ class Stale(Problem):
         self.current = current
 
 
-def edited_version(based_on: int | None) -> int:
-    """The version an edit is based on; 428 when the writer did not say (checked after
-    the access check, so a patient one may not see is 404 either way)."""
+class Unreadable:
+    """A version the writer named in a form no one can read (a door's If-Match)."""
+
+
+UNREADABLE = Unreadable()
+
+
+def edited_version(based_on: int | Unreadable | None) -> int:
+    """The version an edit is based on; 428 when the writer did not say, 400 when it
+    cannot be read — both after the access check, so a patient one may not see is 404
+    whatever was sent."""
     if based_on is None:
         raise Problem(428, 'Send If-Match with the version you edited ("0" for a new section).')
+    if isinstance(based_on, Unreadable):
+        raise Problem(400, 'If-Match must be a quoted version number, like "3".')
     return based_on
 
 
