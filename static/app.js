@@ -54,13 +54,14 @@
       await pause(wait);
     }
   }
-  async function fragment(url) {
+  async function fragments(url) {  // every element of a page fragment, in a holder
     const r = await fetch(url, { credentials: "same-origin" });
     if (!r.ok) throw new Error(String(r.status));
     const box = document.createElement("div");
     box.innerHTML = await r.text();
-    return box.firstElementChild;
+    return box;
   }
+  async function fragment(url) { return (await fragments(url)).firstElementChild; }
   function flash(el) { el.classList.remove("flash"); void el.offsetWidth; el.classList.add("flash"); }
   // A refusal in the page's language: by the problem's type, then its status (a form
   // may say what "not found" means for it: data-not-found); the server's English
@@ -372,13 +373,92 @@
       b.disabled = false;
       if (res.status === 204) refreshTimeline();
     }));
+    $$("[data-reply]", root).forEach(b => b.addEventListener("click", () => replyTo(b.dataset.reply, b.dataset.replyText)));
+    $$("[data-more]", root).forEach(b => { b.addEventListener("click", () => olderNotes(b)); moreSeen.observe(b); });
+    $$("li[data-note]:not([data-seen])", root).forEach(li => seenWatch.observe(li));
   }
 
   async function refreshTimeline(highlight) {
     const pid = document.body.dataset.patient;
-    const el = await fragment(`/patients/${pid}/timeline`);
-    const box = $("#timeline"); box.innerHTML = ""; box.appendChild(el); wire(box);
+    const els = await fragments(`/patients/${pid}/timeline`);
+    const box = $("#timeline"); box.innerHTML = ""; box.append(...els.children); wire(box);
     if (highlight) { const li = $(`[data-note="${highlight}"]`, box); if (li) flash(li); }
+  }
+
+  /* Older notes: the next page is appended when its button is tapped or scrolled into
+     view (keyset pages: nothing repeats or goes missing while others post). */
+  const moreSeen = new IntersectionObserver(entries => entries.forEach(e => { if (e.isIntersecting) olderNotes(e.target); }));
+  async function olderNotes(b) {
+    if (b.disabled) return;
+    b.disabled = true; moreSeen.unobserve(b);
+    const els = await fragments(`/patients/${document.body.dataset.patient}/timeline?cursor=${encodeURIComponent(b.dataset.more)}`);
+    const list = $("#notes"), added = $("ol.notes", els);
+    const more = $("p.more", els), holder = b.closest("p.more");
+    [...added.children].filter(li => !li.matches(".empty")).forEach(li => { list.appendChild(li); wire(li); });
+    if (more) { holder.replaceWith(more); wire(more); } else holder.remove();
+  }
+
+  /* 既読: a note on screen for 2 seconds has been seen (確認 stays the button). */
+  const seenTimers = new Map();
+  const seenWatch = new IntersectionObserver(entries => entries.forEach(e => {
+    const li = e.target;
+    if (e.isIntersecting && !seenTimers.has(li)) {
+      seenTimers.set(li, setTimeout(() => markSeen(li), 2000));
+    } else if (!e.isIntersecting && seenTimers.has(li)) {
+      clearTimeout(seenTimers.get(li)); seenTimers.delete(li);
+    }
+  }), { threshold: 0.6 });
+  async function markSeen(li) {
+    seenTimers.delete(li); seenWatch.unobserve(li);
+    if (li.hasAttribute("data-seen") || !document.body.dataset.patient) return;
+    li.setAttribute("data-seen", "");
+    try {
+      const res = await api("POST", `/api/v1/patients/${document.body.dataset.patient}/notes/${li.dataset.note}/seen`);
+      if (res.status === 204) { const badge = $(":scope > .who .badge.unread", li); if (badge) badge.remove(); }
+      else li.removeAttribute("data-seen");
+    } catch (e) { li.removeAttribute("data-seen"); }  // offline: seen again when it is back on screen
+  }
+
+  /* A reply answers the first note of a thread; the form says to what until sent or dropped. */
+  function replyTo(noteId, text) {
+    if (!noteForm) return;
+    noteForm.dataset.replyTo = noteId;
+    const banner = $(".replying", noteForm);
+    $("span", banner).textContent = text; banner.hidden = false;
+    noteForm.elements.body.focus();
+  }
+  function stopReplying() {
+    if (!noteForm) return;
+    delete noteForm.dataset.replyTo; $(".replying", noteForm).hidden = true;
+  }
+
+  /* Search in this patient's notes: the server searches the sealed bodies; the word is
+     sent in a POST body, never in a URL, and is not kept. */
+  const searchForm = $("#note-search"), results = $("#search-results");
+  if (searchForm) {
+    searchForm.addEventListener("submit", async e => {
+      e.preventDefault();
+      const text = searchForm.elements.text.value.trim();
+      if (!text) return;
+      const res = await api("POST", `/api/v1/patients/${document.body.dataset.patient}/notes/search`, { text, limit: 50 });
+      results.innerHTML = "";
+      const items = (res.data && res.data.items) || [];
+      const head = document.createElement("li"); head.className = "empty";
+      head.textContent = res.status !== 200 ? problemText(res) : items.length ? T.search_found.replace("{n}", items.length) : T.search_none;
+      results.appendChild(head);
+      items.forEach(n => {
+        const li = document.createElement("li"); li.className = "note" + (n.urgent ? " urgent" : "");
+        const who = document.createElement("p"); who.className = "who";
+        who.textContent = `${n.author_name} · ${new Date(n.created_at).toLocaleString(document.documentElement.lang)}`;
+        const body = document.createElement("p"); body.className = "body"; body.textContent = n.body;
+        li.append(who, body); results.appendChild(li);
+      });
+      results.hidden = false; $("#timeline").hidden = true; $("[data-search-clear]", searchForm).hidden = false;
+    });
+    $("[data-search-clear]", searchForm).addEventListener("click", () => {
+      searchForm.reset(); results.hidden = true; results.innerHTML = ""; $("#timeline").hidden = false;
+      $("[data-search-clear]", searchForm).hidden = true;
+    });
   }
 
   const noteForm = $("#note-form");
@@ -423,10 +503,12 @@
     e.preventDefault();
     const f = new FormData(noteForm);
     const files = [...noteForm.elements.camera.files, ...noteForm.elements.files.files];
-    outbox.push({ body: { body: f.get("body"), category: f.get("category"), urgent: f.get("urgent") === "on" },
-                  files, series: f.get("series").trim() });
-    noteForm.reset(); showOutbox(); sendNotes();
+    const body = { body: f.get("body"), category: f.get("category"), urgent: f.get("urgent") === "on" };
+    if (noteForm.dataset.replyTo) body.reply_to = noteForm.dataset.replyTo;
+    outbox.push({ body, files, series: f.get("series").trim() });
+    noteForm.reset(); stopReplying(); showOutbox(); sendNotes();
   });
+  if (noteForm) $("[data-reply-cancel]", noteForm).addEventListener("click", stopReplying);
   if (noteForm) ["camera", "files"].forEach(name => noteForm.elements[name].addEventListener("change", () => {
     const list = $(".chosen", noteForm); list.innerHTML = "";
     [...noteForm.elements.camera.files, ...noteForm.elements.files.files].forEach(file => {
@@ -958,7 +1040,19 @@
     const apply = (name, ev) => {
       if (document.body.dataset.live === "list") {
         const li = $(`li[data-patient="${ev.patient_id}"]`);
-        if (li) {
+        if (li && (name === "note.created" || name === "note.seen")) {  // the unread counts move live
+          const mine = ev.actor_id === document.body.dataset.me;
+          const step = name === "note.created" ? (mine ? 0 : 1) : -1;
+          const bump = (sel, by) => {
+            const badge = $(sel, li), n = Math.max(0, Number(badge.dataset.unread ?? badge.dataset.unreadUrgent) + by);
+            if ("unread" in badge.dataset) badge.dataset.unread = n; else badge.dataset.unreadUrgent = n;
+            $("b", badge).textContent = n; badge.hidden = !n;
+          };
+          bump("[data-unread]", step);
+          if (ev.urgent) bump("[data-unread-urgent]", step);
+          if (step > 0 && ev.urgent) li.parentElement.prepend(li);  // 至急 未読 to the top, as the next load would show it
+        }
+        if (li && name !== "note.seen") {
           li.classList.add("updated"); flash(li);
           if (name === "observation.alert") {  // to the top, marked, as the next load would show it
             const badge = $(".badge.vital-alert", li) || Object.assign(document.createElement("span"), { className: "badge urgent vital-alert" });
@@ -993,7 +1087,7 @@
         refreshTimeline();  // the entry with who, when and why
       }
     };
-    ["record.updated", "note.created", "note.acked", "note.escalated", "attachment.created", "team.updated", "breakglass.opened",
+    ["record.updated", "note.created", "note.seen", "note.acked", "note.escalated", "attachment.created", "team.updated", "breakglass.opened",
      "access.after_reset", "observation.alert"]
       .forEach(n => socket.on(n, ev => handle(n, ev)));
     window.addEventListener("online", () => { $("#offline").hidden = true; });  // waiting saves wake up (pause)

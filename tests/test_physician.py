@@ -1,7 +1,7 @@
 """Issue 13: the physician's morning — the 訪問前サマリー shows what changed since my last
 look field by field (deletions included, with who and when), what must not be missed
 (DNAR, allergies), every note since then, patients that need me first, and
-「すべて既読」. Debian Chromium against the demo service."""
+「すべて確認しました」. Debian Chromium against the demo service."""
 
 import time
 
@@ -82,7 +82,7 @@ def test_the_summary_shows_each_change_since_my_last_look_and_what_must_not_be_m
     SHOTS.mkdir(parents=True, exist_ok=True)
     doctor.screenshot(path=str(SHOTS / "physician-summary-diff.png"), full_page=True)
 
-    # 「すべて既読」: both notes acknowledged; the summary is a glance, so the changes stay
+    # 「すべて確認しました」: both notes acknowledged; the summary is a glance, so the changes stay
     first.locator("[data-ack-all]").click()
     doctor.wait_for_load_state("load")
     doctor.wait_for_timeout(500)

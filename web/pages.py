@@ -140,21 +140,36 @@ def register_patient():
     )
 
 
-def timeline_entries(p: dict) -> tuple[list[dict], list[dict]]:
-    """The timeline's first page, with each emergency access (break-glass) as an entry
-    at its time, and the accesses open now (the team's banner). A break-glass reader
-    sees neither: what others did in an emergency is the team's to know."""
-    page = notes.timeline(current_user, p["id"], TIMELINE_ON_PAGE)
+def timeline_entries(p: dict, cursor: str | None = None) -> tuple[list[dict], list[dict], str | None]:
+    """A page of the timeline (the newest, or the one after `cursor`), with each
+    emergency access (break-glass) as an entry at its time, the accesses open now (the
+    team's banner) and the next page's cursor. A break-glass reader sees no accesses:
+    what others did in an emergency is the team's to know. A reply whose thread's first
+    note is on the same page is folded under it; one whose first note is older stands
+    on its own, naming what it answers."""
+    page = notes.timeline(current_user, p["id"], TIMELINE_ON_PAGE, cursor)
     grants = [] if p["breakglass"] else breakglass.grants(current_user, p["id"])
     oldest = page["items"][-1]["created_at"] if page["next_cursor"] else None
+    newest = page["items"][0]["created_at"] if cursor and page["items"] else None
     files = attachments.of_notes(current_user, p["id"], [n["id"] for n in page["items"]])
-    entries = [
-        {"kind": "note", "at": n["created_at"], "attachments": files.get(n["id"], []), **n} for n in page["items"]
+    entries = {
+        n["id"]: {"kind": "note", "at": n["created_at"], "attachments": files.get(n["id"], []), "replies": [], **n}
+        for n in page["items"]
+    }
+    for e in sorted(entries.values(), key=lambda e: e["at"]):
+        if e["reply_to"] in entries:
+            entries[e["reply_to"]]["replies"].append(e)
+    shown = [e for e in entries.values() if e["reply_to"] not in entries]
+    shown += [
+        {"kind": "breakglass", "at": g["opened_at"], **g}
+        for g in grants
+        if (not oldest or g["opened_at"] >= oldest) and (not newest or g["opened_at"] <= newest)
     ]
-    entries += [
-        {"kind": "breakglass", "at": g["opened_at"], **g} for g in grants if not oldest or g["opened_at"] >= oldest
-    ]
-    return sorted(entries, key=lambda e: e["at"], reverse=True), [g for g in grants if g["open"]]
+    return (
+        sorted(shown, key=lambda e: e["at"], reverse=True),
+        [g for g in grants if g["open"]],
+        page["next_cursor"],
+    )
 
 
 @page("/patients/<patient_id>", action="record.read")
@@ -162,7 +177,7 @@ def patient(patient_id):
     p = registry.read(current_user, patient_id)  # before revisions.read marks this look
     vitals = charts.overview(current_user, patient_id, PATIENT_PAGE_DAYS, p.get("my_last_look"))
     chart = revisions.read(current_user, patient_id)
-    entries, emergency = timeline_entries(p)
+    entries, emergency, more = timeline_entries(p)
     return render_template(
         "patient.html",
         p=p,
@@ -173,6 +188,7 @@ def patient(patient_id):
         writable=chart["writable"],
         changed=p.get("changed_since_my_last_view", []),
         notes=entries,
+        more=more,
         emergency=emergency,
         team=teams.team(current_user, patient_id)["items"],
     )
@@ -230,8 +246,10 @@ def section_history(patient_id, section):
 
 @page("/patients/<patient_id>/timeline", action="note.list")
 def timeline_fragment(patient_id):
+    """The timeline's newest page, or with ?cursor= the next older one (the page appends it)."""
     p = registry.read(current_user, patient_id)
-    return render_template("_timeline.html", p=p, notes=timeline_entries(p)[0])
+    entries, _, more = timeline_entries(p, request.args.get("cursor") or None)
+    return render_template("_timeline.html", p=p, notes=entries, more=more)
 
 
 @page("/patients/<patient_id>/photos", action="attachment.list")

@@ -166,7 +166,9 @@ def _mark_seen(note: Note, actor: User):
     if note.created_by == actor.id or db.session.get(NoteSeen, (note.id, actor.id)) is not None:
         return
     db.session.add(NoteSeen(note_id=note.id, user_id=actor.id, at=utcnow()))
-    events.queue_for("note.seen", note.patient_id, {"note_id": note.id, "user_id": actor.id}, [actor.id])
+    events.queue_for(
+        "note.seen", note.patient_id, {"note_id": note.id, "user_id": actor.id, "urgent": note.urgent}, [actor.id]
+    )
 
 
 SEARCH_BATCH = 200  # notes opened at a time while searching
