@@ -1,6 +1,8 @@
 """Photos and documents (renkei/attachments/attachments.py): upload as multipart/form-data, list,
 download a frame at a time, thumbnails, delete."""
 
+from urllib.parse import quote
+
 from flask import Response
 from flask_login import current_user
 
@@ -81,13 +83,25 @@ def delete_attachment(patient_id, attachment_id):
     attachments.remove(current_user, patient_id, attachment_id)
 
 
+def _named_as(meta: dict) -> str:
+    """The chosen name with the extension of what is served (紹介状.png that is a PDF is
+    saved as 紹介状.pdf; a HEIC photo, stored as JPEG, as .jpg)."""
+    stem, dot, suffix = meta["name"].rpartition(".")
+    right = _EXTENSIONS[meta["content_type"]]
+    if dot and suffix.lower() in (right, "jpeg" if right == "jpg" else right):
+        return meta["name"]
+    return f"{stem if dot and stem else meta['name']}.{right}"
+
+
 def _bytes(meta: dict, body) -> Response:
     # Only re-encoded images are shown in the page; a PDF is always saved, never rendered
     # by the browser at our origin. nosniff, no-store and the CSP come with every answer.
     inline = meta["content_type"].startswith("image/")
-    name = f"{meta['id']}.{_EXTENSIONS[meta['content_type']]}"
+    fallback = f"{meta['id']}.{_EXTENSIONS[meta['content_type']]}"
+    # RFC 6266 / 5987: an ASCII name for old clients, the chosen one (訪問看護報告書.pdf) for the rest
+    chosen = f"; filename*=UTF-8''{quote(_named_as(meta), safe='')}" if meta.get("name") else ""
     headers = {
-        "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{name}"',
+        "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{fallback}"{chosen}',
         "Content-Security-Policy": "sandbox; default-src 'none'",
     }  # opened on its own: inert
     if meta["size"] is not None:

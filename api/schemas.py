@@ -612,6 +612,9 @@ class AttachmentOut(Schema):
     caption = fields.String(allow_none=True)
     series = fields.String(allow_none=True)
     thumbnail = fields.Boolean(metadata={"description": "a thumbnail exists (photos)"})
+    name = fields.String(
+        allow_none=True, metadata={"description": "the file's name as chosen, e.g. 訪問看護報告書.pdf"}
+    )
 
 
 class AttachmentList(Schema):

@@ -2,7 +2,8 @@
 (renkei/common/frames.py) under a data key of the attachment's own, stored wrapped by the
 patient's key; caption and series are sealed under the patient's key. What the
 database shows without keys: which patient, when, by whom, the type, size and pixel
-size, and which attachments share a series (a keyed digest, not its name)."""
+size, and which attachments share a series (a keyed digest, not its name). The file's
+own name is sealed too."""
 
 from datetime import datetime
 
@@ -25,6 +26,7 @@ class Attachment(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     thumb_frames: Mapped[int | None] = mapped_column(Integer)
     caption_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    name_ct: Mapped[bytes | None] = mapped_column(LargeBinary)  # the file's name as chosen (訪問看護報告書.pdf)
     series_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     series_index: Mapped[str | None] = mapped_column(String(64))
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)  # None: deleted, the key shredded

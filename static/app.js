@@ -499,21 +499,51 @@
     }
     sendingNotes = false;
   }
-  if (noteForm) noteForm.addEventListener("submit", e => {
-    e.preventDefault();
+  /* Files are checked here before anything is sent, by the server's rules (type and
+     size): a note with a file that would be refused is not posted until the person
+     removes the file or chooses to post without its files. */
+  const TYPES = ["image/jpeg", "image/png", "image/webp", "image/heic", "image/heif", "application/pdf"];
+  const EXTENSIONS = /\.(jpe?g|png|webp|hei[cf]|pdf)$/i;  // a HEIC from some phones comes without a type
+  let chosen = [];
+  function refusal(file) {
+    if (!(TYPES.includes(file.type) || (!file.type && EXTENSIONS.test(file.name)))) return T.file_type;
+    if (file.size > Number(noteForm.dataset.maxBytes)) return T.file_size.replace("{mb}", Math.floor(noteForm.dataset.maxBytes / 1048576));
+    return null;
+  }
+  function showPicked() {
+    const list = $(".chosen", noteForm); list.innerHTML = "";
+    chosen.forEach((file, i) => {
+      const li = document.createElement("li"), why = refusal(file);
+      const name = document.createElement("span"); name.textContent = file.name; li.append(name);
+      if (why) {
+        li.className = "failed";
+        const reason = document.createElement("span"); reason.setAttribute("role", "alert"); reason.textContent = why;
+        li.append(reason);
+      }
+      const drop = document.createElement("button"); drop.type = "button"; drop.textContent = T.file_remove;
+      drop.addEventListener("click", () => { chosen.splice(i, 1); showPicked(); });
+      li.append(drop); list.appendChild(li);
+    });
+    $("[data-post-without-files]", noteForm).hidden = !chosen.some(refusal);
+  }
+  function postNote(files) {
     const f = new FormData(noteForm);
-    const files = [...noteForm.elements.camera.files, ...noteForm.elements.files.files];
     const body = { body: f.get("body"), category: f.get("category"), urgent: f.get("urgent") === "on" };
     if (noteForm.dataset.replyTo) body.reply_to = noteForm.dataset.replyTo;
     outbox.push({ body, files, series: f.get("series").trim() });
-    noteForm.reset(); stopReplying(); showOutbox(); sendNotes();
+    noteForm.reset(); chosen = []; showPicked(); stopReplying(); showOutbox(); sendNotes();
+  }
+  if (noteForm) noteForm.addEventListener("submit", e => {
+    e.preventDefault();
+    if (chosen.some(refusal)) {  // nothing is sent: the reason is next to each file
+      $(".status", noteForm).textContent = T.files_refused; showPicked(); return;
+    }
+    postNote(chosen);
   });
+  if (noteForm) $("[data-post-without-files]", noteForm).addEventListener("click", () => postNote([]));
   if (noteForm) $("[data-reply-cancel]", noteForm).addEventListener("click", stopReplying);
-  if (noteForm) ["camera", "files"].forEach(name => noteForm.elements[name].addEventListener("change", () => {
-    const list = $(".chosen", noteForm); list.innerHTML = "";
-    [...noteForm.elements.camera.files, ...noteForm.elements.files.files].forEach(file => {
-      const li = document.createElement("li"); li.textContent = file.name; list.appendChild(li);
-    });
+  if (noteForm) ["camera", "files"].forEach(name => noteForm.elements[name].addEventListener("change", e => {
+    chosen.push(...e.target.files); e.target.value = ""; $(".status", noteForm).textContent = ""; showPicked();
   }));
 
   /* Photos and PDFs ride with their note (once it is saved) or go to a section: each
@@ -529,7 +559,15 @@
       const name = document.createElement("span"); name.textContent = u.file.name;
       const bar = document.createElement("progress"); bar.max = 1; bar.value = u.progress || 0;
       const state = document.createElement("span"); state.textContent = u.state || "";
-      li.append(name, bar, state); list.appendChild(li);
+      li.append(name, bar, state);
+      if (u.failed) {  // refused by the server: try again, or let it go
+        const again = document.createElement("button"); again.type = "button"; again.textContent = T.file_retry;
+        again.addEventListener("click", () => { u.failed = false; u.key = newKey(); u.state = ""; showChosen(list); sendFiles(); });
+        const drop = document.createElement("button"); drop.type = "button"; drop.textContent = T.file_remove;
+        drop.addEventListener("click", () => { uploads.splice(uploads.indexOf(u), 1); showChosen(list); });
+        li.append(again, drop);
+      }
+      list.appendChild(li);
     });
   }
   function sendFile(u, url) {  // one attempt: {status, data, retryAfter}, or null when the network failed

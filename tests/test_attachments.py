@@ -9,6 +9,7 @@ import tempfile
 import threading
 import tracemalloc
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from PIL import Image
@@ -132,7 +133,9 @@ def test_the_type_is_decided_from_the_bytes(sqlite_api):
     assert doc.json["width"] is None and doc.json["thumbnail"] is False
     served = api.call("doc", "GET", f"/api/v1/patients/{pid}/attachments/{doc.json['id']}")
     assert served.mimetype == "application/pdf" and served.data == pdf(10_000)
-    assert served.headers["Content-Disposition"] == f'attachment; filename="{doc.json["id"]}.pdf"'
+    assert served.headers["Content-Disposition"] == (
+        f"attachment; filename=\"{doc.json['id']}.pdf\"; filename*=UTF-8''{quote('紹介状.pdf')}"
+    )  # saved as what it is, under the name it was chosen by
     assert api.call("doc", "GET", f"/api/v1/patients/{pid}/attachments/{doc.json['id']}/thumbnail").status_code == 404
     listed = api.call("doc", "GET", f"/api/v1/patients/{pid}/attachments").json["items"]
     assert [x["id"] for x in listed] == [doc.json["id"]]  # nothing refused was kept
@@ -650,3 +653,26 @@ def test_a_download_needs_one_database_connection(database_url):
     r = api.call("doc", "GET", f"/api/v1/patients/{pid}/attachments/{aid}")
     assert r.status_code == 200 and len(r.data) == 3 * frames.FRAME * 16
     app.extensions["renkei.engine"].dispose()
+
+
+def test_a_pdf_keeps_its_name_sealed_and_downloads_under_it(api):
+    """Issue 31: 訪問看護報告書.pdf showed as 「PDF」 and downloaded as a UUID."""
+    from sqlalchemy import text
+
+    from renkei.common import db
+
+    pid = team(api)
+    r = upload(api, "doc", pid, pdf(2000), filename="訪問看護報告書.pdf", mimetype="application/pdf")
+    assert r.status_code == 201 and r.json["name"] == "訪問看護報告書.pdf"
+    listed = api.call("pharm", "GET", f"/api/v1/patients/{pid}/attachments").json["items"][0]
+    assert listed["name"] == "訪問看護報告書.pdf"
+    served = api.call("pharm", "GET", f"/api/v1/patients/{pid}/attachments/{r.json['id']}")
+    disposition = served.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;") and f"filename*=UTF-8''{quote('訪問看護報告書.pdf')}" in disposition
+    assert 'filename="' in disposition and disposition.isascii()  # an ASCII name for old clients too
+    # a path from Windows and control characters are not part of a name
+    r = upload(api, "doc", pid, pdf(2000), filename="C:\\Users\\ns\\報告\x07書.pdf", mimetype="application/pdf")
+    assert r.json["name"] == "報告書.pdf"
+    with api.app.app_context():  # and the name is not readable in the database
+        stored = db.session.execute(text("SELECT name_ct FROM attachments")).scalars().all()
+    assert stored and not any("報告".encode() in bytes(s) for s in stored if s)

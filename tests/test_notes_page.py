@@ -136,3 +136,35 @@ def test_the_care_list_counts_unread_notes_live(browser, demo_server):
     # it and whatever else was on screen for two seconds
     assert int(row.locator("[data-unread]").get_attribute("data-unread")) <= before
     ns.context.close()
+
+
+@pytest.mark.browser
+def test_a_refused_file_is_said_in_japanese_before_the_note_is_posted(browser, demo_server, tmp_path):
+    cm = Caller(demo_server, "cm.tanaka")
+    pid = cm.patient()
+    page = open_patient(browser, demo_server, "ns.suzuki")
+    notes_before = len(cm("GET", f"{R}/{pid}/notes?limit=200")["items"])
+    page.fill("#note-form textarea[name=body]", "報告書を添付します")
+    page.set_input_files(
+        "#note-form input[name=files]",
+        [
+            {"name": "メモ.txt", "mimeType": "text/plain", "buffer": "ただのテキスト".encode()},
+            {"name": "訪問看護報告書.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4\n%%EOF\n" + b" " * 2000},
+        ],
+    )
+    refused = page.locator("#note-form .chosen li.failed")
+    assert refused.count() == 1 and "メモ.txt" in refused.inner_text()
+    assert "写真（JPEG・PNG・WebP・HEIC）かPDFを選んでください" in refused.inner_text()  # Japanese, and what to do
+    page.tap("#note-form button[type=submit]")
+    page.wait_for_timeout(800)
+    assert "送れないファイルがあります" in page.locator("#note-form .status").inner_text()
+    assert len(cm("GET", f"{R}/{pid}/notes?limit=200")["items"]) == notes_before  # nothing was posted
+    refused.locator("button").tap()  # 外す
+    page.tap("#note-form button[type=submit]")
+    link = page.locator("#notes li:has-text('報告書を添付します') a.file")
+    link.wait_for(timeout=15000)
+    assert link.inner_text() == "訪問看護報告書.pdf"  # its name, not 「PDF」
+    with page.expect_download() as download:
+        link.click()
+    assert download.value.suggested_filename == "訪問看護報告書.pdf"
+    page.context.close()

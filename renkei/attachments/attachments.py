@@ -123,6 +123,9 @@ def create(
     a.wrapped_key = crypto.seal(vault.patient_key(patient), key, _key_aad(a))
     if caption:
         a.caption_ct = crypto.seal(vault.patient_key(patient), caption.encode(), _field_aad(a, "caption"))
+    name = file_name(spool.filename)
+    if name:
+        a.name_ct = crypto.seal(vault.patient_key(patient), name.encode(), _field_aad(a, "name"))
     if series:
         a.series_ct = crypto.seal(vault.patient_key(patient), series.strip().encode(), _field_aad(a, "series"))
         a.series_index = series_index(patient.id, series)
@@ -181,7 +184,18 @@ def attachment_out(patient: Patient, a: Attachment, names: dict) -> dict:
         "caption": crypto.unseal(key, a.caption_ct, _field_aad(a, "caption")).decode() if a.caption_ct else None,
         "series": crypto.unseal(key, a.series_ct, _field_aad(a, "series")).decode() if a.series_ct else None,
         "thumbnail": a.thumb_frames is not None,
+        "name": crypto.unseal(key, a.name_ct, _field_aad(a, "name")).decode() if a.name_ct else None,
     }
+
+
+def file_name(chosen: str | None) -> str | None:
+    """The name a file was chosen under, as a download may use it: its last path part
+    (Windows sends C:\\…), NFC, without control characters, at most 200 characters."""
+    if not chosen:
+        return None
+    name = unicodedata.normalize("NFC", chosen.replace("\\", "/").rsplit("/", 1)[-1])
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    return name[:200] or None
 
 
 def listing(
@@ -275,6 +289,11 @@ def open_part(actor: User, patient_id: str, attachment_id: str, part: str = FILE
         "id": a.id,
         "content_type": a.content_type if part == FILE else "image/jpeg",
         "size": a.size if part == FILE else None,
+        "name": (
+            crypto.unseal(vault.patient_key(access.patient), a.name_ct, _field_aad(a, "name")).decode()
+            if a.name_ct and part == FILE
+            else None
+        ),
     }
 
     def body():
