@@ -23,7 +23,7 @@ from tests.servers import Listener, World, free_port
 pytestmark = pytest.mark.slow
 EVENT_KEYS = {
     "record.updated": {"patient_id", "section", "version", "actor_id", "at", "seq"},
-    "note.created": {"patient_id", "note_id", "category", "urgent", "actor_id", "at", "seq"},
+    "note.created": {"patient_id", "note_id", "category", "urgent", "reply_to", "actor_id", "at", "seq"},
     "team.updated": {"patient_id", "user_id", "change", "at", "seq"},
     "breakglass.opened": {"patient_id", "actor_id", "reason_given", "at", "seq"},
     "observation.alert": {"patient_id", "observation_id", "kind", "actor_id", "at", "seq"},
