@@ -170,7 +170,7 @@
         v = b ? Object.assign({ level: b.dataset.level }, note ? { note } : {}) : undefined;
       } else if (kind === "group") { v = collect(el); if (!Object.keys(v).length) v = undefined; }
       else if (kind === "rows") {
-        v = $$("[data-row]", el).filter(r => owner(r) === el).map(collect).filter(r => Object.keys(r).length);
+        v = $$("[data-row]", el).filter(r => owner(r) === el).map(collect).filter(r => Object.keys(r).some(k => k !== "id"));
         if (!v.length) v = undefined;
       } else { v = el.value.trim() || undefined; }
       if (v !== undefined) out[key] = v;

@@ -31,9 +31,9 @@ def flatten(layout, content, prefix="") -> list[tuple[str, str, str]]:
         elif f["type"] == "group":
             out += [(k, f"{label}・{lbl}", v) for k, lbl, v in flatten(f["fields"], value, key + ".")]
         elif f["type"] == "rows":
-            for i, row in enumerate(value, 1):
+            for i, row in enumerate(value, 1):  # a row is followed by its id (renkei/sections/rows.py)
                 parts = [f"{lbl}: {v}" for _, lbl, v in flatten(f["fields"], row)]
-                out.append((f"{key}.{i}", f"{label} {i}", " / ".join(parts)))
+                out.append((f"{key}.{row.get('id') or i}", f"{label} {i}", " / ".join(parts)))
         else:
             out.append((key, label, str(value)))
     return out

@@ -13,6 +13,7 @@ from renkei.patients import authz
 from renkei.patients.authz import patient_access
 from renkei.patients.registry import mark_viewed
 from renkei.record import versioned
+from renkei.sections import rows
 from renkei.sections.catalogue import SECTIONS, clean_content
 
 
@@ -29,7 +30,9 @@ def section_out(patient: Patient, key: bytes, section: str, rev: SectionRevision
     return {
         "section": section,
         "version": rev.version,
-        "content": crypto.unseal_json(key, rev.content_ct, vault.revision_aad(rev)),
+        "content": rows.as_stored(
+            section, crypto.unseal_json(key, rev.content_ct, vault.revision_aad(rev)), f"{rev.patient_id}/{rev.version}"
+        ),
         "updated_at": rev.created_at,
         "updated_by": rev.created_by,
         "updated_by_name": names.get(rev.created_by),
@@ -59,8 +62,8 @@ _LATEST = (
 
 def latest_revisions(patient_id: str) -> tuple[dict[str, SectionRevision], dict[str, str]]:
     """The newest revision of each written section, and its authors' names (one query)."""
-    rows = db.session.connection().execute(_LATEST, {"patient_id": patient_id}).all()
-    return {r.section: r for r in rows}, {r.created_by: r.display_name for r in rows}
+    found = db.session.connection().execute(_LATEST, {"patient_id": patient_id}).all()
+    return {r.section: r for r in found}, {r.created_by: r.display_name for r in found}
 
 
 def current_section(patient: Patient, section: str) -> dict:
@@ -167,6 +170,7 @@ def write_section(actor: User, patient_id: str, section: str, content: dict, bas
     except ValidationError as err:
         raise invalid({"content": err.messages_dict})
     current = current_section(patient, section)
+    content = rows.keep_ids(section, content, current["content"])
     written = []
 
     def add(version: int):

@@ -79,6 +79,12 @@ def rows(schema, max_rows=100):
     return fields.List(fields.Nested(schema), validate=validate.Length(max=max_rows))
 
 
+class Row(Content):
+    """A row of a list: its stable id (renkei/sections/rows.py) beside its fields."""
+
+    id = fields.String(validate=validate.Length(min=1, max=64))
+
+
 class WishesContent(Content):
     patient_wishes = text(metadata={"description": "本人の希望"})
     family_wishes = text(metadata={"description": "家族の希望"})
@@ -143,7 +149,7 @@ class Availability(Content):
     night = short()
 
 
-class KeyContact(Content):
+class KeyContact(Row):
     name = short(required=True)
     relationship = short()
     phone = Phone()
@@ -157,13 +163,13 @@ class FamilyCareContent(Content):
     key_contacts = rows(KeyContact, 20)
 
 
-class Condition(Content):
+class Condition(Row):
     name = short(required=True)
     since = short()
     note = text()
 
 
-class Medication(Content):
+class Medication(Row):
     name = short(required=True)
     dose = short()
     route = short()
@@ -172,7 +178,7 @@ class Medication(Content):
     note = text()
 
 
-class Allergy(Content):
+class Allergy(Row):
     substance = short(required=True)
     reaction = short()
 
@@ -183,7 +189,7 @@ class DiseasesMedicationsContent(Content):
     allergies = rows(Allergy)
 
 
-class Explanation(Content):
+class Explanation(Row):
     explained_on = fields.Date()
     explained_by = short()
     explained_to = short()
@@ -195,7 +201,7 @@ class IllnessExplanationContent(Content):
     entries = rows(Explanation)
 
 
-class ExpectedChange(Content):
+class ExpectedChange(Row):
     change = text(required=True)
     warning_signs = text()
     response = text()
