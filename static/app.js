@@ -375,7 +375,8 @@
     }));
     $$("[data-reply]", root).forEach(b => b.addEventListener("click", () => replyTo(b.dataset.reply, b.dataset.replyText)));
     $$("[data-more]", root).forEach(b => { b.addEventListener("click", () => olderNotes(b)); moreSeen.observe(b); });
-    $$("li[data-note]:not([data-seen])", root).forEach(li => seenWatch.observe(li));
+    // the body is watched, not the whole note: a thread's first note holds its replies and may be taller than the screen
+    $$("li[data-note]:not([data-seen]) > p.body", root).forEach(body => seenWatch.observe(body));
   }
 
   async function refreshTimeline(highlight) {
@@ -401,7 +402,7 @@
   /* 既読: a note on screen for 2 seconds has been seen (確認 stays the button). */
   const seenTimers = new Map();
   const seenWatch = new IntersectionObserver(entries => entries.forEach(e => {
-    const li = e.target;
+    const li = e.target.closest("li[data-note]");
     if (e.isIntersecting && !seenTimers.has(li)) {
       seenTimers.set(li, setTimeout(() => markSeen(li), 2000));
     } else if (!e.isIntersecting && seenTimers.has(li)) {
@@ -409,7 +410,7 @@
     }
   }), { threshold: 0.6 });
   async function markSeen(li) {
-    seenTimers.delete(li); seenWatch.unobserve(li);
+    seenTimers.delete(li); seenWatch.unobserve($(":scope > p.body", li));
     if (li.hasAttribute("data-seen") || !document.body.dataset.patient) return;
     li.setAttribute("data-seen", "");
     try {
