@@ -141,8 +141,8 @@ def _run(view, meta, kwargs):
     user, unit, held = None, work.current(), None
     unit.describe(patient_id=kwargs.get("patient_id"), section=kwargs.get("section"))
     try:
-        if any(isinstance(v, str) and "\x00" in v for v in kwargs.values()):
-            raise problems.not_found()  # PostgreSQL refuses NUL in text: no id holds one
+        if db.has_nul(*kwargs.values()):
+            raise problems.not_found()
         user = _caller()
         if meta["auth"] != "public":
             if user is None:

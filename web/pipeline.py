@@ -26,7 +26,7 @@ from flask_babel import Babel, format_date
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
-from renkei.common import problems, work
+from renkei.common import db, problems, work
 from renkei.common.crypto import DecryptionError
 from renkei.common.problems import Problem
 from renkei.common.timefmt import JAPAN
@@ -176,8 +176,8 @@ def page(rule, action=None, methods=("GET",), who="user", name=None):
             unit.describe(patient_id=kwargs.get("patient_id"), section=kwargs.get("section"))
             user = current_user._get_current_object()
             try:
-                if any(isinstance(v, str) and "\x00" in v for v in kwargs.values()):
-                    raise problems.not_found()  # PostgreSQL refuses NUL in text: no id holds one
+                if db.has_nul(*kwargs.values()):
+                    raise problems.not_found()
                 if auth.must_enrol_totp(user) and view.__name__ not in ("account", "account_totp"):
                     return finish(redirect(url_for("web.account")), None, user, view.__name__)
                 if who != "user":

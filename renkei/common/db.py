@@ -214,3 +214,8 @@ def purge_freed_space():
         log.warning(
             "freed space not purged after a shred (%s); run VACUUM FULL %s", type(exc).__name__, SHREDDED_TABLES
         )
+
+
+def has_nul(*values) -> bool:
+    """PostgreSQL refuses NUL in text, so a value holding one names nothing stored."""
+    return any(isinstance(v, str) and "\x00" in v for v in values)

@@ -32,7 +32,7 @@ def _decode(text: str | None):
     if not text:
         return None
     at, _, row_id = text.partition("|")
-    if "\x00" in text:  # PostgreSQL refuses NUL in text; no cursor of ours holds one
+    if db.has_nul(text):  # no cursor of ours holds one
         raise Problem(422, "Bad cursor.", errors={"cursor": ["Not a cursor from this API."]})
     try:
         return parse_iso(at), row_id

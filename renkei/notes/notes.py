@@ -17,16 +17,7 @@ from renkei.patients.authz import patient_access
 def notes_out(patient: Patient, notes: list[Note], viewer: User) -> list[dict]:
     key = vault.patient_key(patient)
     ids = [n.id for n in notes]
-    acks = (
-        db.session.execute(
-            select(NoteAck, User.display_name)
-            .join(User, User.id == NoteAck.user_id)
-            .where(NoteAck.note_id.in_(ids))
-            .order_by(NoteAck.at)
-        ).all()
-        if ids
-        else []
-    )
+    acks, seen = _who(NoteAck, ids), _who(NoteSeen, ids)
     authors = (
         dict(
             db.session.execute(
@@ -36,22 +27,11 @@ def notes_out(patient: Patient, notes: list[Note], viewer: User) -> list[dict]:
         if notes
         else {}
     )
-    seen = (
-        db.session.execute(
-            select(NoteSeen, User.display_name)
-            .join(User, User.id == NoteSeen.user_id)
-            .where(NoteSeen.note_id.in_(ids))
-            .order_by(NoteSeen.at)
-        ).all()
-        if ids
-        else []
-    )
     team = set(events.team_user_ids(patient.id)) if notes else set()
     rounds = escalation.rounds_of([n.id for n in notes if n.urgent])
     out = []
     for n in notes:
-        mine = [{"user_id": a.user_id, "display_name": name, "at": a.at} for a, name in acks if a.note_id == n.id]
-        seen_by = [{"user_id": s.user_id, "display_name": name, "at": s.at} for s, name in seen if s.note_id == n.id]
+        mine, seen_by = acks.get(n.id, []), seen.get(n.id, [])
         out.append(
             {
                 "id": n.id,
@@ -71,6 +51,20 @@ def notes_out(patient: Patient, notes: list[Note], viewer: User) -> list[dict]:
                 "escalations": rounds.get(n.id, []),
             }
         )
+    return out
+
+
+def _who(model, ids: list[str]) -> dict[str, list[dict]]:
+    """Who confirmed (NoteAck) or saw (NoteSeen) each note, in the order they did."""
+    out: dict[str, list[dict]] = {}
+    if ids:
+        for row, name in db.session.execute(
+            select(model, User.display_name)
+            .join(User, User.id == model.user_id)
+            .where(model.note_id.in_(ids))
+            .order_by(model.at)
+        ):
+            out.setdefault(row.note_id, []).append({"user_id": row.user_id, "display_name": name, "at": row.at})
     return out
 
 
