@@ -183,9 +183,11 @@
 
   /* ---- saving a section: never a silent overwrite, never an empty version ----
      The form remembers the version it was opened on and that version's content (its
-     base). A save that changes nothing is not sent. On 412 the page merges three ways,
-     field by field: a field only one side changed takes that side; a field both changed
-     differently is shown mine / theirs (with who and when) for the person to choose. */
+     base). A save that changes nothing is not sent. On 412 the page merges three ways
+     (docs/ARCHITECTURE.md, "Merging two people's edits"): groups field by field, list
+     rows by their id and then field by field. What only one side changed keeps that
+     side; only a field both changed differently (or a row one removed and the other
+     changed) is asked, named by its label path: 「キーパーソン・連絡先 1 › 電話」. */
   function canonical(v) {
     if (Array.isArray(v)) return "[" + v.map(canonical).join(",") + "]";
     if (v && typeof v === "object") return "{" + Object.keys(v).sort().filter(k => v[k] !== undefined)
@@ -197,31 +199,87 @@
     return { version: Number(sectionEl(form.dataset.sectionForm).dataset.version),
              content: JSON.parse($("script[data-base]", form).textContent) };
   }
-  function merge(base, mine, theirs) {
-    const merged = {}, conflicts = [], taken = [];
-    new Set([...Object.keys(base), ...Object.keys(mine), ...Object.keys(theirs)]).forEach(k => {
-      const b = base[k], m = mine[k], t = theirs[k];
-      let v;
-      if (same(m, b)) { v = t; if (!same(t, b)) taken.push(k); }
-      else if (same(t, b) || same(m, t)) v = m;
-      else { conflicts.push(k); v = m; }
-      if (v !== undefined) merged[k] = v;
-    });
-    return { merged, conflicts, taken };
+  // The widget of a field inside a form, group or row (a list's row template when no row is on screen).
+  function childEl(container, key) {
+    return $$("[data-key]", container).find(e => e.dataset.key === key && owner(e) === container);
   }
-  function fieldLabel(form, key) {
-    const el = $$("[data-key]", form).find(e => e.dataset.key === key && owner(e) === form);
+  function rowTemplate(rowsEl) {
+    return $$("[data-row]", rowsEl).find(r => owner(r) === rowsEl) || $("template", rowsEl).content.querySelector("[data-row]");
+  }
+  function labelOf(el, key) {
     if (!el) return key;
     const legend = $("legend", el);
-    return legend ? legend.textContent : (el.closest("label") ? el.closest("label").firstChild.textContent.trim() : key);
+    if (legend && legend.parentElement === el) return legend.textContent.trim();
+    const label = el.closest("label");
+    return label ? label.firstChild.textContent.trim() : key;
   }
-  function describe(form, v) {
+  const isObject = v => v === undefined || (v && typeof v === "object" && !Array.isArray(v));
+  const isList = v => v === undefined || Array.isArray(v);
+  // Merged content with nothing empty left in it (an emptied group or list is no value).
+  function tidy(v) {
+    if (Array.isArray(v)) { const out = v.filter(x => x !== undefined).map(tidy); return out.length ? out : undefined; }
+    if (v && typeof v === "object") {
+      const out = {};
+      Object.keys(v).forEach(k => { const x = tidy(v[k]); if (x !== undefined) out[k] = x; });
+      return Object.keys(out).length ? out : undefined;
+    }
+    return v;
+  }
+  function mergeFields(container, b, m, t, path, res) {
+    b = b || {}; m = m || {}; t = t || {};
+    const out = {};
+    new Set([...Object.keys(b), ...Object.keys(m), ...Object.keys(t)]).forEach(k => {
+      if (k === "id") { out.id = m.id || t.id || b.id; return; }
+      const el = childEl(container, k), kind = el && el.dataset.kind, here = path.concat(labelOf(el, k));
+      const bv = b[k], mv = m[k], tv = t[k];
+      if (same(mv, bv)) { out[k] = tv; if (!same(tv, bv)) res.taken.push(here.join(" › ")); }
+      else if (same(tv, bv) || same(mv, tv)) out[k] = mv;
+      else if (kind === "group" && isObject(mv) && isObject(tv) && isObject(bv)) out[k] = mergeFields(el, bv, mv, tv, here, res);
+      else if (kind === "rows" && isList(mv) && isList(tv) && isList(bv)) out[k] = mergeRows(el, bv, mv, tv, path, labelOf(el, k), res);
+      else { out[k] = mv; res.conflicts.push({ label: here.join(" › "), el, mine: mv, theirs: tv, put: v => { out[k] = v; } }); }
+    });
+    return out;
+  }
+  function mergeRows(el, b, m, t, path, name, res) {
+    b = b || []; m = m || []; t = t || [];
+    const byId = list => new Map(list.filter(r => r && r.id).map(r => [r.id, r]));
+    const B = byId(b), M = byId(m), Th = byId(t), rowEl = rowTemplate(el), out = [];
+    const at = (list, row) => `${name} ${list.indexOf(row) + 1}`;
+    const ask = (label, mine, theirs) => {
+      const i = out.push(mine) - 1;
+      res.conflicts.push({ label, el: rowEl, row: true, mine, theirs, put: v => { out[i] = v; } });
+    };
+    m.forEach(mr => {
+      const br = mr.id && B.get(mr.id), tr = mr.id && Th.get(mr.id);
+      if (!br && !tr) { out.push(mr); return; }  // a row I added
+      const label = path.concat(at(m, mr));
+      if (!br) out.push(mergeFields(rowEl, {}, mr, tr, label, res));  // both added one id: as fields
+      else if (!tr) { if (same(mr, br)) res.taken.push(label.join(" › ")); else ask(label.join(" › "), mr, undefined); }
+      else out.push(mergeFields(rowEl, br, mr, tr, label, res));
+    });
+    b.forEach(br => {  // rows I removed
+      if (!br.id || M.has(br.id)) return;
+      const tr = Th.get(br.id);
+      if (tr && !same(tr, br)) ask(path.concat(at(b, br)).join(" › "), undefined, tr);
+    });
+    t.forEach(tr => {  // rows they added
+      if (!tr.id || B.has(tr.id) || M.has(tr.id)) return;
+      out.push(tr); res.taken.push(path.concat(at(t, tr)).join(" › "));
+    });
+    return out;
+  }
+  function merge(form, base, mine, theirs) {
+    const res = { conflicts: [], taken: [] };
+    res.merged = mergeFields(form, base, mine, theirs, [], res);
+    return res;
+  }
+  function describe(el, v) {
     if (v === undefined || v === null || v === "") return T.empty_value;
-    if (Array.isArray(v)) return v.map(x => describe(form, x)).join(" / ");
+    if (Array.isArray(v)) return v.map(x => describe(el, x)).join(" / ");
     if (typeof v === "object") {
-      return Object.keys(v).map(k => {
-        const level = k === "level" && $(`button.level[data-level="${v[k]}"]`, form);
-        return level ? level.textContent : describe(form, v[k]);
+      return Object.keys(v).filter(k => k !== "id").map(k => {
+        const level = k === "level" && el && $(`button.level[data-level="${v[k]}"]`, el);
+        return level ? level.textContent : describe(el, v[k]);
       }).join("・");
     }
     return String(v);
@@ -242,7 +300,11 @@
     if (!form._base) form._base = baseOf(form);
     const mine = content || collect(form), base = form._base;
     if (same(mine, base.content)) {  // nothing to send
-      if (Number(sectionEl(key).dataset.version) !== base.version) return showSection(key);  // theirs, as chosen
+      if (Number(sectionEl(key).dataset.version) !== base.version) {  // theirs, as chosen: shown, nothing sent
+        const fresh = await showSection(key), note = document.createElement("p");
+        note.className = "notice"; note.setAttribute("role", "status"); note.textContent = T.unchanged;
+        fresh.insertBefore(note, $("dl.values", fresh)); return;
+      }
       status.textContent = T.unchanged; return;
     }
     if (form._saving) return;  // one save of a section at a time
@@ -262,41 +324,58 @@
     form._saving = false;
     $("#offline").hidden = true; pending.delete(key);
     if (res.status === 200) {
-      const fresh = await showSection(key);
-      if (form._merged) {  // say whose fields were taken into the save
-        const note = document.createElement("p"); note.className = "notice merged"; note.textContent = form._merged;
-        fresh.insertBefore(note, $("dl.values", fresh));
-      }
+      const before = shownValues(sectionEl(key)), fresh = await showSection(key);
+      markChanged(fresh, before);
+      const note = document.createElement("p"); note.className = form._merged ? "notice saved merged" : "notice saved";
+      note.setAttribute("role", "status");
+      note.textContent = form._merged || T.saved;  // whose changes were taken into the save, if any
+      fresh.insertBefore(note, $("dl.values", fresh));
     } else if (res.status === 412) {
-      const theirs = res.data.current || res.data;
-      const { merged, conflicts, taken } = merge(base.content, mine, theirs.content || {});
-      form._base = { version: theirs.version, content: theirs.content || {} };
-      const names = taken.map(k => fieldLabel(form, k)).join(T.sep);
-      form._merged = names ? T.merged.replace("{who}", theirs.updated_by_name || "").replace("{fields}", names) : "";
-      if (!conflicts.length) return saveSection(form, merged);
-      showChoices(form, conflicts, merged, mine, theirs);
+      const theirs = res.data.current || res.data, theirContent = theirs.content || {};
+      const { merged, conflicts, taken } = merge(form, base.content, mine, theirContent);
+      form._base = { version: theirs.version, content: theirContent };
+      form._merged = taken.length
+        ? T.merged.replace("{who}", theirs.updated_by_name || "").replace("{fields}", taken.join(T.sep)) : "";
+      if (!conflicts.length) return saveSection(form, tidy(merged) || {});
+      showChoices(form, conflicts, merged, theirs);
     } else {
       clearErrors(form);
       if (res.data && res.data.errors) showErrors(form, res.data.errors.content || res.data.errors);
       status.textContent = problemText(res);
     }
   }
+  // The read view's label → value pairs, to mark what a save changed.
+  function shownValues(section) {
+    return $$("dl.values dt", section).map(dt => [dt.textContent, dt.nextElementSibling ? dt.nextElementSibling.textContent : ""]);
+  }
+  function markChanged(section, before) {
+    const seen = new Map();
+    before.forEach(([k, v]) => seen.set(k, (seen.get(k) || []).concat(v)));
+    $$("dl.values dt", section).forEach(dt => {
+      const dd = dt.nextElementSibling, was = seen.get(dt.textContent) || [], i = was.indexOf(dd ? dd.textContent : "");
+      if (i >= 0) { was.splice(i, 1); return; }  // shown before, unchanged
+      dt.classList.add("changed"); if (dd) dd.classList.add("changed");
+    });
+  }
 
-  function showChoices(form, conflicts, merged, mine, theirs) {
-    const box = $(".conflict", form);
-    box.innerHTML = ""; box.hidden = false;
+  /* Only what both changed is asked: one fieldset per label path, mine / theirs (with
+     who and when); the form's own save button steps aside so one save is on screen. */
+  function showChoices(form, conflicts, merged, theirs) {
+    const box = $(".conflict", form), actions = $(".form-actions", form);
+    box.innerHTML = ""; box.hidden = false; actions.hidden = true;
     const p = document.createElement("p"); p.className = "error";
     p.textContent = T.conflict.replace("{who}", theirs.updated_by_name || "").replace("{when}", when(theirs.updated_at));
     box.appendChild(p);
-    conflicts.forEach(k => {
-      const fs = document.createElement("fieldset"); fs.className = "merge-choice"; fs.dataset.mergeKey = k;
-      const lg = document.createElement("legend"); lg.textContent = fieldLabel(form, k); fs.appendChild(lg);
-      [["mine", T.mine, mine[k]], ["theirs", `${theirs.updated_by_name || ""}（${when(theirs.updated_at)}）`, theirs.content[k]]]
+    conflicts.forEach((c, n) => {
+      const fs = document.createElement("fieldset"); fs.className = "merge-choice";
+      const lg = document.createElement("legend"); lg.textContent = c.label; fs.appendChild(lg);
+      [["mine", T.mine, c.mine], ["theirs", `${theirs.updated_by_name || ""}（${when(theirs.updated_at)}）`, c.theirs]]
         .forEach(([value, who, v], i) => {
           const label = document.createElement("label"); label.className = "pill choice-" + value;
-          const input = document.createElement("input"); input.type = "radio"; input.name = "merge-" + k;
+          const input = document.createElement("input"); input.type = "radio"; input.name = "merge-" + n;
           input.value = value; input.checked = i === 0;
-          const span = document.createElement("span"); span.textContent = `${who}：${describe(form, v)}`;
+          const shown = c.row && v === undefined ? T.row_removed : describe(c.el, v);
+          const span = document.createElement("span"); span.textContent = `${who}：${shown}`;
           label.append(input, span); fs.appendChild(label);
         });
       box.appendChild(fs);
@@ -304,14 +383,9 @@
     const save = document.createElement("button"); save.type = "button"; save.className = "primary big";
     save.textContent = T.save_merged; box.appendChild(save);
     save.addEventListener("click", () => {
-      const chosen = Object.assign({}, merged);
-      conflicts.forEach(k => {
-        const pick = $(`input[name="merge-${CSS.escape(k)}"]:checked`, box).value;
-        const v = pick === "mine" ? mine[k] : theirs.content[k];
-        if (v === undefined) delete chosen[k]; else chosen[k] = v;
-      });
-      box.hidden = true;
-      saveSection(form, chosen);
+      conflicts.forEach((c, n) => c.put($(`input[name="merge-${n}"]:checked`, box).value === "mine" ? c.mine : c.theirs));
+      box.hidden = true; actions.hidden = false;
+      saveSection(form, tidy(merged) || {});
     });
     $(".status", form).textContent = "";
     box.scrollIntoView({ block: "start", behavior: "smooth" });  // the choice is what to do next
@@ -1104,8 +1178,15 @@
       if (ev.patient_id !== document.body.dataset.patient) return;
       if (name === "record.updated") {
         const section = sectionEl(ev.section), form = section && $("form[data-section-form]", section);
-        if (form && !form.hidden) {  // editing: do not touch the form; the save will meet a 412
-          section.classList.add("stale"); $(".status", form).textContent = T.updated_by_other; return;
+        if (form && !form.hidden) {  // editing: do not touch the form; say who, the save will merge
+          section.classList.add("stale");
+          api("GET", `/api/v1/patients/${ev.patient_id}/record/${ev.section}`).then(r => {
+            const d = r.data || {};
+            if (r.status === 200 && d.version === ev.version) {
+              $(".status", form).textContent = T.updated_by.replace("{who}", d.updated_by_name || "").replace("{when}", when(d.updated_at));
+            }
+          }).catch(() => {});
+          return;
         }
         fragment(`/patients/${ev.patient_id}/sections/${ev.section}`).then(el => { section.replaceWith(el); wire(el); flash(el); });
       } else if (name === "note.created") {

@@ -84,8 +84,9 @@ def test_teammate_change_arrives_live_and_a_conflict_is_merged(browser, server):
     ns.wait_for_selector(f"#section-condition[data-version='{version + 1}']")
     cm.locator("#section-condition button[type=submit]").click()
     # both changed the same field: mine and theirs side by side, with who, to choose
-    choice = cm.locator('#section-condition .conflict fieldset[data-merge-key="summary"]')
+    choice = cm.locator("#section-condition .conflict fieldset.merge-choice")
     choice.wait_for(state="visible")
+    assert choice.count() == 1 and choice.locator("legend").inner_text() == "現在の状態"
     assert "ケアマネの記録" in choice.locator(".choice-mine").inner_text()
     theirs = choice.locator(".choice-theirs").inner_text()
     assert "看護師の記録" in theirs and "鈴木" in theirs
