@@ -1,11 +1,12 @@
 """Sign-in for API clients: bearer tokens, TOTP enrolment, the caller."""
 
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 
 from api.pipeline import endpoint
-from api.schemas import OtpRequest, RecoverIn, TokenRequest, TokenResponse, TotpEnrolment, UserOut
+from api.schemas import OtpRequest, OutboxKeys, RecoverIn, TokenRequest, TokenResponse, TotpEnrolment, UserOut
 from renkei.common import work
-from renkei.people import auth, directory, resets
+from renkei.people import auth, directory, outboxes, resets
 
 
 @endpoint(
@@ -84,3 +85,20 @@ def confirm_totp(body):
 @endpoint("GET", "/users/me", summary="The caller", tag="directory", action=None, response=UserOut)
 def me():
     return directory.user_out(current_user)
+
+
+@endpoint(
+    "GET",
+    "/users/me/outbox-key",
+    summary="This device's key for the caller's offline outbox (and, for a session, the CSRF token)",
+    tag="directory",
+    action="outbox.key",
+    response=OutboxKeys,
+)
+def outbox_key():
+    # The service worker sends waiting items with the session cookie but has no page to
+    # read the CSRF token from; the key opens only what this person left on this device.
+    out = {"keys": outboxes.outbox_keys(current_user)}
+    if work.current().cookie_auth:
+        out["csrf_token"] = generate_csrf()
+    return out

@@ -144,6 +144,16 @@ class UserPatch(Strict):
     disabled = fields.Boolean()
 
 
+class OutboxKey(Schema):
+    id = fields.String()
+    key = fields.String(metadata={"description": "256-bit AES-GCM key, base64url without padding"})
+
+
+class OutboxKeys(Schema):
+    keys = fields.List(fields.Nested(OutboxKey), metadata={"description": "the current key first"})
+    csrf_token = fields.String()
+
+
 class UserOut(Schema):
     id = fields.String()
     login = fields.String()

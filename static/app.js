@@ -35,6 +35,35 @@
     const bytes = new Uint8Array(16); crypto.getRandomValues(bytes);
     return Array.from(bytes, b => b.toString(16).padStart(2, "0")).join("");
   }
+  /* ---- the bar that says the tablet is offline and how much waits to be sent ---- */
+  const bar = $("#offline"), waitingText = bar ? $("[data-waiting]", bar).textContent : "";
+  let lostNetwork = false, waitingCount = 0;
+  function showBar() {
+    if (!bar) return;
+    const offline = !navigator.onLine || lostNetwork, waiting = $("[data-waiting]", bar);
+    $("[data-offline]", bar).hidden = !offline;
+    waiting.hidden = !waitingCount; waiting.textContent = waitingText.replace("{n}", waitingCount);
+    $("[data-no-sync]", bar).hidden = !(waitingCount && !("SyncManager" in window));
+    bar.hidden = !offline && !waitingCount;
+  }
+  function networkLost(lost) { lostNetwork = lost; showBar(); }
+  window.addEventListener("offline", showBar);
+  window.addEventListener("online", () => networkLost(false));
+  showBar();
+
+  /* The outbox (static/outbox.js): sealed in IndexedDB under this device's key for the
+     signed-in person, handed over in the page and never stored; in page memory where
+     the browser cannot seal. */
+  const keyEl = $("#outbox-key");
+  const outboxReady = (async () => {
+    if (!keyEl) return null;
+    const keys = JSON.parse(keyEl.textContent); keyEl.remove();
+    try {
+      if (!window.indexedDB || !(window.crypto && crypto.subtle)) throw new Error("no sealed storage");
+      return await RenkeiOutbox.Outbox.open(keys);
+    } catch (e) { return new RenkeiOutbox.MemoryOutbox(); }
+  })();
+
   async function create(holder, url, body, onWait) {
     const sent = JSON.stringify([url, body === undefined ? null : body]);
     if (!holder.idem || holder.idem.sent !== sent) holder.idem = { key: newKey(), sent };
@@ -45,10 +74,10 @@
       const again = res === null || res.status === 503 || (res.status === 409 && res.retryAfter);
       if (!again) {
         if (res.status < 500) delete holder.idem;
-        $("#offline").hidden = true;
+        networkLost(false);
         return res;
       }
-      if (res === null) $("#offline").hidden = false;
+      if (res === null) networkLost(true);
       if (onWait) onWait();
       const wait = res && res.retryAfter ? res.retryAfter * 1000 : Math.min(30000, 1000 * 2 ** attempt);
       await pause(wait);
@@ -305,7 +334,7 @@
         note.className = "notice"; note.setAttribute("role", "status"); note.textContent = T.unchanged;
         fresh.insertBefore(note, $("dl.values", fresh)); return;
       }
-      status.textContent = T.unchanged; return;
+      status.textContent = T.unchanged; await dropEdit(form); return;
     }
     if (form._saving) return;  // one save of a section at a time
     form._saving = true; status.textContent = T.saving; clearErrors(form);
@@ -316,13 +345,14 @@
     } catch (e) { res = null; }
     if (res === null || res.status === 503) {  // offline or busy: the edit stays and is sent again
       form._saving = false;
-      status.textContent = T.retrying; if (res === null) $("#offline").hidden = false;
-      pending.set(key, true);
+      status.textContent = T.retrying; if (res === null) networkLost(true);
+      pending.set(key, true); await keepEdit(form, mine, base);
       pause(res ? res.retryAfter * 1000 || 3000 : 3000).then(() => { if (pending.get(key)) saveSection(form, content); });
       return;
     }
     form._saving = false;
-    $("#offline").hidden = true; pending.delete(key);
+    networkLost(false); pending.delete(key);
+    if (res.status !== 412) await dropEdit(form);  // sent, or refused with the text still in the form
     if (res.status === 200) {
       const before = shownValues(sectionEl(key)), fresh = await showSection(key);
       markChanged(fresh, before);
@@ -360,6 +390,37 @@
 
   /* Only what both changed is asked: one fieldset per label path, mine / theirs (with
      who and when); the form's own save button steps aside so one save is on screen. */
+  /* An edit that could not be sent is kept in the outbox (sealed) while this page keeps
+     trying; a reload or the next sign-in finds it and tries again (resumeEdits). */
+  const held = new Set();  // outbox items this page is sending itself
+  async function keepEdit(form, content, base) {
+    const box = await outboxReady;
+    if (!box) return;
+    const item = { kind: "section", patient: document.body.dataset.patient, section: form.dataset.sectionForm, content, base };
+    if (form._outboxN) await box.replace(form._outboxN, item);
+    else { form._outboxN = await box.add(item); held.add(form._outboxN); form._release = RenkeiOutbox.hold(form._outboxN); }
+    countWaiting();
+  }
+  async function dropEdit(form) {
+    const box = await outboxReady;
+    if (!box || !form._outboxN) return;
+    await box.remove(form._outboxN); held.delete(form._outboxN); delete form._outboxN;
+    if (form._release) form._release();
+    countWaiting();
+  }
+  async function resumeEdits(entries) {
+    const elsewhere = await RenkeiOutbox.heldItems();  // another tab is sending it
+    entries.filter(e => e.item.kind === "section" && e.item.patient === document.body.dataset.patient && !held.has(e.n)
+                        && !elsewhere.has(`renkei-outbox-item-${e.n}`))
+      .forEach(e => {
+        const form = $(`form[data-section-form="${CSS.escape(e.item.section)}"]`);
+        if (!form) return;
+        held.add(e.n); form._outboxN = e.n; form._release = RenkeiOutbox.hold(e.n);
+        form._base = e.item.base; form.hidden = false;
+        saveSection(form, e.item.content);
+      });
+  }
+
   function showChoices(form, conflicts, merged, theirs) {
     const box = $(".conflict", form), actions = $(".form-actions", form);
     box.innerHTML = ""; box.hidden = false; actions.hidden = true;
@@ -435,7 +496,7 @@
           t.closest("[data-row]").remove();
         } else if (t.matches("[data-cancel]")) {  // やめる discards: the section as saved comes back
           const key = form.dataset.sectionForm;
-          form.hidden = true; pending.delete(key);
+          form.hidden = true; pending.delete(key); dropEdit(form);
           showSection(key).catch(() => { form.reset(); $$("button.level", form).forEach(b => b.setAttribute("aria-pressed", b.dataset.saved)); });
         }
       });
@@ -455,6 +516,7 @@
 
   async function refreshTimeline(highlight) {
     const pid = document.body.dataset.patient;
+    if (!pid || !$("#timeline")) return;
     const els = await fragments(`/patients/${pid}/timeline`);
     const box = $("#timeline"); box.innerHTML = ""; box.append(...els.children); wire(box);
     if (highlight) { const li = $(`[data-note="${highlight}"]`, box); if (li) flash(li); }
@@ -537,43 +599,83 @@
   }
 
   const noteForm = $("#note-form");
-  /* Notes go through an outbox in page memory (never browser storage: a shared tablet):
-     the form empties at once, the note shows as 未送信 until the server has it, and each
-     is sent in order with its own Idempotency-Key until answered — exactly once. */
-  const outbox = [], outboxEl = $("#note-outbox");
-  function showOutbox() {
-    outboxEl.innerHTML = "";
-    outbox.forEach(n => {
-      const li = document.createElement("li"); li.className = "pending";
-      const tag = document.createElement("strong"); tag.textContent = T.unsent;
-      const text = document.createElement("span"); text.textContent = n.body.body;
-      li.append(tag, text); outboxEl.appendChild(li);
-    });
-    outboxEl.hidden = !outbox.length;
-  }
-  let sendingNotes = false;
-  async function sendNotes() {
-    if (sendingNotes) return;
-    sendingNotes = true;
-    const status = $(".status", noteForm);
-    while (outbox.length) {
-      const note = outbox[0];
-      const res = await create(note, `/api/v1/patients/${document.body.dataset.patient}/notes`, note.body,
-                               () => { status.textContent = T.retrying; });
-      outbox.shift(); showOutbox();
-      if (res.status === 201) {
-        status.textContent = T.posted; refreshTimeline(res.data.id);
-        const noteId = res.data.id;
-        attach(note.files, { note_id: noteId, series: note.series }, $(".chosen", noteForm), () => refreshTimeline(noteId));
-      }
-      else {  // refused: the text goes back into the box, the reason next to it
-        noteForm.elements.body.value ||= note.body.body;
-        clearErrors(noteForm); showErrors(noteForm, (res.data || {}).errors);
-        status.textContent = problemText(res);
-      }
+  /* Notes go through the outbox (static/outbox.js): the form empties at once, the note
+     shows as 未送信 until the server has it, and each is sent in order with its own
+     Idempotency-Key until answered — exactly once, even across a reload or a sign-in on
+     the same device. */
+  const outboxEl = $("#note-outbox");
+  let attempt = 0;
+  async function countWaiting() {
+    const box = await outboxReady;
+    const own = box ? await box.own() : [];
+    waitingCount = own.length; showBar();
+    if (outboxEl) {  // this patient's notes not yet posted
+      outboxEl.innerHTML = "";
+      own.filter(e => e.item.kind === "note" && !e.item.note_id && e.item.patient === document.body.dataset.patient).forEach(e => {
+        const li = document.createElement("li"); li.className = "pending";
+        const tag = document.createElement("strong"); tag.textContent = T.unsent;
+        const text = document.createElement("span"); text.textContent = e.item.body.body;
+        li.append(tag, text); outboxEl.appendChild(li);
+      });
+      outboxEl.hidden = !outboxEl.children.length;
     }
-    sendingNotes = false;
+    return own;
   }
+  // A note of this page's patient, just posted: its files go through the page's uploader
+  // (progress, retry, remove) with the keys the outbox would have used.
+  function notePosted(entry) {
+    const item = entry.item;
+    if (!noteForm || item.patient !== document.body.dataset.patient) return false;
+    $(".status", noteForm).textContent = T.posted; refreshTimeline(item.note_id);
+    attach(entry.files, { note_id: item.note_id, series: item.series }, $(".chosen", noteForm),
+           () => refreshTimeline(item.note_id), i => `${item.key}-file-${i}`);
+    return true;
+  }
+  let flushing = false;
+  async function flushOutbox() {
+    const box = await outboxReady;
+    if (!box || flushing) return;
+    flushing = true;
+    let results = [];
+    try { results = await RenkeiOutbox.flush(box, CSRF, { skip: e => held.has(e.n), posted: notePosted }); }
+    finally { flushing = false; }
+    for (const r of results) {
+      const { n, item } = r.entry;
+      if (item.kind === "note" && r.state === "refused" && noteForm && item.patient === document.body.dataset.patient) {
+        noteForm.elements.body.value ||= item.body.body;  // refused: the text back in the box, the reason next to it
+        clearErrors(noteForm); showErrors(noteForm, (r.res.data || {}).errors);
+        $(".status", noteForm).textContent = problemText(r.res);
+        await box.remove(n);
+      }
+      if (item.kind === "note" && r.state === "sent" && !noteForm) refreshTimeline(item.note_id);
+    }
+    const own = await countWaiting();
+    resumeEdits(own);  // an edit of this patient met a conflict elsewhere: merge it here
+    const wait = results.find(r => r.state === "wait");
+    if (!wait) { attempt = 0; if (results.length) networkLost(false); return; }
+    if (wait.res && wait.res.status === 401) return;  // signed out: it waits for the next sign-in
+    networkLost(wait.res === null);
+    if (noteForm && wait.entry.item.kind === "note") $(".status", noteForm).textContent = T.retrying;
+    if (wait.res === null) askForSync();
+    await pause(wait.res && wait.res.retryAfter ? wait.res.retryAfter * 1000 : Math.min(30000, 1000 * 2 ** attempt++));
+    flushOutbox();
+  }
+  // Background Sync: the service worker sends what waits when the connection returns,
+  // even if this tab is closed by then (where the browser has it; the bar says where not).
+  function askForSync() {
+    if ("serviceWorker" in navigator && "SyncManager" in window) {
+      navigator.serviceWorker.ready.then(reg => reg.sync.register("renkei-outbox")).catch(() => {});
+    }
+  }
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.addEventListener("message", e => { if (e.data && e.data.outbox) { countWaiting(); refreshTimeline(); } });
+  }
+  outboxReady.then(async box => {
+    if (!box) return;
+    const own = await countWaiting();
+    resumeEdits(own);
+    if (own.length) flushOutbox();
+  });
   /* Files are checked here before anything is sent, by the server's rules (type and
      size): a note with a file that would be refused is not posted until the person
      removes the file or chooses to post without its files. */
@@ -605,8 +707,9 @@
     const f = new FormData(noteForm);
     const body = { body: f.get("body"), category: f.get("category"), urgent: f.get("urgent") === "on" };
     if (noteForm.dataset.replyTo) body.reply_to = noteForm.dataset.replyTo;
-    outbox.push({ body, files, series: f.get("series").trim() });
-    noteForm.reset(); chosen = []; showPicked(); stopReplying(); showOutbox(); sendNotes();
+    const item = { kind: "note", patient: document.body.dataset.patient, body, series: f.get("series").trim(), key: newKey() };
+    noteForm.reset(); chosen = []; showPicked(); stopReplying();
+    outboxReady.then(async box => { await box.add(item, files); await countWaiting(); flushOutbox(); });
   }
   if (noteForm) noteForm.addEventListener("submit", e => {
     e.preventDefault();
@@ -663,8 +766,8 @@
       xhr.send(body);
     });
   }
-  function attach(files, fields, list, done) {
-    [...files].forEach(file => uploads.push({ file, fields, list, done, key: newKey() }));
+  function attach(files, fields, list, done, keyOf) {
+    [...files].forEach((file, i) => uploads.push({ file, fields, list, done, key: keyOf ? keyOf(i) : newKey() }));
     showChosen(list); sendFiles();
   }
   let sendingFiles = false;
@@ -679,11 +782,11 @@
         u.state = T.uploading; showChosen(u.list);
         res = await sendFile(u, url);
         if (!(res === null || res.status === 503 || (res.status === 409 && res.retryAfter))) break;
-        $("#offline").hidden = res !== null;
+        networkLost(res === null);
         u.state = T.retrying; u.progress = 0; showChosen(u.list);
         await pause(res && res.retryAfter ? res.retryAfter * 1000 : Math.min(30000, 1000 * 2 ** attempt));
       }
-      $("#offline").hidden = true;
+      networkLost(false);
       if (res.status === 201) { uploads.splice(uploads.indexOf(u), 1); u.done(); }
       else { u.failed = true; u.state = problemText(res); }
       showChosen(u.list);
@@ -705,12 +808,15 @@
   }
   if (document.body.dataset.live === "patient") wire(document);
 
-  /* Leaving the page (a link, the language switch, closing the tab) with work not yet
-     saved or sent: the browser asks first. Unsent work lives only in this page. */
+  /* Leaving the page (a link, the language switch, closing the tab) with work that would
+     be lost: the browser asks first. What waits in the sealed outbox is not lost. */
+  let durable = false;
+  outboxReady.then(box => { durable = Boolean(box && box.durable); });
   function unsaved() {
-    return outbox.length > 0 || pending.size > 0 || uploads.some(u => !u.failed)
+    const kept = f => durable && f._outboxN;
+    return (!durable && (waitingCount > 0 || pending.size > 0)) || uploads.some(u => !u.failed)
       || Boolean(noteForm && noteForm.elements.body.value.trim())
-      || $$("form[data-section-form]").some(f => !f.hidden && f._base && !same(collect(f), f._base.content))
+      || $$("form[data-section-form]").some(f => !f.hidden && f._base && !kept(f) && !same(collect(f), f._base.content))
       || $$("form[data-creates]").some(f => f.dataset.dirty)
       || Boolean(vitalsForm && vitalsForm.dataset.dirty);
   }
@@ -733,7 +839,7 @@
         res = form.hasAttribute("data-creates")
           ? await create(form, target, body, () => { $(".status", form).textContent = T.retrying; })
           : await api(method || "POST", target, body);
-      } catch (err) { $("#offline").hidden = false; }
+      } catch (err) { networkLost(true); }
       delete form.dataset.sending;
       if (res === null) { $(".status", form).textContent = T.error; return; }
       clearErrors(form);
@@ -1210,7 +1316,6 @@
     ["record.updated", "note.created", "note.seen", "note.acked", "note.escalated", "attachment.created", "team.updated", "breakglass.opened",
      "access.after_reset", "observation.alert"]
       .forEach(n => socket.on(n, ev => handle(n, ev)));
-    window.addEventListener("online", () => { $("#offline").hidden = true; });  // waiting saves wake up (pause)
   }
   /* The photo viewer: the photos on the page in order; swipe, ←/→, Esc or ✕. */
   const viewer = $("#viewer");

@@ -1,9 +1,12 @@
-/* Renkei's service worker (docs/ARCHITECTURE.md, "Push and e-mail").
+/* Renkei's service worker (docs/ARCHITECTURE.md, "Push and e-mail" and "The offline outbox").
  * It caches nothing: every page holds patient data and must come from the server behind
- * sign-in. It only turns a push into a notification and opens the page it names.
+ * sign-in. It turns a push into a notification and opens the page it names, and when the
+ * connection returns (Background Sync) it sends what the signed-in person left waiting in
+ * the outbox, even with the tab closed.
  * A push carries a kind and identifiers, never a name or clinical text, so the text
  * shown is fixed per kind. */
 "use strict";
+importScripts("/static/outbox.js");
 
 const TEXTS = {
   "note.urgent": "至急の連絡があります",
@@ -50,4 +53,24 @@ self.addEventListener("notificationclick", (event) => {
     }
     return self.clients.openWindow(url);
   }));
+});
+
+// The outbox: the key comes from the server for whoever is signed in on this device now;
+// nobody signed in (401) means nothing is sent until the next sign-in opens a page.
+async function sendWaiting() {
+  let got;
+  try {
+    got = await fetch("/api/v1/users/me/outbox-key", {credentials: "same-origin", headers: {"Accept": "application/json"}});
+  } catch (e) { throw new Error("offline"); }  // the browser tries the sync again later
+  if (!got.ok) return;
+  const {keys, csrf_token: csrf} = await got.json();
+  const box = await self.RenkeiOutbox.Outbox.open(keys);
+  const results = await self.RenkeiOutbox.flush(box, csrf);
+  if (results.some((r) => r.state === "wait")) throw new Error("not yet");
+  const windows = await self.clients.matchAll({type: "window"});
+  windows.forEach((w) => w.postMessage({outbox: "sent"}));
+}
+
+self.addEventListener("sync", (event) => {
+  if (event.tag === "renkei-outbox") event.waitUntil(sendWaiting());
 });

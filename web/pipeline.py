@@ -31,7 +31,7 @@ from renkei.common.crypto import DecryptionError
 from renkei.common.problems import Problem
 from renkei.common.timefmt import JAPAN
 from renkei.observations.kinds import KINDS
-from renkei.people import auth, staff
+from renkei.people import auth, outboxes, staff
 from renkei.sections.catalogue import ADL_LEVEL_LABELS, ADL_LEVELS, CHOICES, SECTIONS
 from renkei.settings import ROOT
 from web.charts import sheet, trend_chart
@@ -153,6 +153,7 @@ def init_app(app):
         vital_sheet=sheet,
         trend_chart=trend_chart,
         idle_seconds=app.config["RENKEI"].session_idle_seconds,
+        outbox_keys=lambda: outboxes.outbox_keys(current_user),
     )
 
 

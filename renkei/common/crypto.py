@@ -15,7 +15,9 @@ import os
 import unicodedata
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 NONCE_BYTES = 12
 
@@ -76,6 +78,16 @@ class Keyring:
 
     def wrap(self, data_key: bytes, owner: str) -> tuple[str, bytes]:
         return self.current_id, seal(self._keys[self.current_id], data_key, f"dek|{owner}")
+
+    def derive(self, info: str) -> list[tuple[str, bytes]]:
+        """A 256-bit key for `info` from each master key, the current one first (HKDF):
+        keys handed out (a device's outbox key) that need no storage and still open
+        what was sealed under a previous master key during a rotation."""
+        out = []
+        for master in self._keys.values():
+            key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info.encode()).derive(master)
+            out.append((hashlib.sha256(b"renkei derived key id|" + key).hexdigest()[:16], key))
+        return out  # the current master key was put first
 
     def unwrap(self, kid: str, wrapped: bytes, owner: str) -> bytes:
         if kid not in self._keys:
