@@ -98,7 +98,7 @@ def me():
 def outbox_key():
     # The service worker sends waiting items with the session cookie but has no page to
     # read the CSRF token from; the key opens only what this person left on this device.
-    out = {"keys": outboxes.outbox_keys(current_user)}
+    out = outboxes.outbox_keys(current_user)
     if work.current().cookie_auth:
         out["csrf_token"] = generate_csrf()
     return out

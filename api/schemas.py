@@ -150,6 +150,7 @@ class OutboxKey(Schema):
 
 
 class OutboxKeys(Schema):
+    user_id = fields.String()
     keys = fields.List(fields.Nested(OutboxKey), metadata={"description": "the current key first"})
     csrf_token = fields.String()
 

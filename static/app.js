@@ -104,10 +104,13 @@
   }
 
   /* 422 errors shown on their fields, in the page's language; what was typed stays. */
+  // The limits the server names ("Longer than maximum length 4000.") go into the message: {0}, {1}.
   function fieldMessage(messages) {
     const first = [].concat(messages).find(m => typeof m === "string") || "";
     const known = Object.keys(T.field_messages).find(k => first.startsWith(k));
-    return known ? T.field_messages[known] : T.check_field;
+    if (!known) return T.check_field;
+    const values = first.slice(known.length).match(/\d[\d-]*\d|\d/g) || [];
+    return T.field_messages[known].replace(/\{(\d)\}/g, (m, i) => values[Number(i)] ?? "");
   }
   function clearErrors(root) {
     $$(".field-error", root).forEach(e => e.remove());
@@ -623,12 +626,16 @@
   }
   // A note of this page's patient, just posted: its files go through the page's uploader
   // (progress, retry, remove) with the keys the outbox would have used.
+  // The item stays (and this page holds it) until each file is uploaded or refused.
   function notePosted(entry) {
     const item = entry.item;
     if (!noteForm || item.patient !== document.body.dataset.patient) return false;
     $(".status", noteForm).textContent = T.posted; refreshTimeline(item.note_id);
+    if (!entry.files.length) { outboxReady.then(box => box.remove(entry.n)).then(countWaiting); return true; }
+    const release = RenkeiOutbox.hold(entry.n);
+    const owner = { left: entry.files.length, settled: async () => { (await outboxReady).remove(entry.n); release(); countWaiting(); } };
     attach(entry.files, { note_id: item.note_id, series: item.series }, $(".chosen", noteForm),
-           () => refreshTimeline(item.note_id), i => `${item.key}-file-${i}`);
+           () => refreshTimeline(item.note_id), i => `${item.key}-file-${i}`, owner);
     return true;
   }
   let flushing = false;
@@ -639,18 +646,7 @@
     let results = [];
     try { results = await RenkeiOutbox.flush(box, CSRF, { skip: e => held.has(e.n), posted: notePosted }); }
     finally { flushing = false; }
-    for (const r of results) {
-      const { n, item } = r.entry;
-      if (item.kind === "note" && r.state === "refused" && noteForm && item.patient === document.body.dataset.patient) {
-        noteForm.elements.body.value ||= item.body.body;  // refused: the text back in the box, the reason next to it
-        clearErrors(noteForm); showErrors(noteForm, (r.res.data || {}).errors);
-        $(".status", noteForm).textContent = problemText(r.res);
-        await box.remove(n);
-      }
-      if (item.kind === "note" && r.state === "sent" && !noteForm) refreshTimeline(item.note_id);
-    }
-    const own = await countWaiting();
-    resumeEdits(own);  // an edit of this patient met a conflict elsewhere: merge it here
+    settle(await countWaiting());
     const wait = results.find(r => r.state === "wait");
     if (!wait) { attempt = 0; if (results.length) networkLost(false); return; }
     if (wait.res && wait.res.status === 401) return;  // signed out: it waits for the next sign-in
@@ -670,11 +666,25 @@
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.addEventListener("message", e => { if (e.data && e.data.outbox) { countWaiting(); refreshTimeline(); } });
   }
+  /* What waits for this patient's page: a refused note (its text back in the box, the
+     reason next to it) and an edit that met a conflict or a refusal (merged or shown here). */
+  async function settle(own) {
+    const box = await outboxReady, here = document.body.dataset.patient;
+    for (const { n, item } of own) {
+      if (item.kind !== "note" || !item.held || item.patient !== here || !noteForm) continue;
+      noteForm.elements.body.value ||= item.body.body;
+      clearErrors(noteForm); showErrors(noteForm, (item.held.data || {}).errors);
+      $(".status", noteForm).textContent = problemText({ status: item.held.status, data: item.held.data });
+      await box.remove(n);
+    }
+    resumeEdits(own);
+    countWaiting();
+  }
   outboxReady.then(async box => {
     if (!box) return;
     const own = await countWaiting();
-    resumeEdits(own);
-    if (own.length) flushOutbox();
+    settle(own);
+    if (own.some(e => !e.item.held)) flushOutbox();
   });
   /* Files are checked here before anything is sent, by the server's rules (type and
      size): a note with a file that would be refused is not posted until the person
@@ -766,8 +776,8 @@
       xhr.send(body);
     });
   }
-  function attach(files, fields, list, done, keyOf) {
-    [...files].forEach((file, i) => uploads.push({ file, fields, list, done, key: keyOf ? keyOf(i) : newKey() }));
+  function attach(files, fields, list, done, keyOf, owner) {
+    [...files].forEach((file, i) => uploads.push({ file, fields, list, done, owner, key: keyOf ? keyOf(i) : newKey() }));
     showChosen(list); sendFiles();
   }
   let sendingFiles = false;
@@ -789,6 +799,7 @@
       networkLost(false);
       if (res.status === 201) { uploads.splice(uploads.indexOf(u), 1); u.done(); }
       else { u.failed = true; u.state = problemText(res); }
+      if (u.owner && --u.owner.left === 0) u.owner.settled();  // each file of a waiting note uploaded or refused
       showChosen(u.list);
     }
     sendingFiles = false;
@@ -1043,6 +1054,16 @@
     const d = new Date(); d.setSeconds(0, 0);
     return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
   };
+  /* A tap (or a click) on a chart shows the reading nearest to it: value, when, who. */
+  document.addEventListener("click", e => {
+    const svg = e.target.closest("svg.trend"), figure = svg && svg.closest("figure.chart");
+    const tips = svg ? $$("circle.tip", svg) : [];
+    if (!tips.length || !$(".tapped", figure)) return;
+    const at = new DOMPoint(e.clientX, e.clientY).matrixTransform(svg.getScreenCTM().inverse());
+    const near = tips.reduce((a, b) => Math.abs(b.cx.baseVal.value - at.x) < Math.abs(a.cx.baseVal.value - at.x) ? b : a);
+    tips.forEach(t => t.classList.toggle("on", t === near));
+    const out = $(".tapped", figure); out.textContent = near.dataset.tip; out.hidden = false;
+  });
   async function refreshCharts(highlight) {
     const box = $("#vitals-charts");
     if (!box) return;

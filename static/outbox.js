@@ -47,10 +47,12 @@ self.RenkeiOutbox = (() => {
 
   class Outbox {
     constructor(keys) { this.keys = keys; this.durable = true; }  // [{id, key: CryptoKey}], the current one first
-    static async open(list) {
-      const keys = await Promise.all((list || []).map(async k => ({
+    static async open(given) {  // {"user_id", "keys"} as the server hands them over
+      const keys = await Promise.all((given.keys || []).map(async k => ({
         id: k.id, key: await crypto.subtle.importKey("raw", fromB64(k.key), "AES-GCM", false, ["encrypt", "decrypt"]) })));
-      return new Outbox(keys);
+      const box = new Outbox(keys);
+      box.userId = given.user_id;
+      return box;
     }
     async seal(item, files, n) {
       const { id, key } = this.keys[0], iv = crypto.getRandomValues(new Uint8Array(12));
@@ -61,19 +63,21 @@ self.RenkeiOutbox = (() => {
     async add(item, files) { const row = await this.seal(item, files); return request((await store("readwrite")).add(row)); }
     async replace(n, item, files) { const row = await this.seal(item, files, n); return request((await store("readwrite")).put(row)); }
     async remove(n) { return request((await store("readwrite")).delete(n)); }
+    async open(row) {  // {n, item, files}, or null: someone else's, sealed before a rotation ended, or tampered
+      const k = row && this.keys.find(x => x.id === row.kid);
+      if (!k) return null;
+      try {
+        const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: row.iv, additionalData: new TextEncoder().encode(row.kid) }, k.key, row.ct);
+        return Object.assign({ n: row.n }, unpack(plain));
+      } catch (e) { return null; }
+    }
     // This person's items on this device, oldest first: [{n, item, files}].
     async own() {
       const rows = await request((await store("readonly")).getAll()), out = [];
-      for (const row of rows) {
-        const k = this.keys.find(x => x.id === row.kid);
-        if (!k) continue;  // someone else's, or sealed before the last master-key rotation ended
-        try {
-          const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: row.iv, additionalData: new TextEncoder().encode(row.kid) }, k.key, row.ct);
-          out.push(Object.assign({ n: row.n }, unpack(plain)));
-        } catch (e) { /* tampered: never sent */ }
-      }
+      for (const row of rows) { const e = await this.open(row); if (e) out.push(e); }
       return out;
     }
+    async get(n) { return this.open(await request((await store("readonly")).get(n))); }
   }
 
   // Where IndexedDB or WebCrypto is missing (a page over plain HTTP), items wait in page
@@ -84,6 +88,7 @@ self.RenkeiOutbox = (() => {
     async replace(n, item, files) { this.items.set(n, { item, files: files || [] }); }
     async remove(n) { this.items.delete(n); }
     async own() { return [...this.items].map(([n, v]) => ({ n, item: JSON.parse(JSON.stringify(v.item)), files: v.files })); }
+    async get(n) { return (await this.own()).find(e => e.n === n) || null; }
   }
 
   // One request; null when the network failed. 503 and "still running" are waits too.
@@ -100,26 +105,53 @@ self.RenkeiOutbox = (() => {
   const waits = res => res === null || res.status === 503 || res.status === 401 || (res.status === 409 && res.retryAfter > 0);
   const json = body => ({ headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 
+  /* Was a note whose first try is older than the server keeps its Idempotency-Key
+     (24 h, docs/API.md) posted after all? Looked for by its text among the patient's
+     notes (searched on the server), by its author. Found: its id; not: null. */
+  const KEPT_MS = 23 * 3600 * 1000;
+  async function postedBefore(box, item, csrf) {
+    const j = json({ text: item.body.body.slice(0, 100), limit: 50 });
+    const res = await call("POST", `/api/v1/patients/${item.patient}/notes/search`, csrf, j.headers, j.body);
+    if (waits(res)) return undefined;
+    if (res.status !== 200) return null;  // refused: the note will be refused too, and said so
+    const found = res.data.items.find(n => n.author_id === box.userId && n.body === item.body.body);
+    return found ? found.id : null;
+  }
+
   /* Send one waiting item. Returns {state: "sent" | "wait" | "refused" | "conflict", res}.
-     A note that was posted but whose files are not all sent stays, marked with its id. */
+     A refused note or an edit that met a conflict is marked so and not sent again: the
+     patient's page shows it (the text back in the box; the merge). A posted note whose
+     files are not all sent stays, marked with its id. */
   async function send(box, entry, csrf, hooks) {
     const { n, item, files } = entry, base = `/api/v1/patients/${item.patient}`;
+    const mark = async (state, res) => {
+      item.held = { state, status: res.status, data: res.data };
+      await box.replace(n, item, files);
+      return { state, res };
+    };
     if (item.kind === "section") {
       const j = json({ content: item.content });
       const res = await call("PUT", `${base}/record/${item.section}`, csrf, Object.assign(j.headers, { "If-Match": `"${item.base.version}"` }), j.body);
       if (waits(res)) return { state: "wait", res };
       if (res.status === 200) { await box.remove(n); return { state: "sent", res }; }
-      return { state: res.status === 412 ? "conflict" : "refused", res };  // left for the patient's page
+      return mark(res.status === 412 ? "conflict" : "refused", res);
     }
     if (item.kind === "note") {
+      if (!item.note_id && item.tried_at && Date.now() - item.tried_at > KEPT_MS) {
+        const id = await postedBefore(box, item, csrf);
+        if (id === undefined) return { state: "wait", res: null };
+        if (id) item.note_id = id; else { item.key = crypto.randomUUID(); item.tried_at = 0; }  // never arrived: a new try
+      }
       if (!item.note_id) {
+        if (!item.tried_at) { item.tried_at = Date.now(); await box.replace(n, item, files); }
         const j = json(item.body);
         const res = await call("POST", `${base}/notes`, csrf, Object.assign(j.headers, { "Idempotency-Key": item.key }), j.body);
         if (waits(res)) return { state: "wait", res };
-        if (res.status !== 201) return { state: "refused", res };
+        if (res.status !== 201) return mark("refused", res);
         item.note_id = res.data.id; item.sent_files = 0;
-        if (hooks && hooks.posted && hooks.posted(entry)) { await box.remove(n); return { state: "sent", res }; }  // the page takes the files
         if (files.length) await box.replace(n, item, files);
+        // The patient's page uploads the files itself (progress, retry) and removes the item.
+        if (hooks && hooks.posted && hooks.posted(entry)) return { state: "sent", res, files: files.length > 0 };
       }
       for (let i = item.sent_files; i < files.length; i++) {
         const form = new FormData();
@@ -137,9 +169,10 @@ self.RenkeiOutbox = (() => {
     return { state: "refused" };
   }
 
-  /* A page that is sending an item itself (an open section's edit, with its merge)
-     holds a Web Lock named for it; other senders leave that item alone. The lock goes
-     with the page, so an item is never stuck behind a closed tab. */
+  /* A page that is sending an item itself (an open section's edit, with its merge; a
+     posted note's files) holds a Web Lock named for it; every sender takes an item's
+     lock, if free, for as long as it sends it. The lock goes with the page, so an item
+     is never stuck behind a closed tab. */
   const itemLock = n => `${LOCK}-item-${n}`;
   function hold(n) {
     if (!(self.navigator && navigator.locks)) return () => {};
@@ -148,6 +181,10 @@ self.RenkeiOutbox = (() => {
     navigator.locks.request(itemLock(n), () => held);
     return release;
   }
+  function whileFree(n, fn) {
+    if (!(self.navigator && navigator.locks)) return fn();
+    return navigator.locks.request(itemLock(n), { ifAvailable: true }, lock => (lock ? fn() : { state: "held" }));
+  }
   async function heldItems() {
     if (!(self.navigator && navigator.locks)) return new Set();
     return new Set((await navigator.locks.query()).held.map(l => l.name));
@@ -155,13 +192,18 @@ self.RenkeiOutbox = (() => {
 
   /* Send everything this person has waiting, oldest first, one sender at a time on the
      device (a page and the service worker may both try). `skip(entry)` leaves items a
-     page is handling itself. Returns the results. */
+     page is handling itself; items marked refused or in conflict wait for the patient's
+     page. Returns the results. */
   async function flush(box, csrf, hooks) {
     const run = async () => {
-      const results = [], taken = await heldItems();
+      const results = [];
       for (const entry of await box.own()) {
-        if (taken.has(itemLock(entry.n)) || (hooks && hooks.skip && hooks.skip(entry))) continue;
-        const result = await send(box, entry, csrf, hooks);
+        if (entry.item.held || (hooks && hooks.skip && hooks.skip(entry))) continue;
+        const result = await whileFree(entry.n, async () => {
+          const now = await box.get(entry.n);  // as it is now: sent or taken meanwhile, it is not sent again
+          return now && !now.item.held ? send(box, now, csrf, hooks) : { state: "held" };
+        });
+        if (result.state === "held") continue;
         results.push(Object.assign({ entry }, result));
         if (result.state === "wait") break;  // offline or busy: the rest wait in order
       }

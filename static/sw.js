@@ -63,8 +63,9 @@ async function sendWaiting() {
     got = await fetch("/api/v1/users/me/outbox-key", {credentials: "same-origin", headers: {"Accept": "application/json"}});
   } catch (e) { throw new Error("offline"); }  // the browser tries the sync again later
   if (!got.ok) return;
-  const {keys, csrf_token: csrf} = await got.json();
-  const box = await self.RenkeiOutbox.Outbox.open(keys);
+  const given = await got.json();
+  const box = await self.RenkeiOutbox.Outbox.open(given);
+  const csrf = given.csrf_token;
   const results = await self.RenkeiOutbox.flush(box, csrf);
   if (results.some((r) => r.state === "wait")) throw new Error("not yet");
   const windows = await self.clients.matchAll({type: "window"});

@@ -9,7 +9,10 @@ import time
 
 import pytest
 import requests
+from sqlalchemy import update
 
+from models import User, utcnow
+from renkei.common import db
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, TABLET
 
 DEMO_PASSWORD = "renkei-demo-2026"
@@ -158,3 +161,24 @@ def test_the_next_sign_in_on_the_device_sends_it_once_and_a_colleague_sends_noth
     assert after["version"] == v + 1 and after["content"]["notes"] == "圏外で閉じた記録"
     assert page.evaluate(READ_RAW) == []
     ctx.close()
+
+
+def test_the_outbox_key_is_one_per_person_and_device_and_an_access_reset_changes_it(api):
+    """The key is derived, never stored: the same person on the same device gets it back
+    (a link from another site still names the device: SameSite=Lax), anyone or anywhere
+    else gets another, and an access reset retires it."""
+    api.user("cm", "care_manager")
+    api.user("ns", "nurse")
+    keys = lambda who: api.call(who, "GET", "/api/v1/users/me/outbox-key").json["keys"][0]["key"]  # noqa: E731
+    first = api.call("cm", "GET", "/api/v1/users/me/outbox-key")
+    cookie = next(c for c in first.headers.getlist("Set-Cookie") if c.startswith("renkei_device="))
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=34560000" in cookie
+    mine = first.json["keys"][0]["key"]
+    assert keys("cm") == mine and keys("ns") != mine and "csrf_token" not in first.json  # a bearer token needs none
+    api.client.delete_cookie("renkei_device")
+    elsewhere = keys("cm")
+    assert elsewhere != mine
+    with api.app.app_context():
+        db.session.execute(update(User).where(User.login == "cm").values(reset_at=utcnow()))
+        db.session.commit()
+    assert keys("cm") != elsewhere

@@ -6,7 +6,7 @@ dots, thresholds long dashes with their value written on them, and a reading bey
 threshold a larger square. Both are built here in Python rather than in a template: a
 month of readings is a thousand cells (bench/vitals.py)."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
@@ -14,19 +14,24 @@ from markupsafe import Markup, escape
 from renkei.common.timefmt import JAPAN
 from renkei.observations.kinds import KINDS
 
-WIDTH, HEIGHT = 320, 132
-LEFT, RIGHT, TOP, BOTTOM = 40, 10, 10, 22
+# A chart is drawn at 256 px wide or more (.charts in static/app.css), so 15 units of
+# text are at least 12 px on screen.
+WIDTH, HEIGHT = 320, 150
+LEFT, RIGHT, TOP, BOTTOM = 46, 12, 12, 26
 DOTS_UP_TO = 60  # readings in a series drawn as dots too; beyond that dots only blur the line
+SHORTEST_AXIS = timedelta(days=7)  # the time axis fits the readings, but never shorter than a week
 
 
 def number(value, places: int) -> str:
     return f"{value:.{places}f}" if places else str(int(round(value)))
 
 
-def trend(
-    chart: dict, start: datetime, end: datetime, label: str, start_label: str, end_label: str, dots: bool = True
-) -> Markup:
+def trend(chart: dict, start: datetime, end: datetime, label: str, dots: bool = True) -> Markup:
+    """The chart of one kind from `start` to `end`, or from a little before its first
+    reading when that is later (two weeks of readings fill a 90-day chart). With `dots`,
+    every reading also carries what a tap shows: the value, when, and who recorded it."""
     kind, points, limits = chart["kind"], chart["points"], chart["limits"]
+    start = max(start, min(points[0]["measured_at"], end - SHORTEST_AXIS) - (end - start) / 60)
     places = next(iter(kind.components.values()))[1].places if kind.components else kind.measure.places
     names = list(kind.components) or ["value"]
     series = {
@@ -73,12 +78,30 @@ def trend(
                 out.append(f'<rect class="beyond" x="{x(at) - 4:.1f}" y="{y(v) - 4:.1f}" width="8" height="8"/>')
             elif dots and len(s) <= DOTS_UP_TO:
                 out.append(f'<circle class="dot {cls}" cx="{x(at):.1f}" cy="{y(v):.1f}" r="2.5"/>')
+    if dots:  # what a tap or a hover shows (static/app.js, chart taps)
+        for p in points:
+            tip = f"{_shown(kind, p)} {kind.shown_unit} · {_jst(p['measured_at'])} · {p.get('recorded_by_name') or ''}"
+            out.append(
+                f'<circle class="tip" cx="{x(p["measured_at"]):.1f}" cy="{y(_first(kind, p)):.1f}" r="6" '
+                f'data-tip="{escape(tip)}"><title>{escape(tip)}</title></circle>'
+            )
+    middle = start + (end - start) / 2
     out.append(
-        f'<text class="tick" x="{LEFT}" y="{HEIGHT - 6}">{escape(start_label)}</text>'
-        f'<text class="tick" x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" text-anchor="end">'
-        f"{escape(end_label)}</text></svg>"
+        f'<text class="tick" x="{LEFT}" y="{HEIGHT - 6}">{_day(start)}</text>'
+        f'<text class="tick" x="{x(middle):.1f}" y="{HEIGHT - 6}" text-anchor="middle">{_day(middle)}</text>'
+        f'<text class="tick" x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" text-anchor="end">{_day(end)}</text></svg>'
     )
     return Markup("".join(out))
+
+
+def _first(kind, p) -> float:
+    return p["components"][next(iter(kind.components))] if kind.components else p["value"]
+
+
+def _shown(kind, p) -> str:
+    if kind.components:
+        return "/".join(str(p["components"][n]) for n in kind.components)
+    return str(p["value"])
 
 
 def _threshold_lines(limits: dict, kind) -> list[tuple[float, str]]:
@@ -108,7 +131,7 @@ def trend_chart(chart: dict, view: dict, dots: bool = True) -> Markup:
         value=shown,
         unit=kind.shown_unit,
     )
-    return trend(chart, view["start"], view["end"], label, _day(view["start"]), _day(view["end"]), dots)
+    return trend(chart, view["start"], view["end"], label, dots)
 
 
 def _day(utc: datetime) -> str:

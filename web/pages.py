@@ -122,13 +122,41 @@ def logout():
 # --- the care list and a patient's record -----------------------------------------------
 
 
+def _care_list() -> list[dict]:
+    items = registry.care_list(current_user)  # in kana order; a reading that alerted me puts its patient on top
+    return sorted(items, key=lambda i: not i.get("alerts_since_my_last_view"))
+
+
 @page("/", action="patient.list", name="patients")
 def care_list():
-    items = registry.care_list(current_user)  # in kana order; a reading that alerted me puts its patient on top
     return render_template(
-        "patients.html",
-        items=sorted(items, key=lambda i: not i.get("alerts_since_my_last_view")),
-        may_register=bool(PROFESSION_ROLES[current_user.profession]),
+        "patients.html", items=_care_list(), may_register=bool(PROFESSION_ROLES[current_user.profession])
+    )
+
+
+@page("/patients/<patient_id>/<any(next, previous):step>", action="patient.list")
+def neighbour(patient_id, step):
+    """次の利用者 / 前の利用者 on a patient's page, in the care list's order (wrapping
+    round); worked out on the tap, so the patient page itself stays one list lighter."""
+    ids = [i["id"] for i in _care_list()]
+    if patient_id not in ids:
+        return redirect(url_for("web.patients"))
+    at = ids.index(patient_id) + (1 if step == "next" else -1)
+    return redirect(url_for("web.patient", patient_id=ids[at % len(ids)]))
+
+
+@page("/patients/<patient_id>/print", action="record.print")
+def record_print(patient_id):
+    """The whole record on paper: every section's values, who wrote them and when, and
+    nothing to tap."""
+    p = registry.read(current_user, patient_id, activity=False)
+    return render_template(
+        "record_print.html",
+        p=p,
+        demo=p,
+        sections=revisions.read(current_user, patient_id, look=False)["sections"],
+        team=teams.team(current_user, patient_id)["items"],
+        now=utcnow(),
     )
 
 
@@ -339,7 +367,7 @@ def summary():
             for s, c in changes["sections"].items()
         ]
         unread = {n["id"] for n in recent + unread_urgent if not n["acknowledged_by_me"]}
-        vitals = charts.overview(current_user, patient_id, SUMMARY_DAYS, changes["since"])
+        vitals = charts.overview(current_user, patient_id, SUMMARY_DAYS, changes["since"], names=False)
         items.append(
             {
                 "p": p,

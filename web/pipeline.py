@@ -26,7 +26,7 @@ from flask_babel import Babel, format_date
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
-from renkei.common import db, problems, work
+from renkei.common import db, problems, timefmt, work
 from renkei.common.crypto import DecryptionError
 from renkei.common.problems import Problem
 from renkei.common.timefmt import JAPAN
@@ -154,6 +154,8 @@ def init_app(app):
         trend_chart=trend_chart,
         idle_seconds=app.config["RENKEI"].session_idle_seconds,
         outbox_keys=lambda: outboxes.outbox_keys(current_user),
+        latest_day=timefmt.latest_day,
+        EARLIEST_DAY=timefmt.EARLIEST_DAY,
     )
 
 

@@ -1,7 +1,7 @@
 """Timestamps leave the service as ISO 8601 UTC with a Z; people read and type them in
 Japan time."""
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 JAPAN = ZoneInfo("Asia/Tokyo")
@@ -10,6 +10,14 @@ JAPAN = ZoneInfo("Asia/Tokyo")
 def japan_today() -> date:
     """Today's date where the care happens (the server's clock may run on UTC)."""
     return datetime.now(JAPAN).date()
+
+
+EARLIEST_DAY = date(1900, 1, 1)
+DAYS_AHEAD = 366  # a date in a record is at most a year ahead (a planned meeting); 2099 is a typo
+
+
+def latest_day() -> date:
+    return japan_today() + timedelta(days=DAYS_AHEAD)
 
 
 def iso(dt: datetime | None) -> str | None:

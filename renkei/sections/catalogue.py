@@ -15,6 +15,8 @@ from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, ValidationError, fields, validate
 
+from renkei.common import timefmt
+
 PHYSICIANS = ("primary_physician", "backup_physician")
 ADL_LEVELS = ("independent", "supervision", "partial_assist", "full_assist")
 ADL_ITEMS = (
@@ -75,6 +77,13 @@ def text(**kw):
     return fields.String(validate=validate.Length(max=4000), **kw)
 
 
+def in_reach(day) -> None:
+    """A date in a record: not before 1900, at most a year ahead (renkei/common/timefmt.py).
+    The message names the range; the page shows it in the person's language."""
+    if not timefmt.EARLIEST_DAY <= day <= timefmt.latest_day():
+        raise ValidationError(f"Date out of range: from {timefmt.EARLIEST_DAY} to {timefmt.latest_day()}.")
+
+
 def rows(schema, max_rows=100):
     return fields.List(fields.Nested(schema), validate=validate.Length(max=max_rows))
 
@@ -94,7 +103,7 @@ class WishesContent(Content):
         validate=validate.OneOf(tuple(CHOICES["resuscitation"])), metadata={"description": "心肺蘇生の希望"}
     )
     acp_notes = text(metadata={"description": "人生会議(ACP)の記録"})
-    discussed_on = fields.Date(metadata={"description": "話し合った日"})
+    discussed_on = fields.Date(validate=in_reach, metadata={"description": "話し合った日"})
 
 
 class ConditionContent(Content):
@@ -190,7 +199,7 @@ class DiseasesMedicationsContent(Content):
 
 
 class Explanation(Row):
-    explained_on = fields.Date()
+    explained_on = fields.Date(validate=in_reach)
     explained_by = short()
     explained_to = short()
     content = text(required=True)
