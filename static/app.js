@@ -664,7 +664,12 @@
     }
   }
   if ("serviceWorker" in navigator) {
-    navigator.serviceWorker.addEventListener("message", e => { if (e.data && e.data.outbox) { countWaiting(); refreshTimeline(); } });
+    navigator.serviceWorker.addEventListener("message", e => {  // the service worker sent what waited
+      if (!e.data || !e.data.outbox) return;
+      const mine = (e.data.posted || []).filter(p => p.patient === document.body.dataset.patient);
+      if (mine.length && noteForm) $(".status", noteForm).textContent = T.posted;
+      countWaiting(); refreshTimeline(mine.length ? mine[mine.length - 1].note_id : undefined);
+    });
   }
   /* What waits for this patient's page: a refused note (its text back in the box, the
      reason next to it) and an edit that met a conflict or a refusal (merged or shown here). */

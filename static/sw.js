@@ -68,8 +68,11 @@ async function sendWaiting() {
   const csrf = given.csrf_token;
   const results = await self.RenkeiOutbox.flush(box, csrf);
   if (results.some((r) => r.state === "wait")) throw new Error("not yet");
+  // Open pages say so: 投稿しました beside the note box, the note in the timeline.
+  const posted = results.filter((r) => r.state === "sent" && r.entry.item.kind === "note")
+    .map((r) => ({patient: r.entry.item.patient, note_id: r.res && r.res.data ? r.res.data.id : null}));
   const windows = await self.clients.matchAll({type: "window"});
-  windows.forEach((w) => w.postMessage({outbox: "sent"}));
+  windows.forEach((w) => w.postMessage({outbox: "sent", posted}));
 }
 
 self.addEventListener("sync", (event) => {
