@@ -4,9 +4,23 @@ from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
 from api.pipeline import endpoint
-from api.schemas import OtpRequest, OutboxKeys, RecoverIn, TokenRequest, TokenResponse, TotpEnrolment, UserOut
+from api.schemas import (
+    OtpRequest,
+    OutboxKeys,
+    PasskeyCreationOptions,
+    PasskeyIn,
+    PasskeyList,
+    PasskeyMade,
+    PasskeyOptionsIn,
+    PasskeyRequestOptions,
+    RecoverIn,
+    TokenRequest,
+    TokenResponse,
+    TotpEnrolment,
+    UserOut,
+)
 from renkei.common import work
-from renkei.people import auth, directory, outboxes, resets
+from renkei.people import auth, directory, outboxes, passkeys, resets
 
 
 @endpoint(
@@ -22,7 +36,10 @@ from renkei.people import auth, directory, outboxes, resets
     errors=(401, 429),
 )
 def create_token(body):
-    user = auth.authenticate(body["login"], body["password"], body.get("otp"))
+    if "passkey" in body:
+        user = auth.authenticate_passkey(body["passkey"])
+    else:
+        user = auth.authenticate(body["login"], body["password"], body.get("otp"))
     token, expires = auth.issue_token(user)
     return {"token": token, "expires_at": expires, "notice": resets.notice(user)}
 
@@ -102,3 +119,66 @@ def outbox_key():
     if work.current().cookie_auth:
         out["csrf_token"] = generate_csrf()
     return out
+
+
+# --- passkeys (renkei/people/passkeys.py) ------------------------------------
+
+
+@endpoint(
+    "POST",
+    "/auth/passkeys/options",
+    summary="Options to create a passkey (navigator.credentials.create)",
+    tag="auth",
+    action=None,
+    body=PasskeyOptionsIn,
+    response=PasskeyCreationOptions,
+)
+def passkey_creation_options(body):
+    return passkeys.creation_options(current_user)
+
+
+@endpoint(
+    "POST",
+    "/auth/passkeys",
+    summary="Register a passkey (user verification required; at most 10)",
+    tag="auth",
+    action="auth.passkey_add",
+    body=PasskeyIn,
+    response=PasskeyMade,
+    status=201,
+    errors=(409, 422),
+)
+def add_passkey(body):
+    return passkeys.register(current_user, body["credential"], body.get("name"))
+
+
+@endpoint("GET", "/auth/passkeys", summary="My passkeys", tag="auth", action=None, response=PasskeyList)
+def list_passkeys():
+    return {"items": passkeys.of(current_user)}
+
+
+@endpoint(
+    "DELETE",
+    "/auth/passkeys/<passkey_id>",
+    summary="Remove a passkey (409 if it is the last second factor while one is required)",
+    tag="auth",
+    action="auth.passkey_remove",
+    status=204,
+    errors=(404, 409),
+)
+def remove_passkey(passkey_id):
+    passkeys.remove(current_user, passkey_id, auth.keeps_second_factor)
+
+
+@endpoint(
+    "POST",
+    "/auth/passkey-challenge",
+    summary="Options to sign in with a passkey (no login typed)",
+    tag="auth",
+    action=None,
+    auth="public",
+    body=PasskeyOptionsIn,
+    response=PasskeyRequestOptions,
+)
+def passkey_challenge(body):
+    return passkeys.request_options()

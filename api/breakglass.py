@@ -20,7 +20,7 @@ from renkei.patients import breakglass
     errors=(401, 403, 404, 409),
 )
 def open_breakglass(patient_id, body):
-    return breakglass.open_grant(current_user, patient_id, body["reason"], body.get("otp"))
+    return breakglass.open_grant(current_user, patient_id, body["reason"], body.get("otp"), body.get("passkey"))
 
 
 @endpoint(
@@ -43,6 +43,7 @@ def find_and_open_breakglass(body):
         code=body.get("code"),
         name=body.get("name"),
         birth_date=body.get("birth_date"),
+        passkey=body.get("passkey"),
     )
 
 

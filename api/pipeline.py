@@ -29,7 +29,16 @@ log = logging.getLogger("renkei.api")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 ROUTES: list[dict] = []  # what api/openapi.py describes
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-ENROLMENT = {"start_totp", "confirm_totp", "me", "revoke_token"}  # open while a second factor is due
+# open while a second factor is due
+ENROLMENT = {
+    "start_totp",
+    "confirm_totp",
+    "me",
+    "revoke_token",
+    "passkey_creation_options",
+    "add_passkey",
+    "list_passkeys",
+}
 
 
 def endpoint(
@@ -156,7 +165,7 @@ def _run(view, meta, kwargs):
             if auth.must_enrol_totp(user) and meta["name"] not in ENROLMENT:
                 raise Problem(
                     403,
-                    "Enrol your second factor again first (POST /api/v1/auth/totp).",
+                    "Enrol your second factor first (a passkey: POST /api/v1/auth/passkeys/options; or POST /api/v1/auth/totp).",
                     type_="/problems/second-factor-required",
                 )
         raw = {}  # the body as sent: what an Idempotency-Key's fingerprint covers

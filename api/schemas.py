@@ -38,10 +38,76 @@ class Strict(Schema):
 
 
 # --- auth -------------------------------------------------------------------
+def passkey_field(**kw):
+    return fields.Dict(metadata={"description": "a WebAuthn assertion as PublicKeyCredential.toJSON() writes it"}, **kw)
+
+
 class TokenRequest(Strict):
-    login = name_field()
-    password = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    """A login and password (with `otp` once the person has TOTP), or a passkey alone."""
+
+    login = fields.String(validate=validate.Length(min=1, max=100))
+    password = fields.String(validate=validate.Length(min=1, max=200))
     otp = fields.String(validate=validate.Regexp(r"^\d{6}$", error="Six digits."), allow_none=True)
+    passkey = passkey_field()
+
+    @validates_schema
+    def _one_way(self, data, **_):
+        if "passkey" in data:
+            if data.keys() - {"passkey"}:
+                raise ValidationError("A passkey signs in alone.", "passkey")
+            return
+        for name in ("login", "password"):
+            if name not in data:
+                raise ValidationError("Missing data for required field.", name)
+
+
+class PasskeyOptionsIn(Strict):
+    pass
+
+
+class PasskeyIn(Strict):
+    credential = fields.Dict(
+        required=True, metadata={"description": "the new credential as PublicKeyCredential.toJSON() writes it"}
+    )
+    name = fields.String(validate=validate.Length(min=1, max=100))
+
+
+class PasskeyMade(Schema):
+    id = fields.String()
+    name = fields.String()
+    created_at = UTCDateTime()
+
+
+class PasskeyOut(PasskeyMade):
+    last_used_at = UTCDateTime(allow_none=True)
+
+
+class PasskeyList(Schema):
+    items = fields.List(fields.Nested(PasskeyOut))
+
+
+class PasskeyCreationOptions(Schema):
+    """WebAuthn Level 3 JSON, as PublicKeyCredential.parseCreationOptionsFromJSON reads it."""
+
+    rp = fields.Dict()
+    user = fields.Dict()
+    challenge = fields.String()
+    pubKeyCredParams = fields.List(fields.Dict())
+    timeout = fields.Integer()
+    excludeCredentials = fields.List(fields.Dict())
+    authenticatorSelection = fields.Dict()
+    attestation = fields.String()
+    hints = fields.List(fields.String())
+
+
+class PasskeyRequestOptions(Schema):
+    """WebAuthn Level 3 JSON, as PublicKeyCredential.parseRequestOptionsFromJSON reads it."""
+
+    challenge = fields.String()
+    timeout = fields.Integer()
+    rpId = fields.String()
+    allowCredentials = fields.List(fields.Dict())
+    userVerification = fields.String()
 
 
 class Notice(Schema):
@@ -637,6 +703,7 @@ class AttachmentList(Schema):
 class BreakGlassIn(Strict):
     reason = fields.String(required=True, validate=validate.Length(min=5, max=1000))
     otp = fields.String(validate=validate.Regexp(r"^\d{6}$", error="Six digits."), allow_none=True)
+    passkey = passkey_field()
 
 
 class BreakGlassFind(BreakGlassIn):

@@ -4,7 +4,17 @@ AES-GCM ciphertext (see renkei/common/crypto.py); nothing here stores patient pl
 from models.attachment import Attachment, AttachmentFrame
 from models.audit import AuditAnchor, AuditEntry, AuditHead, AuditLease, AuditTile
 from models.base import Base, new_id, utcnow
-from models.directory import AccessReset, ApiToken, Invitation, LoginThrottle, Organization, SystemKey, User
+from models.directory import (
+    AccessReset,
+    ApiToken,
+    Invitation,
+    LoginThrottle,
+    Organization,
+    Passkey,
+    SystemKey,
+    UsedChallenge,
+    User,
+)
 from models.events import UserEvent
 from models.idempotency import IdempotentRequest
 from models.notifications import (
@@ -38,6 +48,8 @@ __all__ = [
     "AttachmentFrame",
     "AccessReset",
     "ApiToken",
+    "Passkey",
+    "UsedChallenge",
     "Invitation",
     "LoginThrottle",
     "Organization",

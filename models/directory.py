@@ -126,6 +126,30 @@ class Invitation(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class Passkey(Base):
+    """A WebAuthn credential (renkei/people/passkeys.py): its public key and sign counter.
+    The name ("iPad 訪問用") is the person's own label for a device, not patient data."""
+
+    __tablename__ = "passkeys"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE
+    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class UsedChallenge(Base):
+    """A WebAuthn challenge that was answered (renkei/people/passkeys.py): challenges are
+    stateless until used, and each is used once. Kept until it would have expired."""
+
+    __tablename__ = "used_challenges"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
 class LoginThrottle(Base):
     """Sign-in attempts counted per key — a login name from one address, a login name
     from anywhere, an address for any login (renkei/people/auth.py) — whether or not the login

@@ -148,6 +148,8 @@ class Settings:
     # the address of the request that printed the sheet.
     public_url: str | None = None
     development: bool = False  # RENKEI_ENV=development: throwaway keys, loopback push endpoints
+    # Every account needs a second factor (passkey or TOTP); off only in development.
+    require_second_factor: bool = True
     # Push and e-mail (docs/ARCHITECTURE.md, "Push and e-mail"): the SMTP server and the
     # sender address; the hour (Japan time) from which the daily digests go out.
     smtp_url: str | None = None
@@ -211,6 +213,7 @@ class Settings:
             attachment_patient_quota_bytes=int(env.get("RENKEI_ATTACHMENT_QUOTA_BYTES", 2 * 1024**3)),
             public_url=(env.get("RENKEI_PUBLIC_URL") or "").rstrip("/") or None,
             development=env.get("RENKEI_ENV") == "development",
+            require_second_factor=_second_factor_required(env),
             smtp_url=env.get("RENKEI_SMTP_URL") or None,
             mail_from=env.get("RENKEI_MAIL_FROM", "renkei@localhost"),
             digest_hour=int(env.get("RENKEI_DIGEST_HOUR", 7)),
@@ -223,3 +226,11 @@ class Settings:
         )
         values.update(overrides)
         return cls(**values)
+
+
+def _second_factor_required(env) -> bool:
+    if env.get("RENKEI_REQUIRE_SECOND_FACTOR", "1") != "0":
+        return True
+    if env.get("RENKEI_ENV") != "development":
+        raise SystemExit("RENKEI_REQUIRE_SECOND_FACTOR=0 is allowed only with RENKEI_ENV=development")
+    return False

@@ -285,7 +285,7 @@ def grant_breakglass(api, who, pid, reason="夜間の急変対応"):
 
     with api.app.app_context():
         actor = db.session.get(User, api.users[who]["id"])
-        breakglass._open(actor, authz.live_patient(pid), reason, None, otp_checked=True)
+        breakglass._open(actor, authz.live_patient(pid), reason, None, checked=True)
         work.current().commit()
         db.session.remove()
 

@@ -98,6 +98,8 @@ ACTION_LABELS = {
     "auth.recover": _l("アクセス回復"),
     "auth.totp_enrol": _l("二要素認証の登録開始"),
     "outbox.key": _l("未送信の保管用の鍵の取得"),
+    "auth.passkey_add": _l("パスキーの登録"),
+    "auth.passkey_remove": _l("パスキーの削除"),
     "record.print": _l("記録の印刷"),
     "auth.totp_confirm": _l("二要素認証の登録"),
     "push.subscribe": _l("通知を受け取る端末の登録"),

@@ -24,7 +24,7 @@ from models import (
 from renkei.access_log import entries, sealer, tree, verification
 from renkei.common import crypto, db, problems, vault, work
 from renkei.patients import registry
-from renkei.people import auth, staff
+from renkei.people import staff, throttle
 
 EXPORT_BATCH = 5000
 SEARCHES_PER_WINDOW = 30  # an auditor's name searches per lockout window (settings.lockout_seconds)
@@ -148,7 +148,7 @@ def find_patients(reader: User, name: str) -> list[dict]:
     staff.require_staff(reader, "auditor")
     typed = vault.keyed_digest("audit_patient_search", crypto.normalize_name(name))
     work.describe(detail="name=" + typed)
-    auth.count_lookup("audit_patient_search", reader, SEARCHES_PER_WINDOW)
+    throttle.count_lookup("audit_patient_search", reader, SEARCHES_PER_WINDOW)
     wanted = vault.name_index(name)
     rows = list(
         db.session.execute(

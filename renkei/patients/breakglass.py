@@ -14,7 +14,7 @@ from renkei.common.timefmt import iso
 from renkei.outreach import events, tell
 from renkei.patients import authz, registry
 from renkei.patients.authz import patient_access
-from renkei.people import auth, staff
+from renkei.people import auth, staff, throttle
 
 LOOKUPS_PER_WINDOW = 10  # finds by code or name per person per lockout window (settings.lockout_seconds)
 
@@ -24,7 +24,7 @@ def _may_break_glass(actor: User):
     staff.require_confirmed(actor)
     if actor.profession not in authz.BREAKGLASS_PROFESSIONS or actor.is_admin or actor.is_auditor:
         raise Problem(403, "Only physicians and nurses may use break-glass access.")
-    if not actor.totp_enabled:  # always: a password alone never opens another team's patient
+    if not auth.has_second_factor(actor):  # always: a password alone never opens another team's patient
         raise Problem(
             403,
             "Break-glass needs your second factor: enrol it on your account page first.",
@@ -32,13 +32,13 @@ def _may_break_glass(actor: User):
         )
 
 
-def open_grant(actor: User, patient_id: str, reason: str, otp: str | None) -> dict:
+def open_grant(actor: User, patient_id: str, reason: str, otp: str | None, passkey=None) -> dict:
     _may_break_glass(actor)
-    auth.count_lookup("breakglass", actor, LOOKUPS_PER_WINDOW)  # wrong codes cannot be tried on and on
+    throttle.count_lookup("breakglass", actor, LOOKUPS_PER_WINDOW)  # wrong codes cannot be tried on and on
     patient = authz.live_patient(patient_id)
     if patient is None:
         raise not_found()
-    return _open(actor, patient, reason, otp)
+    return _open(actor, patient, reason, otp, passkey)
 
 
 def open_found(
@@ -48,6 +48,7 @@ def open_found(
     code: str | None = None,
     name: str | None = None,
     birth_date: date | None = None,
+    passkey=None,
 ) -> dict:
     """Break-glass for a patient found by the emergency sheet's code, or by full name (or
     kana) and birth date together — exact, through the blind index. Finding is an
@@ -60,11 +61,11 @@ def open_found(
         else vault.keyed_digest("breakglass_lookup", f"{crypto.normalize_name(name)}|{birth_date.isoformat()}")
     )
     work.describe(detail=("code=" if code else "lookup=") + typed)
-    auth.count_lookup("breakglass", actor, LOOKUPS_PER_WINDOW)
-    if not auth.check_totp(actor, otp):
+    throttle.count_lookup("breakglass", actor, LOOKUPS_PER_WINDOW)
+    if not auth.check_second_factor(actor, otp, passkey):
         raise Problem(
             401,
-            "Confirm with a one-time code from your authenticator app.",
+            "Confirm with your passkey or a one-time code from your authenticator app.",
             type_="/problems/otp-required",
             otp_required=True,
         )
@@ -73,7 +74,7 @@ def open_found(
     if patient is None or patient.wrapped_key is None:
         raise not_found()
     work.describe(patient_id=patient.id)
-    return _open(actor, patient, reason, otp, otp_checked=True)
+    return _open(actor, patient, reason, otp, passkey, checked=True)
 
 
 def _by_name_and_birth(name: str, birth_date: date) -> Patient | None:
@@ -90,7 +91,7 @@ def _by_name_and_birth(name: str, birth_date: date) -> Patient | None:
     return found[0] if found else None
 
 
-def _open(actor: User, patient: Patient, reason: str, otp: str | None, otp_checked: bool = False) -> dict:
+def _open(actor: User, patient: Patient, reason: str, otp: str | None, passkey=None, checked: bool = False) -> dict:
     # One open grant per person and patient, also under parallel requests: they queue here.
     db.session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
     if authz.current_membership(patient.id, actor.id) is not None:
@@ -100,10 +101,10 @@ def _open(actor: User, patient: Patient, reason: str, otp: str | None, otp_check
         raise Problem(
             409, "Your emergency access to this patient is already open.", expires_at=iso(open_now.expires_at)
         )
-    if not otp_checked and not auth.check_totp(actor, otp):
+    if not checked and not auth.check_second_factor(actor, otp, passkey):
         raise Problem(
             401,
-            "Confirm with a one-time code from your authenticator app.",
+            "Confirm with your passkey or a one-time code from your authenticator app.",
             type_="/problems/otp-required",
             otp_required=True,
         )

@@ -3,11 +3,10 @@ and their CSRF protection (docs/ARCHITECTURE.md, "Authentication")."""
 
 import contextlib
 import hashlib
-import ipaddress
 import secrets
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pyotp
 from argon2 import PasswordHasher
@@ -16,16 +15,16 @@ from flask import current_app, request
 from flask import session as cookie_session
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import bindparam, case, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from models import ApiToken, LoginThrottle, User, utcnow
+from models import ApiToken, User, utcnow
 from renkei.access_log import entries
 from renkei.common import crypto, db, offload, vault, work
 from renkei.common.problems import Problem
 from renkei.outreach import tell
+from renkei.people import passkeys, throttle
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
@@ -141,15 +140,40 @@ def remove_totp(user: User):
     user.totp_secret_ct, user.totp_enabled = None, False
 
 
+def remove_second_factors(user: User):
+    """An access reset: TOTP and every passkey go; the person enrols again first thing."""
+    if has_second_factor(user):
+        user.totp_reenrol = True
+    remove_totp(user)
+    passkeys.remove_all(user)
+
+
+def has_second_factor(user: User) -> bool:
+    return user.totp_enabled or passkeys.count(user) > 0
+
+
+def check_second_factor(user: User, otp: str | None = None, passkey=None) -> bool:
+    """A fresh proof of the person's second factor: a TOTP code or a passkey assertion."""
+    return check_totp(user, otp) if passkey is None else passkeys.verify_fresh(user, passkey)
+
+
+def keeps_second_factor(user: User, without) -> bool:
+    """Whether `user` still has a second factor, or needs none, once `without` (one of
+    their passkeys) is gone."""
+    if user.totp_enabled or passkeys.count(user) > 1:
+        return True
+    return not (user.is_admin or current_app.config["RENKEI"].require_second_factor)
+
+
 def second_factor_required(user: User) -> bool:
     """At sign-in. An administrator always needs one — except at the first sign-in after
     accepting an invitation, which opens only the enrolment of it (must_enrol_totp)."""
-    return user.totp_enabled or (user.is_admin and not must_enrol_totp(user))
+    return has_second_factor(user) or (user.is_admin and not must_enrol_totp(user))
 
 
 def must_enrol_totp(user: User) -> bool:
     """Had a second factor before their access was reset: nothing else until it is back."""
-    return bool(user.totp_reenrol) and not user.totp_enabled
+    return bool(user.totp_reenrol) and not has_second_factor(user)
 
 
 def start_totp(user: User) -> dict:
@@ -168,154 +192,7 @@ def confirm_totp(user: User, code: str):
     user.totp_enabled, user.totp_reenrol = True, False
 
 
-# --- sign-in ----------------------------------------------------------------
-# Three counters guard sign-in (docs/ARCHITECTURE.md, "Authentication"):
-# - this login from this address: every attempt is counted *before* the password is
-#   checked and the count is committed at once, so parallel attempts see each other;
-#   past `lockout_threshold` every attempt, right or wrong, is 429 until the lock ends;
-# - this login from any address (`login_lockout_threshold` attempts, counted like the
-#   first) and this address on any login (`address_lockout_threshold` failures — failures
-#   only, so an office of colleagues behind one address signing in is never counted)
-#   lock more widely. An IPv6 address counts as its /64.
-# So one address hammering a physician's login locks it for that address only; the
-# physician's own device keeps working. Counting restarts after `lockout_seconds`.
-
-
-def _throttle_keys(login: str, address: str) -> dict[str, str]:
-    name = login.lower()
-    if ":" in address:  # IPv6: one subscriber holds a whole /64
-        address = str(ipaddress.ip_network(address + "/64", strict=False))
-    return {
-        "account": _sha256(f"login|{name}|addr|{address}"),
-        "login": _sha256(f"login|{name}"),
-        "address": _sha256(f"addr|{address}"),
-    }  # the login's own digest is keys["login"]
-
-
-def _locked_until(keys, now) -> datetime | None:
-    return db.session.execute(
-        select(func.max(LoginThrottle.locked_until)).where(
-            LoginThrottle.login_hash.in_(list(keys)), LoginThrottle.locked_until > now
-        )
-    ).scalar()
-
-
-def _count(key: str, lock_at: int, now: datetime, login_digest: str | None = None) -> datetime | None:
-    """One more on this counter, atomically (INSERT … ON CONFLICT DO UPDATE); lock it
-    once the count reaches `lock_at`. Returns the lock's end, if locked. Counters of a
-    login carry its digest, so an administrator can unlock it from every address."""
-    t = LoginThrottle.__table__
-    window = timedelta(seconds=current_app.config["RENKEI"].lockout_seconds)
-    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stale = t.c.window_start.is_(None) | (t.c.window_start < now - window) | (t.c.locked_until <= now)
-    upsert = (
-        insert(t)
-        .values(login_hash=key, failures=1, window_start=now, login_digest=login_digest)
-        .on_conflict_do_update(
-            index_elements=[t.c.login_hash],
-            set_={
-                "failures": case((stale, 1), else_=t.c.failures + 1),
-                "window_start": case((stale, now), else_=t.c.window_start),
-                "locked_until": case((stale, None), else_=t.c.locked_until),
-            },
-        )
-    )
-    failures = db.session.execute(upsert.returning(t.c.failures)).scalar_one()
-    if failures >= lock_at:
-        db.session.execute(
-            update(t)
-            .where(t.c.login_hash == key, t.c.locked_until.is_(None) | (t.c.locked_until <= now))
-            .values(locked_until=now + window)
-        )
-    return _locked_until([key], now)
-
-
-def unlock(login: str):
-    """Lift every lock on this login: from each address and from anywhere."""
-    db.session.execute(delete(LoginThrottle).where(LoginThrottle.login_digest == _sha256(f"login|{login.lower()}")))
-
-
-def _too_many(until: datetime, now: datetime) -> Problem:
-    return Problem(
-        429,
-        "Too many failed sign-ins; try again later.",
-        headers={"Retry-After": str(int((until - now).total_seconds()) + 1)},
-    )
-
-
-def count_lookup(purpose: str, user: User, limit: int):
-    """Rate-limit a lookup that could tell who is a patient (break-glass by code or by
-    name): counted before anything is checked and committed at once, like a sign-in;
-    429 past `limit` lookups in a lockout window."""
-    now = utcnow()
-    key = _sha256(f"lookup|{purpose}|{user.id}")
-    locked = _locked_until([key], now) or _count(key, limit + 1, now)
-    db.session.commit()
-    if locked:
-        raise Problem(
-            429,
-            "Too many lookups; try again later.",
-            headers={"Retry-After": str(int((locked - now).total_seconds()) + 1)},
-        )
-
-
-def _anonymous_key(purpose: str) -> str:
-    return _sha256(f"{purpose}|" + _throttle_keys("-", work.current().client_addr or "-")["address"])
-
-
-def check_anonymous(purpose: str):
-    """429 while this address is locked for an unauthenticated attempt (an invitation's
-    code): checked before anything is looked up."""
-    now = utcnow()
-    locked = _locked_until([_anonymous_key(purpose)], now)
-    if locked:
-        raise _too_many(locked, now)
-
-
-def failed_anonymous(purpose: str, limit: int):
-    """Count a failed attempt from this address, committed at once (the request itself
-    fails and changes nothing else). Failures only, as for an address's sign-ins: an
-    office accepting forty invitations from one address is never locked."""
-    _count(_anonymous_key(purpose), limit, utcnow())
-    db.session.commit()
-
-
-def begin_attempt(login: str) -> User | None:
-    """Start a sign-in (or recovery) attempt: 429 while any counter of it is locked;
-    else count it before anything is checked — committed at once, so parallel attempts
-    see each other — and return the person the login names, if any."""
-    s, unit, now = current_app.config["RENKEI"], work.current(), utcnow()
-    unit.describe(detail="login=" + vault.keyed_digest("audit_login", login.lower()))
-    keys = _throttle_keys(login, unit.client_addr or "-")
-    locked = _locked_until(keys.values(), now)
-    if locked:
-        raise _too_many(locked, now)
-    locked = _count(keys["account"], s.lockout_threshold + 1, now, keys["login"]) or _count(
-        keys["login"], s.login_lockout_threshold + 1, now, keys["login"]
-    )
-    db.session.commit()
-    if locked:
-        raise _too_many(locked, now)
-    user = db.session.execute(select(User).where(User.login == login)).scalar_one_or_none()
-    unit.actor = user  # for the access-log entry of this attempt
-    return user
-
-
-def failed_attempt(login: str):
-    s, now = current_app.config["RENKEI"], utcnow()
-    keys = _throttle_keys(login, work.current().client_addr or "-")
-    _count(keys["address"], s.address_lockout_threshold, now)
-    db.session.commit()
-
-
-def succeeded_attempt(login: str):
-    """Clear this login's counts, unless a parallel attempt already locked it."""
-    keys = _throttle_keys(login, work.current().client_addr or "-")
-    db.session.execute(
-        delete(LoginThrottle).where(
-            LoginThrottle.login_hash.in_([keys["account"], keys["login"]]), LoginThrottle.locked_until.is_(None)
-        )
-    )
+# --- sign-in (counted by renkei/people/throttle.py) ----------------------------
 
 
 def authenticate(login: str, password: str, otp: str | None) -> User:
@@ -326,7 +203,7 @@ def authenticate(login: str, password: str, otp: str | None) -> User:
     keyed digest (a password typed into the login field must not land in the log)."""
     ok = False
     with hashing():  # known or not, an attempt holds its place as long: the queue tells nothing
-        user = begin_attempt(login)
+        user = throttle.begin_attempt(login)
         db.session.commit()  # no connection held while the hash waits for a thread and runs
         if user is not None:
             ok = _password_ok(user.password_hash, password)
@@ -335,10 +212,34 @@ def authenticate(login: str, password: str, otp: str | None) -> User:
     if ok and (user.disabled or (second_factor_required(user) and not check_totp(user, otp))):
         ok = False
     if not ok or user is None:
-        failed_attempt(login)
+        throttle.failed_attempt(login)
         raise Problem(401, "Login or password (or one-time code) is incorrect.")
-    succeeded_attempt(login)
+    throttle.succeeded_attempt(login)
     return user
+
+
+def authenticate_passkey(credential) -> User:
+    """Sign in with a passkey alone (two factors in one gesture). A refusal answers as a
+    wrong password does and counts against the address — and the account, where the
+    credential names one."""
+    s, unit, now = current_app.config["RENKEI"], work.current(), utcnow()
+    address = throttle.keys_of("", unit.client_addr or "-")["address"]
+    locked = throttle.locked_until([address], now)
+    if locked:
+        raise throttle.too_many(locked, now)
+    try:
+        user = passkeys.verify(credential)
+        if not user.disabled:
+            unit.actor = user
+            return user
+    except passkeys.Refused:
+        user = passkeys.owner(credential)
+    throttle.count(address, s.address_lockout_threshold, now)
+    if user is not None:
+        unit.actor, login = user, throttle.keys_of(user.login, "-")["login"]
+        throttle.count(login, s.login_lockout_threshold + 1, now, login)
+    db.session.commit()  # the counts and the used challenge stay, though the request fails
+    raise Problem(401, "Login or password (or one-time code) is incorrect.")
 
 
 # --- bearer tokens ----------------------------------------------------------

@@ -10,7 +10,7 @@ from models import Organization, User, new_id
 from renkei.access_log import entries
 from renkei.common import db, work
 from renkei.common.problems import Problem, invalid, not_found
-from renkei.people import auth, confirmations, invitations, passwords, staff
+from renkei.people import auth, confirmations, invitations, passwords, staff, throttle
 
 ADMIN_ORGANIZATION = "Renkei 管理"
 
@@ -230,7 +230,7 @@ def second_administrator_exists() -> bool:
 
 def unlock(actor: User, user_id: str):
     """Lift a sign-in lock on this person's login (from every address)."""
-    auth.unlock(managed_user(actor, user_id).login)
+    throttle.unlock(managed_user(actor, user_id).login)
 
 
 def reset_totp(actor: User, user_id: str):

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from models import AccessReset, Invitation, User, utcnow
 from renkei.common import db, work
 from renkei.common.problems import Problem, invalid, not_found
-from renkei.people import auth, passwords
+from renkei.people import auth, passwords, throttle
 
 LIFETIME = timedelta(days=7)
 NO_LOGIN = "~"  # prefix of the placeholder login of an account invited without one
@@ -98,12 +98,12 @@ def accept(code: str, password: str, login: str | None) -> User:
     """The person sets their password (and login): 404 for an unknown code, 410 for a
     used or expired one. Wrong and stale codes are counted per address, as failed
     sign-ins are: 429 past the address's limit."""
-    auth.check_anonymous("invitation")
+    throttle.check_anonymous("invitation")
     try:
         return redeem(code, password, login, release=True)
     except Problem as refused:
         if refused.status in (404, 410):  # a wrong or stale code, not a weak password
-            auth.failed_anonymous("invitation", current_app.config["RENKEI"].address_lockout_threshold)
+            throttle.failed_anonymous("invitation", current_app.config["RENKEI"].address_lockout_threshold)
         raise
 
 

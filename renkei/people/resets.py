@@ -20,7 +20,7 @@ from models import AccessReset, User, utcnow
 from renkei.access_log import entries
 from renkei.common import db, work
 from renkei.common.problems import Problem, not_found
-from renkei.people import auth, directory, invitations, passwords, staff
+from renkei.people import auth, directory, invitations, passwords, staff, throttle
 
 REQUEST_LIFETIME = timedelta(hours=24)  # an approval must follow the request within this
 WATCH = timedelta(hours=24)  # after the new password, clinical reads are marked and announced
@@ -118,9 +118,7 @@ def carry_out(reset: AccessReset, user: User, approver: User | None) -> dict:
     user.password_hash = auth.unusable_password()
     invitations.cancel(user.id)  # only the recovery code leads in now
     auth.revoke_all(user)
-    if user.totp_enabled:
-        auth.remove_totp(user)
-        user.totp_reenrol = True
+    auth.remove_second_factors(user)
     user.reset_at, user.reset_by, user.reset_notice = now, reset.requested_by, True
     work.describe(detail=f"user={user.id};reset={reset.id}")
     return {
@@ -135,7 +133,7 @@ def carry_out(reset: AccessReset, user: User, approver: User | None) -> dict:
 def recover(login: str, code: str, new_password: str):
     """The person sets their new password with the recovery code. Every failure answers
     alike and counts as a failed sign-in (renkei/people/auth.py throttling)."""
-    user = auth.begin_attempt(login)
+    user = throttle.begin_attempt(login)
     reset = (
         db.session.execute(
             select(AccessReset).where(
@@ -148,7 +146,7 @@ def recover(login: str, code: str, new_password: str):
         else None
     )
     if reset is None or reset.user_id != user.id or user.disabled:
-        auth.failed_attempt(login)
+        throttle.failed_attempt(login)
         raise Problem(401, "The login or recovery code is not valid (codes work once, for a short time).")
     passwords.check(new_password, login=user.login, display_name=user.display_name, field="new_password")
     db.session.commit()  # no connection held while the hash waits for a thread and runs
@@ -163,12 +161,12 @@ def recover(login: str, code: str, new_password: str):
         .execution_options(synchronize_session=False)
     ).rowcount
     if not claimed:
-        auth.failed_attempt(login)
+        throttle.failed_attempt(login)
         raise Problem(401, "The login or recovery code is not valid (codes work once, for a short time).")
     user.password_hash = new_hash
     auth.revoke_all(user)  # whatever was signed in before the new password ends
     user.watch_until = now + WATCH
-    auth.succeeded_attempt(login)
+    throttle.succeeded_attempt(login)
     work.describe(detail=f"reset={reset.id}")
     return user
 
