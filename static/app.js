@@ -148,6 +148,42 @@
   const sheetBox = $("#sheet-box");
   if (sheetBox) sheetBox.addEventListener("toggle", () => { if (sheetBox.open) loadSheet(); });
 
+  /* ---- passkeys (docs/ARCHITECTURE.md, "Authentication"): WebAuthn Level 3 JSON both ways ---- */
+  const webauthn = Boolean(window.PublicKeyCredential && PublicKeyCredential.parseRequestOptionsFromJSON);
+  const passkeyLogin = $("[data-passkey-login]");
+  if (passkeyLogin) {
+    const status = $(".passkey-signin .status");
+    if (webauthn) passkeyLogin.hidden = false; else $("[data-passkey-unsupported]").hidden = false;
+    passkeyLogin.addEventListener("click", async () => {
+      status.textContent = "";
+      try {
+        const options = (await api("POST", "/api/v1/auth/passkey-challenge", {})).data;
+        const credential = await navigator.credentials.get({ publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options) });
+        const res = await api("POST", "/login/passkey" + location.search, { passkey: credential.toJSON() });
+        if (res.status === 200) { location.href = res.data.next; return; }
+        status.textContent = res.status === 429 ? T.problems["429"] : T.passkey_refused;
+      } catch (e) { status.textContent = T.passkey_cancelled; }
+    });
+  }
+  const passkeyAdd = $("#passkey-add");
+  if (passkeyAdd) passkeyAdd.addEventListener("submit", async e => {
+    e.preventDefault();
+    const status = $(".status", passkeyAdd);
+    if (!webauthn) { status.textContent = T.passkey_unsupported; return; }
+    try {
+      const options = (await api("POST", "/api/v1/auth/passkeys/options", {})).data;
+      const credential = await navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options) });
+      const res = await api("POST", "/api/v1/auth/passkeys", { credential: credential.toJSON(), name: passkeyAdd.elements.name.value.trim() || undefined });
+      if (res.status === 201) { location.reload(); return; }
+      status.textContent = problemText(res);
+    } catch (err) { status.textContent = T.passkey_cancelled; }
+  });
+  $$("[data-passkey-remove]").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm(T.confirm_passkey_remove)) return;
+    const res = await api("DELETE", `/api/v1/auth/passkeys/${b.dataset.passkeyRemove}`);
+    if (res.status === 204) location.reload(); else alert(problemText(res));
+  }));
+
   /* ---- idle timeout with a warning ---- */
   const idle = Number(document.body.dataset.idle || 0) * 1000;
   if (idle && $("#idle-warning")) {

@@ -10,6 +10,7 @@ import segno
 from flask import (
     Response,
     current_app,
+    jsonify,
     make_response,
     redirect,
     render_template,
@@ -24,7 +25,7 @@ from marshmallow import ValidationError
 
 from models import utcnow
 from renkei.attachments import attachments
-from renkei.common import csvfile, db, vault, work
+from renkei.common import csvfile, db, problems, vault, work
 from renkei.common.problems import Problem
 from renkei.common.timefmt import iso
 from renkei.notes import notes
@@ -33,7 +34,7 @@ from renkei.outreach import tell, webpush
 from renkei.oversight import reading
 from renkei.patients import authz, breakglass, consent, escalation, registry, teams
 from renkei.patients.authz import PROFESSION_ROLES
-from renkei.people import auth, directory, resets
+from renkei.people import auth, directory, passkeys, resets
 from renkei.record import revisions
 from renkei.sections.catalogue import SECTIONS
 from web.forms import BOM, PROFESSION_LABELS, USAGE_FIGURES, audit_sheet, diff
@@ -69,6 +70,23 @@ def login():
     return finish(
         redirect(local_path(request.args.get("next")) or url_for("web.patients")), "auth.login", user, "login"
     )
+
+
+@bp.route("/login/passkey", methods=["POST"])
+def login_passkey():
+    """「パスキーでログイン」: the page sends the assertion (static/app.js); no login typed."""
+    try:
+        user = auth.authenticate_passkey((request.get_json(silent=True) or {}).get("passkey"))
+    except Problem as p:
+        return finish(problems.from_problem(p), "auth.login", None, "login")
+    session.clear()
+    session.permanent = True
+    login_user(user)
+    notice = resets.notice(user)
+    if notice:
+        session["notice"] = {"by": notice["by"], "at": iso(notice["at"])}
+    to = local_path(request.args.get("next")) or url_for("web.patients")
+    return finish(jsonify({"next": to}), "auth.login", user, "login")
 
 
 def local_path(target: str | None) -> str | None:
@@ -423,6 +441,7 @@ def render_account(**shown):
             "secret": None,
             "confirming": False,
             "devices": webpush.subscriptions(user),
+            "passkeys": passkeys.of(user),
             "outreach_settings": tell.settings_out(user),
             "mail_enabled": bool(current_app.config["RENKEI"].smtp_url),
         }

@@ -31,7 +31,7 @@ from renkei.common.crypto import DecryptionError
 from renkei.common.problems import Problem
 from renkei.common.timefmt import JAPAN
 from renkei.observations.kinds import KINDS
-from renkei.people import auth, outboxes, staff
+from renkei.people import auth, outboxes, passkeys, staff
 from renkei.sections.catalogue import ADL_LEVEL_LABELS, ADL_LEVELS, CHOICES, SECTIONS
 from renkei.settings import ROOT
 from web.charts import sheet, trend_chart
@@ -154,6 +154,8 @@ def init_app(app):
         trend_chart=trend_chart,
         idle_seconds=app.config["RENKEI"].session_idle_seconds,
         outbox_keys=lambda: outboxes.outbox_keys(current_user),
+        passkeys_here=passkeys.available,
+        passkeys_address=passkeys.where_available,
         latest_day=timefmt.latest_day,
         EARLIEST_DAY=timefmt.EARLIEST_DAY,
     )

@@ -72,8 +72,15 @@ def expected_origin() -> str:
 
 
 def available() -> bool:
-    """Whether this page's address can use passkeys at all (not at 127.0.0.1)."""
+    """Whether this page's address can use passkeys at all (not at 127.0.0.1, nor at an
+    address other than the public one)."""
     return expected_origin() == f"{request.scheme}://{request.host}"
+
+
+def where_available() -> str:
+    """The address at which passkeys work, for a page reached at another."""
+    public = current_app.config["RENKEI"].public_url
+    return public or f"http://localhost:{request.host.rsplit(':', 1)[-1] if ':' in request.host else 80}"
 
 
 # --- challenges: stateless until answered ------------------------------------
