@@ -1,5 +1,6 @@
 """Sign-in for API clients: bearer tokens, TOTP enrolment, the caller."""
 
+from flask import session
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
@@ -40,8 +41,9 @@ def create_token(body):
         user = auth.authenticate_passkey(body["passkey"])
     else:
         user = auth.authenticate(body["login"], body["password"], body.get("otp"))
-    token, expires = auth.issue_token(user)
-    return {"token": token, "expires_at": expires, "notice": resets.notice(user)}
+    token, expires, limited = auth.issue_token(user)
+    out = {"token": token, "expires_at": expires, "notice": resets.notice(user)}
+    return out | ({"enrolment_required": True} if limited else {})
 
 
 @endpoint(
@@ -97,6 +99,7 @@ def start_totp():
 )
 def confirm_totp(body):
     auth.confirm_totp(current_user._get_current_object(), body["otp"])
+    _enrolled()
 
 
 @endpoint("GET", "/users/me", summary="The caller", tag="directory", action=None, response=UserOut)
@@ -149,7 +152,16 @@ def passkey_creation_options(body):
     errors=(409, 422),
 )
 def add_passkey(body):
-    return passkeys.register(current_user, body["credential"], body.get("name"))
+    made = passkeys.register(current_user, body["credential"], body.get("name"))
+    _enrolled()
+    return made
+
+
+def _enrolled():
+    """A page's session that was opened for enrolment is signed in again, without asking:
+    the person has just proved the new factor. A bearer token stays limited."""
+    if work.current().cookie_auth:
+        session.pop("enrolment_only", None)
 
 
 @endpoint("GET", "/auth/passkeys", summary="My passkeys", tag="auth", action=None, response=PasskeyList)

@@ -162,11 +162,12 @@ def _run(view, meta, kwargs):
                 csrf.protect()
             if meta["auth"] in ("admin", "audit"):
                 staff.require_staff(user, meta["auth"])
-            if auth.must_enrol_totp(user) and meta["name"] not in ENROLMENT:
+            if meta["name"] not in ENROLMENT and auth.enrolment_only(user):
                 raise Problem(
                     403,
-                    "Enrol your second factor first (a passkey: POST /api/v1/auth/passkeys/options; or POST /api/v1/auth/totp).",
-                    type_="/problems/second-factor-required",
+                    "Enrol a second factor first (a passkey: POST /api/v1/auth/passkeys/options; or POST "
+                    "/api/v1/auth/totp), then sign in again with it.",
+                    type_="/problems/second-factor-enrolment",
                 )
         raw = {}  # the body as sent: what an Idempotency-Key's fingerprint covers
         if meta["upload"] is not None:

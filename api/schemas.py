@@ -119,6 +119,9 @@ class Notice(Schema):
 class TokenResponse(Schema):
     token = fields.String()
     expires_at = UTCDateTime()
+    enrolment_required = fields.Boolean(
+        metadata={"description": "true: this token opens only the enrolment of a second factor; sign in again after"}
+    )
     notice = fields.Nested(
         Notice, allow_none=True, metadata={"description": "once after an access reset: who reset it, when"}
     )

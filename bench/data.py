@@ -54,7 +54,10 @@ def people(app, fillers=200):
         ]
         db.session.add_all([reader, auditor, *filler])
         db.session.flush()
-        tokens = {"reader": auth.issue_token(reader)[0], "auditor": auth.issue_token(auditor)[0]}
+        tokens = {
+            "reader": auth.issue_token(reader, limited=False)[0],
+            "auditor": auth.issue_token(auditor, limited=False)[0],
+        }
         db.session.commit()
         return {"reader": reader.id, "auditor": auditor.id, "fillers": [u.id for u in filler], "tokens": tokens}
 

@@ -99,7 +99,7 @@ def second_reader(app, who) -> dict:
         )
         db.session.add(other)
         db.session.flush()
-        token = auth.issue_token(other)[0]
+        token = auth.issue_token(other, limited=False)[0]
         db.session.commit()
         return {**who, "reader": other.id, "tokens": {"reader": token}}
 

@@ -63,9 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["renkei.keyring"] = Keyring(settings.master_key, settings.previous_master_keys)
     # Only on the embedded default may the demo's people go without a second factor, so a
     # newcomer tries Renkei in one step; loaded into any other database they get no pass.
-    app.extensions["renkei.second_factor_exempt"] = (
-        frozenset(login for login, *_ in demo.PEOPLE) if settings.embedded else frozenset()
-    )
+    app.extensions["renkei.second_factor_exempt"] = demo.DEMO_LOGINS if settings.embedded else frozenset()
     app.extensions["renkei.audit_keys"] = AuditKeys(settings.audit_keys, settings.audit_origin)
     # What every commit does besides the request's own writes, in this order: what was told
     # becomes deliveries, events take their recipients' seqs (rows every write of a team

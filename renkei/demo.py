@@ -14,7 +14,7 @@ from renkei.notes import notes
 from renkei.observations import readings, thresholds
 from renkei.observations.kinds import MAX_ITEMS
 from renkei.patients import authz, consent, registry, teams
-from renkei.people import directory, invitations
+from renkei.people import auth, directory, invitations
 from renkei.record import revisions
 from renkei.settings import INSTANCE
 
@@ -37,6 +37,11 @@ PEOPLE = [
     ("sw.kato", "加藤 陽子", 4, "disability_support_worker", None),
     ("dr.kobayashi", "小林 誠", 0, "physician", "090-5550-1006"),
 ]
+
+# On one patient's team only: for trying break-glass on the others.
+COVERING_PHYSICIAN = "dr.kobayashi"
+# Exempt from needing a second factor, on the embedded default only (renkei/app.py).
+DEMO_LOGINS = frozenset([login for login, *_ in PEOPLE] + ["auditor"])
 
 PATIENTS = [
     (
@@ -128,12 +133,18 @@ def seed() -> str:
         made = directory.create_user(None, login, name, org, profession, is_auditor=is_auditor, phone=phone)
         invitations.redeem(made["invitation"]["code"], DEMO_PASSWORD, None).totp_reenrol = False
     people = {u.login: u for u in db.session.execute(select(User)).scalars()}
+    # The covering physician has a second factor, as in production, so break-glass is
+    # tried as it really goes (his secret, like the administrator's, only in the file).
+    covering = people[COVERING_PHYSICIAN]
+    covering_secret = auth.new_totp_secret(covering)
+    covering.totp_enabled = True
     for demographics, sections, members in PATIENTS:
         registrant = people["sw.kato" if "sw.kato" in members else "cm.tanaka"]
         _demo_patient(registrant, demographics, sections, [people[m] for m in members if m != registrant.login])
     text = (
         f"Demo users (password {DEMO_PASSWORD}): " + ", ".join(login for login, *_ in PEOPLE) + ", auditor\n"
         f"Demo administrator: admin / {DEMO_PASSWORD}, TOTP secret {admin['totp_secret']}\n"
+        f"Covering physician (break-glass): {COVERING_PHYSICIAN} / {DEMO_PASSWORD}, TOTP secret {covering_secret}\n"
     )
     # The credentials are on disk before the data commits: never users nobody can sign in as.
     INSTANCE.mkdir(parents=True, exist_ok=True)
@@ -146,7 +157,10 @@ def seed() -> str:
     unit.add_entry("demo.seed", "ok")
     unit.commit()
     # The administrator's second factor goes to that file only, never to the server's log.
-    return text.split("Demo administrator")[0] + f"Demo administrator: admin (TOTP secret in {credentials})\n"
+    return text.split("Demo administrator")[0] + (
+        f"Demo administrator: admin (TOTP secret in {credentials})\n"
+        f"Covering physician: {COVERING_PHYSICIAN} (TOTP secret in {credentials})\n"
+    )
 
 
 def _demo_patient(registrant, demographics, sections, members):

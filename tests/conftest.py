@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 
 from renkei.common.db import make_engine
 from renkei.migrations import upgrade_schema
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, Api, build_app, random_master_key, template_copy
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, DEMO_FOLDERS, ROOT, Api, build_app, random_master_key, template_copy
 from tests.servers import World, free_port, start_server
 
 
@@ -223,4 +223,5 @@ def demo_server(tmp_path_factory):
         "RENKEI_MASTER_KEY": random_master_key(),
     }
     with start_server(env, timeout=60) as base:
+        DEMO_FOLDERS[base] = folder
         yield base

@@ -65,6 +65,16 @@ def signed_in_page(browser, base, login, password, otp=None, **context):
     return page
 
 
+DEMO_FOLDERS: dict[str, Path] = {}  # a demo server's address → its instance folder
+
+
+def covering_physician_totp(base) -> pyotp.TOTP:
+    """The demo covering physician's second factor (dr.kobayashi), from the demo server's
+    instance/demo-credentials.txt."""
+    text = (DEMO_FOLDERS[base] / "demo-credentials.txt").read_text()
+    return pyotp.TOTP(re.search(r"Covering physician \(break-glass\): .* TOTP secret (\w+)", text).group(1))
+
+
 def enrol_second_factor(base, login, password) -> pyotp.TOTP:
     """Enrol a TOTP second factor for `login` on a running server, through the API."""
     token = requests.post(base + "/api/v1/auth/tokens", json={"login": login, "password": password}).json()["token"]
@@ -195,7 +205,7 @@ class Api:
 
         with self.app.app_context():
             user = db.session.execute(select(User).where(User.login == login)).scalar_one()
-            token, _ = auth.issue_token(user)
+            token = auth.issue_token(user)[0]
             db.session.commit()
             db.session.remove()
         return token
@@ -225,6 +235,10 @@ class Api:
         step = _step(settled=True) - 1  # the step before now: later sign-ins have two steps
         assert self.call(name, "POST", "/api/v1/auth/totp/confirm", {"otp": totp.at(step * 30)}).status_code == 204
         self.otp_steps[name] = step
+        # The token that enrolled opens only the enrolment, for good: the person signs in
+        # again with the new factor (here a token issued on the server, so no test waits
+        # for the next one-time code).
+        self.tokens[name] = self.spare_token(name)
         return totp
 
     def web(self, name, otp=None):

@@ -72,7 +72,7 @@ def test_expired_token_is_refused(api):
 
 def test_totp_enrolment_then_required(api):
     api.user("doc", "physician", second_factor=False)
-    assert api.call("doc", "GET", "/api/v1/patients").json["type"].endswith("second-factor-required")
+    assert api.call("doc", "GET", "/api/v1/patients").json["type"].endswith("second-factor-enrolment")
     r = api.call("doc", "POST", "/api/v1/auth/totp")
     assert r.status_code == 201
     totp = pyotp.TOTP(r.json["secret"])

@@ -3,6 +3,7 @@ authenticator (tests/passkey_device.py): registration, sign-in without a login, 
 refusal — a replayed or expired challenge, a wrong origin or RP ID, no user
 verification, a bad signature, a counter that went backwards — and break-glass."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -82,7 +83,7 @@ def test_a_registration_that_does_not_hold_is_422_and_stores_nothing(api, monkey
         monkeypatch.setattr(passkeys, "utcnow", lambda: later)
     r = api.call("ns", "POST", "/api/v1/auth/passkeys", {"credential": credential})
     assert r.status_code == 422 and r.mimetype == "application/problem+json"
-    assert "credential" in r.json["errors"]
+    assert r.json["errors"]["credential"][0].startswith("The passkey could not be registered")
     assert len(stored(api)) == (1 if spoil == "replayed" else 0)
 
 
@@ -126,10 +127,19 @@ def test_a_sign_in_that_does_not_hold_answers_like_a_wrong_password(api, spoil):
         assert any("passkey_counter_backwards=" in (d or "") for d in details), details
 
 
-def test_once_a_passkey_is_there_a_password_alone_is_refused(api):
+def test_a_password_alone_opens_only_enrolment_and_after_it_a_password_is_refused(api):
     api.user("ns", "nurse", second_factor=False)  # an invited nurse at her first sign-in
-    assert api.call("ns", "GET", f"{R}").status_code == 403  # nothing but enrolment yet
-    enrol(api, "ns")
+    first = api.client.post("/api/v1/auth/tokens", json={"login": "ns", "password": PASSWORD})
+    assert first.status_code == 201 and first.json["enrolment_required"] is True
+    api.tokens["ns"] = first.json["token"]
+    refused = api.call("ns", "GET", f"{R}")
+    assert refused.status_code == 403 and refused.json["type"].endswith("second-factor-enrolment")
+    assert api.call("ns", "GET", "/api/v1/users/me").status_code == 200
+    device, _ = enrol(api, "ns")
+    assert api.call("ns", "GET", f"{R}").status_code == 403  # that token stays limited
+    again = sign_in(api, device)
+    assert again.status_code == 201 and "enrolment_required" not in again.json
+    assert api.client.get(R, headers={"Authorization": "Bearer " + again.json["token"]}).status_code == 200
     r = api.client.post("/api/v1/auth/tokens", json={"login": "ns", "password": PASSWORD})
     assert r.status_code == 401
     with_both = api.client.post("/api/v1/auth/tokens", json={"login": "ns", "password": PASSWORD, "passkey": {}})
@@ -138,7 +148,9 @@ def test_once_a_passkey_is_there_a_password_alone_is_refused(api):
 
 def test_ten_passkeys_at_most_and_the_last_second_factor_stays(api):
     api.user("ns", "nurse", second_factor=False)
-    _, first = enrol(api, "ns")
+    device, first = enrol(api, "ns")
+    assert api.call("ns", "DELETE", f"/api/v1/auth/passkeys/{first['id']}").status_code == 403  # enrolment only
+    api.tokens["ns"] = sign_in(api, device).json["token"]  # signed in again with the new factor
     last = api.call("ns", "DELETE", f"/api/v1/auth/passkeys/{first['id']}")
     assert last.status_code == 409  # her only second factor, and one is required
     for n in range(9):
@@ -166,3 +178,24 @@ def test_break_glass_opens_with_a_passkey_in_place_of_the_one_time_code(api):
     opened = breakglass(device.get(api.client.post("/api/v1/auth/passkey-challenge", json={}).json))
     assert opened.status_code == 201, opened.json
     assert api.call("night", "GET", f"{R}/{pid}/record").status_code == 200
+
+
+def test_a_password_only_clinician_is_led_to_enrolment_in_the_pages_and_reads_nothing_before(api):
+    """A production-configured service (not the embedded demo): a clinician with a
+    password alone lands on the account page, every other page sends her back there and
+    the API answers 403, until she adds a passkey — then the page's session is hers."""
+    pid = team(api)
+    api.user("ns", "nurse", second_factor=False)
+    api.join(pid, "ns", "nurse", by="cm")
+    page = api.web("ns")
+    assert page.get(f"/patients/{pid}").headers["Location"].endswith("/account")
+    account = page.get("/account").get_data(as_text=True)
+    assert "二要素認証を設定してください" in account and "この端末をパスキーとして登録" in account
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', account).group(1)
+    headers = {"X-CSRFToken": csrf}
+    assert page.get(f"{R}/{pid}/record").status_code == 403
+    options = page.post("/api/v1/auth/passkeys/options", json={}, headers=headers).json
+    made = page.post("/api/v1/auth/passkeys", json={"credential": SoftPasskey().create(options)}, headers=headers)
+    assert made.status_code == 201
+    assert page.get(f"/patients/{pid}").status_code == 200  # signed in again with the new factor
+    assert page.get(f"{R}/{pid}/record").status_code == 200

@@ -64,6 +64,9 @@ def login():
     session.clear()
     session.permanent = True
     login_user(user)
+    if auth.enrolment_due(user):  # a password alone: the account page, to enrol a second factor first
+        session["enrolment_only"] = True
+        return finish(redirect(url_for("web.account")), "auth.login", user, "login")
     notice = resets.notice(user)
     if notice:
         session["notice"] = {"by": notice["by"], "at": iso(notice["at"])}
@@ -469,7 +472,7 @@ def account_totp():
         return render_account()
     enrolment = auth.start_totp(user)
     qr = segno.make(enrolment["otpauth_uri"], error="m").svg_data_uri(scale=5)
-    return render_account(qr=qr, secret=enrolment["secret"])
+    return render_account(qr=qr, secret=enrolment["secret"], otpauth=enrolment["otpauth_uri"])
 
 
 # --- administration and the access log ----------------------------------------------------

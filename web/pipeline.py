@@ -155,6 +155,7 @@ def init_app(app):
         idle_seconds=app.config["RENKEI"].session_idle_seconds,
         outbox_keys=lambda: outboxes.outbox_keys(current_user),
         passkeys_here=passkeys.available,
+        enrolment_pending=lambda: auth.enrolment_only(current_user),
         passkeys_address=passkeys.where_available,
         latest_day=timefmt.latest_day,
         EARLIEST_DAY=timefmt.EARLIEST_DAY,
@@ -183,7 +184,7 @@ def page(rule, action=None, methods=("GET",), who="user", name=None):
             try:
                 if db.has_nul(*kwargs.values()):
                     raise problems.not_found()
-                if auth.must_enrol_totp(user) and view.__name__ not in ("account", "account_totp"):
+                if view.__name__ not in ("account", "account_totp") and auth.enrolment_only(user):
                     return finish(redirect(url_for("web.account")), None, user, view.__name__)
                 if who != "user":
                     try:

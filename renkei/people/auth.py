@@ -183,6 +183,26 @@ def must_enrol_totp(user: User) -> bool:
     return bool(user.totp_reenrol) and not has_second_factor(user)
 
 
+def enrolment_due(user: User) -> bool:
+    """Signing in now opens only the enrolment of a second factor: the person has none
+    and needs one (everyone, unless RENKEI_REQUIRE_SECOND_FACTOR=0 in development)."""
+    if has_second_factor(user):
+        return False
+    return bool(user.totp_reenrol) or user.is_admin or second_factor_due(user)
+
+
+def enrolment_only(user: User) -> bool:
+    """This request opens only the enrolment: its token (or cookie session) was issued
+    before the person had a second factor — it stays so after they enrol, and they sign
+    in again with the new factor — or the person still has none."""
+    token = work.current().token
+    if token is not None and token.enrolment_only:
+        return True
+    if token is None and cookie_session.get("enrolment_only"):
+        return True
+    return must_enrol_totp(user)
+
+
 def start_totp(user: User) -> dict:
     """Begin enrolling a second factor: a new secret, shown once."""
     if user.totp_enabled:
@@ -252,11 +272,14 @@ def authenticate_passkey(credential) -> User:
 # --- bearer tokens ----------------------------------------------------------
 
 
-def issue_token(user: User) -> tuple[str, object]:
+def issue_token(user: User, limited: bool | None = None) -> tuple[str, object, bool]:
+    """(token, expiry, whether it opens only the enrolment of a second factor: as the
+    person stands now, unless `limited` says — a benchmark's token made on the server)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires = utcnow() + timedelta(seconds=current_app.config["RENKEI"].token_ttl_seconds)
-    db.session.add(ApiToken(user_id=user.id, token_hash=_sha256(token), expires_at=expires))
-    return token, expires
+    limited = enrolment_due(user) if limited is None else limited
+    db.session.add(ApiToken(user_id=user.id, token_hash=_sha256(token), expires_at=expires, enrolment_only=limited))
+    return token, expires, limited
 
 
 # One query for token and user: this runs on every API request, so it is built once,

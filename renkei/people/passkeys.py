@@ -169,7 +169,8 @@ def register(user: User, credential: dict, name: str | None) -> dict:
         )
     except (Refused, InvalidRegistrationResponse, KeyError, TypeError, ValueError) as exc:
         work.current().describe(detail="passkey=refused")
-        raise invalid("credential", "The passkey could not be registered: " + _why(exc)) from exc
+        why = "The passkey could not be registered: " + _why(exc)
+        raise invalid({"credential": [why]}, why) from exc
     passkey = Passkey(
         user_id=user.id,
         credential_id=verified.credential_id,
@@ -181,7 +182,7 @@ def register(user: User, credential: dict, name: str | None) -> dict:
         with db.session.begin_nested():
             db.session.add(passkey)
     except IntegrityError:
-        raise invalid("credential", "This passkey is already registered.") from None
+        raise invalid({"credential": ["This passkey is already registered."]}) from None
     work.current().describe(detail="passkey=" + passkey.id)
     return passkey_out(passkey)
 

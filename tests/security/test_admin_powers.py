@@ -3,6 +3,7 @@ cannot do to other people's accounts."""
 
 import os
 import stat
+import time
 
 import pyotp
 
@@ -143,9 +144,13 @@ def test_a_reset_takes_two_administrators_and_the_person_chooses_the_password(ap
     assert second.json.get("notice") is None
     api.tokens["doc"] = second.json["token"]
     r = api.call("doc", "GET", f"{R}/{pid}/record")
-    assert r.status_code == 403 and r.json["type"] == "/problems/second-factor-required"
+    assert r.status_code == 403 and r.json["type"] == "/problems/second-factor-enrolment"
     secret = api.call("doc", "POST", "/api/v1/auth/totp").json["secret"]
     assert api.call("doc", "POST", "/api/v1/auth/totp/confirm", {"otp": pyotp.TOTP(secret).now()}).status_code == 204
+    assert api.call("doc", "GET", f"{R}/{pid}/record").status_code == 403  # that token opens only enrolment
+    next_code = pyotp.TOTP(secret).at(time.time() + 30)  # each code once: the next step's
+    again = api.client.post(TOKENS, json={"login": "doc", "password": "my own new phrase", "otp": next_code})
+    api.tokens["doc"] = again.json["token"]
     assert api.call("doc", "GET", f"{R}/{pid}/record").status_code == 200
     assert api.call("doc", "GET", f"{R}/{pid}/record").status_code == 200
     reads = [
@@ -214,7 +219,7 @@ def test_removing_a_second_factor_forces_enrolment_and_ends_sessions(api):
     assert api.client.get("/api/v1/users/me", headers={"Authorization": "Bearer " + old}).status_code == 401
     api.tokens["doc"] = api.sign_in("doc", PASSWORD)
     r = api.call("doc", "GET", R)
-    assert r.status_code == 403 and r.json["type"] == "/problems/second-factor-required"
+    assert r.status_code == 403 and r.json["type"] == "/problems/second-factor-enrolment"
 
 
 def test_auditors_and_administrators_hold_no_clinical_profession_nor_team_place(api):

@@ -187,7 +187,7 @@ def test_an_invitation_is_single_use_for_a_week_and_tells_nothing_else(api):
     # The first sign-in opens only the enrolment of a second factor.
     api.tokens["new.doc"] = api.sign_in("new.doc", PASSWORD)
     r = api.call("new.doc", "GET", R)
-    assert r.status_code == 403 and r.json["type"].endswith("second-factor-required")
+    assert r.status_code == 403 and r.json["type"].endswith("second-factor-enrolment")
     late = invite(api, login="late")
     with api.app.app_context():
         db.session.execute(
@@ -233,11 +233,12 @@ def test_one_role_per_account_and_administrators_read_no_consent_text(api):
 def test_breakglass_needs_an_enrolled_second_factor_and_stops_wrong_codes(api):
     pid = team(api)
     api.user("er", "physician", second_factor=False)
-    with api.app.app_context():  # an account from before the rule: no second factor, no enrolment due
+    with api.app.app_context():  # an account from before the rule: no second factor, no enrolment flag
         db.session.execute(update(User).where(User.login == "er").values(totp_reenrol=False))
         db.session.commit()
+    api.tokens["er"] = api.sign_in("er", PASSWORD)  # a password alone: led to enrolment first (issue 32)
     r = api.call("er", "POST", f"{R}/{pid}/breakglass", {"reason": "救急搬送時の情報確認"})
-    assert r.status_code == 403 and r.json["type"].endswith("second-factor-needed")
+    assert r.status_code == 403 and r.json["type"].endswith("second-factor-enrolment")
     api.user("er2", "physician")
     answers = [
         api.call(
