@@ -6,7 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
+import pyotp
 import pytest
 import requests
 
@@ -54,9 +56,44 @@ def https_base(tmp_path_factory, pg_template):
             ).stdout.strip()
             try:
                 os.environ["RENKEI_TEST_CA"] = str(front / "cert.pem")  # to verify the front's certificate
+                for login in (
+                    "cm.tanaka",
+                    "ns.suzuki",
+                    "dr.sato",
+                ):  # the demo's people get no pass outside the embedded default
+                    SECOND_FACTORS[login] = _enrol(base, login)
                 yield base
             finally:
                 subprocess.run(["bash", str(ROOT / "platform/tls.sh"), "stop", str(front)])
+
+
+SECOND_FACTORS: dict[str, pyotp.TOTP] = {}
+
+
+def _enrol(base, login) -> pyotp.TOTP:
+    """A TOTP second factor for a demo person, through the front (a password alone opens
+    only the enrolment)."""
+    ca = os.environ["RENKEI_TEST_CA"]
+    token = requests.post(base + "/api/v1/auth/tokens", verify=ca, json={"login": login, "password": DEMO_PASSWORD})
+    assert token.json()["enrolment_required"] is True
+    auth = {"Authorization": "Bearer " + token.json()["token"]}
+    totp = pyotp.TOTP(requests.post(base + "/api/v1/auth/totp", headers=auth, verify=ca).json()["secret"])
+    confirmed = requests.post(base + "/api/v1/auth/totp/confirm", json={"otp": totp.now()}, headers=auth, verify=ca)
+    assert confirmed.status_code == 204
+    USED_STEP[login] = int(time.time() // 30)
+    return totp
+
+
+USED_STEP: dict[str, int] = {}
+
+
+def _code(login) -> str:
+    """A code the server has not seen: each step once, ±1 step accepted (waits if need be)."""
+    step = USED_STEP[login] + 1
+    while step > time.time() // 30 + 1:
+        time.sleep(1)
+    USED_STEP[login] = step
+    return SECOND_FACTORS[login].at(step * 30)
 
 
 def _signed_in(browser, base, login):
@@ -65,6 +102,7 @@ def _signed_in(browser, base, login):
         base,
         login,
         DEMO_PASSWORD,
+        otp=_code(login),
         ignore_https_errors=True,
         viewport={"width": 1280, "height": 800},
         has_touch=True,
@@ -100,7 +138,9 @@ def test_clinical_text_through_the_front_never_lands_in_its_temp_files(https_bas
     proxy buffers) went through nginx's temporary files on disk: plaintext at rest."""
     ca = os.environ["RENKEI_TEST_CA"]
     token = requests.post(
-        https_base + "/api/v1/auth/tokens", verify=ca, json={"login": "cm.tanaka", "password": DEMO_PASSWORD}
+        https_base + "/api/v1/auth/tokens",
+        verify=ca,
+        json={"login": "cm.tanaka", "password": DEMO_PASSWORD, "otp": _code("cm.tanaka")},
     ).json()["token"]
     auth = {"Authorization": "Bearer " + token}
     pid = requests.get(https_base + "/api/v1/patients", headers=auth, verify=ca).json()["items"][0]["id"]
@@ -123,7 +163,9 @@ def test_the_front_takes_the_files_the_app_takes(https_base):
     nginx's HTML 413, which the app never saw or logged."""
     ca = os.environ["RENKEI_TEST_CA"]
     token = requests.post(
-        https_base + "/api/v1/auth/tokens", verify=ca, json={"login": "dr.sato", "password": DEMO_PASSWORD}
+        https_base + "/api/v1/auth/tokens",
+        verify=ca,
+        json={"login": "dr.sato", "password": DEMO_PASSWORD, "otp": _code("dr.sato")},
     ).json()["token"]
     auth = {"Authorization": "Bearer " + token}
     pid = requests.get(https_base + "/api/v1/patients", headers=auth, verify=ca).json()["items"][0]["id"]
