@@ -1,6 +1,5 @@
 """Sign-in for API clients: bearer tokens, TOTP enrolment, the caller."""
 
-from flask import session
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
@@ -98,8 +97,11 @@ def start_totp():
     errors=(409, 422),
 )
 def confirm_totp(body):
-    auth.confirm_totp(current_user._get_current_object(), body["otp"])
-    _enrolled()
+    user = current_user._get_current_object()
+    first = not auth.has_second_factor(user)
+    auth.confirm_totp(user, body["otp"])
+    if first:
+        auth.first_factor_stored(user)
 
 
 @endpoint("GET", "/users/me", summary="The caller", tag="directory", action=None, response=UserOut)
@@ -152,16 +154,12 @@ def passkey_creation_options(body):
     errors=(409, 422),
 )
 def add_passkey(body):
-    made = passkeys.register(current_user, body["credential"], body.get("name"))
-    _enrolled()
+    user = current_user._get_current_object()
+    first = not auth.has_second_factor(user)
+    made = passkeys.register(user, body["credential"], body.get("name"))
+    if first:
+        auth.first_factor_stored(user)
     return made
-
-
-def _enrolled():
-    """A page's session that was opened for enrolment is signed in again, without asking:
-    the person has just proved the new factor. A bearer token stays limited."""
-    if work.current().cookie_auth:
-        session.pop("enrolment_only", None)
 
 
 @endpoint("GET", "/auth/passkeys", summary="My passkeys", tag="auth", action=None, response=PasskeyList)

@@ -30,6 +30,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 ROUTES: list[dict] = []  # what api/openapi.py describes
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # open while a second factor is due
+ADDS_FACTOR = {"start_totp", "confirm_totp", "passkey_creation_options", "add_passkey"}
 ENROLMENT = {
     "start_totp",
     "confirm_totp",
@@ -168,6 +169,11 @@ def _run(view, meta, kwargs):
                     "Enrol a second factor first (a passkey: POST /api/v1/auth/passkeys/options; or POST "
                     "/api/v1/auth/totp), then sign in again with it.",
                     type_="/problems/second-factor-enrolment",
+                )
+            # A credential opened with a password alone enrols the *first* factor only.
+            if meta["name"] in ADDS_FACTOR and auth.enrolment_only(user) and auth.has_second_factor(user):
+                raise Problem(
+                    403, "Sign in with your second factor to add another.", type_="/problems/second-factor-enrolment"
                 )
         raw = {}  # the body as sent: what an Idempotency-Key's fingerprint covers
         if meta["upload"] is not None:

@@ -29,6 +29,7 @@ def people(app, fillers=200):
             organization_id=org.id,
             profession="physician",
             confirmed_at=utcnow(),
+            totp_enabled=True,  # a second factor, as every account needs (its tokens are made on the server)
         )
         auditor = User(
             id=new_id(),
@@ -39,6 +40,7 @@ def people(app, fillers=200):
             profession="other",
             is_auditor=True,
             confirmed_at=utcnow(),
+            totp_enabled=True,  # a second factor, as every account needs (its tokens are made on the server)
         )
         filler = [
             User(
@@ -49,14 +51,15 @@ def people(app, fillers=200):
                 organization_id=org.id,
                 profession="nurse",
                 confirmed_at=utcnow(),
+                totp_enabled=True,  # a second factor, as every account needs (its tokens are made on the server)
             )
             for i in range(fillers)
         ]
         db.session.add_all([reader, auditor, *filler])
         db.session.flush()
         tokens = {
-            "reader": auth.issue_token(reader, limited=False)[0],
-            "auditor": auth.issue_token(auditor, limited=False)[0],
+            "reader": auth.issue_token(reader)[0],
+            "auditor": auth.issue_token(auditor)[0],
         }
         db.session.commit()
         return {"reader": reader.id, "auditor": auditor.id, "fillers": [u.id for u in filler], "tokens": tokens}

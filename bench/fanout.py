@@ -76,7 +76,7 @@ def build(app, clients: int, patients: int, team: int):
         db.session.execute(insert(TeamMember), rows)
         tokens = {}
         for uid in people:
-            tokens[uid] = auth.issue_token(db.session.get(User, uid), limited=False)[0]
+            tokens[uid] = auth.issue_token(db.session.get(User, uid))[0]
         db.session.commit()
     return people, tokens, teams, everyone
 

@@ -63,7 +63,7 @@ def team(app):
                 for uid in who["fillers"]
             ],
         )
-        tokens = [auth.issue_token(db.session.get(User, uid), limited=False)[0] for uid in who["fillers"]]
+        tokens = [auth.issue_token(db.session.get(User, uid))[0] for uid in who["fillers"]]
         db.session.commit()
     return pid, who["tokens"]["reader"], tokens
 

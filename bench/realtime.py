@@ -129,7 +129,7 @@ def main():
                         added_at=utcnow(),
                     )
                 )
-                tokens.append(auth.issue_token(db.session.get(User, uid), limited=False)[0])
+                tokens.append(auth.issue_token(db.session.get(User, uid))[0])
             db.session.commit()
         with server(env) as a, server(env) as b:
             for n in args.listeners:

@@ -133,7 +133,7 @@ def on_connect(auth_data=None):
             raise ConnectionRefusedError("unavailable", UNAVAILABLE)
         credential = auth.socket_credential(user, token) if user else None
         if credential and (
-            credential["until"] <= utcnow() or auth.must_enrol_totp(user) or user.confirmed_at is None
+            credential["until"] <= utcnow() or auth.enrolment_only(user) or user.confirmed_at is None
         ):  # an unconfirmed account hears of no patient
             user = None  # an idle cookie session, or a second factor still to enrol
         unit = work.current()

@@ -20,7 +20,7 @@ def b64(data: bytes) -> str:
 
 
 class SoftPasskey:
-    def __init__(self, rp_id="localhost", origin="http://localhost"):
+    def __init__(self, rp_id="localhost", origin="http://localhost:5000"):  # the settings' port
         self.rp_id, self.origin = rp_id, origin
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.credential_id = os.urandom(16)

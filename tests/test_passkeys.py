@@ -96,6 +96,7 @@ def test_a_registration_that_does_not_hold_is_422_and_stores_nothing(api, monkey
         "no user verification",
         "counter backwards",
         "wrong origin",
+        "another local port",
     ],
 )
 def test_a_sign_in_that_does_not_hold_answers_like_a_wrong_password(api, spoil):
@@ -117,9 +118,12 @@ def test_a_sign_in_that_does_not_hold_answers_like_a_wrong_password(api, spoil):
     elif spoil == "counter backwards":
         assert sign_in(api, device).status_code == 201 and sign_in(api, device).status_code == 201  # counter 2
         answer = device.get(api.client.post("/api/v1/auth/passkey-challenge", json={}).json, counter=1)
+    elif spoil == "another local port":  # RP ID localhost is every local port's: only ours counts
+        answer = device.get(options, origin="http://localhost:31337")
     else:
         answer = device.get(options, origin="https://evil.example")
-    r = api.client.post("/api/v1/auth/tokens", json={"passkey": answer})
+    host = {"Host": "localhost:31337"} if spoil == "another local port" else {}  # as that page would send it
+    r = api.client.post("/api/v1/auth/tokens", json={"passkey": answer}, headers=host)
     assert r.status_code == 401 and r.json == wrong_password.json
     if spoil == "counter backwards":  # a cloned authenticator: its own entry in the access log
         with api.app.app_context():
@@ -190,7 +194,7 @@ def test_a_password_only_clinician_is_led_to_enrolment_in_the_pages_and_reads_no
     page = api.web("ns")
     assert page.get(f"/patients/{pid}").headers["Location"].endswith("/account")
     account = page.get("/account").get_data(as_text=True)
-    assert "二要素認証を設定してください" in account and "この端末をパスキーとして登録" in account
+    assert "二要素認証を設定してください" in account and "パスキー" in account
     csrf = re.search(r'name="csrf-token" content="([^"]+)"', account).group(1)
     headers = {"X-CSRFToken": csrf}
     assert page.get(f"{R}/{pid}/record").status_code == 403
@@ -199,3 +203,20 @@ def test_a_password_only_clinician_is_led_to_enrolment_in_the_pages_and_reads_no
     assert made.status_code == 201
     assert page.get(f"/patients/{pid}").status_code == 200  # signed in again with the new factor
     assert page.get(f"{R}/{pid}/record").status_code == 200
+
+
+def test_someone_with_only_the_password_can_add_nothing_once_the_person_has_enrolled(api):
+    """The first to enrol wins: the person's other password-only tokens end, and a
+    password-only credential can never add a second factor beside an existing one."""
+    api.user("ns", "nurse", second_factor=False)
+    thief = api.client.post("/api/v1/auth/tokens", json={"login": "ns", "password": PASSWORD}).json["token"]
+    enrol(api, "ns")  # the nurse, with her own password-only token
+    stolen = {"Authorization": "Bearer " + thief}
+    options = api.client.post("/api/v1/auth/passkeys/options", json={}, headers=stolen)
+    assert options.status_code == 401  # revoked when she enrolled
+    later = api.client.post("/api/v1/auth/tokens", json={"login": "ns", "password": PASSWORD})
+    assert later.status_code == 401  # a password alone no longer signs in at all
+    mine = {"Authorization": "Bearer " + api.tokens["ns"]}  # hers, still limited: adds no second one
+    refused = api.client.post("/api/v1/auth/passkeys/options", json={}, headers=mine)
+    assert refused.status_code == 403 and refused.json["type"].endswith("second-factor-enrolment")
+    assert api.client.post("/api/v1/auth/totp", headers=mine).status_code == 403

@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, request
 from flask import session as cookie_session
-from flask_login import LoginManager
+from flask_login import LoginManager, login_user
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import lazyload
@@ -200,7 +200,28 @@ def enrolment_only(user: User) -> bool:
         return True
     if token is None and cookie_session.get("enrolment_only"):
         return True
-    return must_enrol_totp(user)
+    return enrolment_due(user)  # a credential from before the rule, of someone with no factor
+
+
+def first_factor_stored(user: User):
+    """The person's first second factor was just stored, through a credential opened for
+    its enrolment. The first to enrol wins: every other such credential ends — tokens
+    revoked, page sessions (the generation) and sockets ended — so someone who knew only
+    the password can add nothing now. A page's session that enrolled has just proved the
+    factor and goes on in full; a bearer token stays limited (sign in again)."""
+    unit = work.current()
+    mine = unit.token.id if unit.token is not None else ""
+    db.session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.enrolment_only.is_(True), ApiToken.revoked_at.is_(None))
+        .where(ApiToken.id != mine)
+        .values(revoked_at=utcnow())
+    )
+    user.session_generation += 1
+    unit.end_sessions(user_id=user.id)
+    if unit.cookie_auth:
+        login_user(user)  # this session, under the new generation
+        cookie_session.pop("enrolment_only", None)
 
 
 def start_totp(user: User) -> dict:
@@ -272,12 +293,11 @@ def authenticate_passkey(credential) -> User:
 # --- bearer tokens ----------------------------------------------------------
 
 
-def issue_token(user: User, limited: bool | None = None) -> tuple[str, object, bool]:
-    """(token, expiry, whether it opens only the enrolment of a second factor: as the
-    person stands now, unless `limited` says — a benchmark's token made on the server)."""
+def issue_token(user: User) -> tuple[str, object, bool]:
+    """(token, expiry, whether it opens only the enrolment of a second factor)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires = utcnow() + timedelta(seconds=current_app.config["RENKEI"].token_ttl_seconds)
-    limited = enrolment_due(user) if limited is None else limited
+    limited = enrolment_due(user)
     db.session.add(ApiToken(user_id=user.id, token_hash=_sha256(token), expires_at=expires, enrolment_only=limited))
     return token, expires, limited
 

@@ -64,11 +64,14 @@ def rp_id() -> str:
 
 
 def expected_origin() -> str:
-    public = current_app.config["RENKEI"].public_url
-    if public:
-        parts = urlsplit(public)
+    """The one origin accepted: the public URL's, or without one http://localhost on the
+    configured port (never the Host header: RP ID `localhost` is shared by every local
+    port, so another local site must not pass for Renkei)."""
+    settings = current_app.config["RENKEI"]
+    if settings.public_url:
+        parts = urlsplit(settings.public_url)
         return f"{parts.scheme}://{parts.netloc}"
-    return f"{request.scheme}://{request.host}" if request.host.split(":")[0] == "localhost" else "http://localhost"
+    return f"http://localhost:{settings.port}"
 
 
 def available() -> bool:
@@ -79,8 +82,7 @@ def available() -> bool:
 
 def where_available() -> str:
     """The address at which passkeys work, for a page reached at another."""
-    public = current_app.config["RENKEI"].public_url
-    return public or f"http://localhost:{request.host.rsplit(':', 1)[-1] if ':' in request.host else 80}"
+    return expected_origin()
 
 
 # --- challenges: stateless until answered ------------------------------------
@@ -168,7 +170,7 @@ def register(user: User, credential: dict, name: str | None) -> dict:
             require_user_verification=True,
         )
     except (Refused, InvalidRegistrationResponse, KeyError, TypeError, ValueError) as exc:
-        work.current().describe(detail="passkey=refused")
+        work.current().mark("passkey=refused")
         why = "The passkey could not be registered: " + _why(exc)
         raise invalid({"credential": [why]}, why) from exc
     passkey = Passkey(
@@ -183,7 +185,7 @@ def register(user: User, credential: dict, name: str | None) -> dict:
             db.session.add(passkey)
     except IntegrityError:
         raise invalid({"credential": ["This passkey is already registered."]}) from None
-    work.current().describe(detail="passkey=" + passkey.id)
+    work.current().mark("passkey=" + passkey.id)
     return passkey_out(passkey)
 
 
@@ -215,7 +217,7 @@ def remove(user: User, passkey_id: str, keeps_second_factor):
     if not keeps_second_factor(user, passkey):
         raise Problem(409, "This is your last second factor; add another before removing it.")
     db.session.delete(passkey)
-    work.current().describe(detail="passkey=" + passkey.id)
+    work.current().mark("passkey=" + passkey.id)
 
 
 def remove_all(user: User):
@@ -277,12 +279,12 @@ def verify(credential: dict, user: User | None = None) -> User:
         )
     except InvalidAuthenticationResponse as exc:
         if "sign count" in str(exc):  # a cloned authenticator, or a replayed answer
-            work.current().describe(detail="passkey_counter_backwards=" + passkey.id)
+            work.current().mark("passkey_counter_backwards=" + passkey.id)
         raise Refused(str(exc)) from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise Refused("malformed assertion") from exc
     passkey.sign_count, passkey.last_used_at = verified.new_sign_count, utcnow()
-    work.current().describe(detail="passkey=" + passkey.id)
+    work.current().mark("passkey=" + passkey.id)  # beside what the request logs (a break-glass lookup)
     return db.session.get(User, passkey.user_id)
 
 
