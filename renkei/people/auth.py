@@ -204,8 +204,8 @@ def enrolment_only(user: User) -> bool:
 
 
 def first_factor_stored(user: User):
-    """The person's first second factor was just stored, through a credential opened for
-    its enrolment. The first to enrol wins: every other such credential ends — tokens
+    """The first second factor of someone who needs one (so every password-only credential
+    of theirs was opened for its enrolment) was just stored. The first to enrol wins: every other such credential ends — tokens
     revoked, page sessions (the generation) and sockets ended — so someone who knew only
     the password can add nothing now. A page's session that enrolled has just proved the
     factor and goes on in full; a bearer token stays limited (sign in again)."""
