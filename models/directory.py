@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, false
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, new_id, utcnow
@@ -94,7 +94,8 @@ class ApiToken(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Issued before the person had a second factor: opens only the enrolment, for good.
-    enrolment_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # None: issued before this rule (auth.enrolment_only then asks how the person stands).
+    enrolment_only: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class AccessReset(Base):

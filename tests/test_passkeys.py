@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from models import AuditEntry, Passkey, utcnow
 from renkei.common import db
@@ -220,3 +220,17 @@ def test_someone_with_only_the_password_can_add_nothing_once_the_person_has_enro
     refused = api.client.post("/api/v1/auth/passkeys/options", json={}, headers=mine)
     assert refused.status_code == 403 and refused.json["type"].endswith("second-factor-enrolment")
     assert api.client.post("/api/v1/auth/totp", headers=mine).status_code == 403
+
+
+def test_a_token_from_before_the_rule_opens_what_its_person_stands_for_now(api):
+    """Tokens issued before migration 0019 carry no mark: they open only enrolment for
+    someone without a second factor, and everything for someone with one."""
+    from models import ApiToken
+
+    api.user("ns", "nurse", second_factor=False)
+    api.user("cm", "care_manager")
+    with api.app.app_context():
+        db.session.execute(update(ApiToken).values(enrolment_only=None))
+        db.session.commit()
+    assert api.call("ns", "GET", R).status_code == 403
+    assert api.call("cm", "GET", R).status_code == 200

@@ -61,18 +61,7 @@ def login():
     except Problem as p:
         resp = render_template("login.html", error=p, otp_required=p.extra.get("otp_required"))
         return finish(make_response(resp, p.status, p.headers), "auth.login", None, "login")  # Retry-After
-    session.clear()
-    session.permanent = True
-    login_user(user)
-    if auth.enrolment_due(user):  # a password alone: the account page, to enrol a second factor first
-        session["enrolment_only"] = True
-        return finish(redirect(url_for("web.account")), "auth.login", user, "login")
-    notice = resets.notice(user)
-    if notice:
-        session["notice"] = {"by": notice["by"], "at": iso(notice["at"])}
-    return finish(
-        redirect(local_path(request.args.get("next")) or url_for("web.patients")), "auth.login", user, "login"
-    )
+    return finish(redirect(_open_session(user)), "auth.login", user, "login")
 
 
 @bp.route("/login/passkey", methods=["POST"])
@@ -82,14 +71,22 @@ def login_passkey():
         user = auth.authenticate_passkey((request.get_json(silent=True) or {}).get("passkey"))
     except Problem as p:
         return finish(problems.from_problem(p), "auth.login", None, "login")
+    return finish(jsonify({"next": _open_session(user)}), "auth.login", user, "login")
+
+
+def _open_session(user) -> str:
+    """A fresh page session for `user`; where to go next. Someone who still has to enrol a
+    second factor goes to the account page, and the session opens nothing else."""
     session.clear()
     session.permanent = True
     login_user(user)
+    session["enrolment_only"] = auth.enrolment_due(user)
+    if session["enrolment_only"]:
+        return url_for("web.account")
     notice = resets.notice(user)
     if notice:
         session["notice"] = {"by": notice["by"], "at": iso(notice["at"])}
-    to = local_path(request.args.get("next")) or url_for("web.patients")
-    return finish(jsonify({"next": to}), "auth.login", user, "login")
+    return local_path(request.args.get("next")) or url_for("web.patients")
 
 
 def local_path(target: str | None) -> str | None:

@@ -15,7 +15,8 @@ depends_on = None
 
 
 def upgrade():
-    op.add_column("api_tokens", sa.Column("enrolment_only", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # Tokens issued before stay NULL: renkei/people/auth.py enrolment_only decides for them.
+    op.add_column("api_tokens", sa.Column("enrolment_only", sa.Boolean(), nullable=True))
 
 
 def downgrade():

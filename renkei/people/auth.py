@@ -196,24 +196,26 @@ def enrolment_only(user: User) -> bool:
     before the person had a second factor — it stays so after they enrol, and they sign
     in again with the new factor — or the person still has none."""
     token = work.current().token
-    if token is not None and token.enrolment_only:
-        return True
-    if token is None and cookie_session.get("enrolment_only"):
-        return True
-    return enrolment_due(user)  # a credential from before the rule, of someone with no factor
+    limited = token.enrolment_only if token is not None else cookie_session.get("enrolment_only")
+    if limited is None:  # a credential from before the rule: as the person stands now
+        return enrolment_due(user)
+    # Decided when the credential was issued, so no query on every request; a reset of
+    # the person's access ends every credential and asks for a new factor (totp_reenrol).
+    return limited or must_enrol_totp(user)
 
 
 def first_factor_stored(user: User):
     """The first second factor of someone who needs one (so every password-only credential
-    of theirs was opened for its enrolment) was just stored. The first to enrol wins: every other such credential ends — tokens
-    revoked, page sessions (the generation) and sockets ended — so someone who knew only
-    the password can add nothing now. A page's session that enrolled has just proved the
-    factor and goes on in full; a bearer token stays limited (sign in again)."""
+    of theirs was opened for its enrolment) was just stored. The first to enrol wins:
+    every other such credential ends — tokens revoked, page sessions (the generation) and
+    sockets ended — so someone who knew only the password can add nothing now. A page's
+    session that enrolled has just proved the factor and goes on in full; a bearer token
+    stays limited (sign in again)."""
     unit = work.current()
     mine = unit.token.id if unit.token is not None else ""
     db.session.execute(
         update(ApiToken)
-        .where(ApiToken.user_id == user.id, ApiToken.enrolment_only.is_(True), ApiToken.revoked_at.is_(None))
+        .where(ApiToken.user_id == user.id, ApiToken.enrolment_only.is_not(False), ApiToken.revoked_at.is_(None))
         .where(ApiToken.id != mine)
         .values(revoked_at=utcnow())
     )
@@ -221,7 +223,7 @@ def first_factor_stored(user: User):
     unit.end_sessions(user_id=user.id)
     if unit.cookie_auth:
         login_user(user)  # this session, under the new generation
-        cookie_session.pop("enrolment_only", None)
+        cookie_session["enrolment_only"] = False
 
 
 def start_totp(user: User) -> dict:

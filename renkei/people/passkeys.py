@@ -14,7 +14,6 @@ tablet's PIN — so one gesture is two factors and cannot be phished.
   and leaves an access-log entry of its own.
 """
 
-import base64
 import hashlib
 import hmac
 import json
@@ -130,10 +129,6 @@ def _client_challenge(credential: dict) -> bytes:
 # --- registration -------------------------------------------------------------
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def creation_options(user: User) -> dict:
     mine = db.session.execute(select(Passkey.credential_id).where(Passkey.user_id == user.id)).scalars().all()
     options = generate_registration_options(
@@ -156,8 +151,7 @@ def creation_options(user: User) -> dict:
 
 def register(user: User, credential: dict, name: str | None) -> dict:
     """Store a new passkey: 422 (nothing stored) unless the answer holds; 409 past ten."""
-    count = db.session.execute(select(func.count()).select_from(Passkey).where(Passkey.user_id == user.id)).scalar()
-    if count >= MAX_PASSKEYS:
+    if count(user) >= MAX_PASSKEYS:
         raise Problem(409, f"At most {MAX_PASSKEYS} passkeys; remove one first.")
     try:
         challenge = _client_challenge(credential)
