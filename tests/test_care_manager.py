@@ -33,7 +33,7 @@ def test_registering_with_consent_is_one_step_and_a_refused_consent_registers_no
         "sex": "male",
         "consent": {"obtained_on": str(days_ago(7)), "obtained_by": "田中", "scope": "在宅療養の情報共有"},
     }
-    future = (date.today() + timedelta(days=1)).isoformat()
+    future = days_ago(-1).isoformat()  # tomorrow in Japan, where consent dates are judged
     bad = api.call("cm", "POST", R, dict(body, consent=dict(body["consent"], obtained_on=future)))
     assert bad.status_code == 422 and "obtained_on" in bad.json["errors"]["consent"]
     assert api.call("cm", "GET", R).json["items"] == []  # nothing half-registered
